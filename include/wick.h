@@ -1,0 +1,227 @@
+/*
+ * wick.h — the one public header of wick: LoRA fine-tuning and inference for
+ * transformer language models on CPU (and CUDA when built with it).
+ *
+ * Conventions
+ *  - Every fallible call returns a wick_status; WICK_OK (0) is success. On failure
+ *    wick_last_error() returns a thread-local message naming the file, tensor or
+ *    field at fault and what was expected.
+ *  - Handles are opaque and owned by the library; every *_free(NULL) is a no-op.
+ *  - A pointer returned by a getter is borrowed: valid until the next call on the
+ *    same handle or until the handle is freed, whichever comes first.
+ *  - The library never calls exit() or abort() on bad input.
+ *
+ * The file is divided in sections (core, safetensors, model, session, tokenizer,
+ * sampling/generation, adapters, training, embeddings, benchmarks). Each section
+ * is self-contained.
+ */
+#ifndef WICK_H
+#define WICK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define WICK_VERSION "0.1.0"
+
+/* ===================================================================== core */
+
+typedef enum {
+    WICK_OK = 0,
+    WICK_EINVAL = -1,       /* bad argument or malformed input */
+    WICK_EIO = -2,          /* file system error */
+    WICK_EFORMAT = -3,      /* a file's contents are not what its format requires */
+    WICK_ENOMEM = -4,       /* allocation failed (message gives the byte count) */
+    WICK_EUNSUPPORTED = -5, /* valid input that uses a feature wick does not implement */
+    WICK_ECANCELLED = -6,   /* a callback asked to stop */
+    WICK_ERANGE = -7,       /* an index or id outside its valid range */
+    WICK_ESTATE = -8,       /* call not valid in the object's current state */
+} wick_status;
+
+/* Returns a static English name for a status ("invalid argument", ...). */
+const char *wick_status_str(wick_status s);
+
+/* Returns the calling thread's last error message ("" when none). Borrowed. */
+const char *wick_last_error(void);
+
+typedef enum { WICK_LOG_ERROR = 0, WICK_LOG_WARN = 1, WICK_LOG_INFO = 2, WICK_LOG_DEBUG = 3 } wick_log_level;
+typedef void (*wick_log_fn)(wick_log_level level, const char *msg, void *user);
+
+/* Installs a log callback (NULL restores the default: warnings and errors to stderr). */
+void wick_set_log(wick_log_fn fn, void *user, wick_log_level max_level);
+
+/* Sets the number of CPU threads for compute (0 = all cores). Returns the count in effect. */
+int wick_set_threads(int n);
+int wick_get_threads(void);
+
+/* Bytes currently allocated by the library (model weights that are mmap'd do not count). */
+size_t wick_mem_allocated(void);
+size_t wick_mem_peak(void);
+
+/* ============================================================== safetensors */
+
+typedef enum {
+    WICK_DT_F32 = 0,
+    WICK_DT_BF16 = 1,
+    WICK_DT_F16 = 2,
+    WICK_DT_I64 = 3,
+    WICK_DT_I32 = 4,
+    WICK_DT_I8 = 5,
+    WICK_DT_U8 = 6,
+    WICK_DT_F64 = 7,
+    WICK_DT_BOOL = 8,
+    WICK_DT_I16 = 9,
+    WICK_DT_U16 = 10,
+    WICK_DT_U32 = 11,
+    WICK_DT_U64 = 12,
+    WICK_DT_COUNT
+} wick_dtype;
+
+const char *wick_dtype_name(wick_dtype t);  /* "F32", "BF16", ... (safetensors spelling) */
+size_t wick_dtype_size(wick_dtype t);       /* bytes per element */
+
+#define WICK_MAX_DIMS 8
+
+/* A tensor to write, or one described by a reader. data is borrowed. */
+typedef struct {
+    const char *name;
+    wick_dtype dtype;
+    int ndim;
+    int64_t shape[WICK_MAX_DIMS];
+    const void *data;
+} wick_tensor_view;
+
+/* Writes tensors to path atomically (temp file, fsync, rename). metadata may be
+ * NULL or a flat JSON object of string values ("{\"format\":\"pt\"}"). */
+wick_status wick_safetensors_write(const char *path, const wick_tensor_view *t, int n, const char *metadata_json);
+
+typedef struct wick_st wick_st; /* a validated, mmap'd safetensors file */
+
+/* Opens and fully validates a safetensors file. */
+wick_status wick_st_open(const char *path, wick_st **out);
+void wick_st_close(wick_st *f);
+int wick_st_count(const wick_st *f);
+/* Returns tensor i (0 <= i < count), or by name; WICK_ERANGE/WICK_EINVAL if absent. */
+wick_status wick_st_get(const wick_st *f, int i, wick_tensor_view *out);
+wick_status wick_st_find(const wick_st *f, const char *name, wick_tensor_view *out);
+
+/* ==================================================================== model */
+
+typedef struct wick_model wick_model;
+typedef struct wick_adapter wick_adapter;
+typedef struct wick_session wick_session;
+typedef struct wick_tokenizer wick_tokenizer;
+
+typedef struct {
+    int threads;          /* 0 = keep the current setting */
+    int keep_bf16;        /* 1 (default via wick_model_opts_default): bf16 weights stay bf16 in memory */
+    const char *device;   /* "cpu" (default) or "cuda[:N]" */
+} wick_model_opts;
+
+wick_model_opts wick_model_opts_default(void);
+
+/* Loads a Hugging Face checkpoint directory (config.json + model.safetensors or a
+ * sharded index), and tokenizer.json when present. */
+wick_status wick_model_load(const char *dir, const wick_model_opts *opts, wick_model **out);
+void wick_model_free(wick_model *m);
+
+typedef struct {
+    const char *arch;        /* "qwen2", "qwen3", "llama", "mistral" */
+    int vocab_size, hidden_size, intermediate_size, num_layers;
+    int num_heads, num_kv_heads, head_dim, max_position;
+    float rope_theta, rms_eps;
+    int tie_embeddings, qkv_bias, qk_norm;
+    wick_dtype weight_dtype;  /* dtype of the linear weights as stored */
+    int64_t n_params;         /* total parameter count (tied head counted once) */
+    int64_t weight_bytes;     /* bytes of weights as held in memory */
+    int n_eos;
+    int eos_ids[8];
+    int bos_id;               /* -1 when unknown */
+} wick_model_info;
+
+wick_status wick_model_get_info(const wick_model *m, wick_model_info *out);
+
+/* The tokenizer loaded with the model (NULL if the directory had none). Borrowed. */
+wick_tokenizer *wick_model_tokenizer(wick_model *m);
+
+/* Full-sequence logits for B sequences of T ids each: out is float [B,T,V].
+ * adapter may be NULL (base model). */
+wick_status wick_model_logits(wick_model *m, const wick_adapter *adapter, float adapter_scale,
+                              const int32_t *ids, int B, int T, float *out);
+
+/* ================================================================== session */
+
+typedef struct {
+    int max_seq;     /* KV cache length (0 = min(model max_position, 4096)) */
+} wick_session_opts;
+
+/* A session owns a KV cache and scratch for one sequence; no weights. */
+wick_status wick_session_new(wick_model *m, const wick_session_opts *opts, wick_session **out);
+void wick_session_free(wick_session *s);
+
+/* Selects the adapter for following calls (NULL = base) and its scale multiplier. O(1). */
+wick_status wick_session_set_adapter(wick_session *s, const wick_adapter *a, float scale);
+
+/* Forgets the cached tokens (position back to 0). */
+void wick_session_reset(wick_session *s);
+int wick_session_pos(const wick_session *s);
+
+/* Appends n ids to the sequence, running them through the model. logits (may be
+ * NULL) receives [n,V] when all_logits, else [V] for the last id only. */
+wick_status wick_session_eval(wick_session *s, const int32_t *ids, int n, float *logits, int all_logits);
+
+/* ========== section: tokenizer — tokenizers and chat templates (src/tok) */
+
+/* ---------- end of section: tokenizer */
+
+
+
+/* ========== section: generation — sampling and generation (src/infer) */
+
+/* ---------- end of section: generation */
+
+
+
+/* ========== section: adapters — LoRA adapters (src/lora) */
+
+/* ---------- end of section: adapters */
+
+
+
+/* ========== section: training — training (src/train) */
+
+/* ---------- end of section: training */
+
+
+
+/* ========== section: embeddings — sentence embeddings (src/model/bert) */
+
+/* ---------- end of section: embeddings */
+
+
+
+/* ========== section: gguf — GGUF and quantized weights (src/io/gguf) */
+
+/* ---------- end of section: gguf */
+
+
+
+/* ========== section: bench — benchmarks (src/bench) */
+
+/* ---------- end of section: bench */
+
+
+
+/* ========== section: cuda — devices */
+
+/* ---------- end of section: cuda */
+
+
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WICK_H */
