@@ -12,3 +12,13 @@ if [ -n "$missing" ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing
 fi
+
+# Python reference packages for differential tests (PyPI).
+if [ -s tests/requirements.txt ] && grep -qv '^#' tests/requirements.txt; then
+  if ! python3 -c "import sys" 2>/dev/null; then echo "install-deps: python3 missing" >&2; exit 1; fi
+  stamp=".deps-stamp"
+  if [ ! -f "$stamp" ] || ! cmp -s tests/requirements.txt "$stamp"; then
+    python3 -m pip install -q --disable-pip-version-check -r tests/requirements.txt
+    cp tests/requirements.txt "$stamp"
+  fi
+fi
