@@ -61,6 +61,9 @@ int wick_get_threads(void);
 size_t wick_mem_allocated(void);
 size_t wick_mem_peak(void);
 
+/* Frees a buffer that a wick call returned to the caller (ids, text, ...). NULL is fine. */
+void wick_free(void *p);
+
 /* ============================================================== safetensors */
 
 typedef enum {

@@ -144,6 +144,8 @@ void wk_free(void *p) {
     free(h);
 }
 
+void wick_free(void *p) { wk_free(p); }
+
 void *wk_realloc(void *p, size_t n, const char *what) {
     if (!p) return wk_malloc(n, what);
     wk_hdr *h = (wk_hdr *)((uint8_t *)p - sizeof(wk_hdr));
