@@ -51,7 +51,13 @@ wick_status wk_err_prefix(wick_status st, const char *fmt, ...) {
     vsnprintf(pre, sizeof pre, fmt, ap);
     va_end(ap);
     memcpy(old, g_err, sizeof old);
-    snprintf(g_err, sizeof g_err, "%s: %s", pre, old);
+    size_t pl = strlen(pre), ol = strlen(old);
+    if (pl > sizeof g_err - 3) pl = sizeof g_err - 3;
+    memcpy(g_err, pre, pl);
+    memcpy(g_err + pl, ": ", 2);
+    if (ol > sizeof g_err - pl - 3) ol = sizeof g_err - pl - 3;
+    memcpy(g_err + pl + 2, old, ol);
+    g_err[pl + 2 + ol] = 0;
     return st;
 }
 
