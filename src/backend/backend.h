@@ -1,0 +1,61 @@
+/*
+ * backend.h — the ops table. The decoder (src/model) is a fixed sequence of these
+ * calls; a backend (cpu reference, cpu fast, cuda) provides them. Activations are
+ * float32 row-major; weight matrices are [out,in] row-major in f32, bf16 or f16
+ * (wk_mat). Pointers passed to ops are the backend's own memory (host memory for
+ * the CPU backends, device memory for CUDA).
+ *
+ * Shape conventions: n = rows (tokens), C = hidden, H = heads, Hk = kv heads,
+ * D = head_dim.
+ */
+#ifndef WK_BACKEND_H
+#define WK_BACKEND_H
+#include "wk.h"
+
+/* A weight matrix W [rows=out, cols=in]. `q` is non-NULL for quantized formats
+ * (GGUF) whose kernels live with the backend. */
+typedef struct {
+    const void *w;
+    wick_dtype dt;
+    int rows, cols;
+    int qtype;          /* 0 = plain (dt), else a GGUF quant type handled by the backend */
+} wk_mat;
+
+typedef struct wk_backend wk_backend;
+struct wk_backend {
+    const char *name;
+    /* memory */
+    void *(*alloc)(wk_backend *be, size_t bytes);               /* NULL + error on failure */
+    void (*free)(wk_backend *be, void *p);
+    void (*upload)(wk_backend *be, void *dst, const void *src, size_t bytes);
+    void (*download)(wk_backend *be, void *dst, const void *src, size_t bytes);
+    void (*sync)(wk_backend *be);
+
+    /* y[n,out] (=|+=) x[n,in] · Wᵀ (+ bias[out]); accumulate adds into y. */
+    void (*matmul)(wk_backend *be, float *y, const float *x, const wk_mat *W, const float *bias, int n, int accumulate);
+    /* y[n,k] (=|+=) s * x[n,m] · B[k,m]ᵀ with f32 B (LoRA shrink/expand and backward helpers). */
+    void (*matmul_f32)(wk_backend *be, float *y, const float *x, const float *B, int n, int m, int k, float s, int accumulate);
+    /* y[n,dim] = x / rms(x) * w ; w may be NULL (no weight). */
+    void (*rmsnorm)(wk_backend *be, float *y, const float *x, const float *w, int n, int dim, float eps);
+    /* In-place rotary embedding (HF rotate_half layout) on x[n, nh, D] at positions pos[n]. */
+    void (*rope)(wk_backend *be, float *x, const int32_t *pos, int n, int nh, int D, const float *inv_freq);
+    /* Causal attention of q[n,H,D] (rows at positions pos0..pos0+n-1) over the cache
+     * k,v [Hk, cap, D] holding positions 0..pos0+n-1; out[n,H,D]. scale = 1/sqrt(D).
+     */
+    void (*attention)(wk_backend *be, float *out, const float *q, const float *k, const float *v, int n, int pos0,
+                      int H, int Hk, int D, int cap, float scale);
+    /* out[i] = silu(gate[i]) * up[i] for n elements. */
+    void (*swiglu)(wk_backend *be, float *out, const float *gate, const float *up, size_t n);
+    /* y[i] += x[i]. */
+    void (*add)(wk_backend *be, float *y, const float *x, size_t n);
+    /* out[n,C] = rows ids[n] of the embedding table E [V,C]. */
+    void (*embed)(wk_backend *be, float *out, const wk_mat *E, const int32_t *ids, int n);
+    /* Writes k_new,v_new [n,Hk,D] into the cache [Hk,cap,D] at positions pos0.. */
+    void (*kv_store)(wk_backend *be, float *kc, float *vc, const float *k_new, const float *v_new, int n, int pos0,
+                     int Hk, int D, int cap);
+};
+
+/* The CPU backends: `ref` is naive and readable (the oracle for tests), `cpu` the fast one. */
+wk_backend *wk_backend_cpu_ref(void);
+wk_backend *wk_backend_cpu(void);
+#endif

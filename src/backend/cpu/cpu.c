@@ -1,0 +1,260 @@
+/*
+ * cpu.c — the fast CPU backend: OpenBLAS sgemm for matrix-matrix products,
+ * AVX-512 (scalar fallback) matrix-vector kernels that read bf16/f32 weights
+ * once per token for decode, and OpenMP-threaded element-wise ops and causal
+ * attention. Every op here has a reference twin in ref.c, and tests/test_ops.c
+ * compares them.
+ */
+#include "backend/backend.h"
+#include "backend/cpu/cpu_common.h"
+
+#include <cblas.h>
+#include <immintrin.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+
+/* Rows at or below this use the gemv kernels (weights streamed once, all rows at once). */
+#define GEMV_MAX_ROWS 8
+
+/* A per-thread scratch buffer that only grows (no allocation per token). */
+enum { SCR_TILE, SCR_ACC, SCR_ATTN, SCR_COUNT };
+static float *scratch(int slot, size_t n) {
+    static _Thread_local float *buf[SCR_COUNT];
+    static _Thread_local size_t cap[SCR_COUNT];
+    if (n > cap[slot]) {
+        free(buf[slot]);
+        cap[slot] = n + n / 2;
+        if (posix_memalign((void **)&buf[slot], 64, cap[slot] * sizeof(float)) != 0) {
+            buf[slot] = NULL;
+            cap[slot] = 0;
+        }
+    }
+    return buf[slot];
+}
+
+/* ----------------------------------------------------------- dot products */
+static inline float hsum(const float *v, int n) {
+    float s = 0;
+    for (int i = 0; i < n; i++) s += v[i];
+    return s;
+}
+
+#ifdef __AVX512F__
+static inline __m512 bf16x16(const uint16_t *p) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
+}
+#endif
+
+/* y[r][o] for r < nr rows of x, for a block of weight rows [o0,o1). */
+static void gemv_f32_block(float *y, const float *x, const float *W, int nr, int in, int out, int o0, int o1) {
+    for (int o = o0; o < o1; o++) {
+        const float *w = W + (size_t)o * in;
+        for (int r = 0; r < nr; r++) {
+            const float *xr = x + (size_t)r * in;
+            int k = 0;
+            float s = 0;
+#ifdef __AVX512F__
+            __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+            for (; k + 32 <= in; k += 32) {
+                a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + k), _mm512_loadu_ps(xr + k), a0);
+                a1 = _mm512_fmadd_ps(_mm512_loadu_ps(w + k + 16), _mm512_loadu_ps(xr + k + 16), a1);
+            }
+            s = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+#endif
+            for (; k < in; k++) s += w[k] * xr[k];
+            y[(size_t)r * out + o] = s;
+        }
+    }
+}
+
+static void gemv_bf16_block(float *y, const float *x, const uint16_t *W, int nr, int in, int out, int o0, int o1) {
+    for (int o = o0; o < o1; o++) {
+        const uint16_t *w = W + (size_t)o * in;
+        for (int r = 0; r < nr; r++) {
+            const float *xr = x + (size_t)r * in;
+            int k = 0;
+            float s = 0;
+#ifdef __AVX512F__
+            __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+            for (; k + 32 <= in; k += 32) {
+                a0 = _mm512_fmadd_ps(bf16x16(w + k), _mm512_loadu_ps(xr + k), a0);
+                a1 = _mm512_fmadd_ps(bf16x16(w + k + 16), _mm512_loadu_ps(xr + k + 16), a1);
+            }
+            s = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+#endif
+            for (; k < in; k++) s += wk_bf16_to_f32(w[k]) * xr[k];
+            y[(size_t)r * out + o] = s;
+        }
+    }
+}
+
+static void gemv(float *y, const float *x, const wk_mat *W, int n) {
+    int out = W->rows, in = W->cols;
+#pragma omp parallel
+    {
+        int nt = omp_get_num_threads(), t = omp_get_thread_num();
+        int per = (out + nt - 1) / nt, o0 = t * per, o1 = WK_MIN(out, o0 + per);
+        if (o0 < o1) {
+            if (W->dt == WICK_DT_BF16) gemv_bf16_block(y, x, W->w, n, in, out, o0, o1);
+            else gemv_f32_block(y, x, W->w, n, in, out, o0, o1);
+        }
+    }
+}
+
+/* x[n,in] · Wᵀ through sgemm; non-f32 weights are widened a tile of rows at a time. */
+static void gemm(float *y, const float *x, const wk_mat *W, int n) {
+    int out = W->rows, in = W->cols;
+    if (W->dt == WICK_DT_F32) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.f, x, in, W->w, in, 0.f, y, out);
+        return;
+    }
+    int tile = (int)WK_MAX(64, WK_MIN((size_t)out, ((size_t)4 << 20) / (size_t)in));
+    float *buf = scratch(SCR_TILE, (size_t)tile * in);
+    for (int o0 = 0; o0 < out; o0 += tile) {
+        int rows = WK_MIN(tile, out - o0);
+        const uint16_t *src = (const uint16_t *)W->w + (size_t)o0 * in;
+        size_t cnt = (size_t)rows * in;
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < cnt; i++)
+            buf[i] = W->dt == WICK_DT_BF16 ? wk_bf16_to_f32(src[i]) : wk_f16_to_f32(src[i]);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, rows, in, 1.f, x, in, buf, in, 0.f, y + o0, out);
+    }
+}
+
+static void cpu_matmul(wk_backend *be, float *y, const float *x, const wk_mat *W, const float *bias, int n, int acc) {
+    int out = W->rows;
+    float *dst = y;
+    if (acc) dst = scratch(SCR_ACC, (size_t)n * out); /* rare path (LoRA backward); keeps kernels simple */
+    if (n <= GEMV_MAX_ROWS && (W->dt == WICK_DT_F32 || W->dt == WICK_DT_BF16)) gemv(dst, x, W, n);
+    else gemm(dst, x, W, n);
+    if (acc || bias) {
+#pragma omp parallel for schedule(static) if ((size_t)n * out > 65536)
+        for (int i = 0; i < n; i++)
+            for (int o = 0; o < out; o++) {
+                float v = dst[(size_t)i * out + o] + (bias ? bias[o] : 0.f);
+                y[(size_t)i * out + o] = acc ? y[(size_t)i * out + o] + v : v;
+            }
+    }
+}
+
+static void cpu_matmul_f32(wk_backend *be, float *y, const float *x, const float *B, int n, int m, int k, float s, int acc) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, k, m, s, x, m, B, m, acc ? 1.f : 0.f, y, k);
+}
+
+static void cpu_rmsnorm(wk_backend *be, float *y, const float *x, const float *w, int n, int dim, float eps) {
+#pragma omp parallel for schedule(static) if (n > 4)
+    for (int i = 0; i < n; i++) {
+        const float *xi = x + (size_t)i * dim;
+        float *yi = y + (size_t)i * dim;
+        float ss = 0;
+        for (int j = 0; j < dim; j++) ss += xi[j] * xi[j];
+        float r = 1.f / sqrtf(ss / (float)dim + eps);
+        if (w)
+            for (int j = 0; j < dim; j++) yi[j] = xi[j] * r * w[j];
+        else
+            for (int j = 0; j < dim; j++) yi[j] = xi[j] * r;
+    }
+}
+
+static void cpu_rope(wk_backend *be, float *x, const int32_t *pos, int n, int nh, int D, const float *inv_freq) {
+    int half = D / 2;
+#pragma omp parallel for schedule(static) if (n > 4)
+    for (int i = 0; i < n; i++) {
+        float cs[512], sn[512];
+        for (int j = 0; j < half; j++) {
+            float ang = (float)pos[i] * inv_freq[j];
+            cs[j] = cosf(ang);
+            sn[j] = sinf(ang);
+        }
+        for (int h = 0; h < nh; h++) {
+            float *v = x + ((size_t)i * nh + h) * D;
+            for (int j = 0; j < half; j++) {
+                float a = v[j], b = v[j + half];
+                v[j] = a * cs[j] - b * sn[j];
+                v[j + half] = b * cs[j] + a * sn[j];
+            }
+        }
+    }
+}
+
+static inline float dotf(const float *a, const float *b, int n) {
+    float s = 0;
+    for (int i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+/* One query row of one head: softmax(q·Kᵀ·scale) · V over positions 0..last. */
+static void attend_row(float *o, const float *qi, const float *kh, const float *vh, int last, int D, float scale, float *sc) {
+    float mx = -INFINITY, sum = 0;
+    for (int j = 0; j <= last; j++) {
+        sc[j] = dotf(qi, kh + (size_t)j * D, D) * scale;
+        mx = sc[j] > mx ? sc[j] : mx;
+    }
+    for (int j = 0; j <= last; j++) sum += (sc[j] = expf(sc[j] - mx));
+    float inv = 1.f / sum;
+    for (int d = 0; d < D; d++) o[d] = 0;
+    for (int j = 0; j <= last; j++) {
+        float p = sc[j] * inv;
+        const float *vj = vh + (size_t)j * D;
+        for (int d = 0; d < D; d++) o[d] += p * vj[d];
+    }
+}
+
+static void cpu_attention(wk_backend *be, float *out, const float *q, const float *k, const float *v, int n, int pos0,
+                          int H, int Hk, int D, int cap, float scale) {
+    int grp = H / Hk, T = pos0 + n;
+#pragma omp parallel
+    {
+        float *sc = scratch(SCR_ATTN, (size_t)T);
+#pragma omp for collapse(2) schedule(dynamic, 4)
+        for (int i = 0; i < n; i++)
+            for (int h = 0; h < H; h++) {
+                size_t kv = (size_t)(h / grp) * cap * D;
+                attend_row(out + ((size_t)i * H + h) * D, q + ((size_t)i * H + h) * D, k + kv, v + kv, pos0 + i, D,
+                           scale, sc);
+            }
+    }
+}
+
+static void cpu_swiglu(wk_backend *be, float *out, const float *g, const float *u, size_t n) {
+#pragma omp parallel for schedule(static) if (n > 16384)
+    for (size_t i = 0; i < n; i++) out[i] = g[i] / (1.f + expf(-g[i])) * u[i];
+}
+
+static void cpu_add(wk_backend *be, float *y, const float *x, size_t n) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+static void cpu_embed(wk_backend *be, float *out, const wk_mat *E, const int32_t *ids, int n) {
+    int C = E->cols;
+    for (int i = 0; i < n; i++) {
+        size_t off = (size_t)ids[i] * C;
+        float *o = out + (size_t)i * C;
+        if (E->dt == WICK_DT_F32) memcpy(o, (const float *)E->w + off, sizeof(float) * C);
+        else wk_to_f32(o, (const uint16_t *)E->w + off, E->dt, (size_t)C);
+    }
+}
+
+wk_backend *wk_backend_cpu(void) {
+    static wk_backend be = {
+        .name = "cpu",
+        .alloc = wk_cpu_alloc,
+        .free = wk_cpu_free,
+        .upload = wk_cpu_copy,
+        .download = wk_cpu_copy,
+        .sync = wk_cpu_sync,
+        .matmul = cpu_matmul,
+        .matmul_f32 = cpu_matmul_f32,
+        .rmsnorm = cpu_rmsnorm,
+        .rope = cpu_rope,
+        .attention = cpu_attention,
+        .swiglu = cpu_swiglu,
+        .add = cpu_add,
+        .embed = cpu_embed,
+        .kv_store = wk_cpu_kv_store,
+    };
+    (void)hsum;
+    return &be;
+}

@@ -1,0 +1,14 @@
+/*
+ * cpu_common.h — memory and cache helpers shared by the CPU backends.
+ */
+#ifndef WK_CPU_COMMON_H
+#define WK_CPU_COMMON_H
+#include "backend/backend.h"
+
+void *wk_cpu_alloc(wk_backend *be, size_t bytes);
+void wk_cpu_free(wk_backend *be, void *p);
+void wk_cpu_copy(wk_backend *be, void *dst, const void *src, size_t bytes);
+void wk_cpu_sync(wk_backend *be);
+void wk_cpu_kv_store(wk_backend *be, float *kc, float *vc, const float *k_new, const float *v_new, int n, int pos0,
+                     int Hk, int D, int cap);
+#endif

@@ -1,0 +1,58 @@
+/*
+ * model.h — the decoder model's internal layout: config, weights (mmap'd where
+ * possible), the backend that runs it, and the per-sequence session state.
+ */
+#ifndef WK_MODEL_H
+#define WK_MODEL_H
+#include "backend/backend.h"
+#include "model/config.h"
+
+#define WK_MAX_SHARDS 256
+
+typedef enum { WK_P_Q, WK_P_K, WK_P_V, WK_P_O, WK_P_GATE, WK_P_UP, WK_P_DOWN, WK_P_COUNT } wk_proj;
+extern const char *const wk_proj_names[WK_P_COUNT];   /* "q_proj", ... */
+extern const char *const wk_proj_parent[WK_P_COUNT];  /* "self_attn" or "mlp" */
+
+typedef struct {
+    float *attn_norm, *mlp_norm;   /* (C) */
+    float *q_norm, *k_norm;        /* (D) Qwen3 only */
+    wk_mat p[WK_P_COUNT];          /* q (H*D, C), k/v (Hk*D, C), o (C, H*D), gate/up (F, C), down (C, F) */
+    float *bias[WK_P_COUNT];       /* q/k/v biases (Qwen2), o (attention_bias), mlp biases; NULL when absent */
+} wk_layer;
+
+struct wick_model {
+    wk_config c;
+    char *dir;
+    wk_backend *be;
+    wick_st *files[WK_MAX_SHARDS];
+    int n_files;
+    wk_mat embed;        /* (V, C) */
+    wk_mat lm_head;      /* (V, C); equals embed when tied */
+    float *final_norm;   /* (C) */
+    wk_layer *layers;    /* (L) */
+    void **owned;        /* buffers converted at load (f16 → f32, norms, misaligned data) */
+    int n_owned, cap_owned;
+    float *inv_freq;     /* (D/2) RoPE inverse frequencies */
+    wick_tokenizer *tok;
+    int64_t n_params, weight_bytes;
+    wick_dtype wdt;
+    void *gguf;          /* the GGUF file when loaded from one (owned) */
+};
+
+/* One LoRA pair for a projection: y += scale * (x·Aᵀ)·Bᵀ. A == NULL: not adapted. */
+typedef struct {
+    float *A;   /* (r, in) */
+    float *B;   /* (out, r) */
+    int r;
+    float scale;
+} wk_lora;
+
+/* Returns the adapter's pair for layer l / projection p, or NULL. Defined in src/lora. */
+const wk_lora *wk_adapter_pair(const wick_adapter *a, int l, wk_proj p);
+
+/* Adds an owned buffer to the model (freed with it). */
+wick_status wk_model_own(wick_model *m, void *p);
+
+/* Finds a tensor by name in the model's files (NULL when absent). */
+const wick_tensor_view *wk_model_tensor(const wick_model *m, const char *name);
+#endif
