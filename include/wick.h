@@ -155,6 +155,14 @@ wick_tokenizer *wick_model_tokenizer(wick_model *m);
 wick_status wick_model_logits(wick_model *m, const wick_adapter *adapter, float adapter_scale,
                               const int32_t *ids, int B, int T, float *out);
 
+/* Writes a random-weight model in Hugging Face layout to out_dir (created if needed):
+ * config.json, generation_config.json, model.safetensors. arch is "qwen2", "qwen3",
+ * "llama", "mistral" or "bert" (may be NULL with a preset); give a preset name
+ * ("qwen2.5-0.5b", "qwen2.5-1.5b", "qwen2.5-7b", "qwen3-0.6b", "llama-3.2-1b", "tiny",
+ * "e5-small", "bert-tiny") or a config.json path. dtype: F32, BF16 or F16. */
+wick_status wick_init_model(const char *arch, const char *preset, const char *config_path, wick_dtype dtype,
+                            uint64_t seed, const char *out_dir);
+
 /* ================================================================== session */
 
 typedef struct {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages wick's build and tests need, only when missing.
 set -euo pipefail
-pkgs="build-essential cmake pkg-config libopenblas-dev libjansson-dev libpcre2-dev libutf8proc-dev libmicrohttpd-dev python3 python3-pip"
+pkgs="build-essential cmake pkg-config libopenblas-openmp-dev libjansson-dev libpcre2-dev libutf8proc-dev libmicrohttpd-dev python3 python3-pip"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -353,3 +353,35 @@ wick_status wick_safetensors_write(const char *path, const wick_tensor_view *t, 
     free(hdr);
     return wk_atomic_write_end(path, tmp, fd, st);
 }
+
+/* Streams tensors to path: the header comes from t (data ignored); fill() produces
+ * each tensor's bytes in chunks of up to `chunk` elements. Atomic like the writer. */
+wick_status wk_st_write_stream(const char *path, const wick_tensor_view *t, int n, const char *meta,
+                               wk_st_fill_fn fill, void *user) {
+    size_t hlen;
+    char *hdr = build_header(t, n, meta, &hlen);
+    if (!hdr) return WICK_EINVAL;
+    char tmp[4096];
+    int fd;
+    wick_status st = wk_atomic_write_begin(path, tmp, sizeof tmp, &fd);
+    if (st) {
+        free(hdr);
+        return st;
+    }
+    const size_t chunk = (size_t)1 << 20;
+    uint8_t *buf = wk_malloc(chunk * 8, "write buffer");
+    uint8_t lenb[8];
+    for (int i = 0; i < 8; i++) lenb[i] = (uint8_t)((uint64_t)hlen >> (8 * i));
+    st = buf ? write_all(fd, lenb, 8, tmp) : WICK_ENOMEM;
+    if (st == WICK_OK) st = write_all(fd, hdr, hlen, tmp);
+    for (int i = 0; i < n && st == WICK_OK; i++) {
+        size_t total = (size_t)wk_numel(&t[i]), es = wick_dtype_size(t[i].dtype);
+        for (size_t off = 0; off < total && st == WICK_OK; off += chunk) {
+            size_t cnt = WK_MIN(chunk, total - off);
+            if ((st = fill(user, i, buf, off, cnt)) == WICK_OK) st = write_all(fd, buf, cnt * es, tmp);
+        }
+    }
+    wk_free(buf);
+    free(hdr);
+    return wk_atomic_write_end(path, tmp, fd, st);
+}
