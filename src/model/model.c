@@ -91,7 +91,7 @@ static const wick_tensor_view *need(wick_model *m, const char *name, wick_status
     const wick_tensor_view *v = wk_model_tensor(m, name);
     if (!v) *st = wk_err(WICK_EFORMAT, "%s: missing tensor '%s'", m->dir, name);
     else if (v->dtype != WICK_DT_F32 && v->dtype != WICK_DT_BF16 && v->dtype != WICK_DT_F16)
-        *st = wk_err(WICK_EFORMAT, "tensor '%s': dtype %s, expected F32, BF16 or F16", name, wick_dtype_name(v->dtype));
+        *st = wk_err(WICK_EFORMAT, "%s: tensor '%s': dtype %s, expected F32, BF16 or F16", m->dir, name, wick_dtype_name(v->dtype));
     return *st ? NULL : v;
 }
 
@@ -100,7 +100,7 @@ static wick_status load_vec(wick_model *m, const char *name, int64_t n, float **
     wick_status st = WICK_OK;
     const wick_tensor_view *v = need(m, name, &st);
     if (!v) return st;
-    if ((st = check_shape(v, n, -1, name))) return st;
+    if ((st = check_shape(v, n, -1, name))) return wk_err_prefix(st, "%s", m->dir);
     float *f = wk_malloc(sizeof(float) * (size_t)n, name);
     if (!f) return WICK_ENOMEM;
     wk_to_f32(f, v->data, v->dtype, (size_t)n);
@@ -113,7 +113,7 @@ static wick_status load_mat(wick_model *m, const char *name, int rows, int cols,
     wick_status st = WICK_OK;
     const wick_tensor_view *v = need(m, name, &st);
     if (!v) return st;
-    if ((st = check_shape(v, rows, cols, name))) return st;
+    if ((st = check_shape(v, rows, cols, name))) return wk_err_prefix(st, "%s", m->dir);
     size_t n = (size_t)rows * cols, es = wick_dtype_size(v->dtype);
     *out = (wk_mat){.w = v->data, .dt = v->dtype, .rows = rows, .cols = cols};
     int keep = (v->dtype == WICK_DT_F32 || (v->dtype == WICK_DT_BF16 && keep_bf16)) && ((uintptr_t)v->data % es) == 0;
