@@ -37,8 +37,9 @@ int cmd_logits(int argc, char **argv) {
     int T = lens[0];
     for (int b = 1; b < B; b++)
         if (lens[b] != T) {
+            int nb = lens[b];
             free(ids), free(lens);
-            return cli_usage_error(cmd, "--ids: sequence %d has %d ids but sequence 0 has %d (all must be equal)", b, lens[b], T);
+            return cli_usage_error(cmd, "--ids: sequence %d has %d ids but sequence 0 has %d (all must be equal)", b, nb, T);
         }
     if (T == 0) return free(ids), free(lens), cli_usage_error(cmd, "--ids: empty sequence");
     wick_model_opts mo = wick_model_opts_default();

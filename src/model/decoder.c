@@ -10,7 +10,7 @@
 
 #include <math.h>
 
-#define CHUNK 256 /* tokens per forward chunk: bounds the scratch arena */
+#define CHUNK 512 /* tokens per forward chunk: bounds the scratch arena */
 
 struct wick_session {
     wick_model *m;
