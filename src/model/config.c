@@ -192,6 +192,8 @@ static wick_status parse_fields(json_t *root, const char *path, wk_config *c) {
     c->qkv_bias = c->arch == WK_ARCH_QWEN2 ? 1 : attn_bias;
     c->o_bias = (c->arch == WK_ARCH_LLAMA || c->arch == WK_ARCH_MISTRAL) ? attn_bias : 0;
     c->qk_norm = c->arch == WK_ARCH_QWEN3;
+    /* Mistral applies sliding_window whenever it is set; Qwen only with use_sliding_window (rejected above). */
+    if (c->arch == WK_ARCH_MISTRAL && (st = get_int(root, path, "sliding_window", 0, 0, &c->sliding_window))) return st;
     return WICK_OK;
 }
 

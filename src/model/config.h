@@ -26,6 +26,7 @@ typedef struct {
     int o_bias;         /* o_proj bias (attention_bias on Llama) */
     int mlp_bias;
     int qk_norm;        /* per-head RMSNorm on q and k (Qwen3) */
+    int sliding_window; /* Mistral: attention window (0 = none); sessions never exceed it */
     int n_eos, eos[WK_MAX_EOS];
     int bos;            /* -1 when unknown */
 } wk_config;

@@ -35,6 +35,11 @@ wick_status wick_session_new(wick_model *m, const wick_session_opts *o, wick_ses
     *out = NULL;
     const wk_config *c = &m->c;
     int cap = o && o->max_seq > 0 ? o->max_seq : WK_MIN(c->max_pos > 0 ? c->max_pos : 4096, 4096);
+    if (c->sliding_window > 0 && cap > c->sliding_window) {
+        /* within the window, full causal attention is exact; beyond it Mistral's mask would differ */
+        wk_log(WICK_LOG_INFO, "session: context limited to the sliding window of %d positions", c->sliding_window);
+        cap = c->sliding_window;
+    }
     wick_session *s = wk_calloc(sizeof *s, "session");
     if (!s) return WICK_ENOMEM;
     s->m = m;
