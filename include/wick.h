@@ -163,6 +163,11 @@ wick_status wick_model_logits(wick_model *m, const wick_adapter *adapter, float 
 wick_status wick_init_model(const char *arch, const char *preset, const char *config_path, wick_dtype dtype,
                             uint64_t seed, const char *out_dir);
 
+/* Writes a byte-level BPE tokenizer.json (256 byte tokens, no merges, specials
+ * <|endoftext|>=256 <|im_start|>=257 <|im_end|>=258) and a tokenizer_config.json with a
+ * ChatML chat template to dir. For models made with init-model (vocab >= 259). */
+wick_status wick_write_byte_tokenizer(const char *dir);
+
 /* ================================================================== session */
 
 typedef struct {

@@ -54,6 +54,11 @@ static const preset presets[] = {
      "\"intermediate_size\":176,\"num_hidden_layers\":2,\"num_attention_heads\":4,\"num_key_value_heads\":2,"
      "\"max_position_embeddings\":1024,\"rope_theta\":1000000.0,\"rms_norm_eps\":1e-06,\"tie_word_embeddings\":true,"
      "\"hidden_act\":\"silu\"}"},
+    {"wick-demo", "qwen2",
+     "{\"architectures\":[\"Qwen2ForCausalLM\"],\"model_type\":\"qwen2\",\"vocab_size\":512,\"hidden_size\":256,"
+     "\"intermediate_size\":768,\"num_hidden_layers\":4,\"num_attention_heads\":8,\"num_key_value_heads\":2,"
+     "\"max_position_embeddings\":2048,\"rope_theta\":10000.0,\"rms_norm_eps\":1e-06,\"tie_word_embeddings\":true,"
+     "\"hidden_act\":\"silu\",\"eos_token_id\":258}"},
     {"e5-small", "bert",
      "{\"architectures\":[\"BertModel\"],\"model_type\":\"bert\",\"vocab_size\":30522,\"hidden_size\":384,"
      "\"intermediate_size\":1536,\"num_hidden_layers\":12,\"num_attention_heads\":12,\"max_position_embeddings\":512,"
@@ -282,5 +287,62 @@ wick_status wick_init_model(const char *arch, const char *preset_name, const cha
     wk_free(views);
     wk_free(p.s);
     wk_free(text);
+    return st;
+}
+
+/* ------------------------------------------------------------ byte tokenizer */
+
+/* GPT-2's bytes_to_unicode: printable bytes map to themselves, the rest to U+0100.. */
+static int byte_char(int b) {
+    if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255)) return b;
+    int n = 0;
+    for (int c = 0; c < b; c++)
+        if (!((c >= 33 && c <= 126) || (c >= 161 && c <= 172) || (c >= 174 && c <= 255))) n++;
+    return 256 + n;
+}
+
+static const char chatml_template[] =
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + "
+    "'\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+static json_t *added(int id, const char *content) {
+    return json_pack("{s:i,s:s,s:b,s:b,s:b,s:b,s:b}", "id", id, "content", content, "single_word", 0, "lstrip", 0,
+                     "rstrip", 0, "normalized", 0, "special", 1);
+}
+
+wick_status wick_write_byte_tokenizer(const char *dir) {
+    json_t *vocab = json_object();
+    for (int b = 0; b < 256; b++) {
+        char u[8];
+        int c = byte_char(b), n = 0;
+        if (c < 0x80) u[n++] = (char)c;
+        else u[n++] = (char)(0xc0 | (c >> 6)), u[n++] = (char)(0x80 | (c & 0x3f));
+        u[n] = 0;
+        json_object_set_new(vocab, u, json_integer(b));
+    }
+    static const char *specials[3] = {"<|endoftext|>", "<|im_start|>", "<|im_end|>"};
+    json_t *add = json_array();
+    for (int i = 0; i < 3; i++) {
+        json_object_set_new(vocab, specials[i], json_integer(256 + i));
+        json_array_append_new(add, added(256 + i, specials[i]));
+    }
+    json_t *bl = json_pack("{s:s,s:b,s:b,s:b}", "type", "ByteLevel", "add_prefix_space", 0, "trim_offsets", 1, "use_regex", 1);
+    json_t *tok = json_pack("{s:s,s:n,s:n,s:o,s:n,s:O,s:O,s:O,s:{s:s,s:n,s:n,s:n,s:n,s:b,s:b,s:b,s:o,s:[]}}",
+                            "version", "1.0", "truncation", "padding", "added_tokens", add, "normalizer",
+                            "pre_tokenizer", bl, "post_processor", bl, "decoder", bl, "model", "type", "BPE",
+                            "dropout", "unk_token", "continuing_subword_prefix", "end_of_word_suffix", "fuse_unk", 0,
+                            "byte_fallback", 0, "ignore_merges", 0, "vocab", vocab, "merges");
+    json_decref(bl);
+    json_t *cfg = json_pack("{s:s,s:s,s:s,s:n,s:b,s:s}", "chat_template", chatml_template, "eos_token", "<|im_end|>",
+                            "pad_token", "<|endoftext|>", "bos_token", "add_bos_token", 0, "tokenizer_class",
+                            "PreTrainedTokenizerFast");
+    char *a = tok ? json_dumps(tok, JSON_INDENT(1) | JSON_PRESERVE_ORDER) : NULL;
+    char *b = cfg ? json_dumps(cfg, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(tok);
+    json_decref(cfg);
+    wick_status st = (a && b) ? write_text(dir, "tokenizer.json", a) : wk_err(WICK_ENOMEM, "tokenizer: cannot build JSON");
+    if (!st) st = write_text(dir, "tokenizer_config.json", b);
+    free(a);
+    free(b);
     return st;
 }
