@@ -93,20 +93,20 @@ static wick_status parse_arr(cur *c, wk_gguf_val *v, int depth, const char *key)
     uint64_t n;
     if (rd_u32(c, &et, key) || rd_u64(c, &n, key)) return WICK_EFORMAT;
     if (et >= WK_GGUF_NTYPES)
-        return wk_err(WICK_EFORMAT, "%s: metadata key '%s': unknown array element type %u", c->path, key, et);
+        return wk_err(WICK_EFORMAT, "%s: %s: unknown array element type %u", c->path, key, et);
     if (depth >= MAX_DEPTH)
-        return wk_err(WICK_EFORMAT, "%s: metadata key '%s': arrays nested deeper than %d", c->path, key, MAX_DEPTH);
+        return wk_err(WICK_EFORMAT, "%s: %s: arrays nested deeper than %d", c->path, key, MAX_DEPTH);
     /* every element takes at least one byte (a string or array at least 8): bound n by the file */
     uint64_t min_el = g_type_size[et] ? g_type_size[et] : 8;
     if (n > (c->size - c->pos) / min_el)
-        return wk_err(WICK_EFORMAT, "%s: metadata key '%s': array of %llu %s elements runs past the end of the file",
+        return wk_err(WICK_EFORMAT, "%s: %s: array of %llu %s elements runs past the end of the file",
                       c->path, key, (unsigned long long)n, g_type_names[et]);
     if (v) { v->elem = (wk_gguf_type)et; v->n = n; v->raw = c->p + c->pos; }
     if (g_type_size[et]) {
         if (et == WK_GGUF_BOOL)
             for (uint64_t i = 0; i < n; i++)
                 if (c->p[c->pos + i] > 1)
-                    return wk_err(WICK_EFORMAT, "%s: metadata key '%s': bool element %llu has value %u (expected 0 or 1)",
+                    return wk_err(WICK_EFORMAT, "%s: %s: bool element %llu has value %u (expected 0 or 1)",
                                   c->path, key, (unsigned long long)i, c->p[c->pos + i]);
         c->pos += n * g_type_size[et];
         return WICK_OK;
@@ -135,7 +135,7 @@ static wick_status parse_val(cur *c, wk_gguf_type t, wk_gguf_val *v, int depth, 
     }
     if (need(c, g_type_size[t], key)) return WICK_EFORMAT;
     if (t == WK_GGUF_BOOL && c->p[c->pos] > 1)
-        return wk_err(WICK_EFORMAT, "%s: metadata key '%s': bool has value %u (expected 0 or 1)", c->path, key, c->p[c->pos]);
+        return wk_err(WICK_EFORMAT, "%s: %s: bool has value %u (expected 0 or 1)", c->path, key, c->p[c->pos]);
     c->pos += g_type_size[t];
     return WICK_OK;
 }
@@ -153,10 +153,12 @@ static wick_status parse_kvs(cur *c, int64_t n_kv, wk_gguf_kv *kv) {
             return wk_err(WICK_EFORMAT, "%s: metadata entry %lld: key is empty or contains a NUL byte", c->path, (long long)i);
         if (kv) kv[i].key = key;
         uint32_t t;
-        if (rd_u32(c, &t, name)) return WICK_EFORMAT;
+        if (rd_u32(c, &t, "value type")) return WICK_EFORMAT;
         if (t >= WK_GGUF_NTYPES)
             return wk_err(WICK_EFORMAT, "%s: metadata key '%s': unknown value type %u", c->path, name, t);
-        if (parse_val(c, (wk_gguf_type)t, kv ? &kv[i].val : NULL, 0, name)) return WICK_EFORMAT;
+        char what[160];
+        snprintf(what, sizeof what, "metadata key '%s'", name);
+        if (parse_val(c, (wk_gguf_type)t, kv ? &kv[i].val : NULL, 0, what)) return WICK_EFORMAT;
     }
     return WICK_OK;
 }
@@ -170,15 +172,17 @@ static wick_status parse_tensor_infos(cur *c, int64_t n, wk_gguf_tensor *t) {
         snprintf(what, sizeof what, "name of tensor %lld", (long long)i);
         if (rd_str(c, &nm, &len, what)) return WICK_EFORMAT;
         snprintf(name, sizeof name, "%.*s", (int)WK_MIN(len, 100), (const char *)c->p + c->pos - len);
+        char tw[140];
+        snprintf(tw, sizeof tw, "tensor '%s'", name);
         uint32_t nd, type;
-        if (rd_u32(c, &nd, name)) return WICK_EFORMAT;
+        if (rd_u32(c, &nd, tw)) return WICK_EFORMAT;
         if (len == 0 || nd < 1 || nd > 4)
             return wk_err(WICK_EFORMAT, "%s: tensor %lld '%s': %s", c->path, (long long)i, name,
                           len == 0 ? "empty name" : "number of dimensions must be 1..4");
         int64_t ne[4] = {1, 1, 1, 1}, nel = 1;
         for (uint32_t d = 0; d < nd; d++) {
             uint64_t v;
-            if (rd_u64(c, &v, name)) return WICK_EFORMAT;
+            if (rd_u64(c, &v, tw)) return WICK_EFORMAT;
             if (v == 0 || v > (uint64_t)INT64_MAX / (uint64_t)nel)
                 return wk_err(WICK_EFORMAT, "%s: tensor '%s': dimension %u = %llu is zero or makes the element count overflow",
                               c->path, name, d, (unsigned long long)v);
@@ -186,7 +190,7 @@ static wick_status parse_tensor_infos(cur *c, int64_t n, wk_gguf_tensor *t) {
             nel *= ne[d];
         }
         uint64_t off;
-        if (rd_u32(c, &type, name) || rd_u64(c, &off, name)) return WICK_EFORMAT;
+        if (rd_u32(c, &type, tw) || rd_u64(c, &off, tw)) return WICK_EFORMAT;
         int bs = wk_qtype_block((int)type);
         if (bs == 0) return wk_err(WICK_EFORMAT, "%s: tensor '%s': unknown ggml type %u", c->path, name, type);
         if (ne[0] % bs)
