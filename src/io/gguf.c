@@ -312,7 +312,7 @@ static wick_status read_header(wk_gguf *g, cur *c) {
         return wk_err(WICK_EFORMAT, "%s: bad magic %02x %02x %02x %02x (expected \"GGUF\")", g->path, g->map[0], g->map[1],
                       g->map[2], g->map[3]);
     c->pos = 4;
-    uint64_t nt, nkv;
+    uint64_t nt = 0, nkv = 0;
     rd_u32(c, &g->version, "version");
     if (g->version != 2 && g->version != 3)
         return wk_err(WICK_EFORMAT, "%s: GGUF version %u not supported (expected 2 or 3%s)", g->path, g->version,

@@ -243,7 +243,7 @@ static wick_status check_args(int64_t n, int64_t in, int t, int64_t out, size_t 
 }
 
 wick_status wk_qmatmul(float *y, const float *x, int64_t n, int64_t in, const void *w, int t, int64_t out) {
-    size_t rb;
+    size_t rb = 0;
     wick_status st = check_args(n, in, t, out, &rb);
     if (st) return st;
     const uint8_t *W = w;
@@ -283,7 +283,7 @@ wick_status wk_qmatmul(float *y, const float *x, int64_t n, int64_t in, const vo
 }
 
 wick_status wk_qmatmul_ref(float *y, const float *x, int64_t n, int64_t in, const void *w, int t, int64_t out) {
-    size_t rb;
+    size_t rb = 0;
     wick_status st = check_args(n, in, t, out, &rb);
     if (st) return st;
     float *row = wk_malloc((size_t)in * sizeof(float), "dequantized row");
