@@ -221,6 +221,14 @@ wick_status wick_session_eval(wick_session *s, const int32_t *ids, int n, float 
 
 /* ========== section: gguf — GGUF and quantized weights (src/io/gguf) */
 
+/* Writes a llama.cpp-compatible GGUF file at out_path (atomically) from src: a Hugging
+ * Face checkpoint directory (config.json + model.safetensors or a sharded index; q/k
+ * rows permuted for llama as convert_hf_to_gguf.py does; no tokenizer metadata), or a
+ * GGUF file to re-quantize (all metadata copied). type: "f32", "f16", "bf16", "q8_0",
+ * "q4_0", "q4_1", "q5_0", "q5_1" or "q4_k" for the 2-D weights; 1-D tensors stay F32;
+ * rows the type's block does not divide fall back to q8_0, then f16. */
+wick_status wick_gguf_quantize(const char *src, const char *type, const char *out_path);
+
 /* ---------- end of section: gguf */
 
 
