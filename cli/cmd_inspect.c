@@ -29,7 +29,7 @@ int cmd_inspect(int argc, char **argv) {
                "\"num_heads\":%d,\"num_kv_heads\":%d,\"head_dim\":%d,\"n_params\":%lld,\"weight_dtype\":\"%s\","
                "\"weight_bytes\":%lld,\"tie_embeddings\":%s}\n",
                f.arch, f.vocab_size, f.hidden_size, f.intermediate_size, f.num_layers, f.num_heads, f.num_kv_heads,
-               f.head_dim, (long long)f.n_params, wick_dtype_name(f.weight_dtype), (long long)f.weight_bytes,
+               f.head_dim, (long long)f.n_params, f.weight_format, (long long)f.weight_bytes,
                f.tie_embeddings ? "true" : "false");
     } else {
         printf("model        %s\narchitecture %s\n", model, f.arch);
@@ -40,7 +40,7 @@ int cmd_inspect(int argc, char **argv) {
                f.qk_norm ? ", q/k norm" : "");
         printf("parameters   %lld (%.3f B)%s\n", (long long)f.n_params, f.n_params / 1e9,
                f.tie_embeddings ? ", LM head tied to embeddings" : "");
-        printf("weights      %s, %.1f MiB of linear weights in memory\n", wick_dtype_name(f.weight_dtype),
+        printf("weights      %s, %.1f MiB of linear weights in memory\n", f.weight_format,
                f.weight_bytes / 1048576.0);
         printf("eos ids     ");
         for (int i = 0; i < f.n_eos; i++) printf(" %d", f.eos_ids[i]);

@@ -137,7 +137,8 @@ typedef struct {
     int num_heads, num_kv_heads, head_dim, max_position;
     float rope_theta, rms_eps;
     int tie_embeddings, qkv_bias, qk_norm;
-    wick_dtype weight_dtype;  /* dtype of the linear weights as stored */
+    wick_dtype weight_dtype;  /* dtype of the linear weights as stored (U8 for block-quantized GGUF) */
+    const char *weight_format;/* "F32", "BF16", "F16", or the GGUF quant type ("Q4_1", ...) */
     int64_t n_params;         /* total parameter count (tied head counted once) */
     int64_t weight_bytes;     /* bytes of weights as held in memory */
     int n_eos;

@@ -78,56 +78,98 @@ static wick_status open_files(wick_model *m) {
     return st;
 }
 
-static wick_status check_shape(const wick_tensor_view *v, int64_t d0, int64_t d1, const char *name) {
-    int ok = d1 < 0 ? (v->ndim == 1 && v->shape[0] == d0) : (v->ndim == 2 && v->shape[0] == d0 && v->shape[1] == d1);
-    if (ok) return WICK_OK;
-    char got[128] = "", *p = got;
-    for (int i = 0; i < v->ndim; i++) p += snprintf(p, sizeof got - (size_t)(p - got), i ? ",%lld" : "%lld", (long long)v->shape[i]);
-    if (d1 < 0) return wk_err(WICK_EFORMAT, "tensor '%s': shape [%s], expected [%lld]", name, got, (long long)d0);
-    return wk_err(WICK_EFORMAT, "tensor '%s': shape [%s], expected [%lld,%lld]", name, got, (long long)d0, (long long)d1);
+/* A weight as found in the checkpoint: safetensors view or GGUF tensor (qtype != 0). */
+typedef struct {
+    const void *data;
+    wick_dtype dt;    /* F32/BF16/F16 when qtype == 0 */
+    int qtype;        /* GGUF block-quantized type, 0 = plain */
+    int ndim;
+    int64_t shape[2]; /* PyTorch order: [out, in] */
+    size_t bytes;
+} wk_src;
+
+static wick_status need(wick_model *m, const char *name, wk_src *out) {
+    memset(out, 0, sizeof *out);
+    if (m->gguf) return wk_model_gguf_tensor(m, name, out->shape, &out->ndim, &out->data, &out->dt, &out->qtype, &out->bytes);
+    const wick_tensor_view *v = wk_model_tensor(m, name);
+    if (!v) return wk_err(WICK_EFORMAT, "%s: missing tensor '%s'", m->dir, name);
+    if (v->dtype != WICK_DT_F32 && v->dtype != WICK_DT_BF16 && v->dtype != WICK_DT_F16)
+        return wk_err(WICK_EFORMAT, "%s: tensor '%s': dtype %s, expected F32, BF16 or F16", m->dir, name, wick_dtype_name(v->dtype));
+    if (v->ndim > 2) return wk_err(WICK_EFORMAT, "%s: tensor '%s': %d dims, expected 1 or 2", m->dir, name, v->ndim);
+    out->data = v->data;
+    out->dt = v->dtype;
+    out->ndim = v->ndim;
+    out->shape[0] = v->ndim > 0 ? v->shape[0] : 1;
+    out->shape[1] = v->ndim > 1 ? v->shape[1] : 1;
+    out->bytes = (size_t)wk_numel(v) * wick_dtype_size(v->dtype);
+    return WICK_OK;
 }
 
-static const wick_tensor_view *need(wick_model *m, const char *name, wick_status *st) {
-    const wick_tensor_view *v = wk_model_tensor(m, name);
-    if (!v) *st = wk_err(WICK_EFORMAT, "%s: missing tensor '%s'", m->dir, name);
-    else if (v->dtype != WICK_DT_F32 && v->dtype != WICK_DT_BF16 && v->dtype != WICK_DT_F16)
-        *st = wk_err(WICK_EFORMAT, "%s: tensor '%s': dtype %s, expected F32, BF16 or F16", m->dir, name, wick_dtype_name(v->dtype));
-    return *st ? NULL : v;
+static wick_status check_shape(wick_model *m, const wk_src *v, int64_t d0, int64_t d1, const char *name) {
+    int ok = d1 < 0 ? (v->ndim == 1 && v->shape[0] == d0) : (v->ndim == 2 && v->shape[0] == d0 && v->shape[1] == d1);
+    if (ok) return WICK_OK;
+    char got[64];
+    if (v->ndim == 1) snprintf(got, sizeof got, "%lld", (long long)v->shape[0]);
+    else snprintf(got, sizeof got, "%lld,%lld", (long long)v->shape[0], (long long)v->shape[1]);
+    if (d1 < 0) return wk_err(WICK_EFORMAT, "%s: tensor '%s': shape [%s], expected [%lld]", m->dir, name, got, (long long)d0);
+    return wk_err(WICK_EFORMAT, "%s: tensor '%s': shape [%s], expected [%lld,%lld]", m->dir, name, got, (long long)d0,
+                  (long long)d1);
 }
 
 /* A 1-D f32 copy of a vector tensor (norm weight, bias). */
 static wick_status load_vec(wick_model *m, const char *name, int64_t n, float **out) {
-    wick_status st = WICK_OK;
-    const wick_tensor_view *v = need(m, name, &st);
-    if (!v) return st;
-    if ((st = check_shape(v, n, -1, name))) return wk_err_prefix(st, "%s", m->dir);
+    wk_src v;
+    wick_status st = need(m, name, &v);
+    if (!st) st = check_shape(m, &v, n, -1, name);
+    if (st) return st;
     float *f = wk_malloc(sizeof(float) * (size_t)n, name);
     if (!f) return WICK_ENOMEM;
-    wk_to_f32(f, v->data, v->dtype, (size_t)n);
+    st = v.qtype ? wk_model_dequant(v.qtype, v.data, f, n) : wk_to_f32(f, v.data, v.dt, (size_t)n);
+    if (!st) st = wk_model_own(m, f);
+    else wk_free(f);
     m->n_params += n;
     *out = f;
-    return wk_model_own(m, f);
+    return st;
+}
+
+/* q/k rows of llama-arch GGUF files are permuted by llama.cpp's converter: undo it. */
+static wick_status unpermute(wick_model *m, const char *name, wk_src *v) {
+    int is_q = strstr(name, "q_proj.") != NULL;
+    if (!m->gguf || (!is_q && !strstr(name, "k_proj.")) || !wk_model_gguf_permuted(m)) return WICK_OK;
+    int heads = is_q ? m->c.n_heads : m->c.n_kv_heads;
+    void *dst = wk_malloc(v->bytes, name);
+    if (!dst) return WICK_ENOMEM;
+    wk_model_gguf_unpermute(dst, v->data, heads, v->shape[0], v->bytes / (size_t)v->shape[0]);
+    v->data = dst;
+    return wk_model_own(m, dst);
 }
 
 static wick_status load_mat(wick_model *m, const char *name, int rows, int cols, int keep_bf16, wk_mat *out) {
-    wick_status st = WICK_OK;
-    const wick_tensor_view *v = need(m, name, &st);
-    if (!v) return st;
-    if ((st = check_shape(v, rows, cols, name))) return wk_err_prefix(st, "%s", m->dir);
-    size_t n = (size_t)rows * cols, es = wick_dtype_size(v->dtype);
-    *out = (wk_mat){.w = v->data, .dt = v->dtype, .rows = rows, .cols = cols};
-    int keep = (v->dtype == WICK_DT_F32 || (v->dtype == WICK_DT_BF16 && keep_bf16)) && ((uintptr_t)v->data % es) == 0;
+    wk_src v;
+    wick_status st = need(m, name, &v);
+    if (!st) st = check_shape(m, &v, rows, cols, name);
+    if (!st) st = unpermute(m, name, &v);
+    if (st) return st;
+    size_t n = (size_t)rows * cols;
+    *out = (wk_mat){.w = v.data, .dt = v.dt, .rows = rows, .cols = cols, .qtype = v.qtype};
+    m->n_params += (int64_t)n;
+    if (m->wdt == WICK_DT_COUNT) m->wdt = v.qtype ? WICK_DT_U8 : v.dt;
+    if (m->qtype == 0 && v.qtype && strstr(name, "layers.")) m->qtype = v.qtype;
+    if (v.qtype) { /* block-quantized: stays in the mapping, dequantized inside the kernels */
+        m->weight_bytes += (int64_t)v.bytes;
+        return WICK_OK;
+    }
+    size_t es = wick_dtype_size(v.dt);
+    int keep = (v.dt == WICK_DT_F32 || (v.dt == WICK_DT_BF16 && keep_bf16)) && ((uintptr_t)v.data % es) == 0;
     if (!keep) {
         float *f = wk_malloc(n * sizeof(float), name);
         if (!f) return WICK_ENOMEM;
-        wk_to_f32(f, v->data, v->dtype, n);
+        wk_to_f32(f, v.data, v.dt, n);
         if ((st = wk_model_own(m, f))) return st;
         out->w = f;
         out->dt = WICK_DT_F32;
     }
-    m->n_params += (int64_t)n;
     m->weight_bytes += (int64_t)(n * wick_dtype_size(out->dt));
-    if (m->wdt == WICK_DT_COUNT) m->wdt = v->dtype;
     return WICK_OK;
 }
 
@@ -174,7 +216,7 @@ wick_status wk_model_load_weights(wick_model *m, int keep_bf16) {
     for (int l = 0; l < c->n_layers; l++)
         if ((st = load_layer(m, l, keep_bf16))) return st;
     if ((st = load_vec(m, "model.norm.weight", c->hidden, &m->final_norm))) return st;
-    int has_head = wk_model_tensor(m, "lm_head.weight") != NULL;
+    int has_head = m->gguf ? wk_model_gguf_has(m, "lm_head.weight") : wk_model_tensor(m, "lm_head.weight") != NULL;
     if (c->tie_embeddings || !has_head) {
         if (!c->tie_embeddings)
             return wk_err(WICK_EFORMAT, "%s: missing tensor 'lm_head.weight' (tie_word_embeddings is false)", m->dir);
@@ -202,8 +244,8 @@ wick_status wick_model_load(const char *dir, const wick_model_opts *opts, wick_m
     wick_model *m = wk_calloc(sizeof *m, "model");
     if (!m) return WICK_ENOMEM;
     m->dir = wk_strdup(dir);
-    wick_status st = wk_config_load(dir, &m->c);
-    if (!st) st = open_files(m);
+    wick_status st = wk_model_is_gguf(dir) ? wk_model_gguf_open(m, dir) : wk_config_load(dir, &m->c);
+    if (!st && !m->gguf) st = open_files(m);
     if (!st) st = wk_model_load_weights(m, o.keep_bf16);
     if (!st) st = model_finish(m, &o);
     if (!st) st = wk_model_attach_tokenizer(m);
@@ -220,6 +262,7 @@ extern void wk_model_free_extra(wick_model *m);
 void wick_model_free(wick_model *m) {
     if (!m) return;
     wk_model_free_extra(m);
+    wk_model_gguf_close(m);
     for (int i = 0; i < m->n_files; i++) wick_st_close(m->files[i]);
     for (int i = 0; i < m->n_owned; i++) wk_free(m->owned[i]);
     wk_free(m->owned);
@@ -247,6 +290,7 @@ wick_status wick_model_get_info(const wick_model *m, wick_model_info *o) {
     o->qkv_bias = c->qkv_bias;
     o->qk_norm = c->qk_norm;
     o->weight_dtype = m->wdt == WICK_DT_COUNT ? WICK_DT_F32 : m->wdt;
+    o->weight_format = m->qtype ? wk_model_qtype_name(m->qtype) : wick_dtype_name(o->weight_dtype);
     o->n_params = m->n_params;
     o->weight_bytes = m->weight_bytes;
     o->n_eos = c->n_eos;

@@ -37,6 +37,7 @@ struct wick_model {
     int64_t n_params, weight_bytes;
     wick_dtype wdt;
     void *gguf;          /* the GGUF file when loaded from one (owned) */
+    int qtype;           /* GGUF quant type of the linear weights (0 = none) */
 };
 
 /* One LoRA pair for a projection: y += scale * (x·Aᵀ)·Bᵀ. A == NULL: not adapted. */
@@ -55,4 +56,16 @@ wick_status wk_model_own(wick_model *m, void *p);
 
 /* Finds a tensor by name in the model's files (NULL when absent). */
 const wick_tensor_view *wk_model_tensor(const wick_model *m, const char *name);
+/* GGUF checkpoints (model_gguf.c). */
+int wk_model_is_gguf(const char *path);                       /* a .gguf file */
+wick_status wk_model_gguf_open(wick_model *m, const char *path); /* opens, fills m->c */
+void wk_model_gguf_close(wick_model *m);
+int wk_model_gguf_has(const wick_model *m, const char *hf_name);
+int wk_model_gguf_permuted(const wick_model *m);
+void wk_model_gguf_unpermute(void *dst, const void *src, int heads, int64_t rows, size_t row_bytes);
+/* Looks up the tensor for an HF name: shape in PyTorch order, plain dtype or qtype. */
+wick_status wk_model_gguf_tensor(const wick_model *m, const char *hf_name, int64_t shape[2], int *ndim,
+                                 const void **data, wick_dtype *dt, int *qtype, size_t *bytes);
+wick_status wk_model_dequant(int qtype, const void *src, float *dst, int64_t n);
+const char *wk_model_qtype_name(int qtype);
 #endif

@@ -7,6 +7,7 @@
  */
 #include "backend/backend.h"
 #include "backend/cpu/cpu_common.h"
+#include "backend/cpu/quant.h"
 
 #include <cblas.h>
 #include <immintrin.h>
@@ -126,7 +127,8 @@ static void cpu_matmul(wk_backend *be, float *y, const float *x, const wk_mat *W
     int out = W->rows;
     float *dst = y;
     if (acc) dst = scratch(SCR_ACC, (size_t)n * out); /* rare path (LoRA backward); keeps kernels simple */
-    if (n <= GEMV_MAX_ROWS && (W->dt == WICK_DT_F32 || W->dt == WICK_DT_BF16)) gemv(dst, x, W, n);
+    if (W->qtype) wk_qmatmul(dst, x, n, W->cols, W->w, W->qtype, out); /* shapes were validated at load */
+    else if (n <= GEMV_MAX_ROWS && (W->dt == WICK_DT_F32 || W->dt == WICK_DT_BF16)) gemv(dst, x, W, n);
     else gemm(dst, x, W, n);
     if (acc || bias) {
 #pragma omp parallel for schedule(static) if ((size_t)n * out > 65536)
@@ -232,7 +234,8 @@ static void cpu_embed(wk_backend *be, float *out, const wk_mat *E, const int32_t
     for (int i = 0; i < n; i++) {
         size_t off = (size_t)ids[i] * C;
         float *o = out + (size_t)i * C;
-        if (E->dt == WICK_DT_F32) memcpy(o, (const float *)E->w + off, sizeof(float) * C);
+        if (E->qtype) wk_dequant_row(E->qtype, (const uint8_t *)E->w + (size_t)ids[i] * wk_qtype_row_bytes(E->qtype, C), o, C);
+        else if (E->dt == WICK_DT_F32) memcpy(o, (const float *)E->w + off, sizeof(float) * C);
         else wk_to_f32(o, (const uint16_t *)E->w + off, E->dt, (size_t)C);
     }
 }

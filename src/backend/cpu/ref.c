@@ -4,6 +4,7 @@
  */
 #include "backend/backend.h"
 #include "backend/cpu/cpu_common.h"
+#include "backend/cpu/quant.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -19,6 +20,16 @@ static float w_at(const wk_mat *W, int r, int c) {
 }
 
 static void ref_matmul(wk_backend *be, float *y, const float *x, const wk_mat *W, const float *bias, int n, int acc) {
+    if (W->qtype) { /* dequantize each row, then the same double-accumulated dot */
+        float *t = malloc(sizeof(float) * (size_t)n * W->rows);
+        wk_qmatmul_ref(t, x, n, W->cols, W->w, W->qtype, W->rows);
+        for (size_t i = 0; i < (size_t)n * W->rows; i++) {
+            float v = t[i] + (bias ? bias[i % (size_t)W->rows] : 0.f);
+            y[i] = acc ? y[i] + v : v;
+        }
+        free(t);
+        return;
+    }
     for (int i = 0; i < n; i++)
         for (int o = 0; o < W->rows; o++) {
             double s = bias ? bias[o] : 0;
@@ -99,6 +110,12 @@ static void ref_add(wk_backend *be, float *y, const float *x, size_t n) {
 }
 
 static void ref_embed(wk_backend *be, float *out, const wk_mat *E, const int32_t *ids, int n) {
+    if (E->qtype) {
+        for (int i = 0; i < n; i++)
+            wk_dequant_row(E->qtype, (const uint8_t *)E->w + (size_t)ids[i] * wk_qtype_row_bytes(E->qtype, E->cols),
+                           out + (size_t)i * E->cols, E->cols);
+        return;
+    }
     for (int i = 0; i < n; i++)
         for (int c = 0; c < E->cols; c++) out[(size_t)i * E->cols + c] = w_at(E, ids[i], c);
 }
