@@ -204,6 +204,114 @@ wick_status wick_session_eval(wick_session *s, const int32_t *ids, int n, float 
 
 /* ========== section: adapters — LoRA adapters (src/lora) */
 
+/* The seven linear projections of a decoder layer, as bits of a target mask. */
+enum {
+    WICK_LORA_Q = 1 << 0, WICK_LORA_K = 1 << 1, WICK_LORA_V = 1 << 2, WICK_LORA_O = 1 << 3,
+    WICK_LORA_GATE = 1 << 4, WICK_LORA_UP = 1 << 5, WICK_LORA_DOWN = 1 << 6,
+    WICK_LORA_ALL = 0x7f, WICK_LORA_NPROJ = 7
+};
+/* "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj" for 0..6; NULL otherwise. */
+const char *wick_lora_target_name(int proj);
+
+typedef enum {
+    WICK_LORA_INIT_KAIMING = 0,  /* PEFT default (init_lora_weights=true): A ~ U(±1/sqrt(in)), B = 0 */
+    WICK_LORA_INIT_GAUSSIAN = 1, /* init_lora_weights="gaussian": A ~ N(0, 1/r), B = 0 */
+    WICK_LORA_INIT_RANDOM = 2,   /* init_lora_weights=false (nn.Linear init of both): B ~ U(±1/sqrt(r)) too */
+} wick_lora_init;
+
+/* A new adapter's hyper-parameters (PEFT LoraConfig). */
+typedef struct {
+    int r;               /* rank > 0 */
+    float alpha;         /* lora_alpha: scale = alpha/r, or alpha/sqrt(r) with use_rslora */
+    float dropout;       /* lora_dropout (used by training only) */
+    int use_rslora;
+    unsigned targets;    /* WICK_LORA_* mask; 0 = WICK_LORA_ALL */
+    wick_lora_init init;
+    const char *name;    /* NULL = "default" */
+} wick_lora_config;
+
+/* r 8, alpha 16, dropout 0, all seven projections, Kaiming init. */
+wick_lora_config wick_lora_config_default(void);
+
+/* Creates an adapter over m's shapes with PEFT's initialisation, seeded (same seed, same weights). */
+wick_status wick_adapter_new(wick_model *m, const wick_lora_config *cfg, uint64_t seed, wick_adapter **out);
+
+/* Loads a PEFT adapter directory (adapter_config.json + adapter_model.safetensors; F32, BF16 or F16
+ * tensors) bound to m. Strict: a missing or unexpected tensor, a shape that does not fit the base, a rank
+ * that differs from the config, or a PEFT feature wick does not implement (DoRA, modules_to_save, biases,
+ * fan_in_fan_out, embedding/head targets, ...) is an error naming the key or field. */
+wick_status wick_adapter_load(wick_model *m, const char *dir, wick_adapter **out);
+
+/* Reads and validates an adapter without a base model (shapes taken from the files), for inspection.
+ * Such an adapter cannot be selected in a session or merged. */
+wick_status wick_adapter_open(const char *dir, wick_adapter **out);
+
+/* Writes dir/adapter_config.json (PEFT LoraConfig, loadable by PEFT) and dir/adapter_model.safetensors
+ * (F32), each atomically; dir is created if needed. An adapter that was loaded keeps its config verbatim. */
+wick_status wick_adapter_save(const wick_adapter *a, const char *dir);
+
+/* Frees an adapter (unmerging it first if it is merged). Free adapters before their model. NULL is fine. */
+void wick_adapter_free(wick_adapter *a);
+
+typedef struct {
+    const char *name;      /* borrowed */
+    int r;                 /* config rank (pairs may differ through rank_pattern) */
+    float alpha, scale;    /* config lora_alpha and the resulting scale */
+    int use_rslora;
+    unsigned targets;      /* WICK_LORA_* mask of the projections adapted in some layer */
+    int n_layers;          /* layers the adapter spans */
+    int n_pairs;           /* adapted (layer, projection) pairs */
+    int64_t n_params;      /* elements of every A and B */
+    int64_t bytes;         /* bytes held (f32) */
+    int bound;             /* 1 when bound to a model (wick_adapter_load/new) */
+} wick_adapter_info;
+
+wick_status wick_adapter_get_info(const wick_adapter *a, wick_adapter_info *out);
+
+typedef struct {
+    int r, in, out;        /* A is [r,in], B is [out,r] */
+    float alpha, scale;
+} wick_lora_pair_info;
+
+/* Describes the pair of layer / proj (0..6); WICK_ERANGE when that projection is not adapted. */
+wick_status wick_adapter_pair_info(const wick_adapter *a, int layer, int proj, wick_lora_pair_info *out);
+
+/* Merges s·scale·B·A into m's weights (the affected weights become writable f32 copies; the originals
+ * are kept, so unmerge restores them bit for bit). Not safe while sessions on m are running. */
+wick_status wick_adapter_merge(wick_model *m, wick_adapter *a, float scale);
+/* Restores the weights a merge replaced. WICK_ESTATE when a is not merged or a later merge covers it. */
+wick_status wick_adapter_unmerge(wick_model *m, wick_adapter *a);
+
+typedef struct {
+    float scale;             /* adapter scale multiplier (1 = as trained) */
+    int64_t max_shard_bytes; /* shard size limit; 0 = 2 GB. Larger checkpoints get model.safetensors.index.json */
+} wick_merge_opts;
+
+/* Writes a full Hugging Face checkpoint of m with a merged in (a may be NULL: a plain copy) to out_dir:
+ * safetensors in the base's dtypes (sharded above max_shard_bytes), config.json, generation_config.json
+ * and the tokenizer files copied. out_dir must not be the model's directory. */
+wick_status wick_merge_export(const wick_model *m, const wick_adapter *a, const wick_merge_opts *o, const char *out_dir);
+
+/* An adapter registry: many adapters over one base, looked up by name; thread-safe. */
+typedef struct wick_registry wick_registry;
+
+wick_status wick_registry_new(wick_model *m, wick_registry **out);
+/* Frees the registry and every adapter it holds. NULL is fine. */
+void wick_registry_free(wick_registry *r);
+/* Loads dir as adapter `name` (NULL = the directory's base name). WICK_EINVAL when the name is taken. */
+wick_status wick_registry_load(wick_registry *r, const char *name, const char *dir);
+/* Adds an adapter the caller made (the registry takes ownership, also on failure). */
+wick_status wick_registry_add(wick_registry *r, const char *name, wick_adapter *a);
+/* Returns the adapter named name with a hold on it (NULL + WICK_EINVAL error when absent); pair with release.
+ * Pass it to wick_session_set_adapter; switching is O(1) and never touches the base weights. */
+wick_adapter *wick_registry_acquire(wick_registry *r, const char *name);
+void wick_registry_release(wick_registry *r, wick_adapter *a);
+/* Unloads and frees name. WICK_ESTATE while it is held, WICK_EINVAL when absent. */
+wick_status wick_registry_unload(wick_registry *r, const char *name);
+int wick_registry_count(wick_registry *r);
+/* Fills up to cap infos (names borrowed until the adapter is unloaded); *n gets the total count. */
+wick_status wick_registry_list(wick_registry *r, wick_adapter_info *out, int cap, int *n);
+
 /* ---------- end of section: adapters */
 
 

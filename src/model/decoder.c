@@ -82,6 +82,8 @@ void wick_session_free(wick_session *s) {
 }
 
 wick_status wick_session_set_adapter(wick_session *s, const wick_adapter *a, float scale) {
+    if (a && wk_adapter_model(a) != s->m)
+        return wk_err(WICK_EINVAL, "set_adapter: the adapter was loaded for another model (or opened without one)");
     s->ad = a;
     s->ad_scale = scale;
     return WICK_OK;
@@ -182,7 +184,7 @@ wick_status wick_model_logits(wick_model *m, const wick_adapter *a, float scale,
     wick_session *s;
     wick_status st = wick_session_new(m, &so, &s);
     if (st) return st;
-    wick_session_set_adapter(s, a, scale);
+    st = wick_session_set_adapter(s, a, scale);
     for (int b = 0; b < B && !st; b++) {
         wick_session_reset(s);
         st = wick_session_eval(s, ids + (size_t)b * T, T, out + (size_t)b * T * m->c.vocab, 1);

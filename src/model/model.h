@@ -50,6 +50,8 @@ typedef struct {
 
 /* Returns the adapter's pair for layer l / projection p, or NULL. Defined in src/lora. */
 const wk_lora *wk_adapter_pair(const wick_adapter *a, int l, wk_proj p);
+/* The model an adapter is bound to (NULL for one opened for inspection only). Defined in src/lora. */
+const wick_model *wk_adapter_model(const wick_adapter *a);
 
 /* Adds an owned buffer to the model (freed with it). */
 wick_status wk_model_own(wick_model *m, void *p);
