@@ -30,9 +30,9 @@ wick_status tk_ids_push(tk_ids *v, int32_t x);
 
 uint64_t tk_hash(const void *s, size_t n);
 
-/* string -> id over a pool of token strings; slots hold id+1 (0 = empty). */
+/* string -> id over a pool of token strings; a slot holds the hash's top 32 bits | id+1 (0 = empty). */
 typedef struct {
-    uint32_t *slots;
+    uint64_t *slots;
     uint32_t mask;
     const char *const *pool; /* points at the owner's pool pointer (survives realloc) */
     const tk_str *const *strs;
@@ -156,11 +156,14 @@ wick_status tk_utf8_lossy(tk_buf *out, const char *s, size_t n);
 
 /* Vocabulary lookups. */
 int32_t tk_vocab_get(const wick_tokenizer *t, const char *s, size_t n);
+int32_t tk_vocab_get_h(const wick_tokenizer *t, const char *s, size_t n, uint64_t hash); /* hash = tk_hash(s, n) */
+void tk_vocab_prefetch(const wick_tokenizer *t, uint64_t hash);
 int32_t tk_merge_get(const tk_mergemap *m, int32_t a, int32_t b, int32_t *merged);
 
 /* Builds the tables (load). */
 wick_status tk_strmap_build(tk_strmap *m, const wick_tokenizer *t, int n_model);
 wick_status tk_mergemap_init(tk_mergemap *m, size_t n);
+void tk_mergemap_prefetch(const tk_mergemap *m, int32_t a, int32_t b);
 void tk_mergemap_put(tk_mergemap *m, int32_t a, int32_t b, int32_t rank, int32_t merged);
 
 /* Fast scans of tokenizer.json (tok_json.c). */

@@ -94,10 +94,16 @@ static wick_status skip_value(jscan *s, int depth) {
     if (depth > 64) return jerr(s, "nesting too deep");
     char c = *s->p;
     if (c == '"') {
-        for (s->p++; s->p < s->end && *s->p != '"'; s->p++)
-            if (*s->p == '\\') s->p++;
-        if (s->p >= s->end) return jerr(s, "unterminated string");
-        s->p++;
+        const char *q = s->p + 1;
+        for (;;) {
+            q = memchr(q, '"', (size_t)(s->end - q));
+            if (!q) return jerr(s, "unterminated string");
+            const char *b = q; /* an odd number of backslashes before it escapes the quote */
+            while (b > s->p && b[-1] == '\\') b--;
+            q++;
+            if (((q - 1 - b) & 1) == 0) break;
+        }
+        s->p = q;
         return WICK_OK;
     }
     if (c == '{' || c == '[') {
@@ -126,7 +132,9 @@ static wick_status skip_value(jscan *s, int depth) {
         }
     }
     const char *q = s->p;
-    while (q < s->end && (strchr("+-.0123456789eE", *q) || (*q >= 'a' && *q <= 'z'))) q++;
+    while (q < s->end && ((*q >= '0' && *q <= '9') || *q == '-' || *q == '+' || *q == '.' || *q == 'E' ||
+                          (*q >= 'a' && *q <= 'z')))
+        q++;
     if (q == s->p) return jerr(s, "unexpected character");
     s->p = q;
     return WICK_OK;
@@ -253,24 +261,49 @@ wick_status tk_json_parse_vocab(wick_tokenizer *t, const char *js, size_t n, int
     return st;
 }
 
-static wick_status add_merge(wick_tokenizer *t, tk_buf *a, size_t split, int32_t rank) {
-    int32_t ia = tk_vocab_get(t, a->p, split), ib = tk_vocab_get(t, a->p + split, a->len - split);
-    int32_t im = -1;
-    if (ia >= 0 && ib >= 0) {
-        char small[256];
-        char *cat = a->len <= sizeof small ? small : wk_malloc(a->len, "merge");
-        if (!cat) return WICK_ENOMEM;
-        memcpy(cat, a->p, split);
-        memcpy(cat + split, a->p + split, a->len - split);
-        im = tk_vocab_get(t, cat, a->len);
-        if (cat != small) wk_free(cat);
+/* Merges are resolved in batches: hash all strings of a batch and prefetch their hash
+ * slots first, so the table's cache misses overlap instead of queueing. */
+#define MBATCH 64
+typedef struct {
+    tk_buf text;                 /* a+b of each merge, back to back */
+    uint32_t off[MBATCH], len[MBATCH], split[MBATCH];
+    int n, first_rank;
+} mbatch;
+
+static wick_status flush_batch(wick_tokenizer *t, mbatch *b) {
+    uint64_t h[MBATCH][3];
+    for (int i = 0; i < b->n; i++) {
+        const char *s = b->text.p + b->off[i];
+        h[i][0] = tk_hash(s, b->split[i]);
+        h[i][1] = tk_hash(s + b->split[i], b->len[i] - b->split[i]);
+        h[i][2] = tk_hash(s, b->len[i]);
+        for (int k = 0; k < 3; k++) tk_vocab_prefetch(t, h[i][k]);
     }
-    if (ia < 0 || ib < 0 || im < 0)
-        return wk_err(WICK_EFORMAT, "model.merges[%d]: \"%.*s\" + \"%.*s\": %s not in model.vocab", rank, (int)split,
-                      a->p, (int)(a->len - split), a->p + split,
-                      ia < 0 ? "first part" : ib < 0 ? "second part" : "merged token");
-    tk_mergemap_put(&t->merges, ia, ib, rank, im);
+    int32_t ids[MBATCH][3];
+    for (int i = 0; i < b->n; i++) {
+        const char *s = b->text.p + b->off[i];
+        size_t sp = b->split[i], n = b->len[i];
+        int32_t ia = tk_vocab_get_h(t, s, sp, h[i][0]), ib = tk_vocab_get_h(t, s + sp, n - sp, h[i][1]);
+        int32_t im = tk_vocab_get_h(t, s, n, h[i][2]);
+        int rank = b->first_rank + i;
+        if (ia < 0 || ib < 0 || im < 0)
+            return wk_err(WICK_EFORMAT, "model.merges[%d]: \"%.*s\" + \"%.*s\": %s not in model.vocab", rank, (int)sp,
+                          s, (int)(n - sp), s + sp, ia < 0 ? "first part" : ib < 0 ? "second part" : "merged token");
+        ids[i][0] = ia, ids[i][1] = ib, ids[i][2] = im;
+        tk_mergemap_prefetch(&t->merges, ia, ib);
+    }
+    for (int i = 0; i < b->n; i++) tk_mergemap_put(&t->merges, ids[i][0], ids[i][1], b->first_rank + i, ids[i][2]);
+    b->first_rank += b->n;
+    b->n = 0;
+    b->text.len = 0;
     return WICK_OK;
+}
+
+static wick_status add_merge(wick_tokenizer *t, mbatch *b, tk_buf *a, size_t split) {
+    b->off[b->n] = (uint32_t)b->text.len, b->len[b->n] = (uint32_t)a->len, b->split[b->n] = (uint32_t)split;
+    b->n++;
+    if (tk_buf_put(&b->text, a->p, a->len)) return WICK_ENOMEM;
+    return b->n == MBATCH ? flush_batch(t, b) : WICK_OK;
 }
 
 /* One merge, either "a b" or ["a", "b"]; the concatenation a+b goes to buf, split = |a|. */
@@ -318,11 +351,12 @@ wick_status tk_json_parse_merges(wick_tokenizer *t, const char *js, size_t n) {
     s.p++;
     ws(&s);
     int rank = 0;
+    mbatch batch = {0};
     if (s.p < s.end && *s.p == ']') goto done;
     for (;; rank++) {
         ws(&s);
         size_t split = 0;
-        if ((st = merge_entry(&s, &buf, &split, rank)) || (st = add_merge(t, &buf, split, rank))) break;
+        if ((st = merge_entry(&s, &buf, &split, rank)) || (st = add_merge(t, &batch, &buf, split))) break;
         ws(&s);
         if (s.p < s.end && *s.p == ',') {
             s.p++;
@@ -333,6 +367,7 @@ wick_status tk_json_parse_merges(wick_tokenizer *t, const char *js, size_t n) {
         break;
     }
 done:
-    tk_buf_free(&buf);
+    if (!st) st = flush_batch(t, &batch);
+    tk_buf_free(&buf), tk_buf_free(&batch.text);
     return st;
 }

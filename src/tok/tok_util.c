@@ -65,36 +65,64 @@ uint64_t tk_hash(const void *s, size_t n) {
 wick_status tk_strmap_build(tk_strmap *m, const wick_tokenizer *t, int n_model) {
     uint32_t cap = 16;
     while (cap < (uint32_t)n_model * 2) cap *= 2;
-    m->slots = wk_calloc((size_t)cap * sizeof(uint32_t), "vocabulary hash table");
+    m->slots = wk_calloc((size_t)cap * sizeof(uint64_t), "vocabulary hash table");
     if (!m->slots) return WICK_ENOMEM;
     m->mask = cap - 1;
     m->pool = (const char *const *)&t->pool;
     m->strs = (const tk_str *const *)&t->strs;
-    for (int id = 0; id < n_model; id++) {
-        const tk_str *s = &t->strs[id];
-        if (s->len == 0 && s->off == UINT32_MAX) continue; /* hole in the id range */
-        uint32_t h = (uint32_t)tk_hash(t->pool + s->off, s->len) & m->mask;
-        while (m->slots[h]) h = (h + 1) & m->mask;
-        m->slots[h] = (uint32_t)id + 1;
+    enum { B = 32 };
+    uint64_t hs[B];
+    for (int base = 0; base < n_model; base += B) { /* hash a batch, prefetch, then insert */
+        int nb = WK_MIN(B, n_model - base);
+        for (int k = 0; k < nb; k++) {
+            const tk_str *s = &t->strs[base + k];
+            hs[k] = s->off == UINT32_MAX ? 0 : tk_hash(t->pool + s->off, s->len);
+            __builtin_prefetch(&m->slots[(uint32_t)hs[k] & m->mask], 1);
+        }
+        for (int k = 0; k < nb; k++) {
+            if (t->strs[base + k].off == UINT32_MAX) continue; /* hole in the id range */
+            uint32_t h = (uint32_t)hs[k] & m->mask;
+            while (m->slots[h]) h = (h + 1) & m->mask;
+            m->slots[h] = (hs[k] & 0xffffffff00000000ull) | ((uint32_t)(base + k) + 1);
+        }
     }
     return WICK_OK;
 }
 
-static int32_t strmap_get(const tk_strmap *m, const char *s, size_t n) {
+static int32_t strmap_get(const tk_strmap *m, const char *s, size_t n, uint64_t hv) {
     if (!m->slots) return -1;
     const char *pool = *m->pool;
     const tk_str *strs = *m->strs;
-    uint32_t h = (uint32_t)tk_hash(s, n) & m->mask;
+    uint64_t tag = hv & 0xffffffff00000000ull;
+    uint32_t h = (uint32_t)hv & m->mask;
     for (;;) {
-        uint32_t v = m->slots[h];
+        uint64_t v = m->slots[h];
         if (!v) return -1;
-        const tk_str *e = &strs[v - 1];
-        if (e->len == n && memcmp(pool + e->off, s, n) == 0) return (int32_t)(v - 1);
+        if ((v & 0xffffffff00000000ull) == tag) {
+            uint32_t id = (uint32_t)v - 1;
+            const tk_str *e = &strs[id];
+            if (e->len == n && memcmp(pool + e->off, s, n) == 0) return (int32_t)id;
+        }
         h = (h + 1) & m->mask;
     }
 }
 
-int32_t tk_vocab_get(const wick_tokenizer *t, const char *s, size_t n) { return strmap_get(&t->vocab, s, n); }
+int32_t tk_vocab_get(const wick_tokenizer *t, const char *s, size_t n) {
+    return strmap_get(&t->vocab, s, n, tk_hash(s, n));
+}
+
+int32_t tk_vocab_get_h(const wick_tokenizer *t, const char *s, size_t n, uint64_t h) {
+    return strmap_get(&t->vocab, s, n, h);
+}
+
+void tk_vocab_prefetch(const wick_tokenizer *t, uint64_t h) {
+    __builtin_prefetch(&t->vocab.slots[(uint32_t)h & t->vocab.mask]);
+}
+
+static inline uint32_t pair_hash(uint64_t k) {
+    k *= 0x9e3779b97f4a7c15ull;
+    return (uint32_t)(k >> 32);
+}
 
 wick_status tk_mergemap_init(tk_mergemap *m, size_t n) {
     uint32_t cap = 16;
@@ -108,9 +136,12 @@ wick_status tk_mergemap_init(tk_mergemap *m, size_t n) {
     return WICK_OK;
 }
 
-static inline uint32_t pair_hash(uint64_t k) {
-    k *= 0x9e3779b97f4a7c15ull;
-    return (uint32_t)(k >> 32);
+void tk_mergemap_prefetch(const tk_mergemap *m, int32_t a, int32_t b) {
+    uint64_t k = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
+    uint32_t h = pair_hash(k) & m->mask;
+    __builtin_prefetch(&m->keys[h], 1);
+    __builtin_prefetch(&m->rank[h], 1);
+    __builtin_prefetch(&m->merged[h], 1);
 }
 
 void tk_mergemap_put(tk_mergemap *m, int32_t a, int32_t b, int32_t rank, int32_t merged) {
