@@ -192,6 +192,66 @@ wick_status wick_session_eval(wick_session *s, const int32_t *ids, int n, float 
 
 /* ========== section: tokenizer — tokenizers and chat templates (src/tok) */
 
+/* A Hugging Face tokenizer.json: byte-level BPE (GPT-2, Qwen2/2.5/3, Llama 3),
+ * SentencePiece-style BPE with byte_fallback (Llama 2, Mistral) and WordPiece (BERT).
+ * A loaded tokenizer is read-only and may be used from several threads at once.
+ * Encoding input that is not valid UTF-8 is not an error: each invalid sequence is
+ * replaced by U+FFFD (Rust's from_utf8_lossy rule) before tokenizing. */
+
+/* Loads path = a tokenizer.json file, or a directory holding tokenizer.json; a
+ * tokenizer_config.json (and chat_template.jinja) beside it is read when present. */
+wick_status wick_tokenizer_load(const char *path, wick_tokenizer **out);
+void wick_tokenizer_free(wick_tokenizer *t);
+
+#define WICK_TOK_ADD_SPECIAL 1     /* add the post-processor's tokens ([CLS] ... [SEP], BOS ...) */
+#define WICK_TOK_SPECIAL_AS_TEXT 2 /* do not match special tokens in the text; tokenize them as text */
+
+/* Encodes len bytes of UTF-8 text. *ids (free with wick_free) receives *n ids. */
+wick_status wick_tokenize(const wick_tokenizer *t, const char *text, size_t len, int flags, int32_t **ids, int *n);
+/* Decodes n ids to UTF-8 text (*text NUL-terminated, free with wick_free; *len may be NULL).
+ * An id outside the vocabulary is WICK_ERANGE. skip_special drops special tokens. */
+wick_status wick_detokenize(const wick_tokenizer *t, const int32_t *ids, int n, int skip_special, char **text,
+                            size_t *len);
+/* Number of ids (max id + 1 over the model vocabulary and added tokens). */
+int wick_tokenizer_vocab_size(const wick_tokenizer *t);
+/* Id of a token string exactly as stored in the vocabulary or added tokens; -1 if absent. */
+int32_t wick_tokenizer_find(const wick_tokenizer *t, const char *token);
+/* The stored string of an id (not NUL-terminated; *len its length), NULL if unknown. Borrowed. */
+const char *wick_tokenizer_token(const wick_tokenizer *t, int32_t id, size_t *len);
+/* bos_token / eos_token / chat_template of tokenizer_config.json; NULL when absent. Borrowed. */
+const char *wick_tokenizer_bos(const wick_tokenizer *t);
+const char *wick_tokenizer_eos(const wick_tokenizer *t);
+const char *wick_tokenizer_chat_template(const wick_tokenizer *t);
+
+/* Streaming detokenizer: push ids one at a time; *piece is the newly completed UTF-8
+ * text (possibly empty, never a partial character), borrowed until the next call.
+ * The concatenation of all pieces and the final flush equals wick_detokenize(all ids). */
+typedef struct wick_detok wick_detok;
+wick_detok *wick_detok_new(const wick_tokenizer *t); /* NULL on allocation failure */
+wick_status wick_detok_push(wick_detok *d, int32_t id, const char **piece, size_t *len);
+wick_status wick_detok_flush(wick_detok *d, const char **piece, size_t *len);
+void wick_detok_free(wick_detok *d);
+
+/* Chat templates. Built-in renderers for the templates real models ship: "chatml",
+ * "qwen2.5" (ChatML with Qwen's default system prompt), "qwen3" (ChatML with the
+ * thinking block rules), "llama3", "mistral" ([INST], strictly alternating user/assistant). template_name NULL = recognise tokenizer_config.json's
+ * chat_template; an unrecognised template is WICK_EUNSUPPORTED naming --chat-template. */
+typedef struct {
+    const char *role;    /* "system", "user", "assistant" */
+    const char *content;
+} wick_chat_message;
+
+/* Renders msgs into *out (free with wick_free). When spans is not NULL it receives
+ * 2 * *n_spans byte offsets (start, end) of the assistant replies in *out (free with
+ * wick_free): the text the model generates for that turn, i.e. the reply (with the
+ * think block where the template renders one) and the end-of-turn marker
+ * (<|im_end|>, <|eot_id|>, </s>), for masking everything else in training. */
+wick_status wick_chat_render(const wick_tokenizer *t, const wick_chat_message *msgs, int n,
+                             int add_generation_prompt, const char *template_name, char **out, size_t **spans,
+                             int *n_spans);
+/* The name the renderer would use for this tokenizer's template (NULL + error if unrecognised). */
+const char *wick_chat_template_name(const wick_tokenizer *t);
+
 /* ---------- end of section: tokenizer */
 
 
