@@ -70,4 +70,5 @@ wick_status wk_model_gguf_tensor(const wick_model *m, const char *hf_name, int64
                                  const void **data, wick_dtype *dt, int *qtype, size_t *bytes);
 wick_status wk_model_dequant(int qtype, const void *src, float *dst, int64_t n);
 const char *wk_model_qtype_name(int qtype);
+int wk_gguf_has_tokenizer(const void *gguf);
 #endif

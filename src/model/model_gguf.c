@@ -115,3 +115,5 @@ wick_status wk_model_gguf_tensor(const wick_model *m, const char *hf, int64_t sh
 wick_status wk_model_dequant(int qtype, const void *src, float *dst, int64_t n) { return wk_dequant_row(qtype, src, dst, n); }
 
 const char *wk_model_qtype_name(int qtype) { return wk_qtype_name(qtype) ? wk_qtype_name(qtype) : "?"; }
+
+int wk_gguf_has_tokenizer(const void *g) { return wk_gguf_find(g, "tokenizer.ggml.model") != NULL; }

@@ -194,4 +194,10 @@ void tk_pieces_free(tk_pieces *p);
 wick_status tk_decode(const wick_tokenizer *t, const int32_t *ids, int n, int skip_special, tk_buf *out);
 
 pcre2_code *tk_regex_compile(const char *pattern, int literal, const char *what);
+/* A tokenizer from tokenizer.json text held in memory (name is used in messages);
+ * bos/eos/chat_template play the role of tokenizer_config.json (each may be NULL). */
+wick_status wk_tokenizer_from_json(const char *js, size_t n, const char *name, const char *bos, const char *eos,
+                                   const char *chat_template, wick_tokenizer **out);
+/* A tokenizer from a GGUF file's tokenizer.ggml.* metadata (gguf is a wk_gguf *). */
+wick_status wk_tokenizer_from_gguf(const void *gguf, wick_tokenizer **out);
 #endif

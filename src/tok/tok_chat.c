@@ -198,7 +198,7 @@ static wick_status render_mistral(render *r, const wick_chat_message *m, int n) 
 }
 
 const char *wick_chat_template_name(const wick_tokenizer *t) {
-    ct_kind k;
+    ct_kind k = 0;
     int always;
     if (!t) return NULL;
     return recognise(t->chat_template, &k, &always) ? NULL : ct_names[k];
@@ -224,7 +224,7 @@ wick_status wick_chat_render(const wick_tokenizer *t, const wick_chat_message *m
     for (int i = 0; i < n; i++)
         if (!msgs[i].role || !msgs[i].content) return wk_err(WICK_EINVAL, "message %d: role and content are required", i);
     render r = {{0}, {0}, t, 0};
-    ct_kind k;
+    ct_kind k = 0;
     wick_status st = pick(t, template_name, &k, &r.always_gen);
     if (!st) {
         if (k == CT_QWEN3) st = render_qwen3(&r, msgs, n, add_generation_prompt);

@@ -470,19 +470,44 @@ static wick_status load_config(wick_tokenizer *t, const char *dir) {
     return WICK_OK;
 }
 
-static wick_status load_json(wick_tokenizer *t, const char *file) {
-    char *js;
-    size_t n;
-    wick_status st = wk_read_file(file, &js, &n);
-    if (st) return st;
+static wick_status load_json_text(wick_tokenizer *t, const char *js, size_t n, const char *file) {
     top_ctx c = {t, file};
-    st = tk_json_object_each(js, n, top_cb, &c);
-    wk_free(js);
+    wick_status st = tk_json_object_each(js, n, top_cb, &c);
     if (!st && !t->vocab.slots) st = wk_err(WICK_EFORMAT, "model: missing");
     if (!st && t->model == TK_MODEL_WORDPIECE && t->byte_level) st = UNSUP("pre_tokenizer", "ByteLevel with WordPiece");
     if (!st) st = byte_ids(t);
     if (!st) st = index_added(t);
     return st;
+}
+
+static wick_status load_json(wick_tokenizer *t, const char *file) {
+    char *js;
+    size_t n;
+    wick_status st = wk_read_file(file, &js, &n);
+    if (st) return st;
+    st = load_json_text(t, js, n, file);
+    wk_free(js);
+    return st;
+}
+
+wick_status wk_tokenizer_from_json(const char *js, size_t n, const char *name, const char *bos, const char *eos,
+                                   const char *chat_template, wick_tokenizer **out) {
+    *out = NULL;
+    wick_tokenizer *t = wk_calloc(sizeof *t, "tokenizer");
+    if (!t) return WICK_ENOMEM;
+    t->path = wk_strdup(name);
+    wick_status st = load_json_text(t, js, n, name);
+    if (!st && bos) t->bos_token = wk_strdup(bos);
+    if (!st && eos) t->eos_token = wk_strdup(eos);
+    if (!st && chat_template) t->chat_template = wk_strdup(chat_template);
+    if (!st) st = tk_cache_init(&t->cache);
+    if (st) {
+        wk_err_prefix(st, "%s", name);
+        wick_tokenizer_free(t);
+        return st;
+    }
+    *out = t;
+    return WICK_OK;
 }
 
 wick_status wick_tokenizer_load(const char *path, wick_tokenizer **out) {
