@@ -57,4 +57,9 @@ typedef struct {
 /* Starts a generation on any logits source; dt may be NULL (no text). */
 wick_status wk_gen_start_src(const wk_lm *lm, const wk_detok_if *dt, const int32_t *prompt, int n_prompt,
                              const wick_gen_opts *o, wick_gen **out);
+
+/* Drives g to the end calling fn per token (fn may be NULL); WICK_ECANCELLED when fn stopped it. */
+wick_status wk_gen_run_stream(wick_gen *g, wick_token_fn fn, void *user, wick_gen_stats *stats);
+/* Drives g to the end collecting ids (and text when text != NULL); both freed with wick_free. */
+wick_status wk_gen_run_collect(wick_gen *g, int32_t **ids, int *n, char **text, wick_gen_stats *stats);
 #endif
