@@ -8,38 +8,25 @@
 #include "t.h"
 #include "infer/infer.h"
 
-#include <jansson.h>
 #include <stdint.h>
 
 /* Reads tensor `name` (F32 or I64) of golden/sampling/golden.safetensors as floats. */
 static float *golden(const char *name, int *n) {
-    char *buf = NULL;
-    size_t len = 0;
-    float *out = NULL;
-    if (wk_read_file(T_PATH("golden/sampling/golden.safetensors"), &buf, &len) || len < 8) return NULL;
-    uint64_t hl;
-    memcpy(&hl, buf, 8);
-    json_t *h = json_loadb(buf + 8, (size_t)hl, 0, NULL), *t = h ? json_object_get(h, name) : NULL;
-    if (t) {
-        const char *dt = json_string_value(json_object_get(t, "dtype"));
-        size_t off = (size_t)json_integer_value(json_array_get(json_object_get(t, "data_offsets"), 0));
-        size_t end = (size_t)json_integer_value(json_array_get(json_object_get(t, "data_offsets"), 1));
-        int i64 = !strcmp(dt, "I64");
-        *n = (int)((end - off) / (i64 ? 8 : 4));
-        out = malloc((size_t)*n * sizeof *out);
-        const char *p = buf + 8 + hl + off;
-        for (int i = 0; i < *n; i++) {
-            if (i64) {
-                int64_t v;
-                memcpy(&v, p + 8 * i, 8);
-                out[i] = (float)v;
-            } else {
-                memcpy(&out[i], p + 4 * i, 4);
-            }
-        }
+    wick_st *f = NULL;
+    wick_tensor_view v;
+    if (wick_st_open(T_PATH("golden/sampling/golden.safetensors"), &f) || wick_st_find(f, name, &v) ||
+        (v.dtype != WICK_DT_F32 && v.dtype != WICK_DT_I64)) {
+        fprintf(stderr, "golden %s: %s\n", name, wick_last_error());
+        wick_st_close(f);
+        return NULL;
     }
-    json_decref(h);
-    wick_free(buf);
+    int64_t cnt = 1;
+    for (int d = 0; d < v.ndim; d++) cnt *= v.shape[d];
+    float *out = malloc((size_t)cnt * sizeof *out);
+    for (int64_t i = 0; i < cnt; i++)
+        out[i] = v.dtype == WICK_DT_I64 ? (float)((const int64_t *)v.data)[i] : ((const float *)v.data)[i];
+    *n = (int)cnt;
+    wick_st_close(f);
     return out;
 }
 
