@@ -21,10 +21,21 @@ double wk_rng_uniform(wk_rng *r); /* [0, 1), 53 random bits */
  * scratch holds n floats (used only when k is large). */
 float wk_kth_largest(const float *x, int n, int k, float *scratch);
 
+/* ---- vectorized vocabulary loops (vecmath.c) */
+#define WK_EXP_BLOCK 256 /* ids per block of wk_exp_blocks' partial sums */
+
+/* Largest value of x[0..n) ignoring NaN (-inf when none). */
+float wk_maxf(const float *x, int n);
 /* Index of the first maximum of x[0..n), or -1 if every value is -inf or NaN. */
 int wk_argmax(const float *x, int n);
-
-/* log(sum(exp(x))) over n values (computed in double around the max). */
+/* exp(x) for x <= 0 (relative error < 2e-7; 0 below -87; NaN stays NaN). */
+float wk_exp_neg(float x);
+/* w[i] = exp(x[i] / T - mx) (w may be NULL); bsum[b] (may be NULL) = sum of block b of
+ * WK_EXP_BLOCK ids. Returns the total, summed in double across blocks. */
+double wk_exp_blocks(const float *x, int n, float T, float mx, float *w, double *bsum);
+/* Sum of the w[i] >= tau. */
+double wk_mass_at_least(const float *w, int n, float tau);
+/* log(sum(exp(x))) over n values, around max. */
 double wk_logsumexp(const float *x, int n, float max);
 
 /* Fills top[0..k) with the k largest (id, logprob) of x[0..n) (logprob = x - lse),

@@ -5,20 +5,20 @@
  *
  * Nothing here sorts the vocabulary. Penalties touch only the ids seen so far; top-k
  * finds the k-th value with a small heap (or quickselect when k is large); top-p
- * buckets the weights by log-probability, walks the buckets to the one where the
- * mass crosses top_p and sorts only that bucket; min-p is a threshold on
- * exp(x - max). Every filter keeps a prefix of the descending order, so the kept
- * set is the same one HF computes with its full sorts.
+ * first finds a weight threshold whose tokens already hold top_p of the mass (one
+ * vectorized pass per try), so only those few can be kept, then sorts them (or, for
+ * a flat distribution, buckets them by log-weight and sorts only the bucket where
+ * the mass crosses top_p); min-p is a threshold on exp(x - max). Every filter keeps
+ * a prefix of the descending order, so the kept set is the one HF's full sorts give.
  */
 #include "infer.h"
 
 #include <math.h>
 #include <stdlib.h>
 
-#define TOPP_SORT_MAX 2048   /* candidate sets up to this size are sorted directly */
-#define TOPP_BINS 512        /* log-probability buckets for larger sets ... */
-#define TOPP_BINS_PER_NAT 16 /* ... each 1/16 nat wide (the last takes the tail) */
-#define HEAP_K_MAX 256       /* top-k up to this uses a heap, above it quickselect */
+#define TOPP_SORT_MAX 2048 /* candidate sets up to this size are sorted directly */
+#define TOPP_BINS 2033     /* buckets of 1/16 octave of weight in (0, 1], and 0 */
+#define HEAP_K_MAX 256     /* top-k up to this uses a heap, above it quickselect */
 
 typedef struct {
     float w;
@@ -38,7 +38,15 @@ struct wick_sampler {
     float *cx;          /* [V] candidate scaled logits; scratch for top-k */
     float *cw;          /* [V] candidate weights exp(x - max) */
     wk_cand *pairs;     /* [V] scratch for sorting */
+    float *wf;          /* [V] weights by id (full-vocabulary paths) */
+    double *bsum;       /* [V / WK_EXP_BLOCK + 1] block sums of wf */
 };
+
+/* The sampling distribution: explicit (cid, cw)[0..n), or wf by id when full. */
+typedef struct {
+    int n, full;
+    double z; /* total weight */
+} wk_dist;
 
 /* ------------------------------------------------------------------ RNG */
 
@@ -70,20 +78,6 @@ uint64_t wk_rng_next(wk_rng *r) {
 double wk_rng_uniform(wk_rng *r) { return (double)(wk_rng_next(r) >> 11) * 0x1.0p-53; }
 
 /* ------------------------------------------------------- vector helpers */
-
-int wk_argmax(const float *x, int n) {
-    int best = -1;
-    float m = -INFINITY;
-    for (int i = 0; i < n; i++)
-        if (x[i] > m) m = x[i], best = i;
-    return best;
-}
-
-double wk_logsumexp(const float *x, int n, float max) {
-    double z = 0;
-    for (int i = 0; i < n; i++) z += expf(x[i] - max);
-    return (double)max + log(z);
-}
 
 void wk_top_logprobs(const float *x, int n, int k, double lse, wick_top_logprob *top) {
     float val[WICK_MAX_TOP_LOGPROBS];
@@ -201,8 +195,10 @@ wick_status wick_sampler_new(const wick_sampler_opts *o, int vocab, wick_sampler
     s->cx = wk_malloc(V * sizeof(float), "sampler candidate logits");
     s->cw = wk_malloc(V * sizeof(float), "sampler candidate weights");
     s->pairs = wk_malloc(V * sizeof(wk_cand), "sampler sort scratch");
+    s->wf = wk_malloc(V * sizeof(float), "sampler weights");
+    s->bsum = wk_malloc((V / WK_EXP_BLOCK + 1) * sizeof(double), "sampler block sums");
     if (o->n_logit_bias) s->bias = wk_malloc((size_t)o->n_logit_bias * sizeof *s->bias, "sampler logit bias");
-    if (!s->in_prompt || !s->count || !s->touched || !s->cid || !s->cx || !s->cw || !s->pairs ||
+    if (!s->in_prompt || !s->count || !s->touched || !s->cid || !s->cx || !s->cw || !s->pairs || !s->wf || !s->bsum ||
         (o->n_logit_bias && !s->bias)) {
         wick_sampler_free(s);
         return WICK_ENOMEM;
@@ -223,6 +219,8 @@ void wick_sampler_free(wick_sampler *s) {
     wk_free(s->cx);
     wk_free(s->cw);
     wk_free(s->pairs);
+    wk_free(s->wf);
+    wk_free(s->bsum);
     wk_free(s->bias);
     wk_free(s);
 }
@@ -280,13 +278,15 @@ static int cmp_cand_desc(const void *a, const void *b) {
     return (x < y) - (x > y);
 }
 
-static inline int topp_bin(float x, float m) {
-    float d = (m - x) * TOPP_BINS_PER_NAT;
-    return d < TOPP_BINS - 1 ? (int)d : TOPP_BINS - 1;
+/* Bucket of a weight in [0, 1]: 16 per octave, larger weights in lower buckets. */
+static inline int wbin(float w) {
+    uint32_t b;
+    memcpy(&b, &w, sizeof b);
+    return b >= 0x3F800000u ? 0 : (int)((0x3F800000u - b) >> 19);
 }
 
-/* Sorts pairs[0..np) by weight and appends to the kept set those whose mass ranked
- * above is < limit, given `above` already ranked above all of them. Returns new n. */
+/* Sorts pairs[0..np) by weight and appends to the kept set (cid, cw)[n..) those whose
+ * mass ranked above is < limit, given `above` already ranked above all of them. */
 static int topp_walk(wick_sampler *s, int n, int np, double above, double limit) {
     qsort(s->pairs, (size_t)np, sizeof *s->pairs, cmp_cand_desc);
     for (int j = 0; j < np && (above < limit || n == 0); j++) {
@@ -297,16 +297,17 @@ static int topp_walk(wick_sampler *s, int n, int np, double above, double limit)
     return n;
 }
 
-/* Keeps the candidates whose probability mass ranked above them is < top_p (at least
- * one), sorting only the log-probability bucket where the mass crosses top_p. */
-static int filter_top_p(wick_sampler *s, int n, double z, float m) {
+/* Keeps the candidates (cid, cw)[0..n) whose mass ranked above them is < top_p * z
+ * (at least one). Large sets: sorts only the bucket where the mass crosses. */
+static int filter_top_p(wick_sampler *s, int n, double z) {
     double limit = (double)s->o.top_p * z;
     if (n <= TOPP_SORT_MAX) {
         for (int j = 0; j < n; j++) s->pairs[j] = (wk_cand){s->cw[j], s->cid[j]};
         return topp_walk(s, 0, n, 0.0, limit);
     }
-    double mass[TOPP_BINS] = {0};
-    for (int j = 0; j < n; j++) mass[topp_bin(s->cx[j], m)] += s->cw[j];
+    static _Thread_local double mass[TOPP_BINS];
+    memset(mass, 0, sizeof mass);
+    for (int j = 0; j < n; j++) mass[wbin(s->cw[j])] += s->cw[j];
     int cross = TOPP_BINS - 1;
     double above = 0;
     for (int b = 0; b < TOPP_BINS; b++) {
@@ -318,11 +319,11 @@ static int filter_top_p(wick_sampler *s, int n, double z, float m) {
     }
     int kept = 0, np = 0;
     for (int j = 0; j < n; j++) {
-        int b = topp_bin(s->cx[j], m);
+        int b = wbin(s->cw[j]);
         if (b < cross) s->cid[kept] = s->cid[j], s->cw[kept++] = s->cw[j];
         else if (b == cross) s->pairs[np++] = (wk_cand){s->cw[j], s->cid[j]};
     }
-    above = 0; /* the kept buckets' mass, summed in the order the walk continues */
+    above = 0;
     for (int j = 0; j < kept; j++) above += s->cw[j];
     return topp_walk(s, kept, np, above, limit);
 }
@@ -335,55 +336,103 @@ static int filter_min_p(wick_sampler *s, int n) {
     return kept;
 }
 
-/* Candidates after top-k and temperature: ids in cid, scaled logits in cx. Returns n;
- * *m receives the largest scaled logit. */
-static int gather_scaled(wick_sampler *s, const float *l, float *m) {
-    int V = s->V, k = s->o.top_k, n = 0;
-    float T = s->o.temperature, mx = -INFINITY;
-    if (k > 0 && k < V) {
-        float kth = wk_kth_largest(l, V, k, s->cx);
-        for (int i = 0; i < V; i++)
-            if (l[i] >= kth) s->cid[n++] = i;
-        for (int j = 0; j < n; j++) {
-            s->cx[j] = T == 1.0f ? l[s->cid[j]] : l[s->cid[j]] / T;
-            mx = s->cx[j] > mx ? s->cx[j] : mx;
-        }
-    } else {
-        for (int i = 0; i < V; i++) {
-            s->cid[i] = i;
-            s->cx[i] = T == 1.0f ? l[i] : l[i] / T;
-            mx = s->cx[i] > mx ? s->cx[i] : mx;
-        }
-        n = V;
-    }
-    *m = mx;
+static double sum_cw(const wick_sampler *s, int n) {
+    double z = 0;
+    for (int j = 0; j < n; j++) z += s->cw[j];
+    return z;
+}
+
+/* top-k > 0: the k best (ties kept), scaled, weighted, then top-p and min-p. */
+static wick_status topk_dist(wick_sampler *s, const float *l, wk_dist *d) {
+    int V = s->V, n = 0;
+    float T = s->o.temperature, kth = wk_kth_largest(l, V, s->o.top_k, s->cx);
+    for (int i = 0; i < V; i++)
+        if (l[i] >= kth) s->cid[n++] = i;
+    for (int j = 0; j < n; j++) s->cx[j] = l[s->cid[j]] / T;
+    float mx = wk_maxf(s->cx, n);
+    if (!(mx > -INFINITY) || isinf(mx))
+        return wk_err(WICK_EINVAL, "sampler: logits have no finite maximum (all -inf or NaN, or +inf)");
+    for (int j = 0; j < n; j++) s->cw[j] = wk_exp_neg(s->cx[j] - mx), s->cw[j] = s->cw[j] == s->cw[j] ? s->cw[j] : 0;
+    double z = sum_cw(s, n);
+    if (s->o.top_p < 1.0f) n = filter_top_p(s, n, z);
+    if (s->o.min_p > 0.0f) n = filter_min_p(s, n);
+    *d = (wk_dist){n, 0, sum_cw(s, n)};
+    return WICK_OK;
+}
+
+/* Gathers the ids whose weight (in wf) is >= tau into (cid, cw). */
+static int gather_at_least(wick_sampler *s, float tau) {
+    int n = 0;
+    for (int i = 0; i < s->V; i++)
+        if (s->wf[i] >= tau) s->cid[n] = i, s->cw[n++] = s->wf[i];
     return n;
 }
 
-/* The final sampling distribution as (cid, cw)[0..n) with total weight *z. */
-static wick_status candidates(wick_sampler *s, const float *l, int *n_out, double *z_out) {
-    float m;
-    int n = gather_scaled(s, l, &m);
+/* Full vocabulary: top-p through a weight threshold holding top_p of the mass, min-p
+ * through a logit threshold, or (neither) the whole weighted vocabulary. */
+static wick_status full_dist(wick_sampler *s, const float *l, wk_dist *d) {
+    int V = s->V;
+    float T = s->o.temperature, m = wk_maxf(l, V);
     if (!(m > -INFINITY) || isinf(m))
         return wk_err(WICK_EINVAL, "sampler: logits have no finite maximum (all -inf or NaN, or +inf)");
-    double z = 0;
-    for (int j = 0; j < n; j++) {
-        float w = expf(s->cx[j] - m);
-        s->cw[j] = w == w ? w : 0.0f;
-        z += s->cw[j];
+    float mx = m / T; /* = max of l/T: division by T > 0 is monotone */
+    if (s->o.top_p >= 1.0f && s->o.min_p > 0.0f) {
+        float cut = T * (mx + logf(s->o.min_p) - 1e-3f - 1e-6f * fabsf(mx)), min_p = s->o.min_p;
+        int n = 0;
+        for (int i = 0; i < V; i++)
+            if (l[i] >= cut) s->cid[n++] = i;
+        int kept = 0;
+        for (int j = 0; j < n; j++) {
+            float w = wk_exp_neg(l[s->cid[j]] / T - mx);
+            if (!(w < min_p) || w == 1.0f) s->cid[kept] = s->cid[j], s->cw[kept++] = w;
+        }
+        *d = (wk_dist){kept, 0, sum_cw(s, kept)};
+        return WICK_OK;
     }
-    if (s->o.top_p < 1.0f) n = filter_top_p(s, n, z, m);
+    double z = wk_exp_blocks(l, V, T, mx, s->wf, s->bsum);
+    if (s->o.top_p >= 1.0f) {
+        *d = (wk_dist){V, 1, z};
+        return WICK_OK;
+    }
+    static const float taus[] = {0x1p-4f, 0x1p-10f, 0x1p-16f, 0x1p-24f, 0.0f};
+    int t = 0;
+    while (taus[t] > 0 && wk_mass_at_least(s->wf, V, taus[t]) < (double)s->o.top_p * z) t++;
+    int n = filter_top_p(s, gather_at_least(s, taus[t]), z);
     if (s->o.min_p > 0.0f) n = filter_min_p(s, n);
-    if (s->o.top_p < 1.0f || s->o.min_p > 0.0f) {
-        z = 0;
-        for (int j = 0; j < n; j++) z += s->cw[j];
-    }
-    *n_out = n;
-    *z_out = z;
+    *d = (wk_dist){n, 0, sum_cw(s, n)};
     return WICK_OK;
 }
 
 /* ------------------------------------------------------------ sampling */
+
+/* Draws from d: index into (cid, cw), or an id when d->full. -1 if no positive weight. */
+static int draw(wick_sampler *s, const wk_dist *d, float *w_out) {
+    double u = wk_rng_uniform(&s->rng) * d->z, acc = 0;
+    int last = -1;
+    if (!d->full) {
+        for (int j = 0; j < d->n; j++) {
+            if (s->cw[j] <= 0) continue;
+            last = j, acc += s->cw[j];
+            if (u < acc) break;
+        }
+        if (last >= 0) *w_out = s->cw[last];
+        return last;
+    }
+    int nb = (s->V + WK_EXP_BLOCK - 1) / WK_EXP_BLOCK, b = 0;
+    for (; b < nb - 1 && acc + s->bsum[b] <= u; b++) acc += s->bsum[b];
+    for (; b < nb && last < 0; b++) /* within the block, then onwards past rounding */
+        for (int i = b * WK_EXP_BLOCK, end = WK_MIN(s->V, i + WK_EXP_BLOCK); i < end; i++) {
+            if (s->wf[i] <= 0) continue;
+            last = i, acc += s->wf[i];
+            if (u < acc) break;
+        }
+    if (last >= 0) *w_out = s->wf[last];
+    return last;
+}
+
+static wick_status distribution(wick_sampler *s, const float *l, wk_dist *d) {
+    return s->o.top_k > 0 && s->o.top_k < s->V ? topk_dist(s, l, d) : full_dist(s, l, d);
+}
 
 wick_status wick_sampler_sample(wick_sampler *s, float *logits, int32_t *id, float *prob) {
     apply_penalties(s, logits);
@@ -394,37 +443,34 @@ wick_status wick_sampler_sample(wick_sampler *s, float *logits, int32_t *id, flo
         if (prob) *prob = 1.0f;
         return WICK_OK;
     }
-    int n;
-    double z;
-    wick_status st = candidates(s, logits, &n, &z);
+    wk_dist d;
+    wick_status st = distribution(s, logits, &d);
     if (st) return st;
-    double u = wk_rng_uniform(&s->rng) * z, acc = 0;
-    int pick = -1;
-    for (int j = 0; j < n; j++) {
-        if (s->cw[j] <= 0) continue;
-        pick = j;
-        acc += s->cw[j];
-        if (u < acc) break;
-    }
+    float w = 0;
+    int pick = draw(s, &d, &w);
     if (pick < 0) return wk_err(WICK_EINVAL, "sampler: no token has a positive probability");
-    *id = s->cid[pick];
-    if (prob) *prob = (float)(s->cw[pick] / z);
+    *id = d.full ? pick : s->cid[pick];
+    if (prob) *prob = (float)(w / d.z);
     return WICK_OK;
 }
 
 wick_status wick_sampler_probs(wick_sampler *s, float *logits, float *probs) {
-    memset(probs, 0, (size_t)s->V * sizeof *probs);
     apply_penalties(s, logits);
     if (s->o.temperature <= 0.0f) {
         int best = wk_argmax(logits, s->V);
         if (best < 0) return wk_err(WICK_EINVAL, "sampler: every logit is -inf or NaN");
+        memset(probs, 0, (size_t)s->V * sizeof *probs);
         probs[best] = 1.0f;
         return WICK_OK;
     }
-    int n;
-    double z;
-    wick_status st = candidates(s, logits, &n, &z);
+    wk_dist d;
+    wick_status st = distribution(s, logits, &d);
     if (st) return st;
-    for (int j = 0; j < n; j++) probs[s->cid[j]] = (float)(s->cw[j] / z);
+    if (d.full) {
+        for (int i = 0; i < s->V; i++) probs[i] = (float)(s->wf[i] / d.z);
+        return WICK_OK;
+    }
+    memset(probs, 0, (size_t)s->V * sizeof *probs);
+    for (int j = 0; j < d.n; j++) probs[s->cid[j]] = (float)(s->cw[j] / d.z);
     return WICK_OK;
 }
