@@ -7,23 +7,26 @@ DIR="$(cd "$(dirname "$0")" && pwd)/golden"
 fail=0
 check() { if [ "$2" = "$3" ]; then echo "ok   $1"; else echo "FAIL $1: got [$2] want [$3]"; fail=1; fi; }
 
-ids() { # ids FILE KEY SEP: an I64 tensor of a golden safetensors file
-  python3 - "$1" "$2" "$3" <<'PY'
+# every golden id list in one python call: lines "MODEL KEY ids..."
+GOLD=$(python3 - "$DIR" <<'PY'
 import json, struct, sys, array
-f = open(sys.argv[1], 'rb'); n = struct.unpack('<Q', f.read(8))[0]; h = json.loads(f.read(n))
-o = h[sys.argv[2]]['data_offsets']; f.seek(8 + n + o[0]); a = array.array('q'); a.frombytes(f.read(o[1] - o[0]))
-print(sys.argv[3].join(map(str, a)))
+for m in ("qwen2_tiny", "llama_tiny", "qwen3_tiny"):
+    f = open(f"{sys.argv[1]}/{m}/golden.safetensors", "rb"); n = struct.unpack("<Q", f.read(8))[0]
+    h = json.loads(f.read(n))
+    for k in ("gen_prompt", "gen_greedy", "gen_greedy_rep1.5"):
+        o = h[k]["data_offsets"]; f.seek(8 + n + o[0]); a = array.array("q"); a.frombytes(f.read(o[1] - o[0]))
+        print(m, k, " ".join(map(str, a)))
 PY
-}
+)
+ids() { echo "$GOLD" | awk -v m="$1" -v k="$2" '$1 == m && $2 == k { $1 = ""; $2 = ""; sub(/^ +/, ""); print }'; }
 
 for m in qwen2_tiny llama_tiny qwen3_tiny; do
-  g="$DIR/$m/golden.safetensors"
-  p=$(ids "$g" gen_prompt ,)
+  p=$(ids $m gen_prompt | tr ' ' ,)
   got=$("$WICK" generate --model "$DIR/$m/model" --prompt-ids "$p" --max-tokens 24 --temperature 0 --ignore-eos --print-ids)
-  check "$m gen_greedy" "$got" "$(ids "$g" gen_greedy ' ')"
+  check "$m gen_greedy" "$got" "$(ids $m gen_greedy)"
   got=$("$WICK" generate --model "$DIR/$m/model" --prompt-ids "$p" --max-tokens 24 --temperature 0 \
         --repetition-penalty 1.5 --ignore-eos --print-ids)
-  check "$m gen_greedy_rep1.5" "$got" "$(ids "$g" 'gen_greedy_rep1.5' ' ')"
+  check "$m gen_greedy_rep1.5" "$got" "$(ids $m gen_greedy_rep1.5)"
 done
 
 M="$DIR/qwen2_tiny/model"
