@@ -61,15 +61,13 @@ int cmd_generate(int argc, char **argv) {
     out_state o = {0};
     int rc = gen_cli_parse(cmd, argc, argv, &g, &o.json, &o.print_ids, &o.stats);
     if (rc) return rc;
-    if (!g.prompt_ids && !g.prompt) return gen_cli_free(&g), cli_usage_error(cmd, "--prompt-ids or --prompt is required");
-    if ((rc = gen_cli_load(cmd, &g))) return gen_cli_free(&g), rc;
-    int32_t *prompt = NULL;
-    int n_prompt = 0;
-    if ((rc = gen_cli_prompt(cmd, &g, &prompt, &n_prompt))) return gen_cli_free(&g), rc;
+    if (!g.prompt_ids && !g.prompt) return cli_usage_error(cmd, "--prompt-ids or --prompt is required");
+    wick_gen *gen = NULL;
+    if ((rc = gen_cli_load(cmd, &g)) || (rc = gen_cli_start(cmd, &g, &gen))) return gen_cli_free(&g), rc;
     o.cli = &g;
     o.ids = malloc(sizeof(int32_t) * (size_t)g.opts.max_tokens);
     wick_gen_stats st;
-    wick_status s = o.ids ? wick_generate_stream(g.m, g.s, prompt, n_prompt, &g.opts, on_token, &o, &st) : WICK_ENOMEM;
+    wick_status s = o.ids ? wick_gen_run(gen, on_token, &o, &st) : WICK_ENOMEM;
     if (s) rc = cli_fail(cmd, NULL, s);
     else if (o.print_ids && st.stop == WICK_STOP_CONTEXT && o.n_ids < g.opts.max_tokens)
         rc = 1, fprintf(stderr, "wick generate: the context of %d positions filled after %d of %d tokens (see --max-context)\n",
@@ -84,7 +82,7 @@ int cmd_generate(int argc, char **argv) {
     }
     if (!s && o.stats) gen_print_stats(stderr, &st);
     free(o.ids);
-    free(prompt);
+    wick_gen_free(gen);
     gen_cli_free(&g);
     return rc;
 }

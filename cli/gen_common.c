@@ -143,6 +143,15 @@ int gen_cli_load(const char *cmd, wick_gen_cli *g) {
     if ((st = wick_session_new(g->m, &so, &g->s))) return cli_fail(cmd, NULL, st);
     if (g->a && (st = wick_session_set_adapter(g->s, g->a, (float)g->adapter_scale))) return cli_fail(cmd, NULL, st);
     g->tok = wick_model_tokenizer(g->m);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer.json", g->model_dir);
+    FILE *f = g->tok ? NULL : fopen(path, "r");
+    if (f) {
+        fclose(f);
+        if ((st = wick_tokenizer_load(g->model_dir, &g->own_tok))) return cli_fail(cmd, NULL, st);
+        g->tok = g->own_tok;
+    }
+    g->opts.tokenizer = g->tok;
     return 0;
 }
 
@@ -154,29 +163,39 @@ int gen_cli_context(const wick_gen_cli *g) {
     return mp < 4096 ? mp : 4096;
 }
 
-int gen_cli_prompt(const char *cmd, wick_gen_cli *g, int32_t **ids, int *n) {
-    if (g->prompt_ids) {
-        int *lens, nseq;
-        int32_t *p;
-        if (cli_parse_ids(cmd, g->prompt_ids, &p, &lens, &nseq)) return 2;
-        int total = lens[0];
-        free(lens);
-        if (nseq != 1) return free(p), cli_usage_error(cmd, "--prompt-ids: one sequence expected (no ';')");
-        *ids = malloc(sizeof(int32_t) * (size_t)(total > 0 ? total : 1));
-        if (!*ids) return free(p), cli_usage_error(cmd, "out of memory");
-        memcpy(*ids, p, sizeof(int32_t) * (size_t)total);
-        free(p);
-        *n = total;
-        return 0;
+static int ids_prompt(const char *cmd, wick_gen_cli *g, wick_gen **out) {
+    int *lens, nseq;
+    int32_t *p;
+    if (cli_parse_ids(cmd, g->prompt_ids, &p, &lens, &nseq)) return 2;
+    int n = lens[0];
+    free(lens);
+    if (nseq != 1) return free(p), cli_usage_error(cmd, "--prompt-ids: one sequence expected (no ';')");
+    wick_status st = wick_gen_start(g->m, g->s, p, n, &g->opts, out);
+    free(p);
+    return st ? cli_fail(cmd, NULL, st) : 0;
+}
+
+int gen_cli_start(const char *cmd, wick_gen_cli *g, wick_gen **out) {
+    *out = NULL;
+    if (g->prompt_ids) return ids_prompt(cmd, g, out);
+    if (!g->tok) return cli_usage_error(cmd, "--prompt: %s has no tokenizer.json (use --prompt-ids)", g->model_dir);
+    wick_status st;
+    if (g->chat) {
+        wick_chat_message msgs[2] = {{"system", g->system}, {"user", g->prompt}};
+        int skip = g->system ? 0 : 1;
+        st = wick_gen_start_chat(g->m, g->s, msgs + skip, 2 - skip, g->chat_template, &g->opts, out);
+    } else {
+        st = wick_gen_start_text(g->m, g->s, g->prompt, WICK_TOK_ADD_SPECIAL, &g->opts, out);
     }
-    return cli_usage_error(cmd, "--prompt: text prompts need the tokenizer, which is not available in this build");
+    return st ? cli_fail(cmd, NULL, st) : 0;
 }
 
 void gen_cli_free(wick_gen_cli *g) {
     wick_session_free(g->s);
     if (g->a && wick_adapter_free) wick_adapter_free(g->a);
     wick_model_free(g->m);
-    g->s = NULL, g->a = NULL, g->m = NULL;
+    wick_tokenizer_free(g->own_tok);
+    g->s = NULL, g->a = NULL, g->m = NULL, g->own_tok = NULL, g->tok = NULL;
 }
 
 /* ------------------------------------------------------------ output */
@@ -212,13 +231,19 @@ void gen_print_token_json(FILE *f, const wick_token *t, const wick_gen_cli *g) {
     for (int k = 0; k < t->n_top; k++) {
         fprintf(f, "%s{\"id\":%d", k ? "," : "", (int)t->top[k].id);
         json_num(f, "logprob", t->top[k].logprob);
+        char *text = NULL;
+        size_t len = 0;
+        if (g->tok && !wick_detokenize(g->tok, &t->top[k].id, 1, 0, &text, &len)) {
+            fputs(",\"text\":", f);
+            gen_json_string(f, text, len);
+        }
+        wick_free(text);
         fputc('}', f);
     }
     fputc(']', f);
     if (t->stop) fprintf(f, ",\"stop\":\"%s\"", wick_stop_reason_str(t->stop));
     fputs("}\n", f);
     fflush(f);
-    (void)g;
 }
 
 void gen_print_summary_json(FILE *f, const wick_gen_stats *st) {

@@ -23,7 +23,8 @@ typedef struct {
     wick_model *m;
     wick_session *s;
     wick_adapter *a;
-    wick_tokenizer *tok; /* borrowed from m; NULL without tokenizer.json */
+    wick_tokenizer *tok; /* the model's, or loaded from the model directory; NULL without tokenizer.json */
+    wick_tokenizer *own_tok; /* tok when this command loaded it */
 } wick_gen_cli;
 
 /* Prints the sampling/generation options (shared by generate and chat). */
@@ -33,9 +34,9 @@ void gen_opts_help(void);
 int gen_cli_parse(const char *cmd, int argc, char **argv, wick_gen_cli *g, int *json, int *print_ids, int *stats);
 /* Loads the model, the adapter, the session. Returns 0 or an exit code (error printed). */
 int gen_cli_load(const char *cmd, wick_gen_cli *g);
-/* Builds the prompt ids (--prompt-ids, or --prompt through the tokenizer and, with
- * --chat/--system, the chat template). *ids is freed with free(). */
-int gen_cli_prompt(const char *cmd, wick_gen_cli *g, int32_t **ids, int *n);
+/* Starts the generation from --prompt-ids, or --prompt (through the tokenizer and, with
+ * --chat/--system, the chat template). Returns 0 or an exit code (error printed). */
+int gen_cli_start(const char *cmd, wick_gen_cli *g, wick_gen **out);
 /* Positions the session holds. */
 int gen_cli_context(const wick_gen_cli *g);
 void gen_cli_free(wick_gen_cli *g);

@@ -327,6 +327,7 @@ typedef struct {
     int top_logprobs;         /* alternatives per token, 0..WICK_MAX_TOP_LOGPROBS */
     int max_context;          /* positions the session holds (0 = min(model max_position, 4096),
                                  the session's default) */
+    const wick_tokenizer *tokenizer; /* for text pieces and stop strings; NULL = the model's */
 } wick_gen_opts;
 
 wick_gen_opts wick_gen_opts_default(void);
@@ -373,12 +374,23 @@ typedef struct wick_gen wick_gen;
  * wick_session_reset first for a fresh sequence); m must be the session's model. */
 wick_status wick_gen_start(wick_model *m, wick_session *s, const int32_t *prompt, int n_prompt,
                            const wick_gen_opts *o, wick_gen **out);
+/* The same from text: tokenized with the tokenizer (tok_flags: WICK_TOK_* of the tokenizer
+ * section, e.g. WICK_TOK_ADD_SPECIAL for a BOS the model expects). */
+wick_status wick_gen_start_text(wick_model *m, wick_session *s, const char *text, int tok_flags,
+                                const wick_gen_opts *o, wick_gen **out);
+/* The same from a conversation rendered with the chat template (template_name NULL = the
+ * tokenizer's own) and a generation prompt; the tokenizer's eos_token (end of turn) also stops. */
+wick_status wick_gen_start_chat(wick_model *m, wick_session *s, const wick_chat_message *msgs, int n_msgs,
+                                const char *template_name, const wick_gen_opts *o, wick_gen **out);
 /* Produces the next token into *t and returns WICK_OK, or returns WICK_OK with *done = 1
  * (and *t untouched) once the generation has stopped. */
 wick_status wick_gen_next(wick_gen *g, wick_token *t, int *done);
 /* Ends the generation early (the next wick_gen_next reports done) with reason CANCELLED. */
 void wick_gen_cancel(wick_gen *g);
 void wick_gen_get_stats(const wick_gen *g, wick_gen_stats *st);
+/* Drives g to its end calling fn for every token (fn may be NULL). WICK_ECANCELLED when fn
+ * returned nonzero. stats may be NULL. */
+wick_status wick_gen_run(wick_gen *g, wick_token_fn fn, void *user, wick_gen_stats *stats);
 void wick_gen_free(wick_gen *g);
 
 /* Streaming: calls fn for every generated token. stats may be NULL. */

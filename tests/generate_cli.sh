@@ -55,4 +55,24 @@ err=$("$WICK" generate --model "$M" --prompt-ids "1,2" --max-tokens 9 --max-cont
 [ $rc -ne 0 ] && echo "$err" | grep -q "context" && echo "ok   context full" || { echo "FAIL context: rc $rc [$err]"; fail=1; }
 "$WICK" generate --model "$M" --prompt-ids "1" --bogus 2>/dev/null; [ $? -eq 2 ] && echo "ok   unknown option" || { echo "FAIL unknown option"; fail=1; }
 "$WICK" generate --model "$M" --prompt-ids "1" --top-p 2 --max-tokens 1 2>/dev/null; [ $? -ne 0 ] && echo "ok   bad top-p" || { echo "FAIL bad top-p accepted"; fail=1; }
+
+# text prompts through the tokenizer: a random model with wick's byte-level tokenizer
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+"$WICK" init-model --arch qwen2 --preset tiny --dtype f32 --seed 3 --out "$T/m" --tokenizer bytes >/dev/null
+plain=$("$WICK" generate --model "$T/m" --prompt "Once upon" --max-tokens 12 --seed 9 --ignore-eos)
+jtext=$("$WICK" generate --model "$T/m" --prompt "Once upon" --max-tokens 12 --seed 9 --ignore-eos \
+        --json | python3 -c '
+import json, sys
+print("".join(r.get("text", "") for r in map(json.loads, sys.stdin)))')
+check "stream text == json text" "$plain" "$jtext"
+stop=$(printf '%s' "$plain" | python3 -c 'import sys; t = sys.stdin.read(); print(t[2:4], end="")')
+want=$(printf '%s' "$plain" | python3 -c 'import sys; t = sys.stdin.read(); s = t[2:4]; print(t[:t.find(s)], end="")')
+got=$("$WICK" generate --model "$T/m" --prompt "Once upon" --max-tokens 12 --seed 9 --ignore-eos \
+      --stop "$stop")
+check "--stop cuts before the stop text" "$got" "$want"
+"$WICK" generate --model "$T/m" --prompt "Hi" --system "Be brief." --max-tokens 4 >/dev/null
+check "--chat --system" "$?" "0"
+printf 'Hi\n/reset\nHello again\n/quit\n' | "$WICK" chat --model "$T/m" --system "Be brief." --max-tokens 3 >/dev/null
+check "wick chat" "$?" "0"
 exit $fail

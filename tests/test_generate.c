@@ -88,7 +88,7 @@ static wick_gen *start(rig *r, const int32_t *script, int n_script, int capacity
     memset(r, 0, sizeof *r);
     r->lm.script = script, r->lm.n_script = n_script;
     r->src = (wk_lm){fake_eval, &r->lm, V, 0, capacity, 1, {0}};
-    r->dif = (wk_detok_if){dt_push, dt_flush, &r->dt};
+    r->dif = (wk_detok_if){dt_push, dt_flush, NULL, &r->dt};
     static const int32_t prompt[3] = {12, 13, 14};
     wick_gen *g = NULL;
     CHECK_OK(wk_gen_start_src(&r->src, with_dt ? &r->dif : NULL, prompt, 3, o, &g));
@@ -127,7 +127,7 @@ static void run_text(const int32_t *script, int n_script, const char *stop, int 
     o.stop = stops, o.n_stop = stop ? 1 : 0;
     memset(out, 0, sizeof *out);
     wick_gen *g = start(&r, script, n_script, 100, &o, 1);
-    CHECK_OK(wk_gen_run_stream(g, on_token, out, st));
+    CHECK_OK(wick_gen_run(g, on_token, out, st));
     int fed = r.lm.bad_calls == 0 && r.lm.n_got == out->n - 1;
     for (int i = 0; fed && i < r.lm.n_got; i++) fed = r.lm.got[i] == out->ids[i];
     CHECK(fed, "decode steps did not feed back the sampled ids one by one");
@@ -180,7 +180,7 @@ static void test_utf8_and_eos(void) {
     opt.sampling.temperature = 0, opt.ignore_eos = 1, opt.max_tokens = 9;
     wick_gen *g = start(&r, s2, 7, 100, &opt, 1);
     memset(&o, 0, sizeof o);
-    CHECK_OK(wk_gen_run_stream(g, on_token, &o, &st));
+    CHECK_OK(wick_gen_run(g, on_token, &o, &st));
     CHECK(o.n == 9 && o.ids[5] == 0 && st.stop == WICK_STOP_MAX_TOKENS, "ignore_eos: %d ids, stop %d", o.n, st.stop);
     wick_gen_free(g);
 }
@@ -194,7 +194,7 @@ static void test_same_tokens(void) {
     rig r;
     seen a = {0};
     wick_gen *g = start(&r, s3, 16, 100, &o, 1);
-    CHECK_OK(wk_gen_run_stream(g, on_token, &a, NULL));
+    CHECK_OK(wick_gen_run(g, on_token, &a, NULL));
     wick_gen_free(g);
     int32_t *ids = NULL;
     int n = 0;
@@ -225,7 +225,7 @@ static void test_logprobs(void) {
     rig r;
     seen a = {0};
     wick_gen *g = start(&r, s4, 3, 100, &o, 0);
-    CHECK_OK(wk_gen_run_stream(g, on_token, &a, NULL));
+    CHECK_OK(wick_gen_run(g, on_token, &a, NULL));
     wick_gen_free(g);
     float l[V];
     fake_lm f = {s4, 3, 0, 0, 0, {0}, 0};
@@ -247,13 +247,13 @@ static void test_limits(void) {
     seen a = {0};
     wick_gen_stats st;
     wick_gen *g = start(&r, s5, 4, 6, &o, 1); /* 3 prompt ids + 3 generated fill 6 positions */
-    CHECK_OK(wk_gen_run_stream(g, on_token, &a, &st));
+    CHECK_OK(wick_gen_run(g, on_token, &a, &st));
     CHECK(a.n == 3 && st.stop == WICK_STOP_CONTEXT, "context: %d ids, stop %s", a.n, wick_stop_reason_str(st.stop));
     wick_gen_free(g);
     memset(&a, 0, sizeof a);
     a.stop_at = 2;
     g = start(&r, s5, 4, 100, &o, 1);
-    CHECK_FAILS(wk_gen_run_stream(g, on_token, &a, &st), "cancelled by the callback after 2 tokens");
+    CHECK_FAILS(wick_gen_run(g, on_token, &a, &st), "cancelled by the callback after 2 tokens");
     CHECK(a.n == 2 && st.stop == WICK_STOP_CANCELLED && st.n_generated == 2, "cancel: %d ids", a.n);
     CHECK(st.ttft_ms > 0 && st.total_ms >= st.ttft_ms && st.n_prompt == 3, "stats");
     wick_gen_free(g);

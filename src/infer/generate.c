@@ -90,20 +90,30 @@ static int penalties_change_logits(const wick_sampler_opts *s) {
            s->frequency_penalty != 0.0f;
 }
 
-wick_status wk_gen_start_src(const wk_lm *lm, const wk_detok_if *dt, const int32_t *prompt, int n_prompt,
-                             const wick_gen_opts *o, wick_gen **out) {
-    wick_gen_opts def = wick_gen_opts_default();
-    if (!out) return wk_err(WICK_EINVAL, "generate: out is NULL");
-    *out = NULL;
-    if (!o) o = &def;
-    wick_status st = check_gen_opts(o, lm, n_prompt, dt != NULL);
-    if (st) return st;
+static wick_status check_prompt(const wk_lm *lm, const int32_t *prompt, int n_prompt) {
     for (int i = 0; i < n_prompt; i++)
         if (prompt[i] < 0 || prompt[i] >= lm->vocab)
             return wk_err(WICK_ERANGE, "generate: prompt id %d at index %d is outside the vocabulary [0, %d)",
                           (int)prompt[i], i, lm->vocab);
+    return WICK_OK;
+}
+
+wick_status wk_gen_start_src(const wk_lm *lm, const wk_detok_if *dt, const int32_t *prompt, int n_prompt,
+                             const wick_gen_opts *o, wick_gen **out) {
+    wick_gen_opts def = wick_gen_opts_default();
+    if (!o) o = &def;
+    wick_status st = !out ? wk_err(WICK_EINVAL, "generate: out is NULL") : check_gen_opts(o, lm, n_prompt, dt != NULL);
+    if (!st) st = check_prompt(lm, prompt, n_prompt);
+    if (out) *out = NULL;
+    if (st) {
+        if (dt && dt->free) dt->free(dt->ctx);
+        return st;
+    }
     wick_gen *g = wk_calloc(sizeof *g, "generator");
-    if (!g) return WICK_ENOMEM;
+    if (!g) {
+        if (dt && dt->free) dt->free(dt->ctx);
+        return WICK_ENOMEM;
+    }
     g->lm = *lm;
     g->o = *o;
     g->o.stop = NULL;
@@ -142,6 +152,7 @@ void wick_gen_free(wick_gen *g) {
     wk_free(g->prompt);
     wk_free(g->held);
     wk_free(g->piece);
+    if (g->has_dt && g->dt.free) g->dt.free(g->dt.ctx);
     wk_free(g);
 }
 
@@ -306,7 +317,7 @@ wick_status wick_gen_next(wick_gen *g, wick_token *t, int *done) {
 
 /* ------------------------------------------------------ drivers */
 
-wick_status wk_gen_run_stream(wick_gen *g, wick_token_fn fn, void *user, wick_gen_stats *stats) {
+wick_status wick_gen_run(wick_gen *g, wick_token_fn fn, void *user, wick_gen_stats *stats) {
     wick_status st = WICK_OK;
     for (;;) {
         wick_token t;
@@ -351,7 +362,7 @@ wick_status wk_gen_run_collect(wick_gen *g, int32_t **ids, int *n, char **text, 
     c.text = wk_malloc(c.tcap = 64, "generated text");
     if (!c.text) return WICK_ENOMEM;
     c.text[0] = 0;
-    wick_status st = wk_gen_run_stream(g, collect_token, &c, stats);
+    wick_status st = wick_gen_run(g, collect_token, &c, stats);
     if (c.err) st = wk_err(c.err, "generate: out of memory collecting %d tokens", c.n);
     if (st) {
         wk_free(c.ids);

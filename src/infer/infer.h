@@ -62,6 +62,7 @@ typedef struct {
 typedef struct {
     wick_status (*push)(void *ctx, int32_t id, const char **piece, size_t *len);
     wick_status (*flush)(void *ctx, const char **piece, size_t *len);
+    void (*free)(void *ctx); /* may be NULL; called by wick_gen_free */
     void *ctx;
 } wk_detok_if;
 
@@ -69,8 +70,6 @@ typedef struct {
 wick_status wk_gen_start_src(const wk_lm *lm, const wk_detok_if *dt, const int32_t *prompt, int n_prompt,
                              const wick_gen_opts *o, wick_gen **out);
 
-/* Drives g to the end calling fn per token (fn may be NULL); WICK_ECANCELLED when fn stopped it. */
-wick_status wk_gen_run_stream(wick_gen *g, wick_token_fn fn, void *user, wick_gen_stats *stats);
 /* Drives g to the end collecting ids (and text when text != NULL); both freed with wick_free. */
 wick_status wk_gen_run_collect(wick_gen *g, int32_t **ids, int *n, char **text, wick_gen_stats *stats);
 #endif
