@@ -9,9 +9,6 @@
 #include <string.h>
 #include "cli.h"
 
-extern wick_status wick_adapter_load(wick_model *m, const char *dir, wick_adapter **out) __attribute__((weak));
-extern void wick_adapter_free(wick_adapter *a) __attribute__((weak));
-
 void gen_opts_help(void) {
     printf("sampling (Hugging Face order: bias, penalties, temperature, top-k, top-p, min-p):\n"
            "  --temperature T         0 = greedy (default 0.8)\n"
@@ -136,7 +133,6 @@ int gen_cli_load(const char *cmd, wick_gen_cli *g) {
     wick_status st = wick_model_load(g->model_dir, &mo, &g->m);
     if (st) return cli_fail(cmd, NULL, st);
     if (g->adapter_dir) {
-        if (!wick_adapter_load) return cli_usage_error(cmd, "--adapter: adapters are not available in this build");
         if ((st = wick_adapter_load(g->m, g->adapter_dir, &g->a))) return cli_fail(cmd, NULL, st);
     }
     wick_session_opts so = {.max_seq = g->opts.max_context};
@@ -192,7 +188,7 @@ int gen_cli_start(const char *cmd, wick_gen_cli *g, wick_gen **out) {
 
 void gen_cli_free(wick_gen_cli *g) {
     wick_session_free(g->s);
-    if (g->a && wick_adapter_free) wick_adapter_free(g->a);
+    wick_adapter_free(g->a);
     wick_model_free(g->m);
     wick_tokenizer_free(g->own_tok);
     g->s = NULL, g->a = NULL, g->m = NULL, g->own_tok = NULL, g->tok = NULL;

@@ -14,7 +14,7 @@ import json, struct, sys, array
 for m in ("qwen2_tiny", "llama_tiny", "qwen3_tiny"):
     f = open(f"{sys.argv[1]}/{m}/golden.safetensors", "rb"); n = struct.unpack("<Q", f.read(8))[0]
     h = json.loads(f.read(n))
-    for k in ("gen_prompt", "gen_greedy", "gen_greedy_rep1.5"):
+    for k in ("gen_prompt", "gen_greedy", "gen_greedy_rep1.5", "gen_greedy_adapter1"):
         o = h[k]["data_offsets"]; f.seek(8 + n + o[0]); a = array.array("q"); a.frombytes(f.read(o[1] - o[0]))
         print(m, k, " ".join(map(str, a)))
 PY
@@ -28,6 +28,9 @@ for m in qwen2_tiny llama_tiny qwen3_tiny; do
   got=$("$WICK" generate --model "$DIR/$m/model" --prompt-ids "$p" --max-tokens 24 --temperature 0 \
         --repetition-penalty 1.5 --ignore-eos --print-ids)
   check "$m gen_greedy_rep1.5" "$got" "$(ids $m gen_greedy_rep1.5)"
+  got=$("$WICK" generate --model "$DIR/$m/model" --adapter "$DIR/$m/adapter1" --prompt-ids "$p" --max-tokens 24 \
+        --temperature 0 --ignore-eos --print-ids)
+  check "$m gen_greedy_adapter1" "$got" "$(ids $m gen_greedy_adapter1)"
 done
 
 M="$DIR/qwen2_tiny/model"
