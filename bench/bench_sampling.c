@@ -41,7 +41,7 @@ static double time_us(void (*fn)(void *), void *state, int samples, double targe
 
 int main(int argc, char **argv) {
     const char *model = NULL;
-    int tokens = 64, reps = 9, quick = 0;
+    int tokens = 64, reps = 21, quick = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
         else if (!strcmp(argv[i], "--tokens") && i + 1 < argc) tokens = atoi(argv[++i]);
@@ -87,9 +87,10 @@ int main(int argc, char **argv) {
     if (wk_bench_stream_overhead(model, tokens, quick ? 3 : reps, &r))
         return fprintf(stderr, "bench_sampling: %s\n", wick_last_error()), 1;
     printf(",\n {\"name\":\"stream_vs_plain\",\"model\":\"%s\",\"tokens\":%d,\"reps\":%d,\"stream_ms\":%.3f,"
-           "\"plain_ms\":%.3f,\"overhead_pct\":%.2f}\n]}\n",
+           "\"plain_ms\":%.3f,\"overhead_pct\":%.2f,\"stream_min_ms\":%.3f,\"plain_min_ms\":%.3f,"
+           "\"overhead_min_pct\":%.2f}\n]}\n",
            model == tmp ? "init-model tiny (qwen2, V=512)" : model, r.n_tokens, r.reps, r.stream_ms, r.plain_ms,
-           r.overhead_pct);
+           r.overhead_pct, r.stream_min_ms, r.plain_min_ms, r.overhead_min_pct);
     if (model == tmp) {
         char cmd[128];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);

@@ -200,6 +200,8 @@ wick_status wk_bench_stream_overhead(const char *model_dir, int n_tokens, int re
         qsort(t + reps, (size_t)reps, sizeof *t, cmp_double);
         r->stream_ms = t[reps / 2], r->plain_ms = t[reps + reps / 2];
         r->overhead_pct = 100.0 * (r->stream_ms - r->plain_ms) / r->plain_ms;
+        r->stream_min_ms = t[0], r->plain_min_ms = t[reps];
+        r->overhead_min_pct = 100.0 * (r->stream_min_ms - r->plain_min_ms) / r->plain_min_ms;
         r->n_tokens = n_tokens, r->reps = reps;
     }
     wk_free(t);

@@ -36,10 +36,12 @@ void wk_bench_cycle_iter(void *state);
 void wk_bench_cycle_free(wk_bench_cycle *c);
 
 /* Streaming vs non-streaming generation on a model directory: n_tokens greedy ids from
- * a fixed prompt, repeated reps times each way (alternating). Writes the median time
- * per generation of each (ms) and the overhead of streaming in percent. */
+ * a fixed prompt, repeated reps times each way (interleaved, alternating which goes
+ * first). Writes the median and the minimum time per generation of each (ms) and the
+ * overhead of streaming in percent by both (the minimum is robust on a loaded machine). */
 typedef struct {
-    double stream_ms, plain_ms, overhead_pct;
+    double stream_ms, plain_ms, overhead_pct;             /* medians */
+    double stream_min_ms, plain_min_ms, overhead_min_pct; /* minimums */
     int n_tokens, reps;
 } wk_bench_stream_result;
 wick_status wk_bench_stream_overhead(const char *model_dir, int n_tokens, int reps, wk_bench_stream_result *r);
