@@ -88,9 +88,9 @@ int main(int argc, char **argv) {
         return fprintf(stderr, "bench_sampling: %s\n", wick_last_error()), 1;
     printf(",\n {\"name\":\"stream_vs_plain\",\"model\":\"%s\",\"tokens\":%d,\"reps\":%d,\"stream_ms\":%.3f,"
            "\"plain_ms\":%.3f,\"overhead_pct\":%.2f,\"stream_min_ms\":%.3f,\"plain_min_ms\":%.3f,"
-           "\"overhead_min_pct\":%.2f}\n]}\n",
+           "\"overhead_min_pct\":%.2f,\"raw_decode_ms\":%.3f,\"raw_decode_min_ms\":%.3f}\n]}\n",
            model == tmp ? "init-model tiny (qwen2, V=512)" : model, r.n_tokens, r.reps, r.stream_ms, r.plain_ms,
-           r.overhead_pct, r.stream_min_ms, r.plain_min_ms, r.overhead_min_pct);
+           r.overhead_pct, r.stream_min_ms, r.plain_min_ms, r.overhead_min_pct, r.raw_ms, r.raw_min_ms);
     if (model == tmp) {
         char cmd[128];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);

@@ -160,19 +160,31 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* One timed generation each way; *ms receives the two times. */
+/* The floor: prefill + n greedy steps straight on the session (no generator). */
+static wick_status raw_decode(wick_model *m, wick_session *s, const int32_t *prompt, int np, int n, float *logits,
+                              int V) {
+    wick_status st = wick_session_eval(s, prompt, np, logits, 0);
+    for (int i = 1; !st && i < n; i++) {
+        int32_t id = wk_argmax(logits, V);
+        st = wick_session_eval(s, &id, 1, logits, 0);
+    }
+    return st;
+}
+
+/* One timed generation each way (streaming, collecting, raw); ms receives the times. */
 static wick_status stream_pair(wick_model *m, wick_session *s, const int32_t *prompt, int np,
-                               const wick_gen_opts *o, int stream_first, double ms[2]) {
-    for (int k = 0; k < 2; k++) {
-        int streaming = stream_first ? k == 0 : k == 1;
+                               const wick_gen_opts *o, int stream_first, float *logits, int V, double ms[3]) {
+    for (int k = 0; k < 3; k++) {
+        int mode = k == 2 ? 2 : stream_first ? k : 1 - k; /* 0 streaming, 1 collecting, 2 raw */
         size_t bytes = 0;
         int32_t *ids = NULL;
         int n = 0;
         wick_session_reset(s);
         double t0 = wk_now();
-        wick_status st = streaming ? wick_generate_stream(m, s, prompt, np, o, count_token, &bytes, NULL)
-                                   : wick_generate(m, s, prompt, np, o, &ids, &n, NULL, NULL);
-        ms[streaming ? 0 : 1] = (wk_now() - t0) * 1e3;
+        wick_status st = mode == 0   ? wick_generate_stream(m, s, prompt, np, o, count_token, &bytes, NULL)
+                         : mode == 1 ? wick_generate(m, s, prompt, np, o, &ids, &n, NULL, NULL)
+                                     : raw_decode(m, s, prompt, np, o->max_tokens, logits, V);
+        ms[mode] = (wk_now() - t0) * 1e3;
         wick_free(ids);
         if (st) return st;
     }
@@ -182,29 +194,33 @@ static wick_status stream_pair(wick_model *m, wick_session *s, const int32_t *pr
 wick_status wk_bench_stream_overhead(const char *model_dir, int n_tokens, int reps, wk_bench_stream_result *r) {
     wick_model *m = NULL;
     wick_session *s = NULL;
+    wick_model_info info = {0};
+    reps = reps > 0 ? reps : 1;
     wick_status st = wick_model_load(model_dir, NULL, &m);
+    if (!st) st = wick_model_get_info(m, &info);
     if (!st) st = wick_session_new(m, NULL, &s);
-    double *t = wk_malloc(sizeof(double) * 2 * (size_t)(reps > 0 ? reps : 1), "bench times");
-    if (!st && !t) st = WICK_ENOMEM;
+    double *t = wk_malloc(sizeof(double) * 3 * (size_t)reps, "bench times");
+    float *logits = wk_malloc(sizeof(float) * (size_t)(info.vocab_size > 0 ? info.vocab_size : 1), "bench logits");
+    if (!st && (!t || !logits)) st = WICK_ENOMEM;
     wick_gen_opts o = wick_gen_opts_default();
     o.sampling.temperature = 0, o.max_tokens = n_tokens, o.ignore_eos = 1;
     int32_t prompt[8] = {1, 2, 3, 4, 5, 6, 7, 8};
-    double ms[2];
-    if (!st) st = stream_pair(m, s, prompt, 8, &o, 1, ms); /* warm-up */
+    double ms[3];
+    if (!st) st = stream_pair(m, s, prompt, 8, &o, 1, logits, info.vocab_size, ms); /* warm-up */
     for (int i = 0; !st && i < reps; i++) {
-        st = stream_pair(m, s, prompt, 8, &o, i & 1, ms);
-        t[i] = ms[0], t[reps + i] = ms[1];
+        st = stream_pair(m, s, prompt, 8, &o, i & 1, logits, info.vocab_size, ms);
+        t[i] = ms[0], t[reps + i] = ms[1], t[2 * reps + i] = ms[2];
     }
     if (!st) {
-        qsort(t, (size_t)reps, sizeof *t, cmp_double);
-        qsort(t + reps, (size_t)reps, sizeof *t, cmp_double);
-        r->stream_ms = t[reps / 2], r->plain_ms = t[reps + reps / 2];
+        for (int k = 0; k < 3; k++) qsort(t + k * reps, (size_t)reps, sizeof *t, cmp_double);
+        r->stream_ms = t[reps / 2], r->plain_ms = t[reps + reps / 2], r->raw_ms = t[2 * reps + reps / 2];
         r->overhead_pct = 100.0 * (r->stream_ms - r->plain_ms) / r->plain_ms;
-        r->stream_min_ms = t[0], r->plain_min_ms = t[reps];
+        r->stream_min_ms = t[0], r->plain_min_ms = t[reps], r->raw_min_ms = t[2 * reps];
         r->overhead_min_pct = 100.0 * (r->stream_min_ms - r->plain_min_ms) / r->plain_min_ms;
         r->n_tokens = n_tokens, r->reps = reps;
     }
     wk_free(t);
+    wk_free(logits);
     wick_session_free(s);
     wick_model_free(m);
     return st;

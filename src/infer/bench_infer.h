@@ -38,10 +38,12 @@ void wk_bench_cycle_free(wk_bench_cycle *c);
 /* Streaming vs non-streaming generation on a model directory: n_tokens greedy ids from
  * a fixed prompt, repeated reps times each way (interleaved, alternating which goes
  * first). Writes the median and the minimum time per generation of each (ms) and the
- * overhead of streaming in percent by both (the minimum is robust on a loaded machine). */
+ * overhead of streaming in percent by both (the minimum is robust on a loaded machine),
+ * and the same greedy decode straight on the session as the floor of the generator. */
 typedef struct {
     double stream_ms, plain_ms, overhead_pct;             /* medians */
     double stream_min_ms, plain_min_ms, overhead_min_pct; /* minimums */
+    double raw_ms, raw_min_ms; /* the floor: session_eval + argmax, no generator (median, min) */
     int n_tokens, reps;
 } wk_bench_stream_result;
 wick_status wk_bench_stream_overhead(const char *model_dir, int n_tokens, int reps, wk_bench_stream_result *r);
