@@ -258,6 +258,159 @@ const char *wick_chat_template_name(const wick_tokenizer *t);
 
 /* ========== section: generation — sampling and generation (src/infer) */
 
+/* --- sampler: logits -> token id, with Hugging Face semantics and order:
+ *   logit bias, repetition penalty (HF: over prompt + generated ids, once per distinct id:
+ *   x<0 ? x*p : x/p), presence/frequency penalties (OpenAI: over generated ids,
+ *   x -= count*frequency + (count>0)*presence), then temperature, top-k (ties with the
+ *   k-th value kept), top-p (keep a token while the mass ranked above it is < top_p),
+ *   min-p (drop p < min_p * p_max). temperature <= 0 is greedy (first argmax). */
+typedef struct wick_sampler wick_sampler;
+
+typedef struct {
+    int32_t id;
+    float bias;               /* added to the logit; -INFINITY bans the token */
+} wick_logit_bias;
+
+typedef struct {
+    float temperature;        /* <= 0: greedy. default 1 */
+    int top_k;                /* 0 = off */
+    float top_p;              /* 1 = off */
+    float min_p;              /* 0 = off */
+    float repetition_penalty; /* 1 = off; must be > 0 */
+    float presence_penalty;   /* 0 = off */
+    float frequency_penalty;  /* 0 = off */
+    const wick_logit_bias *logit_bias; /* copied by wick_sampler_new */
+    int n_logit_bias;
+    uint64_t seed;            /* same seed + same logits -> same samples */
+} wick_sampler_opts;
+
+wick_sampler_opts wick_sampler_opts_default(void);
+
+/* Creates a sampler for a vocabulary of `vocab` ids. Errors name the bad option. */
+wick_status wick_sampler_new(const wick_sampler_opts *o, int vocab, wick_sampler **out);
+void wick_sampler_free(wick_sampler *s);
+/* Forgets the history (prompt and generated ids) and reseeds the generator. */
+void wick_sampler_reset(wick_sampler *s, uint64_t seed);
+/* Records prompt ids (they count for the repetition penalty only). */
+wick_status wick_sampler_add_prompt(wick_sampler *s, const int32_t *ids, int n);
+/* Records a generated id (it counts for all penalties). */
+wick_status wick_sampler_accept(wick_sampler *s, int32_t id);
+/* Picks the next id from logits [vocab] (modified in place: penalties and bias applied).
+ * prob (may be NULL) receives the id's probability under the final sampling distribution
+ * (1 for greedy). Does not record the id: call wick_sampler_accept. */
+wick_status wick_sampler_sample(wick_sampler *s, float *logits, int32_t *id, float *prob);
+/* Writes the final sampling distribution [vocab] for logits (modified in place as above);
+ * for greedy, a one-hot vector. */
+wick_status wick_sampler_probs(wick_sampler *s, float *logits, float *probs);
+
+/* --- generation: prefill, then KV-cache decode on a session, with streaming. */
+
+typedef enum {
+    WICK_STOP_NONE = 0,       /* still running */
+    WICK_STOP_EOS = 1,        /* an EOS id of the model was generated (it is the last id) */
+    WICK_STOP_STRING = 2,     /* a stop string appeared in the text (not emitted) */
+    WICK_STOP_MAX_TOKENS = 3, /* max_tokens ids were generated */
+    WICK_STOP_CONTEXT = 4,    /* the session's context is full (documented truncation) */
+    WICK_STOP_CANCELLED = 5,  /* the callback returned nonzero */
+} wick_stop_reason;
+
+const char *wick_stop_reason_str(wick_stop_reason r); /* "eos", "stop", "length", "context", "cancelled" */
+
+#define WICK_MAX_TOP_LOGPROBS 20
+
+typedef struct {
+    wick_sampler_opts sampling;
+    int max_tokens;           /* default 256; must be >= 1 */
+    int ignore_eos;           /* 1: do not stop on EOS ids */
+    const char *const *stop;  /* stop strings (borrowed for the generation's lifetime) */
+    int n_stop;
+    int top_logprobs;         /* alternatives per token, 0..WICK_MAX_TOP_LOGPROBS */
+    int max_context;          /* positions the session holds (0 = min(model max_position, 4096),
+                                 the session's default) */
+    const wick_tokenizer *tokenizer; /* for text pieces and stop strings; NULL = the model's */
+} wick_gen_opts;
+
+wick_gen_opts wick_gen_opts_default(void);
+
+typedef struct {
+    int32_t id;
+    float logprob;            /* log-softmax of the model's raw logits */
+} wick_top_logprob;
+
+/* One generated token, as a callback or the iterator sees it. Pointers are borrowed
+ * until the next token. */
+typedef struct {
+    int32_t id;
+    const char *piece;        /* UTF-8-complete text released with this token (NUL-terminated;
+                                 may be "" while a character or a possible stop string is pending;
+                                 never includes stop-string text). "" without a tokenizer. */
+    size_t piece_len;
+    float logprob;            /* log-probability under the model's raw distribution */
+    float prob;               /* probability under the sampling distribution actually used */
+    const wick_top_logprob *top; /* top_logprobs best alternatives, most likely first */
+    int n_top;
+    int pos;                  /* position of the token in the session (0-based) */
+    int index;                /* 0-based index among generated tokens */
+    double t_ms;              /* milliseconds from the start of the generation */
+    double dt_ms;             /* milliseconds spent on this token (forward + sampling) */
+    wick_stop_reason stop;    /* != WICK_STOP_NONE on the last token */
+} wick_token;
+
+/* Return nonzero to stop (the generation ends with WICK_STOP_CANCELLED). */
+typedef int (*wick_token_fn)(const wick_token *t, void *user);
+
+typedef struct {
+    int n_prompt, n_generated;
+    wick_stop_reason stop;
+    double ttft_ms;           /* start -> first token sampled (prefill included) */
+    double prefill_tok_s;     /* prompt ids per second of prefill */
+    double decode_tok_s;      /* (n_generated - 1) / time after the first token */
+    double total_ms;
+} wick_gen_stats;
+
+typedef struct wick_gen wick_gen;
+
+/* Pull-style iterator. The prompt ids are appended to what the session holds (call
+ * wick_session_reset first for a fresh sequence); m must be the session's model. */
+wick_status wick_gen_start(wick_model *m, wick_session *s, const int32_t *prompt, int n_prompt,
+                           const wick_gen_opts *o, wick_gen **out);
+/* The same from text: tokenized with the tokenizer (tok_flags: WICK_TOK_* of the tokenizer
+ * section, e.g. WICK_TOK_ADD_SPECIAL for a BOS the model expects). */
+wick_status wick_gen_start_text(wick_model *m, wick_session *s, const char *text, int tok_flags,
+                                const wick_gen_opts *o, wick_gen **out);
+/* The same from a conversation rendered with the chat template (template_name NULL = the
+ * tokenizer's own) and a generation prompt; the tokenizer's eos_token (end of turn) also stops. */
+wick_status wick_gen_start_chat(wick_model *m, wick_session *s, const wick_chat_message *msgs, int n_msgs,
+                                const char *template_name, const wick_gen_opts *o, wick_gen **out);
+/* Produces the next token into *t and returns WICK_OK, or returns WICK_OK with *done = 1
+ * (and *t untouched) once the generation has stopped. */
+wick_status wick_gen_next(wick_gen *g, wick_token *t, int *done);
+/* Ends the generation early (the next wick_gen_next reports done) with reason CANCELLED. */
+void wick_gen_cancel(wick_gen *g);
+void wick_gen_get_stats(const wick_gen *g, wick_gen_stats *st);
+/* Drives g to its end calling fn for every token (fn may be NULL). WICK_ECANCELLED when fn
+ * returned nonzero. stats may be NULL. */
+wick_status wick_gen_run(wick_gen *g, wick_token_fn fn, void *user, wick_gen_stats *stats);
+void wick_gen_free(wick_gen *g);
+
+/* Streaming: calls fn for every generated token. stats may be NULL. */
+wick_status wick_generate_stream(wick_model *m, wick_session *s, const int32_t *prompt, int n_prompt,
+                                 const wick_gen_opts *o, wick_token_fn fn, void *user,
+                                 wick_gen_stats *stats);
+
+/* Non-streaming: the same tokens as wick_generate_stream. *ids (free with wick_free)
+ * receives *n ids; text (may be NULL) receives the text without stop strings
+ * (free with wick_free; "" without a tokenizer). stats may be NULL. */
+wick_status wick_generate(wick_model *m, wick_session *s, const int32_t *prompt, int n_prompt,
+                          const wick_gen_opts *o, int32_t **ids, int *n, char **text,
+                          wick_gen_stats *stats);
+
+/* Several prompts in one call, one after the other on the session (reset before each):
+ * ids[i]/n[i] as wick_generate; prompt i uses seed + i. */
+wick_status wick_generate_batch(wick_model *m, wick_session *s, const int32_t *const *prompts,
+                                const int *n_prompts, int n_seqs, const wick_gen_opts *o,
+                                int32_t **ids, int *n, wick_gen_stats *stats);
+
 /* ---------- end of section: generation */
 
 
