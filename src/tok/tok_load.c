@@ -364,9 +364,7 @@ static wick_status byte_ids(wick_tokenizer *t) {
         int n;
         if (t->byte_level) n = tk_byte_to_utf8((uint8_t)b, s);
         else n = snprintf(s, sizeof s, "<0x%02X>", b);
-        t->byte_id[b] = tk_vocab_get(t, s, (size_t)n);
-        if (t->byte_level && t->model == TK_MODEL_BPE && t->byte_id[b] < 0)
-            return wk_err(WICK_EFORMAT, "model.vocab: byte-level token for byte 0x%02X (\"%.*s\") is missing", b, n, s);
+        t->byte_id[b] = tk_vocab_get(t, s, (size_t)n); /* -1: byte missing from the vocab (unk or dropped, as HF) */
     }
     return WICK_OK;
 }

@@ -162,7 +162,12 @@ static wick_status bpe_uncached(const wick_tokenizer *t, const char *s, size_t n
     int k = 0;
     wick_status st = WICK_OK;
     if (t->byte_level) {
-        for (size_t i = 0; i < n; i++) id[k++] = t->byte_id[(uint8_t)s[i]];
+        /* a byte missing from the vocabulary becomes unk_token, or is dropped without one (HF BPE) */
+        for (size_t i = 0; i < n; i++) {
+            int32_t v = t->byte_id[(uint8_t)s[i]];
+            if (v < 0) v = t->unk_id;
+            if (v >= 0) id[k++] = v;
+        }
     } else if ((k = sp_symbols(t, s, n, id)) < 0) {
         st = wk_err(WICK_EINVAL, "text \"%.*s\" has a character outside the vocabulary and the model has no unk_token",
                     (int)WK_MIN(n, 40), s);
