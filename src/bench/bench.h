@@ -46,6 +46,8 @@ wick_status wk_bench_measure(wk_bench *b, const wk_bench_case *c, wk_bench_iter_
 void wk_bench_skip(wk_bench *b, const char *group, const char *reason);
 int wk_bench_quick(const wk_bench *b);
 int wk_bench_cuda(const wk_bench *b);
+/* The backend ops table benchmarks run on (the fast CPU backend; CUDA's once it is on main). */
+struct wk_backend *wk_bench_backend(wk_bench *b);
 
 /* ---- groups (one per benchmark_group of the seed) */
 typedef struct {

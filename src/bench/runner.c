@@ -4,6 +4,7 @@
  */
 #define _GNU_SOURCE
 #include "bench.h"
+#include "backend/backend.h"
 
 #include <fnmatch.h>
 #include <jansson.h>
@@ -48,6 +49,11 @@ static const char *const k_suites[] = {"all", "inference", "sampling", "lora", "
 
 int wk_bench_quick(const wk_bench *b) { return b->o.quick; }
 int wk_bench_cuda(const wk_bench *b) { return b->o.device && !strcmp(b->o.device, "cuda"); }
+
+wk_backend *wk_bench_backend(wk_bench *b) {
+    (void)b;
+    return wk_backend_cpu();
+}
 
 int wk_bench_selected(wk_bench *b, const char *name) {
     if (b->o.filter && *b->o.filter && fnmatch(b->o.filter, name, 0) != 0) return 0;

@@ -3,15 +3,21 @@
  * r8/r16, input (4, 16, in)), lora_rank_scaling (1024², r4..r64, input
  * (2, 32, 1024)) and lora_fused_vs_unfused (adapter product accumulated inside
  * the GEMM, vs a separate buffer and add, vs weights merged ahead of time).
- * Each times y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ.
+ * Each times y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ; the fused variant (and lora_forward,
+ * lora_rank_scaling) runs the library's path: the backend's matmul for the base
+ * weight, then matmul_f32 twice for the adapter, accumulating into y — the
+ * sequence the decoder's linear layers call.
  */
 #include "bench.h"
+#include "backend/backend.h"
 #include "kernels.h"
 
 #include <cblas.h>
 #include <stdio.h>
 
 typedef struct {
+    wk_backend *be;
+    wk_mat Wmat;
     wk_bk_lora l;
     float *mem, *x, *t, *d, *y, *Wm; /* Wm: W + s·B·A for the merged variant */
 } lora_state;
@@ -47,7 +53,10 @@ static wick_status lora_setup(lora_state *s, int M, int in, int out, int r, int 
 
 static void it_fused(void *p) {
     lora_state *s = p;
-    wk_bk_lora_forward(&s->l, s->x, s->t, s->y);
+    const wk_bk_lora *l = &s->l;
+    s->be->matmul(s->be, s->y, s->x, &s->Wmat, NULL, l->M, 0);
+    s->be->matmul_f32(s->be, s->t, s->x, l->A, l->M, l->in, l->r, 1.0f, 0);
+    s->be->matmul_f32(s->be, s->y, s->t, l->B, l->M, l->r, l->out, l->s, 1);
     wk_bench_sink(s->y);
 }
 static void it_unfused(void *p) {
@@ -69,6 +78,8 @@ static wick_status lora_case(wk_bench *b, const char *name, int M, int d, int r,
     lora_state s;
     wick_status rc = lora_setup(&s, M, d, d, r, merged);
     if (rc != WICK_OK) return rc;
+    s.be = wk_bench_backend(b);
+    s.Wmat = (wk_mat){.w = s.l.W, .dt = WICK_DT_F32, .rows = d, .cols = d};
     wk_bench_case c = {.name = name, .work = (double)M * d, .unit = "elem/s"};
     rc = wk_bench_measure(b, &c, fn, &s);
     lora_free(&s);
