@@ -11,8 +11,8 @@
 static const char *k_usage =
     "usage: wick bench [--suite all|inference|sampling|lora|training|adapters|streaming|model]\n"
     "                  [--device cpu|cuda] [--runs N] [--quick] [--filter GLOB] [--threads N]\n"
-    "                  [--json FILE] [--quiet]\n"
-    "       wick bench list [--suite S]\n"
+    "                  [--model DIR | --preset NAME[,NAME]] [--json FILE] [--quiet]\n"
+    "       wick bench list [same options as a run]\n"
     "       wick bench compare BASE.json NEW.json [--threshold 5%] [--budgets FILE] [--format md|json]\n"
     "                  [--out FILE]\n"
     "       wick bench compare NEW.json --budgets FILE      (claims only)\n"
@@ -20,6 +20,9 @@ static const char *k_usage =
     "Runs each benchmark with warm-up, then N timed samples (default 20, 5 with --quick), and\n"
     "reports median, MAD, a 95% order-statistic confidence interval of the median and throughput.\n"
     "--json writes the results document (schema_version, git commit, build flags, date, machine).\n"
+    "The model suite measures prefill and decode tok/s on --model DIR, or on init-model presets\n"
+    "(default qwen2.5-0.5b, tiny with --quick) written once under $WICK_BENCH_CACHE or\n"
+    "$TMPDIR/wick-bench-models.\n"
     "compare: a change is a regression/improvement only when it exceeds --threshold and the two\n"
     "confidence intervals do not overlap; severity critical >= 2x, moderate >= 1.2x, else minor.\n"
     "Exit status of compare: 0 pass, 1 critical regression or failed claim, 2 bad input.\n";
@@ -63,20 +66,6 @@ static int write_text(const char *path, const char *text) {
         if (f) fclose(f);
         return 1;
     }
-    return 0;
-}
-
-static int cmd_list(int argc, char **argv) {
-    const char *suite = "all", *v;
-    for (int i = 1; i < argc; i++) {
-        if ((v = cli_opt(argc, argv, &i, "--suite"))) suite = v;
-        else return cli_usage_error("bench", "list: unknown option '%s'", argv[i]);
-    }
-    char *list = NULL;
-    wick_status st = wick_bench_list(suite, &list);
-    if (st != WICK_OK) return cli_fail("bench", "list", st);
-    fputs(list, stdout);
-    wick_free(list);
     return 0;
 }
 
@@ -129,13 +118,16 @@ static int cmd_compare(int argc, char **argv) {
     return (sum.critical > 0 || sum.claims_failed > 0) ? 1 : 0;
 }
 
+/* Runs the suite, or with `list` first prints the names it would run. */
 static int cmd_run(int argc, char **argv) {
     wick_bench_opts o = wick_bench_opts_default();
     const char *json = NULL, *v;
-    int quiet = 0;
+    int quiet = 0, list = argc >= 2 && !strcmp(argv[1], "list");
     long n;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1 + list; i < argc; i++) {
         if ((v = cli_opt(argc, argv, &i, "--suite"))) o.suite = v;
+        else if ((v = cli_opt(argc, argv, &i, "--model"))) o.model = v;
+        else if ((v = cli_opt(argc, argv, &i, "--preset"))) o.presets = v;
         else if ((v = cli_opt(argc, argv, &i, "--device"))) o.device = v;
         else if ((v = cli_opt(argc, argv, &i, "--filter"))) o.filter = v;
         else if ((v = cli_opt(argc, argv, &i, "--json"))) json = v;
@@ -150,6 +142,14 @@ static int cmd_run(int argc, char **argv) {
         } else if (cli_flag(argv, i, "--quick")) o.quick = 1;
         else if (cli_flag(argv, i, "--quiet")) quiet = 1;
         else return cli_usage_error("bench", "unknown option or missing value '%s'", argv[i]);
+    }
+    if (list) {
+        char *names = NULL;
+        wick_status st = wick_bench_list(&o, &names);
+        if (st != WICK_OK) return cli_fail("bench", "list", st);
+        fputs(names, stdout);
+        wick_free(names);
+        return 0;
     }
     if (!quiet)
         printf("%-52s %11s %10s  %-24s  %s\n", "benchmark", "median", "MAD", "95% CI of median", "throughput");
@@ -167,6 +167,5 @@ int cmd_bench(int argc, char **argv) {
         return cmd_compare(argc - 1, argv + 1);
     }
     if (cli_wants_help(argc, argv)) return fputs(k_usage, stdout), 0;
-    if (argc >= 2 && !strcmp(argv[1], "list")) return cmd_list(argc - 1, argv + 1);
     return cmd_run(argc, argv);
 }

@@ -585,6 +585,10 @@ typedef struct {
     int runs;           /* timed samples per benchmark; 0 = 20 (5 with quick) */
     int quick;          /* shorter samples and warm-up: a smoke run for CI, same benchmarks and sizes */
     int threads;        /* 0 = keep the current setting */
+    const char *model;  /* model suite: a model directory to measure, or NULL to use presets */
+    const char *presets; /* model suite: comma-separated init-model presets, written once (bf16) under
+                            $WICK_BENCH_CACHE or $TMPDIR/wick-bench-models; NULL = "qwen2.5-0.5b"
+                            ("tiny" with quick) */
 } wick_bench_opts;
 
 wick_bench_opts wick_bench_opts_default(void);
@@ -595,8 +599,9 @@ wick_bench_opts wick_bench_opts_default(void);
  * and one entry per benchmark with its samples. */
 wick_status wick_bench_run(const wick_bench_opts *o, wick_bench_fn fn, void *user, char **json_out);
 
-/* Writes the names of the benchmarks a suite holds, one per line, to *list_out (free with wick_free). */
-wick_status wick_bench_list(const char *suite, char **list_out);
+/* Writes the names of the benchmarks wick_bench_run would run with these options (suite,
+ * filter, quick, model, presets), one per line, to *list_out (free with wick_free). */
+wick_status wick_bench_list(const wick_bench_opts *o, char **list_out);
 
 typedef struct {
     double threshold;    /* relative change below which nothing is reported (0 = 0.05) */

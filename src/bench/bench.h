@@ -35,6 +35,10 @@ typedef struct {
     const char *unit;   /* throughput unit, e.g. "elem/s" */
     double metric;      /* extra measured value, 0 = none */
     const char *metric_name;
+    /* Optional: untimed preparation run before each sample (and during warm-up every
+     * max_iters iterations), e.g. resetting a session; max_iters caps iterations per sample. */
+    wk_bench_iter_fn before_sample;
+    int64_t max_iters;
 } wk_bench_case;
 
 /* True when `name` is selected by the run's filter. In listing mode it records the
@@ -45,6 +49,7 @@ wick_status wk_bench_measure(wk_bench *b, const wk_bench_case *c, wk_bench_iter_
 /* Records that a group did not run, and why (e.g. no CUDA implementation yet). */
 void wk_bench_skip(wk_bench *b, const char *group, const char *reason);
 int wk_bench_quick(const wk_bench *b);
+const wick_bench_opts *wk_bench_opts(const wk_bench *b);
 int wk_bench_cuda(const wk_bench *b);
 /* The backend ops table benchmarks run on (the fast CPU backend; CUDA's once it is on main). */
 struct wk_backend *wk_bench_backend(wk_bench *b);
@@ -65,6 +70,11 @@ struct json_t;
 struct json_t *wk_bench_machine_json(int with_gpu);
 struct json_t *wk_bench_git_json(void);
 struct json_t *wk_bench_build_json(void);
+
+/* ---- models for the model suite and the profiler (suite_model.c) */
+/* Writes init-model preset `preset` (bf16, seed 1) into the benchmark cache once and
+ * puts its directory in out; later calls reuse it. */
+wick_status wk_bench_preset_dir(const char *preset, char *out, size_t cap);
 
 /* ---- deterministic data for benchmark inputs */
 void wk_bench_fill(float *x, size_t n, uint64_t seed, float scale); /* uniform in [-scale, scale] */

@@ -31,6 +31,7 @@ wick_status wk_bench_lora_fused(wk_bench *b);
 wick_status wk_bench_gradient_computation(wk_bench *b);
 wick_status wk_bench_optimizer_step(wk_bench *b);
 wick_status wk_bench_full_training_step(wk_bench *b);
+wick_status wk_bench_model(wk_bench *b);
 
 const wk_bench_group wk_bench_groups[] = {
     {"inference", "layer_operations", 0, wk_bench_layer_ops},
@@ -41,6 +42,7 @@ const wk_bench_group wk_bench_groups[] = {
     {"training", "gradient_computation", 0, wk_bench_gradient_computation},
     {"training", "optimizer_step", 0, wk_bench_optimizer_step},
     {"training", "full_training_step", 0, wk_bench_full_training_step},
+    {"model", "model", 0, wk_bench_model},
 };
 const int wk_bench_n_groups = (int)WK_ARRAY_LEN(wk_bench_groups);
 
@@ -48,6 +50,7 @@ static const char *const k_suites[] = {"all", "inference", "sampling", "lora", "
                                        "adapters", "streaming", "model"};
 
 int wk_bench_quick(const wk_bench *b) { return b->o.quick; }
+const wick_bench_opts *wk_bench_opts(const wk_bench *b) { return &b->o; }
 int wk_bench_cuda(const wk_bench *b) { return b->o.device && !strcmp(b->o.device, "cuda"); }
 
 wk_backend *wk_bench_backend(wk_bench *b) {
@@ -72,14 +75,20 @@ void wk_bench_skip(wk_bench *b, const char *group, const char *reason) {
     json_array_append_new(b->skipped, json_pack("{s:s, s:s}", "group", group, "reason", reason));
 }
 
-/* Runs fn until warm-up time has passed; returns the mean time of one iteration. */
-static double warm_up(wk_bench *b, wk_bench_iter_fn fn, void *state) {
-    double t0 = wk_now(), el;
+/* Runs fn until warm-up time has passed; returns the mean time of one iteration
+ * (the untimed before_sample preparations excluded). */
+static double warm_up(wk_bench *b, const wk_bench_case *c, wk_bench_iter_fn fn, void *state) {
+    double t0 = wk_now(), el = 0, prep = 0;
     int64_t k = 0;
     do {
+        if (c->before_sample && (k == 0 || (c->max_iters > 0 && k % c->max_iters == 0))) {
+            double p0 = wk_now();
+            c->before_sample(state);
+            prep += wk_now() - p0;
+        }
         fn(state);
         k++;
-        el = wk_now() - t0;
+        el = wk_now() - t0 - prep;
     } while (el < b->warmup_s && k < 1000000);
     return el / (double)k;
 }
@@ -116,13 +125,15 @@ static int report(wk_bench *b, const wk_bench_case *c, const wk_stats *st, int64
 
 wick_status wk_bench_measure(wk_bench *b, const wk_bench_case *c, wk_bench_iter_fn fn, void *state) {
     if (b->list_only || (b->o.filter && *b->o.filter && fnmatch(b->o.filter, c->name, 0) != 0)) return WICK_OK;
-    double per_iter = warm_up(b, fn, state);
+    double per_iter = warm_up(b, c, fn, state);
     int64_t iters = per_iter > 0 ? (int64_t)(b->target_s / per_iter + 0.5) : 1000;
     if (iters < 1) iters = 1;
     if (iters > 100000000) iters = 100000000;
+    if (c->max_iters > 0 && iters > c->max_iters) iters = c->max_iters;
     double *xs = wk_malloc(sizeof(double) * (size_t)b->runs, "benchmark samples");
     if (!xs) return WICK_ENOMEM;
     for (int s = 0; s < b->runs; s++) {
+        if (c->before_sample) c->before_sample(state);
         double t0 = wk_now();
         for (int64_t i = 0; i < iters; i++) fn(state);
         xs[s] = (wk_now() - t0) / (double)iters;
@@ -139,7 +150,7 @@ wick_status wk_bench_measure(wk_bench *b, const wk_bench_case *c, wk_bench_iter_
 
 /* ---- options and the document */
 wick_bench_opts wick_bench_opts_default(void) {
-    wick_bench_opts o = {.suite = "all", .device = "cpu", .filter = NULL, .runs = 0, .quick = 0, .threads = 0};
+    wick_bench_opts o = {.suite = "all", .device = "cpu", .runs = 0, .quick = 0, .threads = 0};
     return o;
 }
 
@@ -230,13 +241,11 @@ wick_status wick_bench_run(const wick_bench_opts *o, wick_bench_fn fn, void *use
     return rc;
 }
 
-wick_status wick_bench_list(const char *suite, char **list_out) {
+wick_status wick_bench_list(const wick_bench_opts *o, char **list_out) {
     if (!list_out) return wk_err(WICK_EINVAL, "wick_bench_list: list_out is NULL");
     *list_out = NULL;
-    wick_bench_opts o = wick_bench_opts_default();
-    if (suite) o.suite = suite;
     wk_bench b;
-    init_bench(&b, &o);
+    init_bench(&b, o);
     wick_status rc = check_opts(&b.o);
     if (rc != WICK_OK) return rc;
     b.list_only = 1;
