@@ -16,6 +16,8 @@ static const char *k_usage =
     "       wick bench compare BASE.json NEW.json [--threshold 5%] [--budgets FILE] [--format md|json]\n"
     "                  [--out FILE]\n"
     "       wick bench compare NEW.json --budgets FILE      (claims only)\n"
+    "       wick bench profile [--model DIR | --preset NAME] [--prompt P] [--steps N] [--threads N]\n"
+    "                  [--format md|json] [--out FILE]\n"
     "\n"
     "Runs each benchmark with warm-up, then N timed samples (default 20, 5 with --quick), and\n"
     "reports median, MAD, a 95% order-statistic confidence interval of the median and throughput.\n"
@@ -25,7 +27,9 @@ static const char *k_usage =
     "$TMPDIR/wick-bench-models.\n"
     "compare: a change is a regression/improvement only when it exceeds --threshold and the two\n"
     "confidence intervals do not overlap; severity critical >= 2x, moderate >= 1.2x, else minor.\n"
-    "Exit status of compare: 0 pass, 1 critical regression or failed claim, 2 bad input.\n";
+    "Exit status of compare: 0 pass, 1 critical regression or failed claim, 2 bad input.\n"
+    "profile: time per phase and op type of a prompt (default 128 tokens) and of decode steps\n"
+    "(default 16), each op synced; model as for the model suite (default preset qwen2.5-0.5b).\n";
 
 static void fmt_time(double s, char *buf, size_t cap) {
     double a = s < 0 ? -s : s;
@@ -161,7 +165,41 @@ static int cmd_run(int argc, char **argv) {
     return rc;
 }
 
+static int cmd_profile(int argc, char **argv) {
+    wick_bench_profile_opts o = {0};
+    const char *out = NULL, *v;
+    long n;
+    for (int i = 1; i < argc; i++) {
+        if ((v = cli_opt(argc, argv, &i, "--model"))) o.model = v;
+        else if ((v = cli_opt(argc, argv, &i, "--preset"))) o.preset = v;
+        else if ((v = cli_opt(argc, argv, &i, "--out"))) out = v;
+        else if ((v = cli_opt(argc, argv, &i, "--format"))) {
+            if (strcmp(v, "md") && strcmp(v, "json"))
+                return cli_usage_error("bench", "--format expects md or json, got \"%s\"", v);
+            o.format_json = !strcmp(v, "json");
+        } else if ((v = cli_opt(argc, argv, &i, "--prompt")) || (v = cli_opt(argc, argv, &i, "--steps")) ||
+                   (v = cli_opt(argc, argv, &i, "--threads"))) {
+            const char *opt = argv[i - 1];
+            if (cli_int("bench", opt, v, &n)) return 2;
+            if (n < 1 || n > 100000) return cli_usage_error("bench", "%s expects 1..100000, got %ld", opt, n);
+            if (!strcmp(opt, "--prompt")) o.prompt = (int)n;
+            else if (!strcmp(opt, "--steps")) o.steps = (int)n;
+            else o.threads = (int)n;
+        } else return cli_usage_error("bench", "profile: unknown option or missing value '%s'", argv[i]);
+    }
+    char *report = NULL;
+    wick_status st = wick_bench_profile(&o, &report);
+    if (st != WICK_OK) return cli_fail("bench", "profile", st);
+    int rc = out ? write_text(out, report) : (fputs(report, stdout), 0);
+    wick_free(report);
+    return rc;
+}
+
 int cmd_bench(int argc, char **argv) {
+    if (argc >= 2 && !strcmp(argv[1], "profile")) {
+        if (cli_wants_help(argc - 1, argv + 1)) return fputs(k_usage, stdout), 0;
+        return cmd_profile(argc - 1, argv + 1);
+    }
     if (argc >= 2 && !strcmp(argv[1], "compare")) {
         if (cli_wants_help(argc - 1, argv + 1)) return fputs(k_usage, stdout), 0;
         return cmd_compare(argc - 1, argv + 1);

@@ -625,6 +625,21 @@ wick_status wick_bench_compare(const char *base_path, const char *new_path, cons
                                char **report_out, wick_bench_summary *sum);
 
 
+typedef struct {
+    const char *model;  /* model directory, or NULL to use preset */
+    const char *preset; /* init-model preset written to the benchmark cache when model is NULL
+                           (NULL = "qwen2.5-0.5b") */
+    int prompt;         /* prompt tokens run (and profiled) before the decode steps; 0 = 128 */
+    int steps;          /* decode steps averaged; 0 = 16 */
+    int threads;        /* 0 = keep the current setting */
+    int format_json;    /* 1: JSON report; 0: Markdown */
+} wick_bench_profile_opts;
+
+/* Profiles a prefill and decode steps of a model: time per phase (forward, sample) and per op
+ * type (matmul, lora, attention, norm, rope, act, embed, logits, kv, ...), each op synced so
+ * its time is its own; "untracked" is the rest of the phase. *report_out: free with wick_free. */
+wick_status wick_bench_profile(const wick_bench_profile_opts *o, char **report_out);
+
 /* ---------- end of section: bench */
 
 

@@ -18,10 +18,12 @@ if "$WICK" bench --runs 0 2>"$tmp/err" >/dev/null; then fail "--runs 0 must fail
 "$WICK" bench list --quick > "$tmp/names.txt"
 [ "$(wc -l < "$tmp/names.txt")" -ge 30 ] || fail "bench list: $(wc -l < "$tmp/names.txt") names"
 
-runs=()
-if [ -n "${WICK_ASAN:-}" ]; then runs=(--runs 3); fi   # the sanitizer build is slower; keep the smoke run short
+# One thread: ctest runs other tests beside this one, and on a busy 2-core machine every
+# OpenMP barrier can wait a whole scheduler slice (ops measured 1000x slower with 2 threads).
+runs=(--threads 1)
+if [ -n "${WICK_ASAN:-}" ]; then runs+=(--runs 3); fi   # the sanitizer build is slower; keep the smoke run short
 start=$(date +%s)
-"$WICK" bench --quick "${runs[@]}" --json "$tmp/r.json" > "$tmp/table.txt"
+WICK_BENCH_CACHE="$tmp/cache" "$WICK" bench --quick "${runs[@]}" --json "$tmp/r.json" > "$tmp/table.txt"
 echo "bench --quick took $(( $(date +%s) - start )) s"
 
 python3 - "$tmp/r.json" "$tmp/names.txt" <<'PY'
@@ -54,4 +56,22 @@ grep -q "Claims: 7 validated, 0 failed, 0 not measured" "$tmp/claims.md" || { ca
 
 "$WICK" bench compare "$tmp/r.json" "$tmp/r.json" --format json > "$tmp/self.json" || fail "self compare"
 python3 -c "import json,sys; s=json.load(open(sys.argv[1]))['summary']; assert s['regressions']==0 and s['improvements']==0, s" "$tmp/self.json"
+# profile: the tiny preset (2 layers, 7 projections each) gives 14 matmuls + 1 head per decode step
+WICK_BENCH_CACHE="$tmp/cache" "$WICK" bench profile --threads 1 --preset tiny --prompt 16 --steps 4 --format json > "$tmp/prof.json"
+python3 - "$tmp/prof.json" <<'PY'
+import json, sys
+rep = json.load(open(sys.argv[1]))
+secs = {s["name"]: s for s in rep["sections"]}
+assert set(secs) == {"prefill", "decode"}, secs.keys()
+dec = secs["decode"]
+ops = {(r["phase"], r["op"]): r for r in dec["rows"]}
+assert ops[("forward", "matmul")]["calls_per_step"] == 14, ops[("forward", "matmul")]
+assert ops[("forward", "logits")]["calls_per_step"] == 1
+assert ops[("forward", "attention")]["calls_per_step"] == 2
+assert ops[("sample", "sample")]["calls_per_step"] == 1
+total = sum(r["seconds_per_step"] for r in dec["rows"])
+assert abs(total - dec["seconds_per_step"]) <= 1e-6 + 1e-3 * dec["seconds_per_step"], (total, dec["seconds_per_step"])
+assert abs(sum(r["share"] for r in dec["rows"]) - 1) < 1e-3
+print("profile ok: decode step %.1f us" % (dec["seconds_per_step"] * 1e6))
+PY
 echo "bench smoke ok"

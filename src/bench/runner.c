@@ -42,7 +42,7 @@ const wk_bench_group wk_bench_groups[] = {
     {"training", "gradient_computation", 0, wk_bench_gradient_computation},
     {"training", "optimizer_step", 0, wk_bench_optimizer_step},
     {"training", "full_training_step", 0, wk_bench_full_training_step},
-    {"model", "model", 0, wk_bench_model},
+    {"model", "model", 1, wk_bench_model},
 };
 const int wk_bench_n_groups = (int)WK_ARRAY_LEN(wk_bench_groups);
 

@@ -69,7 +69,9 @@ static wick_status model_cases(wk_bench *b, const char *label, const char *dir) 
     int want_pre = wk_bench_selected(b, pre), want_dec = wk_bench_selected(b, dec);
     if (!want_pre && !want_dec) return WICK_OK;
     model_state st = {0};
-    wick_status rc = wick_model_load(dir, NULL, &st.m);
+    wick_model_opts mo = wick_model_opts_default();
+    mo.device = wk_bench_opts(b)->device; /* the model suite runs on the device asked for */
+    wick_status rc = wick_model_load(dir, &mo, &st.m);
     wick_model_info info;
     wick_session_opts so = {.max_seq = PROMPT + DECODE_WINDOW + 1};
     if (rc == WICK_OK) rc = wick_model_get_info(st.m, &info);
