@@ -145,6 +145,21 @@ static void test_claims(void) {
     CHECK(run_cli(args) == 0, "validated + not measured exits 0");
 }
 
+static void test_calibration(void) {
+    res base[] = {{"calibration/cpu_scalar", 1, 0.99, 1.01}, {"op", 5, 4.9, 5.1}};
+    res cur[] = {{"calibration/cpu_scalar", 2.2, 2.19, 2.21}, {"op", 11, 10.9, 11.1}};
+    const char *a = write_results("cal_b.json", base, 2, "cpu A"), *b = write_results("cal_n.json", cur, 2, "cpu B");
+    char *rep = NULL;
+    wick_bench_summary s;
+    wick_bench_compare_opts o = {0};
+    CHECK_OK(wick_bench_compare(a, b, &o, &rep, &s));
+    CHECK(s.compared == 1 && s.critical == 1, "calibration is not counted: compared %d", s.compared);
+    CHECK(rep && strstr(rep, "calibration/cpu_scalar (fixed work, the same on every commit) changed by +120.0%") &&
+              strstr(rep, "## Machine calibration") && strstr(rep, "differ in CPU models"),
+          "calibration and machine warnings:\n%s", rep);
+    wick_free(rep);
+}
+
 static void test_bad_input(void) {
     res r[] = {{"a", 1, 0.9, 1.1}};
     const char *cur = write_results("bad_new.json", r, 1, "cpu A");
@@ -171,6 +186,7 @@ int main(void) {
     test_stats();
     test_regression_and_noise();
     test_claims();
+    test_calibration();
     test_bad_input();
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

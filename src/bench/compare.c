@@ -109,12 +109,27 @@ static json_t *verdict_json(const wk_cmp_entry *a, const wk_cmp_entry *b, double
     return j;
 }
 
+/* Benchmarks named calibration/... measure the machine: reported apart, never counted, warned about when it moved. */
+static void calibration_row(const wk_cmp_entry *a, const wk_cmp_entry *b, double thr, json_t *calib, json_t *warn) {
+    wick_bench_summary ignored = {0};
+    json_t *row = verdict_json(a, b, thr, &ignored);
+    if (strcmp(json_string_value(json_object_get(row, "verdict")), "within_noise") != 0) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "%s (fixed work, the same on every commit) changed by %+.1f%%: the machine's speed "
+                 "differed between the runs, so read changes of that size with care", a->name,
+                 100 * (json_number_value(json_object_get(row, "ratio")) - 1));
+        json_array_append_new(warn, json_string(msg));
+    }
+    json_array_append_new(calib, row);
+}
+
 static json_t *compare_results(const wk_cmp_file *base, const wk_cmp_file *cur, double thr,
-                               wick_bench_summary *s, json_t *not_measured) {
+                               wick_bench_summary *s, json_t *not_measured, json_t *calib, json_t *warn) {
     json_t *rows = json_array(), *base_only = json_array(), *new_only = json_array();
     for (int i = 0; i < base->n; i++) {
         const wk_cmp_entry *b = wk_cmp_find(cur, base->e[i].name);
-        if (b) json_array_append_new(rows, verdict_json(&base->e[i], b, thr, s));
+        if (b && !strncmp(b->name, "calibration/", 12)) calibration_row(&base->e[i], b, thr, calib, warn);
+        else if (b) json_array_append_new(rows, verdict_json(&base->e[i], b, thr, s));
         else json_array_append_new(base_only, json_string(base->e[i].name)), s->only_base++;
     }
     for (int i = 0; i < cur->n; i++)
@@ -181,7 +196,9 @@ static wick_status build_report(const wk_cmp_file *base, const wk_cmp_file *cur,
         json_t *bi = run_info(base);
         json_object_set_new(rep, "base", bi);
         add_warnings(bi, ci, warn);
-        json_object_set_new(rep, "benchmarks", compare_results(base, cur, o->threshold, s, nm));
+        json_t *calib = json_array();
+        json_object_set_new(rep, "benchmarks", compare_results(base, cur, o->threshold, s, nm, calib, warn));
+        json_object_set_new(rep, "calibration", calib);
     }
     json_t *claims = json_array(), *claims_nm = json_array();
     wick_status rc = o->budgets ? wk_cmp_claims(o->budgets, cur, s, claims, claims_nm) : WICK_OK;

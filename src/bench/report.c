@@ -140,6 +140,15 @@ char *wk_cmp_markdown(const json_t *rep) {
         change_table(f, rows, "## Improvements", "improvement", NULL);
         change_table(f, rows, "## Within noise", "within_noise", NULL);
     }
+    const json_t *cal = json_object_get(rep, "calibration");
+    if (json_array_size(cal)) {
+        fputs("\n## Machine calibration\n\nFixed work that does not change with the code; a change here is the "
+              "machine's, and it is not counted above.\n\n| benchmark | base | new | change | base 95% CI | new 95% CI |\n"
+              "| --- | --- | --- | --- | --- | --- |\n", f);
+        size_t i;
+        json_t *r;
+        json_array_foreach(cal, i, r) change_row(f, r);
+    }
     const json_t *nm = json_object_get(rep, "not_measured");
     if (json_array_size(json_object_get(nm, "claims")) || json_array_size(json_object_get(nm, "base_only")) ||
         json_array_size(json_object_get(nm, "new_only"))) {

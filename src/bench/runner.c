@@ -32,8 +32,10 @@ wick_status wk_bench_gradient_computation(wk_bench *b);
 wick_status wk_bench_optimizer_step(wk_bench *b);
 wick_status wk_bench_full_training_step(wk_bench *b);
 wick_status wk_bench_model(wk_bench *b);
+wick_status wk_bench_calibration(wk_bench *b);
 
 const wk_bench_group wk_bench_groups[] = {
+    {"calibration", "calibration", 1, wk_bench_calibration}, /* runs with every suite */
     {"inference", "layer_operations", 0, wk_bench_layer_ops},
     {"inference", "kv_cache", 0, wk_bench_kv_cache},
     {"lora", "lora_forward", 0, wk_bench_lora_forward},
@@ -185,7 +187,8 @@ static void init_bench(wk_bench *b, const wick_bench_opts *o) {
 static wick_status run_groups(wk_bench *b) {
     for (int i = 0; i < wk_bench_n_groups; i++) {
         const wk_bench_group *g = &wk_bench_groups[i];
-        if (strcmp(b->o.suite, "all") != 0 && strcmp(b->o.suite, g->suite) != 0) continue;
+        int always = !strcmp(g->suite, "calibration");
+        if (!always && strcmp(b->o.suite, "all") != 0 && strcmp(b->o.suite, g->suite) != 0) continue;
         if (wk_bench_cuda(b) && !g->cuda) {
             wk_bench_skip(b, g->group, "no CUDA implementation of this group; run it with --device cpu");
             continue;
