@@ -75,6 +75,13 @@ struct json_t *wk_bench_build_json(void);
 /* Writes init-model preset `preset` (bf16, seed 1) into the benchmark cache once and
  * puts its directory in out; later calls reuse it. */
 wick_status wk_bench_preset_dir(const char *preset, char *out, size_t cap);
+/* The models a run measures: --model's base name, or the presets (default qwen2.5-0.5b, tiny
+ * with quick). Returns how many labels were written (at most max). */
+int wk_bench_model_labels(wk_bench *b, char labels[][128], int max);
+/* The directory of a label (the --model directory, or the preset written to the cache). */
+wick_status wk_bench_model_dir(wk_bench *b, const char *label, char *dir, size_t cap);
+/* Loads a model on the run's device. */
+wick_status wk_bench_model_load(wk_bench *b, const char *dir, wick_model **out);
 
 /* ---- deterministic data for benchmark inputs */
 void wk_bench_fill(float *x, size_t n, uint64_t seed, float scale); /* uniform in [-scale, scale] */

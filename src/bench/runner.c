@@ -33,6 +33,7 @@ wick_status wk_bench_optimizer_step(wk_bench *b);
 wick_status wk_bench_full_training_step(wk_bench *b);
 wick_status wk_bench_model(wk_bench *b);
 wick_status wk_bench_calibration(wk_bench *b);
+wick_status wk_bench_adapters(wk_bench *b);
 
 const wk_bench_group wk_bench_groups[] = {
     {"calibration", "calibration", 1, wk_bench_calibration}, /* runs with every suite */
@@ -44,6 +45,7 @@ const wk_bench_group wk_bench_groups[] = {
     {"training", "gradient_computation", 0, wk_bench_gradient_computation},
     {"training", "optimizer_step", 0, wk_bench_optimizer_step},
     {"training", "full_training_step", 0, wk_bench_full_training_step},
+    {"adapters", "adapters", 1, wk_bench_adapters},
     {"model", "model", 1, wk_bench_model},
 };
 const int wk_bench_n_groups = (int)WK_ARRAY_LEN(wk_bench_groups);

@@ -63,15 +63,13 @@ static void it_decode(void *p) {
 }
 
 static wick_status model_cases(wk_bench *b, const char *label, const char *dir) {
-    char pre[256], dec[256];
+    char pre[1200], dec[1200];
     snprintf(pre, sizeof pre, "model_prefill/%s/prompt_%d", label, PROMPT);
     snprintf(dec, sizeof dec, "model_decode/%s/ctx_%d", label, PROMPT);
     int want_pre = wk_bench_selected(b, pre), want_dec = wk_bench_selected(b, dec);
     if (!want_pre && !want_dec) return WICK_OK;
     model_state st = {0};
-    wick_model_opts mo = wick_model_opts_default();
-    mo.device = wk_bench_opts(b)->device; /* the model suite runs on the device asked for */
-    wick_status rc = wick_model_load(dir, &mo, &st.m);
+    wick_status rc = wk_bench_model_load(b, dir, &st.m);
     wick_model_info info;
     wick_session_opts so = {.max_seq = PROMPT + DECODE_WINDOW + 1};
     if (rc == WICK_OK) rc = wick_model_get_info(st.m, &info);
@@ -88,27 +86,51 @@ static wick_status model_cases(wk_bench *b, const char *label, const char *dir) 
     }
     wick_session_free(st.s);
     wick_model_free(st.m);
-    return rc == WICK_OK || rc == WICK_ECANCELLED ? rc : wk_err_prefix(rc, "%s", dir);
+    return rc;
 }
 
-wick_status wk_bench_model(wk_bench *b) {
+int wk_bench_model_labels(wk_bench *b, char labels[][128], int max) {
     const wick_bench_opts *o = wk_bench_opts(b);
     if (o->model && *o->model) {
         const char *slash = strrchr(o->model, '/');
-        const char *label = slash && slash[1] ? slash + 1 : o->model;
-        return model_cases(b, label, o->model);
+        snprintf(labels[0], 128, "%s", slash && slash[1] ? slash + 1 : o->model);
+        return 1;
     }
-    char list[512], dir[1024];
+    char list[512], *save = NULL;
+    int n = 0;
     snprintf(list, sizeof list, "%s", o->presets && *o->presets ? o->presets : o->quick ? "tiny" : "qwen2.5-0.5b");
+    for (char *p = strtok_r(list, ",", &save); p && n < max; p = strtok_r(NULL, ",", &save))
+        snprintf(labels[n++], 128, "%s", p);
+    return n;
+}
+
+wick_status wk_bench_model_dir(wk_bench *b, const char *label, char *dir, size_t cap) {
+    const wick_bench_opts *o = wk_bench_opts(b);
+    if (o->model && *o->model) {
+        snprintf(dir, cap, "%s", o->model);
+        return WICK_OK;
+    }
+    return wk_bench_preset_dir(label, dir, cap);
+}
+
+wick_status wk_bench_model_load(wk_bench *b, const char *dir, wick_model **out) {
+    wick_model_opts mo = wick_model_opts_default();
+    mo.device = wk_bench_opts(b)->device; /* model-level groups run on the device asked for */
+    wick_status rc = wick_model_load(dir, &mo, out);
+    return rc == WICK_OK ? rc : wk_err_prefix(rc, "%s", dir);
+}
+
+wick_status wk_bench_model(wk_bench *b) {
+    char labels[8][128], dir[1024];
+    int n = wk_bench_model_labels(b, labels, 8);
     wick_status rc = WICK_OK;
-    char *save = NULL;
-    for (char *p = strtok_r(list, ",", &save); p && rc == WICK_OK; p = strtok_r(NULL, ",", &save)) {
-        char pre[256], dec[256];
-        snprintf(pre, sizeof pre, "model_prefill/%s/prompt_%d", p, PROMPT);
-        snprintf(dec, sizeof dec, "model_decode/%s/ctx_%d", p, PROMPT);
+    for (int i = 0; i < n && rc == WICK_OK; i++) {
+        char pre[1200], dec[1200];
+        snprintf(pre, sizeof pre, "model_prefill/%s/prompt_%d", labels[i], PROMPT);
+        snprintf(dec, sizeof dec, "model_decode/%s/ctx_%d", labels[i], PROMPT);
         if (!wk_bench_selected(b, pre) && !wk_bench_selected(b, dec)) continue; /* lists names, writes nothing */
-        rc = wk_bench_preset_dir(p, dir, sizeof dir);
-        if (rc == WICK_OK) rc = model_cases(b, p, dir);
+        rc = wk_bench_model_dir(b, labels[i], dir, sizeof dir);
+        if (rc == WICK_OK) rc = model_cases(b, labels[i], dir);
     }
     return rc;
 }
