@@ -557,6 +557,89 @@ wick_status wick_gguf_quantize(const char *src, const char *type, const char *ou
 
 /* ========== section: bench — benchmarks (src/bench) */
 
+/* One benchmark's figures. Times are seconds per iteration (one call of the
+ * measured operation). Strings are borrowed for the duration of the callback. */
+typedef struct {
+    const char *name;            /* "group/function/case", e.g. "lora_forward/forward/small_512x512_r8" */
+    const char *suite;           /* "inference", "sampling", "lora", "training", "adapters", "streaming", "model" */
+    int samples;                 /* timed samples after warm-up */
+    int64_t iters_per_sample;    /* iterations timed together in one sample */
+    double median_s, mad_s;      /* median and median absolute deviation of the samples */
+    double ci_lo_s, ci_hi_s;     /* distribution-free confidence interval of the median ... */
+    double ci_level;             /* ... and its exact coverage (0.95 or more when samples >= 8) */
+    double mean_s, min_s, max_s;
+    double throughput;           /* work units per second at the median; 0 when not applicable */
+    const char *throughput_unit; /* "elem/s", "tok/s", "B/s", ... ("" when none) */
+    double metric;               /* one extra measured value (e.g. bytes held); 0 when none */
+    const char *metric_name;     /* "bytes", ... ("" when none) */
+} wick_bench_result;
+
+/* Called after each benchmark; return nonzero to stop the run (WICK_ECANCELLED). */
+typedef int (*wick_bench_fn)(const wick_bench_result *r, void *user);
+
+typedef struct {
+    const char *suite;  /* "all" (default), "inference", "sampling", "lora", "training", "adapters",
+                           "streaming" or "model" */
+    const char *device; /* "cpu" (default) or "cuda" (needs a CUDA build) */
+    const char *filter; /* shell glob on benchmark names; NULL = every benchmark of the suite */
+    int runs;           /* timed samples per benchmark; 0 = 20 (5 with quick) */
+    int quick;          /* shorter samples and warm-up: a smoke run for CI, same benchmarks and sizes */
+    int threads;        /* 0 = keep the current setting */
+    const char *model;  /* model suite: a model directory to measure, or NULL to use presets */
+    const char *presets; /* model suite: comma-separated init-model presets, written once (bf16) under
+                            $WICK_BENCH_CACHE or $TMPDIR/wick-bench-models; NULL = "qwen2.5-0.5b"
+                            ("tiny" with quick) */
+} wick_bench_opts;
+
+wick_bench_opts wick_bench_opts_default(void);
+
+/* Runs the selected benchmarks, calling fn (may be NULL) after each. On success
+ * *json_out (free with wick_free) is the results document: schema_version, git
+ * commit, build flags, date, machine (CPU, cores, SIMD, memory, GPU when used)
+ * and one entry per benchmark with its samples. */
+wick_status wick_bench_run(const wick_bench_opts *o, wick_bench_fn fn, void *user, char **json_out);
+
+/* Writes the names of the benchmarks wick_bench_run would run with these options (suite,
+ * filter, quick, model, presets), one per line, to *list_out (free with wick_free). */
+wick_status wick_bench_list(const wick_bench_opts *o, char **list_out);
+
+typedef struct {
+    double threshold;    /* relative change below which nothing is reported (0 = 0.05) */
+    const char *budgets; /* path of a claims file (JSON), or NULL */
+    int format_json;     /* 1: the report is JSON; 0: Markdown */
+} wick_bench_compare_opts;
+
+typedef struct {
+    int compared, regressions, critical, moderate, minor, improvements, within_noise;
+    int only_base, only_new;                     /* benchmarks present in one file only */
+    int claims_validated, claims_failed, claims_not_measured;
+} wick_bench_summary;
+
+/* Compares two results files (base may be NULL: claims only) and validates the
+ * claims in opts->budgets against new_path. *report_out (free with wick_free)
+ * is the Markdown or JSON report. A change is a regression or an improvement only
+ * when it exceeds the threshold and the two medians' confidence intervals do not
+ * overlap; regressions are critical at >= 2x, moderate at >= 1.2x, minor below.
+ * Returns WICK_OK when the comparison ran (read the verdict from *sum). */
+wick_status wick_bench_compare(const char *base_path, const char *new_path, const wick_bench_compare_opts *opts,
+                               char **report_out, wick_bench_summary *sum);
+
+
+typedef struct {
+    const char *model;  /* model directory, or NULL to use preset */
+    const char *preset; /* init-model preset written to the benchmark cache when model is NULL
+                           (NULL = "qwen2.5-0.5b") */
+    int prompt;         /* prompt tokens run (and profiled) before the decode steps; 0 = 128 */
+    int steps;          /* decode steps averaged; 0 = 16 */
+    int threads;        /* 0 = keep the current setting */
+    int format_json;    /* 1: JSON report; 0: Markdown */
+} wick_bench_profile_opts;
+
+/* Profiles a prefill and decode steps of a model: time per phase (forward, sample) and per op
+ * type (matmul, lora, attention, norm, rope, act, embed, logits, kv, ...), each op synced so
+ * its time is its own; "untracked" is the rest of the phase. *report_out: free with wick_free. */
+wick_status wick_bench_profile(const wick_bench_profile_opts *o, char **report_out);
+
 /* ---------- end of section: bench */
 
 

@@ -1,0 +1,210 @@
+/*
+ * profile.c — `wick bench profile`: runs a prompt and then decode steps of a model
+ * on the profiling backend wrapper and reports, per phase, the time of each op
+ * type per step, its share of the step and its calls per step; the time of a
+ * phase not spent in any timed op is "untracked". The tool to explain a
+ * regression such as a step that became 4x slower: which op grew.
+ */
+#define _GNU_SOURCE
+#include "bench.h"
+#include "model/model.h"
+#include "prof.h"
+#include "prof_backend.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* Snapshot of the profiling table as rows {phase, op, seconds_per_step, share, calls_per_step}. */
+static json_t *section_json(const char *name, int steps, const double *phase_wall) {
+    json_t *rows = json_array();
+    double total = 0;
+    for (int p = 0; p < WK_PHASE_COUNT; p++) total += phase_wall[p];
+    for (int p = 0; p < WK_PHASE_COUNT; p++) {
+        if (phase_wall[p] <= 0) continue;
+        double tracked = 0;
+        for (int o = 0; o < WK_PROF_COUNT; o++) {
+            int64_t calls;
+            double sec = wk_prof_seconds((wk_prof_phase)p, (wk_prof_op)o, &calls);
+            if (!calls) continue;
+            tracked += sec;
+            json_array_append_new(rows, json_pack("{s:s, s:s, s:f, s:f, s:f}", "phase", wk_prof_phase_name(p), "op",
+                                                  wk_prof_op_name(o), "seconds_per_step", sec / steps, "share",
+                                                  total > 0 ? sec / total : 0, "calls_per_step",
+                                                  (double)calls / steps));
+        }
+        double rest = phase_wall[p] - tracked;
+        json_array_append_new(rows, json_pack("{s:s, s:s, s:f, s:f, s:f}", "phase", wk_prof_phase_name(p), "op",
+                                              "(untracked)", "seconds_per_step", fmax(rest, 0) / steps, "share",
+                                              total > 0 ? fmax(rest, 0) / total : 0, "calls_per_step", 0.0));
+    }
+    return json_pack("{s:s, s:i, s:f, s:o}", "name", name, "steps", steps, "seconds_per_step", total / steps, "rows",
+                     rows);
+}
+
+static int argmax(const float *x, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++) best = x[i] > x[best] ? i : best;
+    return best;
+}
+
+typedef struct {
+    wick_model *m;
+    wick_session *s;
+    float *logits;
+    int vocab, prompt, steps;
+} prof_run;
+
+/* Profiles the prompt (one forward of `prompt` tokens). */
+static json_t *profile_prefill(prof_run *r, int32_t *ids) {
+    double wall[WK_PHASE_COUNT] = {0};
+    wk_prof_enable(1);
+    wk_prof_set_phase(WK_PHASE_FORWARD);
+    double t0 = wk_now();
+    wick_status st = wick_session_eval(r->s, ids, r->prompt, r->logits, 0);
+    wall[WK_PHASE_FORWARD] = wk_now() - t0;
+    json_t *j = st == WICK_OK ? section_json("prefill", 1, wall) : NULL;
+    wk_prof_enable(0);
+    return j;
+}
+
+/* Profiles decode steps: forward of one token, then greedy sampling. */
+static json_t *profile_decode(prof_run *r) {
+    double wall[WK_PHASE_COUNT] = {0};
+    int32_t next = argmax(r->logits, r->vocab);
+    wk_prof_enable(1);
+    for (int i = 0; i < r->steps; i++) {
+        wk_prof_set_phase(WK_PHASE_FORWARD);
+        double t0 = wk_now();
+        if (wick_session_eval(r->s, &next, 1, r->logits, 0) != WICK_OK) {
+            wk_prof_enable(0);
+            return NULL;
+        }
+        double t1 = wk_now();
+        wk_prof_set_phase(WK_PHASE_SAMPLE);
+        next = argmax(r->logits, r->vocab);
+        wk_prof_end(WK_PROF_SAMPLE, t1);
+        wall[WK_PHASE_FORWARD] += t1 - t0;
+        wall[WK_PHASE_SAMPLE] += wk_now() - t1;
+    }
+    json_t *j = section_json("decode", r->steps, wall);
+    wk_prof_enable(0);
+    return j;
+}
+
+static void fmt_time(double s, char *buf, size_t cap) {
+    if (s < 1e-3) snprintf(buf, cap, "%.1f us", s * 1e6);
+    else if (s < 1) snprintf(buf, cap, "%.3f ms", s * 1e3);
+    else snprintf(buf, cap, "%.3f s", s);
+}
+
+static int by_time_desc(const void *a, const void *b) {
+    const json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
+    int px = strcmp(json_string_value(json_object_get(x, "phase")), json_string_value(json_object_get(y, "phase")));
+    if (px) return px;
+    double tx = json_number_value(json_object_get(x, "seconds_per_step"));
+    double ty = json_number_value(json_object_get(y, "seconds_per_step"));
+    return (tx < ty) - (tx > ty);
+}
+
+static void section_md(FILE *f, const json_t *sec, int prompt) {
+    char t[32];
+    const json_t *rows = json_object_get(sec, "rows");
+    size_t n = json_array_size(rows);
+    fmt_time(json_number_value(json_object_get(sec, "seconds_per_step")), t, sizeof t);
+    if (!strcmp(json_string_value(json_object_get(sec, "name")), "prefill"))
+        fprintf(f, "\n## Prefill: one forward of %d tokens, %s\n\n", prompt, t);
+    else
+        fprintf(f, "\n## Decode step: one token, mean of %lld steps, %s per step\n\n",
+                (long long)json_integer_value(json_object_get(sec, "steps")), t);
+    fputs("| phase | op | time per step | share | calls per step |\n| --- | --- | --- | --- | --- |\n", f);
+    json_t **v = malloc(sizeof *v * (n ? n : 1));
+    for (size_t i = 0; i < n; i++) v[i] = json_array_get(rows, i);
+    qsort(v, n, sizeof *v, by_time_desc);
+    for (size_t i = 0; i < n; i++) {
+        fmt_time(json_number_value(json_object_get(v[i], "seconds_per_step")), t, sizeof t);
+        fprintf(f, "| %s | %s | %s | %.1f%% | %.0f |\n", json_string_value(json_object_get(v[i], "phase")),
+                json_string_value(json_object_get(v[i], "op")), t,
+                100 * json_number_value(json_object_get(v[i], "share")),
+                json_number_value(json_object_get(v[i], "calls_per_step")));
+    }
+    free(v);
+}
+
+static char *report_md(const json_t *rep) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) return NULL;
+    fprintf(f, "# Profile: %s\n\n`%s`: %s, %lld parameters, %s weights; backend %s, %lld threads.\n",
+            json_string_value(json_object_get(rep, "label")), json_string_value(json_object_get(rep, "model")),
+            json_string_value(json_object_get(rep, "arch")), (long long)json_integer_value(json_object_get(rep, "params")),
+            json_string_value(json_object_get(rep, "weight_dtype")), json_string_value(json_object_get(rep, "backend")),
+            (long long)json_integer_value(json_object_get(rep, "threads")));
+    fputs("Each op is synced before its time is taken; \"(untracked)\" is the rest of its phase.\n", f);
+    size_t i;
+    json_t *sec;
+    int prompt = (int)json_integer_value(json_object_get(rep, "prompt"));
+    json_array_foreach(json_object_get(rep, "sections"), i, sec) section_md(f, sec, prompt);
+    fclose(f);
+    return buf;
+}
+
+static wick_status run_profile(prof_run *r, const char *dir, const char *label, json_t **out) {
+    wick_model_info info;
+    wick_session_opts so = {.max_seq = r->prompt + r->steps + 1};
+    wick_status st = wick_model_get_info(r->m, &info);
+    if (st != WICK_OK) return st;
+    r->vocab = info.vocab_size;
+    r->logits = wk_malloc(sizeof(float) * (size_t)r->vocab, "profile logits");
+    int32_t *ids = wk_malloc(sizeof(int32_t) * (size_t)r->prompt, "profile prompt");
+    wk_prof_backend pb;
+    wk_backend *orig = r->m->be;
+    wk_prof_backend_init(&pb, orig, r->m->lm_head.w);
+    r->m->be = &pb.base; /* the session takes the model's backend at creation */
+    st = (r->logits && ids) ? wick_session_new(r->m, &so, &r->s) : WICK_ENOMEM;
+    r->m->be = orig;
+    json_t *secs = json_array(), *sec;
+    for (int i = 0; st == WICK_OK && i < r->prompt; i++) ids[i] = (int32_t)((i * 7919u + 13) % (unsigned)r->vocab);
+    if (st == WICK_OK) st = (sec = profile_prefill(r, ids)) ? json_array_append_new(secs, sec), WICK_OK : WICK_EINVAL;
+    if (st == WICK_OK) st = (sec = profile_decode(r)) ? json_array_append_new(secs, sec), WICK_OK : WICK_EINVAL;
+    wick_session_free(r->s);
+    r->s = NULL;
+    wk_free(ids);
+    if (st == WICK_OK)
+        *out = json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:i, s:i, s:i, s:o}", "label", label, "model", dir, "arch",
+                         info.arch, "params", (json_int_t)info.n_params, "weight_dtype",
+                         wick_dtype_name(info.weight_dtype), "backend", orig->name, "threads", wick_get_threads(),
+                         "prompt", r->prompt, "steps", r->steps, "sections", secs);
+    else json_decref(secs);
+    return st;
+}
+
+wick_status wick_bench_profile(const wick_bench_profile_opts *o, char **report_out) {
+    if (!report_out) return wk_err(WICK_EINVAL, "wick_bench_profile: report_out is NULL");
+    *report_out = NULL;
+    wick_bench_profile_opts d = {0};
+    if (!o) o = &d;
+    prof_run r = {.prompt = o->prompt > 0 ? o->prompt : 128, .steps = o->steps > 0 ? o->steps : 16};
+    if (r.prompt > 100000 || r.steps > 100000)
+        return wk_err(WICK_EINVAL, "profile: prompt %d / steps %d: at most 100000 each", r.prompt, r.steps);
+    if (o->threads > 0) wick_set_threads(o->threads);
+    char dir[1024];
+    const char *label = o->model ? o->model : (o->preset ? o->preset : "qwen2.5-0.5b");
+    wick_status st = o->model ? (snprintf(dir, sizeof dir, "%s", o->model), WICK_OK)
+                              : wk_bench_preset_dir(label, dir, sizeof dir);
+    if (st == WICK_OK) st = wick_model_load(dir, NULL, &r.m);
+    json_t *rep = NULL;
+    if (st == WICK_OK) st = run_profile(&r, dir, label, &rep);
+    if (st == WICK_OK) {
+        char *text = o->format_json ? json_dumps(rep, JSON_INDENT(1) | JSON_REAL_PRECISION(9)) : report_md(rep);
+        *report_out = text ? wk_strdup(text) : NULL;
+        free(text);
+        if (!*report_out) st = wk_err(WICK_ENOMEM, "profile report: out of memory");
+    }
+    json_decref(rep);
+    wk_free(r.logits);
+    wick_model_free(r.m);
+    return st;
+}
