@@ -531,6 +531,61 @@ wick_status wick_registry_list(wick_registry *r, wick_adapter_info *out, int cap
 
 /* ========== section: training — training (src/train) */
 
+/* LoRA training with the base model frozen. A trainer holds the gradients and
+ * AdamW state of one adapter (updated in place), and scratch sized from the
+ * model config and the largest micro-batch seen. Losses follow Hugging Face:
+ * position t of a sequence predicts labels[t+1]; label -100 is ignored. */
+typedef struct wick_trainer wick_trainer;
+
+typedef enum { WICK_SCHED_CONSTANT = 0, WICK_SCHED_LINEAR = 1, WICK_SCHED_COSINE = 2 } wick_scheduler;
+
+typedef struct {
+    float lr;                /* peak learning rate (1e-4) */
+    float beta1, beta2, eps; /* AdamW moments (0.9, 0.999, 1e-8) */
+    float weight_decay;      /* decoupled: p -= lr*wd*p (0) */
+    float max_grad_norm;     /* global L2 clip as torch clip_grad_norm_; 0 = off (1.0) */
+    wick_scheduler scheduler;/* HF get_*_schedule_with_warmup (constant) */
+    int warmup_steps;        /* (0) */
+    int total_steps;         /* N of the linear/cosine decay (1) */
+    float label_smoothing;   /* torch cross_entropy label_smoothing (0) */
+    float lora_dropout;      /* dropout on the LoRA branch input (0) */
+    int recompute;           /* 1: keep layer inputs only, recompute activations in backward (0) */
+    uint64_t seed;           /* dropout masks (42) */
+} wick_train_opts;
+
+wick_train_opts wick_train_opts_default(void);
+
+/* Creates a trainer that updates adapter `a` (bound to m) in place. Both must outlive it. */
+wick_status wick_trainer_new(wick_model *m, wick_adapter *a, const wick_train_opts *o, wick_trainer **out);
+void wick_trainer_free(wick_trainer *t);
+
+/* Forward + backward of one micro-batch: nseq sequences of lens[i] ids laid end to end
+ * (ids, labels). Adds the gradient of the summed token losses to the trainer's
+ * gradient, the summed loss to *loss_sum and the number of scored positions to *n_targets. */
+wick_status wick_trainer_accumulate(wick_trainer *t, const int32_t *ids, const int32_t *labels, const int *lens,
+                                    int nseq, double *loss_sum, int64_t *n_targets);
+/* The same forward without gradients (evaluation). */
+wick_status wick_trainer_eval(wick_trainer *t, const int32_t *ids, const int32_t *labels, const int *lens, int nseq,
+                              double *loss_sum, int64_t *n_targets);
+
+typedef struct {
+    int step;          /* optimizer steps done after this one (1-based) */
+    double lr;         /* learning rate used */
+    double grad_norm;  /* global norm before clipping */
+} wick_step_info;
+
+/* Ends an optimizer step: divides the gradient by n_targets, writes it to grads_path
+ * (PEFT keys, safetensors; NULL = no file), clips, applies AdamW at the scheduled lr,
+ * zeroes the gradient. Non-finite gradients fail with WICK_ESTATE and leave the adapter unchanged. */
+wick_status wick_trainer_step(wick_trainer *t, int64_t n_targets, const char *grads_path, wick_step_info *info);
+
+/* Optimizer steps taken so far. */
+int wick_trainer_steps(const wick_trainer *t);
+
+/* Saves / restores AdamW moments, step count and RNG state (safetensors). */
+wick_status wick_trainer_save_state(const wick_trainer *t, const char *path);
+wick_status wick_trainer_load_state(wick_trainer *t, const char *path);
+
 /* ---------- end of section: training */
 
 
