@@ -586,6 +586,59 @@ int wick_trainer_steps(const wick_trainer *t);
 wick_status wick_trainer_save_state(const wick_trainer *t, const char *path);
 wick_status wick_trainer_load_state(wick_trainer *t, const char *path);
 
+
+/* ---- the training run behind `wick train`: data, loop, metrics, checkpoints */
+
+typedef struct {
+    int step, total_steps;     /* optimizer steps done / planned */
+    double loss, lr, grad_norm;/* of this step (loss before the update) */
+    double eval_loss;          /* NaN unless evaluated at this step */
+    double tokens_per_s;       /* this step's tokens over its time */
+    double elapsed_s, eta_s;
+} wick_train_progress;
+
+/* Called after every optimizer step; a nonzero return stops training (WICK_ECANCELLED). */
+typedef int (*wick_train_progress_fn)(const wick_train_progress *p, void *user);
+
+typedef struct {
+    const char *model_dir, *data_path, *out_dir; /* required */
+    const char *eval_path;      /* validation JSONL (NULL = none) */
+    const char *init_adapter;   /* PEFT dir to start from (NULL = a new adapter from the lora_* fields) */
+    const char *resume;         /* a checkpoint-N dir, or an --out dir (its latest checkpoint) */
+    const char *save_grads;     /* safetensors file for the first step's gradients (NULL = none) */
+    int lora_r;                 /* new adapters: rank (8), alpha (16), targets mask (0 = all 7), rsLoRA */
+    float lora_alpha;
+    unsigned targets;
+    int use_rslora;
+    int epochs;                 /* used when max_steps == 0 (1) */
+    int max_steps;              /* 0 = from epochs */
+    int batch_size, grad_accum; /* lines per micro-batch (1), micro-batches per step (1) */
+    int seq_len;                /* truncation (0 = none) */
+    int shuffle;                /* seeded shuffle per epoch (1) */
+    int save_every;             /* checkpoint every N steps (0 = never) */
+    int keep_checkpoints;       /* keep the last K checkpoints (2) */
+    int eval_every;             /* eval loss every N steps (0 = only at the end when eval_path) */
+    wick_train_opts opt;        /* optimizer, schedule (total_steps is filled in), dropout, seed */
+    wick_train_progress_fn progress;
+    void *user;
+    /* Test hook: called after each file of a checkpoint is written, before the rename that publishes it. */
+    void (*checkpoint_hook)(const char *path, void *user);
+} wick_train_config;
+
+wick_train_config wick_train_config_default(void);
+
+typedef struct {
+    int steps;                  /* steps done in total (including resumed ones) */
+    double first_loss, last_loss, eval_loss; /* eval_loss NaN without eval data */
+    double seconds, tokens_per_s;
+    int64_t tokens;             /* tokens processed by this run */
+    double t_data, t_forward, t_backward, t_optimizer; /* seconds spent in each part */
+} wick_train_summary;
+
+/* Runs training as configured: writes out_dir/metrics.jsonl (one line per step), checkpoints
+ * (out_dir/checkpoint-N: adapter + optimizer + trainer_state.json, published by rename) and the
+ * final PEFT adapter in out_dir. A NaN/Inf loss or gradient stops with WICK_ESTATE, checkpoints kept. */
+wick_status wick_train_run(const wick_train_config *c, wick_train_summary *out);
 /* ---------- end of section: training */
 
 

@@ -26,6 +26,9 @@ wk_tparam *wk_trainer_params(wick_trainer *t, int *n);
 /* Selects the op implementations (ref for tests). */
 void wk_trainer_set_ops(wick_trainer *t, const wk_train_ops *ops);
 
+/* Seconds spent so far in forward (incl. LM head + loss), backward, optimizer steps. */
+void wk_trainer_times(const wick_trainer *t, double *fwd, double *bwd, double *opt);
+
 /* lr multiplier of HF get_{constant,linear,cosine}_schedule_with_warmup at step k (0-based). */
 double wk_lr_factor(wick_scheduler s, int k, int warmup, int total);
 /* One torch.optim.AdamW update of n elements at bias-correction step `step` (1-based). */

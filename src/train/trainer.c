@@ -51,6 +51,7 @@ struct wick_trainer {
     int32_t *rs, *pos, *rows, *tgt;
     float *hx, *hdx, *logits; /* head chunk (R, C), (R, C), (R, V) */
     int R;
+    double t_fwd, t_bwd, t_opt; /* seconds spent (bench/summary breakdown) */
 };
 
 wick_train_opts wick_train_opts_default(void) {
@@ -324,10 +325,14 @@ static double head(wick_trainer *t, int n, int nt, int backward) {
         int rows = WK_MIN(t->R, nt - c0);
         for (int r = 0; r < rows; r++)
             memcpy(t->hx + (size_t)r * C, t->xn + (size_t)t->rows[c0 + r] * C, sizeof(float) * C);
+        double t0 = wk_now();
         be->matmul(be, t->logits, t->hx, &t->m->lm_head, NULL, rows, 0);
         loss += t->ops->xent(t->logits, t->tgt + c0, rows, V, t->o.label_smoothing);
+        double t1 = wk_now();
+        t->t_fwd += t1 - t0;
         if (!backward) continue;
         matmul_dx(t, t->hdx, t->logits, &t->m->lm_head, rows, 0);
+        t->t_bwd += wk_now() - t1;
         for (int r = 0; r < rows; r++)
             memcpy(t->dxn + (size_t)t->rows[c0 + r] * C, t->hdx + (size_t)r * C, sizeof(float) * C);
     }
@@ -395,10 +400,14 @@ static wick_status run_batch(wick_trainer *t, const int32_t *ids, const int32_t 
     if (st) return st;
     int nt = prepare(t, ids, labels, lens, nseq);
     if (nt < 0) return (wick_status)nt;
+    double t0 = wk_now();
     t->m->be->embed(t->m->be, t->la[0].x, &t->m->embed, ids, (int)n);
     forward_layers(t, (int)n);
+    t->t_fwd += wk_now() - t0;
     double loss = head(t, (int)n, nt, backward && nt > 0);
+    t0 = wk_now();
     if (backward && nt > 0) backward_layers(t, (int)n);
+    t->t_bwd += wk_now() - t0;
     if (backward) t->micro++;
     if (loss_sum) *loss_sum += loss;
     if (n_targets) *n_targets += nt;
@@ -555,7 +564,20 @@ static double finish_grads(wick_trainer *t, int64_t n_targets) {
     return isfinite(ss) ? sqrt(ss) : NAN;
 }
 
+static wick_status trainer_step(wick_trainer *t, int64_t n_targets, const char *grads_path, wick_step_info *info);
+
 wick_status wick_trainer_step(wick_trainer *t, int64_t n_targets, const char *grads_path, wick_step_info *info) {
+    double t0 = wk_now();
+    wick_status st = trainer_step(t, n_targets, grads_path, info);
+    t->t_opt += wk_now() - t0;
+    return st;
+}
+
+void wk_trainer_times(const wick_trainer *t, double *fwd, double *bwd, double *opt) {
+    *fwd = t->t_fwd, *bwd = t->t_bwd, *opt = t->t_opt;
+}
+
+static wick_status trainer_step(wick_trainer *t, int64_t n_targets, const char *grads_path, wick_step_info *info) {
     if (n_targets <= 0) return wk_err(WICK_EINVAL, "trainer: step %d has no labelled positions (all labels -100)", t->steps + 1);
     double norm = finish_grads(t, n_targets);
     wick_status st = WICK_OK;
