@@ -63,12 +63,6 @@ wick_train_opts wick_train_opts_default(void) {
 
 /* ------------------------------------------------------------ workspace */
 
-static size_t lact_floats(const wk_config *c, int full) {
-    size_t C = c->hidden, F = c->inter, HD = (size_t)c->n_heads * c->head_dim, KD = (size_t)c->n_kv_heads * c->head_dim;
-    if (!full) return C;
-    return 2 * C + 2 * HD + 2 * KD + 2 * F + (size_t)c->n_heads + (c->qk_norm ? HD + KD : 0);
-}
-
 static void lact_carve(wk_lact *a, wk_arena *ar, const wick_trainer *t, size_t n, int full) {
     const wk_config *c = &t->m->c;
     size_t C = c->hidden, F = c->inter, HD = (size_t)c->n_heads * c->head_dim, KD = (size_t)c->n_kv_heads * c->head_dim;
@@ -97,31 +91,12 @@ static void lact_carve_lora(wk_lact *a, wk_arena *ar, const wick_trainer *t, int
     }
 }
 
-static int layer_rsum(const wick_trainer *t, int l) {
-    int s = 0;
-    for (int p = 0; p < P; p++)
-        if (t->pairs[(size_t)l * P + p]) s += t->pairs[(size_t)l * P + p]->r;
-    return s;
-}
-
-/* (Re)sizes the workspace for n tokens. */
-static wick_status ws_reserve(wick_trainer *t, int n) {
-    if (n <= t->cap) return WICK_OK;
+/* Carves every workspace buffer for N tokens from ar (also used as a dry run to size it). */
+static void ws_carve(wick_trainer *t, wk_arena *ar, size_t N) {
     const wk_config *c = &t->m->c;
     size_t C = c->hidden, F = c->inter, HD = (size_t)c->n_heads * c->head_dim, KD = (size_t)c->n_kv_heads * c->head_dim;
-    size_t W = WK_MAX(C, F), N = (size_t)n, V = c->vocab, fl = 0;
+    size_t W = WK_MAX(C, F), V = c->vocab;
     int full = !t->o.recompute;
-    for (int l = 0; l < c->n_layers; l++)
-        fl += N * lact_floats(c, full) + (full ? N * (size_t)layer_rsum(t, l) : 0) + 16 * (P + 12);
-    fl += N * lact_floats(c, 1) + P * N * (size_t)t->rmax + 16 * (P + 12); /* recompute scratch */
-    fl += N * (6 * C + 3 * F + 2 * HD + 2 * KD + 2 * HD + 2 * KD + (size_t)t->rmax + 2 * W) + 64 * 32;
-    t->R = (int)WK_MAX(1, WK_MIN((size_t)256, ((size_t)16 << 20) / V));
-    fl += (size_t)t->R * (2 * C + V) + 4 * N + 64;
-    wk_arena_free(&t->ar);
-    t->cap = 0;
-    wick_status st = wk_arena_init(&t->ar, fl * sizeof(float), "training activations");
-    if (st) return wk_err_prefix(st, "trainer: micro-batch of %d tokens", n);
-    wk_arena *ar = &t->ar;
     for (int l = 0; l < c->n_layers; l++) {
         lact_carve(&t->la[l], ar, t, N, full);
         if (full) lact_carve_lora(&t->la[l], ar, t, l, N);
@@ -141,6 +116,7 @@ static wick_status ws_reserve(wick_trainer *t, int n) {
     t->db = wk_arena_alloc(ar, sizeof(float) * N * WK_MAX(t->rmax, 1));
     t->xd = wk_arena_alloc(ar, sizeof(float) * N * W);
     t->tmp = wk_arena_alloc(ar, sizeof(float) * N * W);
+    t->R = (int)WK_MAX(1, WK_MIN((size_t)256, ((size_t)16 << 20) / V));
     t->hx = wk_arena_alloc(ar, sizeof(float) * t->R * C);
     t->hdx = wk_arena_alloc(ar, sizeof(float) * t->R * C);
     t->logits = wk_arena_alloc(ar, sizeof(float) * t->R * V);
@@ -148,7 +124,18 @@ static wick_status ws_reserve(wick_trainer *t, int n) {
     t->pos = wk_arena_alloc(ar, sizeof(int32_t) * N);
     t->rows = wk_arena_alloc(ar, sizeof(int32_t) * N);
     t->tgt = wk_arena_alloc(ar, sizeof(int32_t) * N);
-    if (!t->tgt) return wk_err(WICK_ENOMEM, "trainer: workspace arena too small (internal sizing error)");
+}
+
+/* (Re)sizes the workspace for n tokens: a dry run measures it, then one allocation. */
+static wick_status ws_reserve(wick_trainer *t, int n) {
+    if (n <= t->cap) return WICK_OK;
+    wk_arena dry = {.base = (uint8_t *)64, .cap = SIZE_MAX / 2};
+    ws_carve(t, &dry, (size_t)n);
+    wk_arena_free(&t->ar);
+    t->cap = 0;
+    wick_status st = wk_arena_init(&t->ar, dry.used + 64, "training activations");
+    if (st) return wk_err_prefix(st, "trainer: micro-batch of %d tokens", n);
+    ws_carve(t, &t->ar, (size_t)n);
     t->cap = n;
     return WICK_OK;
 }
