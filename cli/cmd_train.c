@@ -11,11 +11,13 @@
 
 static void help(void) {
     printf("usage: wick train --model DIR --data FILE.jsonl --out DIR [options]\n\n"
-           "Fine-tunes a LoRA adapter (base frozen). Data lines: {\"input_ids\":[..],\"labels\":[..]} (label -100 =\n"
-           "ignored; the one-position shift happens inside). --out receives the PEFT adapter, metrics.jsonl\n"
-           "(one line per optimizer step) and checkpoint-N directories.\n\n"
-           "adapter:   --init-adapter DIR | --lora-r 8 --lora-alpha 16 --lora-dropout 0 --targets all|q_proj,v_proj,..\n"
-           "           --rslora\n"
+           "Fine-tunes a LoRA adapter (base frozen). Data lines (JSONL): {\"input_ids\":[..],\"labels\":[..]} (label\n"
+           "-100 = ignored; the one-position shift happens inside), or with the model's tokenizer {\"text\":..},\n"
+           "{\"prompt\":..,\"completion\":..} (prompt masked) and {\"messages\":[{\"role\",\"content\"},..]} (chat\n"
+           "template; only assistant replies trained). --out receives the PEFT adapter, metrics.jsonl (one line\n"
+           "per optimizer step) and checkpoint-N directories.\n\n"
+           "adapter:   --init-adapter DIR | --lora-r 8 --lora-alpha 16 --targets all|q_proj,v_proj,.. --rslora\n"
+           "           --lora-dropout P (default: the adapter's lora_dropout, 0 for a new one)\n"
            "data:      --epochs 1 | --max-steps N, --batch-size 1, --grad-accum 1, --seq-len 0 (no cut),\n"
            "           --no-shuffle, --seed 42, --eval-data FILE, --eval-every N\n"
            "optimizer: --lr 1e-4 --scheduler constant|linear|cosine --warmup-steps 0 --weight-decay 0\n"

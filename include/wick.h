@@ -618,7 +618,8 @@ typedef struct {
     int save_every;             /* checkpoint every N steps (0 = never) */
     int keep_checkpoints;       /* keep the last K checkpoints (2) */
     int eval_every;             /* eval loss every N steps (0 = only at the end when eval_path) */
-    wick_train_opts opt;        /* optimizer, schedule (total_steps is filled in), dropout, seed */
+    wick_train_opts opt;        /* optimizer, schedule (total_steps is filled in), seed; lora_dropout
+                                 * -1 (default) = the adapter config's lora_dropout */
     wick_train_progress_fn progress;
     void *user;
     /* Test hook: called after each file of a checkpoint is written, before the rename that publishes it. */

@@ -7,6 +7,7 @@
  * epoch), so a resumed run sees exactly the batches the uninterrupted one saw.
  */
 #include "train/run.h"
+#include "lora/adapter.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 wick_train_config wick_train_config_default(void) {
     wick_train_config c = {.lora_r = 8, .lora_alpha = 16, .epochs = 1, .batch_size = 1, .grad_accum = 1,
                            .shuffle = 1, .keep_checkpoints = 2, .opt = wick_train_opts_default()};
+    c.opt.lora_dropout = -1; /* the adapter config's lora_dropout (0 for a new adapter) */
     return c;
 }
 
@@ -131,7 +133,7 @@ static wick_status make_adapter(wk_run *r, char *ckpt, size_t cap) {
     }
     if (c->init_adapter) return wick_adapter_load(r->m, c->init_adapter, &r->a);
     wick_lora_config lc = wick_lora_config_default();
-    lc.r = c->lora_r, lc.alpha = c->lora_alpha, lc.dropout = c->opt.lora_dropout, lc.use_rslora = c->use_rslora;
+    lc.r = c->lora_r, lc.alpha = c->lora_alpha, lc.dropout = WK_MAX(c->opt.lora_dropout, 0.f), lc.use_rslora = c->use_rslora;
     lc.targets = c->targets;
     return wick_adapter_new(r->m, &lc, c->opt.seed, &r->a);
 }
@@ -155,6 +157,7 @@ static wick_status setup(wk_run *r) {
     if ((st = make_adapter(r, ckpt, sizeof ckpt))) return st;
     wick_train_opts o = c->opt;
     o.total_steps = r->total;
+    if (o.lora_dropout < 0) o.lora_dropout = (float)r->a->dropout;
     if ((st = wick_trainer_new(r->m, r->a, &o, &r->t))) return st;
     if (c->resume && (st = wk_ckpt_load_state(r, ckpt))) return st;
     r->first_step = wick_trainer_steps(r->t);
