@@ -531,6 +531,115 @@ wick_status wick_registry_list(wick_registry *r, wick_adapter_info *out, int cap
 
 /* ========== section: training — training (src/train) */
 
+/* LoRA training with the base model frozen. A trainer holds the gradients and
+ * AdamW state of one adapter (updated in place), and scratch sized from the
+ * model config and the largest micro-batch seen. Losses follow Hugging Face:
+ * position t of a sequence predicts labels[t+1]; label -100 is ignored. */
+typedef struct wick_trainer wick_trainer;
+
+typedef enum { WICK_SCHED_CONSTANT = 0, WICK_SCHED_LINEAR = 1, WICK_SCHED_COSINE = 2 } wick_scheduler;
+
+typedef struct {
+    float lr;                /* peak learning rate (1e-4) */
+    float beta1, beta2, eps; /* AdamW moments (0.9, 0.999, 1e-8) */
+    float weight_decay;      /* decoupled: p -= lr*wd*p (0) */
+    float max_grad_norm;     /* global L2 clip as torch clip_grad_norm_; 0 = off (1.0) */
+    wick_scheduler scheduler;/* HF get_*_schedule_with_warmup (constant) */
+    int warmup_steps;        /* (0) */
+    int total_steps;         /* N of the linear/cosine decay (1) */
+    float label_smoothing;   /* torch cross_entropy label_smoothing (0) */
+    float lora_dropout;      /* dropout on the LoRA branch input (0) */
+    int recompute;           /* 1: keep layer inputs only, recompute activations in backward (0) */
+    uint64_t seed;           /* dropout masks (42) */
+} wick_train_opts;
+
+wick_train_opts wick_train_opts_default(void);
+
+/* Creates a trainer that updates adapter `a` (bound to m) in place. Both must outlive it. */
+wick_status wick_trainer_new(wick_model *m, wick_adapter *a, const wick_train_opts *o, wick_trainer **out);
+void wick_trainer_free(wick_trainer *t);
+
+/* Forward + backward of one micro-batch: nseq sequences of lens[i] ids laid end to end
+ * (ids, labels). Adds the gradient of the summed token losses to the trainer's
+ * gradient, the summed loss to *loss_sum and the number of scored positions to *n_targets. */
+wick_status wick_trainer_accumulate(wick_trainer *t, const int32_t *ids, const int32_t *labels, const int *lens,
+                                    int nseq, double *loss_sum, int64_t *n_targets);
+/* The same forward without gradients (evaluation). */
+wick_status wick_trainer_eval(wick_trainer *t, const int32_t *ids, const int32_t *labels, const int *lens, int nseq,
+                              double *loss_sum, int64_t *n_targets);
+
+typedef struct {
+    int step;          /* optimizer steps done after this one (1-based) */
+    double lr;         /* learning rate used */
+    double grad_norm;  /* global norm before clipping */
+} wick_step_info;
+
+/* Ends an optimizer step: divides the gradient by n_targets, writes it to grads_path
+ * (PEFT keys, safetensors; NULL = no file), clips, applies AdamW at the scheduled lr,
+ * zeroes the gradient. Non-finite gradients fail with WICK_ESTATE and leave the adapter unchanged. */
+wick_status wick_trainer_step(wick_trainer *t, int64_t n_targets, const char *grads_path, wick_step_info *info);
+
+/* Optimizer steps taken so far. */
+int wick_trainer_steps(const wick_trainer *t);
+
+/* Saves / restores AdamW moments, step count and RNG state (safetensors). */
+wick_status wick_trainer_save_state(const wick_trainer *t, const char *path);
+wick_status wick_trainer_load_state(wick_trainer *t, const char *path);
+
+
+/* ---- the training run behind `wick train`: data, loop, metrics, checkpoints */
+
+typedef struct {
+    int step, total_steps;     /* optimizer steps done / planned */
+    double loss, lr, grad_norm;/* of this step (loss before the update) */
+    double eval_loss;          /* NaN unless evaluated at this step */
+    double tokens_per_s;       /* this step's tokens over its time */
+    double elapsed_s, eta_s;
+} wick_train_progress;
+
+/* Called after every optimizer step; a nonzero return stops training (WICK_ECANCELLED). */
+typedef int (*wick_train_progress_fn)(const wick_train_progress *p, void *user);
+
+typedef struct {
+    const char *model_dir, *data_path, *out_dir; /* required */
+    const char *eval_path;      /* validation JSONL (NULL = none) */
+    const char *init_adapter;   /* PEFT dir to start from (NULL = a new adapter from the lora_* fields) */
+    const char *resume;         /* a checkpoint-N dir, or an --out dir (its latest checkpoint) */
+    const char *save_grads;     /* safetensors file for the first step's gradients (NULL = none) */
+    int lora_r;                 /* new adapters: rank (8), alpha (16), targets mask (0 = all 7), rsLoRA */
+    float lora_alpha;
+    unsigned targets;
+    int use_rslora;
+    int epochs;                 /* used when max_steps == 0 (1) */
+    int max_steps;              /* 0 = from epochs */
+    int batch_size, grad_accum; /* lines per micro-batch (1), micro-batches per step (1) */
+    int seq_len;                /* truncation (0 = none) */
+    int shuffle;                /* seeded shuffle per epoch (1) */
+    int save_every;             /* checkpoint every N steps (0 = never) */
+    int keep_checkpoints;       /* keep the last K checkpoints (2) */
+    int eval_every;             /* eval loss every N steps (0 = only at the end when eval_path) */
+    wick_train_opts opt;        /* optimizer, schedule (total_steps is filled in), seed; lora_dropout
+                                 * -1 (default) = the adapter config's lora_dropout */
+    wick_train_progress_fn progress;
+    void *user;
+    /* Test hook: called after each file of a checkpoint is written, before the rename that publishes it. */
+    void (*checkpoint_hook)(const char *path, void *user);
+} wick_train_config;
+
+wick_train_config wick_train_config_default(void);
+
+typedef struct {
+    int steps;                  /* steps done in total (including resumed ones) */
+    double first_loss, last_loss, eval_loss; /* eval_loss NaN without eval data */
+    double seconds, tokens_per_s;
+    int64_t tokens;             /* tokens processed by this run */
+    double t_data, t_forward, t_backward, t_optimizer; /* seconds spent in each part */
+} wick_train_summary;
+
+/* Runs training as configured: writes out_dir/metrics.jsonl (one line per step), checkpoints
+ * (out_dir/checkpoint-N: adapter + optimizer + trainer_state.json, published by rename) and the
+ * final PEFT adapter in out_dir. A NaN/Inf loss or gradient stops with WICK_ESTATE, checkpoints kept. */
+wick_status wick_train_run(const wick_train_config *c, wick_train_summary *out);
 /* ---------- end of section: training */
 
 

@@ -1,0 +1,174 @@
+/*
+ * bench_train.c — training benchmarks, printed as JSON:
+ *  optimizer_step/adamw_step               AdamW over a 512×512 fp32 tensor
+ *  full_training_step/complete_iteration   one frozen 512×512 linear + LoRA r8, batch 4×64 rows:
+ *                                          forward, cross-entropy over 512 classes, LoRA backward, AdamW
+ *  model_training                          tok/s of full LoRA training steps on a qwen2.5-0.5b-shaped
+ *                                          model (fp32, r16, all linear) with a forward / backward /
+ *                                          optimizer / data breakdown
+ *
+ * usage: bench_train [--model DIR] [--seq 256] [--batch 4] [--steps 3] [--threads T] [--recompute]
+ *                    [--skip-model]
+ * Without --model the model is made once with wick_init_model (qwen2 preset qwen2.5-0.5b, f32, seed 1)
+ * in $TMPDIR/wick_bench_qwen2.5-0.5b.
+ */
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "model/train_ops.h"
+#include "train/train.h"
+
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n) {
+    qsort(v, n, sizeof *v, cmp_d);
+    return v[n / 2];
+}
+
+static float *randv(size_t n, float s, uint64_t *st) {
+    float *v = malloc(sizeof(float) * n);
+    for (size_t i = 0; i < n; i++) {
+        *st = *st * 6364136223846793005ull + 1442695040888963407ull;
+        v[i] = s * ((float)(*st >> 40) / 16777216.f * 2 - 1);
+    }
+    return v;
+}
+
+static void bench_adamw(void) {
+    size_t n = 512 * 512;
+    uint64_t s = 1;
+    float *w = randv(n, 1, &s), *g = randv(n, 1, &s), *m = calloc(n, 4), *v = calloc(n, 4);
+    double t[64];
+    for (int r = 0; r < 64; r++) {
+        double t0 = wk_now();
+        wk_adamw(w, g, m, v, n, r + 1, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f);
+        t[r] = wk_now() - t0;
+    }
+    printf("  \"optimizer_step/adamw_step\": {\"params\": %zu, \"ms\": %.4f},\n", n, 1e3 * median(t, 64));
+    free(w), free(g), free(m), free(v);
+}
+
+static void bench_iteration(void) {
+    enum { N = 256, C = 512, R = 8 };
+    uint64_t s = 2;
+    float *W = randv((size_t)C * C, 0.05f, &s), *A = randv(R * C, 0.05f, &s), *B = randv(C * R, 0.05f, &s);
+    float *x = randv((size_t)N * C, 1, &s), *y = malloc(sizeof(float) * N * C), *xa = malloc(sizeof(float) * N * R);
+    float *db = malloc(sizeof(float) * N * R), *gA = calloc(R * C, 4), *gB = calloc(C * R, 4);
+    float *mA = calloc(R * C, 4), *vA = calloc(R * C, 4), *mB = calloc(C * R, 4), *vB = calloc(C * R, 4);
+    int32_t tgt[N];
+    for (int i = 0; i < N; i++) tgt[i] = (i * 37) % C;
+    const wk_train_ops *ops = wk_train_ops_fast();
+    double t[64], loss = 0;
+    for (int r = 0; r < 64; r++) {
+        double t0 = wk_now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, C, C, 1, x, C, W, C, 0, y, C);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, R, C, 1, x, C, A, C, 0, xa, R);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, C, R, 2, xa, R, B, R, 1, y, C);
+        loss = ops->xent(y, tgt, N, C, 0) / N;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, R, C, 1, y, C, B, R, 0, db, R);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, R, N, 2.f / N, y, C, xa, R, 0, gB, R);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, R, C, N, 2.f / N, db, R, x, C, 0, gA, C);
+        wk_adamw(A, gA, mA, vA, R * C, r + 1, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f);
+        wk_adamw(B, gB, mB, vB, C * R, r + 1, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f);
+        t[r] = wk_now() - t0;
+    }
+    printf("  \"full_training_step/complete_iteration\": {\"rows\": %d, \"dim\": %d, \"r\": %d, \"ms\": %.4f, "
+           "\"loss\": %.4f},\n", N, C, R, 1e3 * median(t, 64), loss);
+    free(W), free(A), free(B), free(x), free(y), free(xa), free(db), free(gA), free(gB);
+    free(mA), free(vA), free(mB), free(vB);
+}
+
+typedef struct {
+    const char *model;
+    int seq, batch, steps, recompute;
+} model_args;
+
+static int bench_model(const model_args *a) {
+    char dir[1024];
+    const char *md = a->model;
+    if (!md) {
+        const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+        snprintf(dir, sizeof dir, "%s/wick_bench_qwen2.5-0.5b", tmp);
+        char cfg[1100];
+        snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+        FILE *f = fopen(cfg, "r");
+        if (f) fclose(f);
+        else if (wick_init_model("qwen2", "qwen2.5-0.5b", NULL, WICK_DT_F32, 1, dir)) return 1;
+        md = dir;
+    }
+    wick_model_opts mo = wick_model_opts_default();
+    wick_model *m;
+    wick_adapter *ad;
+    wick_trainer *t;
+    if (wick_model_load(md, &mo, &m)) return 1;
+    wick_lora_config lc = wick_lora_config_default();
+    lc.r = 16, lc.alpha = 32, lc.targets = WICK_LORA_ALL;
+    if (wick_adapter_new(m, &lc, 1, &ad)) return 1;
+    wick_train_opts o = wick_train_opts_default();
+    o.recompute = a->recompute, o.total_steps = a->steps + 1;
+    if (wick_trainer_new(m, ad, &o, &t)) return 1;
+    wick_model_info info;
+    wick_model_get_info(m, &info);
+    int n = a->seq * a->batch, *lens = malloc(sizeof(int) * a->batch);
+    int32_t *ids = malloc(sizeof(int32_t) * n);
+    double td = 0, loss = 0, f0 = 0, b0 = 0, o0 = 0, wall0 = 0;
+    for (int s = 0; s <= a->steps; s++) { /* step 0 warms up (workspace allocation, page faults) */
+        if (s == 1) wk_trainer_times(t, &f0, &b0, &o0), wall0 = wk_now();
+        double t0 = wk_now();
+        for (int i = 0; i < n; i++) ids[i] = (int32_t)(((uint64_t)(i + s * 7919) * 2654435761u) % (uint64_t)info.vocab_size);
+        for (int b = 0; b < a->batch; b++) lens[b] = a->seq;
+        if (s > 0) td += wk_now() - t0;
+        int64_t nt = 0;
+        loss = 0;
+        if (wick_trainer_accumulate(t, ids, ids, lens, a->batch, &loss, &nt) || wick_trainer_step(t, nt, NULL, NULL)) return 1;
+        loss /= (double)nt;
+    }
+    double wall = wk_now() - wall0;
+    double f, b, op;
+    wk_trainer_times(t, &f, &b, &op);
+    f -= f0, b -= b0, op -= o0;
+    printf("  \"model_training\": {\"model\": \"%s\", \"params\": %lld, \"seq\": %d, \"batch\": %d, \"r\": 16, "
+           "\"recompute\": %d, \"steps\": %d, \"tokens_per_s\": %.1f, \"loss\": %.4f, \"peak_mem_bytes\": %zu,\n",
+           md, (long long)info.n_params, a->seq, a->batch, a->recompute, a->steps, (double)n * a->steps / wall, loss,
+           wick_mem_peak());
+    printf("    \"seconds\": {\"total\": %.3f, \"forward\": %.3f, \"backward\": %.3f, \"optimizer\": %.3f, "
+           "\"data\": %.5f}}\n", wall, f, b, op, td);
+    wick_trainer_free(t);
+    wick_adapter_free(ad);
+    wick_model_free(m);
+    free(ids), free(lens);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    model_args a = {.seq = 256, .batch = 4, .steps = 3};
+    int threads = 0, skip = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--model") && i + 1 < argc) a.model = argv[++i];
+        else if (!strcmp(argv[i], "--seq") && i + 1 < argc) a.seq = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--batch") && i + 1 < argc) a.batch = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--steps") && i + 1 < argc) a.steps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--recompute")) a.recompute = 1;
+        else if (!strcmp(argv[i], "--skip-model")) skip = 1;
+        else return fprintf(stderr, "usage: bench_train [--model DIR] [--seq N] [--batch N] [--steps N] [--threads T] "
+                                    "[--recompute] [--skip-model]\n"), 2;
+    }
+    wick_set_threads(threads);
+    printf("{\n  \"threads\": %d,\n", wick_get_threads());
+    bench_adamw();
+    bench_iteration();
+    if (!skip && bench_model(&a)) {
+        fprintf(stderr, "bench_train: %s\n", wick_last_error());
+        printf("  \"model_training\": null\n}\n");
+        return 1;
+    }
+    if (skip) printf("  \"model_training\": null\n");
+    printf("}\n");
+    return 0;
+}

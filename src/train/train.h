@@ -1,0 +1,37 @@
+/*
+ * train.h — internal interface of the LoRA trainer (src/train): the trainer
+ * over a table of LoRA pairs (one per layer × projection, NULL = not adapted),
+ * its parameter list in PEFT order, and the schedule/optimizer helpers that
+ * tests check one by one.
+ */
+#ifndef WK_TRAIN_H
+#define WK_TRAIN_H
+#include "model/model.h"
+#include "model/train_ops.h"
+
+/* One trainable tensor (a LoRA A or B) with its gradient and AdamW moments. */
+typedef struct {
+    char name[192];  /* PEFT key: base_model.model.model.layers.L.self_attn.q_proj.lora_A.weight */
+    float *w;        /* the adapter's own memory, updated in place */
+    float *g, *m, *v;/* gradient, first and second moments (n each) */
+    size_t n;
+    int rows, cols;
+} wk_tparam;
+
+/* Creates a trainer over pairs[L*WK_P_COUNT] (borrowed; must outlive the trainer). */
+wick_status wk_trainer_new_pairs(wick_model *m, const wk_lora *const *pairs, const wick_train_opts *o,
+                                 wick_trainer **out);
+/* Parameter list (PEFT order: per layer q,k,v,o,gate,up,down; lora_A then lora_B). */
+wk_tparam *wk_trainer_params(wick_trainer *t, int *n);
+/* Selects the op implementations (ref for tests). */
+void wk_trainer_set_ops(wick_trainer *t, const wk_train_ops *ops);
+
+/* Seconds spent so far in forward (incl. LM head + loss), backward, optimizer steps. */
+void wk_trainer_times(const wick_trainer *t, double *fwd, double *bwd, double *opt);
+
+/* lr multiplier of HF get_{constant,linear,cosine}_schedule_with_warmup at step k (0-based). */
+double wk_lr_factor(wick_scheduler s, int k, int warmup, int total);
+/* One torch.optim.AdamW update of n elements at bias-correction step `step` (1-based). */
+void wk_adamw(float *w, const float *g, float *m, float *v, size_t n, int step, float lr, float b1, float b2, float eps,
+              float wd);
+#endif

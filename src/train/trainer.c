@@ -1,0 +1,649 @@
+/*
+ * trainer.c — the LoRA trainer: a training forward through the decoder that
+ * saves what the backward needs, the backward through every layer with the base
+ * frozen (gradients reach only the LoRA A/B tensors), and the LM head fused
+ * with cross-entropy in chunks of rows so [tokens × vocab] never exists at once.
+ *
+ * Per layer (same as decoder.c):  h = x + o(attn(rope(norm_qk(q)), rope(norm_qk(k)), v)) on rmsnorm(x)
+ *                                 x' = h + down(silu(gate(n)) * up(n)) with n = rmsnorm(h)
+ * Saved per layer (wk_lact); rmsnorm outputs and silu(g)*u are recomputed in the
+ * backward. With opts.recompute only the layer inputs are kept and each layer's
+ * forward runs again just before its backward.
+ * Every matmul is a cblas_sgemm; element-wise work is OpenMP (train_ops.c).
+ */
+#include "train/train.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define P WK_P_COUNT
+
+typedef struct {
+    float *x;        /* (n, C) layer input */
+    float *qr, *kr;  /* (n, H*D), (n, Hk*D) q/k before q/k-norm (Qwen3 only) */
+    float *q, *k, *v;/* (n, H*D), (n, Hk*D) x2 after norm + rope */
+    float *att;      /* (n, H*D) attention output */
+    float *lse;      /* (n, H) attention log-sum-exp */
+    float *h;        /* (n, C) residual after attention */
+    float *g, *u;    /* (n, F) gate and up projections */
+    float *xa[P];    /* (n, r) LoRA x·Aᵀ per adapted projection */
+} wk_lact;
+
+struct wick_trainer {
+    wick_model *m;
+    wick_train_opts o;
+    const wk_train_ops *ops;
+    const wk_lora **pairs;   /* (L*P) */
+    wk_tparam *par;          /* (n_par) A then B of each adapted pair */
+    int n_par, *par_of;      /* par_of[l*P+p] = index of its A in par, -1 */
+    float *pbuf;             /* grads + moments, one allocation */
+    int steps, rmax;
+    uint64_t micro;          /* micro-batches run (dropout stream) */
+    /* workspace for up to cap tokens (one arena, regrown when a batch is larger) */
+    wk_arena ar;
+    int cap;
+    wk_lact *la;             /* (L) saved activations (only .x when recompute) */
+    wk_lact rc;              /* recompute scratch (full) */
+    float *xL, *xn, *act, *dres, *dxn, *tC, *dA, *dG, *dU;
+    float *dq, *dk, *dv, *datt, *dq2, *dk2, *db, *xd, *tmp;
+    int32_t *rs, *pos, *rows, *tgt;
+    float *hx, *hdx, *logits; /* head chunk (R, C), (R, C), (R, V) */
+    int R;
+    double t_fwd, t_bwd, t_opt; /* seconds spent (bench/summary breakdown) */
+};
+
+wick_train_opts wick_train_opts_default(void) {
+    wick_train_opts o = {.lr = 1e-4f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.f,
+                         .max_grad_norm = 1.f, .scheduler = WICK_SCHED_CONSTANT, .warmup_steps = 0, .total_steps = 1,
+                         .label_smoothing = 0.f, .lora_dropout = 0.f, .recompute = 0, .seed = 42};
+    return o;
+}
+
+/* ------------------------------------------------------------ workspace */
+
+static void lact_carve(wk_lact *a, wk_arena *ar, const wick_trainer *t, size_t n, int full) {
+    const wk_config *c = &t->m->c;
+    size_t C = c->hidden, F = c->inter, HD = (size_t)c->n_heads * c->head_dim, KD = (size_t)c->n_kv_heads * c->head_dim;
+    memset(a, 0, sizeof *a);
+    a->x = wk_arena_alloc(ar, sizeof(float) * n * C);
+    if (!full) return;
+    a->q = wk_arena_alloc(ar, sizeof(float) * n * HD);
+    a->k = wk_arena_alloc(ar, sizeof(float) * n * KD);
+    a->v = wk_arena_alloc(ar, sizeof(float) * n * KD);
+    a->att = wk_arena_alloc(ar, sizeof(float) * n * HD);
+    a->lse = wk_arena_alloc(ar, sizeof(float) * n * c->n_heads);
+    a->h = wk_arena_alloc(ar, sizeof(float) * n * C);
+    a->g = wk_arena_alloc(ar, sizeof(float) * n * F);
+    a->u = wk_arena_alloc(ar, sizeof(float) * n * F);
+    if (c->qk_norm) {
+        a->qr = wk_arena_alloc(ar, sizeof(float) * n * HD);
+        a->kr = wk_arena_alloc(ar, sizeof(float) * n * KD);
+    }
+}
+
+/* LoRA rank-buffers of one layer: carved separately because ranks differ per pair. */
+static void lact_carve_lora(wk_lact *a, wk_arena *ar, const wick_trainer *t, int l, size_t n) {
+    for (int p = 0; p < P; p++) {
+        const wk_lora *lp = t->pairs[(size_t)l * P + p];
+        a->xa[p] = lp ? wk_arena_alloc(ar, sizeof(float) * n * lp->r) : NULL;
+    }
+}
+
+/* Carves every workspace buffer for N tokens from ar (also used as a dry run to size it). */
+static void ws_carve(wick_trainer *t, wk_arena *ar, size_t N) {
+    const wk_config *c = &t->m->c;
+    size_t C = c->hidden, F = c->inter, HD = (size_t)c->n_heads * c->head_dim, KD = (size_t)c->n_kv_heads * c->head_dim;
+    size_t W = WK_MAX(C, F), V = c->vocab;
+    int full = !t->o.recompute;
+    for (int l = 0; l < c->n_layers; l++) {
+        lact_carve(&t->la[l], ar, t, N, full);
+        if (full) lact_carve_lora(&t->la[l], ar, t, l, N);
+    }
+    lact_carve(&t->rc, ar, t, N, 1);
+    for (int p = 0; p < P; p++) t->rc.xa[p] = wk_arena_alloc(ar, sizeof(float) * N * WK_MAX(t->rmax, 1));
+    float **bufC[] = {&t->xL, &t->xn, &t->dres, &t->dxn, &t->tC, NULL};
+    for (int i = 0; bufC[i]; i++) *bufC[i] = wk_arena_alloc(ar, sizeof(float) * N * C);
+    float **bufF[] = {&t->act, &t->dA, &t->dG, &t->dU, NULL};
+    for (int i = 0; bufF[i]; i++) *bufF[i] = wk_arena_alloc(ar, sizeof(float) * N * F);
+    t->dq = wk_arena_alloc(ar, sizeof(float) * N * HD);
+    t->dq2 = wk_arena_alloc(ar, sizeof(float) * N * HD);
+    t->datt = wk_arena_alloc(ar, sizeof(float) * N * HD);
+    t->dk = wk_arena_alloc(ar, sizeof(float) * N * KD);
+    t->dk2 = wk_arena_alloc(ar, sizeof(float) * N * KD);
+    t->dv = wk_arena_alloc(ar, sizeof(float) * N * KD);
+    t->db = wk_arena_alloc(ar, sizeof(float) * N * WK_MAX(t->rmax, 1));
+    t->xd = wk_arena_alloc(ar, sizeof(float) * N * W);
+    t->tmp = wk_arena_alloc(ar, sizeof(float) * N * W);
+    t->R = (int)WK_MAX(1, WK_MIN((size_t)256, ((size_t)16 << 20) / V));
+    t->hx = wk_arena_alloc(ar, sizeof(float) * t->R * C);
+    t->hdx = wk_arena_alloc(ar, sizeof(float) * t->R * C);
+    t->logits = wk_arena_alloc(ar, sizeof(float) * t->R * V);
+    t->rs = wk_arena_alloc(ar, sizeof(int32_t) * N);
+    t->pos = wk_arena_alloc(ar, sizeof(int32_t) * N);
+    t->rows = wk_arena_alloc(ar, sizeof(int32_t) * N);
+    t->tgt = wk_arena_alloc(ar, sizeof(int32_t) * N);
+}
+
+/* (Re)sizes the workspace for n tokens: a dry run measures it, then one allocation. */
+static wick_status ws_reserve(wick_trainer *t, int n) {
+    if (n <= t->cap) return WICK_OK;
+    wk_arena dry = {.base = (uint8_t *)64, .cap = SIZE_MAX / 2};
+    ws_carve(t, &dry, (size_t)n);
+    wk_arena_free(&t->ar);
+    t->cap = 0;
+    wick_status st = wk_arena_init(&t->ar, dry.used + 64, "training activations");
+    if (st) return wk_err_prefix(st, "trainer: micro-batch of %d tokens", n);
+    ws_carve(t, &t->ar, (size_t)n);
+    t->cap = n;
+    return WICK_OK;
+}
+
+/* ------------------------------------------------------------ LoRA dropout */
+
+static inline uint64_t mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* dst = src * mask / keep with a mask that depends only on (key, element), so
+ * the backward regenerates it. dst may equal src. */
+static void dropout(float *dst, const float *src, size_t cnt, uint64_t key, float p) {
+    float keep = 1.f - p, inv = 1.f / keep;
+    uint32_t thr = (uint32_t)((double)p * 4294967296.0);
+#pragma omp parallel for schedule(static) if (cnt > 65536)
+    for (size_t i = 0; i < cnt; i++) dst[i] = (uint32_t)(mix64(key + i * 0x9e3779b97f4a7c15ull) >> 32) < thr ? 0.f : src[i] * inv;
+}
+
+static uint64_t drop_key(const wick_trainer *t, int l, int p) {
+    return mix64(t->o.seed ^ mix64(t->micro * 131 + (uint64_t)l * P + (uint64_t)p + 1));
+}
+
+/* ------------------------------------------------------------ linear layers */
+
+/* y[n,out] = x·Wᵀ + b + s·(drop(x)·Aᵀ)·Bᵀ; xa[n,r] keeps drop(x)·Aᵀ. */
+static void lin_fwd(wick_trainer *t, float *y, const float *x, int l, wk_proj p, int n, float *xa) {
+    wk_backend *be = t->m->be;
+    const wk_layer *L = &t->m->layers[l];
+    be->matmul(be, y, x, &L->p[p], L->bias[p], n, 0);
+    const wk_lora *lp = t->pairs[(size_t)l * P + p];
+    if (!lp) return;
+    int in = L->p[p].cols, out = L->p[p].rows, r = lp->r;
+    const float *src = x;
+    if (t->o.lora_dropout > 0) {
+        dropout(t->xd, x, (size_t)n * in, drop_key(t, l, p), t->o.lora_dropout);
+        src = t->xd;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, r, in, 1.f, src, in, lp->A, in, 0.f, xa, r);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, r, lp->scale, xa, r, lp->B, r, 1.f, y, out);
+}
+
+/* dx[n,in] (=|+=) dy[n,out]·W for a frozen W of any float dtype. */
+static void matmul_dx(wick_trainer *t, float *dx, const float *dy, const wk_mat *W, int n, int acc) {
+    int out = W->rows, in = W->cols;
+    if (W->dt == WICK_DT_F32) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, out, 1.f, dy, out, W->w, in, acc ? 1.f : 0.f, dx, in);
+        return;
+    }
+    size_t W_ = (size_t)WK_MAX(t->m->c.hidden, t->m->c.inter);
+    int tile = (int)WK_MAX(1, WK_MIN((size_t)out, (size_t)n * W_ / (size_t)in));
+    float *buf = t->tmp; /* (n, max(C,F)) floats: holds `tile` rows of W */
+    for (int o0 = 0; o0 < out; o0 += tile) {
+        int rows = WK_MIN(tile, out - o0);
+        wk_to_f32(buf, (const uint16_t *)W->w + (size_t)o0 * in, W->dt, (size_t)rows * in);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, rows, 1.f, dy + o0, out, buf, in,
+                    (acc || o0 > 0) ? 1.f : 0.f, dx, in);
+    }
+}
+
+/* Backward of lin_fwd: dx (=|+=) dy·W + LoRA input gradient; adds to gA, gB. */
+static void lin_bwd(wick_trainer *t, float *dx, const float *dy, const float *x, int l, wk_proj p, int n,
+                    const float *xa, int acc) {
+    const wk_layer *L = &t->m->layers[l];
+    matmul_dx(t, dx, dy, &L->p[p], n, acc);
+    const wk_lora *lp = t->pairs[(size_t)l * P + p];
+    if (!lp) return;
+    int in = L->p[p].cols, out = L->p[p].rows, r = lp->r;
+    wk_tparam *pa = &t->par[t->par_of[(size_t)l * P + p]], *pb = pa + 1;
+    float s = lp->scale, *db = t->db;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, r, out, 1.f, dy, out, lp->B, r, 0.f, db, r);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, r, n, s, dy, out, xa, r, 1.f, pb->g, r);
+    const float *src = x;
+    if (t->o.lora_dropout > 0) {
+        dropout(t->xd, x, (size_t)n * in, drop_key(t, l, p), t->o.lora_dropout);
+        src = t->xd;
+    }
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, in, n, s, db, r, src, in, 1.f, pa->g, in);
+    if (t->o.lora_dropout <= 0) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, r, s, db, r, lp->A, in, 1.f, dx, in);
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, r, s, db, r, lp->A, in, 0.f, t->xd, in);
+    dropout(t->xd, t->xd, (size_t)n * in, drop_key(t, l, p), t->o.lora_dropout);
+    wk_backend *be = t->m->be;
+    be->add(be, dx, t->xd, (size_t)n * in);
+}
+
+/* ------------------------------------------------------------ one layer */
+
+/* Forward of layer l from a->x; writes the layer output to y and fills a. */
+static void layer_fwd(wick_trainer *t, int l, wk_lact *a, float *y, int n) {
+    const wk_config *c = &t->m->c;
+    const wk_layer *L = &t->m->layers[l];
+    wk_backend *be = t->m->be;
+    int H = c->n_heads, Hk = c->n_kv_heads, D = c->head_dim, C = c->hidden;
+    size_t HD = (size_t)H * D, KD = (size_t)Hk * D;
+    be->rmsnorm(be, t->xn, a->x, L->attn_norm, n, C, c->rms_eps);
+    lin_fwd(t, c->qk_norm ? a->qr : a->q, t->xn, l, WK_P_Q, n, a->xa[WK_P_Q]);
+    lin_fwd(t, c->qk_norm ? a->kr : a->k, t->xn, l, WK_P_K, n, a->xa[WK_P_K]);
+    lin_fwd(t, a->v, t->xn, l, WK_P_V, n, a->xa[WK_P_V]);
+    if (c->qk_norm) {
+        be->rmsnorm(be, a->q, a->qr, L->q_norm, n * H, D, c->rms_eps);
+        be->rmsnorm(be, a->k, a->kr, L->k_norm, n * Hk, D, c->rms_eps);
+    }
+    be->rope(be, a->q, t->pos, n, H, D, t->m->inv_freq);
+    be->rope(be, a->k, t->pos, n, Hk, D, t->m->inv_freq);
+    t->ops->attn_fwd(a->att, a->lse, a->q, a->k, a->v, t->rs, n, H, Hk, D, 1.f / sqrtf((float)D));
+    lin_fwd(t, t->tC, a->att, l, WK_P_O, n, a->xa[WK_P_O]);
+    memcpy(a->h, a->x, sizeof(float) * (size_t)n * C);
+    be->add(be, a->h, t->tC, (size_t)n * C);
+    be->rmsnorm(be, t->xn, a->h, L->mlp_norm, n, C, c->rms_eps);
+    lin_fwd(t, a->g, t->xn, l, WK_P_GATE, n, a->xa[WK_P_GATE]);
+    lin_fwd(t, a->u, t->xn, l, WK_P_UP, n, a->xa[WK_P_UP]);
+    be->swiglu(be, t->act, a->g, a->u, (size_t)n * c->inter);
+    lin_fwd(t, y, t->act, l, WK_P_DOWN, n, a->xa[WK_P_DOWN]);
+    be->add(be, y, a->h, (size_t)n * C);
+    (void)HD, (void)KD;
+}
+
+/* Backward of the MLP half: t->dres holds dL/dx' on entry, dL/dh on return. */
+static void mlp_bwd(wick_trainer *t, int l, const wk_lact *a, int n) {
+    const wk_config *c = &t->m->c;
+    const wk_layer *L = &t->m->layers[l];
+    wk_backend *be = t->m->be;
+    size_t nF = (size_t)n * c->inter;
+    be->swiglu(be, t->act, a->g, a->u, nF);
+    lin_bwd(t, t->dA, t->dres, t->act, l, WK_P_DOWN, n, a->xa[WK_P_DOWN], 0);
+    t->ops->swiglu_bwd(t->dG, t->dU, t->dA, a->g, a->u, nF);
+    be->rmsnorm(be, t->xn, a->h, L->mlp_norm, n, c->hidden, c->rms_eps);
+    lin_bwd(t, t->dxn, t->dG, t->xn, l, WK_P_GATE, n, a->xa[WK_P_GATE], 0);
+    lin_bwd(t, t->dxn, t->dU, t->xn, l, WK_P_UP, n, a->xa[WK_P_UP], 1);
+    t->ops->rmsnorm_bwd(t->dres, t->dxn, a->h, L->mlp_norm, n, c->hidden, c->rms_eps, 1);
+}
+
+/* Backward of the attention half: t->dres holds dL/dh on entry, dL/dx on return. */
+static void attn_bwd(wick_trainer *t, int l, const wk_lact *a, int n) {
+    const wk_config *c = &t->m->c;
+    const wk_layer *L = &t->m->layers[l];
+    wk_backend *be = t->m->be;
+    int H = c->n_heads, Hk = c->n_kv_heads, D = c->head_dim, C = c->hidden;
+    lin_bwd(t, t->datt, t->dres, a->att, l, WK_P_O, n, a->xa[WK_P_O], 0);
+    t->ops->attn_bwd(t->dq, t->dk, t->dv, t->datt, a->att, a->lse, a->q, a->k, a->v, t->rs, n, H, Hk, D,
+                     1.f / sqrtf((float)D));
+    t->ops->rope_bwd(t->dq, t->pos, n, H, D, t->m->inv_freq);
+    t->ops->rope_bwd(t->dk, t->pos, n, Hk, D, t->m->inv_freq);
+    float *dq = t->dq, *dk = t->dk;
+    if (c->qk_norm) {
+        t->ops->rmsnorm_bwd(t->dq2, t->dq, a->qr, L->q_norm, n * H, D, c->rms_eps, 0);
+        t->ops->rmsnorm_bwd(t->dk2, t->dk, a->kr, L->k_norm, n * Hk, D, c->rms_eps, 0);
+        dq = t->dq2, dk = t->dk2;
+    }
+    be->rmsnorm(be, t->xn, a->x, L->attn_norm, n, C, c->rms_eps);
+    lin_bwd(t, t->dxn, dq, t->xn, l, WK_P_Q, n, a->xa[WK_P_Q], 0);
+    lin_bwd(t, t->dxn, dk, t->xn, l, WK_P_K, n, a->xa[WK_P_K], 1);
+    lin_bwd(t, t->dxn, t->dv, t->xn, l, WK_P_V, n, a->xa[WK_P_V], 1);
+    t->ops->rmsnorm_bwd(t->dres, t->dxn, a->x, L->attn_norm, n, C, c->rms_eps, 1);
+}
+
+/* ------------------------------------------------------------ head + loss */
+
+/* Final norm, LM head and cross-entropy over the nt scored rows, R rows at a time.
+ * With backward, leaves dL/dx_L in t->dres. Returns the summed loss. */
+static double head(wick_trainer *t, int n, int nt, int backward) {
+    const wk_config *c = &t->m->c;
+    wk_backend *be = t->m->be;
+    int C = c->hidden, V = c->vocab;
+    double loss = 0;
+    be->rmsnorm(be, t->xn, t->xL, t->m->final_norm, n, C, c->rms_eps);
+    if (backward) memset(t->dxn, 0, sizeof(float) * (size_t)n * C);
+    for (int c0 = 0; c0 < nt; c0 += t->R) {
+        int rows = WK_MIN(t->R, nt - c0);
+        for (int r = 0; r < rows; r++)
+            memcpy(t->hx + (size_t)r * C, t->xn + (size_t)t->rows[c0 + r] * C, sizeof(float) * C);
+        double t0 = wk_now();
+        be->matmul(be, t->logits, t->hx, &t->m->lm_head, NULL, rows, 0);
+        loss += t->ops->xent(t->logits, t->tgt + c0, rows, V, t->o.label_smoothing);
+        double t1 = wk_now();
+        t->t_fwd += t1 - t0;
+        if (!backward) continue;
+        matmul_dx(t, t->hdx, t->logits, &t->m->lm_head, rows, 0);
+        t->t_bwd += wk_now() - t1;
+        for (int r = 0; r < rows; r++)
+            memcpy(t->dxn + (size_t)t->rows[c0 + r] * C, t->hdx + (size_t)r * C, sizeof(float) * C);
+    }
+    if (backward) t->ops->rmsnorm_bwd(t->dres, t->dxn, t->xL, t->m->final_norm, n, C, c->rms_eps, 0);
+    return loss;
+}
+
+/* Checks ids and labels, fills rs/pos and the scored rows. Returns the number of scored rows or < 0. */
+static int prepare(wick_trainer *t, const int32_t *ids, const int32_t *labels, const int *lens, int nseq) {
+    int V = t->m->c.vocab, n = 0, nt = 0;
+    for (int s = 0; s < nseq; s++) {
+        int st = n;
+        for (int i = 0; i < lens[s]; i++, n++) {
+            if (ids[n] < 0 || ids[n] >= V)
+                return wk_err(WICK_ERANGE, "sequence %d: input id %d at position %d is outside the vocabulary [0,%d)",
+                              s, ids[n], i, V);
+            if (labels[n] != -100 && (labels[n] < 0 || labels[n] >= V))
+                return wk_err(WICK_ERANGE, "sequence %d: label %d at position %d is neither -100 nor in [0,%d)", s,
+                              labels[n], i, V);
+            t->rs[n] = st;
+            t->pos[n] = i;
+            if (i > 0 && labels[n] != -100) t->rows[nt] = n - 1, t->tgt[nt++] = labels[n];
+        }
+    }
+    return nt;
+}
+
+static void forward_layers(wick_trainer *t, int n) {
+    int Lc = t->m->c.n_layers;
+    for (int l = 0; l < Lc; l++) {
+        float *y = l + 1 < Lc ? t->la[l + 1].x : t->xL;
+        if (!t->o.recompute) {
+            layer_fwd(t, l, &t->la[l], y, n);
+            continue;
+        }
+        wk_lact a = t->rc;
+        a.x = t->la[l].x;
+        layer_fwd(t, l, &a, y, n);
+    }
+}
+
+static void backward_layers(wick_trainer *t, int n) {
+    for (int l = t->m->c.n_layers - 1; l >= 0; l--) {
+        wk_lact a = t->la[l];
+        if (t->o.recompute) {
+            a = t->rc;
+            a.x = t->la[l].x;
+            layer_fwd(t, l, &a, t->tC, n);
+        }
+        mlp_bwd(t, l, &a, n);
+        attn_bwd(t, l, &a, n);
+    }
+}
+
+static wick_status run_batch(wick_trainer *t, const int32_t *ids, const int32_t *labels, const int *lens, int nseq,
+                             double *loss_sum, int64_t *n_targets, int backward) {
+    int64_t n = 0;
+    if (nseq <= 0) return wk_err(WICK_EINVAL, "trainer: empty micro-batch");
+    for (int s = 0; s < nseq; s++) {
+        if (lens[s] <= 0) return wk_err(WICK_EINVAL, "trainer: sequence %d is empty", s);
+        n += lens[s];
+    }
+    if (n > (1 << 24)) return wk_err(WICK_EINVAL, "trainer: micro-batch of %lld tokens is too large", (long long)n);
+    wick_status st = ws_reserve(t, (int)n);
+    if (st) return st;
+    int nt = prepare(t, ids, labels, lens, nseq);
+    if (nt < 0) return (wick_status)nt;
+    double t0 = wk_now();
+    t->m->be->embed(t->m->be, t->la[0].x, &t->m->embed, ids, (int)n);
+    forward_layers(t, (int)n);
+    t->t_fwd += wk_now() - t0;
+    double loss = head(t, (int)n, nt, backward && nt > 0);
+    t0 = wk_now();
+    if (backward && nt > 0) backward_layers(t, (int)n);
+    t->t_bwd += wk_now() - t0;
+    if (backward) t->micro++;
+    if (loss_sum) *loss_sum += loss;
+    if (n_targets) *n_targets += nt;
+    return WICK_OK;
+}
+
+wick_status wick_trainer_accumulate(wick_trainer *t, const int32_t *ids, const int32_t *labels, const int *lens,
+                                    int nseq, double *loss_sum, int64_t *n_targets) {
+    return run_batch(t, ids, labels, lens, nseq, loss_sum, n_targets, 1);
+}
+
+wick_status wick_trainer_eval(wick_trainer *t, const int32_t *ids, const int32_t *labels, const int *lens, int nseq,
+                              double *loss_sum, int64_t *n_targets) {
+    float p = t->o.lora_dropout;
+    t->o.lora_dropout = 0; /* evaluation runs the adapter without dropout */
+    wick_status st = run_batch(t, ids, labels, lens, nseq, loss_sum, n_targets, 0);
+    t->o.lora_dropout = p;
+    return st;
+}
+
+/* ------------------------------------------------------------ lifetime */
+
+static wick_status check_weights(const wick_model *m) {
+    for (int l = 0; l < m->c.n_layers; l++)
+        for (int p = 0; p < P; p++)
+            if (m->layers[l].p[p].qtype)
+                return wk_err(WICK_EUNSUPPORTED, "trainer: layer %d %s is quantized; training needs float weights", l,
+                              wk_proj_names[p]);
+    if (m->lm_head.qtype || m->embed.qtype)
+        return wk_err(WICK_EUNSUPPORTED, "trainer: quantized embeddings/LM head; training needs float weights");
+    return WICK_OK;
+}
+
+/* Builds the PEFT-ordered parameter list and the one buffer of grads + moments. */
+static wick_status build_params(wick_trainer *t) {
+    const wk_config *c = &t->m->c;
+    size_t total = 0;
+    for (int i = 0; i < c->n_layers * P; i++) {
+        t->par_of[i] = -1;
+        const wk_lora *lp = t->pairs[i];
+        if (!lp) continue;
+        const wk_mat *W = &t->m->layers[i / P].p[i % P];
+        if (!lp->A || !lp->B || lp->r <= 0)
+            return wk_err(WICK_EINVAL, "trainer: layer %d %s: LoRA pair without A/B", i / P, wk_proj_names[i % P]);
+        t->par_of[i] = t->n_par;
+        for (int ab = 0; ab < 2; ab++) {
+            wk_tparam *q = &t->par[t->n_par++];
+            q->rows = ab ? W->rows : lp->r;
+            q->cols = ab ? lp->r : W->cols;
+            q->n = (size_t)q->rows * q->cols;
+            q->w = ab ? lp->B : lp->A;
+            snprintf(q->name, sizeof q->name, "base_model.model.model.layers.%d.%s.%s.lora_%c.weight", i / P,
+                     wk_proj_parent[i % P], wk_proj_names[i % P], ab ? 'B' : 'A');
+            total += q->n;
+        }
+        t->rmax = WK_MAX(t->rmax, lp->r);
+    }
+    if (!t->n_par) return wk_err(WICK_EINVAL, "trainer: the adapter adapts no projection");
+    t->pbuf = wk_calloc(sizeof(float) * 3 * total, "gradients and AdamW state");
+    if (!t->pbuf) return WICK_ENOMEM;
+    float *b = t->pbuf;
+    for (int i = 0; i < t->n_par; i++) {
+        t->par[i].g = b, t->par[i].m = b + total, t->par[i].v = b + 2 * total;
+        b += t->par[i].n;
+    }
+    return WICK_OK;
+}
+
+wick_status wk_trainer_new_pairs(wick_model *m, const wk_lora *const *pairs, const wick_train_opts *o,
+                                 wick_trainer **out) {
+    *out = NULL;
+    wick_status st = check_weights(m);
+    if (st) return st;
+    if (o && (o->lora_dropout < 0 || o->lora_dropout >= 1))
+        return wk_err(WICK_EINVAL, "trainer: lora_dropout %g is outside [0,1)", o->lora_dropout);
+    int LP = m->c.n_layers * P;
+    wick_trainer *t = wk_calloc(sizeof *t, "trainer");
+    if (!t) return WICK_ENOMEM;
+    t->m = m;
+    t->o = o ? *o : wick_train_opts_default();
+    t->ops = wk_train_ops_fast();
+    t->pairs = wk_calloc(sizeof(*t->pairs) * LP, "trainer pairs");
+    t->par = wk_calloc(sizeof(*t->par) * 2 * LP, "trainer parameters");
+    t->par_of = wk_calloc(sizeof(int) * LP, "trainer parameters");
+    t->la = wk_calloc(sizeof(wk_lact) * m->c.n_layers, "trainer activations");
+    if (!t->pairs || !t->par || !t->par_of || !t->la) st = WICK_ENOMEM;
+    if (!st) {
+        memcpy(t->pairs, pairs, sizeof(*t->pairs) * LP);
+        st = build_params(t);
+    }
+    if (st) {
+        wick_trainer_free(t);
+        return st;
+    }
+    *out = t;
+    return WICK_OK;
+}
+
+wick_status wick_trainer_new(wick_model *m, wick_adapter *a, const wick_train_opts *o, wick_trainer **out) {
+    int LP = m->c.n_layers * P;
+    const wk_lora **pairs = wk_calloc(sizeof(*pairs) * LP, "trainer pairs");
+    if (!pairs) return WICK_ENOMEM;
+    for (int i = 0; i < LP; i++) pairs[i] = a ? wk_adapter_pair(a, i / P, (wk_proj)(i % P)) : NULL;
+    wick_status st = wk_trainer_new_pairs(m, pairs, o, out);
+    wk_free(pairs);
+    return st;
+}
+
+void wick_trainer_free(wick_trainer *t) {
+    if (!t) return;
+    wk_arena_free(&t->ar);
+    wk_free(t->pbuf);
+    wk_free(t->pairs);
+    wk_free(t->par);
+    wk_free(t->par_of);
+    wk_free(t->la);
+    wk_free(t);
+}
+
+wk_tparam *wk_trainer_params(wick_trainer *t, int *n) {
+    *n = t->n_par;
+    return t->par;
+}
+
+void wk_trainer_set_ops(wick_trainer *t, const wk_train_ops *ops) { t->ops = ops; }
+int wick_trainer_steps(const wick_trainer *t) { return t->steps; }
+
+/* ------------------------------------------------------------ optimizer step */
+
+static wick_status save_grads(const wick_trainer *t, const char *path) {
+    wick_tensor_view *v = wk_calloc(sizeof(*v) * t->n_par, "gradient list");
+    if (!v) return WICK_ENOMEM;
+    for (int i = 0; i < t->n_par; i++)
+        v[i] = (wick_tensor_view){.name = t->par[i].name, .dtype = WICK_DT_F32, .ndim = 2,
+                                  .shape = {t->par[i].rows, t->par[i].cols}, .data = t->par[i].g};
+    wick_status st = wick_safetensors_write(path, v, t->n_par, "{\"format\":\"pt\"}");
+    wk_free(v);
+    return st;
+}
+
+/* Scales the gradient by 1/n_targets and returns its global L2 norm (NaN when not finite). */
+static double finish_grads(wick_trainer *t, int64_t n_targets) {
+    float inv = (float)(1.0 / (double)n_targets);
+    double ss = 0;
+    for (int i = 0; i < t->n_par; i++) {
+        float *g = t->par[i].g;
+        size_t n = t->par[i].n;
+#pragma omp parallel for schedule(static) reduction(+ : ss) if (n > 65536)
+        for (size_t j = 0; j < n; j++) {
+            g[j] *= inv;
+            ss += (double)g[j] * g[j];
+        }
+    }
+    return isfinite(ss) ? sqrt(ss) : NAN;
+}
+
+static wick_status trainer_step(wick_trainer *t, int64_t n_targets, const char *grads_path, wick_step_info *info);
+
+wick_status wick_trainer_step(wick_trainer *t, int64_t n_targets, const char *grads_path, wick_step_info *info) {
+    double t0 = wk_now();
+    wick_status st = trainer_step(t, n_targets, grads_path, info);
+    t->t_opt += wk_now() - t0;
+    return st;
+}
+
+void wk_trainer_times(const wick_trainer *t, double *fwd, double *bwd, double *opt) {
+    *fwd = t->t_fwd, *bwd = t->t_bwd, *opt = t->t_opt;
+}
+
+static wick_status trainer_step(wick_trainer *t, int64_t n_targets, const char *grads_path, wick_step_info *info) {
+    if (n_targets <= 0) return wk_err(WICK_EINVAL, "trainer: step %d has no labelled positions (all labels -100)", t->steps + 1);
+    double norm = finish_grads(t, n_targets);
+    wick_status st = WICK_OK;
+    if (grads_path && (st = save_grads(t, grads_path))) return st;
+    if (!isfinite(norm)) {
+        memset(t->par[0].g, 0, sizeof(float) * (size_t)(t->par[t->n_par - 1].g + t->par[t->n_par - 1].n - t->par[0].g));
+        return wk_err(WICK_ESTATE, "trainer: step %d: gradient is NaN or infinite; adapter left unchanged", t->steps + 1);
+    }
+    float clip = 1.f;
+    if (t->o.max_grad_norm > 0) {
+        float c = t->o.max_grad_norm / ((float)norm + 1e-6f);
+        clip = c < 1.f ? c : 1.f;
+    }
+    double lr = t->o.lr * wk_lr_factor(t->o.scheduler, t->steps, t->o.warmup_steps, t->o.total_steps);
+    for (int i = 0; i < t->n_par; i++) {
+        wk_tparam *q = &t->par[i];
+        if (clip < 1.f)
+            for (size_t j = 0; j < q->n; j++) q->g[j] *= clip;
+        wk_adamw(q->w, q->g, q->m, q->v, q->n, t->steps + 1, (float)lr, t->o.beta1, t->o.beta2, t->o.eps,
+                 t->o.weight_decay);
+        memset(q->g, 0, sizeof(float) * q->n);
+    }
+    t->steps++;
+    if (info) *info = (wick_step_info){.step = t->steps, .lr = lr, .grad_norm = norm};
+    return WICK_OK;
+}
+
+/* ------------------------------------------------------------ state */
+
+wick_status wick_trainer_save_state(const wick_trainer *t, const char *path) {
+    int n = 2 * t->n_par + 1;
+    wick_tensor_view *v = wk_calloc(sizeof(*v) * n, "state list");
+    char (*names)[224] = wk_calloc(sizeof(*names) * n, "state names");
+    int64_t hdr[2] = {t->steps, (int64_t)t->micro};
+    wick_status st = WICK_ENOMEM;
+    if (v && names) {
+        for (int i = 0; i < t->n_par; i++)
+            for (int mv = 0; mv < 2; mv++) {
+                int k = 2 * i + mv;
+                snprintf(names[k], sizeof names[k], "%s.%s", mv ? "exp_avg_sq" : "exp_avg", t->par[i].name);
+                v[k] = (wick_tensor_view){.name = names[k], .dtype = WICK_DT_F32, .ndim = 2,
+                                          .shape = {t->par[i].rows, t->par[i].cols},
+                                          .data = mv ? t->par[i].v : t->par[i].m};
+            }
+        v[n - 1] = (wick_tensor_view){.name = "trainer.steps_micro", .dtype = WICK_DT_I64, .ndim = 1, .shape = {2},
+                                      .data = hdr};
+        st = wick_safetensors_write(path, v, n, "{\"format\":\"wick-trainer\"}");
+    }
+    wk_free(v);
+    wk_free(names);
+    return st;
+}
+
+static wick_status load_tensor(wick_st *f, const char *path, const char *name, wick_dtype dt, size_t n, void *dst) {
+    wick_tensor_view v;
+    if (wick_st_find(f, name, &v) != WICK_OK) return wk_err(WICK_EFORMAT, "%s: missing tensor '%s'", path, name);
+    size_t cnt = 1;
+    for (int d = 0; d < v.ndim; d++) cnt *= (size_t)v.shape[d];
+    if (v.dtype != dt || cnt != n)
+        return wk_err(WICK_EFORMAT, "%s: tensor '%s' has %zu %s elements, expected %zu %s", path, name, cnt,
+                      wick_dtype_name(v.dtype), n, wick_dtype_name(dt));
+    memcpy(dst, v.data, n * wick_dtype_size(dt));
+    return WICK_OK;
+}
+
+wick_status wick_trainer_load_state(wick_trainer *t, const char *path) {
+    wick_st *f;
+    wick_status st = wick_st_open(path, &f);
+    if (st) return st;
+    char name[220];
+    int64_t hdr[2];
+    for (int i = 0; i < t->n_par && !st; i++) {
+        snprintf(name, sizeof name, "exp_avg.%s", t->par[i].name);
+        st = load_tensor(f, path, name, WICK_DT_F32, t->par[i].n, t->par[i].m);
+        snprintf(name, sizeof name, "exp_avg_sq.%s", t->par[i].name);
+        if (!st) st = load_tensor(f, path, name, WICK_DT_F32, t->par[i].n, t->par[i].v);
+    }
+    if (!st) st = load_tensor(f, path, "trainer.steps_micro", WICK_DT_I64, 2, hdr);
+    if (!st) t->steps = (int)hdr[0], t->micro = (uint64_t)hdr[1];
+    wick_st_close(f);
+    return st;
+}

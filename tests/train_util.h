@@ -1,0 +1,78 @@
+/*
+ * train_util.h — test-only helpers for the trainer tests: a minimal PEFT reader
+ * that fills a wk_lora table (layer × projection) from adapter_model.safetensors
+ * and adapter_config.json (r, lora_alpha, use_rslora), and golden tensor access.
+ */
+#ifndef WICK_TRAIN_UTIL_H
+#define WICK_TRAIN_UTIL_H
+#include "train/train.h"
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+typedef struct {
+    wk_lora *pairs;         /* (L*P) */
+    const wk_lora **ptrs;   /* (L*P) NULL = not adapted */
+    int L;
+} tu_adapter;
+
+static float *tu_copy_f32(wick_st *f, const char *name, size_t *n) {
+    wick_tensor_view v;
+    if (wick_st_find(f, name, &v) != WICK_OK || v.dtype != WICK_DT_F32) return NULL;
+    size_t cnt = 1;
+    for (int d = 0; d < v.ndim; d++) cnt *= (size_t)v.shape[d];
+    float *p = malloc(sizeof(float) * cnt);
+    memcpy(p, v.data, sizeof(float) * cnt);
+    if (n) *n = cnt;
+    return p;
+}
+
+static int tu_adapter_load(const wick_model *m, const char *dir, tu_adapter *a) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+    json_t *cfg = json_load_file(path, 0, NULL);
+    if (!cfg) return -1;
+    int r = (int)json_integer_value(json_object_get(cfg, "r"));
+    double alpha = json_number_value(json_object_get(cfg, "lora_alpha"));
+    float scale = json_is_true(json_object_get(cfg, "use_rslora")) ? (float)(alpha / sqrt(r)) : (float)(alpha / r);
+    json_decref(cfg);
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+    wick_st *f;
+    if (wick_st_open(path, &f) != WICK_OK) return -1;
+    a->L = m->c.n_layers;
+    a->pairs = calloc((size_t)a->L * WK_P_COUNT, sizeof(wk_lora));
+    a->ptrs = calloc((size_t)a->L * WK_P_COUNT, sizeof(wk_lora *));
+    for (int l = 0; l < a->L; l++)
+        for (int p = 0; p < WK_P_COUNT; p++) {
+            char key[256];
+            wk_lora *lp = &a->pairs[l * WK_P_COUNT + p];
+            snprintf(key, sizeof key, "base_model.model.model.layers.%d.%s.%s.lora_A.weight", l, wk_proj_parent[p], wk_proj_names[p]);
+            lp->A = tu_copy_f32(f, key, NULL);
+            snprintf(key, sizeof key, "base_model.model.model.layers.%d.%s.%s.lora_B.weight", l, wk_proj_parent[p], wk_proj_names[p]);
+            lp->B = tu_copy_f32(f, key, NULL);
+            lp->r = r;
+            lp->scale = scale;
+            if (lp->A && lp->B) a->ptrs[l * WK_P_COUNT + p] = lp;
+        }
+    wick_st_close(f);
+    return 0;
+}
+
+static void tu_adapter_free(tu_adapter *a) {
+    for (int i = 0; i < a->L * WK_P_COUNT; i++) free(a->pairs[i].A), free(a->pairs[i].B);
+    free(a->pairs);
+    free(a->ptrs);
+}
+
+/* Golden I64 tensor as int32 (n elements). */
+static int32_t *tu_i64(wick_st *g, const char *name, size_t *n) {
+    wick_tensor_view v;
+    if (wick_st_find(g, name, &v) != WICK_OK || v.dtype != WICK_DT_I64) return NULL;
+    size_t cnt = 1;
+    for (int d = 0; d < v.ndim; d++) cnt *= (size_t)v.shape[d];
+    int32_t *p = malloc(sizeof(int32_t) * cnt);
+    for (size_t i = 0; i < cnt; i++) p[i] = (int32_t)((const int64_t *)v.data)[i];
+    if (n) *n = cnt;
+    return p;
+}
+#endif
