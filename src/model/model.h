@@ -70,5 +70,6 @@ wick_status wk_model_gguf_tensor(const wick_model *m, const char *hf_name, int64
                                  const void **data, wick_dtype *dt, int *qtype, size_t *bytes);
 wick_status wk_model_dequant(int qtype, const void *src, float *dst, int64_t n);
 const char *wk_model_qtype_name(int qtype);
+size_t wk_model_qrow_bytes(int qtype, int64_t n); /* bytes of a quantized row of n elements */
 int wk_gguf_has_tokenizer(const void *gguf);
 #endif

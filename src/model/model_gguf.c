@@ -117,3 +117,5 @@ wick_status wk_model_dequant(int qtype, const void *src, float *dst, int64_t n) 
 const char *wk_model_qtype_name(int qtype) { return wk_qtype_name(qtype) ? wk_qtype_name(qtype) : "?"; }
 
 int wk_gguf_has_tokenizer(const void *g) { return wk_gguf_find(g, "tokenizer.ggml.model") != NULL; }
+
+size_t wk_model_qrow_bytes(int qtype, int64_t n) { return wk_qtype_row_bytes(qtype, n); }

@@ -183,7 +183,7 @@ static void lin_fwd(wick_trainer *t, float *y, const float *x, int l, wk_proj p,
 /* dx[n,in] (=|+=) dy[n,out]·W for a frozen W of any float dtype. */
 static void matmul_dx(wick_trainer *t, float *dx, const float *dy, const wk_mat *W, int n, int acc) {
     int out = W->rows, in = W->cols;
-    if (W->dt == WICK_DT_F32) {
+    if (W->dt == WICK_DT_F32 && !W->qtype) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, out, 1.f, dy, out, W->w, in, acc ? 1.f : 0.f, dx, in);
         return;
     }
@@ -192,7 +192,12 @@ static void matmul_dx(wick_trainer *t, float *dx, const float *dy, const wk_mat 
     float *buf = t->tmp; /* (n, max(C,F)) floats: holds `tile` rows of W */
     for (int o0 = 0; o0 < out; o0 += tile) {
         int rows = WK_MIN(tile, out - o0);
-        wk_to_f32(buf, (const uint16_t *)W->w + (size_t)o0 * in, W->dt, (size_t)rows * in);
+        if (W->qtype) /* QLoRA: the frozen base stays quantized; rows are dequantized per tile */
+            for (int r = 0; r < rows; r++)
+                wk_model_dequant(W->qtype, (const uint8_t *)W->w + (size_t)(o0 + r) * wk_model_qrow_bytes(W->qtype, in),
+                                 buf + (size_t)r * in, in);
+        else
+            wk_to_f32(buf, (const uint16_t *)W->w + (size_t)o0 * in, W->dt, (size_t)rows * in);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, rows, 1.f, dy + o0, out, buf, in,
                     (acc || o0 > 0) ? 1.f : 0.f, dx, in);
     }
@@ -417,17 +422,6 @@ wick_status wick_trainer_eval(wick_trainer *t, const int32_t *ids, const int32_t
 
 /* ------------------------------------------------------------ lifetime */
 
-static wick_status check_weights(const wick_model *m) {
-    for (int l = 0; l < m->c.n_layers; l++)
-        for (int p = 0; p < P; p++)
-            if (m->layers[l].p[p].qtype)
-                return wk_err(WICK_EUNSUPPORTED, "trainer: layer %d %s is quantized; training needs float weights", l,
-                              wk_proj_names[p]);
-    if (m->lm_head.qtype || m->embed.qtype)
-        return wk_err(WICK_EUNSUPPORTED, "trainer: quantized embeddings/LM head; training needs float weights");
-    return WICK_OK;
-}
-
 /* Builds the PEFT-ordered parameter list and the one buffer of grads + moments. */
 static wick_status build_params(wick_trainer *t) {
     const wk_config *c = &t->m->c;
@@ -466,8 +460,7 @@ static wick_status build_params(wick_trainer *t) {
 wick_status wk_trainer_new_pairs(wick_model *m, const wk_lora *const *pairs, const wick_train_opts *o,
                                  wick_trainer **out) {
     *out = NULL;
-    wick_status st = check_weights(m);
-    if (st) return st;
+    wick_status st = WICK_OK;
     if (o && (o->lora_dropout < 0 || o->lora_dropout >= 1))
         return wk_err(WICK_EINVAL, "trainer: lora_dropout %g is outside [0,1)", o->lora_dropout);
     int LP = m->c.n_layers * P;
