@@ -165,7 +165,7 @@ int main(void) {
         wick_train_run(&c, NULL);
         _exit(3);
     }
-    wick_set_threads(2);
+    wick_set_threads(1);
     kill_during_save(pid);
     memorise();
     nan_stops();

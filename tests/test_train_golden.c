@@ -84,7 +84,7 @@ static void check_case(const char *name, int recompute, int ref_ops) {
 }
 
 int main(void) {
-    wick_set_threads(2);
+    wick_set_threads(1);
     check_case("qwen2_tiny", 0, 0);
     check_case("llama_tiny", 0, 0);
     check_case("qwen3_tiny", 0, 0);
