@@ -520,6 +520,7 @@ wk_tparam *wk_trainer_params(wick_trainer *t, int *n) {
 }
 
 void wk_trainer_set_ops(wick_trainer *t, const wk_train_ops *ops) { t->ops = ops; }
+void wk_trainer_set_micro(wick_trainer *t, uint64_t micro) { t->micro = micro; }
 int wick_trainer_steps(const wick_trainer *t) { return t->steps; }
 
 /* ------------------------------------------------------------ optimizer step */
