@@ -36,6 +36,7 @@ static int read_all(const char *path, char **buf, size_t *n) {
     rewind(f);
     *buf = malloc(*n + 1);
     size_t k = fread(*buf, 1, *n, f);
+    (*buf)[k] = 0;
     fclose(f);
     return k == *n ? 0 : -1;
 }
@@ -87,8 +88,18 @@ static void memorise(void) {
     wick_train_config c = base_cfg(out);
     c.max_steps = 40, c.save_every = 0, c.opt.lora_dropout = 0, c.opt.lr = 2e-2f, c.lora_r = 8, c.lora_alpha = 16;
     c.opt.scheduler = WICK_SCHED_CONSTANT, c.opt.warmup_steps = 0;
+    c.eval_path = data, c.eval_every = 20;
     wick_train_summary s;
     CHECK_OK(wick_train_run(&c, &s));
+    CHECK(fabs(s.eval_loss - s.last_loss) < 0.5, "eval loss %g vs last training loss %g", s.eval_loss, s.last_loss);
+    char p[600], *x = NULL;
+    size_t n = 0;
+    snprintf(p, sizeof p, "%s/metrics.jsonl", out);
+    int evals = 0;
+    if (!read_all(p, &x, &n))
+        for (char *q = x; (q = strstr(q, "eval_loss")); q++) evals++;
+    free(x);
+    CHECK(evals == 2, "metrics.jsonl has %d eval_loss entries, expected 2 (steps 20, 40)", evals);
     CHECK(s.last_loss < 0.5 * s.first_loss, "memorisation: loss %.4f -> %.4f did not halve", s.first_loss, s.last_loss);
     printf("memorisation: loss %.4f -> %.4f in %d steps\n", s.first_loss, s.last_loss, s.steps);
 }
