@@ -65,6 +65,9 @@ static void kill_during_save(pid_t child) {
     wick_train_summary s;
     CHECK_OK(wick_train_run(&c, &s));
     CHECK(s.steps == 6, "resumed run ended at step %d", s.steps);
+    wick_train_config c3 = base_cfg(p);
+    c3.resume = p, c3.batch_size = 3;
+    CHECK_FAILS(wick_train_run(&c3, NULL), "settings of the original run");
     snprintf(q, sizeof q, "%s/clean", tmp);
     wick_train_config c2 = base_cfg(q);
     CHECK_OK(wick_train_run(&c2, &s));
