@@ -2,7 +2,8 @@
  * loss (1e-5), every adapter gradient (relative L2 <= 1e-4), every tensor after one AdamW step
  * (1e-4; elements with |grad| < 1e-7 may differ by 2*lr) and the loss after the step; also with
  * activation recomputation and with the reference ops; with LoRA dropout, the gradient of the
- * largest entries of every A and B against central differences under the same dropout masks. */
+ * largest entries of every A and B against central differences under the same dropout masks;
+ * bf16 base weights against the same weights widened to f32. */
 #include "t.h"
 #include "train_util.h"
 
@@ -147,6 +148,44 @@ static void dropout_fd(void) {
     wick_model_free(m);
 }
 
+/* bf16 base weights kept as bf16 (tile-widened in the backward) give the gradients of the same weights widened to f32. */
+static void bf16_weights(void) {
+    wick_model *mb = NULL, *mf = NULL;
+    wick_st *g = NULL;
+    wick_model_opts o = wick_model_opts_default();
+    o.keep_bf16 = 1;
+    CHECK_OK(wick_model_load(T_PATH("golden/qwen2_tiny_bf16/model"), &o, &mb));
+    o.keep_bf16 = 0;
+    CHECK_OK(wick_model_load(T_PATH("golden/qwen2_tiny_bf16/model"), &o, &mf));
+    CHECK_OK(wick_st_open(T_PATH("golden/qwen2_tiny/golden.safetensors"), &g));
+    tu_adapter ad;
+    if (!mb || !mf || !g || tu_adapter_load(mb, T_PATH("golden/qwen2_tiny/adapter1"), &ad)) return;
+    int32_t *ids = tu_i64(g, "train_input_ids", NULL), *lab = tu_i64(g, "train_labels", NULL);
+    int lens[2] = {16, 16}, np1, np2;
+    wick_trainer *tb = NULL, *tf = NULL;
+    CHECK_OK(wk_trainer_new_pairs(mb, ad.ptrs, NULL, &tb));
+    CHECK_OK(wk_trainer_new_pairs(mf, ad.ptrs, NULL, &tf));
+    double lb = 0, lf = 0;
+    int64_t nb = 0, nf = 0;
+    if (tb && tf) {
+        CHECK_OK(wick_trainer_accumulate(tb, ids, lab, lens, 2, &lb, &nb));
+        CHECK_OK(wick_trainer_accumulate(tf, ids, lab, lens, 2, &lf, &nf));
+        CHECK(fabs(lb - lf) <= 1e-5 * fabs(lf), "bf16 loss %g vs f32 %g", lb, lf);
+        wk_tparam *pb = wk_trainer_params(tb, &np1), *pf = wk_trainer_params(tf, &np2);
+        double worst = 0;
+        for (int i = 0; i < np1 && np1 == np2; i++) {
+            double e = t_rel_l2(pb[i].g, pf[i].g, pb[i].n);
+            worst = e > worst ? e : worst;
+        }
+        CHECK(np1 == np2 && np1 > 0 && worst <= 1e-5, "bf16 vs f32 weights: gradient rel L2 %g", worst);
+    }
+    wick_trainer_free(tb), wick_trainer_free(tf);
+    free(ids), free(lab);
+    tu_adapter_free(&ad);
+    wick_st_close(g);
+    wick_model_free(mb), wick_model_free(mf);
+}
+
 int main(void) {
     wick_set_threads(1);
     check_case("qwen2_tiny", 0, 0);
@@ -155,5 +194,6 @@ int main(void) {
     check_case("qwen3_tiny", 1, 0);
     check_case("llama_tiny", 1, 1);
     dropout_fd();
+    bf16_weights();
     return t_summary();
 }
