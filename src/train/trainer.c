@@ -50,7 +50,7 @@ struct wick_trainer {
     float *dq, *dk, *dv, *datt, *dq2, *dk2, *db, *xd, *tmp;
     int32_t *rs, *pos, *rows, *tgt;
     float *hx, *hdx, *logits; /* head chunk (R, C), (R, C), (R, V) */
-    int R;
+    int R, R_cap;            /* head rows per chunk; R_cap > 0 bounds it (tests) */
     double t_fwd, t_bwd, t_opt; /* seconds spent (bench/summary breakdown) */
 };
 
@@ -116,7 +116,8 @@ static void ws_carve(wick_trainer *t, wk_arena *ar, size_t N) {
     t->db = wk_arena_alloc(ar, sizeof(float) * N * WK_MAX(t->rmax, 1));
     t->xd = wk_arena_alloc(ar, sizeof(float) * N * W);
     t->tmp = wk_arena_alloc(ar, sizeof(float) * N * W);
-    t->R = (int)WK_MAX(1, WK_MIN((size_t)256, ((size_t)16 << 20) / V));
+    t->R = (int)WK_MAX(1, WK_MIN((size_t)512, ((size_t)32 << 20) / V)); /* 128 MB of logits at most */
+    if (t->R_cap > 0) t->R = WK_MIN(t->R, t->R_cap);
     t->hx = wk_arena_alloc(ar, sizeof(float) * t->R * C);
     t->hdx = wk_arena_alloc(ar, sizeof(float) * t->R * C);
     t->logits = wk_arena_alloc(ar, sizeof(float) * t->R * V);
@@ -521,6 +522,10 @@ wk_tparam *wk_trainer_params(wick_trainer *t, int *n) {
 
 void wk_trainer_set_ops(wick_trainer *t, const wk_train_ops *ops) { t->ops = ops; }
 void wk_trainer_set_micro(wick_trainer *t, uint64_t micro) { t->micro = micro; }
+void wk_trainer_set_head_rows(wick_trainer *t, int rows) {
+    t->R_cap = rows;
+    t->cap = 0; /* re-carve the workspace on the next batch */
+}
 int wick_trainer_steps(const wick_trainer *t) { return t->steps; }
 
 /* ------------------------------------------------------------ optimizer step */
