@@ -541,18 +541,28 @@ static wick_status save_grads(const wick_trainer *t, const char *path) {
     return st;
 }
 
-/* Scales the gradient by 1/n_targets and returns its global L2 norm (NaN when not finite). */
+/* Scales the gradient by 1/n_targets and returns its global L2 norm (NaN when not finite).
+ * Sums go by fixed blocks, then in order: the same bits for any thread count (resume is exact). */
 static double finish_grads(wick_trainer *t, int64_t n_targets) {
+    enum { BLK = 16384 };
     float inv = (float)(1.0 / (double)n_targets);
     double ss = 0;
     for (int i = 0; i < t->n_par; i++) {
         float *g = t->par[i].g;
-        size_t n = t->par[i].n;
-#pragma omp parallel for schedule(static) reduction(+ : ss) if (n > 65536)
-        for (size_t j = 0; j < n; j++) {
-            g[j] *= inv;
-            ss += (double)g[j] * g[j];
+        size_t n = t->par[i].n, nb = (n + BLK - 1) / BLK;
+        double part[64], *pp = nb <= 64 ? part : malloc(sizeof(double) * nb);
+        if (!pp) return NAN;
+#pragma omp parallel for schedule(static) if (nb > 1)
+        for (size_t b = 0; b < nb; b++) {
+            double s = 0;
+            for (size_t j = b * BLK; j < WK_MIN(n, (b + 1) * BLK); j++) {
+                g[j] *= inv;
+                s += (double)g[j] * g[j];
+            }
+            pp[b] = s;
         }
+        for (size_t b = 0; b < nb; b++) ss += pp[b];
+        if (pp != part) free(pp);
     }
     return isfinite(ss) ? sqrt(ss) : NAN;
 }
