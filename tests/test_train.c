@@ -139,6 +139,16 @@ static void nan_stops(void) {
     CHECK_FAILS(wick_train_run(&c, NULL), "NaN");
 }
 
+static void epochs(void) {
+    char out[512];
+    snprintf(out, sizeof out, "%s/epochs", tmp);
+    wick_train_config c = base_cfg(out);
+    c.max_steps = 0, c.epochs = 2, c.batch_size = 4, c.save_every = 0; /* 12 lines of 6 -> 3 steps */
+    wick_train_summary s;
+    CHECK_OK(wick_train_run(&c, &s));
+    CHECK(s.steps == 3, "2 epochs of 6 lines at 4 per step took %d steps, expected 3", s.steps);
+}
+
 static void schedules(void) {
     CHECK(wk_lr_factor(WICK_SCHED_COSINE, 0, 3, 10) == 0.0, "warmup starts at 0");
     CHECK(fabs(wk_lr_factor(WICK_SCHED_COSINE, 2, 3, 10) - 2.0 / 3) < 1e-15, "warmup 2/3");
@@ -183,6 +193,7 @@ int main(void) {
     kill_during_save(pid);
     memorise();
     nan_stops();
+    epochs();
     schedules();
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
