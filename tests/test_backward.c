@@ -206,7 +206,7 @@ static void test_xent(float eps) {
 }
 
 int main(void) {
-    wick_set_threads(2);
+    wick_set_threads(1);
     test_rmsnorm();
     test_rope();
     test_attention();

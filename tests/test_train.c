@@ -36,6 +36,7 @@ static int read_all(const char *path, char **buf, size_t *n) {
     rewind(f);
     *buf = malloc(*n + 1);
     size_t k = fread(*buf, 1, *n, f);
+    (*buf)[k] = 0;
     fclose(f);
     return k == *n ? 0 : -1;
 }
@@ -64,6 +65,9 @@ static void kill_during_save(pid_t child) {
     wick_train_summary s;
     CHECK_OK(wick_train_run(&c, &s));
     CHECK(s.steps == 6, "resumed run ended at step %d", s.steps);
+    wick_train_config c3 = base_cfg(p);
+    c3.resume = p, c3.batch_size = 3;
+    CHECK_FAILS(wick_train_run(&c3, NULL), "settings of the original run");
     snprintf(q, sizeof q, "%s/clean", tmp);
     wick_train_config c2 = base_cfg(q);
     CHECK_OK(wick_train_run(&c2, &s));
@@ -87,8 +91,18 @@ static void memorise(void) {
     wick_train_config c = base_cfg(out);
     c.max_steps = 40, c.save_every = 0, c.opt.lora_dropout = 0, c.opt.lr = 2e-2f, c.lora_r = 8, c.lora_alpha = 16;
     c.opt.scheduler = WICK_SCHED_CONSTANT, c.opt.warmup_steps = 0;
+    c.eval_path = data, c.eval_every = 20;
     wick_train_summary s;
     CHECK_OK(wick_train_run(&c, &s));
+    CHECK(fabs(s.eval_loss - s.last_loss) < 0.5, "eval loss %g vs last training loss %g", s.eval_loss, s.last_loss);
+    char p[600], *x = NULL;
+    size_t n = 0;
+    snprintf(p, sizeof p, "%s/metrics.jsonl", out);
+    int evals = 0;
+    if (!read_all(p, &x, &n))
+        for (char *q = x; (q = strstr(q, "eval_loss")); q++) evals++;
+    free(x);
+    CHECK(evals == 2, "metrics.jsonl has %d eval_loss entries, expected 2 (steps 20, 40)", evals);
     CHECK(s.last_loss < 0.5 * s.first_loss, "memorisation: loss %.4f -> %.4f did not halve", s.first_loss, s.last_loss);
     printf("memorisation: loss %.4f -> %.4f in %d steps\n", s.first_loss, s.last_loss, s.steps);
 }
@@ -123,6 +137,16 @@ static void nan_stops(void) {
     wick_st_close(f);
     free(v), free(bad);
     CHECK_FAILS(wick_train_run(&c, NULL), "NaN");
+}
+
+static void epochs(void) {
+    char out[512];
+    snprintf(out, sizeof out, "%s/epochs", tmp);
+    wick_train_config c = base_cfg(out);
+    c.max_steps = 0, c.epochs = 2, c.batch_size = 4, c.save_every = 0; /* 12 lines of 6 -> 3 steps */
+    wick_train_summary s;
+    CHECK_OK(wick_train_run(&c, &s));
+    CHECK(s.steps == 3, "2 epochs of 6 lines at 4 per step took %d steps, expected 3", s.steps);
 }
 
 static void schedules(void) {
@@ -165,10 +189,11 @@ int main(void) {
         wick_train_run(&c, NULL);
         _exit(3);
     }
-    wick_set_threads(2);
+    wick_set_threads(1);
     kill_during_save(pid);
     memorise();
     nan_stops();
+    epochs();
     schedules();
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);

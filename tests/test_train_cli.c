@@ -11,7 +11,7 @@ static char tmpdir[256];
 
 static int run(const char *args) {
     char cmd[4096];
-    snprintf(cmd, sizeof cmd, "%s train %s --threads 2 >/dev/null 2>%s/stderr.txt", WICK_BIN, args, tmpdir);
+    snprintf(cmd, sizeof cmd, "%s train %s --threads 1 >/dev/null 2>%s/stderr.txt", WICK_BIN, args, tmpdir);
     return system(cmd);
 }
 

@@ -171,10 +171,14 @@ static double xent_row(float *z, int tgt, int V, float eps) {
     return loss;
 }
 
+/* Row losses are summed in row order afterwards, so the total does not depend on the thread count. */
 static double fast_xent(float *logits, const int32_t *tgt, int rows, int V, float smoothing) {
-    double total = 0;
-#pragma omp parallel for schedule(static) reduction(+ : total)
-    for (int r = 0; r < rows; r++) total += xent_row(logits + (size_t)r * V, tgt[r], V, smoothing);
+    double total = 0, *loss = malloc(sizeof(double) * (size_t)rows);
+    if (!loss) return NAN;
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < rows; r++) loss[r] = xent_row(logits + (size_t)r * V, tgt[r], V, smoothing);
+    for (int r = 0; r < rows; r++) total += loss[r];
+    free(loss);
     return total;
 }
 

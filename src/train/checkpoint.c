@@ -9,6 +9,7 @@
 #include "train/run.h"
 
 #include <dirent.h>
+#include <jansson.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -124,8 +125,29 @@ wick_status wk_ckpt_find(const char *resume, char *path, size_t cap) {
     return WICK_OK;
 }
 
+/* The checkpoint's data position and seed must be the ones this run would have at that step. */
+static wick_status check_state_json(wk_run *r, const char *dir) {
+    char p[4096];
+    json_error_t e;
+    json_t *j = json_load_file(wk_path_join(p, sizeof p, dir, "trainer_state.json"), 0, &e);
+    if (!j) return wk_err(WICK_EFORMAT, "%s: invalid JSON: %s", p, e.text);
+    long long step = json_integer_value(json_object_get(j, "step"));
+    long long pos = json_integer_value(json_object_get(j, "data_position"));
+    unsigned long long seed = (unsigned long long)json_integer_value(json_object_get(j, "seed"));
+    json_decref(j);
+    long long want = (long long)wick_trainer_steps(r->t) * r->c->batch_size * r->c->grad_accum;
+    if (step != wick_trainer_steps(r->t) || pos != want)
+        return wk_err(WICK_EINVAL, "%s: step %lld at data position %lld, but this run's batch size x grad-accum gives %lld;"
+                      " resume with the settings of the original run", p, step, pos, want);
+    if (r->c->shuffle && seed != (unsigned long long)r->c->opt.seed)
+        return wk_err(WICK_EINVAL, "%s: made with --seed %llu, this run has %llu", p, seed,
+                      (unsigned long long)r->c->opt.seed);
+    return WICK_OK;
+}
+
 wick_status wk_ckpt_load_state(wk_run *r, const char *dir) {
     char p[4096];
     wick_status st = wick_trainer_load_state(r->t, wk_path_join(p, sizeof p, dir, "optimizer.safetensors"));
+    if (!st) st = check_state_json(r, dir);
     return st ? wk_err_prefix(st, "--resume %s", dir) : WICK_OK;
 }

@@ -23,6 +23,10 @@ wick_status wk_trainer_new_pairs(wick_model *m, const wk_lora *const *pairs, con
                                  wick_trainer **out);
 /* Parameter list (PEFT order: per layer q,k,v,o,gate,up,down; lora_A then lora_B). */
 wk_tparam *wk_trainer_params(wick_trainer *t, int *n);
+/* Sets the dropout stream position (micro-batches run); tests replay one micro-batch's masks. */
+void wk_trainer_set_micro(wick_trainer *t, uint64_t micro);
+/* Bounds the LM-head chunk to `rows` rows (tests exercise several chunks on tiny vocabularies). */
+void wk_trainer_set_head_rows(wick_trainer *t, int rows);
 /* Selects the op implementations (ref for tests). */
 void wk_trainer_set_ops(wick_trainer *t, const wk_train_ops *ops);
 

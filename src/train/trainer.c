@@ -50,7 +50,7 @@ struct wick_trainer {
     float *dq, *dk, *dv, *datt, *dq2, *dk2, *db, *xd, *tmp;
     int32_t *rs, *pos, *rows, *tgt;
     float *hx, *hdx, *logits; /* head chunk (R, C), (R, C), (R, V) */
-    int R;
+    int R, R_cap;            /* head rows per chunk; R_cap > 0 bounds it (tests) */
     double t_fwd, t_bwd, t_opt; /* seconds spent (bench/summary breakdown) */
 };
 
@@ -116,7 +116,8 @@ static void ws_carve(wick_trainer *t, wk_arena *ar, size_t N) {
     t->db = wk_arena_alloc(ar, sizeof(float) * N * WK_MAX(t->rmax, 1));
     t->xd = wk_arena_alloc(ar, sizeof(float) * N * W);
     t->tmp = wk_arena_alloc(ar, sizeof(float) * N * W);
-    t->R = (int)WK_MAX(1, WK_MIN((size_t)256, ((size_t)16 << 20) / V));
+    t->R = (int)WK_MAX(1, WK_MIN((size_t)512, ((size_t)32 << 20) / V)); /* 128 MB of logits at most */
+    if (t->R_cap > 0) t->R = WK_MIN(t->R, t->R_cap);
     t->hx = wk_arena_alloc(ar, sizeof(float) * t->R * C);
     t->hdx = wk_arena_alloc(ar, sizeof(float) * t->R * C);
     t->logits = wk_arena_alloc(ar, sizeof(float) * t->R * V);
@@ -513,6 +514,11 @@ wk_tparam *wk_trainer_params(wick_trainer *t, int *n) {
 }
 
 void wk_trainer_set_ops(wick_trainer *t, const wk_train_ops *ops) { t->ops = ops; }
+void wk_trainer_set_micro(wick_trainer *t, uint64_t micro) { t->micro = micro; }
+void wk_trainer_set_head_rows(wick_trainer *t, int rows) {
+    t->R_cap = rows;
+    t->cap = 0; /* re-carve the workspace on the next batch */
+}
 int wick_trainer_steps(const wick_trainer *t) { return t->steps; }
 
 /* ------------------------------------------------------------ optimizer step */
@@ -528,18 +534,28 @@ static wick_status save_grads(const wick_trainer *t, const char *path) {
     return st;
 }
 
-/* Scales the gradient by 1/n_targets and returns its global L2 norm (NaN when not finite). */
+/* Scales the gradient by 1/n_targets and returns its global L2 norm (NaN when not finite).
+ * Sums go by fixed blocks, then in order: the same bits for any thread count (resume is exact). */
 static double finish_grads(wick_trainer *t, int64_t n_targets) {
+    enum { BLK = 16384 };
     float inv = (float)(1.0 / (double)n_targets);
     double ss = 0;
     for (int i = 0; i < t->n_par; i++) {
         float *g = t->par[i].g;
-        size_t n = t->par[i].n;
-#pragma omp parallel for schedule(static) reduction(+ : ss) if (n > 65536)
-        for (size_t j = 0; j < n; j++) {
-            g[j] *= inv;
-            ss += (double)g[j] * g[j];
+        size_t n = t->par[i].n, nb = (n + BLK - 1) / BLK;
+        double part[64], *pp = nb <= 64 ? part : malloc(sizeof(double) * nb);
+        if (!pp) return NAN;
+#pragma omp parallel for schedule(static) if (nb > 1)
+        for (size_t b = 0; b < nb; b++) {
+            double s = 0;
+            for (size_t j = b * BLK; j < WK_MIN(n, (b + 1) * BLK); j++) {
+                g[j] *= inv;
+                s += (double)g[j] * g[j];
+            }
+            pp[b] = s;
         }
+        for (size_t b = 0; b < nb; b++) ss += pp[b];
+        if (pp != part) free(pp);
     }
     return isfinite(ss) ? sqrt(ss) : NAN;
 }
