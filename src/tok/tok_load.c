@@ -5,6 +5,7 @@
  * post_processor, decoder, added_tokens) through jansson. Anything the file asks for
  * that wick does not implement is WICK_EUNSUPPORTED naming the field.
  */
+#include "io/gguf.h"
 #include "tok.h"
 #include <jansson.h>
 #include <stdlib.h>
@@ -508,9 +509,20 @@ wick_status wk_tokenizer_from_json(const char *js, size_t n, const char *name, c
     return WICK_OK;
 }
 
+/* A .gguf file: the tokenizer in its tokenizer.ggml.* metadata. */
+static wick_status load_gguf(const char *path, wick_tokenizer **out) {
+    wk_gguf *g;
+    wick_status st = wk_gguf_open(path, &g);
+    if (!st) st = wk_tokenizer_from_gguf(g, out);
+    wk_gguf_close(g);
+    return st;
+}
+
 wick_status wick_tokenizer_load(const char *path, wick_tokenizer **out) {
     if (!path || !out) return wk_err(WICK_EINVAL, "wick_tokenizer_load: NULL argument");
     *out = NULL;
+    size_t pl = strlen(path);
+    if (pl > 5 && !strcmp(path + pl - 5, ".gguf")) return load_gguf(path, out);
     char file[4096], dir[4096];
     struct stat sb;
     if (stat(path, &sb) != 0) return wk_err(WICK_EIO, "%s: no such file or directory", path);
