@@ -41,3 +41,4 @@ r = subprocess.run([wick, "generate", "--model", gguf, "--chat", "--prompt", "Wh
 check(r.returncode == 0 and "Paris" in r.stdout, f"chat answer: {r.stdout!r} {r.stderr}")
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)
+PY
