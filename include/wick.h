@@ -691,13 +691,14 @@ wick_embed_opts wick_embed_opts_default(void);
 
 /* Embeds n token-id sequences (seqs[i] holds lens[i] >= 1 ids, special tokens included)
  * into out [n,H]. Sequences are sorted by length, padded per batch and masked, and the
- * results written back in input order; sequences longer than max_seq_len are cut to
- * their first max_seq_len ids (one warning per call). opts may be NULL. */
+ * results written back in input order; a sequence longer than max_seq_len keeps its first
+ * max_seq_len - 1 ids and its last id (the [SEP], as tokenizers truncate; one warning per
+ * call). opts may be NULL. */
 wick_status wick_embed_ids(wick_encoder *e, const int32_t *const *seqs, const int *lens, int n,
                            const wick_embed_opts *opts, float *out);
 
 /* Pools a hidden state h [T,H] of one sequence with mask [T] (NULL = all real) into
- * out [H]; normalize != 0 scales it to unit L2 norm. */
+ * out [H] (WICK_POOL_DEFAULT means mean here); normalize != 0 scales it to unit L2 norm. */
 wick_status wick_pool(const float *h, const int32_t *mask, int T, int H, wick_pooling pooling, int normalize,
                       float *out);
 

@@ -110,13 +110,16 @@ static void test_bad_ids(wick_encoder *e) {
     int32_t long_ids[70] = {0};
     float hid2[70 * H];
     CHECK_FAILS(wick_encoder_forward(e, long_ids, NULL, NULL, 1, 70, hid2), "exceeds max_position_embeddings 64");
-    /* truncation at max_seq_len (64): the first 64 ids */
+    /* truncation at max_seq_len (64): the first 63 ids and the last */
     for (int i = 0; i < 70; i++) long_ids[i] = 1 + i % 200;
-    const int32_t *ls = long_ids;
-    int ll = 70, l64 = 64;
+    int32_t cut[64];
+    memcpy(cut, long_ids, sizeof cut);
+    cut[63] = long_ids[69];
+    const int32_t *ls[2] = {long_ids, cut};
+    int ll[2] = {70, 64};
     float t70[H], t64[H];
-    CHECK_OK(wick_embed_ids(e, &ls, &ll, 1, NULL, t70));
-    CHECK_OK(wick_embed_ids(e, &ls, &l64, 1, NULL, t64));
+    CHECK_OK(wick_embed_ids(e, &ls[0], &ll[0], 1, NULL, t70));
+    CHECK_OK(wick_embed_ids(e, &ls[1], &ll[1], 1, NULL, t64));
     CHECK(t_max_abs_diff(t70, t64, H) == 0, "truncated to max length");
 }
 

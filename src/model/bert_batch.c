@@ -34,14 +34,16 @@ static wick_status check_inputs(const wick_encoder *e, const int32_t *const *seq
     return WICK_OK;
 }
 
-/* Runs sequences order[0..B) (lengths already truncated) as one padded batch and pools them. */
-static wick_status run_batch(wick_encoder *e, const int32_t *const *seqs, const seq_ref *order, int B, wick_pooling pool,
-                             int norm, int32_t *ids, int32_t *mask, float *h, float *out) {
+/* Runs sequences order[0..B) (lengths already truncated; a truncated sequence keeps its
+ * last id, as a tokenizer truncating [CLS] ... [SEP] does) as one padded batch and pools them. */
+static wick_status run_batch(wick_encoder *e, const int32_t *const *seqs, const int *full_len, const seq_ref *order, int B,
+                             wick_pooling pool, int norm, int32_t *ids, int32_t *mask, float *h, float *out) {
     int T = order[0].len, C = e->c.hidden;
     for (int b = 0; b < B; b++) {
         int len = order[b].len;
         for (int t = 0; t < T; t++) {
             ids[(size_t)b * T + t] = t < len ? seqs[order[b].idx][t] : e->c.pad_id;
+        if (full_len[order[b].idx] > len) ids[(size_t)b * T + len - 1] = seqs[order[b].idx][full_len[order[b].idx] - 1];
             mask[(size_t)b * T + t] = t < len;
         }
     }
@@ -77,7 +79,7 @@ wick_status wick_embed_ids(wick_encoder *e, const int32_t *const *seqs, const in
     float *h = wk_malloc(sizeof(float) * cap * e->c.hidden, "embed hidden states");
     if (!ids || !h) st = WICK_ENOMEM;
     for (int i = 0; i < n && !st; i += bs)
-        st = run_batch(e, seqs, order + i, WK_MIN(bs, n - i), pool, norm, ids, ids + cap, h, out);
+        st = run_batch(e, seqs, lens, order + i, WK_MIN(bs, n - i), pool, norm, ids, ids + cap, h, out);
     wk_free(ids);
     wk_free(h);
     wk_free(order);
