@@ -1,12 +1,14 @@
 /*
  * cpu_enc.c — fast encoder ops for the CPU backend: LayerNorm, GELU and
  * bidirectional masked attention. Loops are written so the compiler vectorises
- * them (omp simd); exp and erf use branch-free polynomial forms (Cephes expf,
+ * them (omp simd; AVX2 intrinsics for exp and GELU); exp and erf use branch-free polynomial forms (Cephes expf,
  * Abramowitz-Stegun 7.1.26 erf: the form PyTorch's vectorised CPU GELU uses,
  * max error 1.5e-7). Rows / (sequence, head) pairs are spread over OpenMP threads.
  */
 #include "backend/cpu/enc_ops.h"
 
+#include <cblas.h>
+#include <immintrin.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -23,10 +25,8 @@ static inline float exp_nonpos(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.f;
-    int32_t bits = ((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, 4);
-    return p * scale;
+    union { int32_t i; float f; } scale = {.i = ((int32_t)n + 127) << 23};
+    return p * scale.f;
 }
 
 static inline float gelu1(float x) {
@@ -38,9 +38,56 @@ static inline float gelu1(float x) {
     return 0.5f * x * (1.f + e);
 }
 
+#ifdef __AVX2__
+/* 8 lanes of exp_nonpos. */
+static inline __m256 exp8_nonpos(__m256 x) {
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.f));
+    __m256 n = _mm256_floor_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fmadd_ps(n, _mm256_set1_ps(2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+static inline __m256 gelu8(__m256 x) {
+    __m256 z = _mm256_mul_ps(x, _mm256_set1_ps(0.70710678118654752f));
+    __m256 sign = _mm256_and_ps(z, _mm256_set1_ps(-0.f)), a = _mm256_andnot_ps(_mm256_set1_ps(-0.f), z);
+    __m256 t = _mm256_div_ps(_mm256_set1_ps(1.f), _mm256_fmadd_ps(a, _mm256_set1_ps(0.3275911f), _mm256_set1_ps(1.f)));
+    __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(1.061405429f), t, _mm256_set1_ps(-1.453152027f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.421413741f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.284496736f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.254829592f));
+    p = _mm256_mul_ps(p, t);
+    __m256 e = _mm256_fnmadd_ps(p, exp8_nonpos(_mm256_mul_ps(_mm256_xor_ps(a, _mm256_set1_ps(-0.f)), a)), _mm256_set1_ps(1.f));
+    e = _mm256_or_ps(e, sign);
+    return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), _mm256_add_ps(_mm256_set1_ps(1.f), e));
+}
+#endif
+
+static void gelu_chunk(float *y, const float *x, int n) {
+    int i = 0;
+#ifdef __AVX2__
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, gelu8(_mm256_loadu_ps(x + i)));
+#endif
+    for (; i < n; i++) y[i] = gelu1(x[i]);
+}
+
 void wk_cpu_gelu(wk_backend *be, float *y, const float *x, size_t n) {
-#pragma omp parallel for simd schedule(static) if (n > 16384)
-    for (size_t i = 0; i < n; i++) y[i] = gelu1(x[i]);
+    enum { CHUNK = 4096 };
+    size_t nc = (n + CHUNK - 1) / CHUNK;
+#pragma omp parallel for schedule(static) if (nc > 4)
+    for (size_t c = 0; c < nc; c++) {
+        size_t i0 = c * CHUNK;
+        int len = (int)(n - i0 < CHUNK ? n - i0 : CHUNK);
+        gelu_chunk(y + i0, x + i0, len);
+    }
 }
 
 static void layernorm_row(float *y, const float *x, const float *r, const float *w, const float *b, int dim, float eps) {
@@ -81,11 +128,31 @@ static float *enc_scratch(size_t n) {
     return buf;
 }
 
-/* One (sequence, head): gathers the real keys/values into contiguous K,V [nk,D], then
- * for every query row: scores, softmax, weighted sum of V. */
+/* p[0..n) = exp(p - mx), returns the sum. */
+static float softmax_exp(float *p, int n, float mx) {
+    float sum = 0;
+    int j = 0;
+#ifdef __AVX2__
+    __m256 acc = _mm256_setzero_ps(), m = _mm256_set1_ps(mx);
+    for (; j + 8 <= n; j += 8) {
+        __m256 e = exp8_nonpos(_mm256_sub_ps(_mm256_loadu_ps(p + j), m));
+        _mm256_storeu_ps(p + j, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    float t[8];
+    _mm256_storeu_ps(t, acc);
+    for (int k = 0; k < 8; k++) sum += t[k];
+#endif
+    for (; j < n; j++) sum += p[j] = exp_nonpos(p[j] - mx);
+    return sum;
+}
+
+/* One (sequence, head): gathers the real keys and values into K, V [nk,D]; then
+ * S = Q·Kᵀ·scale [T,nk] and O = softmax(S)·V with single-threaded sgemm (OpenBLAS runs
+ * serially inside an OpenMP region; the threads are spread over sequences x heads). */
 static void attend_head(float *out, const float *q, const float *k, const float *v, const int32_t *mask, int T, int D,
                         int ld, float scale, float *buf) {
-    float *K = buf, *V = buf + (size_t)T * D, *p = buf + (size_t)2 * T * D;
+    float *K = buf, *V = buf + (size_t)T * D, *S = buf + (size_t)2 * T * D;
     int nk = 0;
     for (int j = 0; j < T; j++) {
         if (mask && !mask[j]) continue;
@@ -93,35 +160,22 @@ static void attend_head(float *out, const float *q, const float *k, const float 
         memcpy(V + (size_t)nk * D, v + (size_t)j * ld, sizeof(float) * D);
         nk++;
     }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, nk, D, scale, q, ld, K, D, 0.f, S, nk);
     for (int i = 0; i < T; i++) {
-        const float *qi = q + (size_t)i * ld;
-        float mx = -INFINITY, sum = 0;
-        for (int j = 0; j < nk; j++) {
-            const float *kj = K + (size_t)j * D;
-            float s = 0;
-#pragma omp simd reduction(+ : s)
-            for (int d = 0; d < D; d++) s += qi[d] * kj[d];
-            p[j] = s * scale;
-            mx = p[j] > mx ? p[j] : mx;
-        }
-#pragma omp simd reduction(+ : sum)
-        for (int j = 0; j < nk; j++) sum += p[j] = exp_nonpos(p[j] - mx);
-        float inv = 1.f / sum, *o = out + (size_t)i * ld;
-        for (int d = 0; d < D; d++) o[d] = 0;
-        for (int j = 0; j < nk; j++) {
-            const float *vj = V + (size_t)j * D;
-            float pj = p[j] * inv;
+        float *p = S + (size_t)i * nk, mx = -INFINITY;
+        for (int j = 0; j < nk; j++) mx = p[j] > mx ? p[j] : mx;
+        float inv = 1.f / softmax_exp(p, nk, mx);
 #pragma omp simd
-            for (int d = 0; d < D; d++) o[d] += pj * vj[d];
-        }
+        for (int j = 0; j < nk; j++) p[j] *= inv;
     }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, D, nk, 1.f, S, nk, V, D, 0.f, out, ld);
 }
 
 void wk_cpu_attention_bidir(wk_backend *be, float *out, const float *q, const float *k, const float *v,
                             const int32_t *mask, int B, int T, int H, int D, int ld, float scale) {
 #pragma omp parallel
     {
-        float *buf = enc_scratch((size_t)2 * T * D + (size_t)T);
+        float *buf = enc_scratch((size_t)2 * T * D + (size_t)T * T);
 #pragma omp for collapse(2) schedule(dynamic, 1)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++) {
