@@ -9,13 +9,6 @@
 #include <string.h>
 #include "cli.h"
 
-/* The tokenizer (src/tok) may be absent from a build; text inputs then fail cleanly. */
-extern wick_status wick_tokenizer_load(const char *path, wick_tokenizer **out) __attribute__((weak));
-extern void wick_tokenizer_free(wick_tokenizer *t) __attribute__((weak));
-extern wick_status wick_tokenize(const wick_tokenizer *t, const char *text, size_t len, int flags, int32_t **ids,
-                                 int *n) __attribute__((weak));
-#define EMBED_TOK_ADD_SPECIAL 1 /* WICK_TOK_ADD_SPECIAL */
-
 static void help(void) {
     printf("usage: wick embed --model DIR (--ids \"1,2,3;4,5\" | --text STR ... | --file IN) --out FILE\n"
            "                  [--pooling mean|cls|max] [--no-normalize] [--batch-size N] [--threads N]\n\n"
@@ -34,7 +27,7 @@ static void help(void) {
 typedef struct {
     int32_t **seqs;
     int *lens, n, cap;
-    wick_tokenizer *tok;
+    wick_encoder *enc;
     const char *model;
 } inputs;
 
@@ -69,17 +62,10 @@ static int add_ids(inputs *in, const char *s) {
 }
 
 static int add_text(inputs *in, const char *text, size_t len) {
-    if (!in->tok) {
-        if (!wick_tokenizer_load || !wick_tokenize)
-            return cli_usage_error("embed", "text input needs the tokenizer, which is not part of this build (use --ids)");
-        wick_status st = wick_tokenizer_load(in->model, &in->tok);
-        if (st) return cli_fail("embed", "tokenizer", st);
-    }
     int32_t *ids = NULL, *copy;
     int n = 0;
-    wick_status st = wick_tokenize(in->tok, text, len, EMBED_TOK_ADD_SPECIAL, &ids, &n);
-    if (st) return cli_fail("embed", "tokenize", st);
-    if (n == 0) return wick_free(ids), cli_usage_error("embed", "input %d tokenizes to no ids", in->n);
+    wick_status st = wick_encoder_tokenize(in->enc, text, len, &ids, &n);
+    if (st) return cli_fail("embed", NULL, st);
     if (!(copy = malloc(sizeof(int32_t) * (size_t)n))) return wick_free(ids), 1;
     memcpy(copy, ids, sizeof(int32_t) * (size_t)n);
     wick_free(ids);
@@ -214,6 +200,7 @@ int cmd_embed(int argc, char **argv) {
     float *emb = NULL;
     wick_status st = wick_encoder_load(in.model, &mo, &e);
     if (st) { rc = cli_fail("embed", NULL, st); goto done; }
+    in.enc = e;
     if ((rc = gather(argc, argv, &in))) goto done;
     wick_encoder_info info;
     wick_encoder_get_info(e, &info);
@@ -226,7 +213,6 @@ int cmd_embed(int argc, char **argv) {
 done:
     for (int i = 0; i < in.n; i++) free(in.seqs[i]);
     free(in.seqs), free(in.lens), free(emb);
-    if (in.tok && wick_tokenizer_free) wick_tokenizer_free(in.tok);
     wick_encoder_free(e);
     return rc;
 }

@@ -697,6 +697,15 @@ wick_embed_opts wick_embed_opts_default(void);
 wick_status wick_embed_ids(wick_encoder *e, const int32_t *const *seqs, const int *lens, int n,
                            const wick_embed_opts *opts, float *out);
 
+/* Text input: the tokenizer.json beside the weights, loaded on first use (NULL + error
+ * when absent or unsupported). Borrowed; freed with the encoder. */
+wick_tokenizer *wick_encoder_tokenizer(wick_encoder *e);
+/* Tokenizes len bytes of UTF-8 text with the special tokens ([CLS] ... [SEP]) into *ids
+ * (free with wick_free). */
+wick_status wick_encoder_tokenize(wick_encoder *e, const char *text, size_t len, int32_t **ids, int *n);
+/* Embeds n NUL-terminated texts into out [n,H]: tokenized as above, then wick_embed_ids. */
+wick_status wick_embed_texts(wick_encoder *e, const char *const *texts, int n, const wick_embed_opts *opts, float *out);
+
 /* Pools a hidden state h [T,H] of one sequence with mask [T] (NULL = all real) into
  * out [H] (WICK_POOL_DEFAULT means mean here); normalize != 0 scales it to unit L2 norm. */
 wick_status wick_pool(const float *h, const int32_t *mask, int T, int H, wick_pooling pooling, int normalize,

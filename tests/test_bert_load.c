@@ -139,11 +139,49 @@ static void test_bad(void) {
     CHECK(e == NULL, "no handle on failure");
 }
 
+/* Text input through a small WordPiece tokenizer.json equals the ids path. */
+static void test_text(void) {
+    write_config(tmp, "", "");
+    write_model(tmp, "", NULL, NULL, 0);
+    wick_encoder *e = NULL;
+    CHECK_OK(wick_encoder_load(tmp, NULL, &e));
+    if (!e) return;
+    const char *texts[2] = {"Hello WORLD.", "hello"};
+    float a[128], b[128];
+    CHECK_FAILS(wick_embed_texts(e, texts, 2, NULL, a), "tokenizer.json: file not found");
+    write_text(tmp, "tokenizer.json",
+               "{\"version\":\"1.0\",\"added_tokens\":[{\"id\":0,\"content\":\"[PAD]\",\"special\":true},"
+               "{\"id\":1,\"content\":\"[UNK]\",\"special\":true},{\"id\":2,\"content\":\"[CLS]\",\"special\":true},"
+               "{\"id\":3,\"content\":\"[SEP]\",\"special\":true}],"
+               "\"normalizer\":{\"type\":\"BertNormalizer\",\"clean_text\":true,\"handle_chinese_chars\":true,"
+               "\"strip_accents\":null,\"lowercase\":true},\"pre_tokenizer\":{\"type\":\"BertPreTokenizer\"},"
+               "\"post_processor\":{\"type\":\"BertProcessing\",\"sep\":[\"[SEP]\",3],\"cls\":[\"[CLS]\",2]},"
+               "\"decoder\":{\"type\":\"WordPiece\",\"prefix\":\"##\",\"cleanup\":true},"
+               "\"model\":{\"type\":\"WordPiece\",\"unk_token\":\"[UNK]\",\"continuing_subword_prefix\":\"##\","
+               "\"max_input_chars_per_word\":100,\"vocab\":{\"[PAD]\":0,\"[UNK]\":1,\"[CLS]\":2,\"[SEP]\":3,"
+               "\"hello\":4,\"wor\":5,\"##ld\":6,\".\":7}}}");
+    CHECK_OK(wick_embed_texts(e, texts, 2, NULL, a));
+    int32_t s0[6] = {2, 4, 5, 6, 7, 3}, s1[3] = {2, 4, 3};
+    const int32_t *s[2] = {s0, s1};
+    int l[2] = {6, 3};
+    CHECK_OK(wick_embed_ids(e, s, l, 2, NULL, b));
+    CHECK(t_max_abs_diff(a, b, 128) == 0, "texts == ids [CLS] hello wor ##ld . [SEP]");
+    int32_t *ids = NULL;
+    int n = 0;
+    CHECK_OK(wick_encoder_tokenize(e, "", 0, &ids, &n));
+    CHECK(n == 2 && ids && ids[0] == 2 && ids[1] == 3, "empty text -> [CLS] [SEP] (n=%d)", n);
+    wick_free(ids);
+    wick_encoder_free(e);
+    char p[600];
+    snprintf(p, sizeof p, "%s/tokenizer.json", tmp), unlink(p);
+}
+
 int main(void) {
     snprintf(tmp, sizeof tmp, "/tmp/wick_bert_load_XXXXXX");
     if (!mkdtemp(tmp)) return perror("mkdtemp"), 1;
     test_prefix();
     test_st_files();
+    test_text();
     test_bad();
     rmdir(tmp);
     return t_summary();

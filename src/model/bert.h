@@ -40,7 +40,7 @@ struct wick_encoder {
     int n_owned, cap_owned;
     int pool;                      /* wick_pooling default from 1_Pooling/config.json (mean without it) */
     int normalize;                 /* default: 2_Normalize module present (1 without modules.json) */
-    wick_tokenizer *tok;           /* tokenizer.json when present and supported by this build */
+    wick_tokenizer *tok;           /* DIR/tokenizer.json, loaded on first text input (bert_text.c) */
     int64_t n_params;
 };
 

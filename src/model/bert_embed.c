@@ -35,6 +35,7 @@ wick_status wick_encoder_load(const char *dir, const wick_model_opts *opts, wick
 void wick_encoder_free(wick_encoder *e) {
     if (!e) return;
     wick_st_close(e->file);
+    wick_tokenizer_free(e->tok);
     for (int i = 0; i < e->n_owned; i++) wk_free(e->owned[i]);
     wk_free(e->owned);
     wk_free(e->layers);
