@@ -42,6 +42,8 @@ struct wick_encoder {
     int normalize;                 /* default: 2_Normalize module present (1 without modules.json) */
     wick_tokenizer *tok;           /* DIR/tokenizer.json, loaded on first text input (bert_text.c) */
     int64_t n_params;
+    float *scratch;                /* activations q,k,v,a,t [N,C] + f [N,F] of the largest batch so far */
+    size_t scratch_cap;            /* floats */
 };
 
 /* Reads DIR/config.json into c (errors name the file and field). */

@@ -36,6 +36,7 @@ void wick_encoder_free(wick_encoder *e) {
     if (!e) return;
     wick_st_close(e->file);
     wick_tokenizer_free(e->tok);
+    wk_free(e->scratch);
     for (int i = 0; i < e->n_owned; i++) wk_free(e->owned[i]);
     wk_free(e->owned);
     wk_free(e->layers);

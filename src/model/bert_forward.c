@@ -44,11 +44,14 @@ static void block(wick_encoder *e, const wk_bert_layer *L, float *x, const int32
 wick_status wk_bert_forward(wick_encoder *e, const int32_t *ids, const int32_t *type_ids, const int32_t *mask, int B,
                             int T, float *out) {
     const wk_bert_config *c = &e->c;
-    size_t N = (size_t)B * T;
-    float *s = wk_malloc(sizeof(float) * N * (5 * (size_t)c->hidden + (size_t)c->inter), "encoder activations");
-    if (!s) return WICK_ENOMEM;
+    size_t N = (size_t)B * T, need = N * (5 * (size_t)c->hidden + (size_t)c->inter);
+    if (need > e->scratch_cap) { /* grows only: batches after the first reuse it */
+        wk_free(e->scratch);
+        e->scratch_cap = 0;
+        if (!(e->scratch = wk_malloc(sizeof(float) * need, "encoder activations"))) return WICK_ENOMEM;
+        e->scratch_cap = need;
+    }
     embed(e, out, ids, type_ids, B, T);
-    for (int l = 0; l < c->n_layers; l++) block(e, &e->layers[l], out, mask, B, T, s);
-    wk_free(s);
+    for (int l = 0; l < c->n_layers; l++) block(e, &e->layers[l], out, mask, B, T, e->scratch);
     return WICK_OK;
 }
