@@ -23,11 +23,11 @@ static double now(void) {
 }
 
 /* Best-of-runs seconds for embedding n docs of len tokens ([CLS] random ids [SEP]). */
-static double time_case(wick_encoder *e, int n, int len, int runs, int bs, int vocab) {
+static double time_case(wick_encoder *e, int n, int len, int runs, int bs, int vocab, int hidden) {
     int32_t *flat = malloc(sizeof(int32_t) * (size_t)n * len);
     const int32_t **seqs = malloc(sizeof *seqs * (size_t)n);
     int *lens = malloc(sizeof(int) * (size_t)n);
-    float *out = malloc(sizeof(float) * (size_t)n * 384 * 4);
+    float *out = malloc(sizeof(float) * (size_t)n * hidden);
     uint64_t x = 0x853c49e6748fea9bull;
     for (int i = 0; i < n; i++) {
         seqs[i] = flat + (size_t)i * len;
@@ -84,7 +84,8 @@ int main(int argc, char **argv) {
            bs ? bs : 32);
     for (int c = 0; c < 3; c++) {
         int n = cases[c][0], len = cases[c][1];
-        double s = time_case(e, n, len, n >= 1000 ? (runs < 2 ? runs : 1) : n == 1 ? runs * 10 : runs, bs, info.vocab_size);
+        double s = time_case(e, n, len, n >= 1000 ? (runs < 2 ? runs : 1) : n == 1 ? runs * 10 : runs, bs, info.vocab_size,
+                             info.hidden_size);
         printf("%s{\"docs\":%d,\"tokens\":%d,\"seconds\":%.6f,\"docs_per_s\":%.1f,\"ms_per_call\":%.3f}", c ? "," : "", n,
                len, s, n / s, s * 1e3);
         fflush(stdout);
