@@ -646,6 +646,71 @@ wick_status wick_train_run(const wick_train_config *c, wick_train_summary *out);
 
 /* ========== section: embeddings — sentence embeddings (src/model/bert) */
 
+/* A BERT-family encoder (BertModel checkpoints such as E5, all-MiniLM, BGE) loaded from a
+ * Hugging Face directory: config.json + model.safetensors (keys with or without "bert.";
+ * a pooler is ignored), and when present the sentence-transformers files modules.json,
+ * 1_Pooling/config.json (pooling default) and sentence_bert_config.json (max_seq_length).
+ * Read-only after loading; calls on one encoder must not overlap. */
+typedef struct wick_encoder wick_encoder;
+
+typedef enum {
+    WICK_POOL_DEFAULT = 0,  /* the model's sentence-transformers setting; mean without one */
+    WICK_POOL_MEAN = 1,     /* mean over the real (unpadded) tokens */
+    WICK_POOL_CLS = 2,      /* the first token's hidden state */
+    WICK_POOL_MAX = 3,      /* element-wise max over the real tokens */
+} wick_pooling;
+
+typedef struct {
+    int hidden_size, num_layers, num_heads, intermediate_size, vocab_size, type_vocab_size;
+    int max_position;       /* max_position_embeddings */
+    int max_seq_len;        /* inputs longer than this are truncated (with a warning) */
+    wick_pooling pooling;   /* the default pooling (never WICK_POOL_DEFAULT) */
+    int normalize;          /* 1 when the default is L2-normalised vectors */
+    int64_t n_params;
+} wick_encoder_info;
+
+/* Loads an encoder from dir. opts may be NULL (threads and device "cpu" are honoured). */
+wick_status wick_encoder_load(const char *dir, const wick_model_opts *opts, wick_encoder **out);
+void wick_encoder_free(wick_encoder *e);
+wick_status wick_encoder_get_info(const wick_encoder *e, wick_encoder_info *out);
+
+/* Last hidden state out [B,T,H] of B sequences padded to T: ids [B,T]; type_ids [B,T]
+ * (NULL = all 0); mask [B,T] (1 = real token, 0 = padding; NULL = all real; every
+ * sequence needs at least one real token). Padded rows are computed too (as transformers
+ * does). T must not exceed max_position. */
+wick_status wick_encoder_forward(wick_encoder *e, const int32_t *ids, const int32_t *type_ids, const int32_t *mask,
+                                 int B, int T, float *out);
+
+typedef struct {
+    wick_pooling pooling;   /* WICK_POOL_DEFAULT: the model's */
+    int normalize;          /* -1: the model's default, 0: raw pooled vectors, 1: L2-normalised */
+    int batch_size;         /* sequences per forward pass (0 = 32) */
+} wick_embed_opts;
+
+wick_embed_opts wick_embed_opts_default(void);
+
+/* Embeds n token-id sequences (seqs[i] holds lens[i] >= 1 ids, special tokens included)
+ * into out [n,H]. Sequences are sorted by length, padded per batch and masked, and the
+ * results written back in input order; a sequence longer than max_seq_len keeps its first
+ * max_seq_len - 1 ids and its last id (the [SEP], as tokenizers truncate; one warning per
+ * call). opts may be NULL. */
+wick_status wick_embed_ids(wick_encoder *e, const int32_t *const *seqs, const int *lens, int n,
+                           const wick_embed_opts *opts, float *out);
+
+/* Text input: the tokenizer.json beside the weights, loaded on first use (NULL + error
+ * when absent or unsupported). Borrowed; freed with the encoder. */
+wick_tokenizer *wick_encoder_tokenizer(wick_encoder *e);
+/* Tokenizes len bytes of UTF-8 text with the special tokens ([CLS] ... [SEP]) into *ids
+ * (free with wick_free). */
+wick_status wick_encoder_tokenize(wick_encoder *e, const char *text, size_t len, int32_t **ids, int *n);
+/* Embeds n NUL-terminated texts into out [n,H]: tokenized as above, then wick_embed_ids. */
+wick_status wick_embed_texts(wick_encoder *e, const char *const *texts, int n, const wick_embed_opts *opts, float *out);
+
+/* Pools a hidden state h [T,H] of one sequence with mask [T] (NULL = all real) into
+ * out [H] (WICK_POOL_DEFAULT means mean here); normalize != 0 scales it to unit L2 norm. */
+wick_status wick_pool(const float *h, const int32_t *mask, int T, int H, wick_pooling pooling, int normalize,
+                      float *out);
+
 /* ---------- end of section: embeddings */
 
 

@@ -53,6 +53,18 @@ struct wk_backend {
     /* Writes k_new,v_new [n,Hk,D] into the cache [Hk,cap,D] at positions pos0.. */
     void (*kv_store)(wk_backend *be, float *kc, float *vc, const float *k_new, const float *v_new, int n, int pos0,
                      int Hk, int D, int cap);
+
+    /* Encoder ops (BERT, src/model/bert*.c). */
+    /* y[n,dim] = LayerNorm(x (+ r)) * w + b (biased variance, as torch); r may be NULL; y may equal x. */
+    void (*layernorm)(wk_backend *be, float *y, const float *x, const float *r, const float *w, const float *b, int n,
+                      int dim, float eps);
+    /* y[i] = 0.5 x (1 + erf(x / sqrt 2)) (HF "gelu") for n elements; y may equal x. */
+    void (*gelu)(wk_backend *be, float *y, const float *x, size_t n);
+    /* Bidirectional attention of B sequences of T rows: q, k, v, out are [B*T, ld] with head h in
+     * columns h*D..h*D+D-1; key j of sequence b counts only when mask[b*T+j] != 0 (mask NULL: all;
+     * every sequence needs one real key). scale = 1/sqrt(D). */
+    void (*attention_bidir)(wk_backend *be, float *out, const float *q, const float *k, const float *v,
+                            const int32_t *mask, int B, int T, int H, int D, int ld, float scale);
 };
 
 /* The CPU backends: `ref` is naive and readable (the oracle for tests), `cpu` the fast one. */

@@ -8,6 +8,7 @@
 #include "backend/backend.h"
 #include "backend/cpu/cpu_common.h"
 #include "backend/cpu/quant.h"
+#include "backend/cpu/enc_ops.h"
 
 #include <cblas.h>
 #include <immintrin.h>
@@ -257,6 +258,9 @@ wk_backend *wk_backend_cpu(void) {
         .add = cpu_add,
         .embed = cpu_embed,
         .kv_store = wk_cpu_kv_store,
+        .layernorm = wk_cpu_layernorm,
+        .gelu = wk_cpu_gelu,
+        .attention_bidir = wk_cpu_attention_bidir,
     };
     (void)hsum;
     return &be;

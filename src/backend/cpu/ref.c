@@ -5,6 +5,7 @@
 #include "backend/backend.h"
 #include "backend/cpu/cpu_common.h"
 #include "backend/cpu/quant.h"
+#include "backend/cpu/enc_ops.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -137,6 +138,9 @@ wk_backend *wk_backend_cpu_ref(void) {
         .add = ref_add,
         .embed = ref_embed,
         .kv_store = wk_cpu_kv_store,
+        .layernorm = wk_ref_layernorm,
+        .gelu = wk_ref_gelu,
+        .attention_bidir = wk_ref_attention_bidir,
     };
     return &be;
 }

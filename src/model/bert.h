@@ -1,0 +1,60 @@
+/*
+ * bert.h — the BERT encoder's internal layout (BertModel checkpoints: E5, MiniLM,
+ * BGE): config, weights (mmap'd where possible), pooling defaults, and the forward
+ * pass over a padded batch. bert.c loads, bert_forward.c runs, bert_embed.c pools,
+ * batches and exposes the public embeddings API.
+ */
+#ifndef WK_BERT_H
+#define WK_BERT_H
+#include "backend/backend.h"
+
+typedef struct {
+    int vocab, hidden, inter;      /* V, C, F */
+    int n_layers, n_heads, head_dim;
+    int max_pos, type_vocab;       /* P, TV */
+    int pad_id;
+    float ln_eps;
+    int max_seq;                   /* truncation length: sentence_bert_config max_seq_length, else P */
+} wk_bert_config;
+
+enum { WK_B_Q, WK_B_K, WK_B_V, WK_B_O, WK_B_UP, WK_B_DOWN, WK_B_COUNT };
+
+typedef struct {
+    wk_mat w[WK_B_COUNT];          /* q/k/v/o (C, C), up = intermediate (F, C), down = output (C, F) */
+    float *bias[WK_B_COUNT];       /* (C) or (F) for up */
+    float *ln1_w, *ln1_b;          /* (C) attention.output.LayerNorm */
+    float *ln2_w, *ln2_b;          /* (C) output.LayerNorm */
+} wk_bert_layer;
+
+struct wick_encoder {
+    wk_bert_config c;
+    char *dir;
+    wk_backend *be;
+    wick_st *file;
+    wk_mat word;                   /* (V, C) */
+    float *pos;                    /* (P, C) */
+    float *type;                   /* (TV, C) */
+    float *emb_ln_w, *emb_ln_b;    /* (C) */
+    wk_bert_layer *layers;         /* (L) */
+    void **owned;                  /* f32 copies made at load */
+    int n_owned, cap_owned;
+    int pool;                      /* wick_pooling default from 1_Pooling/config.json (mean without it) */
+    int normalize;                 /* default: 2_Normalize module present (1 without modules.json) */
+    wick_tokenizer *tok;           /* DIR/tokenizer.json, loaded on first text input (bert_text.c) */
+    int64_t n_params;
+    float *scratch;                /* activations q,k,v,a,t [N,C] + f [N,F] of the largest batch so far */
+    size_t scratch_cap;            /* floats */
+};
+
+/* Reads DIR/config.json into c (errors name the file and field). */
+wick_status wk_bert_config_load(const char *dir, wk_bert_config *c);
+/* Reads modules.json / 1_Pooling/config.json / sentence_bert_config.json when present. */
+wick_status wk_bert_read_st_config(wick_encoder *e);
+/* Loads and checks every weight the config names (with or without the "bert." prefix). */
+wick_status wk_bert_load_weights(wick_encoder *e);
+
+/* Last hidden state out[B*T, C] for ids/type_ids/mask [B,T] (type_ids, mask may be NULL).
+ * Ids, types and masks are checked by the caller. */
+wick_status wk_bert_forward(wick_encoder *e, const int32_t *ids, const int32_t *type_ids, const int32_t *mask, int B,
+                            int T, float *out);
+#endif

@@ -1,0 +1,57 @@
+/*
+ * bert_forward.c — the BERT encoder forward pass over a padded batch, written out
+ * as a fixed sequence of backend op calls: every linear layer is one matmul over all
+ * B*T tokens of the batch (sgemm on the CPU), attention is bidirectional and masked
+ * per sequence, blocks are post-LayerNorm with erf GELU, as transformers' BertModel.
+ */
+#include "model/bert.h"
+
+#include <math.h>
+
+/* x[N,C] = LayerNorm(word[ids] + pos[t] + type[type_ids]). */
+static void embed(wick_encoder *e, float *x, const int32_t *ids, const int32_t *type_ids, int B, int T) {
+    wk_backend *be = e->be;
+    int C = e->c.hidden, N = B * T;
+    be->embed(be, x, &e->word, ids, N);
+#pragma omp parallel for schedule(static) if (N > 64)
+    for (int i = 0; i < N; i++) {
+        const float *p = e->pos + (size_t)(i % T) * C, *ty = e->type + (size_t)(type_ids ? type_ids[i] : 0) * C;
+        float *xi = x + (size_t)i * C;
+        for (int c = 0; c < C; c++) xi[c] += p[c] + ty[c];
+    }
+    be->layernorm(be, x, x, NULL, e->emb_ln_w, e->emb_ln_b, N, C, e->c.ln_eps);
+}
+
+/* One post-LN block, in place on x[N,C]. s holds q,k,v,a,t [N,C] and f [N,F]. */
+static void block(wick_encoder *e, const wk_bert_layer *L, float *x, const int32_t *mask, int B, int T, float *s) {
+    wk_backend *be = e->be;
+    const wk_bert_config *c = &e->c;
+    int C = c->hidden, N = B * T;
+    size_t NC = (size_t)N * C;
+    float *q = s, *k = q + NC, *v = k + NC, *a = v + NC, *t = a + NC, *f = t + NC;
+    be->matmul(be, q, x, &L->w[WK_B_Q], L->bias[WK_B_Q], N, 0);
+    be->matmul(be, k, x, &L->w[WK_B_K], L->bias[WK_B_K], N, 0);
+    be->matmul(be, v, x, &L->w[WK_B_V], L->bias[WK_B_V], N, 0);
+    be->attention_bidir(be, a, q, k, v, mask, B, T, c->n_heads, c->head_dim, C, 1.f / sqrtf((float)c->head_dim));
+    be->matmul(be, t, a, &L->w[WK_B_O], L->bias[WK_B_O], N, 0);
+    be->layernorm(be, x, t, x, L->ln1_w, L->ln1_b, N, C, c->ln_eps);
+    be->matmul(be, f, x, &L->w[WK_B_UP], L->bias[WK_B_UP], N, 0);
+    be->gelu(be, f, f, (size_t)N * c->inter);
+    be->matmul(be, t, f, &L->w[WK_B_DOWN], L->bias[WK_B_DOWN], N, 0);
+    be->layernorm(be, x, t, x, L->ln2_w, L->ln2_b, N, C, c->ln_eps);
+}
+
+wick_status wk_bert_forward(wick_encoder *e, const int32_t *ids, const int32_t *type_ids, const int32_t *mask, int B,
+                            int T, float *out) {
+    const wk_bert_config *c = &e->c;
+    size_t N = (size_t)B * T, need = N * (5 * (size_t)c->hidden + (size_t)c->inter);
+    if (need > e->scratch_cap) { /* grows only: batches after the first reuse it */
+        wk_free(e->scratch);
+        e->scratch_cap = 0;
+        if (!(e->scratch = wk_malloc(sizeof(float) * need, "encoder activations"))) return WICK_ENOMEM;
+        e->scratch_cap = need;
+    }
+    embed(e, out, ids, type_ids, B, T);
+    for (int l = 0; l < c->n_layers; l++) block(e, &e->layers[l], out, mask, B, T, e->scratch);
+    return WICK_OK;
+}
