@@ -1,7 +1,7 @@
 /*
  * init.c — writes random-weight models in Hugging Face layout (config.json,
  * generation_config.json, model.safetensors) from a preset with the real shapes
- * of public checkpoints, or from a given config.json. Weights are N(0, 0.02)
+ * of public checkpoints, or from a given config.json. Weights are N(0, initializer_range)
  * (norm weights 1 + small noise, biases small), seeded per tensor name so the
  * result does not depend on the write order. The file is streamed: a 7B model
  * never needs to fit in memory.
@@ -58,7 +58,7 @@ static const preset presets[] = {
      "{\"architectures\":[\"Qwen2ForCausalLM\"],\"model_type\":\"qwen2\",\"vocab_size\":512,\"hidden_size\":256,"
      "\"intermediate_size\":768,\"num_hidden_layers\":4,\"num_attention_heads\":8,\"num_key_value_heads\":2,"
      "\"max_position_embeddings\":2048,\"rope_theta\":10000.0,\"rms_norm_eps\":1e-06,\"tie_word_embeddings\":true,"
-     "\"hidden_act\":\"silu\",\"eos_token_id\":258}"},
+     "\"hidden_act\":\"silu\",\"eos_token_id\":258,\"initializer_range\":0.08}"},
     {"e5-small", "bert",
      "{\"architectures\":[\"BertModel\"],\"model_type\":\"bert\",\"vocab_size\":30522,\"hidden_size\":384,"
      "\"intermediate_size\":1536,\"num_hidden_layers\":12,\"num_attention_heads\":12,\"max_position_embeddings\":512,"
@@ -81,6 +81,7 @@ typedef struct {
     int n, cap;
     wick_dtype dt;
     uint64_t seed;
+    float std; /* weights ~ N(0, std): the config's initializer_range (default 0.02, as HF) */
 } plan;
 
 static wick_status add(plan *p, int kind, int64_t d0, int64_t d1, const char *fmt, int l, const char *a, const char *b) {
@@ -191,7 +192,7 @@ static wick_status fill(void *user, int i, void *buf, size_t off, size_t n) {
 #pragma omp parallel for schedule(static) if (n > 65536)
     for (size_t k = 0; k < n; k++) {
         float z = normal_at(key, off + k);
-        float v = s->kind == 0 ? 0.02f * z : s->kind == 1 ? 1.f + 0.1f * z : 0.02f * z;
+        float v = s->kind == 0 ? p->std * z : s->kind == 1 ? 1.f + 0.1f * z : 0.02f * z;
         if (p->dt == WICK_DT_BF16) ((uint16_t *)buf)[k] = wk_f32_to_bf16(v);
         else if (p->dt == WICK_DT_F16) ((uint16_t *)buf)[k] = wk_f32_to_f16(v);
         else ((float *)buf)[k] = v;
@@ -258,7 +259,11 @@ wick_status wick_init_model(const char *arch, const char *preset_name, const cha
         return wk_err(WICK_EINVAL, "init-model: give a preset or a config file");
     }
     if (!arch) arch = "qwen2";
-    plan p = {.dt = dt, .seed = seed};
+    plan p = {.dt = dt, .seed = seed, .std = 0.02f};
+    json_t *jr = json_loads(json_text, 0, NULL);
+    json_t *ir = json_object_get(jr, "initializer_range");
+    if (json_is_number(ir) && json_number_value(ir) > 0) p.std = (float)json_number_value(ir);
+    json_decref(jr);
     if (!strcmp(arch, "bert")) {
         st = plan_bert(&p, json_text);
     } else {
