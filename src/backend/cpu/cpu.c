@@ -141,7 +141,37 @@ static void cpu_matmul(wk_backend *be, float *y, const float *x, const wk_mat *W
     }
 }
 
+static inline float dot_f32(const float *a, const float *b, int m) {
+    int i = 0;
+    float s = 0;
+#ifdef __AVX512F__
+    __m512 acc = _mm512_setzero_ps();
+    for (; i + 16 <= m; i += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc);
+    s = _mm512_reduce_add_ps(acc);
+#endif
+    for (; i < m; i++) s += a[i] * b[i];
+    return s;
+}
+
+/* Few-row f32 products (the LoRA shrink x·Aᵀ and expand t·Bᵀ while decoding): direct dot
+ * products, threaded over output columns only when the work is large; no BLAS call overhead. */
+static void small_f32(float *y, const float *x, const float *B, int n, int m, int k, float s, int acc) {
+#pragma omp parallel for schedule(static) if ((size_t)k * m >= 131072)
+    for (int o = 0; o < k; o++) {
+        const float *w = B + (size_t)o * m;
+        for (int r = 0; r < n; r++) {
+            float v = s * dot_f32(x + (size_t)r * m, w, m);
+            float *yo = y + (size_t)r * k + o;
+            *yo = acc ? *yo + v : v;
+        }
+    }
+}
+
 static void cpu_matmul_f32(wk_backend *be, float *y, const float *x, const float *B, int n, int m, int k, float s, int acc) {
+    if (n <= GEMV_MAX_ROWS) {
+        small_f32(y, x, B, n, m, k, s, acc);
+        return;
+    }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, k, m, s, x, m, B, m, acc ? 1.f : 0.f, y, k);
 }
 
