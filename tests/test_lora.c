@@ -305,8 +305,8 @@ static void check_concurrent(fixture *f, const char *name) {
     CHECK(a1 && a2 && !wick_registry_acquire(reg, "nope"), "acquire");
     CHECK_FAILS(wick_registry_unload(reg, "one"), "in use");
     int T = f->T, V = f->V;
-    job j[2] = {{f->m, a1, f->ids, T, V, 6, malloc(sizeof(float) * T * V), 0},
-                {f->m, a2, f->ids + T, T, V, 6, malloc(sizeof(float) * T * V), 0}};
+    job j[2] = {{f->m, a1, f->ids, T, V, 3, malloc(sizeof(float) * T * V), 0},
+                {f->m, a2, f->ids + T, T, V, 3, malloc(sizeof(float) * T * V), 0}};
     float *solo1 = malloc(sizeof(float) * T * V), *solo2 = malloc(sizeof(float) * T * V);
     job s1 = j[0], s2 = j[1];
     s1.out = solo1, s1.reps = 1, s2.out = solo2, s2.reps = 1;

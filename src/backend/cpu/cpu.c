@@ -14,25 +14,42 @@
 #include <immintrin.h>
 #include <math.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdlib.h>
 
 /* Rows at or below this use the gemv kernels (weights streamed once, all rows at once). */
 #define GEMV_MAX_ROWS 8
 
-/* A per-thread scratch buffer that only grows (no allocation per token). */
+/* A per-thread scratch buffer that only grows (no allocation per token). The buffers are
+ * freed when their thread exits (OpenMP teams of short-lived application threads). */
 enum { SCR_TILE, SCR_ACC, SCR_ATTN, SCR_COUNT };
+typedef struct {
+    float *buf[SCR_COUNT];
+    size_t cap[SCR_COUNT];
+} scratch_set;
+static _Thread_local scratch_set tls_scratch;
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_release(void *p) {
+    scratch_set *s = p;
+    for (int i = 0; i < SCR_COUNT; i++) free(s->buf[i]), s->buf[i] = NULL, s->cap[i] = 0;
+}
+static void scratch_key_init(void) { pthread_key_create(&scratch_key, scratch_release); }
+
 static float *scratch(int slot, size_t n) {
-    static _Thread_local float *buf[SCR_COUNT];
-    static _Thread_local size_t cap[SCR_COUNT];
-    if (n > cap[slot]) {
-        free(buf[slot]);
-        cap[slot] = n + n / 2;
-        if (posix_memalign((void **)&buf[slot], 64, cap[slot] * sizeof(float)) != 0) {
-            buf[slot] = NULL;
-            cap[slot] = 0;
+    scratch_set *s = &tls_scratch;
+    if (n > s->cap[slot]) {
+        pthread_once(&scratch_once, scratch_key_init);
+        pthread_setspecific(scratch_key, s);
+        free(s->buf[slot]);
+        s->cap[slot] = n + n / 2;
+        if (posix_memalign((void **)&s->buf[slot], 64, s->cap[slot] * sizeof(float)) != 0) {
+            s->buf[slot] = NULL;
+            s->cap[slot] = 0;
         }
     }
-    return buf[slot];
+    return s->buf[slot];
 }
 
 /* ----------------------------------------------------------- dot products */
