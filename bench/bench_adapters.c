@@ -8,7 +8,7 @@
  *  - decode tok/s on the 0.5b base alone and with an unmerged r16 adapter.
  * The base is made once with wick_init_model (bf16, seed 1) in the work directory.
  *
- * usage: bench_adapters [--work DIR] [--runs R] [--decode N] [--threads T] [--no-7b]
+ * usage: bench_adapters [--work DIR] [--runs R] [--decode N] [--threads T] [--no-7b] [--load-only]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,15 +100,16 @@ static double decode_tps(wick_session *s, const wick_adapter *a, int n, float *l
 
 int main(int argc, char **argv) {
     const char *work = "/tmp/wick_bench_adapters";
-    int runs = 5, N = 32, threads = 0, do7b = 1;
+    int runs = 5, N = 32, threads = 0, do7b = 1, load_only = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--work") && i + 1 < argc) work = argv[++i];
         else if (!strcmp(argv[i], "--runs") && i + 1 < argc) runs = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--decode") && i + 1 < argc) N = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-7b")) do7b = 0;
+        else if (!strcmp(argv[i], "--load-only")) load_only = 1;
         else {
-            fprintf(stderr, "usage: bench_adapters [--work DIR] [--runs R] [--decode N] [--threads T] [--no-7b]\n");
+            fprintf(stderr, "usage: bench_adapters [--work DIR] [--runs R] [--decode N] [--threads T] [--no-7b] [--load-only]\n");
             return 2;
         }
     }
@@ -128,6 +129,10 @@ int main(int argc, char **argv) {
             fflush(stdout);
             first = 0;
         }
+    if (load_only) {
+        printf("]}\n");
+        return 0;
+    }
     char base[1024];
     snprintf(base, sizeof base, "%s/base-qwen2.5-0.5b", work);
     char cfg[1100];
