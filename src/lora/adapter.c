@@ -122,6 +122,8 @@ wick_status wick_adapter_new(wick_model *m, const wick_lora_config *cfg, uint64_
     wick_lora_config c = cfg ? *cfg : wick_lora_config_default();
     if (!m) return wk_err(WICK_EINVAL, "adapter_new: no model");
     if (c.r <= 0 || c.r > 65536) return wk_err(WICK_EINVAL, "adapter_new: rank r=%d must be positive", c.r);
+    if (!isfinite(c.alpha) || !isfinite(c.dropout) || c.dropout < 0 || c.dropout >= 1)
+        return wk_err(WICK_EINVAL, "adapter_new: alpha %g and dropout %g must be finite, dropout in [0,1)", c.alpha, c.dropout);
     if (c.targets == 0) c.targets = WICK_LORA_ALL;
     if (c.targets & ~(unsigned)WICK_LORA_ALL) return wk_err(WICK_EINVAL, "adapter_new: targets mask 0x%x has unknown bits", c.targets);
     if ((unsigned)c.init > WICK_LORA_INIT_RANDOM) return wk_err(WICK_EINVAL, "adapter_new: unknown init %d", (int)c.init);

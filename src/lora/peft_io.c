@@ -11,6 +11,7 @@
 #include "lora/adapter.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -282,7 +283,7 @@ static char *generated_config(const wick_adapter *a) {
                            "r", a->r, "rank_pattern", "revision", "target_modules", t, "target_parameters",
                            "task_type", "CAUSAL_LM", "trainable_token_indices", "use_bdlora", "use_dora", 0,
                            "use_qalora", 0, "use_rslora", a->use_rslora, "velora_config");
-    if (o && a->alpha == (double)(json_int_t)a->alpha) json_object_set_new(o, "lora_alpha", json_integer((json_int_t)a->alpha));
+    if (o && fabs(a->alpha) < 1e15 && a->alpha == (double)(json_int_t)a->alpha) json_object_set_new(o, "lora_alpha", json_integer((json_int_t)a->alpha));
     char *s = NULL;
     if (o && o2 && !json_object_update(o, o2)) s = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
     json_decref(o);
