@@ -315,6 +315,21 @@ static void check_concurrent(fixture *f, const char *name) {
     for (int i = 0; i < 2; i++) pthread_create(&th[i], NULL, run_job, &j[i]);
     for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
     CHECK(j[0].ok && j[1].ok && s1.ok && s2.ok, "sessions ran");
+    /* A → B → A in one session: the second A run is bit-identical to the first */
+    float *again = malloc(sizeof(float) * T * V), *other = malloc(sizeof(float) * T * V);
+    wick_session *ss = NULL;
+    CHECK_OK(wick_session_new(f->m, NULL, &ss));
+    if (ss) {
+        CHECK_OK(wick_session_set_adapter(ss, a2, 1.f));
+        CHECK_OK(wick_session_eval(ss, f->ids, T, other, 1));
+        wick_session_reset(ss);
+        CHECK_OK(wick_session_set_adapter(ss, a1, 1.f));
+        CHECK_OK(wick_session_eval(ss, f->ids, T, again, 1));
+        CHECK(!memcmp(again, solo1, sizeof(float) * T * V) && memcmp(other, solo1, sizeof(float) * T * V),
+              "%s: A→B→A does not give A's logits again", name);
+    }
+    wick_session_free(ss);
+    free(again), free(other);
     CHECK(!memcmp(j[0].out, solo1, sizeof(float) * T * V), "%s: thread with adapter1 differs from running alone", name);
     CHECK(!memcmp(j[1].out, solo2, sizeof(float) * T * V), "%s: thread with adapter2 differs from running alone", name);
     CHECK(memcmp(solo1, f->base, sizeof(float) * T * V) != 0, "adapter1 changes the logits");
