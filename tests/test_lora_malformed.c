@@ -157,6 +157,17 @@ static void accepted_cases(void) {
     wick_lora_pair_info pi;
     CHECK(a && wick_adapter_pair_info(a, 0, 0, &pi) == WICK_OK, "f16 adapter pair");
     wick_adapter_free(a), a = NULL;
+    /* "all-linear" selects the same seven projections as the explicit list */
+    char *all = cfg_with("\"target_modules\": [", "\"target_modules\": \"all-linear\", \"x\": [");
+    CHECK_OK(wick_adapter_load(M, make_case("all_linear", all, NULL), &a));
+    wick_adapter_info inf;
+    CHECK(a && wick_adapter_get_info(a, &inf) == WICK_OK && inf.targets == WICK_LORA_ALL && inf.n_pairs == 21, "all-linear");
+    wick_adapter_free(a), a = NULL;
+    free(all);
+    /* exclude_modules removes k_proj: its tensors become unexpected */
+    char *ex = cfg_with("\"exclude_modules\": null", "\"exclude_modules\": [\"k_proj\"]");
+    expect_fail("exclude", ex, NULL, "unexpected key '" KEY(0, "self_attn", "k_proj", "A") "'");
+    free(ex);
     /* opened without a model: inspectable, not usable in a session */
     CHECK_OK(wick_adapter_open(gdir, &a));
     wick_session *s = NULL;

@@ -27,7 +27,7 @@ static float rel(const float *a, const float *b, size_t n) {
 }
 
 static void test_matmul(wk_backend *f, wk_backend *r) {
-    int shapes[][3] = {{1, 37, 19}, {3, 64, 64}, {8, 100, 33}, {9, 96, 130}, {40, 129, 70}};
+    int shapes[][3] = {{1, 37, 19}, {3, 64, 64}, {8, 100, 33}, {9, 96, 130}, {40, 129, 70}, {2, 300, 512}};
     wick_dtype dts[] = {WICK_DT_F32, WICK_DT_BF16, WICK_DT_F16};
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
         for (int di = 0; di < 3; di++) {
@@ -44,9 +44,11 @@ static void test_matmul(wk_backend *f, wk_backend *r) {
                 float e = rel(y1, y2, (size_t)n * out);
                 CHECK(e < 1e-5f, "matmul n=%d in=%d out=%d %s acc=%d rel err %g", n, in, out, wick_dtype_name(dts[di]), acc, e);
             }
-            f->matmul_f32(f, y1, x, wf, n, in, out, 0.5f, 1);
-            r->matmul_f32(r, y2, x, wf, n, in, out, 0.5f, 1);
-            CHECK(rel(y1, y2, (size_t)n * out) < 1e-5f, "matmul_f32 n=%d", n);
+            for (int acc = 0; acc < 2; acc++) { /* few rows (LoRA decode kernel, threaded when large) and sgemm */
+                f->matmul_f32(f, y1, x, wf, n, in, out, 0.5f, acc);
+                r->matmul_f32(r, y2, x, wf, n, in, out, 0.5f, acc);
+                CHECK(rel(y1, y2, (size_t)n * out) < 1e-5f, "matmul_f32 n=%d in=%d out=%d acc=%d", n, in, out, acc);
+            }
             free(x), free(wf), free(b), free(wh), free(y1), free(y2);
         }
 }

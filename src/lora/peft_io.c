@@ -11,8 +11,10 @@
 #include "lora/adapter.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -129,6 +131,15 @@ static int max_layer(const wick_st *f) {
     return mx;
 }
 
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
+/* Maps a tensor's file pages in one call (instead of a fault per 4 KB); errors are harmless. */
+static void prefault(const void *p, size_t n) {
+    uintptr_t b = (uintptr_t)p & ~(uintptr_t)4095, e = ((uintptr_t)p + n + 4095) & ~(uintptr_t)4095;
+    madvise((void *)b, e - b, MADV_POPULATE_READ);
+}
+
 /* Converts every pair's tensors into the adapter's buffer (threads over tensors). */
 static void convert_all(wick_adapter *a, const load_ctx *c) {
     int n = a->n_layers * WK_P_COUNT * 2;
@@ -139,6 +150,7 @@ static void convert_all(wick_adapter *a, const load_ctx *c) {
         wick_tensor_view v;
         wick_st_get(c->f, c->idx[i], &v);
         float *dst = (i & 1) ? s->lp.B : s->lp.A;
+        prefault(v.data, (size_t)wk_numel(&v) * wick_dtype_size(v.dtype));
         wk_to_f32(dst, v.data, v.dtype, (size_t)wk_numel(&v));
     }
 }
@@ -271,7 +283,7 @@ static char *generated_config(const wick_adapter *a) {
                            "r", a->r, "rank_pattern", "revision", "target_modules", t, "target_parameters",
                            "task_type", "CAUSAL_LM", "trainable_token_indices", "use_bdlora", "use_dora", 0,
                            "use_qalora", 0, "use_rslora", a->use_rslora, "velora_config");
-    if (o && a->alpha == (double)(json_int_t)a->alpha) json_object_set_new(o, "lora_alpha", json_integer((json_int_t)a->alpha));
+    if (o && fabs(a->alpha) < 1e15 && a->alpha == (double)(json_int_t)a->alpha) json_object_set_new(o, "lora_alpha", json_integer((json_int_t)a->alpha));
     char *s = NULL;
     if (o && o2 && !json_object_update(o, o2)) s = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
     json_decref(o);

@@ -14,25 +14,42 @@
 #include <immintrin.h>
 #include <math.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdlib.h>
 
 /* Rows at or below this use the gemv kernels (weights streamed once, all rows at once). */
 #define GEMV_MAX_ROWS 8
 
-/* A per-thread scratch buffer that only grows (no allocation per token). */
+/* A per-thread scratch buffer that only grows (no allocation per token). The buffers are
+ * freed when their thread exits (OpenMP teams of short-lived application threads). */
 enum { SCR_TILE, SCR_ACC, SCR_ATTN, SCR_COUNT };
+typedef struct {
+    float *buf[SCR_COUNT];
+    size_t cap[SCR_COUNT];
+} scratch_set;
+static _Thread_local scratch_set tls_scratch;
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_release(void *p) {
+    scratch_set *s = p;
+    for (int i = 0; i < SCR_COUNT; i++) free(s->buf[i]), s->buf[i] = NULL, s->cap[i] = 0;
+}
+static void scratch_key_init(void) { pthread_key_create(&scratch_key, scratch_release); }
+
 static float *scratch(int slot, size_t n) {
-    static _Thread_local float *buf[SCR_COUNT];
-    static _Thread_local size_t cap[SCR_COUNT];
-    if (n > cap[slot]) {
-        free(buf[slot]);
-        cap[slot] = n + n / 2;
-        if (posix_memalign((void **)&buf[slot], 64, cap[slot] * sizeof(float)) != 0) {
-            buf[slot] = NULL;
-            cap[slot] = 0;
+    scratch_set *s = &tls_scratch;
+    if (n > s->cap[slot]) {
+        pthread_once(&scratch_once, scratch_key_init);
+        pthread_setspecific(scratch_key, s);
+        free(s->buf[slot]);
+        s->cap[slot] = n + n / 2;
+        if (posix_memalign((void **)&s->buf[slot], 64, s->cap[slot] * sizeof(float)) != 0) {
+            s->buf[slot] = NULL;
+            s->cap[slot] = 0;
         }
     }
-    return buf[slot];
+    return s->buf[slot];
 }
 
 /* ----------------------------------------------------------- dot products */
@@ -141,7 +158,37 @@ static void cpu_matmul(wk_backend *be, float *y, const float *x, const wk_mat *W
     }
 }
 
+static inline float dot_f32(const float *a, const float *b, int m) {
+    int i = 0;
+    float s = 0;
+#ifdef __AVX512F__
+    __m512 acc = _mm512_setzero_ps();
+    for (; i + 16 <= m; i += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc);
+    s = _mm512_reduce_add_ps(acc);
+#endif
+    for (; i < m; i++) s += a[i] * b[i];
+    return s;
+}
+
+/* Few-row f32 products (the LoRA shrink x·Aᵀ and expand t·Bᵀ while decoding): direct dot
+ * products, threaded over output columns only when the work is large; no BLAS call overhead. */
+static void small_f32(float *y, const float *x, const float *B, int n, int m, int k, float s, int acc) {
+#pragma omp parallel for schedule(static) if ((size_t)k * m >= 131072)
+    for (int o = 0; o < k; o++) {
+        const float *w = B + (size_t)o * m;
+        for (int r = 0; r < n; r++) {
+            float v = s * dot_f32(x + (size_t)r * m, w, m);
+            float *yo = y + (size_t)r * k + o;
+            *yo = acc ? *yo + v : v;
+        }
+    }
+}
+
 static void cpu_matmul_f32(wk_backend *be, float *y, const float *x, const float *B, int n, int m, int k, float s, int acc) {
+    if (n <= GEMV_MAX_ROWS) {
+        small_f32(y, x, B, n, m, k, s, acc);
+        return;
+    }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, k, m, s, x, m, B, m, acc ? 1.f : 0.f, y, k);
 }
 
