@@ -29,16 +29,15 @@ bold "Part 1: a model wick makes itself (4 layers, 256 wide, byte-level tokenize
 "$WICK" inspect --model "$OUT/tiny"
 bold "Before fine-tuning (random weights):"
 MAXTOK=32 ask "$OUT/tiny" "" "What is wick?"
-bold "Fine-tuning a LoRA adapter (r 32, all linear layers) on examples/data/wick_tiny.jsonl"
+bold "Fine-tuning a LoRA adapter (r 16, all linear layers) on examples/data/wick_tiny.jsonl"
 rm -rf "$OUT/tiny-adapter"
 "$WICK" train --model "$OUT/tiny" --data examples/data/wick_tiny.jsonl --out "$OUT/tiny-adapter" \
-    --lora-r 32 --lora-alpha 64 --targets all --batch-size 6 --max-steps 220 --lr 4e-3 \
+    --lora-r 16 --lora-alpha 32 --targets all --batch-size 6 --max-steps 60 --lr 3e-3 \
     --scheduler cosine --warmup-steps 10 --seed 1
-bold "After fine-tuning (the adapter, streamed):"
-while IFS= read -r line; do
-    q=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["messages"][0]["content"])' "$line")
+bold "After fine-tuning (the adapter, streamed; the last question is not in the data):"
+for q in "What is wick?" "Tell me about yourself." "Who made you?"; do
     MAXTOK=40 ask "$OUT/tiny" "$OUT/tiny-adapter" "$q"
-done < <(head -n 3 examples/data/wick_tiny.jsonl)
+done
 
 [ "$PART" = 1 ] && exit 0
 
