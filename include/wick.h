@@ -325,8 +325,8 @@ typedef struct {
     const char *const *stop;  /* stop strings (borrowed for the generation's lifetime) */
     int n_stop;
     int top_logprobs;         /* alternatives per token, 0..WICK_MAX_TOP_LOGPROBS */
-    int max_context;          /* positions the session holds (0 = min(model max_position, 4096),
-                                 the session's default) */
+    int max_context;          /* positions the session holds (0 = the session's default:
+                                 min(model max_position, 4096), within a sliding window) */
     const wick_tokenizer *tokenizer; /* for text pieces and stop strings; NULL = the model's */
 } wick_gen_opts;
 

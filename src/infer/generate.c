@@ -272,8 +272,8 @@ static wick_status step_sample(wick_gen *g, wick_token *t) {
     }
     if (st) return wk_err_prefix(st, "generate: model step at position %d", g->lm.pos + g->n_prompt + g->n_gen - 1);
     int V = g->lm.vocab;
-    int best = wk_argmax(g->logits, V);
-    float mx = best < 0 ? 0.0f : g->logits[best];
+    float mx = wk_maxf(g->logits, V);
+    mx = mx > -INFINITY ? mx : 0.0f; /* all -inf/NaN: the sampler reports it */
     double lse = wk_logsumexp(g->logits, V, mx);
     if (g->o.top_logprobs > 0) wk_top_logprobs(g->logits, V, g->o.top_logprobs, lse, g->top);
     if (g->raw) memcpy(g->raw, g->logits, (size_t)V * sizeof(float));
