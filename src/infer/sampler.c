@@ -390,6 +390,7 @@ static wick_status full_dist(wick_sampler *s, const float *l, wk_dist *d) {
         return WICK_OK;
     }
     double z = wk_exp_blocks(l, V, T, mx, s->wf, s->bsum);
+    if (z != z) return wk_err(WICK_EINVAL, "sampler: logits contain NaN");
     if (s->o.top_p >= 1.0f) {
         *d = (wk_dist){V, 1, z};
         return WICK_OK;
