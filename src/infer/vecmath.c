@@ -86,16 +86,18 @@ double wk_logsumexp(const float *x, int n, float max) {
     return (double)max + log(wk_exp_blocks(x, n, 1.0f, max, NULL, NULL));
 }
 
-double wk_mass_at_least(const float *w, int n, float tau) {
-    double z = 0;
+void wk_mass_at_least4(const float *w, int n, const float tau[4], double mass[4]) {
+    for (int t = 0; t < 4; t++) mass[t] = 0;
     for (int off = 0; off < n; off += WK_EXP_BLOCK) {
         int len = n - off < WK_EXP_BLOCK ? n - off : WK_EXP_BLOCK;
-        float acc[LANES] = {0};
+        float acc[4][LANES] = {{0}};
         int i = 0;
         for (; i + LANES <= len; i += LANES)
-            for (int k = 0; k < LANES; k++) acc[k] += w[off + i + k] >= tau ? w[off + i + k] : 0.0f;
-        for (; i < len; i++) acc[0] += w[off + i] >= tau ? w[off + i] : 0.0f;
-        for (int k = 0; k < LANES; k++) z += acc[k];
+            for (int t = 0; t < 4; t++)
+                for (int k = 0; k < LANES; k++) acc[t][k] += w[off + i + k] >= tau[t] ? w[off + i + k] : 0.0f;
+        for (; i < len; i++)
+            for (int t = 0; t < 4; t++) acc[t][0] += w[off + i] >= tau[t] ? w[off + i] : 0.0f;
+        for (int t = 0; t < 4; t++)
+            for (int k = 0; k < LANES; k++) mass[t] += acc[t][k];
     }
-    return z;
 }
