@@ -12,7 +12,7 @@
 #define LANES 8
 
 static inline float exp_neg(float x) {
-    float xc = x < -87.0f ? -87.0f : x;
+    float xc = x > -87.0f ? x : -87.0f; /* NaN too: keeps the int conversion defined */
     float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest */
     float r = xc - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
@@ -23,13 +23,14 @@ static inline float exp_neg(float x) {
     p = p * r + 1.6666665459E-1f;
     p = p * r + 5.0000001201E-1f;
     p = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) * (1 << 23);
+    uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
-    return x < -87.0f ? 0.0f : p * scale;
+    float y = x < -87.0f ? 0.0f : p * scale;
+    return x == x ? y : x; /* NaN stays NaN */
 }
 
-float wk_exp_neg(float x) { return x == x ? exp_neg(x) : x; }
+float wk_exp_neg(float x) { return exp_neg(x); }
 
 float wk_maxf(const float *x, int n) {
     float m[LANES];
