@@ -311,10 +311,12 @@ typedef enum {
     WICK_STOP_STRING = 2,     /* a stop string appeared in the text (not emitted) */
     WICK_STOP_MAX_TOKENS = 3, /* max_tokens ids were generated */
     WICK_STOP_CONTEXT = 4,    /* the session's context is full (documented truncation) */
-    WICK_STOP_CANCELLED = 5,  /* the callback returned nonzero */
+    WICK_STOP_CANCELLED = 5,  /* the callback returned nonzero, or wick_gen_cancel */
+    WICK_STOP_ERROR = 6,      /* a step failed (its status was returned; wick_last_error says why) */
 } wick_stop_reason;
 
-const char *wick_stop_reason_str(wick_stop_reason r); /* "eos", "stop", "length", "context", "cancelled" */
+/* "none", "eos", "stop", "length", "context", "cancelled", "error" */
+const char *wick_stop_reason_str(wick_stop_reason r);
 
 #define WICK_MAX_TOP_LOGPROBS 20
 
@@ -325,8 +327,8 @@ typedef struct {
     const char *const *stop;  /* stop strings (borrowed for the generation's lifetime) */
     int n_stop;
     int top_logprobs;         /* alternatives per token, 0..WICK_MAX_TOP_LOGPROBS */
-    int max_context;          /* positions the session holds (0 = min(model max_position, 4096),
-                                 the session's default) */
+    int max_context;          /* positions the session holds (0 = the session's default:
+                                 min(model max_position, 4096), within a sliding window) */
     const wick_tokenizer *tokenizer; /* for text pieces and stop strings; NULL = the model's */
 } wick_gen_opts;
 

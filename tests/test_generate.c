@@ -18,10 +18,12 @@ typedef struct {
     int n_script, steps, calls, bad_calls;
     int32_t got[64]; /* ids the decode calls received */
     int n_got;
+    int fail_at;     /* > 0: the step with this index fails */
 } fake_lm;
 
 static wick_status fake_eval(void *ctx, const int32_t *ids, int n, float *logits) {
     fake_lm *f = ctx;
+    if (f->fail_at > 0 && f->steps == f->fail_at) return wk_err(WICK_EIO, "fake model: step %d failed", f->steps);
     if (f->calls > 0 && n != 1) f->bad_calls++;
     if (f->calls > 0 && f->n_got < 64) f->got[f->n_got++] = ids[0];
     f->calls++;
@@ -228,7 +230,7 @@ static void test_logprobs(void) {
     CHECK_OK(wick_gen_run(g, on_token, &a, NULL));
     wick_gen_free(g);
     float l[V];
-    fake_lm f = {s4, 3, 0, 0, 0, {0}, 0};
+    fake_lm f = {s4, 3, 0, 0, 0, {0}, 0, 0};
     fake_eval(&f, s4, 1, l);
     double z = 0;
     for (int v = 0; v < V; v++) z += exp((double)l[v]);
@@ -257,7 +259,17 @@ static void test_limits(void) {
     CHECK(a.n == 2 && st.stop == WICK_STOP_CANCELLED && st.n_generated == 2, "cancel: %d ids", a.n);
     CHECK(st.ttft_ms > 0 && st.total_ms >= st.ttft_ms && st.n_prompt == 3, "stats");
     wick_gen_free(g);
-    fake_lm f = {s5, 4, 0, 0, 0, {0}, 0};
+    /* a failing step: its status comes back, the generation ends with reason "error" */
+    g = start(&r, s5, 4, 100, &o, 1);
+    r.lm.fail_at = 2;
+    memset(&a, 0, sizeof a);
+    CHECK_FAILS(wick_gen_run(g, on_token, &a, &st), "model step at position 4: fake model: step 2 failed");
+    wick_token t;
+    int done = 0;
+    CHECK(a.n == 2 && st.stop == WICK_STOP_ERROR && !wick_gen_next(g, &t, &done) && done, "error stop: %d ids, %s",
+          a.n, wick_stop_reason_str(st.stop));
+    wick_gen_free(g);
+    fake_lm f = {s5, 4, 0, 0, 0, {0}, 0, 0};
     wk_lm src = {fake_eval, &f, V, 0, 3, 0, {0}};
     int32_t prompt[3] = {1, 2, 3}, bad[2] = {1, 16};
     CHECK_FAILS(wk_gen_start_src(&src, NULL, prompt, 3, &o, &g), "leaves no room");

@@ -129,6 +129,8 @@ static void test_errors(void) {
     float l[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
     int32_t id;
     CHECK_FAILS(wick_sampler_sample(s, l, &id, NULL), "-inf");
+    float l2[4] = {1, NAN, 2, 0};
+    CHECK_FAILS(wick_sampler_sample(s, l2, &id, NULL), "NaN");
     wick_sampler_free(s);
 }
 

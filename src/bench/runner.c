@@ -35,12 +35,16 @@ wick_status wk_bench_model(wk_bench *b);
 wick_status wk_bench_calibration(wk_bench *b);
 wick_status wk_bench_adapters(wk_bench *b);
 wick_status wk_bench_embed(wk_bench *b);
+wick_status wk_bench_group_sampling(wk_bench *b);  /* suite_sampling.c */
+wick_status wk_bench_group_streaming(wk_bench *b); /* suite_sampling.c */
 
 const wk_bench_group wk_bench_groups[] = {
     {"calibration", "calibration", 1, wk_bench_calibration}, /* runs with every suite */
     {"inference", "layer_operations", 0, wk_bench_layer_ops},
     {"inference", "kv_cache", 0, wk_bench_kv_cache},
     {"inference", "embed_throughput", 0, wk_bench_embed},
+    {"sampling", "sampling", 0, wk_bench_group_sampling},
+    {"streaming", "streaming_overhead", 0, wk_bench_group_streaming},
     {"lora", "lora_forward", 0, wk_bench_lora_forward},
     {"lora", "lora_rank_scaling", 0, wk_bench_lora_rank_scaling},
     {"lora", "lora_fused_vs_unfused", 0, wk_bench_lora_fused},

@@ -155,6 +155,48 @@ static int count_token(const wick_token *t, void *user) {
     return 0;
 }
 
+struct wk_bench_gen {
+    wick_model *m;
+    wick_session *s;
+    wick_gen_opts o;
+    int streaming;
+    size_t bytes;
+};
+
+static const int32_t bench_prompt[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+
+wick_status wk_bench_gen_new(wick_model *m, int streaming, int n_tokens, wk_bench_gen **out) {
+    wk_bench_gen *c = wk_calloc(sizeof *c, "bench generation");
+    if (!c) return WICK_ENOMEM;
+    wick_session_opts so = {.max_seq = n_tokens + 16};
+    wick_status st = wick_session_new(m, &so, &c->s);
+    if (st) {
+        wk_free(c);
+        return st;
+    }
+    c->m = m, c->streaming = streaming;
+    c->o = wick_gen_opts_default();
+    c->o.sampling.temperature = 0, c->o.max_tokens = n_tokens, c->o.ignore_eos = 1, c->o.max_context = n_tokens + 16;
+    *out = c;
+    return WICK_OK;
+}
+
+void wk_bench_gen_iter(void *state) {
+    wk_bench_gen *c = state;
+    int32_t *ids = NULL;
+    int n = 0;
+    wick_session_reset(c->s);
+    if (c->streaming) wick_generate_stream(c->m, c->s, bench_prompt, 8, &c->o, count_token, &c->bytes, NULL);
+    else wick_generate(c->m, c->s, bench_prompt, 8, &c->o, &ids, &n, NULL, NULL);
+    wick_free(ids);
+}
+
+void wk_bench_gen_free(wk_bench_gen *c) {
+    if (!c) return;
+    wick_session_free(c->s);
+    wk_free(c);
+}
+
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);

@@ -35,6 +35,14 @@ wick_status wk_bench_cycle_new(int vocab, wk_bench_cycle **out);
 void wk_bench_cycle_iter(void *state);
 void wk_bench_cycle_free(wk_bench_cycle *c);
 
+/* One greedy generation of n_tokens from a fixed 8-id prompt on m (EOS ignored), streamed
+ * to a callback (streaming = 1) or collected by wick_generate (0). One iteration = one
+ * whole generation, session reset first. */
+typedef struct wk_bench_gen wk_bench_gen;
+wick_status wk_bench_gen_new(wick_model *m, int streaming, int n_tokens, wk_bench_gen **out);
+void wk_bench_gen_iter(void *state);
+void wk_bench_gen_free(wk_bench_gen *c);
+
 /* Streaming vs non-streaming generation on a model directory: n_tokens greedy ids from
  * a fixed prompt, repeated reps times each way (interleaved, alternating which goes
  * first). Writes the median and the minimum time per generation of each (ms) and the

@@ -45,6 +45,7 @@ const char *wick_stop_reason_str(wick_stop_reason r) {
     case WICK_STOP_MAX_TOKENS: return "length";
     case WICK_STOP_CONTEXT: return "context";
     case WICK_STOP_CANCELLED: return "cancelled";
+    case WICK_STOP_ERROR: return "error";
     }
     return "unknown";
 }
@@ -272,8 +273,8 @@ static wick_status step_sample(wick_gen *g, wick_token *t) {
     }
     if (st) return wk_err_prefix(st, "generate: model step at position %d", g->lm.pos + g->n_prompt + g->n_gen - 1);
     int V = g->lm.vocab;
-    int best = wk_argmax(g->logits, V);
-    float mx = best < 0 ? 0.0f : g->logits[best];
+    float mx = wk_maxf(g->logits, V);
+    mx = mx > -INFINITY ? mx : 0.0f; /* all -inf/NaN: the sampler reports it */
     double lse = wk_logsumexp(g->logits, V, mx);
     if (g->o.top_logprobs > 0) wk_top_logprobs(g->logits, V, g->o.top_logprobs, lse, g->top);
     if (g->raw) memcpy(g->raw, g->logits, (size_t)V * sizeof(float));
@@ -294,7 +295,7 @@ wick_status wick_gen_next(wick_gen *g, wick_token *t, int *done) {
     wick_token tok = {0};
     wick_status st = step_sample(g, &tok);
     if (st) {
-        g->reason = WICK_STOP_CANCELLED;
+        g->reason = WICK_STOP_ERROR;
         return st;
     }
     tok.index = g->n_gen++;
@@ -303,7 +304,10 @@ wick_status wick_gen_next(wick_gen *g, wick_token *t, int *done) {
     if (eos) g->reason = WICK_STOP_EOS;
     else if (g->n_gen >= g->o.max_tokens) g->reason = WICK_STOP_MAX_TOKENS;
     else if (tok.pos + 1 >= g->lm.capacity) g->reason = WICK_STOP_CONTEXT; /* sequence fills the context */
-    if ((st = token_text(g, tok.id, eos, &tok.piece_len))) return st;
+    if ((st = token_text(g, tok.id, eos, &tok.piece_len))) {
+        g->reason = WICK_STOP_ERROR;
+        return wk_err_prefix(st, "generate: text of id %d", (int)tok.id);
+    }
     g->last_id = tok.id;
     tok.piece = g->piece;
     tok.stop = g->reason;

@@ -6,6 +6,7 @@
  * through the tokenizer and chat template first.
  */
 #include "infer.h"
+#include "model/model.h"
 
 static wick_status session_eval(void *ctx, const int32_t *ids, int n, float *logits) {
     return wick_session_eval(ctx, ids, n, logits, 0);
@@ -22,8 +23,10 @@ static wick_status bind_session(wick_model *m, wick_session *s, const wick_gen_o
     lm->ctx = s;
     lm->vocab = info.vocab_size;
     lm->pos = wick_session_pos(s);
+    /* the session's own rule (decoder.c): min(max_position, 4096), bounded by a sliding window */
     int max_pos = info.max_position > 0 ? info.max_position : 4096;
     lm->capacity = o && o->max_context > 0 ? o->max_context : WK_MIN(max_pos, 4096);
+    if (m->c.sliding_window > 0) lm->capacity = WK_MIN(lm->capacity, m->c.sliding_window);
     lm->n_eos = WK_MIN(info.n_eos, (int)WK_ARRAY_LEN(lm->eos));
     for (int i = 0; i < lm->n_eos; i++) lm->eos[i] = info.eos_ids[i];
     return WICK_OK;

@@ -33,8 +33,8 @@ float wk_exp_neg(float x);
 /* w[i] = exp(x[i] / T - mx) (w may be NULL); bsum[b] (may be NULL) = sum of block b of
  * WK_EXP_BLOCK ids. Returns the total, summed in double across blocks. */
 double wk_exp_blocks(const float *x, int n, float T, float mx, float *w, double *bsum);
-/* Sum of the w[i] >= tau. */
-double wk_mass_at_least(const float *w, int n, float tau);
+/* mass[t] = sum of the w[i] >= tau[t], for four thresholds in one pass. */
+void wk_mass_at_least4(const float *w, int n, const float tau[4], double mass[4]);
 /* log(sum(exp(x))) over n values, around max. */
 double wk_logsumexp(const float *x, int n, float max);
 

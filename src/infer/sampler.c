@@ -6,7 +6,7 @@
  * Nothing here sorts the vocabulary. Penalties touch only the ids seen so far; top-k
  * finds the k-th value with a small heap (or quickselect when k is large); top-p
  * first finds a weight threshold whose tokens already hold top_p of the mass (one
- * vectorized pass per try), so only those few can be kept, then sorts them (or, for
+ * vectorized pass measures four thresholds), so only those few can be kept, then sorts them (or, for
  * a flat distribution, buckets them by log-weight and sorts only the bucket where
  * the mass crosses top_p); min-p is a threshold on exp(x - max). Every filter keeps
  * a prefix of the descending order, so the kept set is the one HF's full sorts give.
@@ -390,13 +390,16 @@ static wick_status full_dist(wick_sampler *s, const float *l, wk_dist *d) {
         return WICK_OK;
     }
     double z = wk_exp_blocks(l, V, T, mx, s->wf, s->bsum);
+    if (z != z) return wk_err(WICK_EINVAL, "sampler: logits contain NaN");
     if (s->o.top_p >= 1.0f) {
         *d = (wk_dist){V, 1, z};
         return WICK_OK;
     }
-    static const float taus[] = {0x1p-4f, 0x1p-10f, 0x1p-16f, 0x1p-24f, 0.0f};
+    static const float taus[5] = {0x1p-4f, 0x1p-10f, 0x1p-16f, 0x1p-24f, 0.0f};
+    double mass[4];
+    wk_mass_at_least4(s->wf, V, taus, mass);
     int t = 0;
-    while (taus[t] > 0 && wk_mass_at_least(s->wf, V, taus[t]) < (double)s->o.top_p * z) t++;
+    while (t < 4 && mass[t] < (double)s->o.top_p * z) t++;
     int n = filter_top_p(s, gather_at_least(s, taus[t]), z);
     if (s->o.min_p > 0.0f) n = filter_min_p(s, n);
     *d = (wk_dist){n, 0, sum_cw(s, n)};

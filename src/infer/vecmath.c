@@ -12,7 +12,7 @@
 #define LANES 8
 
 static inline float exp_neg(float x) {
-    float xc = x < -87.0f ? -87.0f : x;
+    float xc = x > -87.0f ? x : -87.0f; /* NaN too: keeps the int conversion defined */
     float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest */
     float r = xc - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
@@ -23,13 +23,14 @@ static inline float exp_neg(float x) {
     p = p * r + 1.6666665459E-1f;
     p = p * r + 5.0000001201E-1f;
     p = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) * (1 << 23);
+    uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
-    return x < -87.0f ? 0.0f : p * scale;
+    float y = x < -87.0f ? 0.0f : p * scale;
+    return x == x ? y : x; /* NaN stays NaN */
 }
 
-float wk_exp_neg(float x) { return x == x ? exp_neg(x) : x; }
+float wk_exp_neg(float x) { return exp_neg(x); }
 
 float wk_maxf(const float *x, int n) {
     float m[LANES];
@@ -86,16 +87,18 @@ double wk_logsumexp(const float *x, int n, float max) {
     return (double)max + log(wk_exp_blocks(x, n, 1.0f, max, NULL, NULL));
 }
 
-double wk_mass_at_least(const float *w, int n, float tau) {
-    double z = 0;
+void wk_mass_at_least4(const float *w, int n, const float tau[4], double mass[4]) {
+    for (int t = 0; t < 4; t++) mass[t] = 0;
     for (int off = 0; off < n; off += WK_EXP_BLOCK) {
         int len = n - off < WK_EXP_BLOCK ? n - off : WK_EXP_BLOCK;
-        float acc[LANES] = {0};
+        float acc[4][LANES] = {{0}};
         int i = 0;
         for (; i + LANES <= len; i += LANES)
-            for (int k = 0; k < LANES; k++) acc[k] += w[off + i + k] >= tau ? w[off + i + k] : 0.0f;
-        for (; i < len; i++) acc[0] += w[off + i] >= tau ? w[off + i] : 0.0f;
-        for (int k = 0; k < LANES; k++) z += acc[k];
+            for (int t = 0; t < 4; t++)
+                for (int k = 0; k < LANES; k++) acc[t][k] += w[off + i + k] >= tau[t] ? w[off + i + k] : 0.0f;
+        for (; i < len; i++)
+            for (int t = 0; t < 4; t++) acc[t][0] += w[off + i] >= tau[t] ? w[off + i] : 0.0f;
+        for (int t = 0; t < 4; t++)
+            for (int k = 0; k < LANES; k++) mass[t] += acc[t][k];
     }
-    return z;
 }
