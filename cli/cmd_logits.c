@@ -6,8 +6,6 @@
 #include <string.h>
 #include "cli.h"
 
-extern wick_status wick_adapter_load(wick_model *m, const char *dir, wick_adapter **out) __attribute__((weak));
-extern void wick_adapter_free(wick_adapter *a) __attribute__((weak));
 
 static void help(void) {
     printf("usage: wick logits --model DIR [--adapter DIR] [--adapter-scale S] --ids \"1,2,3;4,5,6\" --out FILE\n"
@@ -52,7 +50,6 @@ int cmd_logits(int argc, char **argv) {
     wick_status st = wick_model_load(model, &mo, &m);
     if (st) { rc = cli_fail(cmd, NULL, st); goto done; }
     if (adapter) {
-        if (!wick_adapter_load) { rc = cli_usage_error(cmd, "--adapter: adapters are not available in this build"); goto done; }
         if ((st = wick_adapter_load(m, adapter, &a))) { rc = cli_fail(cmd, NULL, st); goto done; }
     }
     wick_model_info info;
@@ -67,7 +64,7 @@ done:
     free(logits);
     free(ids);
     free(lens);
-    if (a && wick_adapter_free) wick_adapter_free(a);
+    wick_adapter_free(a);
     wick_model_free(m);
     return rc;
 }
