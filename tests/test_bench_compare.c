@@ -145,6 +145,24 @@ static void test_claims(void) {
     CHECK(run_cli(args) == 0, "validated + not measured exits 0");
 }
 
+/* An overhead claim over two models pairs each model's benchmarks with each other. */
+static void test_overhead_pairing(void) {
+    res r[] = {{"so/a/stream", 10.3, 10.2, 10.4}, {"so/a/plain", 10, 9.9, 10.1},
+               {"so/b/stream", 20, 19.9, 20.1},   {"so/b/plain", 19.9, 19.8, 20.0}};
+    const char *cur = write_results("pair.json", r, 4, "cpu A");
+    const char *bud = write_text("pair_budget.json",
+                                 "{\"claims\":[{\"benchmark\":\"so/*/stream\",\"relative_to\":\"so/*/plain\","
+                                 "\"metric\":\"overhead\",\"limit\":5,\"unit\":\"%\"}]}");
+    char *rep = NULL;
+    wick_bench_summary s;
+    wick_bench_compare_opts o = {.budgets = bud, .format_json = 1};
+    CHECK_OK(wick_bench_compare(NULL, cur, &o, &rep, &s));
+    CHECK(s.claims_validated == 1 && s.claims_failed == 0, "paired per model: validated %d failed %d\n%s",
+          s.claims_validated, s.claims_failed, rep);
+    CHECK(rep && strstr(rep, "\"measured\": 3.0"), "worst overhead is model a's 3%%");
+    wick_free(rep);
+}
+
 static void test_calibration(void) {
     res base[] = {{"calibration/cpu_scalar", 1, 0.99, 1.01}, {"op", 5, 4.9, 5.1}};
     res cur[] = {{"calibration/cpu_scalar", 2.2, 2.19, 2.21}, {"op", 11, 10.9, 11.1}};
@@ -187,6 +205,7 @@ int main(void) {
     test_regression_and_noise();
     test_claims();
     test_calibration();
+    test_overhead_pairing();
     test_bad_input();
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
