@@ -16,13 +16,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* Snapshot of the profiling table as rows {phase, op, seconds_per_step, share, calls_per_step}. */
-static json_t *section_json(const char *name, int steps, const double *phase_wall) {
+/* Snapshot of the profiling table as rows {phase, op, seconds_per_step, share, calls_per_step};
+ * each phase's wall time comes from the phase clock, "(untracked)" is what no op accounts for. */
+static json_t *section_json(const char *name, int steps) {
     json_t *rows = json_array();
-    double total = 0;
-    for (int p = 0; p < WK_PHASE_COUNT; p++) total += phase_wall[p];
+    double wall[WK_PHASE_COUNT], total = 0;
     for (int p = 0; p < WK_PHASE_COUNT; p++) {
-        if (phase_wall[p] <= 0) continue;
+        double ops = 0;
+        for (int o = 0; o < WK_PROF_COUNT; o++) ops += wk_prof_seconds((wk_prof_phase)p, (wk_prof_op)o, NULL);
+        /* time outside any phase counts only through its ops */
+        wall[p] = p == WK_PHASE_NONE ? ops : fmax(wk_prof_phase_seconds((wk_prof_phase)p), ops);
+        total += wall[p];
+    }
+    for (int p = 0; p < WK_PHASE_COUNT; p++) {
+        if (wall[p] <= 0) continue;
         double tracked = 0;
         for (int o = 0; o < WK_PROF_COUNT; o++) {
             int64_t calls;
@@ -34,10 +41,11 @@ static json_t *section_json(const char *name, int steps, const double *phase_wal
                                                   total > 0 ? sec / total : 0, "calls_per_step",
                                                   (double)calls / steps));
         }
-        double rest = phase_wall[p] - tracked;
-        json_array_append_new(rows, json_pack("{s:s, s:s, s:f, s:f, s:f}", "phase", wk_prof_phase_name(p), "op",
-                                              "(untracked)", "seconds_per_step", fmax(rest, 0) / steps, "share",
-                                              total > 0 ? fmax(rest, 0) / total : 0, "calls_per_step", 0.0));
+        double rest = fmax(wall[p] - tracked, 0);
+        if (p != WK_PHASE_NONE)
+            json_array_append_new(rows, json_pack("{s:s, s:s, s:f, s:f, s:f}", "phase", wk_prof_phase_name(p), "op",
+                                                  "(untracked)", "seconds_per_step", rest / steps, "share",
+                                                  total > 0 ? rest / total : 0, "calls_per_step", 0.0));
     }
     return json_pack("{s:s, s:i, s:f, s:o}", "name", name, "steps", steps, "seconds_per_step", total / steps, "rows",
                      rows);
@@ -58,37 +66,30 @@ typedef struct {
 
 /* Profiles the prompt (one forward of `prompt` tokens). */
 static json_t *profile_prefill(prof_run *r, int32_t *ids) {
-    double wall[WK_PHASE_COUNT] = {0};
     wk_prof_enable(1);
     wk_prof_set_phase(WK_PHASE_FORWARD);
-    double t0 = wk_now();
     wick_status st = wick_session_eval(r->s, ids, r->prompt, r->logits, 0);
-    wall[WK_PHASE_FORWARD] = wk_now() - t0;
-    json_t *j = st == WICK_OK ? section_json("prefill", 1, wall) : NULL;
+    wk_prof_set_phase(WK_PHASE_NONE);
+    json_t *j = st == WICK_OK ? section_json("prefill", 1) : NULL;
     wk_prof_enable(0);
     return j;
 }
 
 /* Profiles decode steps: forward of one token, then greedy sampling. */
 static json_t *profile_decode(prof_run *r) {
-    double wall[WK_PHASE_COUNT] = {0};
     int32_t next = argmax(r->logits, r->vocab);
+    wick_status st = WICK_OK;
     wk_prof_enable(1);
-    for (int i = 0; i < r->steps; i++) {
+    for (int i = 0; i < r->steps && st == WICK_OK; i++) {
         wk_prof_set_phase(WK_PHASE_FORWARD);
-        double t0 = wk_now();
-        if (wick_session_eval(r->s, &next, 1, r->logits, 0) != WICK_OK) {
-            wk_prof_enable(0);
-            return NULL;
-        }
-        double t1 = wk_now();
+        st = wick_session_eval(r->s, &next, 1, r->logits, 0);
         wk_prof_set_phase(WK_PHASE_SAMPLE);
+        double t0 = wk_prof_begin();
         next = argmax(r->logits, r->vocab);
-        wk_prof_end(WK_PROF_SAMPLE, t1);
-        wall[WK_PHASE_FORWARD] += t1 - t0;
-        wall[WK_PHASE_SAMPLE] += wk_now() - t1;
+        wk_prof_end(WK_PROF_SAMPLE, t0);
     }
-    json_t *j = section_json("decode", r->steps, wall);
+    wk_prof_set_phase(WK_PHASE_NONE);
+    json_t *j = st == WICK_OK ? section_json("decode", r->steps) : NULL;
     wk_prof_enable(0);
     return j;
 }
