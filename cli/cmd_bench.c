@@ -47,7 +47,11 @@ static void fmt_rate(double v, const char *unit, char *buf, size_t cap) {
 }
 
 static int print_row(const wick_bench_result *r, void *user) {
-    if (user) return 0; /* --quiet */
+    int *state = user; /* 0: header not printed yet, 1: printed, 2: --quiet */
+    if (*state == 2) return 0;
+    if (*state == 0)
+        printf("%-52s %11s %10s  %-24s  %s\n", "benchmark", "median", "MAD", "95% CI of median", "throughput");
+    *state = 1;
     char med[32], mad[32], lo[32], hi[32], tp[48] = "";
     fmt_time(r->median_s, med, sizeof med);
     fmt_time(r->mad_s, mad, sizeof mad);
@@ -155,10 +159,9 @@ static int cmd_run(int argc, char **argv) {
         wick_free(names);
         return 0;
     }
-    if (!quiet)
-        printf("%-52s %11s %10s  %-24s  %s\n", "benchmark", "median", "MAD", "95% CI of median", "throughput");
     char *doc = NULL;
-    wick_status st = wick_bench_run(&o, print_row, quiet ? (void *)1 : NULL, &doc);
+    int table = quiet ? 2 : 0;
+    wick_status st = wick_bench_run(&o, print_row, &table, &doc);
     if (st != WICK_OK) return cli_fail("bench", "run", st);
     int rc = json ? write_text(json, doc) : 0;
     wick_free(doc);

@@ -167,7 +167,7 @@ wick_status wk_cmp_claims(const char *path, const wk_cmp_file *cur, wick_bench_s
                           json_t *not_measured) {
     json_error_t jerr;
     json_t *doc = json_load_file(path, 0, &jerr);
-    if (!doc) return wk_err(WICK_EFORMAT, "%s: line %d: %s", path, jerr.line, jerr.text);
+    if (!doc) return wk_cmp_json_error(path, &jerr);
     json_t *arr = json_object_get(doc, "claims");
     wick_status rc = WICK_OK;
     if (!json_is_array(arr)) rc = wk_err(WICK_EFORMAT, "%s: \"claims\": expected an array", path);

@@ -25,6 +25,8 @@ typedef struct {
     int n;
 } wk_cmp_file;
 
+/* The error for a JSON file jansson could not load: unreadable (EIO) or malformed (EFORMAT, with the line). */
+wick_status wk_cmp_json_error(const char *path, const json_error_t *e);
 /* Loads and validates a results document (schema_version 1). */
 wick_status wk_cmp_load(const char *path, wk_cmp_file *f);
 void wk_cmp_free(wk_cmp_file *f);
