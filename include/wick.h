@@ -807,11 +807,13 @@ typedef struct {
     int steps;          /* decode steps averaged; 0 = 16 */
     int threads;        /* 0 = keep the current setting */
     int format_json;    /* 1: JSON report; 0: Markdown */
+    int no_training;    /* 1: skip the training step */
 } wick_bench_profile_opts;
 
-/* Profiles a prefill and decode steps of a model: time per phase (forward, sample) and per op
- * type (matmul, lora, attention, norm, rope, act, embed, logits, kv, ...), each op synced so
- * its time is its own; "untracked" is the rest of the phase. *report_out: free with wick_free. */
+/* Profiles a prefill, decode steps and a LoRA training step (r8, all projections, 4×64 tokens)
+ * of a model: time per phase (forward, backward, optimizer, sample) and per op type (matmul,
+ * lora, attention, norm, rope, act, embed, logits, loss, kv, ...), each op synced so its time
+ * is its own; "untracked" is the rest of the phase. *report_out: free with wick_free. */
 wick_status wick_bench_profile(const wick_bench_profile_opts *o, char **report_out);
 
 /* ---------- end of section: bench */

@@ -62,7 +62,13 @@ python3 - "$tmp/prof.json" <<'PY'
 import json, sys
 rep = json.load(open(sys.argv[1]))
 secs = {s["name"]: s for s in rep["sections"]}
-assert set(secs) == {"prefill", "decode"}, secs.keys()
+assert set(secs) == {"prefill", "decode", "training"}, secs.keys()
+trn = {(r["phase"], r["op"]): r for r in secs["training"]["rows"]}
+assert trn[("forward", "matmul")]["calls_per_step"] == 14, trn[("forward", "matmul")]  # base weights, forward only
+assert trn[("forward", "attention")]["calls_per_step"] == 4, trn[("forward", "attention")]  # 2 layers, fwd + bwd
+assert trn[("forward", "loss")]["calls_per_step"] >= 1
+clk = secs["training"]["trainer_clocks"]
+assert clk["forward_s"] > 0 and clk["backward_s"] > 0 and clk["optimizer_s"] > 0, clk
 dec = secs["decode"]
 ops = {(r["phase"], r["op"]): r for r in dec["rows"]}
 assert ops[("forward", "matmul")]["calls_per_step"] == 14, ops[("forward", "matmul")]
