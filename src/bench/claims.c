@@ -12,7 +12,8 @@
  * benchmark: a name or shell glob, or an array of them. metric: median | ci_hi | mean
  * (time; unit ns, us, ms, s), throughput (unit: the result's unit, optionally with a
  * k/M/G/T prefix), overhead (median relative to relative_to, in %; when relative_to
- * matches several results, the one sharing the longest name prefix), metric (the
+ * matches several results, the one sharing the longest name prefix), overhead_min (the
+ * same from the fastest samples: robust on a busy machine), metric (the
  * result's extra value; unit B, KiB, MiB, GiB or none). op defaults to "<" ("<=",
  * ">", ">=" also), except ">" for throughput. A claim is validated when every
  * pattern matched and every matched result meets the limit, failed when any
@@ -80,10 +81,11 @@ static wick_status parse_claim(json_t *j, const char *path, size_t idx, claim *c
     const char *m = c->metric;
     int time_m = !strcmp(m, "median") || !strcmp(m, "ci_hi") || !strcmp(m, "mean");
     const char *bad = NULL;
-    if (!time_m && strcmp(m, "throughput") && strcmp(m, "overhead") && strcmp(m, "metric"))
-        bad = "\"metric\": expected median, ci_hi, mean, throughput, overhead or metric";
+    int over = !strcmp(m, "overhead") || !strcmp(m, "overhead_min");
+    if (!time_m && !over && strcmp(m, "throughput") && strcmp(m, "metric"))
+        bad = "\"metric\": expected median, ci_hi, mean, throughput, overhead, overhead_min or metric";
     else if (time_m && !time_unit(c->unit)) bad = "\"unit\": a time metric takes ns, us, ms or s";
-    else if (!strcmp(m, "overhead") && (strcmp(c->unit, "%") || !c->relative_to))
+    else if (over && (strcmp(c->unit, "%") || !c->relative_to))
         bad = "an overhead claim takes \"unit\": \"%\" and \"relative_to\": a benchmark name";
     else if (!strcmp(m, "metric") && !byte_unit(c->unit)) bad = "\"unit\": a metric claim takes B, KiB, MiB or GiB";
     else if (strcmp(c->op, "<") && strcmp(c->op, "<=") && strcmp(c->op, ">") && strcmp(c->op, ">="))
@@ -121,7 +123,9 @@ static double measure(const claim *c, const wk_cmp_file *cur, const wk_cmp_entry
         while (e->name[k] && e->name[k] == cur->e[i].name[k]) k++;
         if (!ref || k > best) ref = &cur->e[i], best = k;
     }
-    return ref ? (e->med / ref->med - 1.0) * 100.0 : NAN;
+    if (!ref) return NAN;
+    if (!strcmp(m, "overhead_min")) return e->min > 0 && ref->min > 0 ? (e->min / ref->min - 1.0) * 100.0 : NAN;
+    return (e->med / ref->med - 1.0) * 100.0;
 }
 
 static int meets(const claim *c, double v) {

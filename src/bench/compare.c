@@ -30,6 +30,7 @@ static wick_status entry_from_json(json_t *r, const char *path, size_t idx, wk_c
     e->name = json_string_value(name);
     e->med = json_number_value(med);
     e->mad = json_number_value(json_object_get(r, "mad_s"));
+    e->min = json_is_number(json_object_get(r, "min_s")) ? json_number_value(json_object_get(r, "min_s")) : NAN;
     json_t *ci = json_object_get(r, "ci");
     if (json_is_object(ci) && json_is_number(json_object_get(ci, "lo_s")) &&
         json_is_number(json_object_get(ci, "hi_s"))) {

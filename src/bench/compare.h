@@ -11,7 +11,7 @@
 
 typedef struct {
     const char *name;     /* borrowed from the document */
-    double med, mad, lo, hi;
+    double med, mad, lo, hi, min; /* min: the fastest sample (NAN when the file has none) */
     double tp;            /* throughput value (0 when none) */
     const char *tp_unit;  /* NULL when none */
     double metric;
