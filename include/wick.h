@@ -756,7 +756,8 @@ typedef struct {
                            "streaming" or "model" */
     const char *device; /* "cpu" (default) or "cuda" (needs a CUDA build) */
     const char *filter; /* shell glob on benchmark names; NULL = every benchmark of the suite */
-    int runs;           /* timed samples per benchmark; 0 = 20 (5 with quick) */
+    int runs;           /* timed samples per benchmark, exactly; 0 = up to 20 within 15 s per benchmark
+                           and at least 5 (5 with quick) */
     int quick;          /* shorter samples and warm-up: a smoke run for CI, same benchmarks and sizes */
     int threads;        /* 0 = keep the current setting */
     const char *model;  /* model suite: a model directory to measure, or NULL to use presets */

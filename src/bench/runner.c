@@ -13,8 +13,9 @@
 
 struct wk_bench {
     wick_bench_opts o;
-    int runs;
+    int runs;                  /* samples per benchmark (at most, under a time budget) */
     double target_s, warmup_s; /* time of one sample; warm-up time */
+    double budget_s;           /* default runs: stop sampling past this, after MIN_SAMPLES; 0 = none */
     int list_only;
     const char *suite;         /* suite of the group running now */
     json_t *results, *skipped, *names;
@@ -159,10 +160,18 @@ static double sample(const wk_bench_case *c, wk_bench_iter_fn fn, void *state, i
     return (wk_now() - t0) / (double)iters;
 }
 
-/* Statistics, the JSON entry and the callback for one case's samples. */
-static wick_status record(wk_bench *b, const wk_bench_case *c, const double *xs, int64_t iters) {
+enum { MIN_SAMPLES = 5 };
+
+/* Whether to stop sampling after n samples that began at t0: only with default runs, once
+ * MIN_SAMPLES are in and the time budget is spent (a whole-model step can take seconds). */
+static int out_of_time(const wk_bench *b, int n, double t0) {
+    return b->budget_s > 0 && n >= MIN_SAMPLES && wk_now() - t0 > b->budget_s;
+}
+
+/* Statistics, the JSON entry and the callback for one case's n samples. */
+static wick_status record(wk_bench *b, const wk_bench_case *c, const double *xs, int n, int64_t iters) {
     wk_stats st;
-    wick_status rc = wk_stats_compute(xs, b->runs, &st);
+    wick_status rc = wk_stats_compute(xs, n, &st);
     if (rc != WICK_OK) return rc;
     json_array_append_new(b->results, result_json(b, c, &st, iters, xs));
     if (report(b, c, &st, iters)) rc = wk_err(WICK_ECANCELLED, "benchmark run stopped by the caller");
@@ -174,8 +183,9 @@ wick_status wk_bench_measure(wk_bench *b, const wk_bench_case *c, wk_bench_iter_
     int64_t iters = calibrate(b, c, fn, state);
     double *xs = wk_malloc(sizeof(double) * (size_t)b->runs, "benchmark samples");
     if (!xs) return WICK_ENOMEM;
-    for (int i = 0; i < b->runs; i++) xs[i] = sample(c, fn, state, iters);
-    wick_status rc = record(b, c, xs, iters);
+    int n = 0;
+    for (double t0 = wk_now(); n < b->runs && !out_of_time(b, n, t0); n++) xs[n] = sample(c, fn, state, iters);
+    wick_status rc = record(b, c, xs, n, iters);
     wk_free(xs);
     return rc;
 }
@@ -190,7 +200,9 @@ wick_status wk_bench_measure_pair(wk_bench *b, const wk_bench_case *ca, wk_bench
     int64_t ia = calibrate(b, ca, fa, state), ib = calibrate(b, cb, fb, state);
     double *xs = wk_malloc(sizeof(double) * 2 * (size_t)b->runs, "benchmark samples");
     if (!xs) return WICK_ENOMEM;
-    for (int i = 0; i < b->runs; i++) { /* A B, B A, A B, ...: drift hits both alike */
+    int n = 0;
+    for (double t0 = wk_now(); n < b->runs && !out_of_time(b, n, t0); n++) { /* A B, B A, ...: drift hits both */
+        int i = n;
         if (i & 1) {
             xs[b->runs + i] = sample(cb, fb, state, ib);
             xs[i] = sample(ca, fa, state, ia);
@@ -199,8 +211,8 @@ wick_status wk_bench_measure_pair(wk_bench *b, const wk_bench_case *ca, wk_bench
             xs[b->runs + i] = sample(cb, fb, state, ib);
         }
     }
-    wick_status rc = record(b, ca, xs, ia);
-    if (rc == WICK_OK) rc = record(b, cb, xs + b->runs, ib);
+    wick_status rc = record(b, ca, xs, n, ia);
+    if (rc == WICK_OK) rc = record(b, cb, xs + b->runs, n, ib);
     wk_free(xs);
     return rc;
 }
@@ -235,6 +247,7 @@ static void init_bench(wk_bench *b, const wick_bench_opts *o) {
     if (!b->o.suite) b->o.suite = d.suite;
     if (!b->o.device) b->o.device = d.device;
     b->runs = b->o.runs > 0 ? b->o.runs : (b->o.quick ? 5 : 20);
+    b->budget_s = b->o.runs > 0 ? 0 : 15.0; /* an explicit --runs is honoured exactly */
     b->target_s = b->o.quick ? 0.004 : 0.02;
     b->warmup_s = b->o.quick ? 0.03 : 0.2;
 }
