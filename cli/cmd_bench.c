@@ -17,7 +17,7 @@ static const char *k_usage =
     "                  [--out FILE]\n"
     "       wick bench compare NEW.json --budgets FILE      (claims only)\n"
     "       wick bench profile [--model DIR | --preset NAME] [--prompt P] [--steps N] [--threads N]\n"
-    "                  [--format md|json] [--out FILE]\n"
+    "                  [--no-training] [--format md|json] [--out FILE]\n"
     "\n"
     "Runs each benchmark with warm-up, then N timed samples (default 20, 5 with --quick), and\n"
     "reports median, MAD, a 95% order-statistic confidence interval of the median and throughput.\n"
@@ -28,8 +28,9 @@ static const char *k_usage =
     "compare: a change is a regression/improvement only when it exceeds --threshold and the two\n"
     "confidence intervals do not overlap; severity critical >= 2x, moderate >= 1.2x, else minor.\n"
     "Exit status of compare: 0 pass, 1 critical regression or failed claim, 2 bad input.\n"
-    "profile: time per phase and op type of a prompt (default 128 tokens) and of decode steps\n"
-    "(default 16), each op synced; model as for the model suite (default preset qwen2.5-0.5b).\n";
+    "profile: time per phase and op type of a prompt (default 128 tokens), of decode steps\n"
+    "(default 16) and of a LoRA training step (r8, 4x64 tokens), each op synced; model as for\n"
+    "the model suite (default preset qwen2.5-0.5b).\n";
 
 static void fmt_time(double s, char *buf, size_t cap) {
     double a = s < 0 ? -s : s;
@@ -47,7 +48,11 @@ static void fmt_rate(double v, const char *unit, char *buf, size_t cap) {
 }
 
 static int print_row(const wick_bench_result *r, void *user) {
-    if (user) return 0; /* --quiet */
+    int *state = user; /* 0: header not printed yet, 1: printed, 2: --quiet */
+    if (*state == 2) return 0;
+    if (*state == 0)
+        printf("%-52s %11s %10s  %-24s  %s\n", "benchmark", "median", "MAD", "95% CI of median", "throughput");
+    *state = 1;
     char med[32], mad[32], lo[32], hi[32], tp[48] = "";
     fmt_time(r->median_s, med, sizeof med);
     fmt_time(r->mad_s, mad, sizeof mad);
@@ -155,10 +160,9 @@ static int cmd_run(int argc, char **argv) {
         wick_free(names);
         return 0;
     }
-    if (!quiet)
-        printf("%-52s %11s %10s  %-24s  %s\n", "benchmark", "median", "MAD", "95% CI of median", "throughput");
     char *doc = NULL;
-    wick_status st = wick_bench_run(&o, print_row, quiet ? (void *)1 : NULL, &doc);
+    int table = quiet ? 2 : 0;
+    wick_status st = wick_bench_run(&o, print_row, &table, &doc);
     if (st != WICK_OK) return cli_fail("bench", "run", st);
     int rc = json ? write_text(json, doc) : 0;
     wick_free(doc);
@@ -173,6 +177,7 @@ static int cmd_profile(int argc, char **argv) {
         if ((v = cli_opt(argc, argv, &i, "--model"))) o.model = v;
         else if ((v = cli_opt(argc, argv, &i, "--preset"))) o.preset = v;
         else if ((v = cli_opt(argc, argv, &i, "--out"))) out = v;
+        else if (cli_flag(argv, i, "--no-training")) o.no_training = 1;
         else if ((v = cli_opt(argc, argv, &i, "--format"))) {
             if (strcmp(v, "md") && strcmp(v, "json"))
                 return cli_usage_error("bench", "--format expects md or json, got \"%s\"", v);

@@ -758,7 +758,8 @@ typedef struct {
                            "streaming" or "model" */
     const char *device; /* "cpu" (default) or "cuda" (needs a CUDA build) */
     const char *filter; /* shell glob on benchmark names; NULL = every benchmark of the suite */
-    int runs;           /* timed samples per benchmark; 0 = 20 (5 with quick) */
+    int runs;           /* timed samples per benchmark, exactly; 0 = up to 20 within 15 s per benchmark
+                           and at least 5 (5 with quick) */
     int quick;          /* shorter samples and warm-up: a smoke run for CI, same benchmarks and sizes */
     int threads;        /* 0 = keep the current setting */
     const char *model;  /* model suite: a model directory to measure, or NULL to use presets */
@@ -809,11 +810,13 @@ typedef struct {
     int steps;          /* decode steps averaged; 0 = 16 */
     int threads;        /* 0 = keep the current setting */
     int format_json;    /* 1: JSON report; 0: Markdown */
+    int no_training;    /* 1: skip the training step */
 } wick_bench_profile_opts;
 
-/* Profiles a prefill and decode steps of a model: time per phase (forward, sample) and per op
- * type (matmul, lora, attention, norm, rope, act, embed, logits, kv, ...), each op synced so
- * its time is its own; "untracked" is the rest of the phase. *report_out: free with wick_free. */
+/* Profiles a prefill, decode steps and a LoRA training step (r8, all projections, 4×64 tokens)
+ * of a model: time per phase (forward, backward, optimizer, sample) and per op type (matmul,
+ * lora, attention, norm, rope, act, embed, logits, loss, kv, ...), each op synced so its time
+ * is its own; "untracked" is the rest of the phase. *report_out: free with wick_free. */
 wick_status wick_bench_profile(const wick_bench_profile_opts *o, char **report_out);
 
 /* ---------- end of section: bench */

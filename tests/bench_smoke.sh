@@ -52,7 +52,7 @@ while read -r n; do grep -q "^$n " "$tmp/table.txt" || fail "table lacks $n"; do
 
 "$WICK" bench compare "$tmp/r.json" --budgets "$ROOT/bench/budgets.json" > "$tmp/claims.md" \
   || { cat "$tmp/claims.md"; fail "budgets failed"; }
-grep -q "Claims: 9 validated, 0 failed, 0 not measured" "$tmp/claims.md" || { cat "$tmp/claims.md"; fail "claims summary"; }
+grep -q "Claims: 11 validated, 0 failed, 0 not measured" "$tmp/claims.md" || { cat "$tmp/claims.md"; fail "claims summary"; }
 
 "$WICK" bench compare "$tmp/r.json" "$tmp/r.json" --format json > "$tmp/self.json" || fail "self compare"
 python3 -c "import json,sys; s=json.load(open(sys.argv[1]))['summary']; assert s['regressions']==0 and s['improvements']==0, s" "$tmp/self.json"
@@ -62,7 +62,13 @@ python3 - "$tmp/prof.json" <<'PY'
 import json, sys
 rep = json.load(open(sys.argv[1]))
 secs = {s["name"]: s for s in rep["sections"]}
-assert set(secs) == {"prefill", "decode"}, secs.keys()
+assert set(secs) == {"prefill", "decode", "training"}, secs.keys()
+trn = {(r["phase"], r["op"]): r for r in secs["training"]["rows"]}
+assert trn[("forward", "matmul")]["calls_per_step"] == 14, trn[("forward", "matmul")]  # base weights, forward only
+assert trn[("forward", "attention")]["calls_per_step"] == 4, trn[("forward", "attention")]  # 2 layers, fwd + bwd
+assert trn[("forward", "loss")]["calls_per_step"] >= 1
+clk = secs["training"]["trainer_clocks"]
+assert clk["forward_s"] > 0 and clk["backward_s"] > 0 and clk["optimizer_s"] > 0, clk
 dec = secs["decode"]
 ops = {(r["phase"], r["op"]): r for r in dec["rows"]}
 assert ops[("forward", "matmul")]["calls_per_step"] == 14, ops[("forward", "matmul")]

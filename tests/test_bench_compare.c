@@ -26,10 +26,10 @@ static const char *write_results(const char *file, const res *r, int n, const ch
                "\"git\":{\"commit\":\"abc\"},\"machine\":{\"cpu\":\"%s\",\"cores\":2},"
                "\"config\":{\"device\":\"cpu\",\"runs\":20,\"quick\":false},\"results\":[", cpu);
     for (int i = 0; i < n; i++)
-        fprintf(f, "%s{\"name\":\"%s\",\"suite\":\"x\",\"median_s\":%g,\"mad_s\":%g,\"ci\":{\"level\":0.95,"
-                   "\"lo_s\":%g,\"hi_s\":%g},\"throughput\":{\"value\":%g,\"unit\":\"elem/s\"}}",
-                i ? "," : "", r[i].name, r[i].m / 1e3, (r[i].hi - r[i].lo) / 4e3, r[i].lo / 1e3, r[i].hi / 1e3,
-                1000.0 / (r[i].m / 1e3));
+        fprintf(f, "%s{\"name\":\"%s\",\"suite\":\"x\",\"median_s\":%g,\"mad_s\":%g,\"min_s\":%g,"
+                   "\"ci\":{\"level\":0.95,\"lo_s\":%g,\"hi_s\":%g},\"throughput\":{\"value\":%g,\"unit\":\"elem/s\"}}",
+                i ? "," : "", r[i].name, r[i].m / 1e3, (r[i].hi - r[i].lo) / 4e3, r[i].lo / 1e3, r[i].lo / 1e3,
+                r[i].hi / 1e3, 1000.0 / (r[i].m / 1e3));
     fputs("]}\n", f);
     fclose(f);
     return p;
@@ -145,6 +145,32 @@ static void test_claims(void) {
     CHECK(run_cli(args) == 0, "validated + not measured exits 0");
 }
 
+/* An overhead claim over two models pairs each model's benchmarks with each other. */
+static void test_overhead_pairing(void) {
+    res r[] = {{"so/a/stream", 10.3, 10.2, 10.4}, {"so/a/plain", 10, 9.9, 10.1},
+               {"so/b/stream", 20, 19.9, 20.1},   {"so/b/plain", 19.9, 19.8, 20.0}};
+    const char *cur = write_results("pair.json", r, 4, "cpu A");
+    const char *bud = write_text("pair_budget.json",
+                                 "{\"claims\":[{\"benchmark\":\"so/*/stream\",\"relative_to\":\"so/*/plain\","
+                                 "\"metric\":\"overhead\",\"limit\":5,\"unit\":\"%\"}]}");
+    char *rep = NULL;
+    wick_bench_summary s;
+    wick_bench_compare_opts o = {.budgets = bud, .format_json = 1};
+    CHECK_OK(wick_bench_compare(NULL, cur, &o, &rep, &s));
+    CHECK(s.claims_validated == 1 && s.claims_failed == 0, "paired per model: validated %d failed %d\n%s",
+          s.claims_validated, s.claims_failed, rep);
+    CHECK(rep && strstr(rep, "\"measured\": 3.0"), "worst overhead is model a's 3%%");
+    wick_free(rep);
+    /* overhead_min reads the fastest samples (min_s = the interval's low end here): 10.2 / 9.9 */
+    bud = write_text("pair_budget_min.json",
+                     "{\"claims\":[{\"benchmark\":\"so/*/stream\",\"relative_to\":\"so/*/plain\","
+                     "\"metric\":\"overhead_min\",\"limit\":5,\"unit\":\"%\"}]}");
+    o.budgets = bud;
+    CHECK_OK(wick_bench_compare(NULL, cur, &o, &rep, &s));
+    CHECK(s.claims_validated == 1 && rep && strstr(rep, "\"measured\": 3.03"), "overhead_min:\n%s", rep);
+    wick_free(rep);
+}
+
 static void test_calibration(void) {
     res base[] = {{"calibration/cpu_scalar", 1, 0.99, 1.01}, {"op", 5, 4.9, 5.1}};
     res cur[] = {{"calibration/cpu_scalar", 2.2, 2.19, 2.21}, {"op", 11, 10.9, 11.1}};
@@ -187,6 +213,7 @@ int main(void) {
     test_regression_and_noise();
     test_claims();
     test_calibration();
+    test_overhead_pairing();
     test_bad_input();
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

@@ -46,6 +46,10 @@ typedef struct {
 int wk_bench_selected(wk_bench *b, const char *name);
 /* Measures fn(state) and records the result under c->name. WICK_ECANCELLED when the callback asked to stop. */
 wick_status wk_bench_measure(wk_bench *b, const wk_bench_case *c, wk_bench_iter_fn fn, void *state);
+/* Measures two cases with their samples interleaved (A B, B A, A B, ...), so that a change
+ * in the machine's speed during the run hits both alike: for A/B claims such as overheads. */
+wick_status wk_bench_measure_pair(wk_bench *b, const wk_bench_case *ca, wk_bench_iter_fn fa,
+                                  const wk_bench_case *cb, wk_bench_iter_fn fb, void *state);
 /* Records that a group did not run, and why (e.g. no CUDA implementation yet). */
 void wk_bench_skip(wk_bench *b, const char *group, const char *reason);
 int wk_bench_quick(const wk_bench *b);

@@ -3,14 +3,17 @@
  *
  *   {"schema_version": 1, "claims": [
  *     {"id": "adapter-load", "claim": "adapter load < 500 ms for r8-r32",
- *      "benchmark": ["adapter_loading/load/rank_8", "adapter_loading/load/rank_32"],
+ *      "benchmark": ["adapter_loading/MODEL/rank_8", "adapter_loading/MODEL/rank_32"],
  *      "metric": "median", "op": "<", "limit": 500, "unit": "ms"},
- *     {"id": "streaming-overhead", "benchmark": "streaming/stream/N", "relative_to": "streaming/non_streaming/N",
+ *     {"id": "streaming-overhead", "benchmark": "streaming_overhead/MODEL/streaming_32",
+ *      "relative_to": "streaming_overhead/MODEL/non_streaming_32",
  *      "metric": "overhead", "limit": 5, "unit": "%"}]}
  *
  * benchmark: a name or shell glob, or an array of them. metric: median | ci_hi | mean
  * (time; unit ns, us, ms, s), throughput (unit: the result's unit, optionally with a
- * k/M/G/T prefix), overhead (median relative to relative_to, in %), metric (the
+ * k/M/G/T prefix), overhead (median relative to relative_to, in %; when relative_to
+ * matches several results, the one sharing the longest name prefix), overhead_min (the
+ * same from the fastest samples: robust on a busy machine), metric (the
  * result's extra value; unit B, KiB, MiB, GiB or none). op defaults to "<" ("<=",
  * ">", ">=" also), except ">" for throughput. A claim is validated when every
  * pattern matched and every matched result meets the limit, failed when any
@@ -78,10 +81,11 @@ static wick_status parse_claim(json_t *j, const char *path, size_t idx, claim *c
     const char *m = c->metric;
     int time_m = !strcmp(m, "median") || !strcmp(m, "ci_hi") || !strcmp(m, "mean");
     const char *bad = NULL;
-    if (!time_m && strcmp(m, "throughput") && strcmp(m, "overhead") && strcmp(m, "metric"))
-        bad = "\"metric\": expected median, ci_hi, mean, throughput, overhead or metric";
+    int over = !strcmp(m, "overhead") || !strcmp(m, "overhead_min");
+    if (!time_m && !over && strcmp(m, "throughput") && strcmp(m, "metric"))
+        bad = "\"metric\": expected median, ci_hi, mean, throughput, overhead, overhead_min or metric";
     else if (time_m && !time_unit(c->unit)) bad = "\"unit\": a time metric takes ns, us, ms or s";
-    else if (!strcmp(m, "overhead") && (strcmp(c->unit, "%") || !c->relative_to))
+    else if (over && (strcmp(c->unit, "%") || !c->relative_to))
         bad = "an overhead claim takes \"unit\": \"%\" and \"relative_to\": a benchmark name";
     else if (!strcmp(m, "metric") && !byte_unit(c->unit)) bad = "\"unit\": a metric claim takes B, KiB, MiB or GiB";
     else if (strcmp(c->op, "<") && strcmp(c->op, "<=") && strcmp(c->op, ">") && strcmp(c->op, ">="))
@@ -109,10 +113,19 @@ static double measure(const claim *c, const wk_cmp_file *cur, const wk_cmp_entry
         return s > 0 && e->tp > 0 ? e->tp / s : NAN;
     }
     if (!strcmp(m, "metric")) return e->metric_name ? e->metric / byte_unit(c->unit) : NAN;
-    for (int i = 0; i < cur->n; i++) /* overhead: against the first match of relative_to */
-        if (fnmatch(c->relative_to, cur->e[i].name, 0) == 0 && cur->e[i].med > 0)
-            return (e->med / cur->e[i].med - 1.0) * 100.0;
-    return NAN;
+    /* overhead: against the match of relative_to that shares the longest prefix with e's name
+     * (so "x/tiny/streaming" pairs with "x/tiny/non_streaming", not another model's) */
+    const wk_cmp_entry *ref = NULL;
+    size_t best = 0;
+    for (int i = 0; i < cur->n; i++) {
+        if (fnmatch(c->relative_to, cur->e[i].name, 0) != 0 || !(cur->e[i].med > 0) || &cur->e[i] == e) continue;
+        size_t k = 0;
+        while (e->name[k] && e->name[k] == cur->e[i].name[k]) k++;
+        if (!ref || k > best) ref = &cur->e[i], best = k;
+    }
+    if (!ref) return NAN;
+    if (!strcmp(m, "overhead_min")) return e->min > 0 && ref->min > 0 ? (e->min / ref->min - 1.0) * 100.0 : NAN;
+    return (e->med / ref->med - 1.0) * 100.0;
 }
 
 static int meets(const claim *c, double v) {
@@ -158,7 +171,7 @@ wick_status wk_cmp_claims(const char *path, const wk_cmp_file *cur, wick_bench_s
                           json_t *not_measured) {
     json_error_t jerr;
     json_t *doc = json_load_file(path, 0, &jerr);
-    if (!doc) return wk_err(WICK_EFORMAT, "%s: line %d: %s", path, jerr.line, jerr.text);
+    if (!doc) return wk_cmp_json_error(path, &jerr);
     json_t *arr = json_object_get(doc, "claims");
     wick_status rc = WICK_OK;
     if (!json_is_array(arr)) rc = wk_err(WICK_EFORMAT, "%s: \"claims\": expected an array", path);

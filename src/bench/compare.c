@@ -16,6 +16,11 @@
 #include <stdlib.h>
 
 /* ---- loading a results document */
+wick_status wk_cmp_json_error(const char *path, const json_error_t *e) {
+    if (e->line < 1) return wk_err(WICK_EIO, "%s: %s", path, e->text); /* could not open or read it */
+    return wk_err(WICK_EFORMAT, "%s: line %d: %s", path, e->line, e->text);
+}
+
 static wick_status entry_from_json(json_t *r, const char *path, size_t idx, wk_cmp_entry *e) {
     json_t *name = json_object_get(r, "name"), *med = json_object_get(r, "median_s");
     if (!json_is_string(name) || !json_is_number(med))
@@ -25,6 +30,7 @@ static wick_status entry_from_json(json_t *r, const char *path, size_t idx, wk_c
     e->name = json_string_value(name);
     e->med = json_number_value(med);
     e->mad = json_number_value(json_object_get(r, "mad_s"));
+    e->min = json_is_number(json_object_get(r, "min_s")) ? json_number_value(json_object_get(r, "min_s")) : NAN;
     json_t *ci = json_object_get(r, "ci");
     if (json_is_object(ci) && json_is_number(json_object_get(ci, "lo_s")) &&
         json_is_number(json_object_get(ci, "hi_s"))) {
@@ -50,7 +56,7 @@ wick_status wk_cmp_load(const char *path, wk_cmp_file *f) {
     f->path = path;
     json_error_t jerr;
     f->doc = json_load_file(path, 0, &jerr);
-    if (!f->doc) return wk_err(WICK_EFORMAT, "%s: line %d: %s", path, jerr.line, jerr.text);
+    if (!f->doc) return wk_cmp_json_error(path, &jerr);
     json_t *ver = json_object_get(f->doc, "schema_version"), *res = json_object_get(f->doc, "results");
     wick_status rc = WICK_OK;
     if (!json_is_integer(ver) || json_integer_value(ver) != 1)

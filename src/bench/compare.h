@@ -11,7 +11,7 @@
 
 typedef struct {
     const char *name;     /* borrowed from the document */
-    double med, mad, lo, hi;
+    double med, mad, lo, hi, min; /* min: the fastest sample (NAN when the file has none) */
     double tp;            /* throughput value (0 when none) */
     const char *tp_unit;  /* NULL when none */
     double metric;
@@ -25,6 +25,8 @@ typedef struct {
     int n;
 } wk_cmp_file;
 
+/* The error for a JSON file jansson could not load: unreadable (EIO) or malformed (EFORMAT, with the line). */
+wick_status wk_cmp_json_error(const char *path, const json_error_t *e);
 /* Loads and validates a results document (schema_version 1). */
 wick_status wk_cmp_load(const char *path, wk_cmp_file *f);
 void wk_cmp_free(wk_cmp_file *f);

@@ -54,6 +54,14 @@ json_t *wk_bench_git_json(void) {
     return json_pack("{s:s, s:s}", "commit", "unknown", "source", "none");
 }
 
+#if defined(__clang__)
+#define COMPILER "clang " __clang_version__
+#elif defined(__GNUC__)
+#define COMPILER "gcc " __VERSION__
+#else
+#define COMPILER "unknown"
+#endif
+
 json_t *wk_bench_build_json(void) {
     json_t *simd = json_array();
 #ifdef __AVX512F__
@@ -79,7 +87,7 @@ json_t *wk_bench_build_json(void) {
     cuda = 1;
 #endif
     return json_pack("{s:s, s:s, s:s, s:o, s:b, s:b, s:b}", "type", WICK_BUILD_TYPE, "flags", WICK_BUILD_FLAGS,
-                     "compiler", "gcc-compatible " __VERSION__, "simd_compiled", simd, "sanitizers", sanitize,
+                     "compiler", COMPILER, "simd_compiled", simd, "sanitizers", sanitize,
                      "cuda", cuda, "openmp",
 #ifdef _OPENMP
                      1

@@ -10,6 +10,7 @@
 #include "backend/backend.h"
 #include "prof.h"
 #include "prof_backend.h"
+#include "model/train_ops.h"
 
 static wk_backend *inner(wk_backend *be) { return ((wk_prof_backend *)be)->in; }
 static void done(wk_backend *be, wk_prof_op op, double t0) {
@@ -93,4 +94,50 @@ void wk_prof_backend_init(wk_prof_backend *p, wk_backend *in, const void *head) 
     if (in->add) p->base.add = p_add;
     if (in->embed) p->base.embed = p_embed;
     if (in->kv_store) p->base.kv_store = p_kv_store;
+}
+
+/* ---- the trainer's op table: its functions take no context, so the wrapped table is a
+ * global (one profile at a time) */
+static const wk_train_ops *g_tin;
+
+static void t_rmsnorm_bwd(float *dx, const float *dy, const float *x, const float *w, int n, int dim, float eps,
+                          int acc) {
+    double t0 = wk_prof_begin();
+    g_tin->rmsnorm_bwd(dx, dy, x, w, n, dim, eps, acc);
+    wk_prof_end(WK_PROF_NORM, t0);
+}
+static void t_rope_bwd(float *d, const int32_t *pos, int n, int nh, int D, const float *inv_freq) {
+    double t0 = wk_prof_begin();
+    g_tin->rope_bwd(d, pos, n, nh, D, inv_freq);
+    wk_prof_end(WK_PROF_ROPE, t0);
+}
+static void t_attn_fwd(float *out, float *lse, const float *q, const float *k, const float *v, const int32_t *rs,
+                       int n, int H, int Hk, int D, float scale) {
+    double t0 = wk_prof_begin();
+    g_tin->attn_fwd(out, lse, q, k, v, rs, n, H, Hk, D, scale);
+    wk_prof_end(WK_PROF_ATTENTION, t0);
+}
+static void t_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
+                       const float *q, const float *k, const float *v, const int32_t *rs, int n, int H, int Hk, int D,
+                       float scale) {
+    double t0 = wk_prof_begin();
+    g_tin->attn_bwd(dq, dk, dv, dout, out, lse, q, k, v, rs, n, H, Hk, D, scale);
+    wk_prof_end(WK_PROF_ATTENTION, t0);
+}
+static void t_swiglu_bwd(float *dg, float *du, const float *dact, const float *g, const float *u, size_t n) {
+    double t0 = wk_prof_begin();
+    g_tin->swiglu_bwd(dg, du, dact, g, u, n);
+    wk_prof_end(WK_PROF_ACT, t0);
+}
+static double t_xent(float *logits, const int32_t *tgt, int rows, int V, float smoothing) {
+    double t0 = wk_prof_begin();
+    double r = g_tin->xent(logits, tgt, rows, V, smoothing);
+    wk_prof_end(WK_PROF_LOSS, t0);
+    return r;
+}
+
+const wk_train_ops *wk_prof_train_ops(const wk_train_ops *in) {
+    static wk_train_ops ops = {t_rmsnorm_bwd, t_rope_bwd, t_attn_fwd, t_attn_bwd, t_swiglu_bwd, t_xent};
+    g_tin = in;
+    return &ops;
 }

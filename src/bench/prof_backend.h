@@ -13,4 +13,8 @@ typedef struct {
 
 /* Fills p so that p->base runs every op of `in`, timed into the profiling table. */
 void wk_prof_backend_init(wk_prof_backend *p, wk_backend *in, const void *head);
+
+/* The trainer's op table (model/train_ops.h) timed the same way; wraps `in` (one at a time). */
+#include "model/train_ops.h"
+const wk_train_ops *wk_prof_train_ops(const wk_train_ops *in);
 #endif

@@ -13,8 +13,9 @@
 
 struct wk_bench {
     wick_bench_opts o;
-    int runs;
+    int runs;                  /* samples per benchmark (at most, under a time budget) */
     double target_s, warmup_s; /* time of one sample; warm-up time */
+    double budget_s;           /* default runs: stop sampling past this, after MIN_SAMPLES; 0 = none */
     int list_only;
     const char *suite;         /* suite of the group running now */
     json_t *results, *skipped, *names;
@@ -35,16 +36,19 @@ wick_status wk_bench_model(wk_bench *b);
 wick_status wk_bench_calibration(wk_bench *b);
 wick_status wk_bench_adapters(wk_bench *b);
 wick_status wk_bench_embed(wk_bench *b);
-wick_status wk_bench_group_sampling(wk_bench *b);  /* suite_sampling.c */
-wick_status wk_bench_group_streaming(wk_bench *b); /* suite_sampling.c */
+wick_status wk_bench_sampling_strategies(wk_bench *b);
+wick_status wk_bench_sampling_vocab(wk_bench *b);
+wick_status wk_bench_generation_cycle(wk_bench *b);
+wick_status wk_bench_streaming(wk_bench *b);
 
 const wk_bench_group wk_bench_groups[] = {
     {"calibration", "calibration", 1, wk_bench_calibration}, /* runs with every suite */
     {"inference", "layer_operations", 0, wk_bench_layer_ops},
     {"inference", "kv_cache", 0, wk_bench_kv_cache},
     {"inference", "embed_throughput", 0, wk_bench_embed},
-    {"sampling", "sampling", 0, wk_bench_group_sampling},
-    {"streaming", "streaming_overhead", 0, wk_bench_group_streaming},
+    {"inference", "generation_simulation", 0, wk_bench_generation_cycle},
+    {"sampling", "sampling_strategies", 0, wk_bench_sampling_strategies},
+    {"sampling", "sampling_vocab_scaling", 0, wk_bench_sampling_vocab},
     {"lora", "lora_forward", 0, wk_bench_lora_forward},
     {"lora", "lora_rank_scaling", 0, wk_bench_lora_rank_scaling},
     {"lora", "lora_fused_vs_unfused", 0, wk_bench_lora_fused},
@@ -52,6 +56,7 @@ const wk_bench_group wk_bench_groups[] = {
     {"training", "optimizer_step", 0, wk_bench_optimizer_step},
     {"training", "full_training_step", 0, wk_bench_full_training_step},
     {"adapters", "adapters", 1, wk_bench_adapters},
+    {"streaming", "streaming_overhead", 1, wk_bench_streaming},
     {"model", "model", 1, wk_bench_model},
 };
 const int wk_bench_n_groups = (int)WK_ARRAY_LEN(wk_bench_groups);
@@ -133,27 +138,81 @@ static int report(wk_bench *b, const wk_bench_case *c, const wk_stats *st, int64
     return b->fn(&r, b->user);
 }
 
-wick_status wk_bench_measure(wk_bench *b, const wk_bench_case *c, wk_bench_iter_fn fn, void *state) {
-    if (b->list_only || (b->o.filter && *b->o.filter && fnmatch(b->o.filter, c->name, 0) != 0)) return WICK_OK;
+static int filtered_out(const wk_bench *b, const char *name) {
+    return b->list_only || (b->o.filter && *b->o.filter && fnmatch(b->o.filter, name, 0) != 0);
+}
+
+/* Warms up and returns the iterations one sample should hold. */
+static int64_t calibrate(wk_bench *b, const wk_bench_case *c, wk_bench_iter_fn fn, void *state) {
     double per_iter = warm_up(b, c, fn, state);
     int64_t iters = per_iter > 0 ? (int64_t)(b->target_s / per_iter + 0.5) : 1000;
     if (iters < 1) iters = 1;
     if (iters > 100000000) iters = 100000000;
     if (c->max_iters > 0 && iters > c->max_iters) iters = c->max_iters;
+    return iters;
+}
+
+/* One timed sample: seconds per iteration. */
+static double sample(const wk_bench_case *c, wk_bench_iter_fn fn, void *state, int64_t iters) {
+    if (c->before_sample) c->before_sample(state);
+    double t0 = wk_now();
+    for (int64_t i = 0; i < iters; i++) fn(state);
+    return (wk_now() - t0) / (double)iters;
+}
+
+enum { MIN_SAMPLES = 5 };
+
+/* Whether to stop sampling after n samples that began at t0: only with default runs, once
+ * MIN_SAMPLES are in and the time budget is spent (a whole-model step can take seconds). */
+static int out_of_time(const wk_bench *b, int n, double t0) {
+    return b->budget_s > 0 && n >= MIN_SAMPLES && wk_now() - t0 > b->budget_s;
+}
+
+/* Statistics, the JSON entry and the callback for one case's n samples. */
+static wick_status record(wk_bench *b, const wk_bench_case *c, const double *xs, int n, int64_t iters) {
+    wk_stats st;
+    wick_status rc = wk_stats_compute(xs, n, &st);
+    if (rc != WICK_OK) return rc;
+    json_array_append_new(b->results, result_json(b, c, &st, iters, xs));
+    if (report(b, c, &st, iters)) rc = wk_err(WICK_ECANCELLED, "benchmark run stopped by the caller");
+    return rc;
+}
+
+wick_status wk_bench_measure(wk_bench *b, const wk_bench_case *c, wk_bench_iter_fn fn, void *state) {
+    if (filtered_out(b, c->name)) return WICK_OK;
+    int64_t iters = calibrate(b, c, fn, state);
     double *xs = wk_malloc(sizeof(double) * (size_t)b->runs, "benchmark samples");
     if (!xs) return WICK_ENOMEM;
-    for (int s = 0; s < b->runs; s++) {
-        if (c->before_sample) c->before_sample(state);
-        double t0 = wk_now();
-        for (int64_t i = 0; i < iters; i++) fn(state);
-        xs[s] = (wk_now() - t0) / (double)iters;
+    int n = 0;
+    for (double t0 = wk_now(); n < b->runs && !out_of_time(b, n, t0); n++) xs[n] = sample(c, fn, state, iters);
+    wick_status rc = record(b, c, xs, n, iters);
+    wk_free(xs);
+    return rc;
+}
+
+wick_status wk_bench_measure_pair(wk_bench *b, const wk_bench_case *ca, wk_bench_iter_fn fa,
+                                  const wk_bench_case *cb, wk_bench_iter_fn fb, void *state) {
+    int want_a = !filtered_out(b, ca->name), want_b = !filtered_out(b, cb->name);
+    if (!want_a || !want_b) {
+        wick_status rc = want_a ? wk_bench_measure(b, ca, fa, state) : WICK_OK;
+        return rc == WICK_OK && want_b ? wk_bench_measure(b, cb, fb, state) : rc;
     }
-    wk_stats st;
-    wick_status rc = wk_stats_compute(xs, b->runs, &st);
-    if (rc == WICK_OK) {
-        json_array_append_new(b->results, result_json(b, c, &st, iters, xs));
-        if (report(b, c, &st, iters)) rc = wk_err(WICK_ECANCELLED, "benchmark run stopped by the caller");
+    int64_t ia = calibrate(b, ca, fa, state), ib = calibrate(b, cb, fb, state);
+    double *xs = wk_malloc(sizeof(double) * 2 * (size_t)b->runs, "benchmark samples");
+    if (!xs) return WICK_ENOMEM;
+    int n = 0;
+    for (double t0 = wk_now(); n < b->runs && !out_of_time(b, n, t0); n++) { /* A B, B A, ...: drift hits both */
+        int i = n;
+        if (i & 1) {
+            xs[b->runs + i] = sample(cb, fb, state, ib);
+            xs[i] = sample(ca, fa, state, ia);
+        } else {
+            xs[i] = sample(ca, fa, state, ia);
+            xs[b->runs + i] = sample(cb, fb, state, ib);
+        }
     }
+    wick_status rc = record(b, ca, xs, n, ia);
+    if (rc == WICK_OK) rc = record(b, cb, xs + b->runs, n, ib);
     wk_free(xs);
     return rc;
 }
@@ -188,6 +247,7 @@ static void init_bench(wk_bench *b, const wick_bench_opts *o) {
     if (!b->o.suite) b->o.suite = d.suite;
     if (!b->o.device) b->o.device = d.device;
     b->runs = b->o.runs > 0 ? b->o.runs : (b->o.quick ? 5 : 20);
+    b->budget_s = b->o.runs > 0 ? 0 : 15.0; /* an explicit --runs is honoured exactly */
     b->target_s = b->o.quick ? 0.004 : 0.02;
     b->warmup_s = b->o.quick ? 0.03 : 0.2;
 }

@@ -4,6 +4,9 @@
  *   model_decode/NAME/ctx_128       one token at a time after a 128-token prompt (the
  *                                   context grows to at most 256; the prompt is re-run,
  *                                   untimed, before each sample); throughput tok/s
+ *   model_training/NAME/step_4x64   one LoRA training step (r8, alpha 16, all seven
+ *                                   projections): forward + backward of 4 sequences of 64
+ *                                   tokens, then AdamW; throughput tok/s
  * Presets are written once (bf16, seed 1) under $WICK_BENCH_CACHE, else
  * $TMPDIR/wick-bench-models, else /tmp/wick-bench-models, and reused.
  */
@@ -16,7 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum { PROMPT = 128, DECODE_WINDOW = 128 };
+enum { PROMPT = 128, DECODE_WINDOW = 128, TRAIN_B = 4, TRAIN_T = 64 };
 
 wick_status wk_bench_preset_dir(const char *preset, char *out, size_t cap) {
     const char *root = getenv("WICK_BENCH_CACHE");
@@ -62,12 +65,46 @@ static void it_decode(void *p) {
     st->next = (st->next * 31 + 7) % st->vocab;
 }
 
+typedef struct {
+    wick_trainer *t;
+    int32_t ids[TRAIN_B * TRAIN_T];
+    int lens[TRAIN_B];
+} train_state;
+
+static void it_train_step(void *p) {
+    train_state *st = p;
+    double loss = 0;
+    int64_t n = 0;
+    if (wick_trainer_accumulate(st->t, st->ids, st->ids, st->lens, TRAIN_B, &loss, &n) == WICK_OK)
+        wick_trainer_step(st->t, n, NULL, NULL);
+}
+
+/* model_training/NAME/step_4x64 on an already loaded model. */
+static wick_status training_case(wk_bench *b, const char *name, wick_model *m, int vocab) {
+    train_state st = {0};
+    wick_adapter *a = NULL;
+    wick_lora_config cfg = wick_lora_config_default();
+    wick_train_opts to = wick_train_opts_default();
+    to.lr = 1e-5f;
+    wick_status rc = wick_adapter_new(m, &cfg, 1, &a);
+    if (rc == WICK_OK) rc = wick_trainer_new(m, a, &to, &st.t);
+    for (int i = 0; i < TRAIN_B * TRAIN_T; i++) st.ids[i] = (int32_t)((i * 7919u + 13) % (unsigned)vocab);
+    for (int i = 0; i < TRAIN_B; i++) st.lens[i] = TRAIN_T;
+    wk_bench_case c = {.name = name, .work = TRAIN_B * TRAIN_T, .unit = "tok/s"};
+    if (rc == WICK_OK) rc = wk_bench_measure(b, &c, it_train_step, &st);
+    wick_trainer_free(st.t);
+    wick_adapter_free(a);
+    return rc;
+}
+
 static wick_status model_cases(wk_bench *b, const char *label, const char *dir) {
-    char pre[1200], dec[1200];
+    char pre[1200], dec[1200], trn[1200];
     snprintf(pre, sizeof pre, "model_prefill/%s/prompt_%d", label, PROMPT);
     snprintf(dec, sizeof dec, "model_decode/%s/ctx_%d", label, PROMPT);
+    snprintf(trn, sizeof trn, "model_training/%s/step_%dx%d", label, TRAIN_B, TRAIN_T);
     int want_pre = wk_bench_selected(b, pre), want_dec = wk_bench_selected(b, dec);
-    if (!want_pre && !want_dec) return WICK_OK;
+    int want_trn = wk_bench_selected(b, trn);
+    if (!want_pre && !want_dec && !want_trn) return WICK_OK;
     model_state st = {0};
     wick_status rc = wk_bench_model_load(b, dir, &st.m);
     wick_model_info info;
@@ -83,6 +120,7 @@ static wick_status model_cases(wk_bench *b, const char *label, const char *dir) 
                             .max_iters = DECODE_WINDOW};
         if (want_pre) rc = wk_bench_measure(b, &cp, it_prefill, &st);
         if (rc == WICK_OK && want_dec) rc = wk_bench_measure(b, &cd, it_decode, &st);
+        if (rc == WICK_OK && want_trn) rc = training_case(b, trn, st.m, info.vocab_size);
     }
     wick_session_free(st.s);
     wick_model_free(st.m);
@@ -125,10 +163,12 @@ wick_status wk_bench_model(wk_bench *b) {
     int n = wk_bench_model_labels(b, labels, 8);
     wick_status rc = WICK_OK;
     for (int i = 0; i < n && rc == WICK_OK; i++) {
-        char pre[1200], dec[1200];
+        char pre[1200], dec[1200], trn[1200];
         snprintf(pre, sizeof pre, "model_prefill/%s/prompt_%d", labels[i], PROMPT);
         snprintf(dec, sizeof dec, "model_decode/%s/ctx_%d", labels[i], PROMPT);
-        if (!wk_bench_selected(b, pre) && !wk_bench_selected(b, dec)) continue; /* lists names, writes nothing */
+        snprintf(trn, sizeof trn, "model_training/%s/step_%dx%d", labels[i], TRAIN_B, TRAIN_T);
+        int any = wk_bench_selected(b, pre) | wk_bench_selected(b, dec) | wk_bench_selected(b, trn);
+        if (!any) continue; /* lists names, writes nothing */
         rc = wk_bench_model_dir(b, labels[i], dir, sizeof dir);
         if (rc == WICK_OK) rc = model_cases(b, labels[i], dir);
     }

@@ -1,12 +1,15 @@
 /*
  * suite_train.c — benchmark groups gradient_computation/forward_backward (one
  * LoRA layer 512², r8, input (2, 16, 512)), optimizer_step/adamw_step (one
- * 512×512 parameter, torch AdamW defaults) and full_training_step/complete_iteration
- * (LoRA layer 512², r8, input (4, 64, 512): forward, cross-entropy over the 512
- * outputs, backward for A and B, AdamW on both).
+ * 512×512 parameter, torch AdamW defaults, the trainer's own wk_adamw) and
+ * full_training_step/complete_iteration (LoRA layer 512², r8, input (4, 64, 512):
+ * forward, cross-entropy over the 512 outputs, backward for A and B, AdamW on both).
+ * The single-layer forward/backward is src/bench/kernels.c (the seed's benchmark
+ * definition); whole-model training is model_training in suite_model.c.
  */
 #include "bench.h"
 #include "kernels.h"
+#include "train/train.h"
 
 typedef struct {
     wk_bk_lora l;
@@ -98,7 +101,7 @@ typedef struct {
 
 static void it_adamw(void *q) {
     adamw_state *s = q;
-    wk_bk_adamw(s->p, s->g, s->m, s->v, s->n, ++s->t, &s->c);
+    wk_adamw(s->p, s->g, s->m, s->v, s->n, ++s->t, s->c.lr, s->c.beta1, s->c.beta2, s->c.eps, s->c.weight_decay);
     wk_bench_sink(s->p);
 }
 

@@ -11,6 +11,8 @@ int wk_prof_on;
 static _Atomic int64_t g_ns[WK_PHASE_COUNT][WK_PROF_COUNT];
 static _Atomic int64_t g_calls[WK_PHASE_COUNT][WK_PROF_COUNT];
 static _Atomic int g_phase;
+static double g_phase_t0;                  /* when the current phase began */
+static double g_phase_wall[WK_PHASE_COUNT]; /* wall time spent in each phase */
 
 double wk_prof_begin(void) { return wk_prof_on ? wk_now() : 0.0; }
 
@@ -28,7 +30,17 @@ void wk_prof_end(wk_prof_op op, double t0) {
 
 wk_prof_phase wk_prof_set_phase(wk_prof_phase p) {
     if ((unsigned)p >= WK_PHASE_COUNT) p = WK_PHASE_NONE;
-    return (wk_prof_phase)atomic_exchange(&g_phase, (int)p);
+    wk_prof_phase old = (wk_prof_phase)atomic_exchange(&g_phase, (int)p);
+    if (wk_prof_on) {
+        double now = wk_now();
+        g_phase_wall[old] += now - g_phase_t0;
+        g_phase_t0 = now;
+    }
+    return old;
+}
+
+double wk_prof_phase_seconds(wk_prof_phase p) {
+    return (unsigned)p < WK_PHASE_COUNT ? g_phase_wall[p] : 0;
 }
 
 void wk_prof_reset(void) {
@@ -38,6 +50,8 @@ void wk_prof_reset(void) {
             atomic_store(&g_calls[p][o], 0);
         }
     atomic_store(&g_phase, WK_PHASE_NONE);
+    memset(g_phase_wall, 0, sizeof g_phase_wall);
+    g_phase_t0 = wk_now();
 }
 
 void wk_prof_enable(int on) {

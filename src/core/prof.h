@@ -58,10 +58,13 @@ double wk_prof_begin(void);
 void wk_prof_end(wk_prof_op op, double t0);
 /* Adds seconds directly (for times measured elsewhere, e.g. CUDA events). */
 void wk_prof_add(wk_prof_op op, double seconds);
-/* Sets the phase later ops are charged to; returns the previous phase. */
+/* Sets the phase later ops are charged to; returns the previous phase. While profiling
+ * is on it also accounts the wall time spent in each phase (wk_prof_phase_seconds), so
+ * code that switches phase (a trainer entering its backward) needs nothing else. */
 wk_prof_phase wk_prof_set_phase(wk_prof_phase p);
+double wk_prof_phase_seconds(wk_prof_phase p);
 
-/* Clears the table and turns profiling on (1) or off (0). */
+/* Clears the table (phase back to none, phase clocks restarted) and turns profiling on (1) or off (0). */
 void wk_prof_enable(int on);
 void wk_prof_reset(void);
 /* Reads one entry: seconds and call count. */
