@@ -45,15 +45,34 @@ static void quantize_x(const float *x, int64_t n, xq_blk *out) {
     }
 }
 
-static inline float h2f(const uint8_t *p) { return wk_f16_to_f32((uint16_t)(p[0] | p[1] << 8)); }
+static inline float h2f(const uint8_t *p) {
+#if defined(__F16C__)
+    return _cvtsh_ss((unsigned short)(p[0] | p[1] << 8));
+#else
+    return wk_f16_to_f32((uint16_t)(p[0] | p[1] << 8));
+#endif
+}
+
+/* Up to XT rows of x share each decoded weight block. */
+#define XT 4
+
+static void k4_scale_min(int j, const uint8_t *q, int *d, int *m) {
+    if (j < 4) {
+        *d = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *d = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
 
 #if defined(__AVX2__)
-/* Σ over 4-byte groups of u·s (u unsigned 8-bit, s signed 8-bit) into 8 int32 lanes. */
-static inline __m256i dot_u8s8(__m256i u, __m256i s) {
+/* Σ over 4-byte groups of u·s (u unsigned 8-bit, s signed 8-bit) into 8 int32 lanes, added to acc. */
+static inline __m256i dot_u8s8(__m256i acc, __m256i u, __m256i s) {
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
-    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
+    return _mm256_dpbusd_epi32(acc, u, s);
 #else
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
 #endif
 }
 static inline float hsum8(__m256 v) {
@@ -67,130 +86,108 @@ static inline __m256i nibbles32(const uint8_t *p) {
     __m128i q = _mm_loadu_si128((const __m128i *)p), m = _mm_set1_epi8(0x0F);
     return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m), _mm_and_si128(q, m));
 }
-#endif
+static inline __m256i ldx(const xq_blk *x) { return _mm256_loadu_si256((const __m256i *)x->q); }
 
-/* Integer Σ q_w·q_x over 32 elements: w unsigned (0..15 nibbles) or signed (Q8_0). */
-static inline int32_t idot_u(const uint8_t *w, const int8_t *x) {
+/* Q8_0 / Q4_0 / Q4_1 rows (type t, nb 32-blocks) against nx <= XT rows of x (xs blocks apart). */
+static void dots_b32(int t, const uint8_t *w, const xq_blk *x, int64_t xs, int nx, int64_t nb, float *out) {
+    __m256 acc[XT];
+    float corr[XT] = {0};
+    for (int i = 0; i < XT; i++) acc[i] = _mm256_setzero_ps();
+    const int bsz = t == WK_Q_Q8_0 ? 34 : t == WK_Q_Q4_0 ? 18 : 20;
+    for (int64_t b = 0; b < nb; b++, w += bsz) {
+        float dw = h2f(w), mw = t == WK_Q_Q4_1 ? h2f(w + 2) : 0;
+        __m256i u, sgn = _mm256_setzero_si256();
+        if (t == WK_Q_Q8_0) {
+            sgn = _mm256_loadu_si256((const __m256i *)(w + 2));
+            u = _mm256_sign_epi8(sgn, sgn);
+        } else {
+            u = nibbles32(w + (t == WK_Q_Q4_0 ? 2 : 4));
+        }
+        for (int i = 0; i < XT; i++) {
+            if (i >= nx) break;
+            const xq_blk *xb = x + i * xs + b;
+            __m256i sx = t == WK_Q_Q8_0 ? _mm256_sign_epi8(ldx(xb), sgn) : ldx(xb);
+            __m256i p = dot_u8s8(_mm256_setzero_si256(), u, sx);
+            float dd = dw * xb->d;
+            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dd), acc[i]);
+            if (t == WK_Q_Q4_0) corr[i] -= dd * (float)(8 * xb->s);
+            else if (t == WK_Q_Q4_1) corr[i] += mw * xb->d * (float)xb->s;
+        }
+    }
+    for (int i = 0; i < nx; i++) out[i] = hsum8(acc[i]) + corr[i];
+}
+
+/* Q4_K rows (nsb 256-superblocks) against nx <= XT rows of x. */
+static void dots_q4_k(const uint8_t *w, const xq_blk *x, int64_t xs, int nx, int64_t nsb, float *out) {
+    __m256 acc[XT];
+    float macc[XT] = {0};
+    for (int i = 0; i < XT; i++) acc[i] = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    for (int64_t b = 0; b < nsb; b++, w += 144) {
+        float d = h2f(w), dmin = h2f(w + 2);
+        int sc[8], mn[8];
+        for (int j = 0; j < 8; j++) k4_scale_min(j, w + 4, &sc[j], &mn[j]);
+        for (int c = 0; c < 4; c++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(w + 16 + 32 * c));
+            __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            for (int i = 0; i < XT; i++) {
+                if (i >= nx) break;
+                const xq_blk *x0 = x + i * xs + 8 * b + 2 * c, *x1 = x0 + 1;
+                __m256 p0 = _mm256_cvtepi32_ps(dot_u8s8(_mm256_setzero_si256(), lo, ldx(x0)));
+                __m256 p1 = _mm256_cvtepi32_ps(dot_u8s8(_mm256_setzero_si256(), hi, ldx(x1)));
+                acc[i] = _mm256_fmadd_ps(p0, _mm256_set1_ps(d * sc[2 * c] * x0->d), acc[i]);
+                acc[i] = _mm256_fmadd_ps(p1, _mm256_set1_ps(d * sc[2 * c + 1] * x1->d), acc[i]);
+                macc[i] += dmin * (mn[2 * c] * x0->d * (float)x0->s + mn[2 * c + 1] * x1->d * (float)x1->s);
+            }
+        }
+    }
+    for (int i = 0; i < nx; i++) out[i] = hsum8(acc[i]) - macc[i];
+}
+#else
+/* Scalar versions: the quants of block b of w as integers (0..15 or -128..127). */
+static void unpack_b32(int t, const uint8_t *blk, int *q) {
+    if (t == WK_Q_Q8_0) { for (int j = 0; j < 32; j++) q[j] = (int8_t)blk[2 + j]; return; }
+    const uint8_t *qs = blk + (t == WK_Q_Q4_0 ? 2 : 4);
+    for (int j = 0; j < 16; j++) { q[j] = qs[j] & 0xF; q[j + 16] = qs[j] >> 4; }
+}
+static int32_t idot(const int *q, const int8_t *x) {
     int32_t s = 0;
-    for (int j = 0; j < 32; j++) s += w[j] * x[j];
+    for (int j = 0; j < 32; j++) s += q[j] * x[j];
     return s;
 }
-
-static float dot_q8_0(const uint8_t *w, const xq_blk *x, int64_t nb) {
-#if defined(__AVX2__)
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; b++, w += 34) {
-        __m256i qw = _mm256_loadu_si256((const __m256i *)(w + 2)), qx = _mm256_loadu_si256((const __m256i *)x[b].q);
-        __m256i p = dot_u8s8(_mm256_sign_epi8(qw, qw), _mm256_sign_epi8(qx, qw));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(h2f(w) * x[b].d), acc);
-    }
-    return hsum8(acc);
-#else
-    float acc = 0;
-    for (int64_t b = 0; b < nb; b++, w += 34) {
-        int32_t s = 0;
-        for (int j = 0; j < 32; j++) s += (int8_t)w[2 + j] * x[b].q[j];
-        acc += h2f(w) * x[b].d * (float)s;
-    }
-    return acc;
-#endif
-}
-
-/* Σ_j q_w·q_x for one 32-block of 16 packed nibble bytes. */
-static inline int32_t nib_dot(const uint8_t *qs, const int8_t *x) {
-#if defined(__AVX2__)
-    __m256i p = dot_u8s8(nibbles32(qs), _mm256_loadu_si256((const __m256i *)x));
-    __m128i r = _mm_add_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
-    r = _mm_hadd_epi32(r, r);
-    return _mm_cvtsi128_si32(_mm_hadd_epi32(r, r));
-#else
-    uint8_t u[32];
-    for (int j = 0; j < 16; j++) { u[j] = qs[j] & 0xF; u[j + 16] = qs[j] >> 4; }
-    return idot_u(u, x);
-#endif
-}
-
-static float dot_q4_0(const uint8_t *w, const xq_blk *x, int64_t nb) {
-#if defined(__AVX2__)
-    __m256 acc = _mm256_setzero_ps();
-    float corr = 0;
-    for (int64_t b = 0; b < nb; b++, w += 18) {
-        float dd = h2f(w) * x[b].d;
-        __m256i p = dot_u8s8(nibbles32(w + 2), _mm256_loadu_si256((const __m256i *)x[b].q));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dd), acc);
-        corr += dd * (float)(8 * x[b].s);
-    }
-    return hsum8(acc) - corr;
-#else
-    float acc = 0;
-    for (int64_t b = 0; b < nb; b++, w += 18) acc += h2f(w) * x[b].d * (float)(nib_dot(w + 2, x[b].q) - 8 * x[b].s);
-    return acc;
-#endif
-}
-
-static float dot_q4_1(const uint8_t *w, const xq_blk *x, int64_t nb) {
-#if defined(__AVX2__)
-    __m256 acc = _mm256_setzero_ps();
-    float macc = 0;
-    for (int64_t b = 0; b < nb; b++, w += 20) {
-        __m256i p = dot_u8s8(nibbles32(w + 4), _mm256_loadu_si256((const __m256i *)x[b].q));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(h2f(w) * x[b].d), acc);
-        macc += h2f(w + 2) * x[b].d * (float)x[b].s;
-    }
-    return hsum8(acc) + macc;
-#else
-    float acc = 0;
-    for (int64_t b = 0; b < nb; b++, w += 20)
-        acc += h2f(w) * x[b].d * (float)nib_dot(w + 4, x[b].q) + h2f(w + 2) * x[b].d * (float)x[b].s;
-    return acc;
-#endif
-}
-
-static void k4_scale_min(int j, const uint8_t *q, int *d, int *m) {
-    if (j < 4) {
-        *d = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *d = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+static void dots_b32(int t, const uint8_t *w, const xq_blk *x, int64_t xs, int nx, int64_t nb, float *out) {
+    const int bsz = t == WK_Q_Q8_0 ? 34 : t == WK_Q_Q4_0 ? 18 : 20;
+    for (int i = 0; i < nx; i++) out[i] = 0;
+    int q[32];
+    for (int64_t b = 0; b < nb; b++, w += bsz) {
+        unpack_b32(t, w, q);
+        float dw = h2f(w);
+        for (int i = 0; i < nx; i++) {
+            const xq_blk *xb = x + i * xs + b;
+            int32_t p = idot(q, xb->q) - (t == WK_Q_Q4_0 ? 8 * xb->s : 0);
+            out[i] += dw * xb->d * (float)p + (t == WK_Q_Q4_1 ? h2f(w + 2) * xb->d * (float)xb->s : 0.f);
+        }
     }
 }
-
-/* Q4_K: 8 sub-blocks of 32 per 256-superblock; x blocks align with sub-blocks. */
-static float dot_q4_k(const uint8_t *w, const xq_blk *x, int64_t nsb) {
-    float acc = 0;
-    for (int64_t b = 0; b < nsb; b++, w += 144, x += 8) {
-        float d = h2f(w), dmin = h2f(w + 2), sacc = 0, macc = 0;
-        const uint8_t *qs = w + 16;
-#if defined(__AVX2__)
-        __m256 vacc = _mm256_setzero_ps();
-        const __m256i m4 = _mm256_set1_epi8(0x0F);
-#endif
-        for (int c = 0; c < 4; c++, qs += 32) {
+static void dots_q4_k(const uint8_t *w, const xq_blk *x, int64_t xs, int nx, int64_t nsb, float *out) {
+    for (int i = 0; i < nx; i++) out[i] = 0;
+    int lo[32], hi[32];
+    for (int64_t b = 0; b < nsb; b++, w += 144) {
+        float d = h2f(w), dmin = h2f(w + 2);
+        for (int c = 0; c < 4; c++) {
             int sc0, m0, sc1, m1;
             k4_scale_min(2 * c, w + 4, &sc0, &m0);
             k4_scale_min(2 * c + 1, w + 4, &sc1, &m1);
-            const xq_blk *x0 = &x[2 * c], *x1 = &x[2 * c + 1];
-            macc += m0 * x0->d * (float)x0->s + m1 * x1->d * (float)x1->s;
-#if defined(__AVX2__)
-            __m256i q = _mm256_loadu_si256((const __m256i *)qs);
-            __m256i p0 = dot_u8s8(_mm256_and_si256(q, m4), _mm256_loadu_si256((const __m256i *)x0->q));
-            __m256i p1 = dot_u8s8(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), _mm256_loadu_si256((const __m256i *)x1->q));
-            vacc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(sc0 * x0->d), vacc);
-            vacc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(sc1 * x1->d), vacc);
-#else
-            uint8_t lo[32], hi[32];
-            for (int l = 0; l < 32; l++) { lo[l] = qs[l] & 0xF; hi[l] = qs[l] >> 4; }
-            sacc += sc0 * x0->d * (float)idot_u(lo, x0->q) + sc1 * x1->d * (float)idot_u(hi, x1->q);
-#endif
+            for (int l = 0; l < 32; l++) { lo[l] = w[16 + 32 * c + l] & 0xF; hi[l] = w[16 + 32 * c + l] >> 4; }
+            for (int i = 0; i < nx; i++) {
+                const xq_blk *x0 = x + i * xs + 8 * b + 2 * c, *x1 = x0 + 1;
+                out[i] += d * (sc0 * x0->d * (float)idot(lo, x0->q) + sc1 * x1->d * (float)idot(hi, x1->q)) -
+                          dmin * (m0 * x0->d * (float)x0->s + m1 * x1->d * (float)x1->s);
+            }
         }
-#if defined(__AVX2__)
-        sacc = hsum8(vacc);
-#endif
-        acc += d * sacc - dmin * macc;
     }
-    return acc;
 }
+#endif
 
 /* fp32 dot of n floats; weights given as f32 or bf16. */
 static float dot_f32(const float *a, const float *b, int64_t n) {
@@ -223,13 +220,10 @@ static float dot_bf16(const uint16_t *w, const float *x, int64_t n) {
 
 static bool uses_xq(int t) { return t == WK_Q_Q8_0 || t == WK_Q_Q4_0 || t == WK_Q_Q4_1 || t == WK_Q_Q4_K; }
 
-static float row_dot_xq(int t, const uint8_t *w, const xq_blk *x, int64_t in) {
-    switch (t) {
-    case WK_Q_Q8_0: return dot_q8_0(w, x, in / 32);
-    case WK_Q_Q4_0: return dot_q4_0(w, x, in / 32);
-    case WK_Q_Q4_1: return dot_q4_1(w, x, in / 32);
-    default: return dot_q4_k(w, x, in / WK_QK_K);
-    }
+/* One weight row against nx <= XT rows of quantized x. */
+static void row_dots_xq(int t, const uint8_t *w, const xq_blk *x, int64_t xs, int nx, int64_t in, float *out) {
+    if (t == WK_Q_Q4_K) dots_q4_k(w, x, xs, nx, in / WK_QK_K, out);
+    else dots_b32(t, w, x, xs, nx, in / 32, out);
 }
 
 static wick_status check_args(int64_t n, int64_t in, int t, int64_t out, size_t *row_bytes) {
@@ -255,7 +249,12 @@ wick_status wk_qmatmul(float *y, const float *x, int64_t n, int64_t in, const vo
         for (int64_t i = 0; i < n; i++) quantize_x(x + i * in, in, xq + i * (in / 32));
 #pragma omp parallel for num_threads(nt) schedule(static)
         for (int64_t r = 0; r < out; r++)
-            for (int64_t i = 0; i < n; i++) y[i * out + r] = row_dot_xq(t, W + r * rb, xq + i * (in / 32), in);
+            for (int64_t i = 0; i < n; i += XT) {
+                float o[XT];
+                int nx = (int)WK_MIN(XT, n - i);
+                row_dots_xq(t, W + r * rb, xq + i * (in / 32), in / 32, nx, in, o);
+                for (int k = 0; k < nx; k++) y[(i + k) * out + r] = o[k];
+            }
         wk_free(xq);
         return WICK_OK;
     }
