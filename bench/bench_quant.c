@@ -1,7 +1,7 @@
 /*
  * bench_quant.c — quantized matvec/matmul throughput (wk_qmatmul) for Q8_0, Q4_1,
  * Q4_K, Q4_0 and BF16 weights at Qwen2.5-0.5B MLP shapes (896 x 4864 and 4864 x 896),
- * 1 and 2 threads, n = 1 (decode) and n = 16 (prefill-like). Prints one JSON object:
+ * 1 and 2 threads, n = 1 (decode) and n = 64 (prefill). Prints one JSON object:
  * GB/s counts the weight bytes read per call, GFLOP/s counts 2·n·in·out (both from the
  * best wall time of 5); cpu_ms is the process CPU time of that run per call (all threads),
  * a steadier figure on a shared machine.
@@ -35,10 +35,10 @@ int main(int argc, char **argv) {
     int quick = argc > 1 && !strcmp(argv[1], "--quick");
     const int types[] = {WK_Q_Q8_0, WK_Q_Q4_1, WK_Q_Q4_K, WK_Q_Q4_0, WK_Q_BF16};
     const int shapes[2][2] = {{4864, 896}, {896, 4864}}; /* {out, in} */
-    const int ns[] = {1, 16}, threads[] = {1, 2};
-    float *x = malloc(sizeof(float) * 16 * 4864), *y = malloc(sizeof(float) * 16 * 4864);
+    const int ns[] = {1, 64}, threads[] = {1, 2};
+    float *x = malloc(sizeof(float) * 64 * 4864), *y = malloc(sizeof(float) * 64 * 4864);
     float *wf = malloc(sizeof(float) * 4864 * 896);
-    for (int i = 0; i < 16 * 4864; i++) x[i] = (float)((i * 2654435761u) % 1000) / 500.f - 1.f;
+    for (int i = 0; i < 64 * 4864; i++) x[i] = (float)((i * 2654435761u) % 1000) / 500.f - 1.f;
     for (int i = 0; i < 4864 * 896; i++) wf[i] = (float)((i * 40503u) % 997) / 9970.f - 0.05f;
     printf("{\"bench\":\"quant_matmul\",\"results\":[");
     int first = 1;

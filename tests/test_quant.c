@@ -208,10 +208,10 @@ static uint8_t *make_weights(int t, int64_t out, int64_t in) {
 static void test_kernels(void) {
     const int types[] = {WK_Q_Q8_0, WK_Q_Q4_0, WK_Q_Q4_1, WK_Q_Q4_K, WK_Q_Q5_0, WK_Q_Q5_1,
                          WK_Q_Q5_K, WK_Q_Q6_K, WK_Q_F16, WK_Q_BF16, WK_Q_F32};
-    const int64_t in = 768, out = 45, n = 3;
-    float *x = malloc(sizeof(float) * n * in), *y = malloc(sizeof(float) * n * out), *y1 = malloc(sizeof(float) * n * out);
-    float *yr = malloc(sizeof(float) * n * out), *row = malloc(sizeof(float) * in);
-    for (int64_t i = 0; i < n * in; i++) x[i] = frand() * (i % 5 == 0 ? 3.f : 1.f);
+    const int64_t in = 768, out = 45, n = 3, nbig = WK_QMM_GEMM_MIN_N + 3;
+    float *x = malloc(sizeof(float) * nbig * in), *y = malloc(sizeof(float) * nbig * out), *y1 = malloc(sizeof(float) * n * out);
+    float *yr = malloc(sizeof(float) * nbig * out), *yg = malloc(sizeof(float) * nbig * out), *row = malloc(sizeof(float) * in);
+    for (int64_t i = 0; i < nbig * in; i++) x[i] = frand() * (i % 5 == 0 ? 3.f : 1.f);
     for (size_t k = 0; k < WK_ARRAY_LEN(types); k++) {
         int t = types[k];
         bool xq = t == WK_Q_Q8_0 || t == WK_Q_Q4_0 || t == WK_Q_Q4_1 || t == WK_Q_Q4_K;
@@ -244,11 +244,24 @@ static void test_kernels(void) {
                                                     wk_qtype_name(t), (long long)r, y1[r], y[r]);
         }
         CHECK(bad == 0, "%s kernel: %d outputs outside tolerance", wk_qtype_name(t), bad);
+        /* the dequantize + sgemm path (n >= WK_QMM_GEMM_MIN_N): x is not quantized, fp32 accumulation only */
+        CHECK_OK(wk_qmatmul_ref(yr, x, nbig, in, w, t, out));
+        CHECK_OK(wk_qmatmul(yg, x, nbig, in, w, t, out));
+        double worst = 0;
+        for (int64_t r = 0; r < out; r++) {
+            wk_dequant_row(t, w + r * rb, row, in);
+            for (int64_t i = 0; i < nbig; i++) {
+                double mag = 0;
+                for (int64_t k2 = 0; k2 < in; k2++) mag += fabs(row[k2] * x[i * in + k2]);
+                worst = fmax(worst, fabs(yg[i * out + r] - yr[i * out + r]) / (mag + 1e-30));
+            }
+        }
+        CHECK(worst < 1e-5, "%s sgemm path: worst error %g of sum |w x|", wk_qtype_name(t), worst);
         free(w);
     }
     float dummy[32] = {0};
     CHECK(wk_qmatmul(y, x, 1, 100, dummy, WK_Q_Q4_0, 1) == WICK_EINVAL, "in not a multiple of 32 rejected");
-    free(x); free(y); free(y1); free(yr); free(row);
+    free(x); free(y); free(y1); free(yr); free(yg); free(row);
 }
 
 int main(void) {

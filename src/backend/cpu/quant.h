@@ -56,7 +56,9 @@ wick_status wk_quantize_row(int t, const float *src, void *dst, int64_t n);
  * Q8_0, Q4_0, Q4_1, Q4_K: x is quantized to 8 bits per 32-block and int8 dot products
  * (AVX512-VNNI / AVX2, scalar fallback) run on the packed weights. BF16: fp32 FMA on the
  * widened weights. Other dequantizable types: per-row dequantization then an fp32 dot.
- * OpenMP over output rows, wick_get_threads() threads. */
+ * OpenMP over output rows, wick_get_threads() threads. From n >= WK_QMM_GEMM_MIN_N
+ * (prefill) tiles of W are dequantized to fp32 and multiplied with BLAS sgemm. */
+#define WK_QMM_GEMM_MIN_N 16
 wick_status wk_qmatmul(float *y, const float *x, int64_t n, int64_t in, const void *w, int t, int64_t out);
 
 /* Reference for wk_qmatmul: dequantizes each row with wk_dequant_row, double-accumulated dot. */

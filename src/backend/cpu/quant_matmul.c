@@ -14,9 +14,13 @@
  * ~1/254 per element, averaging out over a row); tests/test_quant.c bounds it.
  * BF16 widens the weights and does fp32 FMAs; the other types dequantize one row
  * into a per-thread buffer and take an fp32 dot. OpenMP splits output rows.
+ * From n = WK_QMM_GEMM_MIN_N rows of x on (prefill), the weights are instead
+ * dequantized tile by tile into fp32 and multiplied with BLAS sgemm: the decode
+ * cost is then shared by all n rows and x is not quantized.
  */
 #include "quant.h"
 #include <math.h>
+#include <cblas.h>
 #include <omp.h>
 #if defined(__AVX2__)
 #include <immintrin.h>
@@ -236,12 +240,54 @@ static wick_status check_args(int64_t n, int64_t in, int t, int64_t out, size_t 
     return WICK_OK;
 }
 
+/* wk_dequant_row with AVX2 for Q8_0/Q4_0/Q4_1: same products and sums as the reference
+ * (no FMA), so bit-identical. */
+static void dequant_row_fast(int t, const uint8_t *src, float *dst, int64_t n) {
+#if defined(__AVX2__)
+    if (t == WK_Q_Q8_0 || t == WK_Q_Q4_0 || t == WK_Q_Q4_1) {
+        const int bsz = t == WK_Q_Q8_0 ? 34 : t == WK_Q_Q4_0 ? 18 : 20;
+        for (int64_t b = 0; b < n / 32; b++, src += bsz, dst += 32) {
+            __m256 d = _mm256_set1_ps(h2f(src)), m = _mm256_set1_ps(t == WK_Q_Q4_1 ? h2f(src + 2) : 0.f);
+            __m256i q = t == WK_Q_Q8_0 ? _mm256_loadu_si256((const __m256i *)(src + 2)) : nibbles32(src + (t == WK_Q_Q4_0 ? 2 : 4));
+            if (t == WK_Q_Q4_0) q = _mm256_sub_epi8(q, _mm256_set1_epi8(8));
+            for (int k = 0; k < 4; k++) {
+                __m128i q8 = _mm_loadl_epi64((const __m128i *)((const uint8_t *)&q + 8 * k));
+                __m256 f = _mm256_cvtepi32_ps(t == WK_Q_Q4_1 ? _mm256_cvtepu8_epi32(q8) : _mm256_cvtepi8_epi32(q8));
+                f = _mm256_mul_ps(f, d);
+                _mm256_storeu_ps(dst + 8 * k, t == WK_Q_Q4_1 ? _mm256_add_ps(f, m) : f);
+            }
+        }
+        return;
+    }
+#endif
+    wk_dequant_row(t, src, dst, n);
+}
+
+/* n >= WK_QMM_GEMM_MIN_N: tiles of rows dequantized to f32 (in parallel), then BLAS sgemm. */
+static wick_status qmatmul_gemm(float *y, const float *x, int64_t n, int64_t in, const uint8_t *W, int t, int64_t out,
+                                size_t rb, int nt) {
+    int64_t tile = WK_MAX(64, WK_MIN(out, ((int64_t)4 << 20) / in));
+    float *buf = wk_malloc((size_t)tile * (size_t)in * sizeof(float), "dequantized weight tile");
+    if (!buf) return WICK_ENOMEM;
+    for (int64_t o0 = 0; o0 < out; o0 += tile) {
+        int64_t rows = WK_MIN(tile, out - o0);
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (int64_t r = 0; r < rows; r++) dequant_row_fast(t, W + (size_t)(o0 + r) * rb, buf + (size_t)r * in, in);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)rows, (int)in, 1.f, x, (int)in, buf, (int)in, 0.f,
+                    y + o0, (int)out);
+    }
+    wk_free(buf);
+    return WICK_OK;
+}
+
 wick_status wk_qmatmul(float *y, const float *x, int64_t n, int64_t in, const void *w, int t, int64_t out) {
     size_t rb = 0;
     wick_status st = check_args(n, in, t, out, &rb);
     if (st) return st;
     const uint8_t *W = w;
     int nt = wick_get_threads();
+    if (n >= WK_QMM_GEMM_MIN_N && t != WK_Q_F32 && n <= INT32_MAX && in <= INT32_MAX && out <= INT32_MAX)
+        return qmatmul_gemm(y, x, n, in, W, t, out, rb, nt);
     if (uses_xq(t) && in % 32 == 0) {
         xq_blk *xq = wk_malloc((size_t)(n * (in / 32)) * sizeof(xq_blk), "quantized activations");
         if (!xq) return WICK_ENOMEM;
