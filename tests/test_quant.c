@@ -208,7 +208,7 @@ static uint8_t *make_weights(int t, int64_t out, int64_t in) {
 static void test_kernels(void) {
     const int types[] = {WK_Q_Q8_0, WK_Q_Q4_0, WK_Q_Q4_1, WK_Q_Q4_K, WK_Q_Q5_0, WK_Q_Q5_1,
                          WK_Q_Q5_K, WK_Q_Q6_K, WK_Q_F16, WK_Q_BF16, WK_Q_F32};
-    const int64_t in = 768, out = 45, n = 3, nbig = WK_QMM_GEMM_MIN_N + 3;
+    const int64_t in = 768, out = 45, n = 7, nbig = WK_QMM_GEMM_MIN_N + 3;
     float *x = malloc(sizeof(float) * nbig * in), *y = malloc(sizeof(float) * nbig * out), *y1 = malloc(sizeof(float) * n * out);
     float *yr = malloc(sizeof(float) * nbig * out), *yg = malloc(sizeof(float) * nbig * out), *row = malloc(sizeof(float) * in);
     for (int64_t i = 0; i < nbig * in; i++) x[i] = frand() * (i % 5 == 0 ? 3.f : 1.f);
@@ -244,6 +244,9 @@ static void test_kernels(void) {
                                                     wk_qtype_name(t), (long long)r, y1[r], y[r]);
         }
         CHECK(bad == 0, "%s kernel: %d outputs outside tolerance", wk_qtype_name(t), bad);
+        /* x tiles of 4+3 rows above; 2 rows here must give the same bits (per-row accumulation order) */
+        CHECK_OK(wk_qmatmul(y1, x, 2, in, w, t, out));
+        CHECK(!memcmp(y1, y, sizeof(float) * 2 * out), "%s kernel: 2-row tile differs from the 4-row tile", wk_qtype_name(t));
         /* the dequantize + sgemm path (n >= WK_QMM_GEMM_MIN_N): x is not quantized, fp32 accumulation only */
         CHECK_OK(wk_qmatmul_ref(yr, x, nbig, in, w, t, out));
         CHECK_OK(wk_qmatmul(yg, x, nbig, in, w, t, out));

@@ -28,6 +28,7 @@
 
 typedef struct {
     float d;   /* scale: x ≈ d·q */
+    float ds;  /* d·Σ q */
     int32_t s; /* Σ q */
     int8_t q[32];
 } xq_blk;
@@ -45,6 +46,7 @@ static void quantize_x(const float *x, int64_t n, xq_blk *out) {
             s += q;
         }
         out[b].d = d;
+        out[b].ds = d * (float)s;
         out[b].s = s;
     }
 }
@@ -92,8 +94,10 @@ static inline __m256i nibbles32(const uint8_t *p) {
 }
 static inline __m256i ldx(const xq_blk *x) { return _mm256_loadu_si256((const __m256i *)x->q); }
 
-/* Q8_0 / Q4_0 / Q4_1 rows (type t, nb 32-blocks) against nx <= XT rows of x (xs blocks apart). */
-static void dots_b32(int t, const uint8_t *w, const xq_blk *x, int64_t xs, int nx, int64_t nb, float *out) {
+/* Q8_0 / Q4_0 / Q4_1 rows (type t, nb 32-blocks) against nx <= XT rows of x (xs blocks apart).
+ * Always inlined with constant t and nx (see dots_b32) so the accumulators live in registers. */
+static inline __attribute__((always_inline)) void dots_b32_k(int t, const uint8_t *w, const xq_blk *x, int64_t xs, int nx,
+                                                            int64_t nb, float *out) {
     __m256 acc[XT];
     float corr[XT] = {0};
     for (int i = 0; i < XT; i++) acc[i] = _mm256_setzero_ps();
@@ -112,17 +116,48 @@ static void dots_b32(int t, const uint8_t *w, const xq_blk *x, int64_t xs, int n
             const xq_blk *xb = x + i * xs + b;
             __m256i sx = t == WK_Q_Q8_0 ? _mm256_sign_epi8(ldx(xb), sgn) : ldx(xb);
             __m256i p = dot_u8s8(_mm256_setzero_si256(), u, sx);
-            float dd = dw * xb->d;
-            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dd), acc[i]);
-            if (t == WK_Q_Q4_0) corr[i] -= dd * (float)(8 * xb->s);
-            else if (t == WK_Q_Q4_1) corr[i] += mw * xb->d * (float)xb->s;
+            if (t == WK_Q_Q4_0) p = _mm256_sub_epi32(p, _mm256_castsi128_si256(_mm_cvtsi32_si128(8 * xb->s)));
+            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * xb->d), acc[i]);
+            if (t == WK_Q_Q4_1) corr[i] += mw * xb->ds;
         }
     }
     for (int i = 0; i < nx; i++) out[i] = hsum8(acc[i]) + corr[i];
 }
 
-/* Q4_K rows (nsb 256-superblocks) against nx <= XT rows of x. */
-static void dots_q4_k(const uint8_t *w, const xq_blk *x, int64_t xs, int nx, int64_t nsb, float *out) {
+/* Copies of dots_b32_k specialised for each type and x-tile height. */
+static void dots_q8_0(const uint8_t *w, const xq_blk *x, int64_t xs, int nx, int64_t nb, float *out) {
+    switch (nx) {
+    case 1: dots_b32_k(WK_Q_Q8_0, w, x, xs, 1, nb, out); break;
+    case 2: dots_b32_k(WK_Q_Q8_0, w, x, xs, 2, nb, out); break;
+    case 3: dots_b32_k(WK_Q_Q8_0, w, x, xs, 3, nb, out); break;
+    default: dots_b32_k(WK_Q_Q8_0, w, x, xs, 4, nb, out); break;
+    }
+}
+static void dots_q4_0(const uint8_t *w, const xq_blk *x, int64_t xs, int nx, int64_t nb, float *out) {
+    switch (nx) {
+    case 1: dots_b32_k(WK_Q_Q4_0, w, x, xs, 1, nb, out); break;
+    case 2: dots_b32_k(WK_Q_Q4_0, w, x, xs, 2, nb, out); break;
+    case 3: dots_b32_k(WK_Q_Q4_0, w, x, xs, 3, nb, out); break;
+    default: dots_b32_k(WK_Q_Q4_0, w, x, xs, 4, nb, out); break;
+    }
+}
+static void dots_q4_1(const uint8_t *w, const xq_blk *x, int64_t xs, int nx, int64_t nb, float *out) {
+    switch (nx) {
+    case 1: dots_b32_k(WK_Q_Q4_1, w, x, xs, 1, nb, out); break;
+    case 2: dots_b32_k(WK_Q_Q4_1, w, x, xs, 2, nb, out); break;
+    case 3: dots_b32_k(WK_Q_Q4_1, w, x, xs, 3, nb, out); break;
+    default: dots_b32_k(WK_Q_Q4_1, w, x, xs, 4, nb, out); break;
+    }
+}
+static void dots_b32(int t, const uint8_t *w, const xq_blk *x, int64_t xs, int nx, int64_t nb, float *out) {
+    if (t == WK_Q_Q8_0) dots_q8_0(w, x, xs, nx, nb, out);
+    else if (t == WK_Q_Q4_0) dots_q4_0(w, x, xs, nx, nb, out);
+    else dots_q4_1(w, x, xs, nx, nb, out);
+}
+
+/* Q4_K rows (nsb 256-superblocks) against nx <= XT rows of x; inlined with constant nx. */
+static inline __attribute__((always_inline)) void dots_q4_k_k(const uint8_t *w, const xq_blk *x, int64_t xs, int nx,
+                                                             int64_t nsb, float *out) {
     __m256 acc[XT];
     float macc[XT] = {0};
     for (int i = 0; i < XT; i++) acc[i] = _mm256_setzero_ps();
@@ -141,11 +176,19 @@ static void dots_q4_k(const uint8_t *w, const xq_blk *x, int64_t xs, int nx, int
                 __m256 p1 = _mm256_cvtepi32_ps(dot_u8s8(_mm256_setzero_si256(), hi, ldx(x1)));
                 acc[i] = _mm256_fmadd_ps(p0, _mm256_set1_ps(d * sc[2 * c] * x0->d), acc[i]);
                 acc[i] = _mm256_fmadd_ps(p1, _mm256_set1_ps(d * sc[2 * c + 1] * x1->d), acc[i]);
-                macc[i] += dmin * (mn[2 * c] * x0->d * (float)x0->s + mn[2 * c + 1] * x1->d * (float)x1->s);
+                macc[i] += dmin * (mn[2 * c] * x0->ds + mn[2 * c + 1] * x1->ds);
             }
         }
     }
     for (int i = 0; i < nx; i++) out[i] = hsum8(acc[i]) - macc[i];
+}
+static void dots_q4_k(const uint8_t *w, const xq_blk *x, int64_t xs, int nx, int64_t nsb, float *out) {
+    switch (nx) {
+    case 1: dots_q4_k_k(w, x, xs, 1, nsb, out); break;
+    case 2: dots_q4_k_k(w, x, xs, 2, nsb, out); break;
+    case 3: dots_q4_k_k(w, x, xs, 3, nsb, out); break;
+    default: dots_q4_k_k(w, x, xs, 4, nsb, out); break;
+    }
 }
 #else
 /* Scalar versions: the quants of block b of w as integers (0..15 or -128..127). */
@@ -169,7 +212,7 @@ static void dots_b32(int t, const uint8_t *w, const xq_blk *x, int64_t xs, int n
         for (int i = 0; i < nx; i++) {
             const xq_blk *xb = x + i * xs + b;
             int32_t p = idot(q, xb->q) - (t == WK_Q_Q4_0 ? 8 * xb->s : 0);
-            out[i] += dw * xb->d * (float)p + (t == WK_Q_Q4_1 ? h2f(w + 2) * xb->d * (float)xb->s : 0.f);
+            out[i] += dw * xb->d * (float)p + (t == WK_Q_Q4_1 ? h2f(w + 2) * xb->ds : 0.f);
         }
     }
 }
@@ -186,7 +229,7 @@ static void dots_q4_k(const uint8_t *w, const xq_blk *x, int64_t xs, int nx, int
             for (int i = 0; i < nx; i++) {
                 const xq_blk *x0 = x + i * xs + 8 * b + 2 * c, *x1 = x0 + 1;
                 out[i] += d * (sc0 * x0->d * (float)idot(lo, x0->q) + sc1 * x1->d * (float)idot(hi, x1->q)) -
-                          dmin * (m0 * x0->d * (float)x0->s + m1 * x1->d * (float)x1->s);
+                          dmin * (m0 * x0->ds + m1 * x1->ds);
             }
         }
     }
