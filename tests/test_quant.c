@@ -5,7 +5,7 @@
  * quantizer round trips and ggml rounding rules, and the fast quantized matmul
  * against dequantize + naive dot.
  *
- * Kernel tolerance: Q8_0/Q4_0/Q4_1/Q4_K quantize x to 8 bits per 32-block
+ * Kernel tolerance: Q8_0/Q4_0/Q4_1/Q4_K/Q6_K quantize x to 8 bits per 32-block
  * (d_x = absmax/127, |x − x̂| ≤ d_x/2), so |y − y_ref| ≤ Σ_k |w_k|·d_x(k)/2, plus fp32
  * accumulation slack 1e-5·Σ|w_k x_k|. Other types: 1e-5·Σ|w_k x_k|.
  */
@@ -214,7 +214,7 @@ static void test_kernels(void) {
     for (int64_t i = 0; i < nbig * in; i++) x[i] = frand() * (i % 5 == 0 ? 3.f : 1.f);
     for (size_t k = 0; k < WK_ARRAY_LEN(types); k++) {
         int t = types[k];
-        bool xq = t == WK_Q_Q8_0 || t == WK_Q_Q4_0 || t == WK_Q_Q4_1 || t == WK_Q_Q4_K;
+        bool xq = t == WK_Q_Q8_0 || t == WK_Q_Q4_0 || t == WK_Q_Q4_1 || t == WK_Q_Q4_K || t == WK_Q_Q6_K;
         uint8_t *w = make_weights(t, out, in);
         size_t rb = wk_qtype_row_bytes(t, in);
         CHECK_OK(wk_qmatmul_ref(yr, x, n, in, w, t, out));

@@ -57,7 +57,10 @@ static wick_status add_f32(conv *c, const char *name, float *f, int ndim, int64_
     size_t rb = wk_qtype_row_bytes(t, in), nb = rb * (size_t)rows;
     uint8_t *q = t == WK_Q_F32 ? (uint8_t *)f : wk_malloc(nb ? nb : 1, name);
     wick_status st = q ? WICK_OK : WICK_ENOMEM;
-    for (int64_t r = 0; r < rows && !st && t != WK_Q_F32; r++) st = wk_quantize_row(t, f + r * in, q + r * rb, in);
+    if (!st && t != WK_Q_F32) { /* rows are independent: quantize them in parallel (sizes were checked above) */
+#pragma omp parallel for schedule(dynamic, 16)
+        for (int64_t r = 0; r < rows; r++) wk_quantize_row(t, f + r * in, q + r * rb, in);
+    }
     if (q != (uint8_t *)f) wk_free(f);
     if (st) { if (q != (uint8_t *)f) wk_free(q); return st; }
     if ((st = keep_buf(c, q))) return st;

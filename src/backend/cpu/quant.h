@@ -53,7 +53,7 @@ wick_status wk_dequant_row(int t, const void *src, float *dst, int64_t n);
 wick_status wk_quantize_row(int t, const float *src, void *dst, int64_t n);
 
 /* y[n,out] = x[n,in] · Wᵀ with W [out,in] stored as type t (rows of wk_qtype_row_bytes(t,in)).
- * Q8_0, Q4_0, Q4_1, Q4_K: x is quantized to 8 bits per 32-block and int8 dot products
+ * Q8_0, Q4_0, Q4_1, Q4_K, Q6_K: x is quantized to 8 bits per 32-block and int8 dot products
  * (AVX512-VNNI / AVX2, scalar fallback) run on the packed weights. BF16: fp32 FMA on the
  * widened weights. Other dequantizable types: per-row dequantization then an fp32 dot.
  * OpenMP over output rows, wick_get_threads() threads. From n >= WK_QMM_GEMM_MIN_N

@@ -1,7 +1,7 @@
 /*
  * quant_matmul.c — y[n,out] = x[n,in]·Wᵀ with W kept in a ggml block format.
  *
- * For Q8_0, Q4_0, Q4_1 and Q4_K the activations are first quantized to 8 bits per
+ * For Q8_0, Q4_0, Q4_1, Q4_K and Q6_K the activations are first quantized to 8 bits per
  * 32-element block (xq: float scale d, int sum of the quants s, int8 q[32]) — the
  * scheme of ggml's vec_dot_q4_1_q8_1 — and each weight block then costs one int8 dot
  * product (AVX512-VNNI vpdpbusd on 256-bit lanes, AVX2 maddubs otherwise, scalar
@@ -10,6 +10,7 @@
  *   Q4_0:  d_w·d_x·(Σ q_w q_x − 8·s_x)                    (q_w in 0..15, unsigned)
  *   Q4_1:  d_w·d_x·Σ q_w q_x + m_w·d_x·s_x
  *   Q4_K:  Σ_j d·sc_j·d_xj·Σ q_w q_x − dmin·m_j·d_xj·s_xj   (j = 32-element sub-block)
+ *   Q6_K:  Σ_j d·sc_j·d_x·(Σ q_w q_x − 32·Σ q_x)             (j = 16-element sub-block)
  * The error against the float reference is that of quantizing x to 8 bits (relative
  * ~1/254 per element, averaging out over a row); tests/test_quant.c bounds it.
  * BF16 widens the weights and does fp32 FMAs; the other types dequantize one row
@@ -190,6 +191,50 @@ static void dots_q4_k(const uint8_t *w, const xq_blk *x, int64_t xs, int nx, int
     default: dots_q4_k_k(w, x, xs, 4, nsb, out); break;
     }
 }
+
+/* Q6_K rows against nx <= XT rows of x. 32-element group g of each 128-half: low 4 bits
+ * from ql[32·(g&1) + l] (low nibble for g < 2), high 2 bits from qh[l] >> 2g; q in 0..63
+ * stands for q − 32 (subtracted as 32·Σx per 4-byte lane); lanes 0-3 and 4-7 of the int
+ * dot are the two 16-element halves with their own int8 scales. */
+static inline __attribute__((always_inline)) void dots_q6_k_k(const uint8_t *w, const xq_blk *x, int64_t xs, int nx,
+                                                             int64_t nsb, float *out) {
+    __m256 acc[XT];
+    for (int i = 0; i < XT; i++) acc[i] = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3), ones = _mm256_set1_epi8(1);
+    for (int64_t b = 0; b < nsb; b++, w += 210) {
+        const int8_t *sc = (const int8_t *)(w + 192);
+        float d = h2f(w + 208);
+        for (int h = 0; h < 2; h++) {
+            __m256i ql0 = _mm256_loadu_si256((const __m256i *)(w + 64 * h)), ql1 = _mm256_loadu_si256((const __m256i *)(w + 64 * h + 32));
+            __m256i qh = _mm256_loadu_si256((const __m256i *)(w + 128 + 32 * h));
+            for (int g = 0; g < 4; g++) {
+                __m256i lo = g == 0 ? _mm256_and_si256(ql0, m4) : g == 1 ? _mm256_and_si256(ql1, m4)
+                           : g == 2 ? _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4) : _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4);
+                __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * g), m2);
+                __m256i q = _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
+                const int8_t *s = sc + 8 * h + 2 * g;
+                __m256 sv = _mm256_set_m128(_mm_set1_ps(d * s[1]), _mm_set1_ps(d * s[0]));
+                for (int i = 0; i < XT; i++) {
+                    if (i >= nx) break;
+                    const xq_blk *xb = x + i * xs + 8 * b + 4 * h + g;
+                    __m256i xv = ldx(xb);
+                    __m256i p = _mm256_sub_epi32(dot_u8s8(_mm256_setzero_si256(), q, xv),
+                                                 _mm256_slli_epi32(dot_u8s8(_mm256_setzero_si256(), ones, xv), 5));
+                    acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(sv, _mm256_set1_ps(xb->d)), acc[i]);
+                }
+            }
+        }
+    }
+    for (int i = 0; i < nx; i++) out[i] = hsum8(acc[i]);
+}
+static void dots_q6_k(const uint8_t *w, const xq_blk *x, int64_t xs, int nx, int64_t nsb, float *out) {
+    switch (nx) {
+    case 1: dots_q6_k_k(w, x, xs, 1, nsb, out); break;
+    case 2: dots_q6_k_k(w, x, xs, 2, nsb, out); break;
+    case 3: dots_q6_k_k(w, x, xs, 3, nsb, out); break;
+    default: dots_q6_k_k(w, x, xs, 4, nsb, out); break;
+    }
+}
 #else
 /* Scalar versions: the quants of block b of w as integers (0..15 or -128..127). */
 static void unpack_b32(int t, const uint8_t *blk, int *q) {
@@ -234,6 +279,27 @@ static void dots_q4_k(const uint8_t *w, const xq_blk *x, int64_t xs, int nx, int
         }
     }
 }
+static void dots_q6_k(const uint8_t *w, const xq_blk *x, int64_t xs, int nx, int64_t nsb, float *out) {
+    for (int i = 0; i < nx; i++) out[i] = 0;
+    int q[32];
+    for (int64_t b = 0; b < nsb; b++, w += 210) {
+        const int8_t *sc = (const int8_t *)(w + 192);
+        float d = h2f(w + 208);
+        for (int h = 0; h < 2; h++)
+            for (int g = 0; g < 4; g++) {
+                for (int l = 0; l < 32; l++) {
+                    uint8_t lb = w[64 * h + 32 * (g & 1) + l];
+                    q[l] = ((g < 2 ? lb & 0xF : lb >> 4) | ((w[128 + 32 * h + l] >> (2 * g)) & 3) << 4) - 32;
+                }
+                for (int i = 0; i < nx; i++) {
+                    const xq_blk *xb = x + i * xs + 8 * b + 4 * h + g;
+                    int32_t s0 = 0, s1 = 0;
+                    for (int l = 0; l < 16; l++) { s0 += q[l] * xb->q[l]; s1 += q[l + 16] * xb->q[l + 16]; }
+                    out[i] += d * xb->d * ((float)sc[8 * h + 2 * g] * (float)s0 + (float)sc[8 * h + 2 * g + 1] * (float)s1);
+                }
+            }
+    }
+}
 #endif
 
 /* fp32 dot of n floats; weights given as f32 or bf16. */
@@ -265,11 +331,12 @@ static float dot_bf16(const uint16_t *w, const float *x, int64_t n) {
     return s;
 }
 
-static bool uses_xq(int t) { return t == WK_Q_Q8_0 || t == WK_Q_Q4_0 || t == WK_Q_Q4_1 || t == WK_Q_Q4_K; }
+static bool uses_xq(int t) { return t == WK_Q_Q8_0 || t == WK_Q_Q4_0 || t == WK_Q_Q4_1 || t == WK_Q_Q4_K || t == WK_Q_Q6_K; }
 
 /* One weight row against nx <= XT rows of quantized x. */
 static void row_dots_xq(int t, const uint8_t *w, const xq_blk *x, int64_t xs, int nx, int64_t in, float *out) {
     if (t == WK_Q_Q4_K) dots_q4_k(w, x, xs, nx, in / WK_QK_K, out);
+    else if (t == WK_Q_Q6_K) dots_q6_k(w, x, xs, nx, in / WK_QK_K, out);
     else dots_b32(t, w, x, xs, nx, in / 32, out);
 }
 
