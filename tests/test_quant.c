@@ -267,6 +267,28 @@ static void test_kernels(void) {
     free(x); free(y); free(y1); free(yr); free(yg); free(row);
 }
 
+/* wk_qmatmul_t (dx = dy·W) against its reference, overwrite and accumulate. */
+static void test_transposed(void) {
+    const int types[] = {WK_Q_Q8_0, WK_Q_Q4_1, WK_Q_Q4_K, WK_Q_Q6_K, WK_Q_BF16, WK_Q_F32};
+    const int64_t in = 512, out = 70, n = 5;
+    float *x = malloc(sizeof(float) * n * out), *y = malloc(sizeof(float) * n * in), *yr = malloc(sizeof(float) * n * in);
+    for (int64_t i = 0; i < n * out; i++) x[i] = frand();
+    for (size_t k = 0; k < WK_ARRAY_LEN(types); k++) {
+        int t = types[k];
+        uint8_t *w = make_weights(t, out, in);
+        for (int acc = 0; acc < 2; acc++) {
+            for (int64_t i = 0; i < n * in; i++) y[i] = yr[i] = acc ? 0.5f : 1e30f;
+            CHECK_OK(wk_qmatmul_t(y, x, n, out, w, t, in, acc));
+            CHECK_OK(wk_qmatmul_t_ref(yr, x, n, out, w, t, in, acc));
+            double worst = 0, mag = 0;
+            for (int64_t i = 0; i < n * in; i++) { worst = fmax(worst, fabs(y[i] - yr[i])); mag = fmax(mag, fabs(yr[i])); }
+            CHECK(worst <= 1e-5 * mag * 10, "%s transposed (accumulate %d): worst error %g, |y| %g", wk_qtype_name(t), acc, worst, mag);
+        }
+        free(w);
+    }
+    free(x); free(y); free(yr);
+}
+
 int main(void) {
     CHECK(wk_qtype_block(WK_Q_Q4_K) == 256 && wk_qtype_bytes(WK_Q_Q4_K) == 144, "Q4_K traits");
     CHECK(wk_qtype_bytes(WK_Q_Q6_K) == 210 && wk_qtype_bytes(WK_Q_Q5_K) == 176 && wk_qtype_bytes(WK_Q_Q4_1) == 20, "traits");
@@ -277,5 +299,6 @@ int main(void) {
     test_quantize_rules();
     test_roundtrip();
     test_kernels();
+    test_transposed();
     return t_summary();
 }

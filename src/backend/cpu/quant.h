@@ -64,6 +64,14 @@ wick_status wk_qmatmul(float *y, const float *x, int64_t n, int64_t in, const vo
 /* Reference for wk_qmatmul: dequantizes each row with wk_dequant_row, double-accumulated dot. */
 wick_status wk_qmatmul_ref(float *y, const float *x, int64_t n, int64_t in, const void *w, int t, int64_t out);
 
+/* The transposed product y[n,in] (=|+=) x[n,out] · W, W [out,in] of type t: the gradient
+ * of x·Wᵀ with respect to x (QLoRA backward through a frozen quantized base). Tiles of W
+ * are dequantized to fp32 (in parallel) and multiplied with BLAS sgemm. accumulate adds into y. */
+wick_status wk_qmatmul_t(float *y, const float *x, int64_t n, int64_t out, const void *w, int t, int64_t in, int accumulate);
+/* Reference for wk_qmatmul_t: dequantized weights, double-accumulated sums. */
+wick_status wk_qmatmul_t_ref(float *y, const float *x, int64_t n, int64_t out, const void *w, int t, int64_t in,
+                             int accumulate);
+
 /* ggml's nearest_int: round half to even via the 1.5*2^23 trick (|v| < 2^22). */
 static inline int wk_nearest_int(float v) {
     float val = v + 12582912.f;

@@ -454,3 +454,49 @@ wick_status wk_qmatmul_ref(float *y, const float *x, int64_t n, int64_t in, cons
     wk_free(row);
     return WICK_OK;
 }
+
+wick_status wk_qmatmul_t(float *y, const float *x, int64_t n, int64_t out, const void *w, int t, int64_t in, int accumulate) {
+    size_t rb = 0;
+    wick_status st = check_args(n, in, t, out, &rb);
+    if (st) return st;
+    if (n > INT32_MAX || in > INT32_MAX || out > INT32_MAX)
+        return wk_err(WICK_EINVAL, "quantized matmul_t: dimensions beyond 2^31");
+    if (n == 0 || in == 0) return WICK_OK;
+    const uint8_t *W = w;
+    int nt = wick_get_threads();
+    int64_t tile = WK_MAX(64, WK_MIN(out, ((int64_t)4 << 20) / in));
+    float *buf = t == WK_Q_F32 ? NULL : wk_malloc((size_t)tile * (size_t)in * sizeof(float), "dequantized weight tile");
+    if (t != WK_Q_F32 && !buf) return WICK_ENOMEM;
+    if (out == 0 && !accumulate) memset(y, 0, sizeof(float) * (size_t)(n * in));
+    for (int64_t o0 = 0; o0 < out; o0 += tile) {
+        int64_t rows = WK_MIN(tile, out - o0);
+        const float *B = (const float *)(W + (size_t)o0 * rb);
+        if (buf) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+            for (int64_t r = 0; r < rows; r++) dequant_row_fast(t, W + (size_t)(o0 + r) * rb, buf + (size_t)r * in, in);
+            B = buf;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)in, (int)rows, 1.f, x + o0, (int)out, B, (int)in,
+                    (o0 == 0 && !accumulate) ? 0.f : 1.f, y, (int)in);
+    }
+    wk_free(buf);
+    return WICK_OK;
+}
+
+wick_status wk_qmatmul_t_ref(float *y, const float *x, int64_t n, int64_t out, const void *w, int t, int64_t in,
+                             int accumulate) {
+    size_t rb = 0;
+    wick_status st = check_args(n, in, t, out, &rb);
+    if (st) return st;
+    float *Wf = wk_malloc((size_t)(out * in + 1) * sizeof(float), "dequantized weights");
+    if (!Wf) return WICK_ENOMEM;
+    for (int64_t r = 0; r < out; r++) wk_dequant_row(t, (const uint8_t *)w + r * rb, Wf + r * in, in);
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t k = 0; k < in; k++) {
+            double s = 0;
+            for (int64_t r = 0; r < out; r++) s += (double)x[i * out + r] * Wf[r * in + k];
+            y[i * in + k] = (float)(accumulate ? y[i * in + k] + s : s);
+        }
+    wk_free(Wf);
+    return WICK_OK;
+}
