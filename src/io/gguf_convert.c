@@ -98,16 +98,19 @@ static wick_status open_shards(const char *dir, wick_st **files, int *n) {
     return st;
 }
 
+/* llama.cpp's llama_ftype for a file whose main weight type is t. */
+static uint32_t llama_ftype(int t) {
+    return t == WK_Q_F32 ? 0 : t == WK_Q_F16 ? 1 : t == WK_Q_Q4_0 ? 2 : t == WK_Q_Q4_1 ? 3 : t == WK_Q_Q8_0 ? 7
+         : t == WK_Q_Q5_0 ? 8 : t == WK_Q_Q5_1 ? 9 : t == WK_Q_Q4_K ? 14 : 32;
+}
+
 static wick_status write_hf_meta(wk_gguf_writer *w, const wk_config *cf, const char *arch, const char *dir, int type) {
     char k[128];
     const char *base = strrchr(dir, '/');
     base = base && base[1] ? base + 1 : dir;
-    /* llama_ftype of the main weight type */
-    uint32_t ftype = type == WK_Q_F32 ? 0 : type == WK_Q_F16 ? 1 : type == WK_Q_Q4_0 ? 2 : type == WK_Q_Q4_1 ? 3
-                   : type == WK_Q_Q8_0 ? 7 : type == WK_Q_Q5_0 ? 8 : type == WK_Q_Q5_1 ? 9 : type == WK_Q_Q4_K ? 14 : 32;
     wick_status st = wk_gguf_w_str(w, "general.architecture", arch);
     if (!st) st = wk_gguf_w_str(w, "general.name", base);
-    if (!st) st = wk_gguf_w_u32(w, "general.file_type", ftype);
+    if (!st) st = wk_gguf_w_u32(w, "general.file_type", llama_ftype(type));
     if (!st) st = wk_gguf_w_u32(w, "general.quantization_version", 2);
     struct { const char *s; int v; } ints[] = {
         {"context_length", cf->max_pos}, {"embedding_length", cf->hidden}, {"block_count", cf->n_layers},
@@ -196,7 +199,7 @@ static wick_status convert_gguf(conv *c, const char *path, const char *out_path)
     for (int64_t i = 0; i < wk_gguf_kv_count(g) && !st; i++) {
         const wk_gguf_kv *kv = wk_gguf_kv_at(g, i);
         if (!strcmp(kv->key, "general.alignment")) continue;
-        if (!strcmp(kv->key, "general.file_type")) st = wk_gguf_w_u32(c->w, kv->key, 0);
+        if (!strcmp(kv->key, "general.file_type")) st = wk_gguf_w_u32(c->w, kv->key, llama_ftype(c->type));
         else st = wk_gguf_w_val(c->w, kv->key, &kv->val);
     }
     for (int64_t i = 0; i < wk_gguf_tensor_count(g) && !st; i++) {
