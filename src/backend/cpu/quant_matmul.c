@@ -350,8 +350,8 @@ static wick_status check_args(int64_t n, int64_t in, int t, int64_t out, size_t 
     return WICK_OK;
 }
 
-/* wk_dequant_row with AVX2 for Q8_0/Q4_0/Q4_1: same products and sums as the reference
- * (no FMA), so bit-identical. */
+/* wk_dequant_row with AVX2 for Q8_0/Q4_0/Q4_1 (same products and sums as the reference,
+ * no FMA) and BF16/F16 (exact widening): bit-identical. */
 static void dequant_row_fast(int t, const uint8_t *src, float *dst, int64_t n) {
 #if defined(__AVX2__)
     if (t == WK_Q_Q8_0 || t == WK_Q_Q4_0 || t == WK_Q_Q4_1) {
@@ -366,6 +366,14 @@ static void dequant_row_fast(int t, const uint8_t *src, float *dst, int64_t n) {
                 f = _mm256_mul_ps(f, d);
                 _mm256_storeu_ps(dst + 8 * k, t == WK_Q_Q4_1 ? _mm256_add_ps(f, m) : f);
             }
+        }
+        return;
+    }
+    if ((t == WK_Q_BF16 || t == WK_Q_F16) && n % 8 == 0) {
+        for (int64_t i = 0; i < n; i += 8) {
+            __m128i h = _mm_loadu_si128((const __m128i *)(src + 2 * i));
+            __m256 f = t == WK_Q_BF16 ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)) : _mm256_cvtph_ps(h);
+            _mm256_storeu_ps(dst + i, f);
         }
         return;
     }
