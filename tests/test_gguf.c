@@ -338,12 +338,43 @@ static void test_arch(void) {
     CHECK(!memcmp(back, hf, sizeof hf) && !memcmp(b2, hf2, sizeof hf2), "permutation undone");
 }
 
+/* Byte flips and truncations of a writer-made file with every value type: open or fail with a message. */
+static void test_flips_rich(void) {
+    char *orig = NULL;
+    size_t n = 0;
+    CHECK_OK(wk_read_file(tmp_path("rt.gguf"), &orig, &n));
+    if (!orig) return;
+    uint64_t s = 7;
+    int quiet = 0;
+    for (int i = 0; i < 600; i++) {
+        char *c = malloc(n);
+        memcpy(c, orig, n);
+        size_t len = n;
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        size_t at = (s >> 33) % WK_MIN(n, (size_t)900); /* header, metadata and tensor infos */
+        if (i % 3 == 0) c[at] = (char)(s >> 13);
+        else if (i % 3 == 1) c[at] ^= (char)(1u << ((s >> 20) % 8));
+        else len = at;
+        FILE *f = fopen(tmp_path("c.gguf"), "wb");
+        fwrite(c, 1, len, f);
+        fclose(f);
+        wk_gguf *g = NULL;
+        wk_err_clear();
+        if (wk_gguf_open(tmp_path("c.gguf"), &g) != WICK_OK && !*wick_last_error()) quiet++;
+        wk_gguf_close(g);
+        free(c);
+    }
+    CHECK(quiet == 0, "%d damaged files failed without a message", quiet);
+    wk_free(orig);
+}
+
 int main(void) {
     snprintf(g_dir, sizeof g_dir, "/tmp/wick_gguf_XXXXXX");
     if (!mkdtemp(g_dir)) return 1;
     test_corrupt();
     test_truncations_and_flips();
     test_roundtrip();
+    test_flips_rich();
     test_arch();
     const char *names[] = {"c.gguf", "rt.gguf", "rt2.gguf", "llama.gguf", "qwen2.gguf", "gpt2.gguf"};
     for (size_t i = 0; i < WK_ARRAY_LEN(names); i++) unlink(tmp_path(names[i]));

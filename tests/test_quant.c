@@ -5,7 +5,7 @@
  * quantizer round trips and ggml rounding rules, and the fast quantized matmul
  * against dequantize + naive dot.
  *
- * Kernel tolerance: Q8_0/Q4_0/Q4_1/Q4_K quantize x to 8 bits per 32-block
+ * Kernel tolerance: Q8_0/Q4_0/Q4_1/Q4_K/Q6_K quantize x to 8 bits per 32-block
  * (d_x = absmax/127, |x − x̂| ≤ d_x/2), so |y − y_ref| ≤ Σ_k |w_k|·d_x(k)/2, plus fp32
  * accumulation slack 1e-5·Σ|w_k x_k|. Other types: 1e-5·Σ|w_k x_k|.
  */
@@ -208,13 +208,13 @@ static uint8_t *make_weights(int t, int64_t out, int64_t in) {
 static void test_kernels(void) {
     const int types[] = {WK_Q_Q8_0, WK_Q_Q4_0, WK_Q_Q4_1, WK_Q_Q4_K, WK_Q_Q5_0, WK_Q_Q5_1,
                          WK_Q_Q5_K, WK_Q_Q6_K, WK_Q_F16, WK_Q_BF16, WK_Q_F32};
-    const int64_t in = 768, out = 45, n = 3;
-    float *x = malloc(sizeof(float) * n * in), *y = malloc(sizeof(float) * n * out), *y1 = malloc(sizeof(float) * n * out);
-    float *yr = malloc(sizeof(float) * n * out), *row = malloc(sizeof(float) * in);
-    for (int64_t i = 0; i < n * in; i++) x[i] = frand() * (i % 5 == 0 ? 3.f : 1.f);
+    const int64_t in = 768, out = 45, n = 7, nbig = WK_QMM_GEMM_MIN_N + 3;
+    float *x = malloc(sizeof(float) * nbig * in), *y = malloc(sizeof(float) * nbig * out), *y1 = malloc(sizeof(float) * n * out);
+    float *yr = malloc(sizeof(float) * nbig * out), *yg = malloc(sizeof(float) * nbig * out), *row = malloc(sizeof(float) * in);
+    for (int64_t i = 0; i < nbig * in; i++) x[i] = frand() * (i % 5 == 0 ? 3.f : 1.f);
     for (size_t k = 0; k < WK_ARRAY_LEN(types); k++) {
         int t = types[k];
-        bool xq = t == WK_Q_Q8_0 || t == WK_Q_Q4_0 || t == WK_Q_Q4_1 || t == WK_Q_Q4_K;
+        bool xq = t == WK_Q_Q8_0 || t == WK_Q_Q4_0 || t == WK_Q_Q4_1 || t == WK_Q_Q4_K || t == WK_Q_Q6_K;
         uint8_t *w = make_weights(t, out, in);
         size_t rb = wk_qtype_row_bytes(t, in);
         CHECK_OK(wk_qmatmul_ref(yr, x, n, in, w, t, out));
@@ -244,11 +244,49 @@ static void test_kernels(void) {
                                                     wk_qtype_name(t), (long long)r, y1[r], y[r]);
         }
         CHECK(bad == 0, "%s kernel: %d outputs outside tolerance", wk_qtype_name(t), bad);
+        /* x tiles of 4+3 rows above; 2 rows here must give the same bits (per-row accumulation order) */
+        CHECK_OK(wk_qmatmul(y1, x, 2, in, w, t, out));
+        CHECK(!memcmp(y1, y, sizeof(float) * 2 * out), "%s kernel: 2-row tile differs from the 4-row tile", wk_qtype_name(t));
+        /* the dequantize + sgemm path (n >= WK_QMM_GEMM_MIN_N): x is not quantized, fp32 accumulation only */
+        CHECK_OK(wk_qmatmul_ref(yr, x, nbig, in, w, t, out));
+        CHECK_OK(wk_qmatmul(yg, x, nbig, in, w, t, out));
+        double worst = 0;
+        for (int64_t r = 0; r < out; r++) {
+            wk_dequant_row(t, w + r * rb, row, in);
+            for (int64_t i = 0; i < nbig; i++) {
+                double mag = 0;
+                for (int64_t k2 = 0; k2 < in; k2++) mag += fabs(row[k2] * x[i * in + k2]);
+                worst = fmax(worst, fabs(yg[i * out + r] - yr[i * out + r]) / (mag + 1e-30));
+            }
+        }
+        CHECK(worst < 1e-5, "%s sgemm path: worst error %g of sum |w x|", wk_qtype_name(t), worst);
         free(w);
     }
     float dummy[32] = {0};
     CHECK(wk_qmatmul(y, x, 1, 100, dummy, WK_Q_Q4_0, 1) == WICK_EINVAL, "in not a multiple of 32 rejected");
-    free(x); free(y); free(y1); free(yr); free(row);
+    free(x); free(y); free(y1); free(yr); free(yg); free(row);
+}
+
+/* wk_qmatmul_t (dx = dy·W) against its reference, overwrite and accumulate. */
+static void test_transposed(void) {
+    const int types[] = {WK_Q_Q8_0, WK_Q_Q4_1, WK_Q_Q4_K, WK_Q_Q6_K, WK_Q_BF16, WK_Q_F32};
+    const int64_t in = 512, out = 70, n = 5;
+    float *x = malloc(sizeof(float) * n * out), *y = malloc(sizeof(float) * n * in), *yr = malloc(sizeof(float) * n * in);
+    for (int64_t i = 0; i < n * out; i++) x[i] = frand();
+    for (size_t k = 0; k < WK_ARRAY_LEN(types); k++) {
+        int t = types[k];
+        uint8_t *w = make_weights(t, out, in);
+        for (int acc = 0; acc < 2; acc++) {
+            for (int64_t i = 0; i < n * in; i++) y[i] = yr[i] = acc ? 0.5f : 1e30f;
+            CHECK_OK(wk_qmatmul_t(y, x, n, out, w, t, in, acc));
+            CHECK_OK(wk_qmatmul_t_ref(yr, x, n, out, w, t, in, acc));
+            double worst = 0, mag = 0;
+            for (int64_t i = 0; i < n * in; i++) { worst = fmax(worst, fabs(y[i] - yr[i])); mag = fmax(mag, fabs(yr[i])); }
+            CHECK(worst <= 1e-5 * mag * 10, "%s transposed (accumulate %d): worst error %g, |y| %g", wk_qtype_name(t), acc, worst, mag);
+        }
+        free(w);
+    }
+    free(x); free(y); free(yr);
 }
 
 int main(void) {
@@ -261,5 +299,6 @@ int main(void) {
     test_quantize_rules();
     test_roundtrip();
     test_kernels();
+    test_transposed();
     return t_summary();
 }

@@ -18,6 +18,7 @@
 #ifndef WK_GGUF_H
 #define WK_GGUF_H
 #include "wk.h"
+#include "model/config.h"
 
 typedef enum {
     WK_GGUF_U8 = 0, WK_GGUF_I8 = 1, WK_GGUF_U16 = 2, WK_GGUF_I16 = 3, WK_GGUF_U32 = 4,
@@ -132,6 +133,11 @@ typedef struct {
 /* Reads {arch}.* metadata (and the token list for the vocabulary size) into cfg. */
 wick_status wk_gguf_read_config(const wk_gguf *g, wk_gguf_config *cfg);
 
+/* Fills the decoder's wk_config (model/config.h) from a GGUF file: wk_gguf_read_config
+ * plus o/mlp biases, eos (+ eot) ids and linear rope scaling; llama3/yarn scaling
+ * -> WICK_EUNSUPPORTED. */
+wick_status wk_gguf_to_config(const wk_gguf *g, wk_config *c);
+
 /* True when llama.cpp's converter permutes the rows of q/k weights for this architecture
  * (convert_hf_to_gguf.py LlamaModel.permute: "llama" and "mistral"; not Qwen2/Qwen3). */
 bool wk_gguf_arch_permutes_qk(const char *arch);
@@ -147,4 +153,11 @@ bool wk_gguf_name_from_hf(const char *hf, char *buf, size_t cap);
  * [first half | second half] rotary layout becomes interleaved pairs. to_gguf=true
  * applies it (HF -> GGUF), false undoes it (GGUF -> HF). dst and src must not alias. */
 void wk_gguf_permute_rows(void *dst, const void *src, int n_head, int64_t rows, size_t row_bytes, bool to_gguf);
+
+/* The GGUF tensor holding HF tensor hf, and its data in HF row order, still in its
+ * stored (possibly quantized) type: for q/k weights and biases of archs whose
+ * converter permutes them, *data is an un-permuted copy owned by the caller (*owned,
+ * free with wk_free); otherwise *data points into the mapping and *owned is NULL. */
+wick_status wk_gguf_hf_tensor(const wk_gguf *g, const wk_gguf_config *c, const char *hf, const wk_gguf_tensor **t,
+                              const void **data, void **owned);
 #endif

@@ -171,3 +171,79 @@ wick_status wk_gguf_read_config(const wk_gguf *g, wk_gguf_config *c) {
     c->eos_id = opt_token_id(g, "tokenizer.ggml.eos_token_id");
     return check_config(g, c);
 }
+
+wick_status wk_gguf_hf_tensor(const wk_gguf *g, const wk_gguf_config *c, const char *hf, const wk_gguf_tensor **t,
+                              const void **data, void **owned) {
+    char name[256];
+    *t = NULL;
+    *data = *owned = NULL;
+    if (!wk_gguf_name_from_hf(hf, name, sizeof name))
+        return wk_err(WICK_EINVAL, "%s: no GGUF name for tensor '%s'", wk_gguf_path(g), hf);
+    if (!(*t = wk_gguf_find_tensor(g, name)))
+        return wk_err(WICK_EFORMAT, "%s: tensor '%s' (%s) missing", wk_gguf_path(g), name, hf);
+    *data = (*t)->data;
+    bool q = strstr(name, ".attn_q.") != NULL, k = strstr(name, ".attn_k.") != NULL;
+    if (!(q || k) || !wk_gguf_arch_permutes_qk(c->arch)) return WICK_OK;
+    int heads = q ? c->num_heads : c->num_kv_heads;
+    int64_t rows = (*t)->ndim == 2 ? (*t)->ne[1] : (*t)->ne[0];
+    if (rows != (int64_t)heads * c->head_dim || ((*t)->ndim == 1 && (*t)->type != 0))
+        return wk_err(WICK_EFORMAT, "%s: tensor '%s' has %lld rows, expected %d heads x %d", wk_gguf_path(g), name,
+                      (long long)rows, heads, c->head_dim);
+    void *p = wk_malloc((*t)->nbytes, name);
+    if (!p) return WICK_ENOMEM;
+    wk_gguf_permute_rows(p, (*t)->data, heads, rows, (*t)->nbytes / (size_t)rows, false);
+    *data = *owned = p;
+    return WICK_OK;
+}
+
+/* Rope scaling keys: "linear" maps to WK_ROPE_LINEAR; llama3-style (rope_freqs.weight) and yarn are refused. */
+static wick_status read_rope_scaling(const wk_gguf *g, const char *arch, wk_config *c) {
+    char key[128];
+    const char *type = "none";
+    snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
+    if (wk_gguf_find(g, key) && wk_gguf_get_str(g, key, &type)) return WICK_EFORMAT;
+    if (wk_gguf_find_tensor(g, "rope_freqs.weight") || (strcmp(type, "none") && strcmp(type, "linear")))
+        return wk_err(WICK_EUNSUPPORTED, "%s: rope scaling '%s'%s not supported (none, linear)", wk_gguf_path(g), type,
+                      wk_gguf_find_tensor(g, "rope_freqs.weight") ? " with rope_freqs.weight" : "");
+    if (!strcmp(type, "linear")) {
+        double f;
+        snprintf(key, sizeof key, "%s.rope.scaling.factor", arch);
+        if (wk_gguf_get_float(g, key, &f)) return WICK_EFORMAT;
+        c->rope_type = WK_ROPE_LINEAR;
+        c->rope_factor = (float)f;
+    }
+    return WICK_OK;
+}
+
+wick_status wk_gguf_to_config(const wk_gguf *g, wk_config *c) {
+    wk_gguf_config gc;
+    wick_status st = wk_gguf_read_config(g, &gc);
+    if (st) return st;
+    memset(c, 0, sizeof *c);
+    c->arch = !strcmp(gc.arch, "qwen2") ? WK_ARCH_QWEN2 : !strcmp(gc.arch, "qwen3") ? WK_ARCH_QWEN3 : WK_ARCH_LLAMA;
+    c->arch_name = c->arch == WK_ARCH_QWEN2 ? "qwen2" : c->arch == WK_ARCH_QWEN3 ? "qwen3" : "llama";
+    c->vocab = gc.vocab_size;
+    c->hidden = gc.hidden_size;
+    c->inter = gc.intermediate_size;
+    c->n_layers = gc.num_layers;
+    c->n_heads = gc.num_heads;
+    c->n_kv_heads = gc.num_kv_heads;
+    c->head_dim = gc.head_dim;
+    c->max_pos = gc.max_position;
+    c->rope_theta = gc.rope_theta;
+    c->rms_eps = gc.rms_eps;
+    c->rope_type = WK_ROPE_DEFAULT;
+    c->rope_factor = 1.f;
+    c->tie_embeddings = gc.tie_embeddings;
+    c->qkv_bias = gc.qkv_bias;
+    c->o_bias = wk_gguf_find_tensor(g, "blk.0.attn_output.bias") != NULL;
+    c->mlp_bias = wk_gguf_find_tensor(g, "blk.0.ffn_up.bias") != NULL;
+    c->qk_norm = gc.qk_norm;
+    c->bos = gc.bos_id;
+    if (gc.eos_id >= 0) c->eos[c->n_eos++] = gc.eos_id;
+    int64_t eot;
+    if (wk_gguf_find(g, "tokenizer.ggml.eot_token_id") && !wk_gguf_get_int(g, "tokenizer.ggml.eot_token_id", &eot) &&
+        eot >= 0 && eot <= INT32_MAX && eot != gc.eos_id)
+        c->eos[c->n_eos++] = (int)eot;
+    return read_rope_scaling(g, gc.arch, c);
+}

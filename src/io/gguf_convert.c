@@ -57,7 +57,10 @@ static wick_status add_f32(conv *c, const char *name, float *f, int ndim, int64_
     size_t rb = wk_qtype_row_bytes(t, in), nb = rb * (size_t)rows;
     uint8_t *q = t == WK_Q_F32 ? (uint8_t *)f : wk_malloc(nb ? nb : 1, name);
     wick_status st = q ? WICK_OK : WICK_ENOMEM;
-    for (int64_t r = 0; r < rows && !st && t != WK_Q_F32; r++) st = wk_quantize_row(t, f + r * in, q + r * rb, in);
+    if (!st && t != WK_Q_F32) { /* rows are independent: quantize them in parallel (sizes were checked above) */
+#pragma omp parallel for schedule(dynamic, 16)
+        for (int64_t r = 0; r < rows; r++) wk_quantize_row(t, f + r * in, q + r * rb, in);
+    }
     if (q != (uint8_t *)f) wk_free(f);
     if (st) { if (q != (uint8_t *)f) wk_free(q); return st; }
     if ((st = keep_buf(c, q))) return st;
@@ -95,16 +98,19 @@ static wick_status open_shards(const char *dir, wick_st **files, int *n) {
     return st;
 }
 
+/* llama.cpp's llama_ftype for a file whose main weight type is t. */
+static uint32_t llama_ftype(int t) {
+    return t == WK_Q_F32 ? 0 : t == WK_Q_F16 ? 1 : t == WK_Q_Q4_0 ? 2 : t == WK_Q_Q4_1 ? 3 : t == WK_Q_Q8_0 ? 7
+         : t == WK_Q_Q5_0 ? 8 : t == WK_Q_Q5_1 ? 9 : t == WK_Q_Q4_K ? 14 : 32;
+}
+
 static wick_status write_hf_meta(wk_gguf_writer *w, const wk_config *cf, const char *arch, const char *dir, int type) {
     char k[128];
     const char *base = strrchr(dir, '/');
     base = base && base[1] ? base + 1 : dir;
-    /* llama_ftype of the main weight type */
-    uint32_t ftype = type == WK_Q_F32 ? 0 : type == WK_Q_F16 ? 1 : type == WK_Q_Q4_0 ? 2 : type == WK_Q_Q4_1 ? 3
-                   : type == WK_Q_Q8_0 ? 7 : type == WK_Q_Q5_0 ? 8 : type == WK_Q_Q5_1 ? 9 : type == WK_Q_Q4_K ? 14 : 32;
     wick_status st = wk_gguf_w_str(w, "general.architecture", arch);
     if (!st) st = wk_gguf_w_str(w, "general.name", base);
-    if (!st) st = wk_gguf_w_u32(w, "general.file_type", ftype);
+    if (!st) st = wk_gguf_w_u32(w, "general.file_type", llama_ftype(type));
     if (!st) st = wk_gguf_w_u32(w, "general.quantization_version", 2);
     struct { const char *s; int v; } ints[] = {
         {"context_length", cf->max_pos}, {"embedding_length", cf->hidden}, {"block_count", cf->n_layers},
@@ -193,7 +199,7 @@ static wick_status convert_gguf(conv *c, const char *path, const char *out_path)
     for (int64_t i = 0; i < wk_gguf_kv_count(g) && !st; i++) {
         const wk_gguf_kv *kv = wk_gguf_kv_at(g, i);
         if (!strcmp(kv->key, "general.alignment")) continue;
-        if (!strcmp(kv->key, "general.file_type")) st = wk_gguf_w_u32(c->w, kv->key, 0);
+        if (!strcmp(kv->key, "general.file_type")) st = wk_gguf_w_u32(c->w, kv->key, llama_ftype(c->type));
         else st = wk_gguf_w_val(c->w, kv->key, &kv->val);
     }
     for (int64_t i = 0; i < wk_gguf_tensor_count(g) && !st; i++) {

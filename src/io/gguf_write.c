@@ -38,7 +38,7 @@ struct wk_gguf_writer {
 };
 
 static void put(buf *b, const void *p, size_t n) {
-    if (b->oom) return;
+    if (b->oom || n == 0) return;
     if (b->n + n > b->cap) {
         size_t cap = WK_MAX(b->cap * 2, b->n + n + 256);
         uint8_t *q = wk_realloc(b->p, cap, "gguf metadata buffer");

@@ -90,6 +90,8 @@ def part_a(model, types):
         subprocess.run([WICK, "quantize", "--model", d, "--type", t, "--out", out], check=True)
         r = gguf.GGUFReader(out)
         check(field(r, "general.architecture") == arch, "%s: architecture" % out)
+        ftype = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q8_0": 7, "q5_0": 8, "q5_1": 9, "q4_k": 14, "bf16": 32}[t]
+        check(field(r, "general.file_type") == ftype, "%s: general.file_type %s" % (out, field(r, "general.file_type")))
         for key, hf in [("block_count", "num_hidden_layers"), ("embedding_length", "hidden_size"),
                         ("feed_forward_length", "intermediate_size"), ("attention.head_count", "num_attention_heads"),
                         ("vocab_size", "vocab_size")]:
@@ -168,7 +170,7 @@ def part_b():
     subprocess.run([WICK, "quantize", "--model", theirs, "--type", "f32", "--out", mine], check=True)
     a, b = gguf.GGUFReader(theirs), gguf.GGUFReader(mine)
     for key, f in a.fields.items():
-        if key.startswith("GGUF.") or key == "general.alignment":
+        if key.startswith("GGUF.") or key in ("general.alignment", "general.file_type"):
             continue
         g = b.fields.get(key)
         check(g is not None and g.types == f.types, "metadata key %s missing or retyped" % key)

@@ -53,14 +53,24 @@ wick_status wk_dequant_row(int t, const void *src, float *dst, int64_t n);
 wick_status wk_quantize_row(int t, const float *src, void *dst, int64_t n);
 
 /* y[n,out] = x[n,in] · Wᵀ with W [out,in] stored as type t (rows of wk_qtype_row_bytes(t,in)).
- * Q8_0, Q4_0, Q4_1, Q4_K: x is quantized to 8 bits per 32-block and int8 dot products
+ * Q8_0, Q4_0, Q4_1, Q4_K, Q6_K: x is quantized to 8 bits per 32-block and int8 dot products
  * (AVX512-VNNI / AVX2, scalar fallback) run on the packed weights. BF16: fp32 FMA on the
  * widened weights. Other dequantizable types: per-row dequantization then an fp32 dot.
- * OpenMP over output rows, wick_get_threads() threads. */
+ * OpenMP over output rows, wick_get_threads() threads. From n >= WK_QMM_GEMM_MIN_N
+ * (prefill) tiles of W are dequantized to fp32 and multiplied with BLAS sgemm. */
+#define WK_QMM_GEMM_MIN_N 16
 wick_status wk_qmatmul(float *y, const float *x, int64_t n, int64_t in, const void *w, int t, int64_t out);
 
 /* Reference for wk_qmatmul: dequantizes each row with wk_dequant_row, double-accumulated dot. */
 wick_status wk_qmatmul_ref(float *y, const float *x, int64_t n, int64_t in, const void *w, int t, int64_t out);
+
+/* The transposed product y[n,in] (=|+=) x[n,out] · W, W [out,in] of type t: the gradient
+ * of x·Wᵀ with respect to x (QLoRA backward through a frozen quantized base). Tiles of W
+ * are dequantized to fp32 (in parallel) and multiplied with BLAS sgemm. accumulate adds into y. */
+wick_status wk_qmatmul_t(float *y, const float *x, int64_t n, int64_t out, const void *w, int t, int64_t in, int accumulate);
+/* Reference for wk_qmatmul_t: dequantized weights, double-accumulated sums. */
+wick_status wk_qmatmul_t_ref(float *y, const float *x, int64_t n, int64_t out, const void *w, int t, int64_t in,
+                             int accumulate);
 
 /* ggml's nearest_int: round half to even via the 1.5*2^23 trick (|v| < 2^22). */
 static inline int wk_nearest_int(float v) {
