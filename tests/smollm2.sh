@@ -34,8 +34,12 @@ for g in d["greedy"]:
     n = 0
     while n < min(len(got), 16) and got[n] == g["ids"][n]:
         n += 1
-    # Q4_1 weights with 8-bit activations in both implementations: the first tokens must agree
-    check(r.returncode == 0 and len(got) == 16 and n >= 6, f"greedy {g['prompt'][:30]!r}: {n} tokens agree ({got} vs {g['ids']})")
+    # Q4_1 weights with 8-bit activations in both implementations, rounded differently: the
+    # tokens must agree until llama.cpp itself saw a near tie (top-1 minus top-2 logit < 0.5).
+    tie = n < 16 and g["margins"][n] < 0.5
+    check(r.returncode == 0 and len(got) == 16 and (n == 16 or tie),
+          f"greedy {g['prompt'][:30]!r}: {n} tokens agree, llama.cpp margin there {g['margins'][n] if n < 16 else '-'} "
+          f"({got} vs {g['ids']})")
 r = subprocess.run([wick, "generate", "--model", gguf, "--chat", "--prompt", "What is the capital of France?",
                     "--max-tokens", "12", "--temperature", "0"], capture_output=True, text=True)
 check(r.returncode == 0 and "Paris" in r.stdout, f"chat answer: {r.stdout!r} {r.stderr}")

@@ -39,13 +39,15 @@ def main():
         ids = llm.tokenize(p.encode(), add_bos=False, special=True)
         llm.reset()
         llm.eval(ids)
-        gen = []
+        gen, margins = [], []
         for _ in range(16):
-            logits = llm.scores[llm.n_tokens - 1]
-            nxt = int(max(range(len(logits)), key=lambda i: logits[i]))
+            logits = [float(x) for x in llm.scores[llm.n_tokens - 1]]
+            order = sorted(range(len(logits)), key=lambda i: -logits[i])
+            nxt = order[0]
             gen.append(nxt)
+            margins.append(round(logits[order[0]] - logits[order[1]], 4))  # top-1 minus top-2 logit
             llm.eval([nxt])
-        res["greedy"].append({"prompt": p, "prompt_ids": ids, "ids": gen})
+        res["greedy"].append({"prompt": p, "prompt_ids": ids, "ids": gen, "margins": margins})
     with open(out, "w") as f:
         json.dump(res, f, indent=1, ensure_ascii=False)
 
