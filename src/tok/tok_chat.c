@@ -53,18 +53,34 @@ static wick_status recognise(const char *tpl, ct_kind *k, int *always_gen) {
 static void span_begin(render *r) { tk_ids_push(&r->spans, (int32_t)r->out.len); }
 static void span_end(render *r) { tk_ids_push(&r->spans, (int32_t)r->out.len); }
 
-/* Python's str.strip family on a byte range: mode bit 1 = left, 2 = right; chars = NULL for whitespace. */
+int tk_is_ws(uint32_t c);
+
+/* Python's str.isspace for one code point. */
+static int py_space(uint32_t c) { return tk_is_ws(c) || (c >= 0x1c && c <= 0x1f); }
+
+/* Python's str.strip family on a byte range: mode bit 1 = left, 2 = right; chars = NULL
+ * for whitespace (str.isspace), else a set of ASCII characters. */
 static void pystrip(const char **s, size_t *n, int mode, const char *chars) {
     const char *p = *s;
     size_t len = *n;
-    int (*ws)(int) = NULL;
-    (void)ws;
-    while ((mode & 1) && len && (chars ? !!strchr(chars, p[0]) : (p[0] == ' ' || (p[0] >= 9 && p[0] <= 13) || (p[0] >= 0x1c && p[0] <= 0x1f))))
-        p++, len--;
-    while ((mode & 2) && len &&
-           (chars ? !!strchr(chars, p[len - 1])
-                  : (p[len - 1] == ' ' || (p[len - 1] >= 9 && p[len - 1] <= 13) || (p[len - 1] >= 0x1c && p[len - 1] <= 0x1f))))
-        len--;
+    uint32_t cp;
+    int k;
+    while ((mode & 1) && len) {
+        if (chars) {
+            if (!strchr(chars, p[0])) break;
+            k = 1;
+        } else if ((k = tk_utf8_next((const uint8_t *)p, len, &cp)) <= 0 || !py_space(cp)) {
+            break;
+        }
+        p += k, len -= (size_t)k;
+    }
+    while ((mode & 2) && len) {
+        size_t j = len - 1;
+        while (!chars && j > 0 && ((uint8_t)p[j] & 0xC0) == 0x80) j--;
+        if (chars ? !strchr(chars, p[j]) : (tk_utf8_next((const uint8_t *)p + j, len - j, &cp) <= 0 || !py_space(cp)))
+            break;
+        len = j;
+    }
     *s = p, *n = len;
 }
 

@@ -131,8 +131,8 @@ static wick_status dec_step(const tk_dec *d, const slist *in, slist *out) {
         if (d->kind == TK_D_REPLACE) {
             replace_all(&t, p, n, d->a, d->b);
         } else if (d->kind == TK_D_METASPACE) {
-            replace_all(&t, p, n, d->repl, " ");
-            if (i == 0 && d->prepend != TK_PS_NEVER && t.len && t.p[0] == ' ') memmove(t.p, t.p + 1, t.len--);
+            /* HF drops every replacement char of the first token, and maps the others to spaces */
+            replace_all(&t, p, n, d->repl, i == 0 && d->prepend != TK_PS_NEVER ? "" : " ");
         } else if (d->kind == TK_D_STRIP) {
             size_t cl = strlen(d->a), a = 0, b = n;
             for (int k = 0; k < d->start && b - a >= cl && cl && !memcmp(p + a, d->a, cl); k++) a += cl;

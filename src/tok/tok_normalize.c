@@ -22,8 +22,8 @@ static int is_cjk(uint32_t c) {
 static int is_control(uint32_t c) {
     if (c == '\t' || c == '\n' || c == '\r') return 0;
     utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)c);
-    return k == UTF8PROC_CATEGORY_CC || k == UTF8PROC_CATEGORY_CF || k == UTF8PROC_CATEGORY_CN ||
-           k == UTF8PROC_CATEGORY_CO;
+    /* Cc, Cf, Co; unassigned code points (Cn) are kept, as Hugging Face does */
+    return k == UTF8PROC_CATEGORY_CC || k == UTF8PROC_CATEGORY_CF || k == UTF8PROC_CATEGORY_CO;
 }
 
 static void put_cp(tk_buf *b, uint32_t cp) {
