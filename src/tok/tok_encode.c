@@ -107,7 +107,7 @@ static wick_status segment(enc *e, const char *s, size_t n, int first) {
     if (!st && !nb.p) st = tk_buf_put(&nb, "", 0);
     size_t pos = 0, a, b;
     int which;
-    while (!st && find_added(e, nb.p, nb.len, pos, 1, &a, &b, &which)) {
+    while (!st && t->has_norm_added && find_added(e, nb.p, nb.len, pos, 1, &a, &b, &which)) {
         st = model_text(e, nb.p + pos, a - pos, first && pos == 0);
         if (!st) st = tk_ids_push(e->out, t->added[which].id);
         pos = b;

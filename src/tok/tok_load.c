@@ -398,6 +398,7 @@ static wick_status index_added(wick_tokenizer *t) {
             wick_status st = tk_normalize(t, a->content, strlen(a->content), &nb);
             if (st) return st;
             a->norm_content = nb.p;
+            t->has_norm_added = 1;
         } else {
             t->added_first[(uint8_t)a->content[0]] = 1;
         }
