@@ -49,7 +49,9 @@ def sp_meta(lines):
                              show_progress=False)
     tok.train_from_iterator(lines, tr)
     tok.add_special_tokens([AddedToken("[INST]", special=True, normalized=False),
-                            AddedToken("[/INST]", special=True, normalized=False)])
+                            AddedToken("[/INST]", special=True, normalized=False),
+                            AddedToken("<sep>", special=True, normalized=False, lstrip=True, rstrip=True)])
+    tok.add_tokens([AddedToken("xyz", single_word=True, normalized=False)])
     tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
     return tok
 
@@ -62,6 +64,8 @@ def wordpiece(lines):
     tr = trainers.WordPieceTrainer(vocab_size=700, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
                                    show_progress=False)
     tok.train_from_iterator(lines, tr)
+    tok.add_tokens([AddedToken("New York", normalized=True)])
+    tok.add_special_tokens([AddedToken("<mask>", special=True, normalized=False, lstrip=True)])
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
                                                        special_tokens=[("[CLS]", cls), ("[SEP]", sep)])

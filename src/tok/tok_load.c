@@ -384,15 +384,6 @@ static wick_status index_added(wick_tokenizer *t) {
     if (!t->is_special || !t->is_added) return WICK_ENOMEM;
     for (int i = 0; i < t->n_added; i++) {
         tk_added *a = &t->added[i];
-        if (t->strs[a->id].off == UINT32_MAX) {
-            tk_buf pool = {t->pool, t->pool_len, t->pool_cap};
-            uint32_t off = (uint32_t)pool.len;
-            if (tk_buf_put(&pool, a->content, strlen(a->content))) return WICK_ENOMEM;
-            t->pool = pool.p, t->pool_len = pool.len, t->pool_cap = pool.cap;
-            t->strs[a->id] = (tk_str){off, (uint32_t)strlen(a->content)};
-        }
-        t->is_special[a->id] = (uint8_t)a->special;
-        t->is_added[a->id] = 1;
         if (a->normalized && t->n_norms) {
             tk_buf nb = {0};
             wick_status st = tk_normalize(t, a->content, strlen(a->content), &nb);
@@ -402,6 +393,16 @@ static wick_status index_added(wick_tokenizer *t) {
         } else {
             t->added_first[(uint8_t)a->content[0]] = 1;
         }
+        if (t->strs[a->id].off == UINT32_MAX) { /* decodes as HF does: the normalized form when matched normalized */
+            const char *c = a->norm_content ? a->norm_content : a->content;
+            tk_buf pool = {t->pool, t->pool_len, t->pool_cap};
+            uint32_t off = (uint32_t)pool.len;
+            if (tk_buf_put(&pool, c, strlen(c))) return WICK_ENOMEM;
+            t->pool = pool.p, t->pool_len = pool.len, t->pool_cap = pool.cap;
+            t->strs[a->id] = (tk_str){off, (uint32_t)strlen(c)};
+        }
+        t->is_special[a->id] = (uint8_t)a->special;
+        t->is_added[a->id] = 1;
     }
     return WICK_OK;
 }
