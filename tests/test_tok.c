@@ -287,6 +287,14 @@ static void test_spans(void) {
         CHECK(!strncmp(out + sp[2], "Ciao<|eot_id|>", sp[3] - sp[2]) && sp[3] == strlen(out), "span 1");
     }
     wick_free(out), wick_free(sp);
+    /* Llama 3.1 by name: dated system header, trimmed system message */
+    wick_chat_message m2[] = {{"system", " Be brief. "}, {"user", "Hi"}};
+    CHECK_OK(wick_chat_render(t, m2, 2, 1, "llama3.1", &out, NULL, NULL));
+    CHECK(out && !strcmp(out, "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: "
+                              "December 2023\nToday Date: 26 Jul 2024\n\nBe brief.<|eot_id|><|start_header_id|>user"
+                              "<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"),
+          "llama3.1: %s", out);
+    wick_free(out);
     wick_tokenizer_free(t);
 }
 

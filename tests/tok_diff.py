@@ -163,6 +163,24 @@ TEMPLATES = {
               "'<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}"
               "{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}"
               "{% endif %}",
+    # Llama 3.1's template without its tool-calling branches (no tools are passed here)
+    "llama3.1": "{{- bos_token }}\n{%- if not date_string is defined %}\n    {%- set date_string = \"26 Jul 2024\" %}\n"
+                "{%- endif %}\n{%- if not tools is defined %}\n    {%- set tools = none %}\n{%- endif %}\n"
+                "{%- if messages[0]['role'] == 'system' %}\n    {%- set system_message = messages[0]['content']|trim %}\n"
+                "    {%- set messages = messages[1:] %}\n{%- else %}\n    {%- set system_message = \"\" %}\n{%- endif %}\n"
+                "{{- \"<|start_header_id|>system<|end_header_id|>\\n\\n\" }}\n"
+                "{%- if builtin_tools is defined or tools is not none %}\n    {{- \"Environment: ipython\\n\" }}\n{%- endif %}\n"
+                "{{- \"Cutting Knowledge Date: December 2023\\n\" }}\n{{- \"Today Date: \" + date_string + \"\\n\\n\" }}\n"
+                "{{- system_message }}\n{{- \"<|eot_id|>\" }}\n{%- for message in messages %}\n"
+                "    {%- if not (message.role == 'ipython' or message.role == 'tool' or 'tool_calls' in message) %}\n"
+                "        {{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim"
+                " + '<|eot_id|>' }}\n    {%- elif message.role == \"tool\" or message.role == \"ipython\" %}\n"
+                "        {{- \"<|start_header_id|>ipython<|end_header_id|>\\n\\n\" }}\n"
+                "        {%- if message.content is mapping or message.content is iterable %}\n"
+                "            {{- message.content | tojson }}\n        {%- else %}\n            {{- message.content }}\n"
+                "        {%- endif %}\n        {{- \"<|eot_id|>\" }}\n    {%- endif %}\n{%- endfor %}\n"
+                "{%- if add_generation_prompt %}\n    {{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}\n"
+                "{%- endif %}\n",
     "mistral": "{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0)"
                " %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif"
                " %}{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% elif "
@@ -172,7 +190,7 @@ TEMPLATES = {
 
 CONTENTS = ["Hi", "What is LoRA?", "  padded  ", "\nlead newline", "trail\n\n", "日本語で答えて", "emoji 🤖",
             "<think>\nreasoning here\n</think>\n\nThe answer.", "a</think>b", "<think>x</think>", "multi\nline\ntext",
-            "\u3000wide space\u3000", "<tool_response>\nok\n</tool_response>", "", "x" * 300]
+            "\u3000wide space\u3000", "quote \" back\\slash \x01 tab\t", "<tool_response>\nok\n</tool_response>", "", "x" * 300]
 
 
 def conversations(seed, n, alternate=False, tools=False):
@@ -240,6 +258,8 @@ def main():
         chat_suite("qwen2.5", template_dir(root, "qwen2.5", q, None, "<|im_end|>"), conversations(13, nc))
         chat_suite("llama3", template_dir(root, "llama3", os.path.join(G, "tok_llama3", "tokenizer.json"),
                                           "<|begin_of_text|>", "<|eot_id|>"), conversations(14, nc))
+        chat_suite("llama3.1", template_dir(root, "llama3.1", os.path.join(G, "tok_llama3", "tokenizer.json"),
+                                            "<|begin_of_text|>", "<|eot_id|>"), conversations(16, nc, tools=True))
         chat_suite("mistral", template_dir(root, "mistral", os.path.join(fx, "sp_meta.json"), "<s>", "</s>"),
                    conversations(15, nc, alternate=True))
     finally:
