@@ -298,6 +298,38 @@ static void test_spans(void) {
     wick_tokenizer_free(t);
 }
 
+/* Random id sequences (specials, split characters, byte tokens): streamed == full decode. */
+static void test_stream_random(const char *path) {
+    wick_tokenizer *t;
+    CHECK_OK(wick_tokenizer_load(path, &t));
+    if (!t) return;
+    uint64_t s = 12345;
+    int V = wick_tokenizer_vocab_size(t), bad = 0;
+    for (int rep = 0; rep < 150; rep++) {
+        int32_t ids[48];
+        int n = 1 + rep % 48;
+        for (int i = 0; i < n; i++) {
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            ids[i] = (int32_t)((s >> 33) % (uint64_t)V);
+            if (wick_tokenizer_token(t, ids[i], NULL) == NULL) ids[i] = 0;
+        }
+        char *full;
+        CHECK_OK(wick_detokenize(t, ids, n, 0, &full, NULL));
+        char *st = stream_decode(t, ids, n);
+        if (full && strcmp(full, st)) {
+            if (!bad) { /* show the first difference */
+                fprintf(stderr, "full [%s]\nstrm [%s]\nids", full, st);
+                for (int i = 0; i < n; i++) fprintf(stderr, " %d", ids[i]);
+                fprintf(stderr, "\n");
+            }
+            bad++;
+        }
+        free(st), wick_free(full);
+    }
+    CHECK(bad == 0, "%s: %d random sequences stream differently from the full decode", path, bad);
+    wick_tokenizer_free(t);
+}
+
 int main(void) {
     test_real("tok_qwen", "qwen3", "<|im_end|>");
     test_real("tok_llama3", "llama3", "<|end_of_text|>");
@@ -305,5 +337,9 @@ int main(void) {
     test_fixtures();
     test_errors();
     test_spans();
+    test_stream_random(T_PATH("golden/tok_qwen/tokenizer.json"));
+    test_stream_random(T_PATH("golden/tok_fixtures/sp_bpe.json"));
+    test_stream_random(T_PATH("golden/tok_fixtures/sp_meta.json"));
+    test_stream_random(T_PATH("golden/tok_fixtures/wordpiece.json"));
     return t_summary();
 }

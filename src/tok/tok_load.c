@@ -488,7 +488,7 @@ static wick_status load_json(wick_tokenizer *t, const char *file) {
     if (st) return st;
     st = load_json_text(t, js, n, file);
     wk_free(js);
-    return st;
+    return st ? wk_err_prefix(st, "%s", file) : WICK_OK;
 }
 
 wick_status wk_tokenizer_from_json(const char *js, size_t n, const char *name, const char *bos, const char *eos,
@@ -531,6 +531,7 @@ wick_status wick_tokenizer_load(const char *path, wick_tokenizer **out) {
     if (S_ISDIR(sb.st_mode)) {
         snprintf(dir, sizeof dir, "%s", path);
         wk_path_join(file, sizeof file, path, "tokenizer.json");
+        if (!wk_file_exists(file)) return wk_err(WICK_EIO, "%s: directory has no tokenizer.json", path);
     } else {
         snprintf(file, sizeof file, "%s", path);
         snprintf(dir, sizeof dir, "%s", path);
@@ -545,7 +546,6 @@ wick_status wick_tokenizer_load(const char *path, wick_tokenizer **out) {
     if (!st) st = load_config(t, dir);
     if (!st) st = tk_cache_init(&t->cache);
     if (st) {
-        wk_err_prefix(st, "%s", file);
         wick_tokenizer_free(t);
         return st;
     }
