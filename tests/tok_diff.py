@@ -53,7 +53,7 @@ PIECES = [
     "def f(x):", "    return x**2", "  # comment", "{", "}", "[]", "()", "=>", "!=", "<=", "&&", "||", "//", "/*", "*/",
     "https://example.com/path?q=1&r=two#frag", "user@example.org", "C:\\path\\to", "$HOME", "@@", "...", "—", "–",
     "<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|begin_of_text|>", "<|eot_id|>", "<|start_header_id|>",
-    "<s>", "</s>", "<unk>", "New York", "new york", " <mask> ", "<sep>", " <sep>  ", " xyz ", "axyz", "xyz", "[CLS]", "[SEP]", "[MASK]", "[INST]", "[/INST]", "<|im_st", "<|", "|>", "<0x41>",
+    "<s>", "</s>", "<unk>", "New York", "new york", " <mask> ", "<sep>", " <sep>  ", " xyz ", "axyz", "xyz", "½xyz½", "xyz_", "Ⅻxyz", "xyz\u0301", "[CLS]", "[SEP]", "[MASK]", "[INST]", "[/INST]", "<|im_st", "<|", "|>", "<0x41>",
     "\u212b", "\u1f71", "\u0958", "\u1100\u1161", "\uac00\u11a8", "\u0b47\u0b3e", "\u0301", "\u3099",
     "\x00", "\x07", "\x7f", "\x1b[31m", "\ufffd", "\U0001f600", "\U00020000", "aaaaaaaaaaaaaaaaaaaa", "Ġ", "▁", "##",
 ]

@@ -18,11 +18,13 @@ typedef struct {
     tk_ids *out;
 } enc;
 
+/* Rust regex \w (what HF's single_word check uses): Alphabetic, marks, Nd, Pc, joiners. */
 static int is_word_char(uint32_t c) {
-    if (c == '_') return 1;
+    if (c == 0x200C || c == 0x200D) return 1;
     utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)c);
-    return (k >= UTF8PROC_CATEGORY_LU && k <= UTF8PROC_CATEGORY_LO) || (k >= UTF8PROC_CATEGORY_ND && k <= UTF8PROC_CATEGORY_NO) ||
-           k == UTF8PROC_CATEGORY_MN || k == UTF8PROC_CATEGORY_MC;
+    return (k >= UTF8PROC_CATEGORY_LU && k <= UTF8PROC_CATEGORY_LO) || k == UTF8PROC_CATEGORY_ND ||
+           k == UTF8PROC_CATEGORY_NL || k == UTF8PROC_CATEGORY_MN || k == UTF8PROC_CATEGORY_MC ||
+           k == UTF8PROC_CATEGORY_ME || k == UTF8PROC_CATEGORY_PC;
 }
 
 static uint32_t cp_before(const char *s, size_t at) {
