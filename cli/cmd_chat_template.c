@@ -12,7 +12,7 @@ static const char *USAGE =
     "usage: wick chat-template --model DIR --messages FILE.json [--add-generation-prompt] [--chat-template NAME]\n"
     "  renders the conversation with the model's chat template (tokenizer_config.json) and prints it exactly\n"
     "  --messages        a JSON list of {\"role\": ..., \"content\": ...} (or {\"messages\": [...]})\n"
-    "  --chat-template   chatml | qwen2 | qwen2.5 | qwen3 | llama3 | mistral (default: recognised from the model)\n"
+    "  --chat-template   chatml | qwen2 | qwen2.5 | qwen3 | llama3 | llama3.1 | mistral (default: recognised from the model)\n"
     "  --spans           also print the assistant reply byte spans as JSON on stderr\n";
 
 static int load_messages(const char *path, json_t **root, wick_chat_message **msgs, int *n) {

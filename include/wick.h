@@ -234,7 +234,9 @@ void wick_detok_free(wick_detok *d);
 
 /* Chat templates. Built-in renderers for the templates real models ship: "chatml",
  * "qwen2.5" (ChatML with Qwen's default system prompt), "qwen3" (ChatML with the
- * thinking block rules), "llama3", "mistral" ([INST], strictly alternating user/assistant). template_name NULL = recognise tokenizer_config.json's
+ * thinking block rules), "llama3", "llama3.1" (Llama 3.1/3.2: system header with the knowledge
+ * cutoff and "Today Date", today's when the template uses strftime_now; no tools),
+ * "mistral" ([INST], strictly alternating user/assistant). template_name NULL = recognise tokenizer_config.json's
  * chat_template; an unrecognised template is WICK_EUNSUPPORTED naming --chat-template. */
 typedef struct {
     const char *role;    /* "system", "user", "assistant" */

@@ -136,6 +136,7 @@ struct wick_tokenizer {
 
     tk_added *added; int n_added;
     uint8_t added_first[256]; /* bitmap of first bytes of raw-matched added tokens */
+    int has_norm_added;       /* some added tokens are matched on normalized text */
 
     tk_cache cache;
 

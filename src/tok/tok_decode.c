@@ -131,8 +131,8 @@ static wick_status dec_step(const tk_dec *d, const slist *in, slist *out) {
         if (d->kind == TK_D_REPLACE) {
             replace_all(&t, p, n, d->a, d->b);
         } else if (d->kind == TK_D_METASPACE) {
-            replace_all(&t, p, n, d->repl, " ");
-            if (i == 0 && d->prepend != TK_PS_NEVER && t.len && t.p[0] == ' ') memmove(t.p, t.p + 1, t.len--);
+            /* HF drops every replacement char of the first token, and maps the others to spaces */
+            replace_all(&t, p, n, d->repl, i == 0 && d->prepend != TK_PS_NEVER ? "" : " ");
         } else if (d->kind == TK_D_STRIP) {
             size_t cl = strlen(d->a), a = 0, b = n;
             for (int k = 0; k < d->start && b - a >= cl && cl && !memcmp(p + a, d->a, cl); k++) a += cl;
@@ -236,8 +236,26 @@ void wick_detok_free(wick_detok *d) {
 
 static int ends_incomplete(const tk_buf *b) { return b->len >= 3 && !memcmp(b->p + b->len - 3, "\xEF\xBF\xBD", 3); }
 
+/* A run of <0xXX> tokens decodes as a group (invalid groups become one U+FFFD per byte),
+ * so while the last id is a byte token the text before it is not settled yet. */
+static int pending_bytes(const wick_detok *d) {
+    const wick_tokenizer *t = d->t;
+    int fallback = 0;
+    for (int i = 0; i < t->n_decs; i++) fallback |= t->decs[i].kind == TK_D_BYTEFALLBACK;
+    if (!fallback || !d->ids.len) return 0;
+    const tk_str *s = &t->strs[d->ids.p[d->ids.len - 1]];
+    uint8_t b;
+    return byte_token(t->pool + s->off, s->len, &b);
+}
+
 static wick_status step_stream(wick_detok *d, int final, const char **piece, size_t *len) {
     d->a.len = d->b.len = d->piece.len = 0;
+    if (!final && pending_bytes(d)) {
+        wick_status st = tk_buf_put(&d->piece, "", 0);
+        *piece = d->piece.p;
+        if (len) *len = 0;
+        return st;
+    }
     wick_status st = tk_decode(d->t, d->ids.p + d->prefix, d->read - d->prefix, 0, &d->a);
     if (!st) st = tk_decode(d->t, d->ids.p + d->prefix, d->ids.len - d->prefix, 0, &d->b);
     if (!st) st = tk_buf_put(&d->piece, "", 0);

@@ -18,11 +18,13 @@ typedef struct {
     tk_ids *out;
 } enc;
 
+/* Rust regex \w (what HF's single_word check uses): Alphabetic, marks, Nd, Pc, joiners. */
 static int is_word_char(uint32_t c) {
-    if (c == '_') return 1;
+    if (c == 0x200C || c == 0x200D) return 1;
     utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)c);
-    return (k >= UTF8PROC_CATEGORY_LU && k <= UTF8PROC_CATEGORY_LO) || (k >= UTF8PROC_CATEGORY_ND && k <= UTF8PROC_CATEGORY_NO) ||
-           k == UTF8PROC_CATEGORY_MN || k == UTF8PROC_CATEGORY_MC;
+    return (k >= UTF8PROC_CATEGORY_LU && k <= UTF8PROC_CATEGORY_LO) || k == UTF8PROC_CATEGORY_ND ||
+           k == UTF8PROC_CATEGORY_NL || k == UTF8PROC_CATEGORY_MN || k == UTF8PROC_CATEGORY_MC ||
+           k == UTF8PROC_CATEGORY_ME || k == UTF8PROC_CATEGORY_PC;
 }
 
 static uint32_t cp_before(const char *s, size_t at) {
@@ -107,7 +109,7 @@ static wick_status segment(enc *e, const char *s, size_t n, int first) {
     if (!st && !nb.p) st = tk_buf_put(&nb, "", 0);
     size_t pos = 0, a, b;
     int which;
-    while (!st && find_added(e, nb.p, nb.len, pos, 1, &a, &b, &which)) {
+    while (!st && t->has_norm_added && find_added(e, nb.p, nb.len, pos, 1, &a, &b, &which)) {
         st = model_text(e, nb.p + pos, a - pos, first && pos == 0);
         if (!st) st = tk_ids_push(e->out, t->added[which].id);
         pos = b;

@@ -384,23 +384,25 @@ static wick_status index_added(wick_tokenizer *t) {
     if (!t->is_special || !t->is_added) return WICK_ENOMEM;
     for (int i = 0; i < t->n_added; i++) {
         tk_added *a = &t->added[i];
-        if (t->strs[a->id].off == UINT32_MAX) {
-            tk_buf pool = {t->pool, t->pool_len, t->pool_cap};
-            uint32_t off = (uint32_t)pool.len;
-            if (tk_buf_put(&pool, a->content, strlen(a->content))) return WICK_ENOMEM;
-            t->pool = pool.p, t->pool_len = pool.len, t->pool_cap = pool.cap;
-            t->strs[a->id] = (tk_str){off, (uint32_t)strlen(a->content)};
-        }
-        t->is_special[a->id] = (uint8_t)a->special;
-        t->is_added[a->id] = 1;
         if (a->normalized && t->n_norms) {
             tk_buf nb = {0};
             wick_status st = tk_normalize(t, a->content, strlen(a->content), &nb);
             if (st) return st;
             a->norm_content = nb.p;
+            t->has_norm_added = 1;
         } else {
             t->added_first[(uint8_t)a->content[0]] = 1;
         }
+        if (t->strs[a->id].off == UINT32_MAX) { /* decodes as HF does: the normalized form when matched normalized */
+            const char *c = a->norm_content ? a->norm_content : a->content;
+            tk_buf pool = {t->pool, t->pool_len, t->pool_cap};
+            uint32_t off = (uint32_t)pool.len;
+            if (tk_buf_put(&pool, c, strlen(c))) return WICK_ENOMEM;
+            t->pool = pool.p, t->pool_len = pool.len, t->pool_cap = pool.cap;
+            t->strs[a->id] = (tk_str){off, (uint32_t)strlen(c)};
+        }
+        t->is_special[a->id] = (uint8_t)a->special;
+        t->is_added[a->id] = 1;
     }
     return WICK_OK;
 }
@@ -486,7 +488,7 @@ static wick_status load_json(wick_tokenizer *t, const char *file) {
     if (st) return st;
     st = load_json_text(t, js, n, file);
     wk_free(js);
-    return st;
+    return st ? wk_err_prefix(st, "%s", file) : WICK_OK;
 }
 
 wick_status wk_tokenizer_from_json(const char *js, size_t n, const char *name, const char *bos, const char *eos,
@@ -529,6 +531,7 @@ wick_status wick_tokenizer_load(const char *path, wick_tokenizer **out) {
     if (S_ISDIR(sb.st_mode)) {
         snprintf(dir, sizeof dir, "%s", path);
         wk_path_join(file, sizeof file, path, "tokenizer.json");
+        if (!wk_file_exists(file)) return wk_err(WICK_EIO, "%s: directory has no tokenizer.json", path);
     } else {
         snprintf(file, sizeof file, "%s", path);
         snprintf(dir, sizeof dir, "%s", path);
@@ -543,7 +546,6 @@ wick_status wick_tokenizer_load(const char *path, wick_tokenizer **out) {
     if (!st) st = load_config(t, dir);
     if (!st) st = tk_cache_init(&t->cache);
     if (st) {
-        wk_err_prefix(st, "%s", file);
         wick_tokenizer_free(t);
         return st;
     }

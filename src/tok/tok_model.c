@@ -97,6 +97,7 @@ static void try_pair(const wick_tokenizer *t, const int32_t *id, int a, int b, c
 
 /* Merges symbols id[0..n) in place; appends the surviving ids to out. */
 static wick_status merge_all(const wick_tokenizer *t, int32_t *id, int n, tk_ids *out) {
+    if (n <= 0) return WICK_OK;
     int stack_next[256], stack_prev[256];
     cand stack_heap[768];
     int *next = stack_next, *prev = stack_prev;

@@ -22,8 +22,8 @@ static int is_cjk(uint32_t c) {
 static int is_control(uint32_t c) {
     if (c == '\t' || c == '\n' || c == '\r') return 0;
     utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)c);
-    return k == UTF8PROC_CATEGORY_CC || k == UTF8PROC_CATEGORY_CF || k == UTF8PROC_CATEGORY_CN ||
-           k == UTF8PROC_CATEGORY_CO;
+    /* Cc, Cf, Co; unassigned code points (Cn) are kept, as Hugging Face does */
+    return k == UTF8PROC_CATEGORY_CC || k == UTF8PROC_CATEGORY_CF || k == UTF8PROC_CATEGORY_CO;
 }
 
 static void put_cp(tk_buf *b, uint32_t cp) {
@@ -47,8 +47,44 @@ static int is_ascii(const char *s, size_t n) {
     return 1;
 }
 
+/* Characters NFC leaves alone whatever surrounds them: below U+0300, or combining class 0,
+ * no canonical decomposition (kana and Hangul syllables are canonical composites that
+ * recompose to themselves), and never the second element of a composition. */
+static int nfc_stable(uint32_t cp) {
+    static const uint32_t second[] = {0x9be,   0x9d7,   0xb3e,   0xb56,   0xb57,   0xbbe,   0xbd7,   0xcc2,
+                                      0xcd5,   0xcd6,   0xd3e,   0xd57,   0xdcf,   0xddf,   0x102e,  0x1b35,
+                                      0x11127, 0x1133e, 0x11357, 0x114b0, 0x114ba, 0x114bd, 0x115af, 0x11930};
+    if (cp < 0x300) return 1;
+    if ((cp >= 0x4E00 && cp <= 0x9FFF) || (cp >= 0xAC00 && cp <= 0xD7A3) || (cp >= 0x3041 && cp <= 0x3096) ||
+        (cp >= 0x30A1 && cp <= 0x30FA))
+        return 1;
+    if ((cp >= 0x1161 && cp <= 0x1175) || (cp >= 0x11A8 && cp <= 0x11C2)) return 0; /* Hangul V/T jamo */
+    const utf8proc_property_t *p = utf8proc_get_property((utf8proc_int32_t)cp);
+    if (p->combining_class != 0) return 0;
+    if (p->decomp_seqindex != UINT16_MAX && p->decomp_type == 0) return 0; /* canonical decomposition */
+    for (size_t i = 0; i < WK_ARRAY_LEN(second); i++)
+        if (cp == second[i]) return 0;
+    return 1;
+}
+
+/* True when NFC(s) == s is certain without running the normalization. */
+static int nfc_quick(const char *s, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        if ((uint8_t)s[i] < 0x80) {
+            i++;
+            continue;
+        }
+        uint32_t cp;
+        int k = tk_utf8_next((const uint8_t *)s + i, n - i, &cp);
+        if (k <= 0 || !nfc_stable(cp)) return 0;
+        i += (size_t)k;
+    }
+    return 1;
+}
+
 static wick_status unicode_form(tk_norm_kind k, const char *s, size_t n, tk_buf *out) {
-    if (is_ascii(s, n)) return tk_buf_put(out, s, n);
+    if (is_ascii(s, n) || (k == TK_N_NFC && nfc_quick(s, n))) return tk_buf_put(out, s, n);
     int opt = UTF8PROC_STABLE;
     if (k == TK_N_NFC) opt |= UTF8PROC_COMPOSE;
     if (k == TK_N_NFD) opt |= UTF8PROC_DECOMPOSE;

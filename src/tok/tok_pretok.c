@@ -144,7 +144,7 @@ static wick_status prefix_space(const tk_pre *p, tk_buf *buf, tk_pieces *v, int 
         size_t rl = strlen(p->repl);
         uint32_t off = (uint32_t)buf->len;
         int want = p->prepend == TK_PS_ALWAYS || (p->prepend == TK_PS_FIRST && first_segment && i == 0);
-        int starts = pc->len >= rl && memcmp(buf->p + pc->off, p->repl, rl) == 0;
+        int starts = (pc->len >= rl && memcmp(buf->p + pc->off, p->repl, rl) == 0) || buf->p[pc->off] == ' ';
         if (want && !starts && tk_buf_put(buf, p->repl, rl)) return WICK_ENOMEM;
         for (uint32_t j = 0; j < pc->len; j++) {
             char c = buf->p[pc->off + j];

@@ -273,7 +273,7 @@ wick_status tk_utf8_lossy(tk_buf *out, const char *s, size_t n) {
 pcre2_code *tk_regex_compile(const char *pattern, int literal, const char *what) {
     int err;
     PCRE2_SIZE off;
-    uint32_t opts = PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK | (literal ? PCRE2_LITERAL : 0);
+    uint32_t opts = PCRE2_UTF | PCRE2_NO_UTF_CHECK | (literal ? PCRE2_LITERAL : PCRE2_UCP);
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, opts, &err, &off, NULL);
     if (!re) {
         PCRE2_UCHAR msg[256];
