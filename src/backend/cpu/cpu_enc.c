@@ -11,6 +11,7 @@
 #include <immintrin.h>
 #include <math.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdlib.h>
 
 /* e^x for x <= 0 (clamped at -87, where the result is below FLT_MIN anyway). */
@@ -116,16 +117,32 @@ void wk_cpu_layernorm(wk_backend *be, float *y, const float *x, const float *r, 
     }
 }
 
-/* A per-thread buffer that only grows. */
+/* A per-thread buffer that only grows; freed when its thread exits (OpenMP teams of
+ * short-lived application threads), as the scratch of cpu.c. */
+typedef struct {
+    float *buf;
+    size_t cap;
+} enc_scratch_t;
+static _Thread_local enc_scratch_t tls_enc;
+static pthread_key_t enc_key;
+static pthread_once_t enc_once = PTHREAD_ONCE_INIT;
+
+static void enc_release(void *p) {
+    enc_scratch_t *s = p;
+    free(s->buf), s->buf = NULL, s->cap = 0;
+}
+static void enc_key_init(void) { pthread_key_create(&enc_key, enc_release); }
+
 static float *enc_scratch(size_t n) {
-    static _Thread_local float *buf;
-    static _Thread_local size_t cap;
-    if (n > cap) {
-        free(buf);
-        cap = n + n / 2;
-        if (posix_memalign((void **)&buf, 64, cap * sizeof(float)) != 0) buf = NULL, cap = 0;
+    enc_scratch_t *s = &tls_enc;
+    if (n > s->cap) {
+        pthread_once(&enc_once, enc_key_init);
+        pthread_setspecific(enc_key, s);
+        free(s->buf);
+        s->cap = n + n / 2;
+        if (posix_memalign((void **)&s->buf, 64, s->cap * sizeof(float)) != 0) s->buf = NULL, s->cap = 0;
     }
-    return buf;
+    return s->buf;
 }
 
 /* p[0..n) = exp(p - mx), returns the sum. */
