@@ -5,6 +5,8 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include "cli.h"
 
 #define CMD(name) int cmd_##name(int argc, char **argv) __attribute__((weak));
@@ -46,7 +48,19 @@ static void usage(FILE *f) {
     fprintf(f, "\nerrors go to stderr as one line naming the file, field or tensor at fault.\n");
 }
 
+/* Older OpenBLAS builds do not recognise recent CPUs (a Sapphire Rapids VM reads as
+ * "Prescott") and fall back to generic kernels 3x slower; the core type can only be chosen
+ * before the library initialises, so the tool restarts itself once with it set. */
+static void fix_blas_core(char **argv) {
+    const char *core = wick_blas_suggested_core();
+    if (!core || getenv("OPENBLAS_CORETYPE") || getenv("WICK_NO_BLAS_FIX")) return;
+    setenv("OPENBLAS_CORETYPE", core, 1);
+    setenv("WICK_NO_BLAS_FIX", "1", 1);
+    execv("/proc/self/exe", argv);
+}
+
 int main(int argc, char **argv) {
+    fix_blas_core(argv);
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -57,6 +57,13 @@ void wick_set_log(wick_log_fn fn, void *user, wick_log_level max_level);
 int wick_set_threads(int n);
 int wick_get_threads(void);
 
+/* The name of the kernel set OpenBLAS picked for this CPU ("SkylakeX", "Haswell", ...).
+ * OpenBLAS builds that do not know a CPU fall back to "Prescott" kernels, several times
+ * slower; wick_blas_suggested_core() then names the set to request with the environment
+ * variable OPENBLAS_CORETYPE before the process starts (NULL when nothing is to be gained). */
+const char *wick_blas_core(void);
+const char *wick_blas_suggested_core(void);
+
 /* Bytes currently allocated by the library (model weights that are mmap'd do not count). */
 size_t wick_mem_allocated(void);
 size_t wick_mem_peak(void);
