@@ -18,49 +18,12 @@ int wk_model_is_gguf(const char *path) {
     return n > 5 && !strcmp(path + n - 5, ".gguf") && stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
-static wick_status config_from_gguf(const wk_gguf *g, wk_config *c) {
-    wk_gguf_config gc;
-    wick_status st = wk_gguf_read_config(g, &gc);
-    if (st) return st;
-    memset(c, 0, sizeof *c);
-    if (!strcmp(gc.arch, "qwen2")) c->arch = WK_ARCH_QWEN2, c->arch_name = "qwen2";
-    else if (!strcmp(gc.arch, "qwen3")) c->arch = WK_ARCH_QWEN3, c->arch_name = "qwen3";
-    else c->arch = WK_ARCH_LLAMA, c->arch_name = "llama";
-    c->vocab = gc.vocab_size;
-    c->hidden = gc.hidden_size;
-    c->inter = gc.intermediate_size;
-    c->n_layers = gc.num_layers;
-    c->n_heads = gc.num_heads;
-    c->n_kv_heads = gc.num_kv_heads;
-    c->head_dim = gc.head_dim;
-    c->max_pos = gc.max_position;
-    c->rope_theta = gc.rope_theta;
-    c->rms_eps = gc.rms_eps;
-    c->rope_type = WK_ROPE_DEFAULT;
-    c->rope_factor = 1;
-    c->tie_embeddings = gc.tie_embeddings;
-    c->qkv_bias = gc.qkv_bias;
-    c->qk_norm = gc.qk_norm;
-    c->bos = gc.bos_id;
-    c->n_eos = gc.eos_id >= 0;
-    c->eos[0] = gc.eos_id;
-    /* chat models often stop on an end-of-turn token too */
-    int64_t eot;
-    if (wk_gguf_find(g, "tokenizer.ggml.eot_token_id") && !wk_gguf_get_int(g, "tokenizer.ggml.eot_token_id", &eot) &&
-        eot >= 0 && eot < c->vocab && eot != gc.eos_id)
-        c->eos[c->n_eos++] = (int)eot;
-    const wk_gguf_val *rs = wk_gguf_find(g, "llama.rope.scaling.type");
-    if (rs && rs->type == WK_GGUF_STRING && strcmp(rs->str[0], "none"))
-        return wk_err(WICK_EUNSUPPORTED, "%s: rope scaling '%s' in GGUF files is not supported", wk_gguf_path(g), rs->str[0]);
-    return WICK_OK;
-}
-
 wick_status wk_model_gguf_open(wick_model *m, const char *path) {
     wk_gguf *g;
     wick_status st = wk_gguf_open(path, &g);
     if (st) return st;
     m->gguf = g;
-    return config_from_gguf(g, &m->c);
+    return wk_gguf_to_config(g, &m->c);
 }
 
 void wk_model_gguf_close(wick_model *m) {
