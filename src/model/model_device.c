@@ -140,6 +140,9 @@ wick_status wk_model_to_device(wick_model *m, const char *device) {
     }
     int idx = cuda_index(device);
     if (idx < 0) return wk_err(WICK_EINVAL, "device '%s': expected cpu, cuda or cuda:N", device);
+    if (m->qtype)
+        return wk_err(WICK_EUNSUPPORTED, "%s: quantized GGUF weights (%s) are not supported on %s yet", m->dir,
+                      wk_model_qtype_name(m->qtype), device);
 #ifdef WICK_HAVE_CUDA
     /* inv_freq is owned by the model struct, not m->owned: keep the host copy for freeing */
     m->host_inv_freq = m->inv_freq;
