@@ -126,6 +126,17 @@ static void linear(wick_session *s, float *y, const float *x, int l, wk_proj p, 
     be->matmul_f32(be, y, s->tmp, lp->B, n, lp->r, out, lp->scale * s->ad_scale, 1);
 }
 
+/* x += linear(in): on device backends the product accumulates into x (one kernel less);
+ * the CPU backends add a separate product (their accumulate path is the slow one). */
+static void residual_linear(wick_session *s, const float *in, int l, wk_proj p, int n) {
+    if (s->be->device_memory) {
+        linear(s, s->x, in, l, p, n, 1);
+        return;
+    }
+    linear(s, s->xn, in, l, p, n, 0);
+    s->be->add(s->be, s->x, s->xn, (size_t)n * s->m->c.hidden);
+}
+
 static void attention_block(wick_session *s, int l, int n) {
     const wk_config *c = &s->m->c;
     const wk_layer *L = &s->m->layers[l];
@@ -155,7 +166,7 @@ static void attention_block(wick_session *s, int l, int n) {
     size_t lo = (size_t)l * Hk * s->cap * D;
     be->kv_store(be, s->kc + lo, s->vc + lo, k, v, n, s->pos, s->posv, Hk, D, s->cap);
     be->attention(be, s->att, q, s->kc + lo, s->vc + lo, n, s->pos, s->posv, H, Hk, D, s->cap, 1.f / sqrtf((float)D));
-    linear(s, s->x, s->att, l, WK_P_O, n, 1); /* residual: x += o_proj(att) */
+    residual_linear(s, s->att, l, WK_P_O, n);
 }
 
 static void mlp_block(wick_session *s, int l, int n) {
@@ -171,7 +182,7 @@ static void mlp_block(wick_session *s, int l, int n) {
         linear(s, s->u, s->xn, l, WK_P_UP, n, 0);
         be->swiglu(be, s->g, s->g, s->u, (size_t)n * c->inter);
     }
-    linear(s, s->x, s->g, l, WK_P_DOWN, n, 1); /* residual: x += down(...) */
+    residual_linear(s, s->g, l, WK_P_DOWN, n);
 }
 
 /* The ops of one chunk of n ids (already uploaded): embedding, layers, and the head's
