@@ -24,6 +24,7 @@ static int cuda_index(const char *s) {
     return *end || v > 1 << 20 ? -1 : (int)v;
 }
 
+#ifdef WICK_HAVE_CUDA
 static wick_status dev_own(wick_model *m, void *p) {
     if (m->n_dev == m->cap_dev) {
         int cap = m->cap_dev ? 2 * m->cap_dev : 256;
@@ -132,6 +133,8 @@ static wick_status upload_all(wick_model *m) {
     if (!st && m->be->check) st = m->be->check(m->be);
     return st;
 }
+
+#endif /* WICK_HAVE_CUDA */
 
 wick_status wk_model_to_device(wick_model *m, const char *device) {
     if (!device || !strcmp(device, "cpu")) {
