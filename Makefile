@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build test test-asan test-werror demo bench clean
+.PHONY: all deps build test test-asan test-werror test-cuda demo bench clean
 
 all: build
 
@@ -20,6 +20,10 @@ TEST_ENV = OMP_WAIT_POLICY=passive
 
 test: build
 	@cd $(BUILD) && $(TEST_ENV) ctest --output-on-failure -j $(JOBS)
+
+# The CUDA tests (on a machine with a GPU; elsewhere they report a skip and pass).
+test-cuda: build
+	@cd $(BUILD) && ctest --output-on-failure -R cuda
 
 # Warnings as errors (what CI builds with).
 test-werror: deps

@@ -9,13 +9,13 @@
 
 static void help(void) {
     printf("usage: wick logits --model DIR [--adapter DIR] [--adapter-scale S] --ids \"1,2,3;4,5,6\" --out FILE\n"
-           "                   [--threads N]\n\n"
+           "                   [--threads N] [--device cpu|cuda|cuda:N]\n\n"
            "Computes full-sequence logits in float32 for each ';'-separated sequence (all the same\n"
            "length T) and writes a safetensors file holding `logits` F32 [B,T,V].\n");
 }
 
 int cmd_logits(int argc, char **argv) {
-    const char *cmd = "logits", *model = NULL, *adapter = NULL, *ids_s = NULL, *out = NULL, *v;
+    const char *cmd = "logits", *model = NULL, *adapter = NULL, *ids_s = NULL, *out = NULL, *device = NULL, *v;
     double ascale = 1;
     long threads = 0;
     if (cli_wants_help(argc, argv)) return help(), 0;
@@ -24,6 +24,7 @@ int cmd_logits(int argc, char **argv) {
         else if ((v = cli_opt(argc, argv, &i, "--adapter"))) adapter = v;
         else if ((v = cli_opt(argc, argv, &i, "--ids"))) ids_s = v;
         else if ((v = cli_opt(argc, argv, &i, "--out"))) out = v;
+        else if ((v = cli_opt(argc, argv, &i, "--device"))) device = v;
         else if ((v = cli_opt(argc, argv, &i, "--adapter-scale"))) { if (cli_float(cmd, "--adapter-scale", v, &ascale)) return 2; }
         else if ((v = cli_opt(argc, argv, &i, "--threads"))) { if (cli_int(cmd, "--threads", v, &threads)) return 2; }
         else return cli_usage_error(cmd, "unknown or incomplete option '%s'", argv[i]);
@@ -43,6 +44,7 @@ int cmd_logits(int argc, char **argv) {
     wick_model_opts mo = wick_model_opts_default();
     mo.threads = (int)threads;
     mo.keep_bf16 = 1;
+    if (device) mo.device = device;
     wick_model *m = NULL;
     wick_adapter *a = NULL;
     float *logits = NULL;

@@ -25,7 +25,8 @@ void gen_opts_help(void) {
            "  --ignore-eos            do not stop at the model's EOS ids\n"
            "  --stop STR              stop when STR appears (not printed); repeatable, up to %d\n"
            "  --max-context N         positions the session holds (default min(max_position, 4096))\n"
-           "  --threads N             CPU threads (default: all cores)\n",
+           "  --threads N             CPU threads (default: all cores)\n"
+           "  --device D              cpu (default), cuda or cuda:N\n",
            GEN_MAX_STOP);
 }
 
@@ -84,6 +85,7 @@ static int parse_sampling(const char *cmd, int argc, char **argv, int *i, wick_g
     if ((r = opt_i(cmd, argc, argv, i, "--top-logprobs", &v)) >= 0) return r ? r : (g->opts.top_logprobs = (int)v, 0);
     if ((r = opt_i(cmd, argc, argv, i, "--threads", &g->threads)) >= 0) return r;
     const char *val;
+    if ((val = cli_opt(argc, argv, i, "--device"))) return g->device = val, 0;
     if ((val = cli_opt(argc, argv, i, "--logit-bias"))) return parse_bias(cmd, val, g);
     if ((val = cli_opt(argc, argv, i, "--stop"))) {
         if (g->n_stop >= GEN_MAX_STOP) return cli_usage_error(cmd, "--stop: at most %d stop strings", GEN_MAX_STOP);
@@ -130,6 +132,7 @@ int gen_cli_parse(const char *cmd, int argc, char **argv, wick_gen_cli *g, int *
 int gen_cli_load(const char *cmd, wick_gen_cli *g) {
     wick_model_opts mo = wick_model_opts_default();
     mo.threads = (int)g->threads;
+    if (g->device) mo.device = g->device;
     wick_status st = wick_model_load(g->model_dir, &mo, &g->m);
     if (st) return cli_fail(cmd, NULL, st);
     if (g->adapter_dir) {

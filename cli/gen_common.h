@@ -16,6 +16,7 @@ typedef struct {
     int chat;
     double adapter_scale;
     long threads;
+    const char *device;   /* --device: cpu (default), cuda, cuda:N */
     const char *stops[GEN_MAX_STOP];
     int n_stop;
     wick_logit_bias bias[GEN_MAX_BIAS];

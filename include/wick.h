@@ -834,6 +834,11 @@ wick_status wick_bench_profile(const wick_bench_profile_opts *o, char **report_o
 
 /* ========== section: cuda — devices */
 
+/* Number of CUDA devices wick can use: 0 when built without the CUDA backend or when
+ * there is no driver or GPU. Models go on a device with wick_model_opts.device =
+ * "cuda" or "cuda:N"; the CUDA backend runs the base model (adapters: not yet). */
+int wick_cuda_device_count(void);
+
 /* ---------- end of section: cuda */
 
 

@@ -96,8 +96,8 @@ static void test_attention(wk_backend *f, wk_backend *r) {
         int n = cases[c][0], pos0 = cases[c][1];
         float *q = rvec((size_t)n * H * D), *k = rvec((size_t)Hk * cap * D), *v = rvec((size_t)Hk * cap * D);
         float *o1 = malloc(sizeof(float) * n * H * D), *o2 = malloc(sizeof(float) * n * H * D);
-        f->attention(f, o1, q, k, v, n, pos0, H, Hk, D, cap, 0.25f);
-        r->attention(r, o2, q, k, v, n, pos0, H, Hk, D, cap, 0.25f);
+        f->attention(f, o1, q, k, v, n, pos0, NULL, H, Hk, D, cap, 0.25f);
+        r->attention(r, o2, q, k, v, n, pos0, NULL, H, Hk, D, cap, 0.25f);
         CHECK(rel(o1, o2, (size_t)n * H * D) < 1e-5f, "attention n=%d pos0=%d", n, pos0);
         free(q), free(k), free(v), free(o1), free(o2);
     }

@@ -24,6 +24,9 @@ typedef struct {
 typedef struct wk_backend wk_backend;
 struct wk_backend {
     const char *name;
+    int device_memory;  /* 1: buffers live on a device (host pointers must go through upload/download) */
+    /* Returns and clears the first asynchronous error since the last call (NULL op: never fails). */
+    wick_status (*check)(wk_backend *be);
     /* memory */
     void *(*alloc)(wk_backend *be, size_t bytes);               /* NULL + error on failure */
     void (*free)(wk_backend *be, void *p);
@@ -41,18 +44,20 @@ struct wk_backend {
     void (*rope)(wk_backend *be, float *x, const int32_t *pos, int n, int nh, int D, const float *inv_freq);
     /* Causal attention of q[n,H,D] (rows at positions pos0..pos0+n-1) over the cache
      * k,v [Hk, cap, D] holding positions 0..pos0+n-1; out[n,H,D]. scale = 1/sqrt(D).
+     * pos: NULL, or backend memory holding pos0..pos0+n-1, which a backend may read
+     * instead of pos0 (a captured graph then replays at any position).
      */
     void (*attention)(wk_backend *be, float *out, const float *q, const float *k, const float *v, int n, int pos0,
-                      int H, int Hk, int D, int cap, float scale);
+                      const int32_t *pos, int H, int Hk, int D, int cap, float scale);
     /* out[i] = silu(gate[i]) * up[i] for n elements. */
     void (*swiglu)(wk_backend *be, float *out, const float *gate, const float *up, size_t n);
     /* y[i] += x[i]. */
     void (*add)(wk_backend *be, float *y, const float *x, size_t n);
     /* out[n,C] = rows ids[n] of the embedding table E [V,C]. */
     void (*embed)(wk_backend *be, float *out, const wk_mat *E, const int32_t *ids, int n);
-    /* Writes k_new,v_new [n,Hk,D] into the cache [Hk,cap,D] at positions pos0.. */
+    /* Writes k_new,v_new [n,Hk,D] into the cache [Hk,cap,D] at positions pos0.. (pos: as for attention). */
     void (*kv_store)(wk_backend *be, float *kc, float *vc, const float *k_new, const float *v_new, int n, int pos0,
-                     int Hk, int D, int cap);
+                     const int32_t *pos, int Hk, int D, int cap);
 
     /* Encoder ops (BERT, src/model/bert*.c). */
     /* y[n,dim] = LayerNorm(x (+ r)) * w + b (biased variance, as torch); r may be NULL; y may equal x. */
@@ -65,6 +70,15 @@ struct wk_backend {
      * every sequence needs one real key). scale = 1/sqrt(D). */
     void (*attention_bidir)(wk_backend *be, float *out, const float *q, const float *k, const float *v,
                             const int32_t *mask, int B, int T, int H, int D, int ld, float scale);
+
+    /* Replayable graphs (optional; NULL on backends without them). graph_capture records
+     * the ops fn issues and runs them once; NULL when capture failed and nothing ran (the
+     * caller runs fn directly). graph_replay runs a graph again: 0, or -1 when it is stale
+     * (backend scratch moved; free it and capture again). Ops inside must take varying
+     * scalars from backend memory (positions: the pos arguments). */
+    void *(*graph_capture)(wk_backend *be, void (*fn)(void *ctx), void *ctx);
+    int (*graph_replay)(wk_backend *be, void *graph);
+    void (*graph_free)(wk_backend *be, void *graph);
 };
 
 /* The CPU backends: `ref` is naive and readable (the oracle for tests), `cpu` the fast one. */

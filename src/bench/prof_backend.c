@@ -51,9 +51,9 @@ static void p_rope(wk_backend *be, float *x, const int32_t *pos, int n, int nh, 
     done(be, WK_PROF_ROPE, t0);
 }
 static void p_attention(wk_backend *be, float *out, const float *q, const float *k, const float *v, int n, int pos0,
-                        int H, int Hk, int D, int cap, float scale) {
+                        const int32_t *pos, int H, int Hk, int D, int cap, float scale) {
     double t0 = wk_prof_begin();
-    inner(be)->attention(inner(be), out, q, k, v, n, pos0, H, Hk, D, cap, scale);
+    inner(be)->attention(inner(be), out, q, k, v, n, pos0, pos, H, Hk, D, cap, scale);
     done(be, WK_PROF_ATTENTION, t0);
 }
 static void p_swiglu(wk_backend *be, float *out, const float *g, const float *u, size_t n) {
@@ -71,12 +71,18 @@ static void p_embed(wk_backend *be, float *out, const wk_mat *E, const int32_t *
     inner(be)->embed(inner(be), out, E, ids, n);
     done(be, WK_PROF_EMBED, t0);
 }
-static void p_kv_store(wk_backend *be, float *kc, float *vc, const float *k, const float *v, int n, int pos0, int Hk,
-                       int D, int cap) {
+static void p_kv_store(wk_backend *be, float *kc, float *vc, const float *k, const float *v, int n, int pos0,
+                       const int32_t *pos, int Hk, int D, int cap) {
     double t0 = wk_prof_begin();
-    inner(be)->kv_store(inner(be), kc, vc, k, v, n, pos0, Hk, D, cap);
+    inner(be)->kv_store(inner(be), kc, vc, k, v, n, pos0, pos, Hk, D, cap);
     done(be, WK_PROF_KV, t0);
 }
+
+/* Untimed pass-throughs that must see the inner backend (a device backend's own state). */
+static void *p_alloc(wk_backend *be, size_t n) { return inner(be)->alloc(inner(be), n); }
+static void p_free(wk_backend *be, void *p) { inner(be)->free(inner(be), p); }
+static void p_sync(wk_backend *be) { inner(be)->sync(inner(be)); }
+static wick_status p_check(wk_backend *be) { return inner(be)->check(inner(be)); }
 
 void wk_prof_backend_init(wk_prof_backend *p, wk_backend *in, const void *head) {
     p->base = *in; /* everything not overridden below passes straight through */
@@ -94,6 +100,13 @@ void wk_prof_backend_init(wk_prof_backend *p, wk_backend *in, const void *head) 
     if (in->add) p->base.add = p_add;
     if (in->embed) p->base.embed = p_embed;
     if (in->kv_store) p->base.kv_store = p_kv_store;
+    if (in->alloc) p->base.alloc = p_alloc;
+    if (in->free) p->base.free = p_free;
+    if (in->sync) p->base.sync = p_sync;
+    if (in->check) p->base.check = p_check;
+    p->base.graph_capture = NULL; /* every op is synced and timed on its own */
+    p->base.graph_replay = NULL;
+    p->base.graph_free = NULL;
 }
 
 /* ---- the trainer's op table: its functions take no context, so the wrapped table is a

@@ -29,7 +29,7 @@ static size_t layer_off(const kv_state *s, int layer) { return (size_t)layer * K
 
 static void kv_write(kv_state *s, int layer) {
     size_t lo = layer_off(s, layer);
-    s->be->kv_store(s->be, s->k + lo, s->v + lo, s->newk, s->newv, 1, s->pos, KV_HEADS, KV_HDIM, s->max_seq);
+    s->be->kv_store(s->be, s->k + lo, s->v + lo, s->newk, s->newv, 1, s->pos, NULL, KV_HEADS, KV_HDIM, s->max_seq);
 }
 
 static void it_update_single(void *p) {
@@ -60,7 +60,7 @@ static void it_attend(void *p) {
     kv_state *s = p;
     s->pos = s->len - 1;
     kv_write(s, 0);
-    s->be->attention(s->be, s->out, s->q, s->k, s->v, 1, s->pos, KV_QHEADS, KV_HEADS, KV_HDIM, s->max_seq,
+    s->be->attention(s->be, s->out, s->q, s->k, s->v, 1, s->pos, NULL, KV_QHEADS, KV_HEADS, KV_HDIM, s->max_seq,
                      1.0f / sqrtf((float)KV_HDIM));
     wk_bench_sink(s->out);
 }

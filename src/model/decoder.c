@@ -17,8 +17,8 @@ struct wick_session {
     wk_backend *be;
     int cap, pos;
     float *kc, *vc;           /* (L, Hk, cap, D) */
-    /* scratch for one chunk of up to CHUNK tokens (one arena) */
-    wk_arena ar;
+    /* scratch for one chunk of up to CHUNK tokens: one backend allocation carved up */
+    void *scr;
     float *x;                 /* (CHUNK, C) residual stream */
     float *xn;                /* (CHUNK, C) normed input */
     float *q;                 /* (CHUNK, H*D) */
@@ -26,10 +26,23 @@ struct wick_session {
     float *att;               /* (CHUNK, H*D) */
     float *g, *u;             /* (CHUNK, F) */
     float *tmp;               /* (CHUNK, max(C,F,H*D)) LoRA rank / o_proj out */
-    int32_t *posv;            /* (CHUNK) */
+    int32_t *posv;            /* (CHUNK) positions, backend memory; ids follow at posv + CHUNK */
+    int32_t *idv;             /* (CHUNK) ids, backend memory */
+    int32_t hio[2 * CHUNK];   /* host staging of positions and ids (one upload) */
+    float *dlogits;           /* (dlogits_rows, V) device-side logits (device backends only) */
+    int dlogits_rows;
+    void *graph;              /* the captured decode step (graph backends), NULL until captured */
+    int graph_warm;           /* a direct decode step ran (the backend's scratch is sized) */
     const wick_adapter *ad;
     float ad_scale;
 };
+
+/* Returns *p and advances it by n rounded up to 64 bytes. */
+static void *carve(uint8_t **p, size_t n) {
+    void *r = *p;
+    *p += (n + 63) & ~(size_t)63;
+    return r;
+}
 
 wick_status wick_session_new(wick_model *m, const wick_session_opts *o, wick_session **out) {
     *out = NULL;
@@ -49,26 +62,31 @@ wick_status wick_session_new(wick_model *m, const wick_session_opts *o, wick_ses
     size_t C = (size_t)c->hidden, F = (size_t)c->inter, HD = (size_t)c->n_heads * c->head_dim;
     size_t KD = (size_t)c->n_kv_heads * c->head_dim, W = WK_MAX(WK_MAX(C, F), HD);
     size_t kv = (size_t)c->n_layers * KD * (size_t)cap;
-    size_t need = sizeof(float) * CHUNK * (2 * C + 2 * HD + 2 * KD + 2 * F + W) + sizeof(int32_t) * CHUNK + 16 * 64;
+    size_t need = sizeof(float) * CHUNK * (2 * C + 2 * HD + 2 * KD + 2 * F + W) + 2 * sizeof(int32_t) * CHUNK + 16 * 64;
     s->kc = s->be->alloc(s->be, kv * sizeof(float));
     s->vc = s->be->alloc(s->be, kv * sizeof(float));
-    wick_status st = (s->kc && s->vc) ? wk_arena_init(&s->ar, need, "session scratch") : WICK_ENOMEM;
-    if (st) {
-        if (!s->kc || !s->vc)
-            wk_err(WICK_ENOMEM, "session: KV cache of %zu bytes for %d positions does not fit", 2 * kv * sizeof(float), cap);
+    if (!s->kc || !s->vc) {
+        wk_err(WICK_ENOMEM, "session: KV cache of %zu bytes for %d positions does not fit", 2 * kv * sizeof(float), cap);
         wick_session_free(s);
         return WICK_ENOMEM;
     }
-    s->x = wk_arena_alloc(&s->ar, sizeof(float) * CHUNK * C);
-    s->xn = wk_arena_alloc(&s->ar, sizeof(float) * CHUNK * C);
-    s->q = wk_arena_alloc(&s->ar, sizeof(float) * CHUNK * HD);
-    s->att = wk_arena_alloc(&s->ar, sizeof(float) * CHUNK * HD);
-    s->k = wk_arena_alloc(&s->ar, sizeof(float) * CHUNK * KD);
-    s->v = wk_arena_alloc(&s->ar, sizeof(float) * CHUNK * KD);
-    s->g = wk_arena_alloc(&s->ar, sizeof(float) * CHUNK * F);
-    s->u = wk_arena_alloc(&s->ar, sizeof(float) * CHUNK * F);
-    s->tmp = wk_arena_alloc(&s->ar, sizeof(float) * CHUNK * W);
-    s->posv = wk_arena_alloc(&s->ar, sizeof(int32_t) * CHUNK);
+    if (!(s->scr = s->be->alloc(s->be, need))) {
+        wk_err_prefix(WICK_ENOMEM, "session scratch");
+        wick_session_free(s);
+        return WICK_ENOMEM;
+    }
+    uint8_t *p = s->scr;
+    s->x = carve(&p, sizeof(float) * CHUNK * C);
+    s->xn = carve(&p, sizeof(float) * CHUNK * C);
+    s->q = carve(&p, sizeof(float) * CHUNK * HD);
+    s->att = carve(&p, sizeof(float) * CHUNK * HD);
+    s->k = carve(&p, sizeof(float) * CHUNK * KD);
+    s->v = carve(&p, sizeof(float) * CHUNK * KD);
+    s->g = carve(&p, sizeof(float) * CHUNK * F);
+    s->u = carve(&p, sizeof(float) * CHUNK * F);
+    s->tmp = carve(&p, sizeof(float) * CHUNK * W);
+    s->posv = carve(&p, sizeof(int32_t) * 2 * CHUNK);
+    s->idv = s->posv + CHUNK;
     *out = s;
     return WICK_OK;
 }
@@ -77,13 +95,17 @@ void wick_session_free(wick_session *s) {
     if (!s) return;
     if (s->kc) s->be->free(s->be, s->kc);
     if (s->vc) s->be->free(s->be, s->vc);
-    wk_arena_free(&s->ar);
+    if (s->scr) s->be->free(s->be, s->scr);
+    if (s->dlogits) s->be->free(s->be, s->dlogits);
+    if (s->graph) s->be->graph_free(s->be, s->graph);
     wk_free(s);
 }
 
 wick_status wick_session_set_adapter(wick_session *s, const wick_adapter *a, float scale) {
     if (a && wk_adapter_model(a) != s->m)
         return wk_err(WICK_EINVAL, "set_adapter: the adapter was loaded for another model (or opened without one)");
+    if (a && s->be->device_memory)
+        return wk_err(WICK_EUNSUPPORTED, "session: adapters are not supported on the %s backend yet", s->be->name);
     s->ad = a;
     s->ad_scale = scale;
     return WICK_OK;
@@ -92,16 +114,27 @@ wick_status wick_session_set_adapter(wick_session *s, const wick_adapter *a, flo
 void wick_session_reset(wick_session *s) { s->pos = 0; }
 int wick_session_pos(const wick_session *s) { return s->pos; }
 
-/* y[n,out] = x·Wᵀ + b (+ adapter). tmp holds (n, r). */
-static void linear(wick_session *s, float *y, const float *x, int l, wk_proj p, int n) {
+/* y[n,out] (=|+=) x·Wᵀ + b (+ adapter). tmp holds (n, r). */
+static void linear(wick_session *s, float *y, const float *x, int l, wk_proj p, int n, int acc) {
     wk_backend *be = s->be;
     const wk_layer *L = &s->m->layers[l];
-    be->matmul(be, y, x, &L->p[p], L->bias[p], n, 0);
+    be->matmul(be, y, x, &L->p[p], L->bias[p], n, acc);
     const wk_lora *lp = s->ad ? wk_adapter_pair(s->ad, l, p) : NULL;
     if (!lp || s->ad_scale == 0.f) return;
     int in = L->p[p].cols, out = L->p[p].rows;
     be->matmul_f32(be, s->tmp, x, lp->A, n, in, lp->r, 1.f, 0);
     be->matmul_f32(be, y, s->tmp, lp->B, n, lp->r, out, lp->scale * s->ad_scale, 1);
+}
+
+/* x += linear(in): on device backends the product accumulates into x (one kernel less);
+ * the CPU backends add a separate product (their accumulate path is the slow one). */
+static void residual_linear(wick_session *s, const float *in, int l, wk_proj p, int n) {
+    if (s->be->device_memory) {
+        linear(s, s->x, in, l, p, n, 1);
+        return;
+    }
+    linear(s, s->xn, in, l, p, n, 0);
+    s->be->add(s->be, s->x, s->xn, (size_t)n * s->m->c.hidden);
 }
 
 static void attention_block(wick_session *s, int l, int n) {
@@ -110,20 +143,30 @@ static void attention_block(wick_session *s, int l, int n) {
     wk_backend *be = s->be;
     int H = c->n_heads, Hk = c->n_kv_heads, D = c->head_dim, C = c->hidden;
     be->rmsnorm(be, s->xn, s->x, L->attn_norm, n, C, c->rms_eps);
-    linear(s, s->q, s->xn, l, WK_P_Q, n);
-    linear(s, s->k, s->xn, l, WK_P_K, n);
-    linear(s, s->v, s->xn, l, WK_P_V, n);
-    if (c->qk_norm) {
-        be->rmsnorm(be, s->q, s->q, L->q_norm, n * H, D, c->rms_eps);
-        be->rmsnorm(be, s->k, s->k, L->k_norm, n * Hk, D, c->rms_eps);
+    float *q = s->q, *k = s->k, *v = s->v;
+    int fused = n == 1 && L->qkv.w && !s->ad; /* one row: [q | k | v] back to back from one product */
+    if (fused) {
+        be->matmul(be, s->q, s->xn, &L->qkv, L->qkv_bias, 1, 0);
+        k = q + (size_t)H * D, v = k + (size_t)Hk * D;
+    } else {
+        linear(s, q, s->xn, l, WK_P_Q, n, 0);
+        linear(s, k, s->xn, l, WK_P_K, n, 0);
+        linear(s, v, s->xn, l, WK_P_V, n, 0);
     }
-    be->rope(be, s->q, s->posv, n, H, D, s->m->inv_freq);
-    be->rope(be, s->k, s->posv, n, Hk, D, s->m->inv_freq);
+    if (c->qk_norm) {
+        be->rmsnorm(be, q, q, L->q_norm, n * H, D, c->rms_eps);
+        be->rmsnorm(be, k, k, L->k_norm, n * Hk, D, c->rms_eps);
+    }
+    if (fused) { /* q and k heads are adjacent: rotate them in one pass */
+        be->rope(be, q, s->posv, 1, H + Hk, D, s->m->inv_freq);
+    } else {
+        be->rope(be, q, s->posv, n, H, D, s->m->inv_freq);
+        be->rope(be, k, s->posv, n, Hk, D, s->m->inv_freq);
+    }
     size_t lo = (size_t)l * Hk * s->cap * D;
-    be->kv_store(be, s->kc + lo, s->vc + lo, s->k, s->v, n, s->pos, Hk, D, s->cap);
-    be->attention(be, s->att, s->q, s->kc + lo, s->vc + lo, n, s->pos, H, Hk, D, s->cap, 1.f / sqrtf((float)D));
-    linear(s, s->xn, s->att, l, WK_P_O, n);
-    be->add(be, s->x, s->xn, (size_t)n * C);
+    be->kv_store(be, s->kc + lo, s->vc + lo, k, v, n, s->pos, s->posv, Hk, D, s->cap);
+    be->attention(be, s->att, q, s->kc + lo, s->vc + lo, n, s->pos, s->posv, H, Hk, D, s->cap, 1.f / sqrtf((float)D));
+    residual_linear(s, s->att, l, WK_P_O, n);
 }
 
 static void mlp_block(wick_session *s, int l, int n) {
@@ -131,29 +174,77 @@ static void mlp_block(wick_session *s, int l, int n) {
     const wk_layer *L = &s->m->layers[l];
     wk_backend *be = s->be;
     be->rmsnorm(be, s->xn, s->x, L->mlp_norm, n, c->hidden, c->rms_eps);
-    linear(s, s->g, s->xn, l, WK_P_GATE, n);
-    linear(s, s->u, s->xn, l, WK_P_UP, n);
-    be->swiglu(be, s->g, s->g, s->u, (size_t)n * c->inter);
-    linear(s, s->xn, s->g, l, WK_P_DOWN, n);
-    be->add(be, s->x, s->xn, (size_t)n * c->hidden);
+    if (n == 1 && L->gate_up.w && !s->ad) { /* one row: [gate | up] from one product */
+        be->matmul(be, s->g, s->xn, &L->gate_up, L->gate_up_bias, 1, 0);
+        be->swiglu(be, s->g, s->g, s->g + c->inter, (size_t)c->inter);
+    } else {
+        linear(s, s->g, s->xn, l, WK_P_GATE, n, 0);
+        linear(s, s->u, s->xn, l, WK_P_UP, n, 0);
+        be->swiglu(be, s->g, s->g, s->u, (size_t)n * c->inter);
+    }
+    residual_linear(s, s->g, l, WK_P_DOWN, n);
+}
+
+/* The ops of one chunk of n ids (already uploaded): embedding, layers, and the head's
+ * rows [first_row, n) into dst (backend memory; NULL: no head). A decode graph records these. */
+typedef struct {
+    wick_session *s;
+    int n, first_row;
+    float *dst;
+} chunk_ops;
+
+static void run_chunk(void *arg) {
+    const chunk_ops *a = arg;
+    wick_session *s = a->s;
+    const wk_config *c = &s->m->c;
+    wk_backend *be = s->be;
+    be->embed(be, s->x, &s->m->embed, s->idv, a->n);
+    for (int l = 0; l < c->n_layers; l++) {
+        attention_block(s, l, a->n);
+        mlp_block(s, l, a->n);
+    }
+    if (!a->dst) return;
+    int rows = a->n - a->first_row;
+    be->rmsnorm(be, s->xn, s->x + (size_t)a->first_row * c->hidden, s->m->final_norm, rows, c->hidden, c->rms_eps);
+    be->matmul(be, a->dst, s->xn, &s->m->lm_head, NULL, rows, 0);
+}
+
+/* One-id steps on a graph backend: the first runs directly (sizing the backend's
+ * scratch), the next is captured, later ones replay (positions and ids are read from
+ * backend memory, so one graph serves every position). */
+static void decode_step(wick_session *s, const chunk_ops *a) {
+    wk_backend *be = s->be;
+    if (s->graph && be->graph_replay(be, s->graph) == 0) return;
+    if (s->graph) be->graph_free(be, s->graph);
+    s->graph = NULL;
+    if (s->graph_warm && (s->graph = be->graph_capture(be, run_chunk, (void *)a))) return;
+    s->graph_warm = 1;
+    run_chunk((void *)a);
 }
 
 /* Runs n <= CHUNK ids; logits (if not NULL) gets rows [first_row, n) of the head. */
 static void forward_chunk(wick_session *s, const int32_t *ids, int n, float *logits, int first_row) {
     const wk_config *c = &s->m->c;
     wk_backend *be = s->be;
-    for (int i = 0; i < n; i++) s->posv[i] = s->pos + i;
-    be->embed(be, s->x, &s->m->embed, ids, n);
-    for (int l = 0; l < c->n_layers; l++) {
-        attention_block(s, l, n);
-        mlp_block(s, l, n);
-    }
+    for (int i = 0; i < n; i++) s->hio[i] = s->pos + i, s->hio[CHUNK + i] = ids[i];
+    be->upload(be, s->posv, s->hio, sizeof(int32_t) * (size_t)(CHUNK + n));
+    chunk_ops a = {s, n, first_row, logits && be->device_memory ? s->dlogits : logits};
+    if (n == 1 && logits && !s->ad && be->graph_capture) decode_step(s, &a);
+    else run_chunk(&a);
     s->pos += n;
-    if (!logits) return;
-    int rows = n - first_row;
-    float *xr = s->x + (size_t)first_row * c->hidden;
-    be->rmsnorm(be, s->xn, xr, s->m->final_norm, rows, c->hidden, c->rms_eps);
-    be->matmul(be, logits, s->xn, &s->m->lm_head, NULL, rows, 0);
+    if (logits && be->device_memory)
+        be->download(be, logits, s->dlogits, sizeof(float) * (size_t)(n - first_row) * c->vocab);
+}
+
+/* Device backends: makes room for `rows` rows of device-side logits. */
+static wick_status reserve_dlogits(wick_session *s, int rows) {
+    if (!s->be->device_memory || rows <= s->dlogits_rows) return WICK_OK;
+    if (s->dlogits) s->be->free(s->be, s->dlogits);
+    if (s->graph) s->be->graph_free(s->be, s->graph); /* it wrote to the old buffer */
+    s->graph = NULL;
+    s->dlogits = s->be->alloc(s->be, sizeof(float) * (size_t)rows * s->m->c.vocab);
+    s->dlogits_rows = s->dlogits ? rows : 0;
+    return s->dlogits ? WICK_OK : wk_err_prefix(WICK_ENOMEM, "session logits");
 }
 
 wick_status wick_session_eval(wick_session *s, const int32_t *ids, int n, float *logits, int all_logits) {
@@ -164,6 +255,8 @@ wick_status wick_session_eval(wick_session *s, const int32_t *ids, int n, float 
     for (int i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= c->vocab)
             return wk_err(WICK_ERANGE, "token id %d at index %d is outside the vocabulary [0,%d)", ids[i], i, c->vocab);
+    wick_status st = logits ? reserve_dlogits(s, all_logits ? WK_MIN(n, CHUNK) : 1) : WICK_OK;
+    if (st) return st;
     for (int done = 0; done < n;) {
         int k = WK_MIN(CHUNK, n - done), last = done + k == n;
         float *dst = NULL;
@@ -174,7 +267,7 @@ wick_status wick_session_eval(wick_session *s, const int32_t *ids, int n, float 
         done += k;
     }
     s->be->sync(s->be);
-    return WICK_OK;
+    return s->be->check ? s->be->check(s->be) : WICK_OK;
 }
 
 wick_status wick_model_logits(wick_model *m, const wick_adapter *a, float scale, const int32_t *ids, int B, int T,

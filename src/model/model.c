@@ -229,15 +229,12 @@ wick_status wk_model_load_weights(wick_model *m, int keep_bf16) {
 
 static wick_status model_finish(wick_model *m, const wick_model_opts *o) {
     if (o->threads > 0) wick_set_threads(o->threads);
-    if (o->device && strcmp(o->device, "cpu") != 0)
-        return wk_err(WICK_EUNSUPPORTED, "device '%s' is not available in this build (want cpu)", o->device);
-    m->be = wk_backend_cpu();
     static int warned;
     const char *core = wick_blas_suggested_core();
     if (core && !warned++)
         wk_log(WICK_LOG_WARN, "OpenBLAS uses its generic '%s' kernels on this CPU; start the process with "
                "OPENBLAS_CORETYPE=%s for several times faster matrix products", wick_blas_core(), core);
-    return WICK_OK;
+    return wk_model_to_device(m, o->device);
 }
 
 extern wick_status wk_model_attach_tokenizer(wick_model *m);
@@ -267,6 +264,7 @@ extern void wk_model_free_extra(wick_model *m);
 void wick_model_free(wick_model *m) {
     if (!m) return;
     wk_model_free_extra(m);
+    wk_model_free_device(m);
     wk_model_gguf_close(m);
     for (int i = 0; i < m->n_files; i++) wick_st_close(m->files[i]);
     for (int i = 0; i < m->n_owned; i++) wk_free(m->owned[i]);

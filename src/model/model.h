@@ -18,6 +18,12 @@ typedef struct {
     float *q_norm, *k_norm;        /* (D) Qwen3 only */
     wk_mat p[WK_P_COUNT];          /* q (H*D, C), k/v (Hk*D, C), o (C, H*D), gate/up (F, C), down (C, F) */
     float *bias[WK_P_COUNT];       /* q/k/v biases (Qwen2), o (attention_bias), mlp biases; NULL when absent */
+    /* Device backends: q/k/v rows and gate/up rows uploaded back to back, so one product
+     * serves a decode step (p[] point into these). w == NULL when not fused. */
+    wk_mat qkv;                    /* (H*D + 2*Hk*D, C) */
+    float *qkv_bias;               /* (H*D + 2*Hk*D) or NULL */
+    wk_mat gate_up;                /* (2F, C) */
+    float *gate_up_bias;           /* (2F) or NULL */
 } wk_layer;
 
 struct wick_model {
@@ -38,6 +44,9 @@ struct wick_model {
     wick_dtype wdt;
     void *gguf;          /* the GGUF file when loaded from one (owned) */
     int qtype;           /* GGUF quant type of the linear weights (0 = none) */
+    void **dev;          /* (n_dev) device buffers of the uploaded weights (owned, freed via be) */
+    int n_dev, cap_dev;
+    float *host_inv_freq; /* the host inv_freq while m->inv_freq names the device copy */
 };
 
 /* One LoRA pair for a projection: y += scale * (x·Aᵀ)·Bᵀ. A == NULL: not adapted. */
@@ -55,6 +64,12 @@ const wick_model *wk_adapter_model(const wick_adapter *a);
 
 /* Adds an owned buffer to the model (freed with it). */
 wick_status wk_model_own(wick_model *m, void *p);
+
+/* Chooses the backend for device "cpu", "cuda" or "cuda:N" and uploads the weights
+ * for a device backend (model_device.c). */
+wick_status wk_model_to_device(wick_model *m, const char *device);
+/* Frees the device copies (before the host buffers). */
+void wk_model_free_device(wick_model *m);
 
 /* Finds a tensor by name in the model's files (NULL when absent). */
 const wick_tensor_view *wk_model_tensor(const wick_model *m, const char *name);

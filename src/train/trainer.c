@@ -461,6 +461,9 @@ static wick_status build_params(wick_trainer *t) {
 wick_status wk_trainer_new_pairs(wick_model *m, const wk_lora *const *pairs, const wick_train_opts *o,
                                  wick_trainer **out) {
     *out = NULL;
+    if (m->be->device_memory)
+        return wk_err(WICK_EUNSUPPORTED, "trainer: training is not supported on the %s backend yet (load the model on cpu)",
+                      m->be->name);
     wick_status st = WICK_OK;
     if (o && (o->lora_dropout < 0 || o->lora_dropout >= 1))
         return wk_err(WICK_EINVAL, "trainer: lora_dropout %g is outside [0,1)", o->lora_dropout);

@@ -252,7 +252,7 @@ static void attend_row(float *o, const float *qi, const float *kh, const float *
 }
 
 static void cpu_attention(wk_backend *be, float *out, const float *q, const float *k, const float *v, int n, int pos0,
-                          int H, int Hk, int D, int cap, float scale) {
+                          const int32_t *pos, int H, int Hk, int D, int cap, float scale) {
     int grp = H / Hk, T = pos0 + n;
 #pragma omp parallel
     {

@@ -11,7 +11,7 @@ void wk_cpu_copy(wk_backend *be, void *dst, const void *src, size_t bytes) {
 void wk_cpu_sync(wk_backend *be) {}
 
 void wk_cpu_kv_store(wk_backend *be, float *kc, float *vc, const float *k_new, const float *v_new, int n, int pos0,
-                     int Hk, int D, int cap) {
+                     const int32_t *pos, int Hk, int D, int cap) {
     for (int i = 0; i < n; i++)
         for (int h = 0; h < Hk; h++) {
             size_t dst = ((size_t)h * cap + (size_t)(pos0 + i)) * D, src = ((size_t)i * Hk + h) * D;

@@ -10,5 +10,5 @@ void wk_cpu_free(wk_backend *be, void *p);
 void wk_cpu_copy(wk_backend *be, void *dst, const void *src, size_t bytes);
 void wk_cpu_sync(wk_backend *be);
 void wk_cpu_kv_store(wk_backend *be, float *kc, float *vc, const float *k_new, const float *v_new, int n, int pos0,
-                     int Hk, int D, int cap);
+                     const int32_t *pos, int Hk, int D, int cap);
 #endif

@@ -76,7 +76,7 @@ static void ref_rope(wk_backend *be, float *x, const int32_t *pos, int n, int nh
 }
 
 static void ref_attention(wk_backend *be, float *out, const float *q, const float *k, const float *v, int n, int pos0,
-                          int H, int Hk, int D, int cap, float scale) {
+                          const int32_t *pos, int H, int Hk, int D, int cap, float scale) {
     int T = pos0 + n, grp = H / Hk;
     double *sc = malloc(sizeof(double) * (size_t)T);
     for (int i = 0; i < n; i++)

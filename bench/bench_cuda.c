@@ -1,0 +1,112 @@
+/*
+ * bench_cuda.c — whole-model throughput on a CUDA device: prefill tok/s (a P-token
+ * prompt in one call; the decoder runs it in chunks of 512) and decode tok/s at
+ * batch 1 (N greedy tokens after the prompt, each step a full wick_session_eval with
+ * its logits downloaded, timed after the first token), against the H200's 4.8 TB/s
+ * bandwidth roofline for decode (weight bytes per token). Prints JSON; without a
+ * CUDA device it prints {"skipped": ...} and exits 0.
+ *
+ * usage: bench_cuda MODEL_DIR [--prompt P] [--decode N] [--runs R] [--device cuda:N] [--f32 1]
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "wick.h"
+
+#define ROOFLINE_BYTES_S 4.8e12 /* H200 HBM3e, datasheet */
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int argmax(const float *x, int n) {
+    int b = 0;
+    for (int v = 1; v < n; v++) b = x[v] > x[b] ? v : b;
+    return b;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: bench_cuda MODEL_DIR [--prompt P] [--decode N] [--runs R] [--device cuda:N] [--f32 1]\n");
+        return 2;
+    }
+    int P = 2048, N = 256, runs = 3, f32 = 0;
+    const char *device = "cuda:0";
+    for (int i = 2; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--prompt")) P = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--decode")) N = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--runs")) runs = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--device")) device = argv[i + 1];
+        else if (!strcmp(argv[i], "--f32")) f32 = atoi(argv[i + 1]);
+    }
+    if (wick_cuda_device_count() == 0) {
+        printf("{\"bench\":\"cuda\",\"skipped\":\"no CUDA device in this build or machine\"}\n");
+        return 0;
+    }
+    wick_model_opts o = wick_model_opts_default();
+    o.device = device;
+    o.keep_bf16 = !f32;
+    wick_model *m;
+    double tl = now();
+    if (wick_model_load(argv[1], &o, &m)) {
+        fprintf(stderr, "bench_cuda: %s\n", wick_last_error());
+        return 1;
+    }
+    tl = now() - tl;
+    wick_model_info f;
+    wick_model_get_info(m, &f);
+    wick_session_opts so = {.max_seq = P + N + 2};
+    wick_session *s;
+    if (wick_session_new(m, &so, &s)) {
+        fprintf(stderr, "bench_cuda: %s\n", wick_last_error());
+        return 1;
+    }
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)P);
+    for (int i = 0; i < P; i++) ids[i] = (int32_t)((i * 7919u + 13) % (unsigned)f.vocab_size);
+    float *logits = malloc(sizeof(float) * (size_t)f.vocab_size);
+    double pre[16], dec[16];
+    runs = runs < 1 ? 1 : runs > 16 ? 16 : runs;
+    wick_session_eval(s, ids, P < 64 ? P : 64, logits, 0); /* warm-up: handles, kernels, allocator */
+    for (int r = 0; r < runs; r++) {
+        wick_session_reset(s);
+        double t0 = now();
+        if (wick_session_eval(s, ids, P, logits, 0)) {
+            fprintf(stderr, "bench_cuda: prefill: %s\n", wick_last_error());
+            return 1;
+        }
+        pre[r] = P / (now() - t0);
+        int32_t id = argmax(logits, f.vocab_size);
+        wick_session_eval(s, &id, 1, logits, 0); /* first decode token not timed */
+        t0 = now();
+        for (int i = 0; i < N; i++) {
+            id = argmax(logits, f.vocab_size);
+            if (wick_session_eval(s, &id, 1, logits, 0)) {
+                fprintf(stderr, "bench_cuda: decode: %s\n", wick_last_error());
+                return 1;
+            }
+        }
+        dec[r] = N / (now() - t0);
+    }
+    qsort(pre, (size_t)runs, sizeof(double), cmp_d);
+    qsort(dec, (size_t)runs, sizeof(double), cmp_d);
+    double bytes = (double)f.weight_bytes, dmed = dec[runs / 2];
+    double roof = ROOFLINE_BYTES_S / bytes;
+    printf("{\"bench\":\"cuda\",\"model\":\"%s\",\"device\":\"%s\",\"weight_dtype\":\"%s\",\"n_params\":%lld,"
+           "\"load_s\":%.3f,\"prompt\":%d,\"decode\":%d,\"runs\":%d,\"prefill_tok_s\":%.1f,\"decode_tok_s\":%.1f,"
+           "\"weight_bytes_per_token\":%.0f,\"decode_gb_s\":%.1f,\"roofline_tok_s\":%.1f,\"roofline_fraction\":%.3f,"
+           "\"prefill_tflop_s\":%.2f}\n",
+           argv[1], device, wick_dtype_name(f.weight_dtype), (long long)f.n_params, tl, P, N, runs, pre[runs / 2], dmed,
+           bytes, bytes * dmed / 1e9, roof, dmed / roof, 2.0 * (double)f.n_params * pre[runs / 2] / 1e12);
+    wick_session_free(s);
+    wick_model_free(m);
+    free(ids), free(logits);
+    return 0;
+}

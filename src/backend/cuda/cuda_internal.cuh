@@ -1,0 +1,77 @@
+/*
+ * cuda_internal.cuh — state shared by the CUDA backend's translation units:
+ * the backend object (stream, cuBLAS handle, caching allocator, scratch) and
+ * the error-recording helpers. Not part of any public interface.
+ */
+#ifndef WK_CUDA_INTERNAL_CUH
+#define WK_CUDA_INTERNAL_CUH
+extern "C" {
+#include "backend/cuda/cuda_backend.h"
+}
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+/* One device allocation the allocator tracks (in use or cached for reuse). */
+struct wkc_block {
+    void *p;
+    size_t size;
+    int used;
+};
+
+/* Grow-only device scratch slots owned by the backend (ops on one stream may reuse them). */
+enum { WKC_SCR_ACT16, WKC_SCR_ATTN, WKC_SCR_SCORES, WKC_SCR_PTRS, WKC_SCR_COUNT };
+
+struct wkc_backend {
+    wk_backend be;            /* first: ops receive &be */
+    int device;
+    cudaStream_t st;
+    cublasHandle_t blas;
+    wkc_block *blocks;        /* (n_blocks) every allocation made through the allocator */
+    int n_blocks, cap_blocks;
+    size_t in_use, cached;
+    void *scr[WKC_SCR_COUNT];
+    size_t scr_cap[WKC_SCR_COUNT];
+    unsigned scr_epoch;       /* bumped whenever a scratch buffer moves (captured graphs go stale) */
+    void *pinned;             /* (pinned_cap) page-locked staging for large downloads */
+    size_t pinned_cap;
+    int tf32;                 /* prefill attention GEMMs on TF32 tensor cores (the _fast instance) */
+    const float *cast_x;      /* the activations last rounded to 16 bits into WKC_SCR_ACT16 ... */
+    size_t cast_n;            /* ... their count, and type; cast_x is cleared by every other op */
+    int cast_dt;
+    int no_graphs;            /* set after a capture failed: ops run directly from then on */
+    wick_status err;          /* first recorded error since the last check() */
+    char errmsg[512];
+};
+
+static inline wkc_backend *wkc(wk_backend *be) { return (wkc_backend *)be; }
+
+/* Records a CUDA failure (first one wins); returns 1 when e is an error. */
+int wkc_cuda_fail(wkc_backend *b, cudaError_t e, const char *what);
+/* Records a cuBLAS failure; returns 1 when s is an error. */
+int wkc_blas_fail(wkc_backend *b, cublasStatus_t s, const char *what);
+/* Checks the last launch. */
+void wkc_launched(wkc_backend *b, const char *kernel);
+/* Makes the backend's device current for this thread; every op calls it first (it also
+ * forgets the cached 16-bit activations, which any op but a matmul may overwrite). */
+void wkc_use(wkc_backend *b);
+/* A scratch buffer of at least `bytes` in slot `slot` (NULL + recorded error on failure). */
+void *wkc_scratch(wkc_backend *b, int slot, size_t bytes);
+/* Blocks for a grid-stride launch over n elements with 256 threads. */
+static inline int wkc_blocks(size_t n) {
+    size_t b = (n + 255) / 256;
+    return (int)(b < 1 ? 1 : b > 65535 ? 65535 : b);
+}
+
+/* Ops implemented in cuda_ops.cu and cuda_attention.cu. */
+void wkc_matmul(wk_backend *be, float *y, const float *x, const wk_mat *W, const float *bias, int n, int acc);
+void wkc_matmul_f32(wk_backend *be, float *y, const float *x, const float *B, int n, int m, int k, float s, int acc);
+void wkc_rmsnorm(wk_backend *be, float *y, const float *x, const float *w, int n, int dim, float eps);
+void wkc_rope(wk_backend *be, float *x, const int32_t *pos, int n, int nh, int D, const float *inv_freq);
+void wkc_swiglu(wk_backend *be, float *out, const float *gate, const float *up, size_t n);
+void wkc_add(wk_backend *be, float *y, const float *x, size_t n);
+void wkc_embed(wk_backend *be, float *out, const wk_mat *E, const int32_t *ids, int n);
+void wkc_kv_store(wk_backend *be, float *kc, float *vc, const float *k_new, const float *v_new, int n, int pos0,
+                  const int32_t *pos, int Hk, int D, int cap);
+void wkc_attention(wk_backend *be, float *out, const float *q, const float *k, const float *v, int n, int pos0,
+                   const int32_t *pos, int H, int Hk, int D, int cap, float scale);
+#endif

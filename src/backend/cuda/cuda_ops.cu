@@ -1,0 +1,402 @@
+/*
+ * cuda_ops.cu — the CUDA ops other than attention: matrix products (a warp-per-
+ * row GEMV that reads the weights once for decode, n <= 8 rows; cuBLAS for more:
+ * sgemm for f32 weights, bf16/f16 weights fed to cublasGemmEx with activations
+ * rounded to the weight type and fp32 accumulation), RMSNorm, RoPE, SwiGLU,
+ * residual add, embedding gather and KV-cache stores. Activations are f32.
+ */
+#include "backend/cuda/cuda_internal.cuh"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <stdio.h>
+
+#define GEMV_MAX_ROWS 8
+#define GEMV_UNROLL 4
+#define GEMV_LONG_ROW 2048     /* rows at least this long, ... */
+#define GEMV_LONG_MAX_OUT 8192 /* ... when there are at most this many: a block per row */
+
+/* ------------------------------------------------------------ weight loads */
+__device__ __forceinline__ float ld1(const float *w, size_t i) { return w[i]; }
+__device__ __forceinline__ float ld1(const __nv_bfloat16 *w, size_t i) { return __bfloat162float(w[i]); }
+__device__ __forceinline__ float ld1(const __half *w, size_t i) { return __half2float(w[i]); }
+
+/* Eight consecutive weights from a 16-byte-aligned address (f32: 32 bytes). */
+__device__ __forceinline__ void ld8(const float *p, float f[8]) {
+    float4 a = __ldg((const float4 *)p), b = __ldg((const float4 *)p + 1);
+    f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
+}
+__device__ __forceinline__ void ld8(const __nv_bfloat16 *p, float f[8]) {
+    uint4 u = __ldg((const uint4 *)p);
+    unsigned w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        f[2 * i] = __uint_as_float(w[i] << 16);
+        f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+    }
+}
+__device__ __forceinline__ void ld8(const __half *p, float f[8]) {
+    uint4 u = __ldg((const uint4 *)p);
+    const __half2 *h = (const __half2 *)&u;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        float2 v = __half22float2(h[i]);
+        f[2 * i] = v.x, f[2 * i + 1] = v.y;
+    }
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+/* y[r, o] (=|+=) x[r, :] · W[o, :] + bias[o] for r < n <= NR: one warp per output row o.
+ * vec: rows are 16-byte aligned and `in` a multiple of 8 (vector loads). */
+template <typename T, int NR>
+__global__ void k_gemv(float *y, const float *x, const T *W, const float *bias, int n, int in, int out, int acc, int vec) {
+    int o = (int)((blockIdx.x * (size_t)blockDim.x + threadIdx.x) >> 5), lane = threadIdx.x & 31;
+    if (o >= out) return;
+    const T *w = W + (size_t)o * in;
+    float s[NR];
+#pragma unroll
+    for (int r = 0; r < NR; r++) s[r] = 0.f;
+    if (vec) {
+        /* GEMV_UNROLL independent 16-byte weight loads in flight per lane before any use */
+        for (int k0 = lane * 8; k0 < in; k0 += 256 * GEMV_UNROLL) {
+            float wf[GEMV_UNROLL][8];
+#pragma unroll
+            for (int u = 0; u < GEMV_UNROLL; u++)
+                if (k0 + u * 256 < in) ld8(w + k0 + u * 256, wf[u]);
+#pragma unroll
+            for (int u = 0; u < GEMV_UNROLL; u++) {
+                int k = k0 + u * 256;
+                if (k >= in) break;
+#pragma unroll
+                for (int r = 0; r < NR; r++) {
+                    if (r >= n) break;
+                    const float4 *xp = (const float4 *)(x + (size_t)r * in + k);
+                    float4 a = xp[0], b = xp[1];
+                    s[r] += wf[u][0] * a.x + wf[u][1] * a.y + wf[u][2] * a.z + wf[u][3] * a.w + wf[u][4] * b.x +
+                            wf[u][5] * b.y + wf[u][6] * b.z + wf[u][7] * b.w;
+                }
+            }
+        }
+    } else {
+        for (int k = lane; k < in; k += 32) {
+            float wv = ld1(w, (size_t)k);
+#pragma unroll
+            for (int r = 0; r < NR; r++)
+                if (r < n) s[r] += wv * x[(size_t)r * in + k];
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < NR; r++) {
+        float v = warp_sum(s[r]);
+        if (lane == 0 && r < n) {
+            v += bias ? bias[o] : 0.f;
+            float *d = y + (size_t)r * out + o;
+            *d = acc ? *d + v : v;
+        }
+    }
+}
+
+/* Long rows (in >= GEMV_LONG_ROW, few outputs, e.g. down_proj): one block of 256 threads
+ * per output row splits the row, so 8× more warps stream the weights; vector path only. */
+template <typename T, int NR>
+__global__ void k_gemv_long(float *y, const float *x, const T *W, const float *bias, int n, int in, int out, int acc) {
+    __shared__ float red[8][NR];
+    int o = blockIdx.x, lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
+    const T *w = W + (size_t)o * in;
+    float s[NR];
+#pragma unroll
+    for (int r = 0; r < NR; r++) s[r] = 0.f;
+    for (int k0 = threadIdx.x * 8; k0 < in; k0 += 2048 * 2) {
+        float wf[2][8];
+#pragma unroll
+        for (int u = 0; u < 2; u++)
+            if (k0 + u * 2048 < in) ld8(w + k0 + u * 2048, wf[u]);
+#pragma unroll
+        for (int u = 0; u < 2; u++) {
+            int k = k0 + u * 2048;
+            if (k >= in) break;
+#pragma unroll
+            for (int r = 0; r < NR; r++) {
+                if (r >= n) break;
+                const float4 *xp = (const float4 *)(x + (size_t)r * in + k);
+                float4 a = xp[0], b = xp[1];
+                s[r] += wf[u][0] * a.x + wf[u][1] * a.y + wf[u][2] * a.z + wf[u][3] * a.w + wf[u][4] * b.x +
+                        wf[u][5] * b.y + wf[u][6] * b.z + wf[u][7] * b.w;
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < NR; r++) {
+        float v = warp_sum(s[r]);
+        if (lane == 0) red[wid][r] = v;
+    }
+    __syncthreads();
+    if (threadIdx.x < NR && (int)threadIdx.x < n) {
+        int r = threadIdx.x;
+        float v = 0.f;
+        for (int i = 0; i < 8; i++) v += red[i][r];
+        v += bias ? bias[o] : 0.f;
+        float *d = y + (size_t)r * out + o;
+        *d = acc ? *d + v : v;
+    }
+}
+
+template <typename T>
+static void launch_gemv(wkc_backend *b, float *y, const float *x, const T *W, const float *bias, int n, int in, int out,
+                        int acc) {
+    int vec = (in % 8) == 0 && ((uintptr_t)W % 16) == 0 && ((uintptr_t)x % 16) == 0;
+    int threads = 256, blocks = (int)(((size_t)out * 32 + threads - 1) / threads);
+    if (vec && in >= GEMV_LONG_ROW && out <= GEMV_LONG_MAX_OUT) {
+        if (n <= 1) k_gemv_long<T, 1><<<out, 256, 0, b->st>>>(y, x, W, bias, n, in, out, acc);
+        else if (n <= 2) k_gemv_long<T, 2><<<out, 256, 0, b->st>>>(y, x, W, bias, n, in, out, acc);
+        else if (n <= 4) k_gemv_long<T, 4><<<out, 256, 0, b->st>>>(y, x, W, bias, n, in, out, acc);
+        else k_gemv_long<T, 8><<<out, 256, 0, b->st>>>(y, x, W, bias, n, in, out, acc);
+        wkc_launched(b, "gemv (long rows)");
+        return;
+    }
+    if (n <= 1) k_gemv<T, 1><<<blocks, threads, 0, b->st>>>(y, x, W, bias, n, in, out, acc, vec);
+    else if (n <= 2) k_gemv<T, 2><<<blocks, threads, 0, b->st>>>(y, x, W, bias, n, in, out, acc, vec);
+    else if (n <= 4) k_gemv<T, 4><<<blocks, threads, 0, b->st>>>(y, x, W, bias, n, in, out, acc, vec);
+    else k_gemv<T, 8><<<blocks, threads, 0, b->st>>>(y, x, W, bias, n, in, out, acc, vec);
+    wkc_launched(b, "gemv");
+}
+
+/* --------------------------------------------------------- small kernels */
+__global__ void k_to_bf16(__nv_bfloat16 *d, const float *s, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        d[i] = __float2bfloat16_rn(s[i]);
+}
+__global__ void k_to_f16(__half *d, const float *s, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        d[i] = __float2half_rn(s[i]);
+}
+__global__ void k_add_bias(float *y, const float *bias, size_t n, int out) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        y[i] += bias[i % (size_t)out];
+}
+
+/* y[n,out] (=|+=) x[n,in]·Wᵀ through cuBLAS (column-major: yᵀ = W·xᵀ). */
+static void gemm(wkc_backend *b, float *y, const float *x, const wk_mat *W, int n, int acc) {
+    int out = W->rows, in = W->cols;
+    float one = 1.f, beta = acc ? 1.f : 0.f;
+    if (W->dt == WICK_DT_F32) {
+        wkc_blas_fail(b, cublasSgemm(b->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one, (const float *)W->w, in, x, in,
+                                     &beta, y, out), "sgemm");
+        return;
+    }
+    size_t cnt = (size_t)n * in;
+    cudaDataType_t t = W->dt == WICK_DT_BF16 ? CUDA_R_16BF : CUDA_R_16F;
+    void *xh;
+    if (b->cast_x == x && b->cast_n == cnt && b->cast_dt == (int)W->dt) {
+        xh = b->scr[WKC_SCR_ACT16]; /* q/k/v and gate/up read the same activations: round them once */
+    } else {
+        if (!(xh = wkc_scratch(b, WKC_SCR_ACT16, cnt * 2))) return;
+        if (W->dt == WICK_DT_BF16) k_to_bf16<<<wkc_blocks(cnt), 256, 0, b->st>>>((__nv_bfloat16 *)xh, x, cnt);
+        else k_to_f16<<<wkc_blocks(cnt), 256, 0, b->st>>>((__half *)xh, x, cnt);
+        wkc_launched(b, "activation cast");
+        b->cast_x = x, b->cast_n = cnt, b->cast_dt = (int)W->dt;
+    }
+    wkc_blas_fail(b, cublasGemmEx(b->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one, W->w, t, in, xh, t, in, &beta, y,
+                                  CUDA_R_32F, out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                  "gemm (16-bit weights)");
+}
+
+void wkc_matmul(wk_backend *be, float *y, const float *x, const wk_mat *W, const float *bias, int n, int acc) {
+    wkc_backend *b = wkc(be);
+    if (W->qtype || (W->dt != WICK_DT_F32 && W->dt != WICK_DT_BF16 && W->dt != WICK_DT_F16)) {
+        if (!b->err) {
+            b->err = WICK_EUNSUPPORTED;
+            snprintf(b->errmsg, sizeof b->errmsg, "cuda:%d: matmul: weight type %s (quant %d) is not supported", b->device,
+                     wick_dtype_name(W->dt), W->qtype);
+        }
+        return;
+    }
+    const float *cx = b->cast_x; /* matmuls keep the 16-bit activation cache (see gemm) */
+    wkc_use(b);
+    b->cast_x = cx;
+    int out = W->rows, in = W->cols;
+    if (b->cast_x && y < b->cast_x + b->cast_n && b->cast_x < y + (size_t)n * out) b->cast_x = NULL; /* about to be overwritten */
+    if (n <= GEMV_MAX_ROWS) {
+        if (W->dt == WICK_DT_F32) launch_gemv(b, y, x, (const float *)W->w, bias, n, in, out, acc);
+        else if (W->dt == WICK_DT_BF16) launch_gemv(b, y, x, (const __nv_bfloat16 *)W->w, bias, n, in, out, acc);
+        else launch_gemv(b, y, x, (const __half *)W->w, bias, n, in, out, acc);
+        return;
+    }
+    gemm(b, y, x, W, n, acc);
+    if (bias) {
+        size_t cnt = (size_t)n * out;
+        k_add_bias<<<wkc_blocks(cnt), 256, 0, b->st>>>(y, bias, cnt, out);
+        wkc_launched(b, "bias");
+    }
+}
+
+void wkc_matmul_f32(wk_backend *be, float *y, const float *x, const float *B, int n, int m, int k, float s, int acc) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    float beta = acc ? 1.f : 0.f;
+    wkc_blas_fail(b, cublasSgemm(b->blas, CUBLAS_OP_T, CUBLAS_OP_N, k, n, m, &s, B, m, x, m, &beta, y, k), "matmul_f32");
+}
+
+/* ------------------------------------------------------------- RMSNorm */
+/* One block per row: y = x / sqrt(mean(x²) + eps) * w. In place (y == x) is fine. */
+__global__ void k_rmsnorm(float *y, const float *x, const float *w, int dim, float eps) {
+    __shared__ float red[32];
+    const float *xi = x + (size_t)blockIdx.x * dim;
+    float *yi = y + (size_t)blockIdx.x * dim;
+    float ss = 0.f;
+    for (int j = threadIdx.x; j < dim; j += blockDim.x) ss += xi[j] * xi[j];
+    ss = warp_sum(ss);
+    int wid = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+    if ((threadIdx.x & 31) == 0) red[wid] = ss;
+    __syncthreads();
+    if (wid == 0) {
+        float v = (int)threadIdx.x < nw ? red[threadIdx.x] : 0.f;
+        v = warp_sum(v);
+        if (threadIdx.x == 0) red[0] = v;
+    }
+    __syncthreads();
+    float r = 1.f / sqrtf(red[0] / (float)dim + eps);
+    for (int j = threadIdx.x; j < dim; j += blockDim.x) yi[j] = xi[j] * r * (w ? w[j] : 1.f);
+}
+
+/* The same with the row held in registers: V float4 per thread, one read of x. */
+template <int V>
+__global__ void k_rmsnorm4(float *y, const float *x, const float *w, int dim, float eps) {
+    __shared__ float red[32];
+    int nv = dim / 4;
+    const float4 *xi = (const float4 *)(x + (size_t)blockIdx.x * dim);
+    float4 *yi = (float4 *)(y + (size_t)blockIdx.x * dim);
+    float4 r[V];
+    float ss = 0.f;
+#pragma unroll
+    for (int u = 0; u < V; u++) {
+        int j = threadIdx.x + u * blockDim.x;
+        if (j < nv) {
+            r[u] = xi[j];
+            ss += r[u].x * r[u].x + r[u].y * r[u].y + r[u].z * r[u].z + r[u].w * r[u].w;
+        }
+    }
+    ss = warp_sum(ss);
+    int wid = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+    if ((threadIdx.x & 31) == 0) red[wid] = ss;
+    __syncthreads();
+    float t = 0.f;
+    for (int i = 0; i < nw; i++) t += red[i];
+    float rs = 1.f / sqrtf(t / (float)dim + eps);
+#pragma unroll
+    for (int u = 0; u < V; u++) {
+        int j = threadIdx.x + u * blockDim.x;
+        if (j < nv) {
+            float4 g = w ? ((const float4 *)w)[j] : make_float4(1.f, 1.f, 1.f, 1.f);
+            yi[j] = make_float4(r[u].x * rs * g.x, r[u].y * rs * g.y, r[u].z * rs * g.z, r[u].w * rs * g.w);
+        }
+    }
+}
+
+void wkc_rmsnorm(wk_backend *be, float *y, const float *x, const float *w, int n, int dim, float eps) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    int nv = dim / 4;
+    if (dim % 4 == 0 && nv <= 4 * 256 && ((uintptr_t)x | (uintptr_t)y | (uintptr_t)w) % 16 == 0) {
+        int threads = nv >= 256 ? 256 : 32 * ((nv + 31) / 32), per = (nv + threads - 1) / threads;
+        if (per == 1) k_rmsnorm4<1><<<n, threads, 0, b->st>>>(y, x, w, dim, eps);
+        else if (per == 2) k_rmsnorm4<2><<<n, threads, 0, b->st>>>(y, x, w, dim, eps);
+        else k_rmsnorm4<4><<<n, threads, 0, b->st>>>(y, x, w, dim, eps);
+        wkc_launched(b, "rmsnorm");
+        return;
+    }
+    int threads = dim >= 1024 ? 256 : dim >= 256 ? 128 : 32 * ((dim + 31) / 32 < 4 ? (dim + 31) / 32 : 4);
+    k_rmsnorm<<<n, threads, 0, b->st>>>(y, x, w, dim, eps);
+    wkc_launched(b, "rmsnorm");
+}
+
+/* ---------------------------------------------------------------- RoPE */
+/* One block per token; rotate_half layout: (a, b) = (x[j], x[j+half]). */
+__global__ void k_rope(float *x, const int32_t *pos, int nh, int D, const float *inv_freq) {
+    int i = blockIdx.x, half = D / 2;
+    float p = (float)pos[i];
+    for (int t = threadIdx.x; t < nh * half; t += blockDim.x) {
+        int h = t / half, j = t % half;
+        float sn, cs;
+        sincosf(p * inv_freq[j], &sn, &cs);
+        float *v = x + ((size_t)i * nh + h) * D;
+        float a = v[j], c = v[j + half];
+        v[j] = a * cs - c * sn;
+        v[j + half] = c * cs + a * sn;
+    }
+}
+
+void wkc_rope(wk_backend *be, float *x, const int32_t *pos, int n, int nh, int D, const float *inv_freq) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    k_rope<<<n, 128, 0, b->st>>>(x, pos, nh, D, inv_freq);
+    wkc_launched(b, "rope");
+}
+
+/* ------------------------------------------------------- element-wise */
+__global__ void k_swiglu(float *out, const float *g, const float *u, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        out[i] = g[i] / (1.f + expf(-g[i])) * u[i];
+}
+__global__ void k_add(float *y, const float *x, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) y[i] += x[i];
+}
+
+void wkc_swiglu(wk_backend *be, float *out, const float *gate, const float *up, size_t n) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    k_swiglu<<<wkc_blocks(n), 256, 0, b->st>>>(out, gate, up, n);
+    wkc_launched(b, "swiglu");
+}
+
+void wkc_add(wk_backend *be, float *y, const float *x, size_t n) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    k_add<<<wkc_blocks(n), 256, 0, b->st>>>(y, x, n);
+    wkc_launched(b, "add");
+}
+
+/* ------------------------------------------------------ embed, KV store */
+template <typename T>
+__global__ void k_embed(float *out, const T *E, const int32_t *ids, int C) {
+    size_t row = (size_t)ids[blockIdx.x] * C;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) out[(size_t)blockIdx.x * C + c] = ld1(E, row + c);
+}
+
+void wkc_embed(wk_backend *be, float *out, const wk_mat *E, const int32_t *ids, int n) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    if (E->dt == WICK_DT_F32) k_embed<<<n, 256, 0, b->st>>>(out, (const float *)E->w, ids, E->cols);
+    else if (E->dt == WICK_DT_BF16) k_embed<<<n, 256, 0, b->st>>>(out, (const __nv_bfloat16 *)E->w, ids, E->cols);
+    else k_embed<<<n, 256, 0, b->st>>>(out, (const __half *)E->w, ids, E->cols);
+    wkc_launched(b, "embed");
+}
+
+/* k_new,v_new [n,Hk,D] -> caches [Hk,cap,D] at positions pos0.. (pos[0] when pos is given) */
+__global__ void k_kv_store(float *kc, float *vc, const float *kn, const float *vn, int n, int pos0, const int32_t *pos,
+                           int Hk, int D, int cap) {
+    if (pos) pos0 = pos[0];
+    size_t total = (size_t)n * Hk * D;
+    for (size_t t = blockIdx.x * (size_t)blockDim.x + threadIdx.x; t < total; t += (size_t)gridDim.x * blockDim.x) {
+        int d = (int)(t % D);
+        size_t ih = t / D;
+        int h = (int)(ih % Hk), i = (int)(ih / Hk);
+        size_t dst = ((size_t)h * cap + (size_t)(pos0 + i)) * D + d;
+        kc[dst] = kn[t];
+        vc[dst] = vn[t];
+    }
+}
+
+void wkc_kv_store(wk_backend *be, float *kc, float *vc, const float *k_new, const float *v_new, int n, int pos0,
+                  const int32_t *pos, int Hk, int D, int cap) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    size_t total = (size_t)n * Hk * D;
+    k_kv_store<<<wkc_blocks(total), 256, 0, b->st>>>(kc, vc, k_new, v_new, n, pos0, pos, Hk, D, cap);
+    wkc_launched(b, "kv_store");
+}
