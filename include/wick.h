@@ -832,6 +832,45 @@ wick_status wick_bench_profile(const wick_bench_profile_opts *o, char **report_o
 
 
 
+/* ========== section: serve — OpenAI-compatible HTTP server (src/serve) */
+
+/* Options of wick_serve_run; start from wick_serve_opts_default. Strings are borrowed. */
+typedef struct {
+    const char *model_dir;        /* base model (required) */
+    const char *model_name;       /* name of the base in the `model` field (NULL = model_dir's base name) */
+    const char *host;             /* "127.0.0.1" (default); an IPv4 address */
+    int port;                     /* 8000 (default); 0 = any free port */
+    const char *api_key;          /* NULL = no auth; else /v1/ needs "Authorization: Bearer KEY" */
+    const char *const *adapter_names, *const *adapter_dirs; /* adapters loaded at start */
+    int n_adapters;
+    const char *adapter_root;     /* directory POST /v1/adapters loads from (NULL = refused) */
+    const char *embed_model_dir;  /* BERT encoder for /v1/embeddings (NULL = endpoint off) */
+    const char *device;           /* "cpu" (default) or "cuda[:N]" */
+    int parallel;                 /* sessions decoding at the same time (default 4) */
+    int max_queue;                /* requests waiting for a session beyond which 429 (default 64) */
+    int context;                  /* positions per session (0 = min(model max_position, 4096)) */
+    int max_tokens;               /* largest max_tokens a request may ask for (default 2048) */
+    int max_prompt_tokens;        /* longest prompt (0 = context - 1) */
+    size_t max_body;              /* request body bytes (default 1 MiB) */
+    /* called once the socket listens (port is the real one); may be NULL */
+    void (*on_ready)(const char *host, int port, void *user);
+    void *user;
+} wick_serve_opts;
+
+wick_serve_opts wick_serve_opts_default(void);
+
+/* Loads the model (and adapters, encoder), serves /v1/completions, /v1/chat/completions,
+ * /v1/embeddings, /v1/models, /v1/adapters, /health and /metrics until wick_serve_stop,
+ * then stops accepting, ends streams in flight (finish_reason "stop", then [DONE]) and
+ * returns WICK_OK. WICK_EUNSUPPORTED when built without libmicrohttpd. */
+wick_status wick_serve_run(const wick_serve_opts *o);
+/* Asks a running wick_serve_run to shut down gracefully. Async-signal-safe. */
+void wick_serve_stop(void);
+
+/* ---------- end of section: serve */
+
+
+
 /* ========== section: cuda — devices */
 
 /* Number of CUDA devices wick can use: 0 when built without the CUDA backend or when

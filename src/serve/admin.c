@@ -1,0 +1,187 @@
+/*
+ * admin.c — the non-generation endpoints of `wick serve`: GET /v1/models (base + loaded
+ * adapters), POST /v1/adapters (load a directory under the adapter root: relative paths
+ * only, no "..", and a realpath check against symlinks that leave the root), DELETE
+ * /v1/adapters/NAME (refused while a request holds it), POST /v1/embeddings and the
+ * Prometheus text of GET /metrics.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "serve.h"
+#include "wk.h"
+
+#define MAX_LIST 1024
+
+void admin_models(srv *s, srv_reply *r) {
+    json_t *data = json_array();
+    json_array_append_new(data, json_pack("{s:s,s:s,s:I,s:s,s:s}", "id", s->base_name, "object", "model", "created",
+                                          (json_int_t)s->created, "owned_by", "wick", "root", s->o.model_dir));
+    wick_adapter_info *inf = calloc(MAX_LIST, sizeof *inf);
+    int n = 0;
+    /* names are copied at once: an unload in parallel frees them */
+    if (inf && !wick_registry_list(s->reg, inf, MAX_LIST, &n))
+        for (int i = 0; i < n && i < MAX_LIST; i++)
+            json_array_append_new(data, json_pack("{s:s,s:s,s:I,s:s,s:s}", "id", inf[i].name ? inf[i].name : "", "object",
+                                                  "model", "created", (json_int_t)s->created, "owned_by", "wick",
+                                                  "parent", s->base_name));
+    free(inf);
+    srv_json(r, json_pack("{s:s,s:o}", "object", "list", "data", data));
+}
+
+static int name_ok(const char *n) {
+    size_t l = strlen(n);
+    if (!l || l > 64) return 0;
+    for (size_t i = 0; i < l; i++)
+        if (!(n[i] == '-' || n[i] == '_' || n[i] == '.' || (n[i] >= '0' && n[i] <= '9') || (n[i] >= 'a' && n[i] <= 'z') ||
+              (n[i] >= 'A' && n[i] <= 'Z')))
+            return 0;
+    return strcmp(n, ".") && strcmp(n, "..");
+}
+
+/* Resolves rel under the root into out; 0 ok, else the reply is set. */
+static int resolve_under_root(srv *s, const char *rel, char *out, srv_reply *r) {
+    if (!rel[0] || rel[0] == '/' || strstr(rel, "..")) {
+        srv_error(r, 400, "invalid_request_error", "path", "invalid_path",
+                  "'path' must be relative to the adapter root, without '..'");
+        return 1;
+    }
+    char joined[PATH_MAX * 2];
+    snprintf(joined, sizeof joined, "%s/%s", s->root_real, rel);
+    if (!realpath(joined, out)) {
+        srv_error(r, 404, "invalid_request_error", "path", "not_found", "adapter directory '%s' does not exist", rel);
+        return 1;
+    }
+    size_t rl = strlen(s->root_real);
+    if (strncmp(out, s->root_real, rl) || out[rl] != '/') {
+        srv_error(r, 400, "invalid_request_error", "path", "invalid_path", "'%s' leaves the adapter root", rel);
+        return 1;
+    }
+    return 0;
+}
+
+void admin_adapter_load(srv *s, const char *body, size_t len, srv_reply *r) {
+    json_t *req = json_loadb(body ? body : "", len, 0, NULL);
+    json_t *name = json_object_get(req, "name"), *path = json_object_get(req, "path");
+    char real[PATH_MAX];
+    if (!json_is_object(req) || !json_is_string(name) || !json_is_string(path))
+        srv_error(r, 400, "invalid_request_error", NULL, "invalid_value", "the body must be {\"name\": ..., \"path\": ...}");
+    else if (!s->root_real[0])
+        srv_error(r, 403, "invalid_request_error", NULL, "adapters_disabled", "start the server with --adapter-root DIR");
+    else if (!name_ok(json_string_value(name)) || !strcmp(json_string_value(name), s->base_name))
+        srv_error(r, 400, "invalid_request_error", "name", "invalid_value",
+                  "'name' must be 1-64 characters of [A-Za-z0-9._-] and not the base model's name");
+    else if (!resolve_under_root(s, json_string_value(path), real, r)) {
+        wick_adapter *held = wick_registry_acquire(s->reg, json_string_value(name));
+        if (held) {
+            wick_registry_release(s->reg, held);
+            srv_error(r, 409, "invalid_request_error", "name", "already_exists", "adapter '%s' is already loaded",
+                      json_string_value(name));
+        } else if (wick_registry_load(s->reg, json_string_value(name), real)) {
+            srv_error(r, 400, "invalid_request_error", "path", "load_failed", "%s", wick_last_error());
+        } else {
+            srv_json(r, json_pack("{s:s,s:s,s:s}", "id", json_string_value(name), "object", "model", "parent", s->base_name));
+        }
+    }
+    json_decref(req);
+}
+
+void admin_adapter_unload(srv *s, const char *name, srv_reply *r) {
+    wick_status st = wick_registry_unload(s->reg, name);
+    if (st == WICK_ESTATE)
+        srv_error(r, 409, "invalid_request_error", "name", "adapter_in_use", "adapter '%s' is in use by a request; retry",
+                  name);
+    else if (st)
+        srv_error(r, 404, "invalid_request_error", "name", "model_not_found", "no adapter named '%s'", name);
+    else
+        srv_json(r, json_pack("{s:s,s:s,s:b}", "id", name, "object", "model", "deleted", 1));
+}
+
+void admin_embeddings(srv *s, const char *body, size_t len, srv_reply *r) {
+    if (!s->enc) {
+        srv_error(r, 404, "invalid_request_error", NULL, "not_found", "no embedding model (start with --embed-model DIR)");
+        return;
+    }
+    json_t *req = json_loadb(body ? body : "", len, 0, NULL), *in = json_object_get(req, "input");
+    size_t n = json_is_string(in) ? 1 : json_is_array(in) ? json_array_size(in) : 0;
+    const char **texts = calloc(n + 1, sizeof *texts);
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_is_string(in) ? in : json_array_get(in, i);
+        texts[i] = json_string_value(e);
+        if (!texts[i]) n = 0;
+    }
+    wick_encoder_info ei;
+    wick_encoder_get_info(s->enc, &ei);
+    if (!json_is_object(req) || !n || n > 256) {
+        srv_error(r, 400, "invalid_request_error", "input", "invalid_value", "'input' must be a string or 1-256 strings");
+    } else {
+        float *v = malloc(sizeof(float) * n * (size_t)ei.hidden_size);
+        long ntok = 0;
+        pthread_mutex_lock(&s->enc_mu);
+        wick_status st = wick_embed_texts(s->enc, texts, (int)n, NULL, v);
+        for (size_t i = 0; !st && i < n; i++) {
+            int32_t *ids = NULL;
+            int k = 0;
+            if (!wick_encoder_tokenize(s->enc, texts[i], strlen(texts[i]), &ids, &k)) ntok += k;
+            wick_free(ids);
+        }
+        pthread_mutex_unlock(&s->enc_mu);
+        if (st) {
+            srv_error(r, 500, "server_error", NULL, "embedding_failed", "%s", wick_last_error());
+        } else {
+            json_t *data = json_array();
+            for (size_t i = 0; i < n; i++) {
+                json_t *e = json_array();
+                for (int k = 0; k < ei.hidden_size; k++) json_array_append_new(e, json_real(v[i * (size_t)ei.hidden_size + (size_t)k]));
+                json_array_append_new(data, json_pack("{s:s,s:I,s:o}", "object", "embedding", "index", (json_int_t)i,
+                                                      "embedding", e));
+            }
+            json_t *m = json_object_get(req, "model");
+            srv_json(r, json_pack("{s:s,s:o,s:s,s:{s:I,s:I}}", "object", "list", "data", data, "model",
+                                  json_is_string(m) ? json_string_value(m) : "embed", "usage", "prompt_tokens",
+                                  (json_int_t)ntok, "total_tokens", (json_int_t)ntok));
+        }
+        free(v);
+    }
+    free(texts);
+    json_decref(req);
+}
+
+void admin_metrics(srv *s, srv_reply *r) {
+    static const char *le[SRV_LAT_BUCKETS] = {"0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10"};
+    size_t cap = 4096, o = 0;
+    char *b = malloc(cap);
+    pthread_mutex_lock(&s->mu);
+    int busy = 0;
+    for (int i = 0; i < s->n_sess; i++) busy += s->busy[i];
+    o += (size_t)snprintf(b + o, cap - o,
+                          "# HELP wick_requests_total HTTP requests received.\n# TYPE wick_requests_total counter\n"
+                          "wick_requests_total %llu\n"
+                          "# HELP wick_request_errors_total Requests answered with a 4xx/5xx status.\n"
+                          "# TYPE wick_request_errors_total counter\nwick_request_errors_total %llu\n"
+                          "# HELP wick_requests_cancelled_total Generations cancelled by a client disconnect or shutdown.\n"
+                          "# TYPE wick_requests_cancelled_total counter\nwick_requests_cancelled_total %llu\n"
+                          "# TYPE wick_prompt_tokens_total counter\nwick_prompt_tokens_total %llu\n"
+                          "# TYPE wick_generation_tokens_total counter\nwick_generation_tokens_total %llu\n"
+                          "# HELP wick_queue_length Requests waiting for a session.\n# TYPE wick_queue_length gauge\n"
+                          "wick_queue_length %d\n# TYPE wick_sessions_busy gauge\nwick_sessions_busy %d\n"
+                          "# TYPE wick_sessions_total gauge\nwick_sessions_total %d\n"
+                          "# HELP wick_request_latency_seconds Generation request latency.\n"
+                          "# TYPE wick_request_latency_seconds histogram\n",
+                          (unsigned long long)s->req_total, (unsigned long long)s->req_errors,
+                          (unsigned long long)s->req_cancelled, (unsigned long long)s->prompt_tokens,
+                          (unsigned long long)s->gen_tokens, s->waiting, busy, s->n_sess);
+    for (int i = 0; i < SRV_LAT_BUCKETS; i++)
+        o += (size_t)snprintf(b + o, cap - o, "wick_request_latency_seconds_bucket{le=\"%s\"} %llu\n", le[i],
+                              (unsigned long long)s->lat_bucket[i]);
+    o += (size_t)snprintf(b + o, cap - o,
+                          "wick_request_latency_seconds_bucket{le=\"+Inf\"} %llu\nwick_request_latency_seconds_sum %.6f\n"
+                          "wick_request_latency_seconds_count %llu\n# TYPE wick_adapters_loaded gauge\n"
+                          "wick_adapters_loaded %d\n",
+                          (unsigned long long)s->lat_count, s->lat_sum, (unsigned long long)s->lat_count,
+                          wick_registry_count(s->reg));
+    pthread_mutex_unlock(&s->mu);
+    free(r->body);
+    r->body = b, r->status = 200, r->content_type = "text/plain; version=0.0.4";
+}

@@ -1,0 +1,74 @@
+/*
+ * serve.h — internals of `wick serve` (src/serve): the server state shared by the HTTP
+ * layer (server.c), the OpenAI generation endpoints (oai.c) and the admin endpoints
+ * (admin.c: models, adapters, embeddings, metrics).
+ */
+#ifndef WICK_SERVE_H
+#define WICK_SERVE_H
+#include <limits.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <jansson.h>
+#include "wick.h"
+
+#define SRV_LAT_BUCKETS 10
+
+typedef struct {
+    wick_serve_opts o;
+    wick_model *model;
+    wick_tokenizer *tok;          /* the model's (NULL: prompts as token ids only) */
+    wick_registry *reg;
+    wick_encoder *enc;            /* NULL without --embed-model */
+    pthread_mutex_t enc_mu;       /* encoder calls must not overlap */
+    char base_name[256];
+    char root_real[PATH_MAX];     /* realpath of adapter_root ("" = none) */
+    int vocab, context, max_prompt;
+    /* session pool */
+    wick_session **sess;
+    int *busy, n_sess, waiting;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    volatile int stopping;
+    long created;
+    /* metrics (under mu) */
+    uint64_t req_total, req_errors, req_cancelled, prompt_tokens, gen_tokens;
+    uint64_t lat_bucket[SRV_LAT_BUCKETS], lat_count;
+    double lat_sum;
+    uint64_t id_seq;
+} srv;
+
+/* An HTTP reply built by a handler: status + body (owned), or a streaming job. */
+typedef struct {
+    int status;
+    char *body;                   /* JSON text (malloc'd) */
+    const char *content_type;     /* NULL = application/json */
+    struct job *stream;           /* != NULL: an SSE stream served by serve_stream_read */
+} srv_reply;
+
+/* Sets r to an OpenAI-shaped error {"error":{"message","type","param","code"}}. */
+void srv_error(srv_reply *r, int status, const char *type, const char *param, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+/* Sets r to 200 with the JSON value j (consumed). */
+void srv_json(srv_reply *r, json_t *j);
+
+/* Session pool: blocks until a session is free; -1 when the queue is full (or stopping). */
+int srv_acquire_slot(srv *s);
+void srv_release_slot(srv *s, int slot);
+/* Records a finished request: latency, tokens; error != 0 counts a failure. */
+void srv_record(srv *s, double latency_s, int n_prompt, int n_gen, int error, int cancelled);
+
+/* JSON string of len bytes, invalid UTF-8 replaced by U+FFFD. */
+json_t *srv_jstr(const char *p, size_t len);
+
+/* Endpoints: parse the body (may be NULL) and fill the reply. */
+void oai_completions(srv *s, const char *body, size_t len, int chat, srv_reply *r);
+void admin_models(srv *s, srv_reply *r);
+void admin_adapter_load(srv *s, const char *body, size_t len, srv_reply *r);
+void admin_adapter_unload(srv *s, const char *name, srv_reply *r);
+void admin_embeddings(srv *s, const char *body, size_t len, srv_reply *r);
+void admin_metrics(srv *s, srv_reply *r);
+
+/* Streaming: fills up to max bytes of SSE text; returns bytes, 0 never, -1 at the end. */
+long oai_stream_read(struct job *j, char *buf, size_t max);
+void oai_job_free(struct job *j);
+#endif
