@@ -28,6 +28,7 @@ typedef struct job {
     char *text;
     size_t text_len, text_cap;
     json_t *lp;                 /* completions: {tokens,...}; chat: [content entries] */
+    json_t *ids;                /* vLLM's return_token_ids: the generated ids (NULL = not asked) */
     size_t text_off;
     /* stream output buffer */
     char *out;
@@ -94,10 +95,11 @@ static json_t *cmpl_lp_new(void) {
 static void cmpl_lp_add(srv *s, json_t *lp, const wick_token *t, size_t *off) {
     size_t n;
     char *u = tok_text(s, t->id, &n);
-    json_array_append_new(json_object_get(lp, "tokens"), srv_jstr(u ? u : "", n));
+    json_t *tt = srv_jstr(u ? u : "", n);
     json_array_append_new(json_object_get(lp, "token_logprobs"), json_real(t->logprob));
     json_array_append_new(json_object_get(lp, "text_offset"), json_integer((json_int_t)*off));
-    *off += n;
+    for (const char *c = json_string_value(tt); *c; c++) *off += ((unsigned char)*c & 0xC0) != 0x80; /* characters */
+    json_array_append_new(json_object_get(lp, "tokens"), tt);
     wick_free(u);
     json_t *d = json_object();
     for (int i = 0; i < t->n_top; i++) {
@@ -192,6 +194,7 @@ void oai_job_free(job *j) {
     free(j->text);
     free(j->out);
     json_decref(j->lp);
+    json_decref(j->ids);
     free(j);
 }
 
@@ -332,6 +335,7 @@ static job *job_start(srv *s, json_t *req, int chat, srv_reply *r) {
     snprintf(j->id, sizeof j->id, "%s-%lx%llx", chat ? "chatcmpl" : "cmpl", (long)time(NULL),
              (unsigned long long)s->id_seq);
     if (j->want_lp) j->lp = chat ? json_array() : cmpl_lp_new();
+    if (json_is_true(json_object_get(req, "return_token_ids"))) j->ids = json_array();
     return j;
 }
 
@@ -349,6 +353,7 @@ static int job_step(job *j, wick_token *t) {
         return 0;
     }
     j->n_gen++;
+    if (j->ids) json_array_append_new(j->ids, json_integer(t->id));
     return 1;
 }
 
@@ -377,6 +382,7 @@ static json_t *full_response(job *j) {
                                          "content", txt, "logprobs", lp, "finish_reason", finish_str(j->stop))
                              : json_pack("{s:i,s:o,s:o,s:s}", "index", 0, "text", txt, "logprobs", lp,
                                          "finish_reason", finish_str(j->stop));
+    if (j->ids) json_object_set(choice, "token_ids", j->ids);
     return json_pack("{s:s,s:s,s:I,s:s,s:[o],s:o}", "id", j->id, "object", j->chat ? "chat.completion" : "text_completion",
                      "created", (json_int_t)time(NULL), "model", j->model, "choices", choice, "usage", usage(j));
 }
@@ -435,10 +441,11 @@ static void stream_fill(job *j) {
         if (j->lp && j->chat) lp = json_pack("{s:[o]}", "content", chat_lp_entry(j->s, t.id, t.logprob, t.top, t.n_top));
         else if (j->lp) cmpl_lp_add(j->s, lp = cmpl_lp_new(), &t, &j->text_off);
         json_t *txt = srv_jstr(t.piece, t.piece_len);
-        emit(j, chunk(j, j->chat ? json_pack("{s:i,s:{s:o},s:o,s:n}", "index", 0, "delta", "content", txt, "logprobs",
-                                             lp, "finish_reason")
-                                 : json_pack("{s:i,s:o,s:o,s:n}", "index", 0, "text", txt, "logprobs", lp,
-                                             "finish_reason")));
+        json_t *c = j->chat ? json_pack("{s:i,s:{s:o},s:o,s:n}", "index", 0, "delta", "content", txt, "logprobs", lp,
+                                        "finish_reason")
+                            : json_pack("{s:i,s:o,s:o,s:n}", "index", 0, "text", txt, "logprobs", lp, "finish_reason");
+        if (j->ids) json_object_set_new(c, "token_ids", json_pack("[i]", (int)t.id));
+        emit(j, chunk(j, c));
         return;
     }
     if (j->sent_done) return;

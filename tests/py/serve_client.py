@@ -1,0 +1,155 @@
+"""serve_client.py URL KEY — `wick serve` with the official openai client (run by tests/serve.sh).
+
+Server set-up (serve.sh): base model "base" (byte tokenizer, ChatML), adapters "a1" and "a2",
+--max-tokens 64, --parallel 4. Checks: a streamed chat completion (chunks concatenate to the
+non-streamed reply), a completion with logprobs, model listing, two concurrent streams on
+different adapters equal to the same requests run alone, a client disconnect that frees its
+session, and a bounded load test (32 requests over 8 threads, mixed adapters, zero errors)."""
+import sys, threading, time, urllib.request
+import openai
+
+URL, KEY = sys.argv[1], sys.argv[2]
+client = openai.OpenAI(base_url=URL + "/v1", api_key=KEY, max_retries=0, timeout=30)
+failed = 0
+
+
+def check(name, ok, info=""):
+    global failed
+    print(("ok   " if ok else "FAIL ") + name + ("" if ok else f": {info}"))
+    failed += 0 if ok else 1
+
+
+MSG = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Say hi"}]
+
+# models
+ids = [m.id for m in client.models.list().data]
+check("openai models.list", ids[:3] == ["base", "a1", "a2"], ids)
+
+# streamed chat == non-streamed chat (greedy)
+full = client.chat.completions.create(model="base", messages=MSG, max_tokens=10, temperature=0)
+parts, roles, finish = [], [], None
+for ch in client.chat.completions.create(model="base", messages=MSG, max_tokens=10, temperature=0, stream=True):
+    d = ch.choices[0].delta
+    if d.role: roles.append(d.role)
+    if d.content: parts.append(d.content)
+    if ch.choices[0].finish_reason: finish = ch.choices[0].finish_reason
+check("stream chat role first", roles == ["assistant"], roles)
+check("stream chat = non-stream", "".join(parts) == full.choices[0].message.content, ("".join(parts), full.choices[0].message.content))
+check("stream finish_reason", finish == full.choices[0].finish_reason and finish in ("stop", "length"), finish)
+check("chat usage", full.usage.completion_tokens >= 1 and full.usage.prompt_tokens > 10, full.usage)
+
+# chat logprobs
+r = client.chat.completions.create(model="a1", messages=MSG, max_tokens=5, temperature=0, logprobs=True, top_logprobs=3)
+c = r.choices[0].logprobs.content
+check("chat logprobs entries", len(c) == r.usage.completion_tokens and all(len(e.top_logprobs) == 3 for e in c), len(c))
+check("chat greedy token is top-1", all(abs(e.logprob - e.top_logprobs[0].logprob) < 1e-6 for e in c))
+
+# completion with logprobs (greedy, ignore_eos through extra_body)
+r = client.completions.create(model="a2", prompt="The cat", max_tokens=8, temperature=0, logprobs=2,
+                              extra_body={"ignore_eos": True})
+lp = r.choices[0].logprobs
+check("completion logprobs count", len(lp.tokens) == 8 and len(lp.token_logprobs) == 8 and len(lp.top_logprobs) == 8)
+check("completion logprobs <= 0", all(x <= 0 for x in lp.token_logprobs), lp.token_logprobs)
+check("completion tokens join to text", "".join(lp.tokens) == r.choices[0].text, (lp.tokens, r.choices[0].text))
+check("completion text_offset", lp.text_offset == [sum(len(t) for t in lp.tokens[:i]) for i in range(8)], lp.text_offset)
+check("completion finish length", r.choices[0].finish_reason == "length")
+
+# stop strings and seeds
+r1 = client.completions.create(model="base", prompt="Hello", max_tokens=20, temperature=1.0, seed=7, extra_body={"ignore_eos": True})
+r2 = client.completions.create(model="base", prompt="Hello", max_tokens=20, temperature=1.0, seed=7, extra_body={"ignore_eos": True})
+check("same seed same sample", r1.choices[0].text == r2.choices[0].text)
+t = r1.choices[0].text
+if len(t) > 4:
+    stop = t[3:5]
+    r3 = client.completions.create(model="base", prompt="Hello", max_tokens=20, temperature=1.0, seed=7, stop=[stop],
+                                   extra_body={"ignore_eos": True})
+    check("stop string", r3.choices[0].text == t[:t.index(stop)] and r3.choices[0].finish_reason == "stop",
+          (r3.choices[0].text, t, stop))
+
+# errors come back as openai exceptions
+try:
+    client.completions.create(model="nope", prompt="x", max_tokens=2)
+    check("unknown model raises", False)
+except openai.NotFoundError as e:
+    check("unknown model raises NotFoundError", e.body.get("code") == "model_not_found" if isinstance(e.body, dict) else True, e.body)
+try:
+    openai.OpenAI(base_url=URL + "/v1", api_key="bad", max_retries=0).models.list()
+    check("bad key raises", False)
+except openai.AuthenticationError:
+    check("bad key raises AuthenticationError", True)
+
+
+def stream_text(model, prompt, n=24):
+    out = []
+    s = client.completions.create(model=model, prompt=prompt, max_tokens=n, temperature=0, stream=True,
+                                  extra_body={"ignore_eos": True})
+    for ch in s:
+        out.append(ch.choices[0].text)
+    return "".join(out)
+
+
+# two concurrent streams on different adapters == the same requests alone
+alone = {m: stream_text(m, "Once upon") for m in ("a1", "a2")}
+base_alone = stream_text("base", "Once upon")
+check("adapters change the output", len({alone["a1"], alone["a2"], base_alone}) >= 2, (alone, base_alone))
+got = {}
+th = [threading.Thread(target=lambda m=m: got.__setitem__(m, stream_text(m, "Once upon"))) for m in ("a1", "a2")]
+for x in th: x.start()
+for x in th: x.join()
+check("concurrent streams = alone", got == alone, (got, alone))
+
+
+def metric(name):
+    for line in urllib.request.urlopen(URL + "/metrics", timeout=5).read().decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+
+
+# a client that goes away mid-stream cancels its generation and frees its session
+s = client.completions.create(model="a1", prompt="abc", max_tokens=64, temperature=0, stream=True,
+                              extra_body={"ignore_eos": True})
+next(iter(s))
+s.response.close()
+deadline = time.time() + 5
+while time.time() < deadline and (metric("wick_requests_cancelled_total") < 1 or metric("wick_sessions_busy") != 0):
+    time.sleep(0.05)
+check("disconnect cancels and frees the session", metric("wick_requests_cancelled_total") >= 1 and metric("wick_sessions_busy") == 0)
+
+# load test: 32 requests over 8 threads, mixed adapters and streaming
+models = ["base", "a1", "a2"]
+lat, errs, toks, lock = [], [], [0], threading.Lock()
+jobs = list(range(32))
+
+
+def worker():
+    while True:
+        with lock:
+            if not jobs: return
+            i = jobs.pop()
+        t0 = time.time()
+        try:
+            m = models[i % 3]
+            if i % 2:
+                n = len(stream_text(m, f"req {i}", 16))  # byte tokenizer: <= 1 char per token
+                n = 16
+            else:
+                r = client.completions.create(model=m, prompt=f"req {i}", max_tokens=16, temperature=0.8, seed=i,
+                                              extra_body={"ignore_eos": True})
+                n = r.usage.completion_tokens
+            with lock:
+                lat.append(time.time() - t0); toks[0] += n
+        except Exception as e:  # noqa: BLE001 -- every failure is counted and reported
+            with lock: errs.append(repr(e))
+
+
+t0 = time.time()
+th = [threading.Thread(target=worker) for _ in range(8)]
+for x in th: x.start()
+for x in th: x.join()
+wall = time.time() - t0
+lat.sort()
+p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000 if lat else float("nan")
+print(f"load: 32 requests / 8 threads in {wall:.2f} s, {toks[0] / wall:.1f} tok/s, p50 {p(0.5):.0f} ms, p99 {p(0.99):.0f} ms, errors {len(errs)}")
+check("load test zero errors", not errs, errs[:3])
+check("load test bounded", wall < 20, wall)
+sys.exit(1 if failed else 0)

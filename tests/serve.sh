@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# serve.sh — `wick serve` with real clients on loopback (random free port): curl for health,
+# models, auth (401), malformed JSON (400), body limit (413), limits, adapter load/unload with
+# path checks, metrics; greedy parity with `wick generate` and with the qwen2_tiny golden ids;
+# then tests/py/serve_client.py (the official openai package: streaming chat, logprobs, model
+# listing, concurrent streams on different adapters, disconnect, load test); graceful SIGTERM.
+set -u
+WICK="$1"
+export OMP_NUM_THREADS=1
+HERE="$(cd "$(dirname "$0")" && pwd)"
+T=$(mktemp -d)
+PIDS=""
+cleanup() { for p in $PIDS; do kill -9 "$p" 2>/dev/null; done; rm -rf "$T"; }
+trap cleanup EXIT
+fail=0
+check() { if [ "$2" = "$3" ]; then echo "ok   $1"; else echo "FAIL $1: got [$2] want [$3]"; fail=1; fi; }
+# jq-free JSON field access: jget 'expr on d' < json
+jget() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+
+# start_server LOG args...: runs wick serve --port 0, waits for its port, sets PORT and SPID
+start_server() {
+  local log="$1"; shift
+  "$WICK" serve --port 0 "$@" >"$log" 2>&1 &
+  SPID=$!; PIDS="$PIDS $SPID"; PORT=""
+  for _ in $(seq 1 100); do
+    PORT=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$log")
+    [ -n "$PORT" ] && return 0
+    kill -0 "$SPID" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "FAIL server did not start:"; cat "$log"; exit 1
+}
+
+# model with a byte tokenizer + ChatML template; adapters trained 2 steps (random, distinct)
+"$WICK" init-model --arch qwen2 --preset tiny --dtype f32 --seed 1 --out "$T/m" --tokenizer bytes >/dev/null || exit 1
+printf '{"text":"hello world"}\n{"text":"the cat sat"}\n{"text":"on the mat"}\n{"text":"abc abc abc"}\n' >"$T/d.jsonl"
+mkdir -p "$T/root" "$T/outside"
+for a in 1 2; do
+  "$WICK" train --model "$T/m" --data "$T/d.jsonl" --out "$T/root/a$a" --max-steps 2 --lr 0.2 --seed $a \
+    >/dev/null 2>&1 || { echo "FAIL train a$a"; exit 1; }
+done
+cp -r "$T/root/a1" "$T/outside/evil"
+ln -s "$T/outside/evil" "$T/root/link"
+
+start_server "$T/log" --model "$T/m" --served-name base --adapter a1="$T/root/a1" --adapter a2="$T/root/a2" \
+  --adapter-root "$T/root" --api-key sekret --max-body 4096 --max-tokens 64 --parallel 4
+U="http://127.0.0.1:$PORT"
+H="Authorization: Bearer sekret"
+code() { curl -s -o "$T/body" -w '%{http_code}' "$@"; }
+
+check "health" "$(code "$U/health")" "200"
+check "models 401 without key" "$(code "$U/v1/models")" "401"
+check "401 error shape" "$(jget 'd["error"]["code"]' <"$T/body")" "invalid_api_key"
+check "models 401 wrong key" "$(code -H 'Authorization: Bearer nope' "$U/v1/models")" "401"
+check "models" "$(code -H "$H" "$U/v1/models")" "200"
+check "models ids" "$(jget '",".join(m["id"] for m in d["data"])' <"$T/body")" "base,a1,a2"
+
+# greedy completions equal `wick generate` (base and adapter)
+for m in base a1; do
+  ad=""; [ $m = a1 ] && ad="--adapter $T/root/a1"
+  want=$("$WICK" generate --model "$T/m" $ad --prompt "Hello" --max-tokens 12 --temperature 0 --ignore-eos)
+  check "completion $m" "$(code -H "$H" "$U/v1/completions" -d "{\"model\":\"$m\",\"prompt\":\"Hello\",\"max_tokens\":12,\"temperature\":0,\"ignore_eos\":true}")" "200"
+  check "completion $m text = wick generate" "$(jget 'd["choices"][0]["text"]' <"$T/body")" "$want"
+  check "completion $m usage" "$(jget 'd["usage"]["completion_tokens"], d["choices"][0]["finish_reason"]' <"$T/body")" "12 length"
+done
+
+# errors in OpenAI's shape
+check "malformed json 400" "$(code -H "$H" "$U/v1/completions" -d '{"model": "base", "prompt": ')" "400"
+check "malformed json shape" "$(jget 'd["error"]["type"], d["error"]["code"]' <"$T/body")" "invalid_request_error invalid_json"
+check "not an object 400" "$(code -H "$H" "$U/v1/chat/completions" -d '[1,2]')" "400"
+check "binary body 400" "$(head -c 300 /dev/urandom | tr -d '\000' >"$T/bin"; code -H "$H" "$U/v1/completions" --data-binary @"$T/bin")" "400"
+head -c 5000 /dev/zero | tr '\0' a >"$T/big"
+check "body too large 413" "$(code -H "$H" "$U/v1/completions" --data-binary @"$T/big")" "413"
+check "413 shape" "$(jget 'd["error"]["code"]' <"$T/body")" "body_too_large"
+check "unknown model 404" "$(code -H "$H" "$U/v1/completions" -d '{"model":"nope","prompt":"x"}')" "404"
+check "max_tokens over limit 400" "$(code -H "$H" "$U/v1/completions" -d '{"model":"base","prompt":"x","max_tokens":65}')" "400"
+check "bad temperature 400" "$(code -H "$H" "$U/v1/completions" -d '{"model":"base","prompt":"x","temperature":"hot"}')" "400"
+check "bad messages 400" "$(code -H "$H" "$U/v1/chat/completions" -d '{"model":"base","messages":[{"role":1}]}')" "400"
+check "unknown route 404" "$(code -H "$H" "$U/v1/nothing")" "404"
+check "embeddings off 404" "$(code -H "$H" "$U/v1/embeddings" -d '{"input":"x"}')" "404"
+
+# adapters: path checks, load, use, unload
+check "adapter .. 400" "$(code -H "$H" "$U/v1/adapters" -d '{"name":"x","path":"../outside/evil"}')" "400"
+check "adapter absolute 400" "$(code -H "$H" "$U/v1/adapters" -d "{\"name\":\"x\",\"path\":\"$T/root/a1\"}")" "400"
+check "adapter symlink out 400" "$(code -H "$H" "$U/v1/adapters" -d '{"name":"x","path":"link"}')" "400"
+check "adapter missing 404" "$(code -H "$H" "$U/v1/adapters" -d '{"name":"x","path":"nothere"}')" "404"
+check "adapter bad name 400" "$(code -H "$H" "$U/v1/adapters" -d '{"name":"a/b","path":"a1"}')" "400"
+check "adapter taken 409" "$(code -H "$H" "$U/v1/adapters" -d '{"name":"a1","path":"a1"}')" "409"
+check "adapter load" "$(code -H "$H" "$U/v1/adapters" -d '{"name":"a3","path":"a2"}')" "200"
+check "adapter listed" "$(code -H "$H" "$U/v1/models" >/dev/null; jget '",".join(m["id"] for m in d["data"])' <"$T/body")" "base,a1,a2,a3"
+code -H "$H" "$U/v1/completions" -d '{"model":"a3","prompt":"Hello","max_tokens":12,"temperature":0,"ignore_eos":true}' >/dev/null
+a3=$(jget 'd["choices"][0]["text"]' <"$T/body")
+code -H "$H" "$U/v1/completions" -d '{"model":"a2","prompt":"Hello","max_tokens":12,"temperature":0,"ignore_eos":true}' >/dev/null
+check "loaded adapter = same dir at start" "$a3" "$(jget 'd["choices"][0]["text"]' <"$T/body")"
+check "adapter unload" "$(code -X DELETE -H "$H" "$U/v1/adapters/a3")" "200"
+check "adapter unload again 404" "$(code -X DELETE -H "$H" "$U/v1/adapters/a3")" "404"
+check "unloaded model 404" "$(code -H "$H" "$U/v1/completions" -d '{"model":"a3","prompt":"x"}')" "404"
+
+# the official openai client: streaming, logprobs, listing, concurrent adapters, disconnect, load
+timeout 60 python3 "$HERE/py/serve_client.py" "$U" sekret || { echo "FAIL serve_client.py"; fail=1; }
+
+check "metrics" "$(code "$U/metrics")" "200"
+check "metrics fields" "$(grep -c '^wick_requests_total\|^wick_generation_tokens_total\|^wick_queue_length\|^wick_request_latency_seconds_count' "$T/body")" "4"
+check "metrics cancelled" "$(awk '/^wick_requests_cancelled_total/ { print ($2 >= 1) }' "$T/body")" "1"
+
+# graceful shutdown with a stream in flight: SIGTERM -> the stream ends with [DONE], exit 0
+curl -sN -H "$H" "$U/v1/completions" -d '{"model":"base","prompt":"Hi","max_tokens":64,"temperature":0,"ignore_eos":true,"stream":true}' >"$T/stream" &
+CPID=$!
+sleep 0.3
+kill -TERM "$SPID"
+wait "$SPID"; rc=$?
+wait "$CPID"
+check "SIGTERM exit 0" "$rc" "0"
+check "stream ended with [DONE]" "$(tail -n 2 "$T/stream" | head -n 1)" "data: [DONE]"
+
+# a model without a tokenizer: prompts as ids; greedy ids equal the Hugging Face golden ids
+G="$HERE/golden/qwen2_tiny"
+ids=$(python3 - "$G/golden.safetensors" <<'PY'
+import json, struct, sys, array
+f = open(sys.argv[1], "rb"); n = struct.unpack("<Q", f.read(8))[0]; h = json.loads(f.read(n))
+for k in ("gen_prompt", "gen_greedy"):
+    o = h[k]["data_offsets"]; f.seek(8 + n + o[0]); a = array.array("q"); a.frombytes(f.read(o[1] - o[0]))
+    print(",".join(map(str, a)))
+PY
+)
+start_server "$T/log2" --model "$G/model" --served-name tiny --parallel 1
+U="http://127.0.0.1:$PORT"
+check "golden: text prompt without tokenizer 400" "$(code "$U/v1/completions" -d '{"model":"tiny","prompt":"x"}')" "400"
+check "golden: ids completion" "$(code "$U/v1/completions" -d "{\"model\":\"tiny\",\"prompt\":[$(echo "$ids" | head -1)],\"max_tokens\":24,\"temperature\":0,\"ignore_eos\":true,\"return_token_ids\":true}")" "200"
+check "golden: greedy ids = HF" "$(jget '",".join(map(str, d["choices"][0]["token_ids"]))' <"$T/body")" "$(echo "$ids" | tail -1)"
+kill -TERM "$SPID"; wait "$SPID"
+check "golden server exit 0" "$?" "0"
+exit $fail
