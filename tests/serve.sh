@@ -123,11 +123,36 @@ for k in ("gen_prompt", "gen_greedy"):
     print(",".join(map(str, a)))
 PY
 )
-start_server "$T/log2" --model "$G/model" --served-name tiny --parallel 1
+start_server "$T/log2" --model "$G/model" --served-name tiny --parallel 1 --embed-model "$HERE/golden/bert_tiny/model"
 U="http://127.0.0.1:$PORT"
 check "golden: text prompt without tokenizer 400" "$(code "$U/v1/completions" -d '{"model":"tiny","prompt":"x"}')" "400"
 check "golden: ids completion" "$(code "$U/v1/completions" -d "{\"model\":\"tiny\",\"prompt\":[$(echo "$ids" | head -1)],\"max_tokens\":24,\"temperature\":0,\"ignore_eos\":true,\"return_token_ids\":true}")" "200"
 check "golden: greedy ids = HF" "$(jget '",".join(map(str, d["choices"][0]["token_ids"]))' <"$T/body")" "$(echo "$ids" | tail -1)"
+# /v1/embeddings on the bert_tiny golden (ids input; the encoder has no tokenizer)
+python3 - "$HERE/golden/bert_tiny/golden.safetensors" "$U" <<'PY' || fail=1
+import json, struct, sys, urllib.request, urllib.error, array, math
+f = open(sys.argv[1], "rb"); n = struct.unpack("<Q", f.read(8))[0]; h = json.loads(f.read(n))
+def get(k, tc):
+    o = h[k]["data_offsets"]; f.seek(8 + n + o[0]); a = array.array(tc); a.frombytes(f.read(o[1] - o[0])); return a
+ids, mask, emb = get("input_ids", "q"), get("attention_mask", "q"), get("embeddings", "f")
+B, T = h["input_ids"]["shape"]; H = h["embeddings"]["shape"][1]
+seqs = [[ids[b * T + t] for t in range(T) if mask[b * T + t]] for b in range(B)]
+def post(body):
+    req = urllib.request.Request(sys.argv[2] + "/v1/embeddings", json.dumps(body).encode(), {"Content-Type": "application/json"})
+    try: return 200, json.load(urllib.request.urlopen(req, timeout=10))
+    except urllib.error.HTTPError as e: return e.code, json.load(e)
+code, r = post({"model": "bert", "input": seqs})
+got = [d["embedding"] for d in r["data"]] if code == 200 else []
+err = 0.0
+for b, v in enumerate(got):
+    nv = math.sqrt(sum(x * x for x in v)); ref = emb[b * H:(b + 1) * H]; nr = math.sqrt(sum(x * x for x in ref))
+    err = max(err, max(abs(x / nv - y / nr) for x, y in zip(v, ref)))
+ok = code == 200 and len(got) == B and err < 1e-4 and r["usage"]["prompt_tokens"] == sum(map(len, seqs))
+print(("ok   " if ok else "FAIL ") + f"embeddings = bert_tiny golden (max |diff| {err:.2e}, status {code})")
+code2, r2 = post({"model": "bert", "input": "text needs a tokenizer"})
+print(("ok   " if code2 == 400 and "error" in r2 else "FAIL ") + f"embeddings text without tokenizer 400 ({code2})")
+sys.exit(0 if ok and code2 == 400 else 1)
+PY
 kill -TERM "$SPID"; wait "$SPID"
 check "golden server exit 0" "$?" "0"
 exit $fail

@@ -98,53 +98,63 @@ void admin_adapter_unload(srv *s, const char *name, srv_reply *r) {
         srv_json(r, json_pack("{s:s,s:s,s:b}", "id", name, "object", "model", "deleted", 1));
 }
 
+/* input[i] (a string, or token ids) -> *ids; 0 ok. Strings are tokenized with [CLS] ... [SEP]. */
+static int embed_input(srv *s, json_t *e, int32_t **ids, int *n) {
+    if (json_is_string(e))
+        return wick_encoder_tokenize(s->enc, json_string_value(e), json_string_length(e), ids, n) != WICK_OK;
+    wick_encoder_info ei;
+    wick_encoder_get_info(s->enc, &ei);
+    *n = (int)json_array_size(e);
+    if (!json_is_array(e) || *n < 1) return 1;
+    *ids = wk_malloc(sizeof(int32_t) * (size_t)*n, "embedding ids");
+    for (int k = 0; k < *n; k++) {
+        json_t *v = json_array_get(e, (size_t)k);
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= ei.vocab_size) return 1;
+        (*ids)[k] = (int32_t)json_integer_value(v);
+    }
+    return 0;
+}
+
+static json_t *embed_reply(json_t *req, const float *v, int n, int H, long ntok) {
+    json_t *data = json_array();
+    for (int i = 0; i < n; i++) {
+        json_t *e = json_array();
+        for (int k = 0; k < H; k++) json_array_append_new(e, json_real(v[(size_t)i * (size_t)H + (size_t)k]));
+        json_array_append_new(data, json_pack("{s:s,s:i,s:o}", "object", "embedding", "index", i, "embedding", e));
+    }
+    json_t *m = json_object_get(req, "model");
+    return json_pack("{s:s,s:o,s:s,s:{s:I,s:I}}", "object", "list", "data", data, "model",
+                     json_is_string(m) ? json_string_value(m) : "embed", "usage", "prompt_tokens", (json_int_t)ntok,
+                     "total_tokens", (json_int_t)ntok);
+}
+
 void admin_embeddings(srv *s, const char *body, size_t len, srv_reply *r) {
     if (!s->enc) {
         srv_error(r, 404, "invalid_request_error", NULL, "not_found", "no embedding model (start with --embed-model DIR)");
         return;
     }
     json_t *req = json_loadb(body ? body : "", len, 0, NULL), *in = json_object_get(req, "input");
-    size_t n = json_is_string(in) ? 1 : json_is_array(in) ? json_array_size(in) : 0;
-    const char **texts = calloc(n + 1, sizeof *texts);
-    for (size_t i = 0; i < n; i++) {
-        json_t *e = json_is_string(in) ? in : json_array_get(in, i);
-        texts[i] = json_string_value(e);
-        if (!texts[i]) n = 0;
-    }
+    /* a string, [strings], [ids] or [[ids]] */
+    int one = json_is_string(in) || (json_is_array(in) && json_is_integer(json_array_get(in, 0)));
+    int n = one ? 1 : json_is_array(in) ? (int)json_array_size(in) : 0, bad = !json_is_object(req) || n < 1 || n > 256;
+    int32_t **seqs = calloc((size_t)n + 1, sizeof *seqs);
+    int *lens = calloc((size_t)n + 1, sizeof *lens);
+    long ntok = 0;
+    pthread_mutex_lock(&s->enc_mu);
+    for (int i = 0; i < n && !bad; i++) bad = embed_input(s, one ? in : json_array_get(in, (size_t)i), &seqs[i], &lens[i]);
     wick_encoder_info ei;
     wick_encoder_get_info(s->enc, &ei);
-    if (!json_is_object(req) || !n || n > 256) {
-        srv_error(r, 400, "invalid_request_error", "input", "invalid_value", "'input' must be a string or 1-256 strings");
-    } else {
-        float *v = malloc(sizeof(float) * n * (size_t)ei.hidden_size);
-        long ntok = 0;
-        pthread_mutex_lock(&s->enc_mu);
-        wick_status st = wick_embed_texts(s->enc, texts, (int)n, NULL, v);
-        for (size_t i = 0; !st && i < n; i++) {
-            int32_t *ids = NULL;
-            int k = 0;
-            if (!wick_encoder_tokenize(s->enc, texts[i], strlen(texts[i]), &ids, &k)) ntok += k;
-            wick_free(ids);
-        }
-        pthread_mutex_unlock(&s->enc_mu);
-        if (st) {
-            srv_error(r, 500, "server_error", NULL, "embedding_failed", "%s", wick_last_error());
-        } else {
-            json_t *data = json_array();
-            for (size_t i = 0; i < n; i++) {
-                json_t *e = json_array();
-                for (int k = 0; k < ei.hidden_size; k++) json_array_append_new(e, json_real(v[i * (size_t)ei.hidden_size + (size_t)k]));
-                json_array_append_new(data, json_pack("{s:s,s:I,s:o}", "object", "embedding", "index", (json_int_t)i,
-                                                      "embedding", e));
-            }
-            json_t *m = json_object_get(req, "model");
-            srv_json(r, json_pack("{s:s,s:o,s:s,s:{s:I,s:I}}", "object", "list", "data", data, "model",
-                                  json_is_string(m) ? json_string_value(m) : "embed", "usage", "prompt_tokens",
-                                  (json_int_t)ntok, "total_tokens", (json_int_t)ntok));
-        }
-        free(v);
-    }
-    free(texts);
+    float *v = bad ? NULL : malloc(sizeof(float) * (size_t)n * (size_t)ei.hidden_size);
+    wick_status st = bad ? WICK_EINVAL : wick_embed_ids(s->enc, (const int32_t *const *)seqs, lens, n, NULL, v);
+    pthread_mutex_unlock(&s->enc_mu);
+    for (int i = 0; i < n; i++) ntok += lens[i];
+    if (bad)
+        srv_error(r, 400, "invalid_request_error", "input", "invalid_value",
+                  "'input' must be a string, 1-256 strings, or token ids in the encoder's vocabulary");
+    else if (st) srv_error(r, 500, "server_error", NULL, "embedding_failed", "%s", wick_last_error());
+    else srv_json(r, embed_reply(req, v, n, ei.hidden_size, ntok));
+    for (int i = 0; i < n; i++) wick_free(seqs[i]);
+    free(seqs), free(lens), free(v);
     json_decref(req);
 }
 
