@@ -89,7 +89,7 @@ int cmd_serve(int argc, char **argv) {
             o.max_body = (size_t)v;
         } else if ((s = cli_opt(argc, argv, &i, "--threads"))) {
             if (cli_int(cmd, "--threads", s, &v) || v < 1) return cli_usage_error(cmd, "--threads must be >= 1");
-            wick_set_threads((int)v);
+            o.threads = (int)v;
         } else return cli_usage_error(cmd, "unknown or incomplete option '%s'", argv[i]);
     }
     if (!o.model_dir) return cli_usage_error(cmd, "--model is required");

@@ -13,6 +13,9 @@
 #include <time.h>
 #include <unistd.h>
 #include <utf8proc.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include "serve.h"
 #include "wk.h"
 #ifdef WICK_HAVE_MHD
@@ -184,6 +187,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         *upload_size = 0;
         return MHD_YES;
     }
+    /* the thread count is a per-thread OpenMP setting: connection threads take the server's */
+#ifdef _OPENMP
+    if (omp_get_max_threads() != s->o.threads) omp_set_num_threads(s->o.threads);
+#endif
     pthread_mutex_lock(&s->mu);
     s->req_total++;
     pthread_mutex_unlock(&s->mu);
@@ -252,6 +259,7 @@ static wick_status srv_open(srv *s, const wick_serve_opts *o) {
     wick_session_opts so = {s->context};
     for (int i = 0; i < s->n_sess; i++)
         if ((st = wick_session_new(s->model, &so, &s->sess[i]))) return st;
+    s->o.threads = o->threads > 0 ? wick_set_threads(o->threads) : wick_get_threads();
     s->created = (long)time(NULL);
     return WICK_OK;
 }
