@@ -43,7 +43,7 @@ cp -r "$T/root/a1" "$T/outside/evil"
 ln -s "$T/outside/evil" "$T/root/link"
 
 start_server "$T/log" --model "$T/m" --served-name base --adapter a1="$T/root/a1" --adapter a2="$T/root/a2" \
-  --adapter-root "$T/root" --api-key sekret --max-body 4096 --max-tokens 64 --parallel 4
+  --adapter-root "$T/root" --api-key sekret --max-body 4096 --max-tokens 1000 --parallel 4
 U="http://127.0.0.1:$PORT"
 H="Authorization: Bearer sekret"
 code() { curl -s -o "$T/body" -w '%{http_code}' "$@"; }
@@ -73,7 +73,7 @@ head -c 5000 /dev/zero | tr '\0' a >"$T/big"
 check "body too large 413" "$(code -H "$H" "$U/v1/completions" --data-binary @"$T/big")" "413"
 check "413 shape" "$(jget 'd["error"]["code"]' <"$T/body")" "body_too_large"
 check "unknown model 404" "$(code -H "$H" "$U/v1/completions" -d '{"model":"nope","prompt":"x"}')" "404"
-check "max_tokens over limit 400" "$(code -H "$H" "$U/v1/completions" -d '{"model":"base","prompt":"x","max_tokens":65}')" "400"
+check "max_tokens over limit 400" "$(code -H "$H" "$U/v1/completions" -d '{"model":"base","prompt":"x","max_tokens":1001}')" "400"
 check "bad temperature 400" "$(code -H "$H" "$U/v1/completions" -d '{"model":"base","prompt":"x","temperature":"hot"}')" "400"
 check "bad messages 400" "$(code -H "$H" "$U/v1/chat/completions" -d '{"model":"base","messages":[{"role":1}]}')" "400"
 check "unknown route 404" "$(code -H "$H" "$U/v1/nothing")" "404"

@@ -5,7 +5,9 @@
  * JSON object, or Server-Sent Events chunks ending with "data: [DONE]" (pulled token by
  * token by the HTTP layer, so a client that goes away stops its generation).
  */
+#define _GNU_SOURCE /* POLLRDHUP */
 #include <math.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,7 +185,7 @@ static int parse_opts(srv *s, job *j, json_t *req, wick_gen_opts *o, srv_reply *
 void oai_job_free(job *j) {
     if (!j) return;
     srv *s = j->s;
-    int cancelled = j->gen && !j->finished;
+    int cancelled = (j->gen && !j->finished) || j->stop == WICK_STOP_CANCELLED;
     if (j->gen) wick_gen_free(j->gen);
     if (j->slot >= 0) {
         srv_record(s, wk_now() - j->t0, j->n_prompt, j->n_gen, 0, cancelled);
@@ -362,9 +364,16 @@ static json_t *usage(job *j) {
                      j->n_prompt + j->n_gen);
 }
 
-static void run_to_end(job *j) {
+/* True when the client closed its end of the connection (checked without blocking). */
+static int client_gone(int fd) {
+    struct pollfd p = {fd, POLLRDHUP, 0};
+    return fd >= 0 && poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+static void run_to_end(job *j, int fd) {
     wick_token t;
     while (job_step(j, &t)) {
+        if (t.index % 8 == 7 && client_gone(fd)) wick_gen_cancel(j->gen); /* a disconnect cancels */
         if (j->text_len + t.piece_len + 1 > j->text_cap)
             j->text = realloc(j->text, j->text_cap = (j->text_len + t.piece_len + 1) * 2);
         memcpy(j->text + j->text_len, t.piece, t.piece_len);
@@ -404,7 +413,7 @@ void oai_completions(srv *s, const char *body, size_t len, int chat, srv_reply *
         r->status = 200, r->stream = j, r->content_type = "text/event-stream";
         return;
     }
-    run_to_end(j);
+    run_to_end(j, r->client_fd);
     if (j->stop == WICK_STOP_ERROR) srv_error(r, 500, "server_error", NULL, "generation_failed", "%s", wick_last_error());
     else srv_json(r, full_response(j));
     oai_job_free(j);

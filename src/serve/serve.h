@@ -43,6 +43,7 @@ typedef struct {
     char *body;                   /* JSON text (malloc'd) */
     const char *content_type;     /* NULL = application/json */
     struct job *stream;           /* != NULL: an SSE stream served by serve_stream_read */
+    int client_fd;                /* input: the connection's socket (-1 = unknown), watched for a hang-up */
 } srv_reply;
 
 /* Sets r to an OpenAI-shaped error {"error":{"message","type","param","code"}}. */

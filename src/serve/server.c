@@ -169,6 +169,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     (void)version;
     srv *s = cls;
     srv_reply r = {0};
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    r.client_fd = ci ? (int)ci->connect_fd : -1;
     conn_ctx *cc = *con_cls;
     if (!cc) {
         *con_cls = cc = calloc(1, sizeof *cc);

@@ -1,7 +1,7 @@
 """serve_client.py URL KEY — `wick serve` with the official openai client (run by tests/serve.sh).
 
 Server set-up (serve.sh): base model "base" (byte tokenizer, ChatML), adapters "a1" and "a2",
---max-tokens 64, --parallel 4. Checks: a streamed chat completion (chunks concatenate to the
+--max-tokens 1000, --parallel 4. Checks: a streamed chat completion (chunks concatenate to the
 non-streamed reply), a completion with logprobs, model listing, two concurrent streams on
 different adapters equal to the same requests run alone, a client disconnect that frees its
 session, and a bounded load test (32 requests over 8 threads, mixed adapters, zero errors)."""
@@ -106,14 +106,31 @@ def metric(name):
 
 
 # a client that goes away mid-stream cancels its generation and frees its session
-s = client.completions.create(model="a1", prompt="abc", max_tokens=64, temperature=0, stream=True,
+before = metric("wick_requests_cancelled_total")
+s = client.completions.create(model="a1", prompt="abc", max_tokens=1000, temperature=0, stream=True,
                               extra_body={"ignore_eos": True})
 next(iter(s))
 s.response.close()
 deadline = time.time() + 5
-while time.time() < deadline and (metric("wick_requests_cancelled_total") < 1 or metric("wick_sessions_busy") != 0):
+while time.time() < deadline and (metric("wick_requests_cancelled_total") < before + 1 or metric("wick_sessions_busy") != 0):
     time.sleep(0.05)
-check("disconnect cancels and frees the session", metric("wick_requests_cancelled_total") >= 1 and metric("wick_sessions_busy") == 0)
+check("stream disconnect cancels and frees the session",
+      metric("wick_requests_cancelled_total") == before + 1 and metric("wick_sessions_busy") == 0)
+
+# the same for a non-streamed request: the server notices the hang-up between tokens
+import http.client, json as _json
+before, gen_before = metric("wick_requests_cancelled_total"), metric("wick_generation_tokens_total")
+hc = http.client.HTTPConnection(URL.split("//")[1].split(":")[0], int(URL.rsplit(":", 1)[1]), timeout=10)
+hc.request("POST", "/v1/completions", _json.dumps({"model": "base", "prompt": "x", "max_tokens": 1000, "temperature": 0,
+           "ignore_eos": True}), {"Authorization": "Bearer " + KEY, "Content-Type": "application/json"})
+time.sleep(0.03)
+hc.close()
+deadline = time.time() + 10
+while time.time() < deadline and (metric("wick_requests_cancelled_total") < before + 1 or metric("wick_sessions_busy") != 0):
+    time.sleep(0.05)
+check("non-stream disconnect cancels", metric("wick_requests_cancelled_total") == before + 1 and metric("wick_sessions_busy") == 0
+      and metric("wick_generation_tokens_total") - gen_before < 1000,
+      (metric("wick_requests_cancelled_total"), before, metric("wick_generation_tokens_total") - gen_before))
 
 # load test: 32 requests over 8 threads, mixed adapters and streaming
 models = ["base", "a1", "a2"]
