@@ -351,6 +351,7 @@ static int job_step(job *j, wick_token *t) {
         wick_gen_stats gs;
         wick_gen_get_stats(j->gen, &gs);
         j->stop = st ? WICK_STOP_ERROR : gs.stop;
+        if (gs.n_prompt > 0) j->n_prompt = gs.n_prompt; /* as the generation tokenized it (chat template) */
         j->finished = 1;
         return 0;
     }
