@@ -179,10 +179,13 @@ def main():
     ap.add_argument("--gguf", default=None, help="where to write the GGUF (default: a temp file)")
     a = ap.parse_args()
     out = a.gguf or os.path.join(tempfile.gettempdir(), f"peer-{os.path.basename(a.model_dir.rstrip('/'))}-{a.type}.gguf")
+    ftype = a.type
     if not os.path.exists(out):
         convert(a.model_dir, out, a.type, a.tokenizer)
+    elif a.gguf:
+        ftype = "as in " + os.path.basename(out)  # an existing file is used as it is
     pp, tg = bench(out, a.threads, a.prompt, a.decode, a.runs)
-    print(json.dumps({"peer": "llama.cpp", "gguf": out, "type": a.type, "threads": a.threads, "prompt": a.prompt,
+    print(json.dumps({"peer": "llama.cpp", "gguf": out, "type": ftype, "threads": a.threads, "prompt": a.prompt,
                       "decode": a.decode, "prefill_tok_s": round(pp, 2), "decode_tok_s": round(tg, 2)}))
 
 
