@@ -332,9 +332,9 @@ static void check_concurrent(fixture *f, const char *name) {
     free(again), free(other);
     /* Bit-identical on a 2-core machine; with many cores OpenBLAS may block a product differently while
      * another thread holds the OpenMP pool, so allow float rounding (an adapter mix-up differs by ~1e-1). */
-    float d1 = t_max_abs_diff(j[0].out, solo1, (size_t)T * V), d2 = t_max_abs_diff(j[1].out, solo2, (size_t)T * V);
-    CHECK(d1 <= 1e-5f, "%s: thread with adapter1 differs from running alone by %g", name, d1);
-    CHECK(d2 <= 1e-5f, "%s: thread with adapter2 differs from running alone by %g", name, d2);
+    float e1 = t_max_abs_diff(j[0].out, solo1, (size_t)T * V), e2 = t_max_abs_diff(j[1].out, solo2, (size_t)T * V);
+    CHECK(e1 <= 1e-5f, "%s: thread with adapter1 differs from running alone by %g", name, e1);
+    CHECK(e2 <= 1e-5f, "%s: thread with adapter2 differs from running alone by %g", name, e2);
     CHECK(t_max_abs_diff(solo1, solo2, (size_t)T * V) > 1e-3f, "%s: the two adapters give different logits", name);
     CHECK(memcmp(solo1, f->base, sizeof(float) * T * V) != 0, "adapter1 changes the logits");
     wick_registry_release(reg, a1);
