@@ -3,7 +3,8 @@
  * decode tok/s (batch 1, N tokens after the prompt, timed after the first token),
  * with the weight bytes per token and the bandwidth that implies. Prints JSON.
  *
- * usage: bench_model MODEL_DIR [--prompt P] [--decode N] [--threads T] [--runs R]
+ * usage: bench_model MODEL_DIR [--prompt P] [--decode N] [--threads T] [--runs R] [--fast-bf16]
+ * (--fast-bf16: wick_model_opts.fast_bf16, bf16-rounded activations in prefill)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,19 +25,22 @@ static int cmp_d(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: bench_model MODEL_DIR [--prompt P] [--decode N] [--threads T] [--runs R]\n");
+        fprintf(stderr, "usage: bench_model MODEL_DIR [--prompt P] [--decode N] [--threads T] [--runs R] [--fast-bf16]\n");
         return 2;
     }
     int P = 512, N = 64, threads = 0, runs = 3;
-    for (int i = 2; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--prompt")) P = atoi(argv[i + 1]);
+    wick_model_opts mo = wick_model_opts_default();
+    for (int i = 2; i < argc; i += 2) {
+        if (!strcmp(argv[i], "--fast-bf16")) mo.fast_bf16 = 1, i--;
+        else if (i + 1 >= argc) break;
+        else if (!strcmp(argv[i], "--prompt")) P = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--decode")) N = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--runs")) runs = atoi(argv[i + 1]);
     }
     wick_set_threads(threads);
     wick_model *m;
-    if (wick_model_load(argv[1], NULL, &m)) {
+    if (wick_model_load(argv[1], &mo, &m)) {
         fprintf(stderr, "bench_model: %s\n", wick_last_error());
         return 1;
     }
@@ -74,9 +78,9 @@ int main(int argc, char **argv) {
     double bytes = (double)f.weight_bytes;
     double dmed = dec[runs / 2];
     printf("{\"model\":\"%s\",\"arch\":\"%s\",\"weight_dtype\":\"%s\",\"threads\":%d,\"prompt\":%d,\"decode\":%d,"
-           "\"runs\":%d,\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.2f,\"weight_bytes_per_token\":%.0f,"
+           "\"runs\":%d,\"fast_bf16\":%d,\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.2f,\"weight_bytes_per_token\":%.0f,"
            "\"decode_gb_s\":%.2f}\n",
-           argv[1], f.arch, wick_dtype_name(f.weight_dtype), wick_get_threads(), P, N, runs, pre[runs / 2], dmed, bytes,
+           argv[1], f.arch, wick_dtype_name(f.weight_dtype), wick_get_threads(), P, N, runs, mo.fast_bf16, pre[runs / 2], dmed, bytes,
            bytes * dmed / 1e9);
     free(ids);
     free(logits);

@@ -26,7 +26,9 @@ void gen_opts_help(void) {
            "  --stop STR              stop when STR appears (not printed); repeatable, up to %d\n"
            "  --max-context N         positions the session holds (default min(max_position, 4096))\n"
            "  --threads N             CPU threads (default: all cores)\n"
-           "  --device D              cpu (default), cuda or cuda:N\n",
+           "  --device D              cpu (default), cuda or cuda:N\n"
+           "  --fast-bf16             bf16 weights: multiply bf16-rounded activations in prompt processing\n"
+           "                          (about 2x faster prefill on AVX512-BF16 CPUs, logits within ~1e-2)\n",
            GEN_MAX_STOP);
 }
 
@@ -95,6 +97,7 @@ static int parse_sampling(const char *cmd, int argc, char **argv, int *i, wick_g
         return 0;
     }
     if (cli_flag(argv, *i, "--ignore-eos")) return g->opts.ignore_eos = 1, 0;
+    if (cli_flag(argv, *i, "--fast-bf16")) return g->fast_bf16 = 1, 0;
     return -1;
 }
 
@@ -133,6 +136,7 @@ int gen_cli_load(const char *cmd, wick_gen_cli *g) {
     wick_model_opts mo = wick_model_opts_default();
     mo.threads = (int)g->threads;
     if (g->device) mo.device = g->device;
+    mo.fast_bf16 = g->fast_bf16;
     wick_status st = wick_model_load(g->model_dir, &mo, &g->m);
     if (st) return cli_fail(cmd, NULL, st);
     if (g->adapter_dir) {

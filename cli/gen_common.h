@@ -17,6 +17,7 @@ typedef struct {
     double adapter_scale;
     long threads;
     const char *device;   /* --device: cpu (default), cuda, cuda:N */
+    int fast_bf16;        /* --fast-bf16: wick_model_opts.fast_bf16 */
     const char *stops[GEN_MAX_STOP];
     int n_stop;
     wick_logit_bias bias[GEN_MAX_BIAS];

@@ -19,6 +19,7 @@ typedef struct {
     wick_dtype dt;
     int rows, cols;
     int qtype;          /* 0 = plain (dt), else a GGUF quant type handled by the backend */
+    int fast_bf16;      /* 1: a bf16 W may multiply bf16-rounded x in multi-row products (backends may ignore) */
 } wk_mat;
 
 typedef struct wk_backend wk_backend;

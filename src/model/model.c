@@ -239,6 +239,17 @@ static wick_status model_finish(wick_model *m, const wick_model_opts *o) {
 
 extern wick_status wk_model_attach_tokenizer(wick_model *m);
 
+/* Opts the linear weights (and the head) into the bf16-activation prefill kernel. */
+static void mark_fast_bf16(wick_model *m) {
+    m->fast_bf16 = 1;
+    for (int l = 0; l < m->c.n_layers; l++) {
+        wk_layer *L = &m->layers[l];
+        for (int p = 0; p < WK_P_COUNT; p++) L->p[p].fast_bf16 = 1;
+        L->qkv.fast_bf16 = L->gate_up.fast_bf16 = 1;
+    }
+    m->lm_head.fast_bf16 = 1;
+}
+
 wick_status wick_model_load(const char *dir, const wick_model_opts *opts, wick_model **out) {
     *out = NULL;
     wick_model_opts o = opts ? *opts : wick_model_opts_default();
@@ -249,6 +260,7 @@ wick_status wick_model_load(const char *dir, const wick_model_opts *opts, wick_m
     wick_status st = wk_model_is_gguf(dir) ? wk_model_gguf_open(m, dir) : wk_config_load(dir, &m->c);
     if (!st && !m->gguf) st = open_files(m);
     if (!st) st = wk_model_load_weights(m, o.keep_bf16);
+    if (!st && o.fast_bf16) mark_fast_bf16(m);
     if (!st) st = model_finish(m, &o);
     if (!st) st = wk_model_attach_tokenizer(m);
     if (st) {

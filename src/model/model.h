@@ -42,6 +42,7 @@ struct wick_model {
     wick_tokenizer *tok;
     int64_t n_params, weight_bytes;
     wick_dtype wdt;
+    int fast_bf16;       /* wick_model_opts.fast_bf16: the weights' wk_mat.fast_bf16 are set */
     void *gguf;          /* the GGUF file when loaded from one (owned) */
     int qtype;           /* GGUF quant type of the linear weights (0 = none) */
     void **dev;          /* (n_dev) device buffers of the uploaded weights (owned, freed via be) */

@@ -1,7 +1,8 @@
 /*
  * cpu.c — the fast CPU backend: OpenBLAS sgemm for matrix-matrix products,
  * AVX-512 (scalar fallback) matrix-vector kernels that read bf16/f32 weights
- * once per token for decode, and OpenMP-threaded element-wise ops and causal
+ * once per token for decode (opt-in: the bf16-activation GEMM of gemm_bf16.c for
+ * bf16 weights marked fast_bf16), and OpenMP-threaded element-wise ops and causal
  * attention. Every op here has a reference twin in ref.c, and tests/test_ops.c
  * compares them.
  */
@@ -9,6 +10,7 @@
 #include "backend/cpu/cpu_common.h"
 #include "backend/cpu/quant.h"
 #include "backend/cpu/enc_ops.h"
+#include "backend/cpu/gemm_bf16.h"
 
 #include <cblas.h>
 #include <immintrin.h>
@@ -124,6 +126,9 @@ static void gemv(float *y, const float *x, const wk_mat *W, int n) {
 /* x[n,in] · Wᵀ through sgemm; non-f32 weights are widened a tile of rows at a time. */
 static void gemm(float *y, const float *x, const wk_mat *W, int n) {
     int out = W->rows, in = W->cols;
+    if (W->fast_bf16 && W->dt == WICK_DT_BF16 && wk_gemm_bf16_native() &&
+        wk_gemm_bf16(y, x, W->w, n, in, out) > 0)
+        return; /* opt-in: bf16-rounded activations (falls through to the exact path without memory) */
     if (W->dt == WICK_DT_F32) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.f, x, in, W->w, in, 0.f, y, out);
         return;
