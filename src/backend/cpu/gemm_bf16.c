@@ -49,6 +49,15 @@ static void pack_w(uint32_t *pan, const uint16_t *W, int in, int out, int o0, in
     for (int j = 0; j < NB; j++) {
         int o = o0 + j;
         const uint16_t *r = W + (size_t)o * in;
+        if (o < out && 2 * (p0 + kc) <= in) { /* whole pairs: straight 32-bit copies */
+            const uint16_t *s = r + 2 * (size_t)p0;
+            for (int p = 0; p < kc; p++) {
+                uint32_t v;
+                memcpy(&v, s + 2 * p, 4);
+                pan[(size_t)p * NB + j] = v;
+            }
+            continue;
+        }
         for (int p = 0; p < kc; p++) {
             int k = 2 * (p0 + p);
             uint32_t lo = o < out && k < in ? r[k] : 0, hi = o < out && k + 1 < in ? r[k + 1] : 0;
