@@ -6,29 +6,13 @@
  * below -87 so banned (-inf) ids get zero probability.
  */
 #include "infer.h"
+#include "vexp.h"
 
 #include <math.h>
 
 #define LANES 8
 
-static inline float exp_neg(float x) {
-    float xc = x > -87.0f ? x : -87.0f; /* NaN too: keeps the int conversion defined */
-    float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest */
-    float r = xc - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
-    float p = 1.9875691500E-4f;
-    p = p * r + 1.3981999507E-3f;
-    p = p * r + 8.3334519073E-3f;
-    p = p * r + 4.1665795894E-2f;
-    p = p * r + 1.6666665459E-1f;
-    p = p * r + 5.0000001201E-1f;
-    p = p * r * r + r + 1.0f;
-    uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    float y = x < -87.0f ? 0.0f : p * scale;
-    return x == x ? y : x; /* NaN stays NaN */
-}
+static inline float exp_neg(float x) { return wk_vexp_neg(x); }
 
 float wk_exp_neg(float x) { return exp_neg(x); }
 

@@ -9,6 +9,7 @@
 #include "backend/backend.h"
 #include "backend/cpu/cpu_common.h"
 #include "backend/cpu/quant.h"
+#include "vexp.h"
 #include "backend/cpu/enc_ops.h"
 #include "backend/cpu/gemm_bf16.h"
 
@@ -235,6 +236,7 @@ static void cpu_rope(wk_backend *be, float *x, const int32_t *pos, int n, int nh
 
 static inline float dotf(const float *a, const float *b, int n) {
     float s = 0;
+#pragma omp simd reduction(+ : s)
     for (int i = 0; i < n; i++) s += a[i] * b[i];
     return s;
 }
@@ -246,7 +248,8 @@ static void attend_row(float *o, const float *qi, const float *kh, const float *
         sc[j] = dotf(qi, kh + (size_t)j * D, D) * scale;
         mx = sc[j] > mx ? sc[j] : mx;
     }
-    for (int j = 0; j <= last; j++) sum += (sc[j] = expf(sc[j] - mx));
+#pragma omp simd reduction(+ : sum)
+    for (int j = 0; j <= last; j++) sum += (sc[j] = wk_vexp_neg(sc[j] - mx));
     float inv = 1.f / sum;
     for (int d = 0; d < D; d++) o[d] = 0;
     for (int j = 0; j <= last; j++) {
