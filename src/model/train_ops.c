@@ -154,19 +154,43 @@ static void fast_swiglu_bwd(float *dg, float *du, const float *dact, const float
     }
 }
 
-/* One row: returns its loss and leaves d loss / d z in z. Sums in double (V up to 152k). */
+/* exp(x) for x <= 0 in plain float arithmetic so that loops of it vectorize (libm's expf does
+ * not without -ffast-math): Cephes' expf (range reduction by ln 2, degree-6 polynomial), within
+ * 2 ulp of expf; below -87 it returns 0. */
+static inline float exp_neg(float x) {
+    float xc = x < -87.f ? -87.f : x;
+    float fx = floorf(xc * 1.44269504088896341f + 0.5f);
+    float r = xc - fx * 0.693359375f + fx * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.f;
+    union { int32_t i; float f; } sc = {.i = ((int32_t)fx + 127) << 23};
+    return x < -87.f ? 0.f : p * sc.f;
+}
+
+/* One row: returns its loss and leaves d loss / d z in z. Sums in double (V up to 152k).
+ * exp(z - max) is computed once and kept in z, then scaled by 1/sum. */
 static double xent_row(float *z, int tgt, int V, float eps) {
     float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
     for (int j = 0; j < V; j++) mx = z[j] > mx ? z[j] : mx;
-    double sum = 0, zs = 0;
+    double sum = 0, zs = 0, zt = z[tgt];
+#pragma omp simd reduction(+ : sum, zs)
     for (int j = 0; j < V; j++) {
         zs += z[j];
-        sum += expf(z[j] - mx);
+        float e = exp_neg(z[j] - mx);
+        z[j] = e;
+        sum += e;
     }
     double lse = mx + log(sum);
-    double loss = (1.0 - eps) * (lse - z[tgt]) + eps * (lse - zs / V);
-    float l = (float)lse, off = eps / (float)V;
-    for (int j = 0; j < V; j++) z[j] = expf(z[j] - l) - off;
+    double loss = (1.0 - eps) * (lse - zt) + eps * (lse - zs / V);
+    float inv = (float)(1.0 / sum), off = eps / (float)V;
+#pragma omp simd
+    for (int j = 0; j < V; j++) z[j] = z[j] * inv - off;
     z[tgt] -= 1.f - eps;
     return loss;
 }
