@@ -22,6 +22,24 @@ static inline void axpy(float *y, float a, const float *x, int n) {
     for (int i = 0; i < n; i++) y[i] += a * x[i];
 }
 
+/* exp(x) in plain float arithmetic so that loops of it vectorize (libm's expf does not without
+ * -ffast-math): Cephes' expf (range reduction by ln 2, degree-6 polynomial), within 2 ulp of expf;
+ * below -87 it returns 0, above 88 it returns exp(88). */
+static inline float expv(float x) {
+    float xc = x < -87.f ? -87.f : x > 88.f ? 88.f : x;
+    float fx = floorf(xc * 1.44269504088896341f + 0.5f);
+    float r = xc - fx * 0.693359375f + fx * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.f;
+    union { int32_t i; float f; } sc = {.i = ((int32_t)fx + 127) << 23};
+    return x < -87.f ? 0.f : p * sc.f;
+}
+
 static void fast_rmsnorm_bwd(float *dx, const float *dy, const float *x, const float *w, int n, int dim, float eps, int acc) {
 #pragma omp parallel for schedule(static) if (n > 4)
     for (int i = 0; i < n; i++) {
@@ -81,7 +99,8 @@ static void fast_attn_fwd(float *out, float *lse, const float *q, const float *k
                     p[j - j0] = s;
                     mx = s > mx ? s : mx;
                 }
-                for (int j = j0; j <= i; j++) sum += (p[j - j0] = expf(p[j - j0] - mx));
+#pragma omp simd reduction(+ : sum)
+                for (int j = 0; j <= i - j0; j++) sum += (p[j] = expv(p[j] - mx));
                 float inv = 1.f / sum;
                 for (int d = 0; d < D; d++) o[d] = 0;
                 for (int j = j0; j <= i; j++) axpy(o, p[j - j0] * inv, v + ((size_t)j * Hk + kh) * D, D);
@@ -105,7 +124,7 @@ static void attn_bwd_q(float *dq, const float *Di, const float *dout, const floa
             for (int d = 0; d < D; d++) g[d] = 0;
             for (int j = rs[i]; j <= i; j++) {
                 const float *kj = k + ((size_t)j * Hk + kh) * D, *vj = v + ((size_t)j * Hk + kh) * D;
-                float p = expf(dotf(q + qo, kj, D) * scale - l);
+                float p = expv(dotf(q + qo, kj, D) * scale - l);
                 float ds = p * (dotf(dout + qo, vj, D) - di);
                 axpy(g, scale * ds, kj, D);
             }
@@ -125,7 +144,7 @@ static void attn_bwd_kv(float *dk, float *dv, const float *Di, const float *dout
             for (int i = j; i < n && rs[i] == rs[j]; i++)
                 for (int h = kh * grp; h < (kh + 1) * grp; h++) {
                     size_t qo = ((size_t)i * H + h) * D;
-                    float p = expf(dotf(q + qo, k + ko, D) * scale - lse[(size_t)i * H + h]);
+                    float p = expv(dotf(q + qo, k + ko, D) * scale - lse[(size_t)i * H + h]);
                     float ds = p * (dotf(dout + qo, v + ko, D) - Di[(size_t)i * H + h]);
                     axpy(gk, scale * ds, q + qo, D);
                     axpy(gv, p, dout + qo, D);
@@ -145,31 +164,13 @@ static void fast_attn_bwd(float *dq, float *dk, float *dv, const float *dout, co
 }
 
 static void fast_swiglu_bwd(float *dg, float *du, const float *dact, const float *g, const float *u, size_t n) {
-#pragma omp parallel for schedule(static) if (n > 16384)
+#pragma omp parallel for simd schedule(static) if (n > 16384)
     for (size_t i = 0; i < n; i++) {
-        float sg = 1.f / (1.f + expf(-g[i]));
+        float sg = 1.f / (1.f + expv(-g[i]));
         float gi = g[i], a = dact[i];
         dg[i] = a * u[i] * sg * (1.f + gi * (1.f - sg));
         du[i] = a * gi * sg;
     }
-}
-
-/* exp(x) for x <= 0 in plain float arithmetic so that loops of it vectorize (libm's expf does
- * not without -ffast-math): Cephes' expf (range reduction by ln 2, degree-6 polynomial), within
- * 2 ulp of expf; below -87 it returns 0. */
-static inline float exp_neg(float x) {
-    float xc = x < -87.f ? -87.f : x;
-    float fx = floorf(xc * 1.44269504088896341f + 0.5f);
-    float r = xc - fx * 0.693359375f + fx * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.f;
-    union { int32_t i; float f; } sc = {.i = ((int32_t)fx + 127) << 23};
-    return x < -87.f ? 0.f : p * sc.f;
 }
 
 /* One row: returns its loss and leaves d loss / d z in z. Sums in double (V up to 152k).
@@ -182,7 +183,7 @@ static double xent_row(float *z, int tgt, int V, float eps) {
 #pragma omp simd reduction(+ : sum, zs)
     for (int j = 0; j < V; j++) {
         zs += z[j];
-        float e = exp_neg(z[j] - mx);
+        float e = expv(z[j] - mx);
         z[j] = e;
         sum += e;
     }
