@@ -24,9 +24,9 @@ static inline void axpy(float *y, float a, const float *x, int n) {
 
 /* exp(x) in plain float arithmetic so that loops of it vectorize (libm's expf does not without
  * -ffast-math): Cephes' expf (range reduction by ln 2, degree-6 polynomial), within 2 ulp of expf;
- * below -87 it returns 0, above 88 it returns exp(88). */
+ * below -87 it returns 0, above 88 it returns exp(88), NaN stays NaN. */
 static inline float expv(float x) {
-    float xc = x < -87.f ? -87.f : x > 88.f ? 88.f : x;
+    float xc = x > -87.f ? (x < 88.f ? x : 88.f) : -87.f; /* NaN takes -87 here, then comes back as NaN */
     float fx = floorf(xc * 1.44269504088896341f + 0.5f);
     float r = xc - fx * 0.693359375f + fx * 2.12194440e-4f;
     float p = 1.9875691500e-4f;
@@ -36,8 +36,8 @@ static inline float expv(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.f;
-    union { int32_t i; float f; } sc = {.i = ((int32_t)fx + 127) << 23};
-    return x < -87.f ? 0.f : p * sc.f;
+    union { uint32_t i; float f; } sc = {.i = (uint32_t)((int32_t)fx + 127) << 23};
+    return x >= -87.f ? p * sc.f : x < -87.f ? 0.f : x;
 }
 
 static void fast_rmsnorm_bwd(float *dx, const float *dy, const float *x, const float *w, int n, int dim, float eps, int acc) {
