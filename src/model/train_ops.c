@@ -6,6 +6,8 @@
  */
 #include "model/train_ops.h"
 
+#include "vexp.h"
+
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -20,24 +22,6 @@ static inline float dotf(const float *a, const float *b, int n) {
 static inline void axpy(float *y, float a, const float *x, int n) {
 #pragma omp simd
     for (int i = 0; i < n; i++) y[i] += a * x[i];
-}
-
-/* exp(x) in plain float arithmetic so that loops of it vectorize (libm's expf does not without
- * -ffast-math): Cephes' expf (range reduction by ln 2, degree-6 polynomial), within 2 ulp of expf;
- * below -87 it returns 0, above 88 it returns exp(88), NaN stays NaN. */
-static inline float expv(float x) {
-    float xc = x > -87.f ? (x < 88.f ? x : 88.f) : -87.f; /* NaN takes -87 here, then comes back as NaN */
-    float fx = floorf(xc * 1.44269504088896341f + 0.5f);
-    float r = xc - fx * 0.693359375f + fx * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.f;
-    union { uint32_t i; float f; } sc = {.i = (uint32_t)((int32_t)fx + 127) << 23};
-    return x >= -87.f ? p * sc.f : x < -87.f ? 0.f : x;
 }
 
 static void fast_rmsnorm_bwd(float *dx, const float *dy, const float *x, const float *w, int n, int dim, float eps, int acc) {
@@ -100,7 +84,7 @@ static void fast_attn_fwd(float *out, float *lse, const float *q, const float *k
                     mx = s > mx ? s : mx;
                 }
 #pragma omp simd reduction(+ : sum)
-                for (int j = 0; j <= i - j0; j++) sum += (p[j] = expv(p[j] - mx));
+                for (int j = 0; j <= i - j0; j++) sum += (p[j] = wk_vexp_neg(p[j] - mx));
                 float inv = 1.f / sum;
                 for (int d = 0; d < D; d++) o[d] = 0;
                 for (int j = j0; j <= i; j++) axpy(o, p[j - j0] * inv, v + ((size_t)j * Hk + kh) * D, D);
@@ -124,7 +108,7 @@ static void attn_bwd_q(float *dq, const float *Di, const float *dout, const floa
             for (int d = 0; d < D; d++) g[d] = 0;
             for (int j = rs[i]; j <= i; j++) {
                 const float *kj = k + ((size_t)j * Hk + kh) * D, *vj = v + ((size_t)j * Hk + kh) * D;
-                float p = expv(dotf(q + qo, kj, D) * scale - l);
+                float p = wk_vexp_neg(dotf(q + qo, kj, D) * scale - l);
                 float ds = p * (dotf(dout + qo, vj, D) - di);
                 axpy(g, scale * ds, kj, D);
             }
@@ -144,7 +128,7 @@ static void attn_bwd_kv(float *dk, float *dv, const float *Di, const float *dout
             for (int i = j; i < n && rs[i] == rs[j]; i++)
                 for (int h = kh * grp; h < (kh + 1) * grp; h++) {
                     size_t qo = ((size_t)i * H + h) * D;
-                    float p = expv(dotf(q + qo, k + ko, D) * scale - lse[(size_t)i * H + h]);
+                    float p = wk_vexp_neg(dotf(q + qo, k + ko, D) * scale - lse[(size_t)i * H + h]);
                     float ds = p * (dotf(dout + qo, v + ko, D) - Di[(size_t)i * H + h]);
                     axpy(gk, scale * ds, q + qo, D);
                     axpy(gv, p, dout + qo, D);
@@ -166,7 +150,7 @@ static void fast_attn_bwd(float *dq, float *dk, float *dv, const float *dout, co
 static void fast_swiglu_bwd(float *dg, float *du, const float *dact, const float *g, const float *u, size_t n) {
 #pragma omp parallel for simd schedule(static) if (n > 16384)
     for (size_t i = 0; i < n; i++) {
-        float sg = 1.f / (1.f + expv(-g[i]));
+        float e = wk_vexp_neg(-fabsf(g[i])), sg = g[i] >= 0 ? 1.f / (1.f + e) : e / (1.f + e);
         float gi = g[i], a = dact[i];
         dg[i] = a * u[i] * sg * (1.f + gi * (1.f - sg));
         du[i] = a * gi * sg;
@@ -183,7 +167,7 @@ static double xent_row(float *z, int tgt, int V, float eps) {
 #pragma omp simd reduction(+ : sum, zs)
     for (int j = 0; j < V; j++) {
         zs += z[j];
-        float e = expv(z[j] - mx);
+        float e = wk_vexp_neg(z[j] - mx);
         z[j] = e;
         sum += e;
     }
