@@ -9,6 +9,7 @@
 #include "vexp.h"
 
 #include <math.h>
+#include "backend/cpu/cpu_common.h"
 #include <omp.h>
 #include <stdlib.h>
 
@@ -45,24 +46,7 @@ static void fast_rmsnorm_bwd(float *dx, const float *dy, const float *x, const f
 }
 
 static void fast_rope_bwd(float *d, const int32_t *pos, int n, int nh, int D, const float *inv_freq) {
-    int half = D / 2;
-#pragma omp parallel for schedule(static) if (n > 4)
-    for (int i = 0; i < n; i++) {
-        float cs[512], sn[512];
-        for (int j = 0; j < half; j++) {
-            float ang = (float)pos[i] * inv_freq[j];
-            cs[j] = cosf(ang);
-            sn[j] = sinf(ang);
-        }
-        for (int h = 0; h < nh; h++) {
-            float *v = d + ((size_t)i * nh + h) * D;
-            for (int j = 0; j < half; j++) {
-                float a = v[j], b = v[j + half];
-                v[j] = a * cs[j] + b * sn[j];
-                v[j + half] = b * cs[j] - a * sn[j];
-            }
-        }
-    }
+    wk_cpu_rope_rotate(d, pos, n, nh, D, inv_freq, 1);
 }
 
 static void fast_attn_fwd(float *out, float *lse, const float *q, const float *k, const float *v, const int32_t *rs, int n,

@@ -56,11 +56,6 @@ static float *scratch(int slot, size_t n) {
 }
 
 /* ----------------------------------------------------------- dot products */
-static inline float hsum(const float *v, int n) {
-    float s = 0;
-    for (int i = 0; i < n; i++) s += v[i];
-    return s;
-}
 
 #ifdef __AVX512F__
 static inline __m512 bf16x16(const uint16_t *p) {
@@ -214,24 +209,7 @@ static void cpu_rmsnorm(wk_backend *be, float *y, const float *x, const float *w
 }
 
 static void cpu_rope(wk_backend *be, float *x, const int32_t *pos, int n, int nh, int D, const float *inv_freq) {
-    int half = D / 2;
-#pragma omp parallel for schedule(static) if (n > 4)
-    for (int i = 0; i < n; i++) {
-        float cs[512], sn[512];
-        for (int j = 0; j < half; j++) {
-            float ang = (float)pos[i] * inv_freq[j];
-            cs[j] = cosf(ang);
-            sn[j] = sinf(ang);
-        }
-        for (int h = 0; h < nh; h++) {
-            float *v = x + ((size_t)i * nh + h) * D;
-            for (int j = 0; j < half; j++) {
-                float a = v[j], b = v[j + half];
-                v[j] = a * cs[j] - b * sn[j];
-                v[j + half] = b * cs[j] + a * sn[j];
-            }
-        }
-    }
+    wk_cpu_rope_rotate(x, pos, n, nh, D, inv_freq, 0);
 }
 
 static inline float dotf(const float *a, const float *b, int n) {
@@ -317,6 +295,5 @@ wk_backend *wk_backend_cpu(void) {
         .gelu = wk_cpu_gelu,
         .attention_bidir = wk_cpu_attention_bidir,
     };
-    (void)hsum;
     return &be;
 }

@@ -11,4 +11,7 @@ void wk_cpu_copy(wk_backend *be, void *dst, const void *src, size_t bytes);
 void wk_cpu_sync(wk_backend *be);
 void wk_cpu_kv_store(wk_backend *be, float *kc, float *vc, const float *k_new, const float *v_new, int n, int pos0,
                      const int32_t *pos, int Hk, int D, int cap);
+/* Rotates pairs (j, j+D/2) of x[n, nh, D] by the angle pos[i]*inv_freq[j] (HF rotate_half layout);
+ * inverse = 1 rotates by the negative angle, which is RoPE's backward (the transpose). */
+void wk_cpu_rope_rotate(float *x, const int32_t *pos, int n, int nh, int D, const float *inv_freq, int inverse);
 #endif
