@@ -72,6 +72,13 @@ struct wk_backend {
     void (*attention_bidir)(wk_backend *be, float *out, const float *q, const float *k, const float *v,
                             const int32_t *mask, int B, int T, int H, int D, int ld, float scale);
 
+    /* Segmented LoRA (rows grouped by adapter, Punica/S-LoRA style): for each segment g,
+     * rows seg[g]..seg[g+1]-1 get y[rows] += scale[g] * (x[rows]·A[g]ᵀ)·B[g]ᵀ, with A[g] (r[g], in)
+     * and B[g] (out, r[g]) f32 in backend memory. seg, A, B, r, scale are host arrays of nseg
+     * (seg: nseg+1) entries; tmp is backend scratch of n * max(r) floats. */
+    void (*lora_seg)(wk_backend *be, float *y, const float *x, int n, int in, int out, int nseg, const int *seg,
+                     const float *const *A, const float *const *B, const int *r, const float *scale, float *tmp);
+
     /* Replayable graphs (optional; NULL on backends without them). graph_capture records
      * the ops fn issues and runs them once; NULL when capture failed and nothing ran (the
      * caller runs fn directly). graph_replay runs a graph again: 0, or -1 when it is stale
@@ -85,4 +92,8 @@ struct wk_backend {
 /* The CPU backends: `ref` is naive and readable (the oracle for tests), `cpu` the fast one. */
 wk_backend *wk_backend_cpu_ref(void);
 wk_backend *wk_backend_cpu(void);
+
+/* lora_seg for any backend: two matmul_f32 calls per segment. */
+void wk_lora_seg_generic(wk_backend *be, float *y, const float *x, int n, int in, int out, int nseg, const int *seg,
+                         const float *const *A, const float *const *B, const int *r, const float *scale, float *tmp);
 #endif

@@ -121,9 +121,10 @@ static void linear(wick_session *s, float *y, const float *x, int l, wk_proj p, 
     be->matmul(be, y, x, &L->p[p], L->bias[p], n, acc);
     const wk_lora *lp = s->ad ? wk_adapter_pair(s->ad, l, p) : NULL;
     if (!lp || s->ad_scale == 0.f) return;
-    int in = L->p[p].cols, out = L->p[p].rows;
-    be->matmul_f32(be, s->tmp, x, lp->A, n, in, lp->r, 1.f, 0);
-    be->matmul_f32(be, y, s->tmp, lp->B, n, lp->r, out, lp->scale * s->ad_scale, 1);
+    int seg[2] = {0, n}, r = lp->r;
+    const float *A = lp->A, *B = lp->B;
+    float sc = lp->scale * s->ad_scale;
+    be->lora_seg(be, y, x, n, L->p[p].cols, L->p[p].rows, 1, seg, &A, &B, &r, &sc, s->tmp);
 }
 
 /* x += linear(in): on device backends the product accumulates into x (one kernel less);

@@ -131,6 +131,7 @@ wk_backend *wk_backend_cpu_ref(void) {
         .sync = wk_cpu_sync,
         .matmul = ref_matmul,
         .matmul_f32 = ref_matmul_f32,
+        .lora_seg = wk_lora_seg_generic,
         .rmsnorm = ref_rmsnorm,
         .rope = ref_rope,
         .attention = ref_attention,
