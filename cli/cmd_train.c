@@ -25,7 +25,11 @@ static void help(void) {
            "           --label-smoothing 0\n"
            "run:       --save-every N --keep-checkpoints 2 --resume DIR (checkpoint or --out dir)\n"
            "           --save-grads FILE (first step's gradients) --recompute (activation checkpointing)\n"
-           "           --threads N\n");
+           "           --threads N\n"
+           "device:    --device cpu|cuda|cuda:N (default cpu)\n"
+           "           --gpus N|all: data parallel over GPUs 0..N-1 (one replica each, every micro-batch split by\n"
+           "           sequences, LoRA gradients all-reduced with NCCL once per step; --batch-size is the global\n"
+           "           batch, so results equal one GPU with the same batch; checkpoints resume on any GPU count)\n");
 }
 
 static int parse_targets(const char *s, unsigned *mask) {
@@ -79,7 +83,7 @@ int cmd_train(int argc, char **argv) {
     const char *cmd = "train", *v;
     if (cli_wants_help(argc, argv)) return help(), 0;
     wick_train_config c = wick_train_config_default();
-    int threads = 0;
+    int threads = 0, gpus_given = 0;
     const num_opt nums[] = {
         {"--lora-r", 'i', &c.lora_r},         {"--lora-alpha", 'f', &c.lora_alpha},
         {"--lora-dropout", 'f', &c.opt.lora_dropout}, {"--epochs", 'i', &c.epochs},
@@ -107,6 +111,18 @@ int cmd_train(int argc, char **argv) {
         else if ((v = cli_opt(argc, argv, &i, "--init-adapter"))) c.init_adapter = v;
         else if ((v = cli_opt(argc, argv, &i, "--resume"))) c.resume = v;
         else if ((v = cli_opt(argc, argv, &i, "--save-grads"))) c.save_grads = v;
+        else if ((v = cli_opt(argc, argv, &i, "--device"))) c.device = v;
+        else if ((v = cli_opt(argc, argv, &i, "--gpus"))) {
+            long n = 0;
+            if (!strcmp(v, "all")) {
+                if ((n = wick_cuda_device_count()) < 1) return cli_usage_error(cmd, "--gpus all: no CUDA device found");
+            } else if (cli_int(cmd, "--gpus", v, &n) || n < 1) {
+                return cli_usage_error(cmd, "--gpus: '%s' is not a GPU count >= 1 or 'all'", v);
+            }
+            c.replicas = n > 1000000 ? 1000000 : (int)n;
+            if (!c.device || !strncmp(c.device, "cuda", 4)) c.device = "cuda";
+            gpus_given = 1;
+        }
         else if ((v = cli_opt(argc, argv, &i, "--seed"))) {
             long x;
             if (cli_int(cmd, "--seed", v, &x)) return 2;
@@ -126,6 +142,8 @@ int cmd_train(int argc, char **argv) {
         else return cli_usage_error(cmd, "unknown or incomplete option '%s'", argv[i]);
     }
     if (!c.model_dir || !c.data_path || !c.out_dir) return cli_usage_error(cmd, "--model, --data and --out are required");
+    if (gpus_given && c.device && strcmp(c.device, "cuda") != 0)
+        return cli_usage_error(cmd, "--gpus uses GPUs 0..N-1; it does not combine with --device %s", c.device);
     if (threads > 0) wick_set_threads(threads);
     int tty = isatty(2);
     if (tty) c.progress = progress;

@@ -183,3 +183,24 @@ wick_status wick_adapter_pair_info(const wick_adapter *a, int layer, int proj, w
     *o = (wick_lora_pair_info){.r = s->lp.r, .in = s->in, .out = s->out, .alpha = (float)s->alpha, .scale = s->lp.scale};
     return WICK_OK;
 }
+
+wick_status wk_adapter_clone(const wick_adapter *a, wick_model *m, wick_adapter **out) {
+    *out = NULL;
+    if (a->m && m->c.n_layers != a->m->c.n_layers)
+        return wk_err(WICK_EINVAL, "adapter clone: model has %d layers, the adapter %d", m->c.n_layers, a->n_layers);
+    wick_adapter *b = wk_adapter_alloc(a->name, a->n_layers);
+    if (!b) return WICK_ENOMEM;
+    memcpy(b->slots, a->slots, sizeof(wk_slot) * (size_t)a->n_layers * WK_P_COUNT);
+    b->m = m;
+    b->r = a->r, b->alpha = a->alpha, b->dropout = a->dropout, b->use_rslora = a->use_rslora;
+    b->init_name = a->init_name;
+    wick_status st = wk_adapter_alloc_data(b);
+    if (!st && a->config_json && !(b->config_json = wk_strdup(a->config_json))) st = WICK_ENOMEM;
+    if (st) {
+        wick_adapter_free(b);
+        return st;
+    }
+    memcpy(b->data, a->data, sizeof(float) * a->n_floats);
+    *out = b;
+    return WICK_OK;
+}

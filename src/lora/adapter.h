@@ -74,6 +74,8 @@ float wk_lora_scale(double alpha, int r, int rslora);
 wick_adapter *wk_adapter_alloc(const char *name, int n_layers);
 /* Carves A/B of every slot with lp.r > 0 from one allocation (uninitialised). */
 wick_status wk_adapter_alloc_data(wick_adapter *a);
+/* A copy of adapter a (same pairs, values and config) bound to model m (a replica of a's model). */
+wick_status wk_adapter_clone(const wick_adapter *a, wick_model *m, wick_adapter **out);
 /* Writes text to path atomically (temp file, fsync, rename). Defined in peft_io.c. */
 wick_status wk_write_text_atomic(const char *path, const char *text, size_t len);
 /* Creates dir and its parents (mkdir -p). */

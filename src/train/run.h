@@ -5,6 +5,7 @@
 #ifndef WK_TRAIN_RUN_H
 #define WK_TRAIN_RUN_H
 #include "train/data.h"
+#include "train/dp.h"
 #include "train/train.h"
 
 #include <stdio.h>
@@ -14,6 +15,7 @@ typedef struct {
     wick_model *m;
     wick_adapter *a;
     wick_trainer *t;
+    wk_dp dp;              /* data-parallel replicas (dp.world > 1); replica 0 is m/a/t */
     wk_dataset data, eval;
     int32_t *ids, *labels; /* (batch_size * longest example) one packed micro-batch */
     int *lens;             /* (batch_size) */

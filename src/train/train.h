@@ -23,8 +23,12 @@ wick_status wk_trainer_new_pairs(wick_model *m, const wk_lora *const *pairs, con
                                  wick_trainer **out);
 /* Parameter list (PEFT order: per layer q,k,v,o,gate,up,down; lora_A then lora_B). */
 wk_tparam *wk_trainer_params(wick_trainer *t, int *n);
+/* The gradients of every parameter as one buffer (memory of the trainer's backend); the
+ * data-parallel group all-reduces it. */
+void wk_trainer_grad_span(wick_trainer *t, float **g, size_t *n);
 /* Sets the dropout stream position (micro-batches run); tests replay one micro-batch's masks. */
 void wk_trainer_set_micro(wick_trainer *t, uint64_t micro);
+uint64_t wk_trainer_micro(const wick_trainer *t);
 /* Bounds the LM-head chunk to `rows` rows (tests exercise several chunks on tiny vocabularies). */
 void wk_trainer_set_head_rows(wick_trainer *t, int rows);
 /* Selects the op implementations (ref for tests). */

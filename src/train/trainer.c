@@ -518,11 +518,17 @@ wk_tparam *wk_trainer_params(wick_trainer *t, int *n) {
 
 void wk_trainer_set_ops(wick_trainer *t, const wk_train_ops *ops) { t->ops = ops; }
 void wk_trainer_set_micro(wick_trainer *t, uint64_t micro) { t->micro = micro; }
+uint64_t wk_trainer_micro(const wick_trainer *t) { return t->micro; }
 void wk_trainer_set_head_rows(wick_trainer *t, int rows) {
     t->R_cap = rows;
     t->cap = 0; /* re-carve the workspace on the next batch */
 }
 int wick_trainer_steps(const wick_trainer *t) { return t->steps; }
+
+void wk_trainer_grad_span(wick_trainer *t, float **g, size_t *n) {
+    *g = t->n_par ? t->par[0].g : NULL;
+    *n = t->n_par ? (size_t)(t->par[t->n_par - 1].g + t->par[t->n_par - 1].n - t->par[0].g) : 0;
+}
 
 /* ------------------------------------------------------------ optimizer step */
 
