@@ -634,8 +634,8 @@ typedef struct {
     int keep_checkpoints;       /* keep the last K checkpoints (2) */
     int eval_every;             /* eval loss every N steps (0 = only at the end when eval_path) */
     const char *device;         /* "cpu" (NULL), "cuda" or "cuda:N": where the model and training run */
-    int replicas;               /* data parallel: replicas of the model, each training a shard of every
-                                 * micro-batch, gradients all-reduced per step (1). With a cuda device
+    int replicas;               /* data parallel (0 = off): replicas of the model, each training a shard of
+                                 * every micro-batch, gradients all-reduced per step. With a cuda device
                                  * replica r runs on GPU r (NCCL); on cpu they run in turn (same result) */
     wick_train_opts opt;        /* optimizer, schedule (total_steps is filled in), seed; lora_dropout
                                  * -1 (default) = the adapter config's lora_dropout */

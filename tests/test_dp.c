@@ -88,7 +88,7 @@ static void replicas_match(void) {
     char one[512], two[512], three[512], b1[512], b3[512];
     snprintf(one, sizeof one, "%s/one", tmp), snprintf(two, sizeof two, "%s/two", tmp);
     snprintf(three, sizeof three, "%s/three", tmp);
-    wick_train_config c1 = cfg(one, 1, 4, 3), c2 = cfg(two, 2, 4, 3), c3 = cfg(three, 3, 4, 3);
+    wick_train_config c1 = cfg(one, 0, 4, 3), c2 = cfg(two, 2, 4, 3), c3 = cfg(three, 3, 4, 3);
     char g1[512], g2[512], g3[512];
     snprintf(g1, sizeof g1, "%s/g1.safetensors", tmp), snprintf(g2, sizeof g2, "%s/g2.safetensors", tmp);
     snprintf(g3, sizeof g3, "%s/g3.safetensors", tmp);
@@ -108,10 +108,14 @@ static void replicas_match(void) {
     CHECK(fabs(s1.last_loss - s2.last_loss) < 1e-5 * fabs(s1.last_loss), "loss %g vs %g", s1.last_loss, s2.last_loss);
     /* batch 1: the other replicas have empty shards and add exact zeros */
     snprintf(b1, sizeof b1, "%s/b1", tmp), snprintf(b3, sizeof b3, "%s/b3", tmp);
-    wick_train_config e1 = cfg(b1, 1, 1, 2), e3 = cfg(b3, 3, 1, 2);
+    wick_train_config e1 = cfg(b1, 0, 1, 2), e3 = cfg(b3, 3, 1, 2);
     CHECK_OK(wick_train_run(&e1, NULL));
     CHECK_OK(wick_train_run(&e3, NULL));
     CHECK(adapter_diff(b3, b1, &same) == 0 && same, "replicas with empty shards changed the result");
+    /* a group of one goes through the communicator and changes nothing */
+    wick_train_config e1g = cfg(b3, 1, 1, 2);
+    CHECK_OK(wick_train_run(&e1g, NULL));
+    CHECK(adapter_diff(b3, b1, &same) == 0 && same, "a group of one replica changed the result");
 }
 
 static void resume_other_count(void) {
@@ -121,12 +125,12 @@ static void resume_other_count(void) {
     c.save_every = 1;
     CHECK_OK(wick_train_run(&c, NULL));
     snprintf(ck, sizeof ck, "%s/checkpoint-1", a);
-    wick_train_config r = cfg(a, 1, 4, 3); /* resume the 2-replica run on one replica */
+    wick_train_config r = cfg(a, 0, 4, 3); /* resume the 2-replica run without replicas */
     r.resume = ck;
     wick_train_summary s;
     CHECK_OK(wick_train_run(&r, &s));
     CHECK(s.steps == 3, "resumed run ended at step %d", s.steps);
-    wick_train_config u = cfg(b, 1, 4, 3);
+    wick_train_config u = cfg(b, 0, 4, 3);
     CHECK_OK(wick_train_run(&u, NULL));
     int same = 0;
     double d = adapter_diff(a, b, &same);

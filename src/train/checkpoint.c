@@ -148,7 +148,7 @@ static wick_status check_state_json(wk_run *r, const char *dir) {
 wick_status wk_ckpt_load_state(wk_run *r, const char *dir) {
     char p[4096];
     wick_status st = wick_trainer_load_state(r->t, wk_path_join(p, sizeof p, dir, "optimizer.safetensors"));
-    if (!st && r->dp.world > 1) st = wk_dp_load_state(&r->dp, p);
+    if (!st && r->dp.world) st = wk_dp_load_state(&r->dp, p);
     if (!st) st = check_state_json(r, dir);
     return st ? wk_err_prefix(st, "--resume %s", dir) : WICK_OK;
 }

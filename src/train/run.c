@@ -16,7 +16,7 @@
 
 wick_train_config wick_train_config_default(void) {
     wick_train_config c = {.lora_r = 8, .lora_alpha = 16, .epochs = 1, .batch_size = 1, .grad_accum = 1,
-                           .shuffle = 1, .keep_checkpoints = 2, .replicas = 1, .opt = wick_train_opts_default()};
+                           .shuffle = 1, .keep_checkpoints = 2, .opt = wick_train_opts_default()};
     c.opt.lora_dropout = -1; /* the adapter config's lora_dropout (0 for a new adapter) */
     return c;
 }
@@ -84,7 +84,7 @@ static wick_status one_step(wk_run *r, wick_train_progress *p) {
         int64_t k = pack_micro(r, step, mb);
         td += wk_now() - d0;
         tokens += k;
-        st = r->dp.world > 1 ? wk_dp_accumulate(&r->dp, r->ids, r->labels, r->lens, c->batch_size, &loss, &nt)
+        st = r->dp.world ? wk_dp_accumulate(&r->dp, r->ids, r->labels, r->lens, c->batch_size, &loss, &nt)
                              : wick_trainer_accumulate(r->t, r->ids, r->labels, r->lens, c->batch_size, &loss, &nt);
     }
     if (st) return wk_err_prefix(st, "step %d", step + 1);
@@ -93,7 +93,7 @@ static wick_status one_step(wk_run *r, wick_train_progress *p) {
                       isnan(loss) ? "NaN" : "infinite");
     wick_step_info info;
     const char *gp = (c->save_grads && step == r->first_step) ? c->save_grads : NULL;
-    st = r->dp.world > 1 ? wk_dp_step(&r->dp, nt, gp, &info) : wick_trainer_step(r->t, nt, gp, &info);
+    st = r->dp.world ? wk_dp_step(&r->dp, nt, gp, &info) : wick_trainer_step(r->t, nt, gp, &info);
     if (st) return wk_err_prefix(st, "step %d", step + 1);
     double dt = wk_now() - t0;
     r->sum.t_data += td;
@@ -165,7 +165,7 @@ static wick_status setup(wk_run *r) {
     o.total_steps = r->total;
     if (o.lora_dropout < 0) o.lora_dropout = (float)r->a->dropout;
     if ((st = wick_trainer_new(r->m, r->a, &o, &r->t))) return st;
-    if (c->replicas > 1 && (st = wk_dp_open(&r->dp, c->replicas, c->model_dir, c->device, r->m, r->a, r->t, &o)))
+    if (c->replicas > 0 && (st = wk_dp_open(&r->dp, c->replicas, c->model_dir, c->device, r->m, r->a, r->t, &o)))
         return st;
     if (c->resume && (st = wk_ckpt_load_state(r, ckpt))) return st;
     r->first_step = wick_trainer_steps(r->t);
@@ -174,7 +174,7 @@ static wick_status setup(wk_run *r) {
 
 static void teardown(wk_run *r) {
     if (r->metrics) fclose(r->metrics);
-    if (r->dp.world > 1) wk_dp_close(&r->dp);
+    if (r->dp.world) wk_dp_close(&r->dp);
     wick_trainer_free(r->t);
     wick_adapter_free(r->a);
     wk_data_free(&r->data);
