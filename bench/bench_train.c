@@ -4,13 +4,14 @@
  *  full_training_step/complete_iteration   one frozen 512×512 linear + LoRA r8, batch 4×64 rows:
  *                                          forward, cross-entropy over 512 classes, LoRA backward, AdamW
  *  model_training                          tok/s of full LoRA training steps on a qwen2.5-0.5b-shaped
- *                                          model (fp32, r16, all linear) with a forward / backward /
- *                                          optimizer / data breakdown
+ *                                          model (fp32 or bf16, r16, all linear) with a forward / backward /
+ *                                          optimizer / data breakdown, on the CPU or a CUDA device
  *
  * usage: bench_train [--model DIR] [--seq 256] [--batch 4] [--steps 3] [--threads T] [--recompute]
- *                    [--skip-model]
- * Without --model the model is made once with wick_init_model (qwen2 preset qwen2.5-0.5b, f32, seed 1)
- * in $TMPDIR/wick_bench_qwen2.5-0.5b.
+ *                    [--skip-model] [--device cpu|cuda[:N]] [--dtype f32|bf16]
+ * Without --model the model is made once with wick_init_model (qwen2 preset qwen2.5-0.5b, seed 1, in
+ * the --dtype) in $TMPDIR/wick_bench_qwen2.5-0.5b (f32) or $TMPDIR/wick_bench_qwen2.5-0.5b-bf16.
+ * On a device the adapter is copied back to the host once, after the timed steps (not timed).
  */
 #include <cblas.h>
 #include <math.h>
@@ -19,6 +20,9 @@
 #include <string.h>
 #include "model/train_ops.h"
 #include "train/train.h"
+#ifdef WICK_HAVE_CUDA
+#include "backend/cuda/cuda_backend.h"
+#endif
 
 static int cmp_d(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -84,8 +88,8 @@ static void bench_iteration(void) {
 }
 
 typedef struct {
-    const char *model;
-    int seq, batch, steps, recompute;
+    const char *model, *device;
+    int seq, batch, steps, recompute, bf16;
 } model_args;
 
 static int bench_model(const model_args *a) {
@@ -93,15 +97,16 @@ static int bench_model(const model_args *a) {
     const char *md = a->model;
     if (!md) {
         const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-        snprintf(dir, sizeof dir, "%s/wick_bench_qwen2.5-0.5b", tmp);
+        snprintf(dir, sizeof dir, "%s/wick_bench_qwen2.5-0.5b%s", tmp, a->bf16 ? "-bf16" : "");
         char cfg[1100];
         snprintf(cfg, sizeof cfg, "%s/config.json", dir);
         FILE *f = fopen(cfg, "r");
         if (f) fclose(f);
-        else if (wick_init_model("qwen2", "qwen2.5-0.5b", NULL, WICK_DT_F32, 1, dir)) return 1;
+        else if (wick_init_model("qwen2", "qwen2.5-0.5b", NULL, a->bf16 ? WICK_DT_BF16 : WICK_DT_F32, 1, dir)) return 1;
         md = dir;
     }
     wick_model_opts mo = wick_model_opts_default();
+    mo.device = a->device;
     wick_model *m;
     wick_adapter *ad;
     wick_trainer *t;
@@ -129,13 +134,19 @@ static int bench_model(const model_args *a) {
         loss /= (double)nt;
     }
     double wall = wk_now() - wall0;
+    size_t dev_mem = 0, dev_cached = 0;
+#ifdef WICK_HAVE_CUDA
+    if (m->be->device_memory) wk_cuda_mem_stats(m->be, &dev_mem, &dev_cached);
+#endif
+    if (wick_trainer_sync_adapter(t)) return 1;
     double f, b, op;
     wk_trainer_times(t, &f, &b, &op);
     f -= f0, b -= b0, op -= o0;
-    printf("  \"model_training\": {\"model\": \"%s\", \"params\": %lld, \"seq\": %d, \"batch\": %d, \"r\": 16, "
-           "\"recompute\": %d, \"steps\": %d, \"tokens_per_s\": %.1f, \"loss\": %.4f, \"peak_mem_bytes\": %zu,\n",
-           md, (long long)info.n_params, a->seq, a->batch, a->recompute, a->steps, (double)n * a->steps / wall, loss,
-           wick_mem_peak());
+    printf("  \"model_training\": {\"model\": \"%s\", \"device\": \"%s\", \"weights\": \"%s\", \"params\": %lld, "
+           "\"seq\": %d, \"batch\": %d, \"r\": 16, \"recompute\": %d, \"steps\": %d, \"tokens_per_s\": %.1f, "
+           "\"loss\": %.4f, \"peak_mem_bytes\": %zu, \"device_mem_bytes\": %zu,\n",
+           md, a->device ? a->device : "cpu", info.weight_format, (long long)info.n_params, a->seq, a->batch,
+           a->recompute, a->steps, (double)n * a->steps / wall, loss, wick_mem_peak(), dev_mem + dev_cached);
     printf("    \"seconds\": {\"total\": %.3f, \"forward\": %.3f, \"backward\": %.3f, \"optimizer\": %.3f, "
            "\"data\": %.5f}}\n", wall, f, b, op, td);
     wick_trainer_free(t);
@@ -156,8 +167,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--recompute")) a.recompute = 1;
         else if (!strcmp(argv[i], "--skip-model")) skip = 1;
+        else if (!strcmp(argv[i], "--device") && i + 1 < argc) a.device = argv[++i];
+        else if (!strcmp(argv[i], "--dtype") && i + 1 < argc && (!strcmp(argv[i + 1], "f32") || !strcmp(argv[i + 1], "bf16")))
+            a.bf16 = !strcmp(argv[++i], "bf16");
         else return fprintf(stderr, "usage: bench_train [--model DIR] [--seq N] [--batch N] [--steps N] [--threads T] "
-                                    "[--recompute] [--skip-model]\n"), 2;
+                                    "[--recompute] [--skip-model] [--device cpu|cuda[:N]] [--dtype f32|bf16]\n"), 2;
     }
     wick_set_threads(threads);
     printf("{\n  \"threads\": %d,\n", wick_get_threads());

@@ -570,7 +570,11 @@ typedef struct {
 
 wick_train_opts wick_train_opts_default(void);
 
-/* Creates a trainer that updates adapter `a` (bound to m) in place. Both must outlive it. */
+/* Creates a trainer that updates adapter `a` (bound to m) in place. Both must outlive it.
+ * On a model loaded on a device (wick_model_opts.device "cuda[:N]") the trainer runs there:
+ * f32 weights train in fp32 (same results as the CPU within float rounding), bf16/f16 weights
+ * on 16-bit tensor cores with fp32 accumulation; the adapter's A/B are copied back to `a` by
+ * wick_trainer_sync_adapter and by wick_trainer_free, not after every step. */
 wick_status wick_trainer_new(wick_model *m, wick_adapter *a, const wick_train_opts *o, wick_trainer **out);
 void wick_trainer_free(wick_trainer *t);
 
@@ -596,6 +600,10 @@ wick_status wick_trainer_step(wick_trainer *t, int64_t n_targets, const char *gr
 
 /* Optimizer steps taken so far. */
 int wick_trainer_steps(const wick_trainer *t);
+
+/* Brings the adapter's host A/B up to date with the trainer (device trainers keep them on
+ * the device; call before saving or using the adapter). A no-op on the CPU. */
+wick_status wick_trainer_sync_adapter(wick_trainer *t);
 
 /* Saves / restores AdamW moments, step count and RNG state (safetensors). */
 wick_status wick_trainer_save_state(const wick_trainer *t, const char *path);

@@ -193,7 +193,9 @@ static wick_status loop(wk_run *r) {
         r->sum.last_loss = p.loss;
         r->sum.steps = p.step;
         write_metrics(r, &p);
-        if (c->save_every > 0 && p.step % c->save_every == 0 && p.step < r->total && (st = wk_ckpt_save(r))) return st;
+        if (c->save_every > 0 && p.step % c->save_every == 0 && p.step < r->total &&
+            ((st = wick_trainer_sync_adapter(r->t)) || (st = wk_ckpt_save(r))))
+            return st;
         if (c->progress && c->progress(&p, c->user)) return wk_err(WICK_ECANCELLED, "training stopped at step %d", p.step);
     }
     return WICK_OK;
@@ -207,6 +209,7 @@ wick_status wick_train_run(const wick_train_config *c, wick_train_summary *out) 
     r.sum.first_loss = r.sum.last_loss = NAN;
     if (!(st = setup(&r))) st = loop(&r);
     if (!st && r.eval.n) st = eval_loss(&r, &r.sum.eval_loss);
+    if (!st) st = wick_trainer_sync_adapter(r.t);
     if (!st) st = wick_adapter_save(r.a, c->out_dir);
     if (r.t) {
         r.sum.steps = wick_trainer_steps(r.t);

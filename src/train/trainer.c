@@ -12,6 +12,7 @@
  * Every matmul is a cblas_sgemm; element-wise work is OpenMP (train_ops.c).
  */
 #include "train/train.h"
+#include "train/trainer_cuda.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -52,6 +53,7 @@ struct wick_trainer {
     float *hx, *hdx, *logits; /* head chunk (R, C), (R, C), (R, V) */
     int R, R_cap;            /* head rows per chunk; R_cap > 0 bounds it (tests) */
     double t_fwd, t_bwd, t_opt; /* seconds spent (bench/summary breakdown) */
+    wk_ctrainer *dev;        /* models on a device backend: every call goes to trainer_cuda.c */
 };
 
 wick_train_opts wick_train_opts_default(void) {
@@ -409,11 +411,13 @@ static wick_status run_batch(wick_trainer *t, const int32_t *ids, const int32_t 
 
 wick_status wick_trainer_accumulate(wick_trainer *t, const int32_t *ids, const int32_t *labels, const int *lens,
                                     int nseq, double *loss_sum, int64_t *n_targets) {
+    if (t->dev) return wk_ctrainer_run(t->dev, ids, labels, lens, nseq, loss_sum, n_targets, 1);
     return run_batch(t, ids, labels, lens, nseq, loss_sum, n_targets, 1);
 }
 
 wick_status wick_trainer_eval(wick_trainer *t, const int32_t *ids, const int32_t *labels, const int *lens, int nseq,
                               double *loss_sum, int64_t *n_targets) {
+    if (t->dev) return wk_ctrainer_run(t->dev, ids, labels, lens, nseq, loss_sum, n_targets, 0);
     float p = t->o.lora_dropout;
     t->o.lora_dropout = 0; /* evaluation runs the adapter without dropout */
     wick_status st = run_batch(t, ids, labels, lens, nseq, loss_sum, n_targets, 0);
@@ -461,9 +465,6 @@ static wick_status build_params(wick_trainer *t) {
 wick_status wk_trainer_new_pairs(wick_model *m, const wk_lora *const *pairs, const wick_train_opts *o,
                                  wick_trainer **out) {
     *out = NULL;
-    if (m->be->device_memory)
-        return wk_err(WICK_EUNSUPPORTED, "trainer: training is not supported on the %s backend yet (load the model on cpu)",
-                      m->be->name);
     wick_status st = WICK_OK;
     if (o && (o->lora_dropout < 0 || o->lora_dropout >= 1))
         return wk_err(WICK_EINVAL, "trainer: lora_dropout %g is outside [0,1)", o->lora_dropout);
@@ -471,6 +472,11 @@ wick_status wk_trainer_new_pairs(wick_model *m, const wk_lora *const *pairs, con
     wick_trainer *t = wk_calloc(sizeof *t, "trainer");
     if (!t) return WICK_ENOMEM;
     t->m = m;
+    if (m->be->device_memory) {
+        if ((st = wk_ctrainer_new(m, pairs, o, &t->dev))) wk_free(t);
+        else *out = t;
+        return st;
+    }
     t->o = o ? *o : wick_train_opts_default();
     t->ops = wk_train_ops_fast();
     t->pairs = wk_calloc(sizeof(*t->pairs) * LP, "trainer pairs");
@@ -502,6 +508,7 @@ wick_status wick_trainer_new(wick_model *m, wick_adapter *a, const wick_train_op
 
 void wick_trainer_free(wick_trainer *t) {
     if (!t) return;
+    wk_ctrainer_free(t->dev);
     wk_arena_free(&t->ar);
     wk_free(t->pbuf);
     wk_free(t->pairs);
@@ -512,20 +519,31 @@ void wick_trainer_free(wick_trainer *t) {
 }
 
 wk_tparam *wk_trainer_params(wick_trainer *t, int *n) {
+    if (t->dev) return wk_ctrainer_params(t->dev, n);
     *n = t->n_par;
     return t->par;
 }
 
 void wk_trainer_set_ops(wick_trainer *t, const wk_train_ops *ops) { t->ops = ops; }
-void wk_trainer_set_micro(wick_trainer *t, uint64_t micro) { t->micro = micro; }
-uint64_t wk_trainer_micro(const wick_trainer *t) { return t->micro; }
+void wk_trainer_set_micro(wick_trainer *t, uint64_t micro) {
+    if (t->dev) wk_ctrainer_set_micro(t->dev, micro);
+    t->micro = micro;
+}
+uint64_t wk_trainer_micro(const wick_trainer *t) { return t->dev ? wk_ctrainer_micro(t->dev) : t->micro; }
 void wk_trainer_set_head_rows(wick_trainer *t, int rows) {
+    if (t->dev) wk_ctrainer_set_head_rows(t->dev, rows);
     t->R_cap = rows;
     t->cap = 0; /* re-carve the workspace on the next batch */
 }
-int wick_trainer_steps(const wick_trainer *t) { return t->steps; }
+int wick_trainer_steps(const wick_trainer *t) { return t->dev ? wk_ctrainer_steps(t->dev) : t->steps; }
+
+wick_status wick_trainer_sync_adapter(wick_trainer *t) { return t->dev ? wk_ctrainer_sync(t->dev) : WICK_OK; }
 
 void wk_trainer_grad_span(wick_trainer *t, float **g, size_t *n) {
+    if (t->dev) {
+        wk_ctrainer_grad_span(t->dev, g, n);
+        return;
+    }
     *g = t->n_par ? t->par[0].g : NULL;
     *n = t->n_par ? (size_t)(t->par[t->n_par - 1].g + t->par[t->n_par - 1].n - t->par[0].g) : 0;
 }
@@ -572,6 +590,7 @@ static double finish_grads(wick_trainer *t, int64_t n_targets) {
 static wick_status trainer_step(wick_trainer *t, int64_t n_targets, const char *grads_path, wick_step_info *info);
 
 wick_status wick_trainer_step(wick_trainer *t, int64_t n_targets, const char *grads_path, wick_step_info *info) {
+    if (t->dev) return wk_ctrainer_step(t->dev, n_targets, grads_path, info);
     double t0 = wk_now();
     wick_status st = trainer_step(t, n_targets, grads_path, info);
     t->t_opt += wk_now() - t0;
@@ -579,6 +598,10 @@ wick_status wick_trainer_step(wick_trainer *t, int64_t n_targets, const char *gr
 }
 
 void wk_trainer_times(const wick_trainer *t, double *fwd, double *bwd, double *opt) {
+    if (t->dev) {
+        wk_ctrainer_times(t->dev, fwd, bwd, opt);
+        return;
+    }
     *fwd = t->t_fwd, *bwd = t->t_bwd, *opt = t->t_opt;
 }
 
@@ -613,6 +636,7 @@ static wick_status trainer_step(wick_trainer *t, int64_t n_targets, const char *
 /* ------------------------------------------------------------ state */
 
 wick_status wick_trainer_save_state(const wick_trainer *t, const char *path) {
+    if (t->dev) return wk_ctrainer_save_state(t->dev, path);
     int n = 2 * t->n_par + 1;
     wick_tensor_view *v = wk_calloc(sizeof(*v) * n, "state list");
     char (*names)[224] = wk_calloc(sizeof(*names) * n, "state names");
@@ -649,6 +673,7 @@ static wick_status load_tensor(wick_st *f, const char *path, const char *name, w
 }
 
 wick_status wick_trainer_load_state(wick_trainer *t, const char *path) {
+    if (t->dev) return wk_ctrainer_load_state(t->dev, path);
     wick_st *f;
     wick_status st = wick_st_open(path, &f);
     if (st) return st;

@@ -1,0 +1,587 @@
+/*
+ * cuda_train.cu — training kernels of the CUDA backend (see cuda_train.h).
+ * Attention: blocks of ATT_ROWS warps, one query (or key) row per warp, sweep
+ * tiles of ATT_KT keys (or queries) staged in shared memory; inside a tile lane
+ * j scores key j (a full dot product, rows padded to D+1 floats so the lanes hit
+ * distinct banks), the warp folds the tile into an online softmax, and the value
+ * (or gradient) rows are accumulated with each lane owning D/32 output columns.
+ * The backward recomputes probabilities from the saved lse: one kernel for dq
+ * (per query row), one for dk/dv (per key row, summing the heads of its GQA
+ * group), so every output has one writer and no atomics are needed.
+ * Reductions run in a fixed order, so results are the same run to run.
+ */
+#include "backend/cuda/cuda_internal.cuh"
+extern "C" {
+#include "backend/cuda/cuda_train.h"
+}
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <math.h>
+#include <stdio.h>
+
+#define ATT_ROWS 8 /* warps (rows) per attention block */
+#define ATT_KT 32  /* keys (queries) per shared-memory tile */
+#define FULL 0xffffffffu
+
+__device__ __forceinline__ float kt_warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL, v, o);
+    return v;
+}
+__device__ __forceinline__ float kt_warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(FULL, v, o));
+    return v;
+}
+
+/* Sum of v over the block (blockDim.x a multiple of 32, <= 1024); every thread gets it. */
+__device__ float kt_block_sum(float v, float *red) {
+    int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = kt_warp_sum(v);
+    __syncthreads();
+    if (lane == 0) red[wid] = v;
+    __syncthreads();
+    float t = 0.f;
+    for (int i = 0; i < nw; i++) t += red[i];
+    return t;
+}
+
+/* ------------------------------------------------------------ GEMMs */
+
+void wkt_gemm(wk_backend *be, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+              int ldb, float beta, float *C, int ldc, int tf32) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    /* row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ over the same buffers */
+    cublasStatus_t s = cublasGemmEx(b->blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K,
+                                    &alpha, B, CUDA_R_32F, ldb, A, CUDA_R_32F, lda, &beta, C, CUDA_R_32F, ldc,
+                                    tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    wkc_blas_fail(b, s, "training gemm");
+}
+
+__global__ void kt_to16(void *d, const float *s, size_t n, int bf) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        if (bf) ((__nv_bfloat16 *)d)[i] = __float2bfloat16_rn(s[i]);
+        else ((__half *)d)[i] = __float2half_rn(s[i]);
+    }
+}
+
+void wkt_matmul_dx(wk_backend *be, float *dx, const float *dy, const void *dy16, const wk_mat *W, int n, int acc,
+                   void *tmp16) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    int out = W->rows, in = W->cols;
+    float one = 1.f, beta = acc ? 1.f : 0.f;
+    if (W->dt == WICK_DT_F32) { /* column-major dxᵀ[in,n] = W_cm[in,out] · dyᵀ[out,n] */
+        wkc_blas_fail(b, cublasSgemm(b->blas, CUBLAS_OP_N, CUBLAS_OP_N, in, n, out, &one, (const float *)W->w, in, dy,
+                                     out, &beta, dx, in), "matmul dx (f32)");
+        return;
+    }
+    int bf = W->dt == WICK_DT_BF16;
+    if (!dy16) {
+        size_t cnt = (size_t)n * out;
+        kt_to16<<<wkc_blocks(cnt), 256, 0, b->st>>>(tmp16, dy, cnt, bf);
+        wkc_launched(b, "gradient cast");
+        dy16 = tmp16;
+    }
+    cudaDataType_t t = bf ? CUDA_R_16BF : CUDA_R_16F;
+    wkc_blas_fail(b, cublasGemmEx(b->blas, CUBLAS_OP_N, CUBLAS_OP_N, in, n, out, &one, W->w, t, in, dy16, t, out, &beta,
+                                  dx, CUDA_R_32F, in, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                  "matmul dx (16-bit weights)");
+}
+
+/* ------------------------------------------------------------ RMSNorm, RoPE, SwiGLU */
+
+/* One block per row: dx = r·dy·w - x·r³·Σ(dy·w·x)/dim with r = 1/sqrt(mean(x²)+eps). */
+__global__ void kt_rmsnorm_bwd(float *dx, const float *dy, const float *x, const float *w, int dim, float eps, int acc) {
+    __shared__ float red[32];
+    size_t o = (size_t)blockIdx.x * dim;
+    float ss = 0.f, dot = 0.f;
+    for (int j = threadIdx.x; j < dim; j += blockDim.x) {
+        float xv = x[o + j];
+        ss += xv * xv;
+        dot += dy[o + j] * (w ? w[j] : 1.f) * xv;
+    }
+    ss = kt_block_sum(ss, red);
+    dot = kt_block_sum(dot, red);
+    float r = 1.f / sqrtf(ss / (float)dim + eps), c = r * r * r * dot / (float)dim;
+    for (int j = threadIdx.x; j < dim; j += blockDim.x) {
+        float g = r * dy[o + j] * (w ? w[j] : 1.f) - x[o + j] * c;
+        dx[o + j] = acc ? dx[o + j] + g : g;
+    }
+}
+
+void wkt_rmsnorm_bwd(wk_backend *be, float *dx, const float *dy, const float *x, const float *w, int n, int dim, float eps,
+                     int acc) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    int threads = dim >= 1024 ? 256 : dim >= 256 ? 128 : 32;
+    kt_rmsnorm_bwd<<<n, threads, 0, b->st>>>(dx, dy, x, w, dim, eps, acc);
+    wkc_launched(b, "rmsnorm backward");
+}
+
+/* One block per token: the rotation by -angle (the transpose of the forward's). */
+__global__ void kt_rope_bwd(float *x, const int32_t *pos, int nh, int D, const float *inv_freq) {
+    int i = blockIdx.x, half = D / 2;
+    float p = (float)pos[i];
+    for (int t = threadIdx.x; t < nh * half; t += blockDim.x) {
+        int h = t / half, j = t % half;
+        float sn, cs;
+        sincosf(p * inv_freq[j], &sn, &cs);
+        float *v = x + ((size_t)i * nh + h) * D;
+        float a = v[j], c = v[j + half];
+        v[j] = a * cs + c * sn;
+        v[j + half] = c * cs - a * sn;
+    }
+}
+
+void wkt_rope_bwd(wk_backend *be, float *d, const int32_t *pos, int n, int nh, int D, const float *inv_freq) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    kt_rope_bwd<<<n, 128, 0, b->st>>>(d, pos, nh, D, inv_freq);
+    wkc_launched(b, "rope backward");
+}
+
+__global__ void kt_swiglu_bwd(float *dg, float *du, const float *dact, const float *g, const float *u, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        float gv = g[i], sg = 1.f / (1.f + expf(-gv)), a = dact[i];
+        dg[i] = a * u[i] * (sg * (1.f + gv * (1.f - sg)));
+        du[i] = a * gv * sg;
+    }
+}
+
+void wkt_swiglu_bwd(wk_backend *be, float *dg, float *du, const float *dact, const float *g, const float *u, size_t n) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    kt_swiglu_bwd<<<wkc_blocks(n), 256, 0, b->st>>>(dg, du, dact, g, u, n);
+    wkc_launched(b, "swiglu backward");
+}
+
+/* ------------------------------------------------------------ attention */
+
+/* Forward: block (ATT_ROWS query rows, head); lane d-columns d = lane + 32t, t < NT. */
+template <int NT>
+__global__ void kt_attn_fwd(float *out, float *lse, const float *q, const float *k, const float *v, const int32_t *rs,
+                            int n, int H, int Hk, int D, float scale) {
+    extern __shared__ float sm[];
+    int ld = D + 1, w = threadIdx.x >> 5, lane = threadIdx.x & 31, h = blockIdx.y, kh = h / (H / Hk);
+    float *Ks = sm, *Vs = Ks + ATT_KT * ld, *Qs = Vs + ATT_KT * D + w * D;
+    int i0 = blockIdx.x * ATT_ROWS, i = i0 + w, last = min(i0 + ATT_ROWS, n) - 1;
+    bool row = i < n;
+    int rsi = row ? rs[i] : 0;
+    if (row)
+        for (int d = lane; d < D; d += 32) Qs[d] = q[((size_t)i * H + h) * D + d];
+    float m = -INFINITY, l = 0.f, acc[NT];
+#pragma unroll
+    for (int t = 0; t < NT; t++) acc[t] = 0.f;
+    for (int j0 = rs[i0]; j0 <= last; j0 += ATT_KT) {
+        __syncthreads();
+        for (int e = threadIdx.x; e < ATT_KT * D; e += blockDim.x) {
+            int jj = e / D, d = e - jj * D, j = j0 + jj;
+            size_t o = ((size_t)j * Hk + kh) * D + d;
+            Ks[jj * ld + d] = j <= last ? k[o] : 0.f;
+            Vs[jj * D + d] = j <= last ? v[o] : 0.f;
+        }
+        __syncthreads();
+        if (!row || j0 > i) continue;
+        int j = j0 + lane;
+        bool ok = j >= rsi && j <= i;
+        float s = -INFINITY;
+        if (ok) {
+            float dot = 0.f;
+            for (int d = 0; d < D; d++) dot += Qs[d] * Ks[lane * ld + d];
+            s = dot * scale;
+        }
+        float tm = kt_warp_max(s);
+        if (tm == -INFINITY) continue;
+        float mn = fmaxf(m, tm), corr = expf(m - mn), p = ok ? expf(s - mn) : 0.f;
+        l = l * corr + kt_warp_sum(p);
+#pragma unroll
+        for (int t = 0; t < NT; t++) acc[t] *= corr;
+        int jn = min(ATT_KT, i - j0 + 1);
+        for (int jj = 0; jj < jn; jj++) {
+            float pj = __shfl_sync(FULL, p, jj);
+#pragma unroll
+            for (int t = 0; t < NT; t++) {
+                int d = lane + 32 * t;
+                if (d < D) acc[t] += pj * Vs[jj * D + d];
+            }
+        }
+        m = mn;
+    }
+    if (!row) return;
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+        int d = lane + 32 * t;
+        if (d < D) out[((size_t)i * H + h) * D + d] = acc[t] / l;
+    }
+    if (lane == 0) lse[(size_t)i * H + h] = m + logf(l);
+}
+
+/* dsum[i,h] = Σ_d dout·out (one warp per (row, head)). */
+__global__ void kt_attn_dsum(float *dsum, const float *dout, const float *out, int nh, int D) {
+    size_t wi = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) >> 5;
+    int lane = threadIdx.x & 31;
+    if (wi >= (size_t)nh) return;
+    float s = 0.f;
+    for (int d = lane; d < D; d += 32) s += dout[wi * D + d] * out[wi * D + d];
+    s = kt_warp_sum(s);
+    if (lane == 0) dsum[wi] = s;
+}
+
+/* dq: block (ATT_ROWS query rows, head), key tiles as in the forward. */
+template <int NT>
+__global__ void kt_attn_dq(float *dq, const float *dout, const float *lse, const float *dsum, const float *q,
+                           const float *k, const float *v, const int32_t *rs, int n, int H, int Hk, int D, float scale) {
+    extern __shared__ float sm[];
+    int ld = D + 1, w = threadIdx.x >> 5, lane = threadIdx.x & 31, h = blockIdx.y, kh = h / (H / Hk);
+    float *Ks = sm, *Vs = Ks + ATT_KT * ld, *Qs = Vs + ATT_KT * ld + w * D, *Os = sm + 2 * ATT_KT * ld + ATT_ROWS * D + w * D;
+    int i0 = blockIdx.x * ATT_ROWS, i = i0 + w, last = min(i0 + ATT_ROWS, n) - 1;
+    bool row = i < n;
+    int rsi = row ? rs[i] : 0;
+    float Li = row ? lse[(size_t)i * H + h] : 0.f, Di = row ? dsum[(size_t)i * H + h] : 0.f;
+    if (row)
+        for (int d = lane; d < D; d += 32) {
+            Qs[d] = q[((size_t)i * H + h) * D + d];
+            Os[d] = dout[((size_t)i * H + h) * D + d];
+        }
+    float acc[NT];
+#pragma unroll
+    for (int t = 0; t < NT; t++) acc[t] = 0.f;
+    for (int j0 = rs[i0]; j0 <= last; j0 += ATT_KT) {
+        __syncthreads();
+        for (int e = threadIdx.x; e < ATT_KT * D; e += blockDim.x) {
+            int jj = e / D, d = e - jj * D, j = j0 + jj;
+            size_t o = ((size_t)j * Hk + kh) * D + d;
+            Ks[jj * ld + d] = j <= last ? k[o] : 0.f;
+            Vs[jj * ld + d] = j <= last ? v[o] : 0.f;
+        }
+        __syncthreads();
+        if (!row || j0 > i) continue;
+        int j = j0 + lane;
+        float ds = 0.f;
+        if (j >= rsi && j <= i) {
+            float s = 0.f, dp = 0.f;
+            for (int d = 0; d < D; d++) {
+                s += Qs[d] * Ks[lane * ld + d];
+                dp += Os[d] * Vs[lane * ld + d];
+            }
+            float p = expf(s * scale - Li);
+            ds = p * (dp - Di);
+        }
+        int jn = min(ATT_KT, i - j0 + 1);
+        for (int jj = 0; jj < jn; jj++) {
+            float dj = __shfl_sync(FULL, ds, jj);
+#pragma unroll
+            for (int t = 0; t < NT; t++) {
+                int d = lane + 32 * t;
+                if (d < D) acc[t] += dj * Ks[jj * ld + d];
+            }
+        }
+    }
+    if (!row) return;
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+        int d = lane + 32 * t;
+        if (d < D) dq[((size_t)i * H + h) * D + d] = acc[t] * scale;
+    }
+}
+
+/* dk, dv: block (ATT_ROWS key rows, kv head); for every head of the group, query tiles from the
+ * block's first key row to the end of its last key row's sequence. */
+template <int NT>
+__global__ void kt_attn_dkv(float *dk, float *dv, const float *dout, const float *lse, const float *dsum,
+                            const float *q, const float *k, const float *v, const int32_t *re, int n, int H, int Hk,
+                            int D, float scale) {
+    extern __shared__ float sm[];
+    int ld = D + 1, w = threadIdx.x >> 5, lane = threadIdx.x & 31, kh = blockIdx.y, grp = H / Hk;
+    float *Qs = sm, *Os = Qs + ATT_KT * ld, *Ks = Os + ATT_KT * ld + w * D;
+    float *Vs = sm + 2 * ATT_KT * ld + ATT_ROWS * D + w * D, *Ls = sm + 2 * ATT_KT * ld + 2 * ATT_ROWS * D;
+    float *Ds = Ls + ATT_KT;
+    int first = blockIdx.x * ATT_ROWS, j = first + w, lastk = min(first + ATT_ROWS, n) - 1;
+    bool row = j < n;
+    int rej = row ? re[j] : 0, hi = re[lastk];
+    if (row)
+        for (int d = lane; d < D; d += 32) {
+            Ks[d] = k[((size_t)j * Hk + kh) * D + d];
+            Vs[d] = v[((size_t)j * Hk + kh) * D + d];
+        }
+    float ak[NT], av[NT];
+#pragma unroll
+    for (int t = 0; t < NT; t++) ak[t] = av[t] = 0.f;
+    for (int hh = 0; hh < grp; hh++) {
+        int h = kh * grp + hh;
+        for (int i0 = first; i0 < hi; i0 += ATT_KT) {
+            __syncthreads();
+            for (int e = threadIdx.x; e < ATT_KT * D; e += blockDim.x) {
+                int ii = e / D, d = e - ii * D, i = i0 + ii;
+                size_t o = ((size_t)i * H + h) * D + d;
+                Qs[ii * ld + d] = i < hi ? q[o] : 0.f;
+                Os[ii * ld + d] = i < hi ? dout[o] : 0.f;
+            }
+            if (threadIdx.x < ATT_KT) {
+                int i = i0 + threadIdx.x;
+                Ls[threadIdx.x] = i < hi ? lse[(size_t)i * H + h] : 0.f;
+                Ds[threadIdx.x] = i < hi ? dsum[(size_t)i * H + h] : 0.f;
+            }
+            __syncthreads();
+            if (!row || i0 + ATT_KT - 1 < j || i0 >= rej) continue;
+            int i = i0 + lane;
+            float p = 0.f, ds = 0.f;
+            if (i >= j && i < rej) {
+                float s = 0.f, dp = 0.f;
+                for (int d = 0; d < D; d++) {
+                    s += Ks[d] * Qs[lane * ld + d];
+                    dp += Vs[d] * Os[lane * ld + d];
+                }
+                p = expf(s * scale - Ls[lane]);
+                ds = p * (dp - Ds[lane]);
+            }
+            int ia = max(j - i0, 0), ib = min(rej - i0, ATT_KT);
+            for (int ii = ia; ii < ib; ii++) {
+                float pi = __shfl_sync(FULL, p, ii), di = __shfl_sync(FULL, ds, ii);
+#pragma unroll
+                for (int t = 0; t < NT; t++) {
+                    int d = lane + 32 * t;
+                    if (d < D) {
+                        av[t] += pi * Os[ii * ld + d];
+                        ak[t] += di * Qs[ii * ld + d];
+                    }
+                }
+            }
+        }
+    }
+    if (!row) return;
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+        int d = lane + 32 * t;
+        if (d < D) {
+            dk[((size_t)j * Hk + kh) * D + d] = ak[t] * scale;
+            dv[((size_t)j * Hk + kh) * D + d] = av[t];
+        }
+    }
+}
+
+/* Sets the dynamic shared memory limit of kernel f for `bytes` (needed above 48 KB). */
+static int smem_ok(wkc_backend *b, const void *f, size_t bytes) {
+    if (bytes <= 48 * 1024) return 1;
+    return !wkc_cuda_fail(b, cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes),
+                          "attention shared memory");
+}
+
+static int att_check(wkc_backend *b, int D, int H, int Hk) {
+    if (D >= 1 && D <= 256 && Hk > 0 && H % Hk == 0) return 1;
+    if (!b->err) {
+        b->err = WICK_EUNSUPPORTED;
+        snprintf(b->errmsg, sizeof b->errmsg, "cuda:%d: training attention: head_dim %d (1..256) with %d/%d heads",
+                 b->device, D, H, Hk);
+    }
+    return 0;
+}
+
+template <int NT>
+static void attn_fwd_nt(wkc_backend *b, float *out, float *lse, const float *q, const float *k, const float *v,
+                        const int32_t *rs, int n, int H, int Hk, int D, float scale) {
+    size_t sb = sizeof(float) * ((size_t)ATT_KT * (D + 1) + (size_t)ATT_KT * D + (size_t)ATT_ROWS * D);
+    if (!smem_ok(b, (const void *)kt_attn_fwd<NT>, sb)) return;
+    dim3 grid((n + ATT_ROWS - 1) / ATT_ROWS, H);
+    kt_attn_fwd<NT><<<grid, 32 * ATT_ROWS, sb, b->st>>>(out, lse, q, k, v, rs, n, H, Hk, D, scale);
+    wkc_launched(b, "attention forward (training)");
+}
+
+void wkt_attn_fwd(wk_backend *be, float *out, float *lse, const float *q, const float *k, const float *v,
+                  const int32_t *rs, int n, int H, int Hk, int D, float scale) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    if (!att_check(b, D, H, Hk) || n <= 0) return;
+    if (D <= 32) attn_fwd_nt<1>(b, out, lse, q, k, v, rs, n, H, Hk, D, scale);
+    else if (D <= 64) attn_fwd_nt<2>(b, out, lse, q, k, v, rs, n, H, Hk, D, scale);
+    else if (D <= 128) attn_fwd_nt<4>(b, out, lse, q, k, v, rs, n, H, Hk, D, scale);
+    else attn_fwd_nt<8>(b, out, lse, q, k, v, rs, n, H, Hk, D, scale);
+}
+
+template <int NT>
+static void attn_bwd_nt(wkc_backend *b, float *dq, float *dk, float *dv, const float *dout, const float *lse,
+                        const float *dsum, const float *q, const float *k, const float *v, const int32_t *rs,
+                        const int32_t *re, int n, int H, int Hk, int D, float scale) {
+    size_t sq = sizeof(float) * (2 * (size_t)ATT_KT * (D + 1) + 2 * (size_t)ATT_ROWS * D);
+    size_t skv = sq + sizeof(float) * 2 * ATT_KT;
+    if (!smem_ok(b, (const void *)kt_attn_dq<NT>, sq) || !smem_ok(b, (const void *)kt_attn_dkv<NT>, skv)) return;
+    int blocks = (n + ATT_ROWS - 1) / ATT_ROWS;
+    kt_attn_dq<NT><<<dim3(blocks, H), 32 * ATT_ROWS, sq, b->st>>>(dq, dout, lse, dsum, q, k, v, rs, n, H, Hk, D, scale);
+    wkc_launched(b, "attention backward (dq)");
+    kt_attn_dkv<NT><<<dim3(blocks, Hk), 32 * ATT_ROWS, skv, b->st>>>(dk, dv, dout, lse, dsum, q, k, v, re, n, H, Hk, D,
+                                                                    scale);
+    wkc_launched(b, "attention backward (dk, dv)");
+}
+
+void wkt_attn_bwd(wk_backend *be, float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
+                  const float *q, const float *k, const float *v, const int32_t *rs, const int32_t *re, int n, int H,
+                  int Hk, int D, float scale, float *dsum) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    if (!att_check(b, D, H, Hk) || n <= 0) return;
+    size_t nh = (size_t)n * H;
+    kt_attn_dsum<<<(unsigned)((nh * 32 + 255) / 256), 256, 0, b->st>>>(dsum, dout, out, (int)nh, D);
+    wkc_launched(b, "attention backward (dsum)");
+    if (D <= 32) attn_bwd_nt<1>(b, dq, dk, dv, dout, lse, dsum, q, k, v, rs, re, n, H, Hk, D, scale);
+    else if (D <= 64) attn_bwd_nt<2>(b, dq, dk, dv, dout, lse, dsum, q, k, v, rs, re, n, H, Hk, D, scale);
+    else if (D <= 128) attn_bwd_nt<4>(b, dq, dk, dv, dout, lse, dsum, q, k, v, rs, re, n, H, Hk, D, scale);
+    else attn_bwd_nt<8>(b, dq, dk, dv, dout, lse, dsum, q, k, v, rs, re, n, H, Hk, D, scale);
+}
+
+/* ------------------------------------------------------------ cross-entropy */
+
+/* One block per row: online max/sum of exp, then the loss and the gradient. */
+__global__ void kt_xent(float *logits, const int32_t *tgt, int V, float eps, float *loss, void *g16, int bf) {
+    __shared__ float rm[32], rsum[32], rz[32], zt;
+    float *z = logits + (size_t)blockIdx.x * V;
+    float m = -INFINITY, s = 0.f, zs = 0.f;
+    for (int j = threadIdx.x; j < V; j += blockDim.x) {
+        float x = z[j];
+        zs += x;
+        if (x > m) s = s * expf(m - x) + 1.f, m = x;
+        else s += expf(x - m);
+    }
+    /* combine (m, s) pairs: warp, then block */
+    for (int o = 16; o > 0; o >>= 1) {
+        float m2 = __shfl_xor_sync(FULL, m, o), s2 = __shfl_xor_sync(FULL, s, o), mm = fmaxf(m, m2);
+        s = (m == -INFINITY ? 0.f : s * expf(m - mm)) + (m2 == -INFINITY ? 0.f : s2 * expf(m2 - mm));
+        m = mm;
+    }
+    zs = kt_warp_sum(zs);
+    int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    if (lane == 0) rm[wid] = m, rsum[wid] = s, rz[wid] = zs;
+    int t = tgt[blockIdx.x];
+    if (threadIdx.x == 0) zt = z[t];
+    __syncthreads();
+    float M = -INFINITY, S = 0.f, Z = 0.f;
+    for (int i = 0; i < nw; i++) M = fmaxf(M, rm[i]);
+    for (int i = 0; i < nw; i++) S += rm[i] == -INFINITY ? 0.f : rsum[i] * expf(rm[i] - M), Z += rz[i];
+    float lse = M + logf(S);
+    if (threadIdx.x == 0) loss[blockIdx.x] = (1.f - eps) * (lse - zt) + eps * (lse - Z / (float)V);
+    float off = eps / (float)V;
+    size_t base = (size_t)blockIdx.x * V;
+    for (int j = threadIdx.x; j < V; j += blockDim.x) {
+        float g = expf(z[j] - lse) - off - (j == t ? 1.f - eps : 0.f);
+        if (!g16) z[j] = g;
+        else if (bf) ((__nv_bfloat16 *)g16)[base + j] = __float2bfloat16_rn(g);
+        else ((__half *)g16)[base + j] = __float2half_rn(g);
+    }
+}
+
+void wkt_xent(wk_backend *be, float *logits, const int32_t *tgt, int rows, int V, float smoothing, float *loss, void *g16,
+              int dt16) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    if (rows <= 0) return;
+    kt_xent<<<rows, 512, 0, b->st>>>(logits, tgt, V, smoothing, loss, g16, dt16 == WICK_DT_BF16);
+    wkc_launched(b, "cross-entropy");
+}
+
+/* ------------------------------------------------------------ rows, dropout */
+
+__global__ void kt_rows(float *dst, const float *src, const int32_t *rows, int C, int scatter) {
+    size_t r = blockIdx.x, o = (size_t)rows[r] * C;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        if (scatter) dst[o + c] = src[r * C + c];
+        else dst[r * C + c] = src[o + c];
+    }
+}
+
+void wkt_gather_rows(wk_backend *be, float *dst, const float *src, const int32_t *rows, int nr, int C) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    if (nr <= 0) return;
+    kt_rows<<<nr, 256, 0, b->st>>>(dst, src, rows, C, 0);
+    wkc_launched(b, "gather rows");
+}
+
+void wkt_scatter_rows(wk_backend *be, float *dst, const float *src, const int32_t *rows, int nr, int C) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    if (nr <= 0) return;
+    kt_rows<<<nr, 256, 0, b->st>>>(dst, src, rows, C, 1);
+    wkc_launched(b, "scatter rows");
+}
+
+__device__ __forceinline__ uint64_t kt_mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+__global__ void kt_dropout(float *dst, const float *src, size_t n, uint64_t key, uint32_t thr, float inv) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        dst[i] = (uint32_t)(kt_mix64(key + i * 0x9e3779b97f4a7c15ull) >> 32) < thr ? 0.f : src[i] * inv;
+}
+
+void wkt_dropout(wk_backend *be, float *dst, const float *src, size_t cnt, uint64_t key, float p) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    float keep = 1.f - p, inv = 1.f / keep;
+    uint32_t thr = (uint32_t)((double)p * 4294967296.0);
+    kt_dropout<<<wkc_blocks(cnt), 256, 0, b->st>>>(dst, src, cnt, key, thr, inv);
+    wkc_launched(b, "lora dropout");
+}
+
+/* ------------------------------------------------------------ optimizer */
+
+__global__ void kt_scale_sumsq(float *g, size_t n, float inv, double *part) {
+    __shared__ double red[256];
+    double s = 0;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        float x = g[i] * inv;
+        g[i] = x;
+        s += (double)x * x;
+    }
+    red[threadIdx.x] = s;
+    __syncthreads();
+    for (int o = blockDim.x / 2; o > 0; o >>= 1) {
+        if ((int)threadIdx.x < o) red[threadIdx.x] += red[threadIdx.x + o];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) part[blockIdx.x] = red[0];
+}
+
+void wkt_scale_sumsq(wk_backend *be, float *g, size_t n, float inv, double *part) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    kt_scale_sumsq<<<WKT_NORM_BLOCKS, 256, 0, b->st>>>(g, n, inv, part);
+    wkc_launched(b, "gradient norm");
+}
+
+__global__ void kt_adamw(float *w, float *g, float *m, float *v, size_t n, float clip, float decay, float w1, float b2,
+                         float w2, float step_size, float bc2s, float eps) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        float gi = clip < 1.f ? g[i] * clip : g[i];
+        float p = w[i] * decay;
+        float mi = m[i] + w1 * (gi - m[i]);
+        float vi = v[i] * b2 + w2 * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        w[i] = p + (-step_size) * (mi / (sqrtf(vi) / bc2s + eps));
+        g[i] = 0.f;
+    }
+}
+
+void wkt_adamw(wk_backend *be, float *w, float *g, float *m, float *v, size_t n, float clip, float decay, float w1,
+               float b2, float w2, float step_size, float bc2s, float eps) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    kt_adamw<<<wkc_blocks(n), 256, 0, b->st>>>(w, g, m, v, n, clip, decay, w1, b2, w2, step_size, bc2s, eps);
+    wkc_launched(b, "adamw");
+}
+
+void wkt_zero(wk_backend *be, void *p, size_t bytes) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    wkc_cuda_fail(b, cudaMemsetAsync(p, 0, bytes, b->st), "memset");
+}
+
+void wkt_copy(wk_backend *be, void *dst, const void *src, size_t bytes) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    wkc_cuda_fail(b, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, b->st), "device copy");
+}

@@ -1,0 +1,69 @@
+/*
+ * cuda_train.h — the training kernels of the CUDA backend (C entry points, no
+ * CUDA types): row-major f32 GEMMs for the LoRA products, the input gradient of
+ * a frozen weight (dy·W, f32 or 16-bit weights), the backward element-wise ops
+ * (RMSNorm, RoPE, SwiGLU), causal attention forward/backward over packed
+ * sequences with the log-sum-exp saved, cross-entropy over LM-head chunks,
+ * row gather/scatter, LoRA dropout, and the optimizer (gradient scaling with the
+ * squared norm in fixed-order partial sums, AdamW over one flat buffer).
+ * Every pointer is device memory of the backend `be` (a CUDA backend); every
+ * call is asynchronous on its stream; errors are recorded for be->check.
+ * Semantics match the CPU `ref` train ops (src/model/train_ops.h).
+ */
+#ifndef WK_CUDA_TRAIN_H
+#define WK_CUDA_TRAIN_H
+#include "backend/backend.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* C[M,N] = alpha·op(A)·op(B) + beta·C, row-major f32. ta: A is stored [K,M] (else [M,K]);
+ * tb: B is stored [N,K] (else [K,N]); ld* are the stored row lengths. tf32: TF32 tensor cores. */
+void wkt_gemm(wk_backend *be, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+              int ldb, float beta, float *C, int ldc, int tf32);
+/* dx[n,in] (=|+=) dy[n,out]·W for W [out,in] (f32, bf16 or f16). 16-bit W: dy16 holds dy already
+ * rounded to W's type, or is NULL and dy is rounded into tmp16 (n*out 16-bit values). */
+void wkt_matmul_dx(wk_backend *be, float *dx, const float *dy, const void *dy16, const wk_mat *W, int n, int acc,
+                   void *tmp16);
+/* dx[n,dim] (=|+=) gradient of y = x/rms(x)*w given dy; w may be NULL. */
+void wkt_rmsnorm_bwd(wk_backend *be, float *dx, const float *dy, const float *x, const float *w, int n, int dim, float eps,
+                     int acc);
+/* In place: d[n,nh,D] <- R(pos)ᵀ·d (rotate_half layout). */
+void wkt_rope_bwd(wk_backend *be, float *d, const int32_t *pos, int n, int nh, int D, const float *inv_freq);
+/* Causal attention over packed rows (rs[i] = first row of row i's sequence): out[n,H,D],
+ * lse[n,H] = log Σ exp(scale·q·k). D <= 256. */
+void wkt_attn_fwd(wk_backend *be, float *out, float *lse, const float *q, const float *k, const float *v,
+                  const int32_t *rs, int n, int H, int Hk, int D, float scale);
+/* Its gradients dq[n,H,D], dk/dv[n,Hk,D] (overwritten); re[i] = one past the last row of row i's
+ * sequence; dsum is scratch of n*H floats. */
+void wkt_attn_bwd(wk_backend *be, float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
+                  const float *q, const float *k, const float *v, const int32_t *rs, const int32_t *re, int n, int H,
+                  int Hk, int D, float scale, float *dsum);
+/* act = silu(g)*u backward over n elements. */
+void wkt_swiglu_bwd(wk_backend *be, float *dg, float *du, const float *dact, const float *g, const float *u, size_t n);
+/* Cross-entropy with label smoothing of rows of logits[rows,V] against tgt[rows]: loss[r] = the row's
+ * loss; the gradient d loss/d logits overwrites logits, or with g16 != NULL goes there rounded to
+ * dt16 (WICK_DT_BF16 or WICK_DT_F16) and logits are left as they are. */
+void wkt_xent(wk_backend *be, float *logits, const int32_t *tgt, int rows, int V, float smoothing, float *loss, void *g16,
+              int dt16);
+/* dst[r,:] = src[rows[r],:] (gather) / dst[rows[r],:] = src[r,:] (scatter), C columns, nr rows. */
+void wkt_gather_rows(wk_backend *be, float *dst, const float *src, const int32_t *rows, int nr, int C);
+void wkt_scatter_rows(wk_backend *be, float *dst, const float *src, const int32_t *rows, int nr, int C);
+/* dst = src * mask / (1-p), mask[i] from (key, i) exactly as the CPU trainer; dst may equal src. */
+void wkt_dropout(wk_backend *be, float *dst, const float *src, size_t cnt, uint64_t key, float p);
+
+enum { WKT_NORM_BLOCKS = 256 };
+/* g *= inv over n elements; part[WKT_NORM_BLOCKS] (device doubles) gets per-block Σ g² (fixed order). */
+void wkt_scale_sumsq(wk_backend *be, float *g, size_t n, float inv, double *part);
+/* torch AdamW over n elements after g *= clip; then g = 0. Constants as in wk_adamw. */
+void wkt_adamw(wk_backend *be, float *w, float *g, float *m, float *v, size_t n, float clip, float decay, float w1,
+               float b2, float w2, float step_size, float bc2s, float eps);
+/* Asynchronous device memset / device-to-device copy on the backend's stream. */
+void wkt_zero(wk_backend *be, void *p, size_t bytes);
+void wkt_copy(wk_backend *be, void *dst, const void *src, size_t bytes);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

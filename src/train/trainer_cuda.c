@@ -1,0 +1,672 @@
+/*
+ * trainer_cuda.c — the LoRA trainer on the CUDA backend: the same forward with
+ * saved activations, backward with the base frozen, chunked LM head fused with
+ * cross-entropy and AdamW as the CPU trainer (trainer.c), written as a sequence
+ * of backend ops (matmul, rmsnorm, rope, swiglu, embed: the inference ops) and
+ * the training kernels of backend/cuda/cuda_train.h.
+ *
+ * Device memory, allocated once per lifetime (llm.c style):
+ *   dparam  (4 * total) floats: A/B weights | gradients | exp_avg | exp_avg_sq, PEFT order
+ *   ws      activations of up to `cap` tokens (regrown for a larger micro-batch)
+ * Precision follows the model: f32 weights give fp32 products everywhere (no TF32;
+ * the exactness mode the goldens check); 16-bit weights run the frozen products on
+ * bf16/f16 tensor cores with fp32 accumulation (activations rounded per product,
+ * the LM-head gradient written in 16 bits by the cross-entropy kernel) and the
+ * LoRA products on TF32. Element-wise work, attention and the optimizer are fp32.
+ * The host adapter is updated by wk_ctrainer_sync, not after every step.
+ */
+#include "train/trainer_cuda.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#ifdef WICK_HAVE_CUDA
+#include "backend/cuda/cuda_train.h"
+
+#define P WK_P_COUNT
+
+typedef struct {
+    float *x;         /* (n, C) layer input */
+    float *qr, *kr;   /* (n, H*D), (n, Hk*D) q/k before q/k-norm (Qwen3 only) */
+    float *q, *k, *v; /* (n, H*D), (n, Hk*D) x2 after norm + rope */
+    float *att;       /* (n, H*D) attention output */
+    float *lse;       /* (n, H) attention log-sum-exp */
+    float *h;         /* (n, C) residual after attention */
+    float *g, *u;     /* (n, F) gate and up projections */
+    float *xa[P];     /* (n, r) LoRA x·Aᵀ per adapted projection */
+} ct_act;
+
+/* Bump allocator over one device buffer; base NULL = dry run that only measures. */
+typedef struct {
+    uint8_t *base;
+    size_t used;
+} ct_arena;
+
+struct wk_ctrainer {
+    wick_model *m;
+    wk_backend *be;
+    wick_train_opts o;
+    float drop;               /* dropout of the current call (0 in eval) */
+    const wk_lora **pairs;    /* (L*P) host pairs */
+    wk_lora *dl;              /* (L*P) the same pairs with device A/B */
+    wk_tparam *par;           /* (n_par) host view: w = host A/B, g/m/v = snapshots in hbuf */
+    int n_par, *par_of;
+    size_t total, *off;       /* floats per buffer; off[i] = par i's offset */
+    float *dparam;            /* device (4 * total): w | g | m | v */
+    double *dpart;            /* device (WKT_NORM_BLOCKS) norm partial sums */
+    float *hbuf;              /* host (3 * total) snapshots of g | m | v */
+    int steps, rmax, tf32, dt16, dirty;
+    uint64_t micro;
+    uint8_t *ws;              /* device workspace for cap tokens */
+    int cap;
+    ct_act *la, rc;           /* (L) saved activations (only .x with recompute); recompute scratch */
+    float *xL, *xn, *act, *dres, *dxn, *dA, *dG, *dU, *tC;
+    float *dq, *dk, *dv, *datt, *dq2, *dk2, *db, *xd, *dsum;
+    float *hx, *hdx, *logits, *rloss; /* head chunk (R, C), (R, C), (R, V); per-row losses (cap) */
+    void *tmp16;              /* 16-bit casts: max(cap * W, R * V) values */
+    int32_t *dint, *hint;     /* device / host: ids, rs, re, pos, rows, tgt (cap each) */
+    float *hloss;             /* host (cap) */
+    int R, R_cap;
+    double t_fwd, t_bwd, t_opt;
+};
+
+static void *carve(ct_arena *a, size_t bytes) {
+    void *p = a->base ? a->base + a->used : NULL;
+    a->used += (bytes + 255) & ~(size_t)255;
+    return p;
+}
+
+/* ------------------------------------------------------------ workspace */
+
+static void act_carve(ct_act *a, ct_arena *ar, const wk_ctrainer *t, size_t n, int full, int l) {
+    const wk_config *c = &t->m->c;
+    size_t C = c->hidden, F = c->inter, HD = (size_t)c->n_heads * c->head_dim, KD = (size_t)c->n_kv_heads * c->head_dim;
+    memset(a, 0, sizeof *a);
+    a->x = carve(ar, 4 * n * C);
+    if (!full) return;
+    a->q = carve(ar, 4 * n * HD), a->k = carve(ar, 4 * n * KD), a->v = carve(ar, 4 * n * KD);
+    a->att = carve(ar, 4 * n * HD), a->lse = carve(ar, 4 * n * c->n_heads), a->h = carve(ar, 4 * n * C);
+    a->g = carve(ar, 4 * n * F), a->u = carve(ar, 4 * n * F);
+    if (c->qk_norm) a->qr = carve(ar, 4 * n * HD), a->kr = carve(ar, 4 * n * KD);
+    for (int p = 0; p < P; p++) {
+        const wk_lora *lp = l >= 0 ? t->pairs[(size_t)l * P + p] : NULL;
+        int r = l >= 0 ? (lp ? lp->r : 0) : WK_MAX(t->rmax, 1);
+        a->xa[p] = r ? carve(ar, 4 * n * (size_t)r) : NULL;
+    }
+}
+
+static void ws_carve(wk_ctrainer *t, ct_arena *ar, size_t N) {
+    const wk_config *c = &t->m->c;
+    size_t C = c->hidden, F = c->inter, HD = (size_t)c->n_heads * c->head_dim, KD = (size_t)c->n_kv_heads * c->head_dim;
+    size_t W = WK_MAX(WK_MAX(C, F), HD), V = c->vocab;
+    int full = !t->o.recompute;
+    for (int l = 0; l < c->n_layers; l++) act_carve(&t->la[l], ar, t, N, full, l);
+    act_carve(&t->rc, ar, t, N, 1, -1);
+    float **bC[] = {&t->xL, &t->xn, &t->dres, &t->dxn, &t->tC, NULL};
+    for (int i = 0; bC[i]; i++) *bC[i] = carve(ar, 4 * N * C);
+    float **bF[] = {&t->act, &t->dA, &t->dG, &t->dU, NULL};
+    for (int i = 0; bF[i]; i++) *bF[i] = carve(ar, 4 * N * F);
+    t->dq = carve(ar, 4 * N * HD), t->dq2 = carve(ar, 4 * N * HD), t->datt = carve(ar, 4 * N * HD);
+    t->dk = carve(ar, 4 * N * KD), t->dk2 = carve(ar, 4 * N * KD), t->dv = carve(ar, 4 * N * KD);
+    t->db = carve(ar, 4 * N * WK_MAX(t->rmax, 1)), t->xd = carve(ar, 4 * N * W);
+    t->dsum = carve(ar, 4 * N * c->n_heads);
+    t->R = (int)WK_MAX(1, WK_MIN(WK_MIN((size_t)2048, N), ((size_t)1 << 28) / V)); /* <= 1 GB of logits */
+    if (t->R_cap > 0) t->R = WK_MIN(t->R, t->R_cap);
+    t->hx = carve(ar, 4 * (size_t)t->R * C), t->hdx = carve(ar, 4 * (size_t)t->R * C);
+    t->logits = carve(ar, 4 * (size_t)t->R * V);
+    t->rloss = carve(ar, 4 * N);
+    t->tmp16 = t->dt16 ? carve(ar, 2 * WK_MAX(N * W, (size_t)t->R * V)) : NULL;
+    t->dint = carve(ar, 4 * 6 * N);
+}
+
+/* (Re)sizes the workspace for n tokens: a dry run measures it, then one device allocation. */
+static wick_status ws_reserve(wk_ctrainer *t, int n) {
+    if (n <= t->cap) return WICK_OK;
+    ct_arena dry = {0};
+    ws_carve(t, &dry, (size_t)n);
+    if (t->ws) t->be->sync(t->be), t->be->free(t->be, t->ws);
+    wk_free(t->hint), wk_free(t->hloss);
+    t->ws = NULL, t->hint = NULL, t->hloss = NULL, t->cap = 0;
+    t->ws = t->be->alloc(t->be, dry.used);
+    if (!t->ws) return wk_err_prefix(WICK_ENOMEM, "trainer: activations of a micro-batch of %d tokens (%zu bytes)", n,
+                                     dry.used);
+    t->hint = wk_malloc(sizeof(int32_t) * 6 * (size_t)n, "trainer batch indices");
+    t->hloss = wk_malloc(sizeof(float) * (size_t)n, "trainer losses");
+    if (!t->hint || !t->hloss) return WICK_ENOMEM;
+    ct_arena ar = {t->ws, 0};
+    ws_carve(t, &ar, (size_t)n);
+    t->cap = n;
+    return WICK_OK;
+}
+
+/* ------------------------------------------------------------ LoRA dropout */
+
+static inline uint64_t mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* The CPU trainer's mask key for (micro-batch, layer, projection). */
+static uint64_t drop_key(const wk_ctrainer *t, int l, int p) {
+    return mix64(t->o.seed ^ mix64(t->micro * 131 + (uint64_t)l * P + (uint64_t)p + 1));
+}
+
+/* ------------------------------------------------------------ linear layers */
+
+/* LoRA part of the forward: y[n,out] += s·(drop(x)·Aᵀ)·Bᵀ; xa keeps drop(x)·Aᵀ. */
+static void lora_fwd(wk_ctrainer *t, float *y, const float *x, int l, wk_proj p, int n, float *xa) {
+    const wk_lora *lp = &t->dl[(size_t)l * P + p];
+    if (!lp->A) return;
+    const wk_mat *W = &t->m->layers[l].p[p];
+    int in = W->cols, out = W->rows, r = lp->r;
+    const float *src = x;
+    if (t->drop > 0) {
+        wkt_dropout(t->be, t->xd, x, (size_t)n * in, drop_key(t, l, p), t->drop);
+        src = t->xd;
+    }
+    wkt_gemm(t->be, 0, 1, n, r, in, 1.f, src, in, lp->A, in, 0.f, xa, r, t->tf32);
+    wkt_gemm(t->be, 0, 1, n, out, r, lp->scale, xa, r, lp->B, r, 1.f, y, out, t->tf32);
+}
+
+/* y_i (=|+=) x·W_iᵀ + b_i + LoRA for projections ps[0..cnt) reading the same x: the base
+ * products first, so a 16-bit cast of x is made once and reused. */
+static void lins_fwd(wk_ctrainer *t, float *const *ys, const wk_proj *ps, int cnt, const float *x, int l, int n,
+                     float *const *xa, int acc) {
+    const wk_layer *L = &t->m->layers[l];
+    for (int i = 0; i < cnt; i++) t->be->matmul(t->be, ys[i], x, &L->p[ps[i]], L->bias[ps[i]], n, acc);
+    for (int i = 0; i < cnt; i++) lora_fwd(t, ys[i], x, l, ps[i], n, xa[ps[i]]);
+}
+
+/* Backward of a linear layer: dx (=|+=) dy·W + LoRA input gradient; adds to gA, gB. */
+static void lin_bwd(wk_ctrainer *t, float *dx, const float *dy, const float *x, int l, wk_proj p, int n, const float *xa,
+                    int acc) {
+    wk_backend *be = t->be;
+    const wk_mat *W = &t->m->layers[l].p[p];
+    wkt_matmul_dx(be, dx, dy, NULL, W, n, acc, t->tmp16);
+    const wk_lora *lp = &t->dl[(size_t)l * P + p];
+    if (!lp->A) return;
+    int in = W->cols, out = W->rows, r = lp->r, tf = t->tf32;
+    size_t ia = t->off[t->par_of[(size_t)l * P + p]], ib = t->off[t->par_of[(size_t)l * P + p] + 1];
+    float s = lp->scale, *db = t->db, *gA = t->dparam + t->total + ia, *gB = t->dparam + t->total + ib;
+    wkt_gemm(be, 0, 0, n, r, out, 1.f, dy, out, lp->B, r, 0.f, db, r, tf);      /* db = dy·B */
+    wkt_gemm(be, 1, 0, out, r, n, s, dy, out, xa, r, 1.f, gB, r, tf);           /* gB += s·dyᵀ·xa */
+    const float *src = x;
+    if (t->drop > 0) {
+        wkt_dropout(be, t->xd, x, (size_t)n * in, drop_key(t, l, p), t->drop);
+        src = t->xd;
+    }
+    wkt_gemm(be, 1, 0, r, in, n, s, db, r, src, in, 1.f, gA, in, tf);           /* gA += s·dbᵀ·drop(x) */
+    if (t->drop <= 0) {
+        wkt_gemm(be, 0, 0, n, in, r, s, db, r, lp->A, in, 1.f, dx, in, tf);     /* dx += s·db·A */
+        return;
+    }
+    wkt_gemm(be, 0, 0, n, in, r, s, db, r, lp->A, in, 0.f, t->xd, in, tf);
+    wkt_dropout(be, t->xd, t->xd, (size_t)n * in, drop_key(t, l, p), t->drop);
+    be->add(be, dx, t->xd, (size_t)n * in);
+}
+
+/* ------------------------------------------------------------ one layer */
+
+static const int32_t *d_rs(const wk_ctrainer *t) { return t->dint + t->cap; }
+static const int32_t *d_re(const wk_ctrainer *t) { return t->dint + 2 * (size_t)t->cap; }
+static const int32_t *d_pos(const wk_ctrainer *t) { return t->dint + 3 * (size_t)t->cap; }
+static const int32_t *d_rows(const wk_ctrainer *t) { return t->dint + 4 * (size_t)t->cap; }
+static const int32_t *d_tgt(const wk_ctrainer *t) { return t->dint + 5 * (size_t)t->cap; }
+
+/* Forward of layer l from a->x; writes the layer output to y and fills a. */
+static void layer_fwd(wk_ctrainer *t, int l, ct_act *a, float *y, int n) {
+    const wk_config *c = &t->m->c;
+    const wk_layer *L = &t->m->layers[l];
+    wk_backend *be = t->be;
+    int H = c->n_heads, Hk = c->n_kv_heads, D = c->head_dim, C = c->hidden;
+    be->rmsnorm(be, t->xn, a->x, L->attn_norm, n, C, c->rms_eps);
+    float *qkv[3] = {c->qk_norm ? a->qr : a->q, c->qk_norm ? a->kr : a->k, a->v};
+    wk_proj pq[3] = {WK_P_Q, WK_P_K, WK_P_V};
+    lins_fwd(t, qkv, pq, 3, t->xn, l, n, a->xa, 0);
+    if (c->qk_norm) {
+        be->rmsnorm(be, a->q, a->qr, L->q_norm, n * H, D, c->rms_eps);
+        be->rmsnorm(be, a->k, a->kr, L->k_norm, n * Hk, D, c->rms_eps);
+    }
+    be->rope(be, a->q, d_pos(t), n, H, D, t->m->inv_freq);
+    be->rope(be, a->k, d_pos(t), n, Hk, D, t->m->inv_freq);
+    wkt_attn_fwd(be, a->att, a->lse, a->q, a->k, a->v, d_rs(t), n, H, Hk, D, 1.f / sqrtf((float)D));
+    wkt_copy(be, a->h, a->x, sizeof(float) * (size_t)n * C);
+    wk_proj po = WK_P_O;
+    lins_fwd(t, &a->h, &po, 1, a->att, l, n, a->xa, 1); /* h = x + o(att) */
+    be->rmsnorm(be, t->xn, a->h, L->mlp_norm, n, C, c->rms_eps);
+    float *gu[2] = {a->g, a->u};
+    wk_proj pg[2] = {WK_P_GATE, WK_P_UP};
+    lins_fwd(t, gu, pg, 2, t->xn, l, n, a->xa, 0);
+    be->swiglu(be, t->act, a->g, a->u, (size_t)n * c->inter);
+    wkt_copy(be, y, a->h, sizeof(float) * (size_t)n * C);
+    wk_proj pd = WK_P_DOWN;
+    lins_fwd(t, &y, &pd, 1, t->act, l, n, a->xa, 1); /* x' = h + down(act) */
+}
+
+/* Backward of the MLP half: t->dres holds dL/dx' on entry, dL/dh on return. */
+static void mlp_bwd(wk_ctrainer *t, int l, const ct_act *a, int n) {
+    const wk_config *c = &t->m->c;
+    const wk_layer *L = &t->m->layers[l];
+    wk_backend *be = t->be;
+    size_t nF = (size_t)n * c->inter;
+    be->swiglu(be, t->act, a->g, a->u, nF);
+    lin_bwd(t, t->dA, t->dres, t->act, l, WK_P_DOWN, n, a->xa[WK_P_DOWN], 0);
+    wkt_swiglu_bwd(be, t->dG, t->dU, t->dA, a->g, a->u, nF);
+    be->rmsnorm(be, t->xn, a->h, L->mlp_norm, n, c->hidden, c->rms_eps);
+    lin_bwd(t, t->dxn, t->dG, t->xn, l, WK_P_GATE, n, a->xa[WK_P_GATE], 0);
+    lin_bwd(t, t->dxn, t->dU, t->xn, l, WK_P_UP, n, a->xa[WK_P_UP], 1);
+    wkt_rmsnorm_bwd(be, t->dres, t->dxn, a->h, L->mlp_norm, n, c->hidden, c->rms_eps, 1);
+}
+
+/* Backward of the attention half: t->dres holds dL/dh on entry, dL/dx on return. */
+static void attn_bwd(wk_ctrainer *t, int l, const ct_act *a, int n) {
+    const wk_config *c = &t->m->c;
+    const wk_layer *L = &t->m->layers[l];
+    wk_backend *be = t->be;
+    int H = c->n_heads, Hk = c->n_kv_heads, D = c->head_dim, C = c->hidden;
+    lin_bwd(t, t->datt, t->dres, a->att, l, WK_P_O, n, a->xa[WK_P_O], 0);
+    wkt_attn_bwd(be, t->dq, t->dk, t->dv, t->datt, a->att, a->lse, a->q, a->k, a->v, d_rs(t), d_re(t), n, H, Hk, D,
+                 1.f / sqrtf((float)D), t->dsum);
+    wkt_rope_bwd(be, t->dq, d_pos(t), n, H, D, t->m->inv_freq);
+    wkt_rope_bwd(be, t->dk, d_pos(t), n, Hk, D, t->m->inv_freq);
+    float *dq = t->dq, *dk = t->dk;
+    if (c->qk_norm) {
+        wkt_rmsnorm_bwd(be, t->dq2, t->dq, a->qr, L->q_norm, n * H, D, c->rms_eps, 0);
+        wkt_rmsnorm_bwd(be, t->dk2, t->dk, a->kr, L->k_norm, n * Hk, D, c->rms_eps, 0);
+        dq = t->dq2, dk = t->dk2;
+    }
+    be->rmsnorm(be, t->xn, a->x, L->attn_norm, n, C, c->rms_eps);
+    lin_bwd(t, t->dxn, dq, t->xn, l, WK_P_Q, n, a->xa[WK_P_Q], 0);
+    lin_bwd(t, t->dxn, dk, t->xn, l, WK_P_K, n, a->xa[WK_P_K], 1);
+    lin_bwd(t, t->dxn, t->dv, t->xn, l, WK_P_V, n, a->xa[WK_P_V], 1);
+    wkt_rmsnorm_bwd(be, t->dres, t->dxn, a->x, L->attn_norm, n, C, c->rms_eps, 1);
+}
+
+/* ------------------------------------------------------------ head + loss */
+
+/* Final norm, LM head and cross-entropy over the nt scored rows, R rows at a time.
+ * With backward, leaves dL/dx_L in t->dres. Returns the summed loss (waits for the device). */
+static double head(wk_ctrainer *t, int n, int nt, int backward) {
+    const wk_config *c = &t->m->c;
+    wk_backend *be = t->be;
+    int C = c->hidden, V = c->vocab;
+    const wk_mat *Wh = &t->m->lm_head;
+    void *g16 = backward && t->dt16 && Wh->dt == (wick_dtype)t->dt16 ? t->tmp16 : NULL;
+    be->rmsnorm(be, t->xn, t->xL, t->m->final_norm, n, C, c->rms_eps);
+    if (backward) wkt_zero(be, t->dxn, sizeof(float) * (size_t)n * C);
+    for (int c0 = 0; c0 < nt; c0 += t->R) {
+        int rows = WK_MIN(t->R, nt - c0);
+        wkt_gather_rows(be, t->hx, t->xn, d_rows(t) + c0, rows, C);
+        be->matmul(be, t->logits, t->hx, Wh, NULL, rows, 0);
+        wkt_xent(be, t->logits, d_tgt(t) + c0, rows, V, t->o.label_smoothing, t->rloss + c0, g16, t->dt16);
+        if (!backward) continue;
+        wkt_matmul_dx(be, t->hdx, t->logits, g16, Wh, rows, 0, t->tmp16);
+        wkt_scatter_rows(be, t->dxn, t->hdx, d_rows(t) + c0, rows, C);
+    }
+    if (backward) wkt_rmsnorm_bwd(be, t->dres, t->dxn, t->xL, t->m->final_norm, n, C, c->rms_eps, 0);
+    double loss = 0;
+    if (nt > 0) be->download(be, t->hloss, t->rloss, sizeof(float) * (size_t)nt);
+    for (int i = 0; i < nt; i++) loss += t->hloss[i];
+    return loss;
+}
+
+/* ------------------------------------------------------------ micro-batch */
+
+/* Checks ids and labels, fills the host index arrays and uploads them. Returns scored rows or < 0. */
+static int prepare(wk_ctrainer *t, const int32_t *ids, const int32_t *labels, const int *lens, int nseq, int n) {
+    int V = t->m->c.vocab, k = 0, nt = 0;
+    size_t N = (size_t)t->cap;
+    int32_t *hid = t->hint, *rs = hid + N, *re = rs + N, *pos = re + N, *rows = pos + N, *tgt = rows + N;
+    for (int s = 0; s < nseq; s++) {
+        int st = k;
+        for (int i = 0; i < lens[s]; i++, k++) {
+            if (ids[k] < 0 || ids[k] >= V)
+                return wk_err(WICK_ERANGE, "sequence %d: input id %d at position %d is outside the vocabulary [0,%d)",
+                              s, ids[k], i, V);
+            if (labels[k] != -100 && (labels[k] < 0 || labels[k] >= V))
+                return wk_err(WICK_ERANGE, "sequence %d: label %d at position %d is neither -100 nor in [0,%d)", s,
+                              labels[k], i, V);
+            hid[k] = ids[k], rs[k] = st, re[k] = st + lens[s], pos[k] = i;
+            if (i > 0 && labels[k] != -100) rows[nt] = k - 1, tgt[nt++] = labels[k];
+        }
+    }
+    (void)n;
+    t->be->upload(t->be, t->dint, t->hint, sizeof(int32_t) * 6 * N);
+    return nt;
+}
+
+wick_status wk_ctrainer_run(wk_ctrainer *t, const int32_t *ids, const int32_t *labels, const int *lens, int nseq,
+                            double *loss_sum, int64_t *n_targets, int backward) {
+    int64_t n = 0;
+    if (nseq <= 0) return wk_err(WICK_EINVAL, "trainer: empty micro-batch");
+    for (int s = 0; s < nseq; s++) {
+        if (lens[s] <= 0) return wk_err(WICK_EINVAL, "trainer: sequence %d is empty", s);
+        n += lens[s];
+    }
+    if (n > (1 << 24)) return wk_err(WICK_EINVAL, "trainer: micro-batch of %lld tokens is too large", (long long)n);
+    wick_status st = ws_reserve(t, (int)n);
+    if (st) return st;
+    int nt = prepare(t, ids, labels, lens, nseq, (int)n), Lc = t->m->c.n_layers;
+    if (nt < 0) return (wick_status)nt;
+    wk_backend *be = t->be;
+    t->drop = backward ? t->o.lora_dropout : 0.f; /* evaluation runs the adapter without dropout */
+    double t0 = wk_now();
+    be->embed(be, t->la[0].x, &t->m->embed, t->dint, (int)n);
+    for (int l = 0; l < Lc; l++) {
+        ct_act a = t->o.recompute ? t->rc : t->la[l];
+        a.x = t->la[l].x;
+        layer_fwd(t, l, &a, l + 1 < Lc ? t->la[l + 1].x : t->xL, (int)n);
+    }
+    int bw = backward && nt > 0;
+    double loss = head(t, (int)n, nt, bw); /* waits: forward time includes the head's backward */
+    double t1 = wk_now();
+    t->t_fwd += t1 - t0;
+    for (int l = Lc - 1; l >= 0 && bw; l--) {
+        ct_act a = t->la[l];
+        if (t->o.recompute) {
+            a = t->rc;
+            a.x = t->la[l].x;
+            layer_fwd(t, l, &a, t->tC, (int)n);
+        }
+        mlp_bwd(t, l, &a, (int)n);
+        attn_bwd(t, l, &a, (int)n);
+    }
+    if (bw) be->sync(be);
+    t->t_bwd += wk_now() - t1;
+    if ((st = be->check(be))) return wk_err_prefix(st, "trainer");
+    if (backward) t->micro++;
+    if (loss_sum) *loss_sum += loss;
+    if (n_targets) *n_targets += nt;
+    return WICK_OK;
+}
+
+/* ------------------------------------------------------------ optimizer step */
+
+static wick_status save_grads(wk_ctrainer *t, const char *path) {
+    float *g = t->hbuf;
+    t->be->download(t->be, g, t->dparam + t->total, sizeof(float) * t->total);
+    wick_tensor_view *v = wk_calloc(sizeof(*v) * t->n_par, "gradient list");
+    if (!v) return WICK_ENOMEM;
+    for (int i = 0; i < t->n_par; i++)
+        v[i] = (wick_tensor_view){.name = t->par[i].name, .dtype = WICK_DT_F32, .ndim = 2,
+                                  .shape = {t->par[i].rows, t->par[i].cols}, .data = g + t->off[i]};
+    wick_status st = wick_safetensors_write(path, v, t->n_par, "{\"format\":\"pt\"}");
+    wk_free(v);
+    return st;
+}
+
+static wick_status step(wk_ctrainer *t, int64_t n_targets, const char *grads_path, wick_step_info *info) {
+    if (n_targets <= 0)
+        return wk_err(WICK_EINVAL, "trainer: step %d has no labelled positions (all labels -100)", t->steps + 1);
+    wk_backend *be = t->be;
+    float *g = t->dparam + t->total;
+    double part[WKT_NORM_BLOCKS], ss = 0;
+    wkt_scale_sumsq(be, g, t->total, (float)(1.0 / (double)n_targets), t->dpart);
+    be->download(be, part, t->dpart, sizeof part);
+    for (int b = 0; b < WKT_NORM_BLOCKS; b++) ss += part[b];
+    double norm = isfinite(ss) ? sqrt(ss) : NAN;
+    wick_status st = WICK_OK;
+    if (grads_path && (st = save_grads(t, grads_path))) return st;
+    if (!isfinite(norm)) {
+        wkt_zero(be, g, sizeof(float) * t->total);
+        return wk_err(WICK_ESTATE, "trainer: step %d: gradient is NaN or infinite; adapter left unchanged", t->steps + 1);
+    }
+    float clip = 1.f;
+    if (t->o.max_grad_norm > 0) {
+        float c = t->o.max_grad_norm / ((float)norm + 1e-6f);
+        clip = c < 1.f ? c : 1.f;
+    }
+    double lr = t->o.lr * wk_lr_factor(t->o.scheduler, t->steps, t->o.warmup_steps, t->o.total_steps);
+    int k = t->steps + 1;
+    double bc1 = 1.0 - pow((double)t->o.beta1, k), bc2 = 1.0 - pow((double)t->o.beta2, k);
+    float flr = (float)lr;
+    wkt_adamw(be, t->dparam, g, g + t->total, g + 2 * t->total, t->total, clip,
+              (float)(1.0 - (double)flr * (double)t->o.weight_decay), (float)(1.0 - (double)t->o.beta1), t->o.beta2,
+              (float)(1.0 - (double)t->o.beta2), (float)((double)flr / bc1), (float)sqrt(bc2), t->o.eps);
+    if ((st = be->check(be))) return wk_err_prefix(st, "trainer: step %d", k);
+    t->steps++;
+    t->dirty = 1;
+    if (info) *info = (wick_step_info){.step = t->steps, .lr = lr, .grad_norm = norm};
+    return WICK_OK;
+}
+
+wick_status wk_ctrainer_step(wk_ctrainer *t, int64_t n_targets, const char *grads_path, wick_step_info *info) {
+    double t0 = wk_now();
+    wick_status st = step(t, n_targets, grads_path, info);
+    t->t_opt += wk_now() - t0;
+    return st;
+}
+
+/* ------------------------------------------------------------ host views */
+
+wick_status wk_ctrainer_sync(wk_ctrainer *t) {
+    if (!t->dirty) return WICK_OK;
+    t->be->download(t->be, t->hbuf, t->dparam, sizeof(float) * t->total); /* staged in the g snapshot */
+    wick_status st = t->be->check(t->be);
+    if (st) return wk_err_prefix(st, "trainer: copying the adapter back");
+    for (int i = 0; i < t->n_par; i++) memcpy(t->par[i].w, t->hbuf + t->off[i], sizeof(float) * t->par[i].n);
+    t->dirty = 0;
+    return WICK_OK;
+}
+
+wk_tparam *wk_ctrainer_params(wk_ctrainer *t, int *n) {
+    wk_ctrainer_sync(t);
+    t->be->download(t->be, t->hbuf, t->dparam + t->total, sizeof(float) * 3 * t->total);
+    *n = t->n_par;
+    return t->par;
+}
+
+wick_status wk_ctrainer_save_state(wk_ctrainer *t, const char *path) {
+    int n = 2 * t->n_par + 1;
+    t->be->download(t->be, t->hbuf + t->total, t->dparam + 2 * t->total, sizeof(float) * 2 * t->total);
+    wick_tensor_view *v = wk_calloc(sizeof(*v) * n, "state list");
+    char(*names)[224] = wk_calloc(sizeof(*names) * n, "state names");
+    int64_t hdr[2] = {t->steps, (int64_t)t->micro};
+    wick_status st = WICK_ENOMEM;
+    if (v && names) {
+        for (int i = 0; i < t->n_par; i++)
+            for (int mv = 0; mv < 2; mv++) {
+                int k = 2 * i + mv;
+                snprintf(names[k], sizeof names[k], "%s.%s", mv ? "exp_avg_sq" : "exp_avg", t->par[i].name);
+                v[k] = (wick_tensor_view){.name = names[k], .dtype = WICK_DT_F32, .ndim = 2,
+                                          .shape = {t->par[i].rows, t->par[i].cols},
+                                          .data = mv ? t->par[i].v : t->par[i].m};
+            }
+        v[n - 1] = (wick_tensor_view){.name = "trainer.steps_micro", .dtype = WICK_DT_I64, .ndim = 1, .shape = {2},
+                                      .data = hdr};
+        st = wick_safetensors_write(path, v, n, "{\"format\":\"wick-trainer\"}");
+    }
+    wk_free(v);
+    wk_free(names);
+    return st;
+}
+
+static wick_status load_tensor(wick_st *f, const char *path, const char *name, wick_dtype dt, size_t n, void *dst) {
+    wick_tensor_view v;
+    if (wick_st_find(f, name, &v) != WICK_OK) return wk_err(WICK_EFORMAT, "%s: missing tensor '%s'", path, name);
+    size_t cnt = 1;
+    for (int d = 0; d < v.ndim; d++) cnt *= (size_t)v.shape[d];
+    if (v.dtype != dt || cnt != n)
+        return wk_err(WICK_EFORMAT, "%s: tensor '%s' has %zu %s elements, expected %zu %s", path, name, cnt,
+                      wick_dtype_name(v.dtype), n, wick_dtype_name(dt));
+    memcpy(dst, v.data, n * wick_dtype_size(dt));
+    return WICK_OK;
+}
+
+wick_status wk_ctrainer_load_state(wk_ctrainer *t, const char *path) {
+    wick_st *f;
+    wick_status st = wick_st_open(path, &f);
+    if (st) return st;
+    char name[220];
+    int64_t hdr[2];
+    for (int i = 0; i < t->n_par && !st; i++) {
+        snprintf(name, sizeof name, "exp_avg.%s", t->par[i].name);
+        st = load_tensor(f, path, name, WICK_DT_F32, t->par[i].n, t->par[i].m);
+        snprintf(name, sizeof name, "exp_avg_sq.%s", t->par[i].name);
+        if (!st) st = load_tensor(f, path, name, WICK_DT_F32, t->par[i].n, t->par[i].v);
+    }
+    if (!st) st = load_tensor(f, path, "trainer.steps_micro", WICK_DT_I64, 2, hdr);
+    wick_st_close(f);
+    if (st) return st;
+    t->steps = (int)hdr[0], t->micro = (uint64_t)hdr[1];
+    t->be->upload(t->be, t->dparam + 2 * t->total, t->hbuf + t->total, sizeof(float) * 2 * t->total);
+    t->be->sync(t->be);
+    return t->be->check(t->be);
+}
+
+int wk_ctrainer_steps(const wk_ctrainer *t) { return t->steps; }
+void wk_ctrainer_set_micro(wk_ctrainer *t, uint64_t micro) { t->micro = micro; }
+uint64_t wk_ctrainer_micro(const wk_ctrainer *t) { return t->micro; }
+void wk_ctrainer_grad_span(wk_ctrainer *t, float **g, size_t *n) {
+    *g = t->dparam + t->total;
+    *n = t->total;
+}
+void wk_ctrainer_set_head_rows(wk_ctrainer *t, int rows) {
+    t->R_cap = rows;
+    t->cap = 0; /* re-carve the workspace on the next batch */
+}
+void wk_ctrainer_times(const wk_ctrainer *t, double *fwd, double *bwd, double *opt) {
+    *fwd = t->t_fwd, *bwd = t->t_bwd, *opt = t->t_opt;
+}
+
+/* ------------------------------------------------------------ lifetime */
+
+/* PEFT-ordered parameter list (as the CPU trainer), offsets and sizes. */
+static wick_status build_params(wk_ctrainer *t) {
+    const wk_config *c = &t->m->c;
+    for (int i = 0; i < c->n_layers * P; i++) {
+        t->par_of[i] = -1;
+        const wk_lora *lp = t->pairs[i];
+        if (!lp) continue;
+        const wk_mat *W = &t->m->layers[i / P].p[i % P];
+        if (!lp->A || !lp->B || lp->r <= 0)
+            return wk_err(WICK_EINVAL, "trainer: layer %d %s: LoRA pair without A/B", i / P, wk_proj_names[i % P]);
+        t->par_of[i] = t->n_par;
+        for (int ab = 0; ab < 2; ab++) {
+            wk_tparam *q = &t->par[t->n_par];
+            q->rows = ab ? W->rows : lp->r;
+            q->cols = ab ? lp->r : W->cols;
+            q->n = (size_t)q->rows * q->cols;
+            q->w = ab ? lp->B : lp->A;
+            snprintf(q->name, sizeof q->name, "base_model.model.model.layers.%d.%s.%s.lora_%c.weight", i / P,
+                     wk_proj_parent[i % P], wk_proj_names[i % P], ab ? 'B' : 'A');
+            t->off[t->n_par++] = t->total;
+            t->total += q->n;
+        }
+        t->rmax = WK_MAX(t->rmax, lp->r);
+    }
+    if (!t->n_par) return wk_err(WICK_EINVAL, "trainer: the adapter adapts no projection");
+    return WICK_OK;
+}
+
+/* Device parameters (uploaded A/B, zero gradient and moments) and the host snapshots. */
+static wick_status build_device(wk_ctrainer *t) {
+    wk_backend *be = t->be;
+    t->hbuf = wk_calloc(sizeof(float) * 3 * t->total, "gradient and AdamW snapshots");
+    if (!t->hbuf) return WICK_ENOMEM;
+    t->dparam = be->alloc(be, sizeof(float) * 4 * t->total);
+    t->dpart = be->alloc(be, sizeof(double) * WKT_NORM_BLOCKS);
+    if (!t->dparam || !t->dpart)
+        return wk_err_prefix(WICK_ENOMEM, "trainer: adapter, gradients and AdamW state (%zu bytes)",
+                             sizeof(float) * 4 * t->total);
+    for (int i = 0; i < t->n_par; i++) {
+        wk_tparam *q = &t->par[i];
+        be->upload(be, t->dparam + t->off[i], q->w, sizeof(float) * q->n);
+        q->g = t->hbuf + t->off[i], q->m = q->g + t->total, q->v = q->g + 2 * t->total;
+    }
+    wkt_zero(be, t->dparam + t->total, sizeof(float) * 3 * t->total);
+    for (int i = 0; i < t->m->c.n_layers * P; i++) {
+        if (t->par_of[i] < 0) continue;
+        const wk_lora *lp = t->pairs[i];
+        t->dl[i] = (wk_lora){.A = t->dparam + t->off[t->par_of[i]], .B = t->dparam + t->off[t->par_of[i] + 1],
+                             .r = lp->r, .scale = lp->scale};
+    }
+    be->sync(be);
+    return be->check(be);
+}
+
+wick_status wk_ctrainer_new(wick_model *m, const wk_lora *const *pairs, const wick_train_opts *o, wk_ctrainer **out) {
+    *out = NULL;
+    int LP = m->c.n_layers * P;
+    wk_ctrainer *t = wk_calloc(sizeof *t, "trainer");
+    if (!t) return WICK_ENOMEM;
+    t->m = m;
+    t->be = m->be;
+    t->o = o ? *o : wick_train_opts_default();
+    wick_dtype wdt = m->c.n_layers > 0 ? m->layers[0].p[WK_P_Q].dt : WICK_DT_F32;
+    t->tf32 = wdt != WICK_DT_F32;
+    t->dt16 = wdt == WICK_DT_BF16 || wdt == WICK_DT_F16 ? (int)wdt
+              : m->lm_head.dt == WICK_DT_BF16 || m->lm_head.dt == WICK_DT_F16 ? (int)m->lm_head.dt : 0;
+    t->pairs = wk_calloc(sizeof(*t->pairs) * LP, "trainer pairs");
+    t->dl = wk_calloc(sizeof(*t->dl) * LP, "trainer device pairs");
+    t->par = wk_calloc(sizeof(*t->par) * 2 * LP, "trainer parameters");
+    t->off = wk_calloc(sizeof(size_t) * 2 * LP, "trainer parameters");
+    t->par_of = wk_calloc(sizeof(int) * LP, "trainer parameters");
+    t->la = wk_calloc(sizeof(ct_act) * WK_MAX(m->c.n_layers, 1), "trainer activations");
+    wick_status st = !t->pairs || !t->dl || !t->par || !t->off || !t->par_of || !t->la ? WICK_ENOMEM : WICK_OK;
+    if (!st) {
+        memcpy(t->pairs, pairs, sizeof(*t->pairs) * LP);
+        st = build_params(t);
+    }
+    if (!st) st = build_device(t);
+    if (st) {
+        wk_ctrainer_free(t);
+        return st;
+    }
+    *out = t;
+    return WICK_OK;
+}
+
+void wk_ctrainer_free(wk_ctrainer *t) {
+    if (!t) return;
+    if (t->dparam && t->dirty && wk_ctrainer_sync(t))
+        wk_log(WICK_LOG_WARN, "trainer: the trained adapter could not be copied back: %s", wick_last_error());
+    wk_backend *be = t->be;
+    be->sync(be);
+    if (t->ws) be->free(be, t->ws);
+    if (t->dparam) be->free(be, t->dparam);
+    if (t->dpart) be->free(be, t->dpart);
+    wk_free(t->hint), wk_free(t->hloss), wk_free(t->hbuf);
+    wk_free(t->pairs), wk_free(t->dl), wk_free(t->par), wk_free(t->off), wk_free(t->par_of), wk_free(t->la);
+    wk_free(t);
+}
+
+#else /* !WICK_HAVE_CUDA: no device models exist in this build, so only creation is reachable */
+
+wick_status wk_ctrainer_new(wick_model *m, const wk_lora *const *pairs, const wick_train_opts *o, wk_ctrainer **out) {
+    (void)m, (void)pairs, (void)o;
+    *out = NULL;
+    return wk_err(WICK_EUNSUPPORTED, "trainer: this build has no CUDA backend");
+}
+void wk_ctrainer_free(wk_ctrainer *t) { (void)t; }
+wick_status wk_ctrainer_run(wk_ctrainer *t, const int32_t *ids, const int32_t *labels, const int *lens, int nseq,
+                            double *loss_sum, int64_t *n_targets, int backward) {
+    (void)t, (void)ids, (void)labels, (void)lens, (void)nseq, (void)loss_sum, (void)n_targets, (void)backward;
+    return wk_err(WICK_EUNSUPPORTED, "trainer: this build has no CUDA backend");
+}
+wick_status wk_ctrainer_step(wk_ctrainer *t, int64_t n_targets, const char *grads_path, wick_step_info *info) {
+    (void)t, (void)n_targets, (void)grads_path, (void)info;
+    return wk_err(WICK_EUNSUPPORTED, "trainer: this build has no CUDA backend");
+}
+wick_status wk_ctrainer_sync(wk_ctrainer *t) { return (void)t, WICK_OK; }
+wk_tparam *wk_ctrainer_params(wk_ctrainer *t, int *n) { return (void)t, *n = 0, NULL; }
+wick_status wk_ctrainer_save_state(wk_ctrainer *t, const char *path) {
+    (void)t, (void)path;
+    return wk_err(WICK_EUNSUPPORTED, "trainer: this build has no CUDA backend");
+}
+wick_status wk_ctrainer_load_state(wk_ctrainer *t, const char *path) {
+    (void)t, (void)path;
+    return wk_err(WICK_EUNSUPPORTED, "trainer: this build has no CUDA backend");
+}
+int wk_ctrainer_steps(const wk_ctrainer *t) { return (void)t, 0; }
+void wk_ctrainer_set_micro(wk_ctrainer *t, uint64_t micro) { (void)t, (void)micro; }
+uint64_t wk_ctrainer_micro(const wk_ctrainer *t) { return (void)t, 0; }
+void wk_ctrainer_grad_span(wk_ctrainer *t, float **g, size_t *n) { (void)t, *g = NULL, *n = 0; }
+void wk_ctrainer_set_head_rows(wk_ctrainer *t, int rows) { (void)t, (void)rows; }
+void wk_ctrainer_times(const wk_ctrainer *t, double *fwd, double *bwd, double *opt) {
+    (void)t;
+    *fwd = *bwd = *opt = 0;
+}
+#endif
