@@ -389,6 +389,47 @@ static void parity(void) {
     wick_model_free(mh), wick_model_free(mc);
 }
 
+/* The same micro-batch shape four times (run, captured as a graph, replayed twice) and an
+ * evaluation of it twice: the same losses and 4x the gradient of the CPU trainer's single batch. */
+static void graph_replay(void) {
+    wick_model *mh = load_on(T_PATH("golden/qwen3_tiny/model"), "cpu", 1);
+    wick_model *mc = load_on(T_PATH("golden/qwen3_tiny/model"), "cuda", 1);
+    wick_st *g = NULL;
+    tu_adapter ah, ac;
+    CHECK_OK(wick_st_open(T_PATH("golden/qwen3_tiny/golden.safetensors"), &g));
+    if (!mh || !mc || !g || tu_adapter_load(mh, T_PATH("golden/qwen3_tiny/adapter1"), &ah)) return;
+    if (tu_adapter_load(mc, T_PATH("golden/qwen3_tiny/adapter1"), &ac)) return;
+    int32_t *ids = tu_i64(g, "train_input_ids", NULL), *lab = tu_i64(g, "train_labels", NULL);
+    int lens[3] = {16, 11, 5};
+    wick_trainer *th = NULL, *tc = NULL;
+    CHECK_OK(wk_trainer_new_pairs(mh, ah.ptrs, NULL, &th));
+    CHECK_OK(wk_trainer_new_pairs(mc, ac.ptrs, NULL, &tc));
+    double lh = 0, l[6] = {0};
+    int64_t nh = 0, nc = 0;
+    if (th && tc) {
+        CHECK_OK(wick_trainer_accumulate(th, ids, lab, lens, 3, &lh, &nh));
+        for (int i = 0; i < 4; i++) CHECK_OK(wick_trainer_accumulate(tc, ids, lab, lens, 3, &l[i], &nc));
+        for (int i = 4; i < 6; i++) CHECK_OK(wick_trainer_eval(tc, ids, lab, lens, 3, &l[i], NULL));
+        for (int i = 0; i < 6; i++) CHECK(fabs(l[i] - lh) <= 1e-5 * fabs(lh), "replay %d: loss %.7f vs %.7f", i, l[i], lh);
+        CHECK(nc == 4 * nh, "replay: %lld targets vs 4 x %lld", (long long)nc, (long long)nh);
+        int np1, np2;
+        wk_tparam *ph = wk_trainer_params(th, &np1), *pc = wk_trainer_params(tc, &np2);
+        double worst = 0;
+        for (int i = 0; i < np1 && np1 == np2; i++) {
+            float *g4 = malloc(sizeof(float) * ph[i].n);
+            for (size_t j = 0; j < ph[i].n; j++) g4[j] = 4 * ph[i].g[j];
+            worst = fmax(worst, t_rel_l2(pc[i].g, g4, ph[i].n));
+            free(g4);
+        }
+        CHECK(np1 == np2 && worst <= 1e-5, "replay: gradient rel L2 %g vs 4x the CPU's", worst);
+    }
+    wick_trainer_free(th), wick_trainer_free(tc);
+    tu_adapter_free(&ah), tu_adapter_free(&ac);
+    free(ids), free(lab);
+    wick_st_close(g);
+    wick_model_free(mh), wick_model_free(mc);
+}
+
 /* `wick train --device cuda` on the multistep golden, then a resume from checkpoint-6. */
 static void cli_multistep(void) {
     char tmp[] = "/tmp/wick_cuda_train_XXXXXX", cmd[4096], path[600];
@@ -477,6 +518,7 @@ int main(void) {
     golden_case("qwen3_tiny", 0);
     golden_case("qwen3_tiny", 1);
     parity();
+    graph_replay();
     cli_multistep();
 #endif
     return t_summary();

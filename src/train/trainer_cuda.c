@@ -14,6 +14,13 @@
  * the LM-head gradient written in 16 bits by the cross-entropy kernel) and the
  * LoRA products on TF32. Element-wise work, attention and the optimizer are fp32.
  * The host adapter is updated by wk_ctrainer_sync, not after every step.
+ *
+ * Launch overhead: a micro-batch is ~90 kernel launches per layer. When the same
+ * shape (tokens, scored rows) comes again, its forward and its backward are
+ * captured as CUDA graphs and replayed (the batch's indices live in device memory;
+ * not with LoRA dropout, whose mask keys are launch arguments). WICK_CUDA_GRAPHS=0
+ * turns that off. WICK_TRAIN_PROFILE=1 waits for the device after every group of
+ * ops and prints where the time went when the trainer is freed (no graphs then).
  */
 #include "train/trainer_cuda.h"
 
@@ -25,6 +32,19 @@
 #include "backend/cuda/cuda_train.h"
 
 #define P WK_P_COUNT
+#define CT_GRAPHS 8 /* cached micro-batch graphs */
+
+/* Profile buckets (WICK_TRAIN_PROFILE). */
+enum { PR_NORM, PR_GEMM, PR_LORA, PR_ATTN, PR_HEAD, PR_DX, PR_LORA_B, PR_ATTN_B, PR_ELEM_B, PR_COUNT };
+static const char *const pr_names[PR_COUNT] = {"element-wise fwd", "base gemm fwd", "lora fwd", "attention fwd",
+                                               "head + loss",      "gemm dx bwd",   "lora bwd", "attention bwd",
+                                               "element-wise bwd"};
+
+/* A captured pass: forward (+ head) of (n, nt, backward) or backward of n tokens. */
+typedef struct {
+    void *g;
+    int kind, n, nt, bw, seen;
+} ct_graph;
 
 typedef struct {
     float *x;         /* (n, C) layer input */
@@ -69,7 +89,25 @@ struct wk_ctrainer {
     float *hloss;             /* host (cap) */
     int R, R_cap;
     double t_fwd, t_bwd, t_opt;
+    ct_graph graphs[CT_GRAPHS];
+    int n_graphs, use_graphs, prof;
+    double prof_t[PR_COUNT], prof_last;
 };
+
+/* Profiling: waits for the device and charges the time since the last mark to bucket b. */
+static void mark(wk_ctrainer *t, int b) {
+    if (!t->prof) return;
+    t->be->sync(t->be);
+    double now = wk_now();
+    t->prof_t[b] += now - t->prof_last;
+    t->prof_last = now;
+}
+
+static void graphs_free(wk_ctrainer *t) {
+    for (int i = 0; i < t->n_graphs; i++)
+        if (t->graphs[i].g) t->be->graph_free(t->be, t->graphs[i].g);
+    t->n_graphs = 0;
+}
 
 static void *carve(ct_arena *a, size_t bytes) {
     void *p = a->base ? a->base + a->used : NULL;
@@ -125,6 +163,7 @@ static wick_status ws_reserve(wk_ctrainer *t, int n) {
     if (n <= t->cap) return WICK_OK;
     ct_arena dry = {0};
     ws_carve(t, &dry, (size_t)n);
+    graphs_free(t);
     if (t->ws) t->be->sync(t->be), t->be->free(t->be, t->ws);
     wk_free(t->hint), wk_free(t->hloss);
     t->ws = NULL, t->hint = NULL, t->hloss = NULL, t->cap = 0;
@@ -176,7 +215,9 @@ static void lins_fwd(wk_ctrainer *t, float *const *ys, const wk_proj *ps, int cn
                      float *const *xa, int acc) {
     const wk_layer *L = &t->m->layers[l];
     for (int i = 0; i < cnt; i++) t->be->matmul(t->be, ys[i], x, &L->p[ps[i]], L->bias[ps[i]], n, acc);
+    mark(t, PR_GEMM);
     for (int i = 0; i < cnt; i++) lora_fwd(t, ys[i], x, l, ps[i], n, xa[ps[i]]);
+    mark(t, PR_LORA);
 }
 
 /* Backward of a linear layer: dx (=|+=) dy·W + LoRA input gradient; adds to gA, gB. */
@@ -185,6 +226,7 @@ static void lin_bwd(wk_ctrainer *t, float *dx, const float *dy, const float *x, 
     wk_backend *be = t->be;
     const wk_mat *W = &t->m->layers[l].p[p];
     wkt_matmul_dx(be, dx, dy, NULL, W, n, acc, t->tmp16);
+    mark(t, PR_DX);
     const wk_lora *lp = &t->dl[(size_t)l * P + p];
     if (!lp->A) return;
     int in = W->cols, out = W->rows, r = lp->r, tf = t->tf32;
@@ -200,11 +242,13 @@ static void lin_bwd(wk_ctrainer *t, float *dx, const float *dy, const float *x, 
     wkt_gemm(be, 1, 0, r, in, n, s, db, r, src, in, 1.f, gA, in, tf);           /* gA += s·dbᵀ·drop(x) */
     if (t->drop <= 0) {
         wkt_gemm(be, 0, 0, n, in, r, s, db, r, lp->A, in, 1.f, dx, in, tf);     /* dx += s·db·A */
+        mark(t, PR_LORA_B);
         return;
     }
     wkt_gemm(be, 0, 0, n, in, r, s, db, r, lp->A, in, 0.f, t->xd, in, tf);
     wkt_dropout(be, t->xd, t->xd, (size_t)n * in, drop_key(t, l, p), t->drop);
     be->add(be, dx, t->xd, (size_t)n * in);
+    mark(t, PR_LORA_B);
 }
 
 /* ------------------------------------------------------------ one layer */
@@ -222,6 +266,7 @@ static void layer_fwd(wk_ctrainer *t, int l, ct_act *a, float *y, int n) {
     wk_backend *be = t->be;
     int H = c->n_heads, Hk = c->n_kv_heads, D = c->head_dim, C = c->hidden;
     be->rmsnorm(be, t->xn, a->x, L->attn_norm, n, C, c->rms_eps);
+    mark(t, PR_NORM);
     float *qkv[3] = {c->qk_norm ? a->qr : a->q, c->qk_norm ? a->kr : a->k, a->v};
     wk_proj pq[3] = {WK_P_Q, WK_P_K, WK_P_V};
     lins_fwd(t, qkv, pq, 3, t->xn, l, n, a->xa, 0);
@@ -231,16 +276,20 @@ static void layer_fwd(wk_ctrainer *t, int l, ct_act *a, float *y, int n) {
     }
     be->rope(be, a->q, d_pos(t), n, H, D, t->m->inv_freq);
     be->rope(be, a->k, d_pos(t), n, Hk, D, t->m->inv_freq);
+    mark(t, PR_NORM);
     wkt_attn_fwd(be, a->att, a->lse, a->q, a->k, a->v, d_rs(t), n, H, Hk, D, 1.f / sqrtf((float)D));
+    mark(t, PR_ATTN);
     wkt_copy(be, a->h, a->x, sizeof(float) * (size_t)n * C);
     wk_proj po = WK_P_O;
     lins_fwd(t, &a->h, &po, 1, a->att, l, n, a->xa, 1); /* h = x + o(att) */
     be->rmsnorm(be, t->xn, a->h, L->mlp_norm, n, C, c->rms_eps);
+    mark(t, PR_NORM);
     float *gu[2] = {a->g, a->u};
     wk_proj pg[2] = {WK_P_GATE, WK_P_UP};
     lins_fwd(t, gu, pg, 2, t->xn, l, n, a->xa, 0);
     be->swiglu(be, t->act, a->g, a->u, (size_t)n * c->inter);
     wkt_copy(be, y, a->h, sizeof(float) * (size_t)n * C);
+    mark(t, PR_NORM);
     wk_proj pd = WK_P_DOWN;
     lins_fwd(t, &y, &pd, 1, t->act, l, n, a->xa, 1); /* x' = h + down(act) */
 }
@@ -252,12 +301,15 @@ static void mlp_bwd(wk_ctrainer *t, int l, const ct_act *a, int n) {
     wk_backend *be = t->be;
     size_t nF = (size_t)n * c->inter;
     be->swiglu(be, t->act, a->g, a->u, nF);
+    mark(t, PR_ELEM_B);
     lin_bwd(t, t->dA, t->dres, t->act, l, WK_P_DOWN, n, a->xa[WK_P_DOWN], 0);
     wkt_swiglu_bwd(be, t->dG, t->dU, t->dA, a->g, a->u, nF);
     be->rmsnorm(be, t->xn, a->h, L->mlp_norm, n, c->hidden, c->rms_eps);
+    mark(t, PR_ELEM_B);
     lin_bwd(t, t->dxn, t->dG, t->xn, l, WK_P_GATE, n, a->xa[WK_P_GATE], 0);
     lin_bwd(t, t->dxn, t->dU, t->xn, l, WK_P_UP, n, a->xa[WK_P_UP], 1);
     wkt_rmsnorm_bwd(be, t->dres, t->dxn, a->h, L->mlp_norm, n, c->hidden, c->rms_eps, 1);
+    mark(t, PR_ELEM_B);
 }
 
 /* Backward of the attention half: t->dres holds dL/dh on entry, dL/dx on return. */
@@ -269,6 +321,7 @@ static void attn_bwd(wk_ctrainer *t, int l, const ct_act *a, int n) {
     lin_bwd(t, t->datt, t->dres, a->att, l, WK_P_O, n, a->xa[WK_P_O], 0);
     wkt_attn_bwd(be, t->dq, t->dk, t->dv, t->datt, a->att, a->lse, a->q, a->k, a->v, d_rs(t), d_re(t), n, H, Hk, D,
                  1.f / sqrtf((float)D), t->dsum);
+    mark(t, PR_ATTN_B);
     wkt_rope_bwd(be, t->dq, d_pos(t), n, H, D, t->m->inv_freq);
     wkt_rope_bwd(be, t->dk, d_pos(t), n, Hk, D, t->m->inv_freq);
     float *dq = t->dq, *dk = t->dk;
@@ -278,17 +331,19 @@ static void attn_bwd(wk_ctrainer *t, int l, const ct_act *a, int n) {
         dq = t->dq2, dk = t->dk2;
     }
     be->rmsnorm(be, t->xn, a->x, L->attn_norm, n, C, c->rms_eps);
+    mark(t, PR_ELEM_B);
     lin_bwd(t, t->dxn, dq, t->xn, l, WK_P_Q, n, a->xa[WK_P_Q], 0);
     lin_bwd(t, t->dxn, dk, t->xn, l, WK_P_K, n, a->xa[WK_P_K], 1);
     lin_bwd(t, t->dxn, t->dv, t->xn, l, WK_P_V, n, a->xa[WK_P_V], 1);
     wkt_rmsnorm_bwd(be, t->dres, t->dxn, a->x, L->attn_norm, n, C, c->rms_eps, 1);
+    mark(t, PR_ELEM_B);
 }
 
 /* ------------------------------------------------------------ head + loss */
 
-/* Final norm, LM head and cross-entropy over the nt scored rows, R rows at a time.
- * With backward, leaves dL/dx_L in t->dres. Returns the summed loss (waits for the device). */
-static double head(wk_ctrainer *t, int n, int nt, int backward) {
+/* Final norm, LM head and cross-entropy over the nt scored rows, R rows at a time: per-row
+ * losses in t->rloss; with backward, dL/dx_L in t->dres. */
+static void head(wk_ctrainer *t, int n, int nt, int backward) {
     const wk_config *c = &t->m->c;
     wk_backend *be = t->be;
     int C = c->hidden, V = c->vocab;
@@ -306,10 +361,80 @@ static double head(wk_ctrainer *t, int n, int nt, int backward) {
         wkt_scatter_rows(be, t->dxn, t->hdx, d_rows(t) + c0, rows, C);
     }
     if (backward) wkt_rmsnorm_bwd(be, t->dres, t->dxn, t->xL, t->m->final_norm, n, C, c->rms_eps, 0);
-    double loss = 0;
-    if (nt > 0) be->download(be, t->hloss, t->rloss, sizeof(float) * (size_t)nt);
-    for (int i = 0; i < nt; i++) loss += t->hloss[i];
-    return loss;
+    mark(t, PR_HEAD);
+}
+
+/* ------------------------------------------------------------ passes */
+
+/* Forward of a micro-batch whose indices are uploaded: embedding, layers, head (+ its backward). */
+static void pass_fwd(wk_ctrainer *t, int n, int nt, int bw) {
+    int Lc = t->m->c.n_layers;
+    t->be->embed(t->be, t->la[0].x, &t->m->embed, t->dint, n);
+    for (int l = 0; l < Lc; l++) {
+        ct_act a = t->o.recompute ? t->rc : t->la[l];
+        a.x = t->la[l].x;
+        layer_fwd(t, l, &a, l + 1 < Lc ? t->la[l + 1].x : t->xL, n);
+    }
+    head(t, n, nt, bw);
+}
+
+/* Backward through the layers from t->dres (gradients accumulate into the adapter's). */
+static void pass_bwd(wk_ctrainer *t, int n) {
+    for (int l = t->m->c.n_layers - 1; l >= 0; l--) {
+        ct_act a = t->la[l];
+        if (t->o.recompute) {
+            a = t->rc;
+            a.x = t->la[l].x;
+            layer_fwd(t, l, &a, t->tC, n);
+        }
+        mlp_bwd(t, l, &a, n);
+        attn_bwd(t, l, &a, n);
+    }
+}
+
+typedef struct {
+    wk_ctrainer *t;
+    int kind, n, nt, bw; /* kind 0: pass_fwd(n, nt, bw), 1: pass_bwd(n) */
+} ct_pass;
+
+static void pass_run(void *ctx) {
+    ct_pass *p = ctx;
+    if (p->kind == 0) pass_fwd(p->t, p->n, p->nt, p->bw);
+    else pass_bwd(p->t, p->n);
+}
+
+/* Runs a pass; a shape seen before is captured as a graph once and replayed after that. */
+static void run_pass(wk_ctrainer *t, int kind, int n, int nt, int bw) {
+    ct_pass p = {t, kind, n, nt, bw};
+    wk_backend *be = t->be;
+    if (!t->use_graphs || t->drop > 0 || !be->graph_capture) {
+        pass_run(&p);
+        return;
+    }
+    ct_graph *g = NULL;
+    for (int i = 0; i < t->n_graphs && !g; i++) {
+        ct_graph *e = &t->graphs[i];
+        if (e->kind == kind && e->n == n && e->nt == nt && e->bw == bw) g = e;
+    }
+    if (g && g->g) {
+        if (be->graph_replay(be, g->g) == 0) return;
+        be->graph_free(be, g->g); /* stale (backend scratch moved): capture again next time */
+        g->g = NULL;
+        pass_run(&p);
+        return;
+    }
+    if (!g) { /* first sighting: remember the shape, run directly (scratch grows outside any capture) */
+        if (t->n_graphs == CT_GRAPHS) {
+            if (t->graphs[0].g) be->graph_free(be, t->graphs[0].g);
+            memmove(t->graphs, t->graphs + 1, sizeof(ct_graph) * (CT_GRAPHS - 1));
+            t->n_graphs--;
+        }
+        t->graphs[t->n_graphs++] = (ct_graph){NULL, kind, n, nt, bw, 1};
+        pass_run(&p);
+        return;
+    }
+    g->g = be->graph_capture(be, pass_run, &p); /* runs the pass once */
+    if (!g->g) pass_run(&p);
 }
 
 /* ------------------------------------------------------------ micro-batch */
@@ -348,32 +473,19 @@ wick_status wk_ctrainer_run(wk_ctrainer *t, const int32_t *ids, const int32_t *l
     if (n > (1 << 24)) return wk_err(WICK_EINVAL, "trainer: micro-batch of %lld tokens is too large", (long long)n);
     wick_status st = ws_reserve(t, (int)n);
     if (st) return st;
-    int nt = prepare(t, ids, labels, lens, nseq, (int)n), Lc = t->m->c.n_layers;
+    int nt = prepare(t, ids, labels, lens, nseq, (int)n);
     if (nt < 0) return (wick_status)nt;
     wk_backend *be = t->be;
     t->drop = backward ? t->o.lora_dropout : 0.f; /* evaluation runs the adapter without dropout */
-    double t0 = wk_now();
-    be->embed(be, t->la[0].x, &t->m->embed, t->dint, (int)n);
-    for (int l = 0; l < Lc; l++) {
-        ct_act a = t->o.recompute ? t->rc : t->la[l];
-        a.x = t->la[l].x;
-        layer_fwd(t, l, &a, l + 1 < Lc ? t->la[l + 1].x : t->xL, (int)n);
-    }
     int bw = backward && nt > 0;
-    double loss = head(t, (int)n, nt, bw); /* waits: forward time includes the head's backward */
+    if (t->prof) be->sync(be), t->prof_last = wk_now();
+    double t0 = wk_now(), loss = 0;
+    run_pass(t, 0, (int)n, nt, bw);
+    if (nt > 0) be->download(be, t->hloss, t->rloss, sizeof(float) * (size_t)nt); /* waits */
+    for (int i = 0; i < nt; i++) loss += t->hloss[i];
     double t1 = wk_now();
-    t->t_fwd += t1 - t0;
-    for (int l = Lc - 1; l >= 0 && bw; l--) {
-        ct_act a = t->la[l];
-        if (t->o.recompute) {
-            a = t->rc;
-            a.x = t->la[l].x;
-            layer_fwd(t, l, &a, t->tC, (int)n);
-        }
-        mlp_bwd(t, l, &a, (int)n);
-        attn_bwd(t, l, &a, (int)n);
-    }
-    if (bw) be->sync(be);
+    t->t_fwd += t1 - t0; /* forward time includes the LM head's backward */
+    if (bw) run_pass(t, 1, (int)n, 0, 0), be->sync(be);
     t->t_bwd += wk_now() - t1;
     if ((st = be->check(be))) return wk_err_prefix(st, "trainer");
     if (backward) t->micro++;
@@ -595,6 +707,9 @@ wick_status wk_ctrainer_new(wick_model *m, const wk_lora *const *pairs, const wi
     t->m = m;
     t->be = m->be;
     t->o = o ? *o : wick_train_opts_default();
+    const char *pe = getenv("WICK_TRAIN_PROFILE");
+    t->prof = pe && *pe && strcmp(pe, "0") != 0;
+    t->use_graphs = !t->prof;
     wick_dtype wdt = m->c.n_layers > 0 ? m->layers[0].p[WK_P_Q].dt : WICK_DT_F32;
     t->tf32 = wdt != WICK_DT_F32;
     t->dt16 = wdt == WICK_DT_BF16 || wdt == WICK_DT_F16 ? (int)wdt
@@ -625,6 +740,12 @@ void wk_ctrainer_free(wk_ctrainer *t) {
         wk_log(WICK_LOG_WARN, "trainer: the trained adapter could not be copied back: %s", wick_last_error());
     wk_backend *be = t->be;
     be->sync(be);
+    graphs_free(t);
+    if (t->prof) { /* WICK_TRAIN_PROFILE: opted in by the environment, printed once */
+        fprintf(stderr, "wick train profile (seconds, device waited after each group):");
+        for (int i = 0; i < PR_COUNT; i++) fprintf(stderr, "%s %s %.4f", i ? "," : "", pr_names[i], t->prof_t[i]);
+        fprintf(stderr, "\n");
+    }
     if (t->ws) be->free(be, t->ws);
     if (t->dparam) be->free(be, t->dparam);
     if (t->dpart) be->free(be, t->dpart);
