@@ -20,7 +20,8 @@
  * captured as CUDA graphs and replayed (the batch's indices live in device memory;
  * not with LoRA dropout, whose mask keys are launch arguments). WICK_CUDA_GRAPHS=0
  * turns that off. WICK_TRAIN_PROFILE=1 waits for the device after every group of
- * ops and prints where the time went when the trainer is freed (no graphs then).
+ * ops and prints where the time went after the first optimizer step (module loading
+ * and scratch growth land there) when the trainer is freed; no graphs then.
  */
 #include "train/trainer_cuda.h"
 
@@ -320,7 +321,7 @@ static void attn_bwd(wk_ctrainer *t, int l, const ct_act *a, int n) {
     int H = c->n_heads, Hk = c->n_kv_heads, D = c->head_dim, C = c->hidden;
     lin_bwd(t, t->datt, t->dres, a->att, l, WK_P_O, n, a->xa[WK_P_O], 0);
     wkt_attn_bwd(be, t->dq, t->dk, t->dv, t->datt, a->att, a->lse, a->q, a->k, a->v, d_rs(t), d_re(t), n, H, Hk, D,
-                 1.f / sqrtf((float)D), t->dsum);
+                 1.f / sqrtf((float)D), t->dsum, t->dq2, t->xd); /* dq2, xd: free until used below */
     mark(t, PR_ATTN_B);
     wkt_rope_bwd(be, t->dq, d_pos(t), n, H, D, t->m->inv_freq);
     wkt_rope_bwd(be, t->dk, d_pos(t), n, Hk, D, t->m->inv_freq);
@@ -540,6 +541,7 @@ static wick_status step(wk_ctrainer *t, int64_t n_targets, const char *grads_pat
     if ((st = be->check(be))) return wk_err_prefix(st, "trainer: step %d", k);
     t->steps++;
     t->dirty = 1;
+    if (t->steps == 1) memset(t->prof_t, 0, sizeof t->prof_t); /* the profile leaves out the warm-up step */
     if (info) *info = (wick_step_info){.step = t->steps, .lr = lr, .grad_norm = norm};
     return WICK_OK;
 }

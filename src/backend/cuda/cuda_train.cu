@@ -160,39 +160,59 @@ void wkt_swiglu_bwd(wk_backend *be, float *dg, float *du, const float *dact, con
 
 /* ------------------------------------------------------------ attention */
 
-/* Forward: block (ATT_ROWS query rows, head); lane d-columns d = lane + 32t, t < NT. */
+/* Rows jj = w, w+ATT_ROWS, .. < ATT_KT of a tile: dst[jj*ld + d] = src row (row0 + jj) (head
+ * column offset `col`, row stride `rstride` floats), zeros past `end`; float4 per lane. */
+__device__ __forceinline__ void kt_tile(float *dst, int ld, const float *src, int row0, int end, size_t rstride,
+                                        size_t col, int D, int w, int lane) {
+    for (int jj = w; jj < ATT_KT; jj += ATT_ROWS) {
+        int j = row0 + jj;
+        const float *s = src + (size_t)j * rstride + col;
+        for (int d = lane * 4; d < D; d += 128)
+            *(float4 *)(dst + jj * ld + d) = j < end ? *(const float4 *)(s + d) : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+}
+
+/* One row of D floats (global, 16-byte aligned) into shared memory by one warp. */
+__device__ __forceinline__ void kt_row(float *dst, const float *src, int D, int lane) {
+    for (int d = lane * 4; d < D; d += 128) *(float4 *)(dst + d) = *(const float4 *)(src + d);
+}
+
+/* a·b over D floats of shared memory (16-byte aligned rows). */
+__device__ __forceinline__ float kt_dot(const float *a, const float *b, int D) {
+    const float4 *x = (const float4 *)a, *y = (const float4 *)b;
+    float s = 0.f;
+    for (int d = 0; d < D / 4; d++) {
+        float4 u = x[d], v = y[d];
+        s += u.x * v.x + u.y * v.y + u.z * v.z + u.w * v.w;
+    }
+    return s;
+}
+
+/* Forward: block (ATT_ROWS query rows, head h); lane j scores key j0+j of each tile; lane owns
+ * output columns d = lane + 32t, t < NT. Shared: Ks [KT][D+4], Vs [KT][D], Qs [ROWS][D]. */
 template <int NT>
 __global__ void kt_attn_fwd(float *out, float *lse, const float *q, const float *k, const float *v, const int32_t *rs,
                             int n, int H, int Hk, int D, float scale) {
-    extern __shared__ float sm[];
-    int ld = D + 1, w = threadIdx.x >> 5, lane = threadIdx.x & 31, h = blockIdx.y, kh = h / (H / Hk);
+    extern __shared__ float4 sm4[];
+    float *sm = (float *)sm4;
+    int ld = D + 4, w = threadIdx.x >> 5, lane = threadIdx.x & 31, h = blockIdx.y, kh = h / (H / Hk);
     float *Ks = sm, *Vs = Ks + ATT_KT * ld, *Qs = Vs + ATT_KT * D + w * D;
     int i0 = blockIdx.x * ATT_ROWS, i = i0 + w, last = min(i0 + ATT_ROWS, n) - 1;
     bool row = i < n;
     int rsi = row ? rs[i] : 0;
-    if (row)
-        for (int d = lane; d < D; d += 32) Qs[d] = q[((size_t)i * H + h) * D + d];
+    if (row) kt_row(Qs, q + ((size_t)i * H + h) * D, D, lane);
     float m = -INFINITY, l = 0.f, acc[NT];
 #pragma unroll
     for (int t = 0; t < NT; t++) acc[t] = 0.f;
     for (int j0 = rs[i0]; j0 <= last; j0 += ATT_KT) {
         __syncthreads();
-        for (int e = threadIdx.x; e < ATT_KT * D; e += blockDim.x) {
-            int jj = e / D, d = e - jj * D, j = j0 + jj;
-            size_t o = ((size_t)j * Hk + kh) * D + d;
-            Ks[jj * ld + d] = j <= last ? k[o] : 0.f;
-            Vs[jj * D + d] = j <= last ? v[o] : 0.f;
-        }
+        kt_tile(Ks, ld, k, j0, last + 1, (size_t)Hk * D, (size_t)kh * D, D, w, lane);
+        kt_tile(Vs, D, v, j0, last + 1, (size_t)Hk * D, (size_t)kh * D, D, w, lane);
         __syncthreads();
         if (!row || j0 > i) continue;
         int j = j0 + lane;
         bool ok = j >= rsi && j <= i;
-        float s = -INFINITY;
-        if (ok) {
-            float dot = 0.f;
-            for (int d = 0; d < D; d++) dot += Qs[d] * Ks[lane * ld + d];
-            s = dot * scale;
-        }
+        float s = ok ? kt_dot(Qs, Ks + lane * ld, D) * scale : -INFINITY;
         float tm = kt_warp_max(s);
         if (tm == -INFINITY) continue;
         float mn = fmaxf(m, tm), corr = expf(m - mn), p = ok ? expf(s - mn) : 0.f;
@@ -230,45 +250,37 @@ __global__ void kt_attn_dsum(float *dsum, const float *dout, const float *out, i
     if (lane == 0) dsum[wi] = s;
 }
 
-/* dq: block (ATT_ROWS query rows, head), key tiles as in the forward. */
+/* dq: block (ATT_ROWS query rows, head), key tiles as in the forward.
+ * Shared: Ks, Vs [KT][D+4], Qs, Os [ROWS][D]. */
 template <int NT>
 __global__ void kt_attn_dq(float *dq, const float *dout, const float *lse, const float *dsum, const float *q,
                            const float *k, const float *v, const int32_t *rs, int n, int H, int Hk, int D, float scale) {
-    extern __shared__ float sm[];
-    int ld = D + 1, w = threadIdx.x >> 5, lane = threadIdx.x & 31, h = blockIdx.y, kh = h / (H / Hk);
+    extern __shared__ float4 sm4[];
+    float *sm = (float *)sm4;
+    int ld = D + 4, w = threadIdx.x >> 5, lane = threadIdx.x & 31, h = blockIdx.y, kh = h / (H / Hk);
     float *Ks = sm, *Vs = Ks + ATT_KT * ld, *Qs = Vs + ATT_KT * ld + w * D, *Os = sm + 2 * ATT_KT * ld + ATT_ROWS * D + w * D;
     int i0 = blockIdx.x * ATT_ROWS, i = i0 + w, last = min(i0 + ATT_ROWS, n) - 1;
     bool row = i < n;
     int rsi = row ? rs[i] : 0;
     float Li = row ? lse[(size_t)i * H + h] : 0.f, Di = row ? dsum[(size_t)i * H + h] : 0.f;
-    if (row)
-        for (int d = lane; d < D; d += 32) {
-            Qs[d] = q[((size_t)i * H + h) * D + d];
-            Os[d] = dout[((size_t)i * H + h) * D + d];
-        }
+    if (row) {
+        kt_row(Qs, q + ((size_t)i * H + h) * D, D, lane);
+        kt_row(Os, dout + ((size_t)i * H + h) * D, D, lane);
+    }
     float acc[NT];
 #pragma unroll
     for (int t = 0; t < NT; t++) acc[t] = 0.f;
     for (int j0 = rs[i0]; j0 <= last; j0 += ATT_KT) {
         __syncthreads();
-        for (int e = threadIdx.x; e < ATT_KT * D; e += blockDim.x) {
-            int jj = e / D, d = e - jj * D, j = j0 + jj;
-            size_t o = ((size_t)j * Hk + kh) * D + d;
-            Ks[jj * ld + d] = j <= last ? k[o] : 0.f;
-            Vs[jj * ld + d] = j <= last ? v[o] : 0.f;
-        }
+        kt_tile(Ks, ld, k, j0, last + 1, (size_t)Hk * D, (size_t)kh * D, D, w, lane);
+        kt_tile(Vs, ld, v, j0, last + 1, (size_t)Hk * D, (size_t)kh * D, D, w, lane);
         __syncthreads();
         if (!row || j0 > i) continue;
         int j = j0 + lane;
         float ds = 0.f;
         if (j >= rsi && j <= i) {
-            float s = 0.f, dp = 0.f;
-            for (int d = 0; d < D; d++) {
-                s += Qs[d] * Ks[lane * ld + d];
-                dp += Os[d] * Vs[lane * ld + d];
-            }
-            float p = expf(s * scale - Li);
-            ds = p * (dp - Di);
+            float p = expf(kt_dot(Qs, Ks + lane * ld, D) * scale - Li);
+            ds = p * (kt_dot(Os, Vs + lane * ld, D) - Di);
         }
         int jn = min(ATT_KT, i - j0 + 1);
         for (int jj = 0; jj < jn; jj++) {
@@ -288,66 +300,55 @@ __global__ void kt_attn_dq(float *dq, const float *dout, const float *lse, const
     }
 }
 
-/* dk, dv: block (ATT_ROWS key rows, kv head); for every head of the group, query tiles from the
- * block's first key row to the end of its last key row's sequence. */
+/* dk, dv contributions of query head h: block (ATT_ROWS key rows, h); query tiles from the block's
+ * first key row to the end of its last key row's sequence. Writes dkp/dvp [n, H, D] (dk unscaled).
+ * Shared: Qs, Os [KT][D+4], Ks, Vs [ROWS][D], Ls, Ds [KT]. */
 template <int NT>
-__global__ void kt_attn_dkv(float *dk, float *dv, const float *dout, const float *lse, const float *dsum,
+__global__ void kt_attn_dkv(float *dkp, float *dvp, const float *dout, const float *lse, const float *dsum,
                             const float *q, const float *k, const float *v, const int32_t *re, int n, int H, int Hk,
                             int D, float scale) {
-    extern __shared__ float sm[];
-    int ld = D + 1, w = threadIdx.x >> 5, lane = threadIdx.x & 31, kh = blockIdx.y, grp = H / Hk;
+    extern __shared__ float4 sm4[];
+    float *sm = (float *)sm4;
+    int ld = D + 4, w = threadIdx.x >> 5, lane = threadIdx.x & 31, h = blockIdx.y, kh = h / (H / Hk);
     float *Qs = sm, *Os = Qs + ATT_KT * ld, *Ks = Os + ATT_KT * ld + w * D;
     float *Vs = sm + 2 * ATT_KT * ld + ATT_ROWS * D + w * D, *Ls = sm + 2 * ATT_KT * ld + 2 * ATT_ROWS * D;
     float *Ds = Ls + ATT_KT;
     int first = blockIdx.x * ATT_ROWS, j = first + w, lastk = min(first + ATT_ROWS, n) - 1;
     bool row = j < n;
     int rej = row ? re[j] : 0, hi = re[lastk];
-    if (row)
-        for (int d = lane; d < D; d += 32) {
-            Ks[d] = k[((size_t)j * Hk + kh) * D + d];
-            Vs[d] = v[((size_t)j * Hk + kh) * D + d];
-        }
+    if (row) {
+        kt_row(Ks, k + ((size_t)j * Hk + kh) * D, D, lane);
+        kt_row(Vs, v + ((size_t)j * Hk + kh) * D, D, lane);
+    }
     float ak[NT], av[NT];
 #pragma unroll
     for (int t = 0; t < NT; t++) ak[t] = av[t] = 0.f;
-    for (int hh = 0; hh < grp; hh++) {
-        int h = kh * grp + hh;
-        for (int i0 = first; i0 < hi; i0 += ATT_KT) {
-            __syncthreads();
-            for (int e = threadIdx.x; e < ATT_KT * D; e += blockDim.x) {
-                int ii = e / D, d = e - ii * D, i = i0 + ii;
-                size_t o = ((size_t)i * H + h) * D + d;
-                Qs[ii * ld + d] = i < hi ? q[o] : 0.f;
-                Os[ii * ld + d] = i < hi ? dout[o] : 0.f;
-            }
-            if (threadIdx.x < ATT_KT) {
-                int i = i0 + threadIdx.x;
-                Ls[threadIdx.x] = i < hi ? lse[(size_t)i * H + h] : 0.f;
-                Ds[threadIdx.x] = i < hi ? dsum[(size_t)i * H + h] : 0.f;
-            }
-            __syncthreads();
-            if (!row || i0 + ATT_KT - 1 < j || i0 >= rej) continue;
-            int i = i0 + lane;
-            float p = 0.f, ds = 0.f;
-            if (i >= j && i < rej) {
-                float s = 0.f, dp = 0.f;
-                for (int d = 0; d < D; d++) {
-                    s += Ks[d] * Qs[lane * ld + d];
-                    dp += Vs[d] * Os[lane * ld + d];
-                }
-                p = expf(s * scale - Ls[lane]);
-                ds = p * (dp - Ds[lane]);
-            }
-            int ia = max(j - i0, 0), ib = min(rej - i0, ATT_KT);
-            for (int ii = ia; ii < ib; ii++) {
-                float pi = __shfl_sync(FULL, p, ii), di = __shfl_sync(FULL, ds, ii);
+    for (int i0 = first; i0 < hi; i0 += ATT_KT) {
+        __syncthreads();
+        kt_tile(Qs, ld, q, i0, hi, (size_t)H * D, (size_t)h * D, D, w, lane);
+        kt_tile(Os, ld, dout, i0, hi, (size_t)H * D, (size_t)h * D, D, w, lane);
+        if (threadIdx.x < ATT_KT) {
+            int i = i0 + threadIdx.x;
+            Ls[threadIdx.x] = i < hi ? lse[(size_t)i * H + h] : 0.f;
+            Ds[threadIdx.x] = i < hi ? dsum[(size_t)i * H + h] : 0.f;
+        }
+        __syncthreads();
+        if (!row || i0 + ATT_KT - 1 < j || i0 >= rej) continue;
+        int i = i0 + lane;
+        float p = 0.f, ds = 0.f;
+        if (i >= j && i < rej) {
+            p = expf(kt_dot(Ks, Qs + lane * ld, D) * scale - Ls[lane]);
+            ds = p * (kt_dot(Vs, Os + lane * ld, D) - Ds[lane]);
+        }
+        int ia = max(j - i0, 0), ib = min(rej - i0, ATT_KT);
+        for (int ii = ia; ii < ib; ii++) {
+            float pi = __shfl_sync(FULL, p, ii), di = __shfl_sync(FULL, ds, ii);
 #pragma unroll
-                for (int t = 0; t < NT; t++) {
-                    int d = lane + 32 * t;
-                    if (d < D) {
-                        av[t] += pi * Os[ii * ld + d];
-                        ak[t] += di * Qs[ii * ld + d];
-                    }
+            for (int t = 0; t < NT; t++) {
+                int d = lane + 32 * t;
+                if (d < D) {
+                    av[t] += pi * Os[ii * ld + d];
+                    ak[t] += di * Qs[ii * ld + d];
                 }
             }
         }
@@ -357,9 +358,26 @@ __global__ void kt_attn_dkv(float *dk, float *dv, const float *dout, const float
     for (int t = 0; t < NT; t++) {
         int d = lane + 32 * t;
         if (d < D) {
-            dk[((size_t)j * Hk + kh) * D + d] = ak[t] * scale;
-            dv[((size_t)j * Hk + kh) * D + d] = av[t];
+            dkp[((size_t)j * H + h) * D + d] = ak[t];
+            dvp[((size_t)j * H + h) * D + d] = av[t];
         }
+    }
+}
+
+/* dk[j,kh,:] = scale · Σ over the group's heads of dkp[j,h,:]; dv likewise (fixed order). */
+__global__ void kt_attn_group_sum(float *dk, float *dv, const float *dkp, const float *dvp, int n, int H, int Hk, int D,
+                                  float scale) {
+    int grp = H / Hk;
+    size_t total = (size_t)n * Hk * D;
+    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total; e += (size_t)gridDim.x * blockDim.x) {
+        size_t j = e / ((size_t)Hk * D);
+        int r = (int)(e - j * Hk * D), kh = r / D, d = r - kh * D;
+        float sk = 0.f, sv = 0.f;
+        for (int hh = 0; hh < grp; hh++) {
+            size_t o = (j * H + (size_t)kh * grp + hh) * D + d;
+            sk += dkp[o], sv += dvp[o];
+        }
+        dk[e] = sk * scale, dv[e] = sv;
     }
 }
 
@@ -370,11 +388,15 @@ static int smem_ok(wkc_backend *b, const void *f, size_t bytes) {
                           "attention shared memory");
 }
 
-static int att_check(wkc_backend *b, int D, int H, int Hk) {
-    if (D >= 1 && D <= 256 && Hk > 0 && H % Hk == 0) return 1;
+static int att_check(wkc_backend *b, int D, int H, int Hk, const void *const *ptrs, int np) {
+    uintptr_t a = 0;
+    for (int i = 0; i < np; i++) a |= (uintptr_t)ptrs[i];
+    if (D >= 4 && D <= 256 && D % 4 == 0 && Hk > 0 && H % Hk == 0 && a % 16 == 0) return 1;
     if (!b->err) {
         b->err = WICK_EUNSUPPORTED;
-        snprintf(b->errmsg, sizeof b->errmsg, "cuda:%d: training attention: head_dim %d (1..256) with %d/%d heads",
+        snprintf(b->errmsg, sizeof b->errmsg,
+                 "cuda:%d: training attention needs head_dim %d in 4..256, a multiple of 4, heads %d a multiple of "
+                 "kv heads %d, and 16-byte aligned tensors",
                  b->device, D, H, Hk);
     }
     return 0;
@@ -383,7 +405,7 @@ static int att_check(wkc_backend *b, int D, int H, int Hk) {
 template <int NT>
 static void attn_fwd_nt(wkc_backend *b, float *out, float *lse, const float *q, const float *k, const float *v,
                         const int32_t *rs, int n, int H, int Hk, int D, float scale) {
-    size_t sb = sizeof(float) * ((size_t)ATT_KT * (D + 1) + (size_t)ATT_KT * D + (size_t)ATT_ROWS * D);
+    size_t sb = sizeof(float) * ((size_t)ATT_KT * (D + 4) + (size_t)ATT_KT * D + (size_t)ATT_ROWS * D);
     if (!smem_ok(b, (const void *)kt_attn_fwd<NT>, sb)) return;
     dim3 grid((n + ATT_ROWS - 1) / ATT_ROWS, H);
     kt_attn_fwd<NT><<<grid, 32 * ATT_ROWS, sb, b->st>>>(out, lse, q, k, v, rs, n, H, Hk, D, scale);
@@ -394,7 +416,8 @@ void wkt_attn_fwd(wk_backend *be, float *out, float *lse, const float *q, const 
                   const int32_t *rs, int n, int H, int Hk, int D, float scale) {
     wkc_backend *b = wkc(be);
     wkc_use(b);
-    if (!att_check(b, D, H, Hk) || n <= 0) return;
+    const void *ptrs[] = {out, q, k, v};
+    if (!att_check(b, D, H, Hk, ptrs, 4) || n <= 0) return;
     if (D <= 32) attn_fwd_nt<1>(b, out, lse, q, k, v, rs, n, H, Hk, D, scale);
     else if (D <= 64) attn_fwd_nt<2>(b, out, lse, q, k, v, rs, n, H, Hk, D, scale);
     else if (D <= 128) attn_fwd_nt<4>(b, out, lse, q, k, v, rs, n, H, Hk, D, scale);
@@ -402,33 +425,37 @@ void wkt_attn_fwd(wk_backend *be, float *out, float *lse, const float *q, const 
 }
 
 template <int NT>
-static void attn_bwd_nt(wkc_backend *b, float *dq, float *dk, float *dv, const float *dout, const float *lse,
+static void attn_bwd_nt(wkc_backend *b, float *dq, float *dkp, float *dvp, const float *dout, const float *lse,
                         const float *dsum, const float *q, const float *k, const float *v, const int32_t *rs,
                         const int32_t *re, int n, int H, int Hk, int D, float scale) {
-    size_t sq = sizeof(float) * (2 * (size_t)ATT_KT * (D + 1) + 2 * (size_t)ATT_ROWS * D);
+    size_t sq = sizeof(float) * (2 * (size_t)ATT_KT * (D + 4) + 2 * (size_t)ATT_ROWS * D);
     size_t skv = sq + sizeof(float) * 2 * ATT_KT;
     if (!smem_ok(b, (const void *)kt_attn_dq<NT>, sq) || !smem_ok(b, (const void *)kt_attn_dkv<NT>, skv)) return;
-    int blocks = (n + ATT_ROWS - 1) / ATT_ROWS;
-    kt_attn_dq<NT><<<dim3(blocks, H), 32 * ATT_ROWS, sq, b->st>>>(dq, dout, lse, dsum, q, k, v, rs, n, H, Hk, D, scale);
+    dim3 grid((n + ATT_ROWS - 1) / ATT_ROWS, H);
+    kt_attn_dq<NT><<<grid, 32 * ATT_ROWS, sq, b->st>>>(dq, dout, lse, dsum, q, k, v, rs, n, H, Hk, D, scale);
     wkc_launched(b, "attention backward (dq)");
-    kt_attn_dkv<NT><<<dim3(blocks, Hk), 32 * ATT_ROWS, skv, b->st>>>(dk, dv, dout, lse, dsum, q, k, v, re, n, H, Hk, D,
-                                                                    scale);
+    kt_attn_dkv<NT><<<grid, 32 * ATT_ROWS, skv, b->st>>>(dkp, dvp, dout, lse, dsum, q, k, v, re, n, H, Hk, D, scale);
     wkc_launched(b, "attention backward (dk, dv)");
 }
 
 void wkt_attn_bwd(wk_backend *be, float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
                   const float *q, const float *k, const float *v, const int32_t *rs, const int32_t *re, int n, int H,
-                  int Hk, int D, float scale, float *dsum) {
+                  int Hk, int D, float scale, float *dsum, float *dkp, float *dvp) {
     wkc_backend *b = wkc(be);
     wkc_use(b);
-    if (!att_check(b, D, H, Hk) || n <= 0) return;
+    const void *ptrs[] = {dq, dk, dv, dout, out, q, k, v, dkp, dvp};
+    if (!att_check(b, D, H, Hk, ptrs, H == Hk ? 8 : 10) || n <= 0) return;
     size_t nh = (size_t)n * H;
     kt_attn_dsum<<<(unsigned)((nh * 32 + 255) / 256), 256, 0, b->st>>>(dsum, dout, out, (int)nh, D);
     wkc_launched(b, "attention backward (dsum)");
-    if (D <= 32) attn_bwd_nt<1>(b, dq, dk, dv, dout, lse, dsum, q, k, v, rs, re, n, H, Hk, D, scale);
-    else if (D <= 64) attn_bwd_nt<2>(b, dq, dk, dv, dout, lse, dsum, q, k, v, rs, re, n, H, Hk, D, scale);
-    else if (D <= 128) attn_bwd_nt<4>(b, dq, dk, dv, dout, lse, dsum, q, k, v, rs, re, n, H, Hk, D, scale);
-    else attn_bwd_nt<8>(b, dq, dk, dv, dout, lse, dsum, q, k, v, rs, re, n, H, Hk, D, scale);
+    float *pk = H == Hk ? dk : dkp, *pv = H == Hk ? dv : dvp; /* no GQA: the partials are the result */
+    if (D <= 32) attn_bwd_nt<1>(b, dq, pk, pv, dout, lse, dsum, q, k, v, rs, re, n, H, Hk, D, scale);
+    else if (D <= 64) attn_bwd_nt<2>(b, dq, pk, pv, dout, lse, dsum, q, k, v, rs, re, n, H, Hk, D, scale);
+    else if (D <= 128) attn_bwd_nt<4>(b, dq, pk, pv, dout, lse, dsum, q, k, v, rs, re, n, H, Hk, D, scale);
+    else attn_bwd_nt<8>(b, dq, pk, pv, dout, lse, dsum, q, k, v, rs, re, n, H, Hk, D, scale);
+    size_t total = (size_t)n * Hk * D;
+    kt_attn_group_sum<<<wkc_blocks(total), 256, 0, b->st>>>(dk, dv, pk, pv, n, H, Hk, D, scale);
+    wkc_launched(b, "attention backward (group sum)");
 }
 
 /* ------------------------------------------------------------ cross-entropy */

@@ -32,14 +32,15 @@ void wkt_rmsnorm_bwd(wk_backend *be, float *dx, const float *dy, const float *x,
 /* In place: d[n,nh,D] <- R(pos)ᵀ·d (rotate_half layout). */
 void wkt_rope_bwd(wk_backend *be, float *d, const int32_t *pos, int n, int nh, int D, const float *inv_freq);
 /* Causal attention over packed rows (rs[i] = first row of row i's sequence): out[n,H,D],
- * lse[n,H] = log Σ exp(scale·q·k). D <= 256. */
+ * lse[n,H] = log Σ exp(scale·q·k). D <= 256, a multiple of 4; tensors 16-byte aligned. */
 void wkt_attn_fwd(wk_backend *be, float *out, float *lse, const float *q, const float *k, const float *v,
                   const int32_t *rs, int n, int H, int Hk, int D, float scale);
 /* Its gradients dq[n,H,D], dk/dv[n,Hk,D] (overwritten); re[i] = one past the last row of row i's
- * sequence; dsum is scratch of n*H floats. */
+ * sequence; dsum is scratch of n*H floats, dkp/dvp of n*H*D floats each (per-head dk/dv before
+ * the sum over a GQA group; unused when H == Hk). D a multiple of 4, tensors 16-byte aligned. */
 void wkt_attn_bwd(wk_backend *be, float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
                   const float *q, const float *k, const float *v, const int32_t *rs, const int32_t *re, int n, int H,
-                  int Hk, int D, float scale, float *dsum);
+                  int Hk, int D, float scale, float *dsum, float *dkp, float *dvp);
 /* act = silu(g)*u backward over n elements. */
 void wkt_swiglu_bwd(wk_backend *be, float *dg, float *du, const float *dact, const float *g, const float *u, size_t n);
 /* Cross-entropy with label smoothing of rows of logits[rows,V] against tgt[rows]: loss[r] = the row's
