@@ -75,9 +75,10 @@ static void nccl_free(wk_comm *base) {
 
 /* Opens libnccl and resolves the entry points; 0 on success. */
 static int nccl_open(wk_nccl *c, nccl_init_all_fn *init) {
-    const char *names[] = {"libnccl.so.2", "libnccl.so"};
-    for (int i = 0; i < 2 && !c->lib; i++) c->lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
-    if (!c->lib) return wk_err(WICK_EUNSUPPORTED, "multi-GPU: cannot load NCCL (libnccl.so.2): %s", dlerror()), -1;
+    const char *env = getenv("WICK_NCCL_LIB"); /* a libnccl.so.2 outside the loader's path (e.g. pip's) */
+    const char *names[] = {env && *env ? env : "libnccl.so.2", "libnccl.so.2", "libnccl.so"};
+    for (int i = 0; i < 3 && !c->lib; i++) c->lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+    if (!c->lib) return wk_err(WICK_EUNSUPPORTED, "multi-GPU: cannot load NCCL (libnccl.so.2; set WICK_NCCL_LIB to its path): %s", dlerror()), -1;
     *init = (nccl_init_all_fn)dlsym(c->lib, "ncclCommInitAll");
     c->allreduce = (nccl_allreduce_fn)dlsym(c->lib, "ncclAllReduce");
     c->group_start = (nccl_void_fn)dlsym(c->lib, "ncclGroupStart");
