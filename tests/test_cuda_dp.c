@@ -45,7 +45,9 @@ static wick_train_config cfg(const char *out, int replicas, int steps) {
     return c;
 }
 
-static void path(char *buf, const char *dir, const char *file) { snprintf(buf, 1024, "%s/%s", dir, file); }
+static void path(char *buf, const char *dir, const char *file) {
+    if (snprintf(buf, 1024, "%s/%s", dir, file) >= 1024) buf[0] = 0;
+}
 
 static void group_of_one(void) {
     char a[1024], b[1024], fa[1024], fb[1024];
