@@ -848,6 +848,22 @@ wick_status wick_bench_profile(const wick_bench_profile_opts *o, char **report_o
 
 
 
+/* ========== section: batch — batched decode over several sessions (src/model/batch.c) */
+
+/* Advances each session ss[i] (all of one model, each with its own KV cache, position
+ * and adapter, or none) by the one id ids[i] in ONE forward: the base weights are read
+ * once for all n rows, the adapters run as one segment each (rows ordered by adapter
+ * inside), attention runs against each session's own cache. logits (may be NULL) receives
+ * (n, vocab) floats, row i for ss[i]; they equal each session's wick_session_eval of the
+ * same id up to float rounding. WICK_EINVAL: a NULL or repeated session, sessions of
+ * different models; WICK_ERANGE: an id outside the vocabulary or a full cache (nothing
+ * is evaluated then). Not thread-safe with other calls on the same sessions. */
+wick_status wick_session_eval_batch(wick_session *const *ss, const int32_t *ids, int n, float *logits);
+
+/* ---------- end of section: batch */
+
+
+
 /* ========== section: serve — OpenAI-compatible HTTP server (src/serve) */
 
 /* Options of wick_serve_run; start from wick_serve_opts_default. Strings are borrowed. */

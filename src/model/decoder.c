@@ -6,36 +6,11 @@
  *             x' = h + down(silu(gate(n)) * up(n)) with n = rmsnorm(h)
  * Every linear layer is x·Wᵀ (+ bias) (+ s·(x·Aᵀ)·Bᵀ when an adapter is active).
  */
-#include "model/model.h"
+#include "model/session.h"
 
 #include <math.h>
 
-#define CHUNK 512 /* tokens per forward chunk: bounds the scratch arena */
-
-struct wick_session {
-    wick_model *m;
-    wk_backend *be;
-    int cap, pos;
-    float *kc, *vc;           /* (L, Hk, cap, D) */
-    /* scratch for one chunk of up to CHUNK tokens: one backend allocation carved up */
-    void *scr;
-    float *x;                 /* (CHUNK, C) residual stream */
-    float *xn;                /* (CHUNK, C) normed input */
-    float *q;                 /* (CHUNK, H*D) */
-    float *k, *v;             /* (CHUNK, Hk*D) */
-    float *att;               /* (CHUNK, H*D) */
-    float *g, *u;             /* (CHUNK, F) */
-    float *tmp;               /* (CHUNK, max(C,F,H*D)) LoRA rank / o_proj out */
-    int32_t *posv;            /* (CHUNK) positions, backend memory; ids follow at posv + CHUNK */
-    int32_t *idv;             /* (CHUNK) ids, backend memory */
-    int32_t hio[2 * CHUNK];   /* host staging of positions and ids (one upload) */
-    float *dlogits;           /* (dlogits_rows, V) device-side logits (device backends only) */
-    int dlogits_rows;
-    void *graph;              /* the captured decode step (graph backends), NULL until captured */
-    int graph_warm;           /* a direct decode step ran (the backend's scratch is sized) */
-    const wick_adapter *ad;
-    float ad_scale;
-};
+#define CHUNK WK_SESSION_CHUNK
 
 /* Returns *p and advances it by n rounded up to 64 bytes. */
 static void *carve(uint8_t **p, size_t n) {
@@ -237,8 +212,8 @@ static void forward_chunk(wick_session *s, const int32_t *ids, int n, float *log
         be->download(be, logits, s->dlogits, sizeof(float) * (size_t)(n - first_row) * c->vocab);
 }
 
-/* Device backends: makes room for `rows` rows of device-side logits. */
-static wick_status reserve_dlogits(wick_session *s, int rows) {
+/* Device backends: makes room for `rows` rows of device-side logits (session.h). */
+wick_status wk_session_reserve_logits(wick_session *s, int rows) {
     if (!s->be->device_memory || rows <= s->dlogits_rows) return WICK_OK;
     if (s->dlogits) s->be->free(s->be, s->dlogits);
     if (s->graph) s->be->graph_free(s->be, s->graph); /* it wrote to the old buffer */
@@ -256,7 +231,7 @@ wick_status wick_session_eval(wick_session *s, const int32_t *ids, int n, float 
     for (int i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= c->vocab)
             return wk_err(WICK_ERANGE, "token id %d at index %d is outside the vocabulary [0,%d)", ids[i], i, c->vocab);
-    wick_status st = logits ? reserve_dlogits(s, all_logits ? WK_MIN(n, CHUNK) : 1) : WICK_OK;
+    wick_status st = logits ? wk_session_reserve_logits(s, all_logits ? WK_MIN(n, CHUNK) : 1) : WICK_OK;
     if (st) return st;
     for (int done = 0; done < n;) {
         int k = WK_MIN(CHUNK, n - done), last = done + k == n;

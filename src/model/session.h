@@ -1,0 +1,39 @@
+/*
+ * session.h — the session's internal layout (decoder.c owns it): the per-sequence
+ * KV cache and the scratch of one forward chunk. The batched decode step (batch.c)
+ * runs several sessions in one forward and borrows the first one's scratch.
+ */
+#ifndef WK_SESSION_H
+#define WK_SESSION_H
+#include "model/model.h"
+
+#define WK_SESSION_CHUNK 512 /* tokens per forward chunk: bounds the scratch arena */
+struct wick_session {
+    wick_model *m;
+    wk_backend *be;
+    int cap, pos;
+    float *kc, *vc;           /* (L, Hk, cap, D) */
+    /* scratch for one chunk of up to WK_SESSION_CHUNK tokens: one backend allocation carved up */
+    void *scr;
+    float *x;                 /* (WK_SESSION_CHUNK, C) residual stream */
+    float *xn;                /* (WK_SESSION_CHUNK, C) normed input */
+    float *q;                 /* (WK_SESSION_CHUNK, H*D) */
+    float *k, *v;             /* (WK_SESSION_CHUNK, Hk*D) */
+    float *att;               /* (WK_SESSION_CHUNK, H*D) */
+    float *g, *u;             /* (WK_SESSION_CHUNK, F) */
+    float *tmp;               /* (WK_SESSION_CHUNK, max(C,F,H*D)) LoRA rank / o_proj out */
+    int32_t *posv;            /* (WK_SESSION_CHUNK) positions, backend memory; ids follow at posv + WK_SESSION_CHUNK */
+    int32_t *idv;             /* (WK_SESSION_CHUNK) ids, backend memory */
+    int32_t hio[2 * WK_SESSION_CHUNK];   /* host staging of positions and ids (one upload) */
+    float *dlogits;           /* (dlogits_rows, V) device-side logits (device backends only) */
+    int dlogits_rows;
+    void *graph;              /* the captured decode step (graph backends), NULL until captured */
+    int graph_warm;           /* a direct decode step ran (the backend's scratch is sized) */
+    const wick_adapter *ad;
+    float ad_scale;
+};
+
+/* Device backends: makes room for `rows` rows of device-side logits in s->dlogits
+ * (drops a captured graph that wrote to the old buffer); WICK_OK on host backends. */
+wick_status wk_session_reserve_logits(wick_session *s, int rows);
+#endif

@@ -1,0 +1,154 @@
+/* test_batch.c — wick_session_eval_batch: on the f32 tiny goldens (qwen2: biases; qwen3: q/k
+ * norms; llama), sessions with mixed adapters (none, two PEFT adapters, one at scale 0.5, one
+ * targeting q/v only) and different prompt lengths advance together for several steps; every
+ * row of the batched logits equals the same session run alone (wick_session_eval) within 1e-5,
+ * for the whole batch, a subset in another order and a batch of one. Errors: sessions of two
+ * models, a full cache, a repeated or NULL session, a bad id, n = 0 — and none of them moves
+ * any session. */
+#include "t.h"
+
+#include <stdint.h>
+
+#define NS 12 /* more than the CPU's few-row (gemv) limit: the multi-row products run too */
+#define STEPS 5
+
+typedef struct {
+    wick_model *m;
+    wick_adapter *ad[3];
+    int V;
+} fix;
+
+static int open_fix(const char *name, fix *f) {
+    char p[512];
+    memset(f, 0, sizeof *f);
+    snprintf(p, sizeof p, "%s/golden/%s/model", WICK_TEST_DIR, name);
+    CHECK_OK(wick_model_load(p, NULL, &f->m));
+    if (!f->m) return -1;
+    for (int a = 0; a < 2; a++) {
+        snprintf(p, sizeof p, "%s/golden/%s/adapter%d", WICK_TEST_DIR, name, a + 1);
+        CHECK_OK(wick_adapter_load(f->m, p, &f->ad[a]));
+    }
+    wick_lora_config c = wick_lora_config_default();
+    c.r = 4, c.targets = WICK_LORA_Q | WICK_LORA_V, c.init = WICK_LORA_INIT_RANDOM;
+    CHECK_OK(wick_adapter_new(f->m, &c, 11, &f->ad[2]));
+    wick_model_info mi;
+    wick_model_get_info(f->m, &mi);
+    f->V = mi.vocab_size;
+    return f->ad[0] && f->ad[1] && f->ad[2] ? 0 : -1;
+}
+
+static void close_fix(fix *f) {
+    for (int a = 0; a < 3; a++) wick_adapter_free(f->ad[a]);
+    wick_model_free(f->m);
+}
+
+/* Session i: adapter / scale i % 7 of the mix, prompt of length 1 + 3*i % 8 (different positions). */
+static void setup(fix *f, wick_session **s, int i, float *lg) {
+    const wick_adapter *ads[7] = {NULL, f->ad[0], f->ad[1], f->ad[0], NULL, f->ad[2], f->ad[0]};
+    const float sc[7] = {1, 1, 1, 1, 1, 1, 0.5f};
+    wick_session_opts so = {.max_seq = 64};
+    CHECK_OK(wick_session_new(f->m, &so, s));
+    CHECK_OK(wick_session_set_adapter(*s, ads[i % 7], sc[i % 7]));
+    int32_t ids[16];
+    int n = 1 + (3 * i) % 8;
+    for (int k = 0; k < n; k++) ids[k] = (int32_t)((i * 37 + k * 11 + 5) % f->V);
+    CHECK_OK(wick_session_eval(*s, ids, n, lg, 0));
+}
+
+static int argmax(const float *x, int n) {
+    int b = 0;
+    for (int i = 1; i < n; i++) b = x[i] > x[b] ? i : b;
+    return b;
+}
+
+/* Steps the sessions `pick` (count k) of both sets: batched vs alone; returns the max |diff|. */
+static float step_compare(fix *f, wick_session **bs, wick_session **rs, const int *pick, int k, int32_t *next) {
+    wick_session *sel[NS];
+    int32_t ids[NS];
+    float *lb = malloc(sizeof(float) * (size_t)k * f->V), *lr = malloc(sizeof(float) * (size_t)f->V), worst = 0;
+    for (int j = 0; j < k; j++) sel[j] = bs[pick[j]], ids[j] = next[pick[j]];
+    CHECK_OK(wick_session_eval_batch(sel, ids, k, lb));
+    for (int j = 0; j < k; j++) {
+        int i = pick[j];
+        CHECK_OK(wick_session_eval(rs[i], &next[i], 1, lr, 0));
+        float d = t_max_abs_diff(lb + (size_t)j * f->V, lr, (size_t)f->V);
+        worst = d > worst ? d : worst;
+        CHECK(wick_session_pos(bs[i]) == wick_session_pos(rs[i]), "session %d at %d, alone at %d", i,
+              wick_session_pos(bs[i]), wick_session_pos(rs[i]));
+        next[i] = (int32_t)argmax(lr, f->V);
+    }
+    free(lb), free(lr);
+    return worst;
+}
+
+static void mixed(const char *name) {
+    fix f;
+    if (open_fix(name, &f)) return close_fix(&f);
+    wick_session *bs[NS], *rs[NS];
+    float *lg = malloc(sizeof(float) * (size_t)f.V);
+    int32_t next[NS];
+    for (int i = 0; i < NS; i++) {
+        setup(&f, &bs[i], i, lg);
+        setup(&f, &rs[i], i, lg);
+        next[i] = (int32_t)argmax(lg, f.V);
+    }
+    int all[NS] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, some[4] = {6, 2, 0, 5}, one[1] = {3};
+    float worst = 0, d;
+    for (int t = 0; t < STEPS; t++) {
+        d = step_compare(&f, bs, rs, all, NS, next);
+        worst = d > worst ? d : worst;
+    }
+    d = step_compare(&f, bs, rs, some, 4, next);
+    worst = d > worst ? d : worst;
+    d = step_compare(&f, bs, rs, one, 1, next);
+    worst = d > worst ? d : worst;
+    CHECK(worst <= 1e-5f, "%s: batched logits differ from alone by %g", name, worst);
+    printf("%s: %d sessions x %d steps, max |batched - alone| = %.2e\n", name, NS, STEPS, worst);
+    for (int i = 0; i < NS; i++) wick_session_free(bs[i]), wick_session_free(rs[i]);
+    free(lg);
+    close_fix(&f);
+}
+
+static void errors(void) {
+    fix f;
+    wick_model *m2 = NULL;
+    char p[512];
+    if (open_fix("qwen2_tiny", &f)) return close_fix(&f);
+    snprintf(p, sizeof p, "%s/golden/qwen2_tiny/model", WICK_TEST_DIR);
+    CHECK_OK(wick_model_load(p, NULL, &m2));
+    wick_session *a, *b, *full, *other;
+    wick_session_opts so = {.max_seq = 8}, tiny = {.max_seq = 2};
+    CHECK_OK(wick_session_new(f.m, &so, &a));
+    CHECK_OK(wick_session_new(f.m, &so, &b));
+    CHECK_OK(wick_session_new(f.m, &tiny, &full));
+    CHECK_OK(wick_session_new(m2, &so, &other));
+    int32_t ids[3] = {1, 2, 3};
+    float *lg = malloc(sizeof(float) * 3 * (size_t)f.V);
+    CHECK_OK(wick_session_eval(full, ids, 2, NULL, 0));
+    CHECK_OK(wick_session_set_adapter(a, f.ad[0], 1));
+    wick_session *mix[2] = {a, other}, *fl[3] = {a, b, full}, *rep[2] = {a, a}, *nul[2] = {a, NULL}, *ok[2] = {a, b};
+    int32_t bad[2] = {1, f.V};
+    CHECK_FAILS(wick_session_eval_batch(mix, ids, 2, lg), "another model");
+    CHECK_FAILS(wick_session_eval_batch(fl, ids, 3, lg), "session 2: context full");
+    CHECK_FAILS(wick_session_eval_batch(rep, ids, 2, lg), "the same");
+    CHECK_FAILS(wick_session_eval_batch(nul, ids, 2, lg), "session 1 is NULL");
+    CHECK_FAILS(wick_session_eval_batch(ok, bad, 2, lg), "outside the vocabulary");
+    CHECK_FAILS(wick_session_eval_batch(ok, ids, 0, lg), "no sessions");
+    CHECK(wick_session_pos(a) == 0 && wick_session_pos(b) == 0 && wick_session_pos(full) == 2,
+          "a failed batch moved a session (%d %d %d)", wick_session_pos(a), wick_session_pos(b), wick_session_pos(full));
+    CHECK_OK(wick_session_eval_batch(ok, ids, 2, NULL)); /* no logits: the sessions still advance */
+    CHECK(wick_session_pos(a) == 1 && wick_session_pos(b) == 1, "positions %d %d", wick_session_pos(a),
+          wick_session_pos(b));
+    free(lg);
+    wick_session_free(a), wick_session_free(b), wick_session_free(full), wick_session_free(other);
+    wick_model_free(m2);
+    close_fix(&f);
+}
+
+int main(void) {
+    mixed("qwen2_tiny");
+    mixed("qwen3_tiny");
+    mixed("llama_tiny");
+    errors();
+    return t_summary();
+}
