@@ -62,12 +62,13 @@ static const wick_tokenizer *gen_tokenizer(wick_model *m, const wick_gen_opts *o
     return o && o->tokenizer ? o->tokenizer : wick_model_tokenizer(m);
 }
 
-/* Starts on ids; extra_eos (>= 0) also stops the generation. */
+/* Starts on ids; extra_eos (>= 0) also stops the generation; eval (NULL = wick_session_eval) runs the steps. */
 static wick_status start_ids(wick_model *m, wick_session *s, const int32_t *prompt, int n_prompt,
-                             const wick_gen_opts *o, int32_t extra_eos, wick_gen **out) {
+                             const wick_gen_opts *o, int32_t extra_eos, wk_eval_fn eval, void *ctx, wick_gen **out) {
     wk_lm lm;
     wick_status st = bind_session(m, s, o, &lm);
     if (st) return st;
+    if (eval) lm.eval = eval, lm.ctx = ctx;
     if (extra_eos >= 0 && lm.n_eos < (int)WK_ARRAY_LEN(lm.eos)) lm.eos[lm.n_eos++] = extra_eos;
     const wick_tokenizer *t = gen_tokenizer(m, o);
     if (!t) return wk_gen_start_src(&lm, NULL, prompt, n_prompt, o, out);
@@ -83,7 +84,12 @@ static wick_status start_ids(wick_model *m, wick_session *s, const int32_t *prom
 
 wick_status wick_gen_start(wick_model *m, wick_session *s, const int32_t *prompt, int n_prompt,
                            const wick_gen_opts *o, wick_gen **out) {
-    return start_ids(m, s, prompt, n_prompt, o, -1, out);
+    return start_ids(m, s, prompt, n_prompt, o, -1, NULL, NULL, out);
+}
+
+wick_status wk_gen_start_via(wick_model *m, wick_session *s, const int32_t *prompt, int n_prompt,
+                             const wick_gen_opts *o, int32_t extra_eos, wk_eval_fn eval, void *ctx, wick_gen **out) {
+    return start_ids(m, s, prompt, n_prompt, o, extra_eos, eval, ctx, out);
 }
 
 static wick_status need_tokenizer(const wick_tokenizer *t) {
@@ -100,7 +106,7 @@ wick_status wick_gen_start_text(wick_model *m, wick_session *s, const char *text
     int32_t *ids = NULL;
     int n = 0;
     if ((st = wick_tokenize(t, text, strlen(text), tok_flags, &ids, &n))) return wk_err_prefix(st, "generate: prompt");
-    st = start_ids(m, s, ids, n, o, -1, out);
+    st = start_ids(m, s, ids, n, o, -1, NULL, NULL, out);
     wick_free(ids);
     return st;
 }
@@ -120,7 +126,7 @@ wick_status wick_gen_start_chat(wick_model *m, wick_session *s, const wick_chat_
         return wk_err_prefix(st, "generate: rendered chat");
     }
     const char *eos = wick_tokenizer_eos(t);
-    st = start_ids(m, s, ids, n, o, eos ? wick_tokenizer_find(t, eos) : -1, out);
+    st = start_ids(m, s, ids, n, o, eos ? wick_tokenizer_find(t, eos) : -1, NULL, NULL, out);
     wick_free(ids);
     wick_free(text);
     return st;

@@ -70,6 +70,12 @@ typedef struct {
 wick_status wk_gen_start_src(const wk_lm *lm, const wk_detok_if *dt, const int32_t *prompt, int n_prompt,
                              const wick_gen_opts *o, wick_gen **out);
 
+/* wick_gen_start on model m + session s whose steps go through eval(ctx, ...) instead of
+ * wick_session_eval (the server's scheduler batches them); extra_eos (>= 0) also stops
+ * (a chat template's end of turn). eval must leave s holding the evaluated ids. */
+wick_status wk_gen_start_via(wick_model *m, wick_session *s, const int32_t *prompt, int n_prompt,
+                             const wick_gen_opts *o, int32_t extra_eos, wk_eval_fn eval, void *ctx, wick_gen **out);
+
 /* Drives g to the end collecting ids (and text when text != NULL); both freed with wick_free. */
 wick_status wk_gen_run_collect(wick_gen *g, int32_t **ids, int *n, char **text, wick_gen_stats *stats);
 #endif

@@ -191,6 +191,15 @@ void admin_metrics(srv *s, srv_reply *r) {
                           "wick_adapters_loaded %d\n",
                           (unsigned long long)s->lat_count, s->lat_sum, (unsigned long long)s->lat_count,
                           wick_registry_count(s->reg));
+    o += (size_t)snprintf(b + o, cap - o,
+                          "# HELP wick_decode_steps_total Batched decode steps (one forward each).\n"
+                          "# TYPE wick_decode_steps_total counter\nwick_decode_steps_total %llu\n"
+                          "# HELP wick_decode_rows_total Sequences advanced by the decode steps (rows / steps = mean batch).\n"
+                          "# TYPE wick_decode_rows_total counter\nwick_decode_rows_total %llu\n"
+                          "# HELP wick_prefill_chunks_total Prompt chunks run between decode steps.\n"
+                          "# TYPE wick_prefill_chunks_total counter\nwick_prefill_chunks_total %llu\n",
+                          (unsigned long long)s->decode_steps, (unsigned long long)s->decode_rows,
+                          (unsigned long long)s->prefill_chunks);
     pthread_mutex_unlock(&s->mu);
     free(r->body);
     r->body = b, r->status = 200, r->content_type = "text/plain; version=0.0.4";

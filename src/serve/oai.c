@@ -1,7 +1,8 @@
 /*
  * oai.c — POST /v1/completions and /v1/chat/completions with OpenAI semantics: request
  * parsing and validation (sampling options, max_tokens, stop, seed, logprobs), a job that
- * holds a pooled session and the request's adapter, and the two ways of answering: one
+ * holds a slot of the scheduler (sched.c: its session's forward steps are batched with
+ * the other requests') and the request's adapter, and the two ways of answering: one
  * JSON object, or Server-Sent Events chunks ending with "data: [DONE]" (pulled token by
  * token by the HTTP layer, so a client that goes away stops its generation).
  */
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "infer/infer.h"
 #include "serve.h"
 #include "wk.h"
 
@@ -310,23 +312,15 @@ static job *job_start(srv *s, json_t *req, int chat, srv_reply *r) {
                   s->o.max_queue);
         return wick_free(ids), oai_job_free(j), NULL;
     }
+    /* the slot's session is idle (the scheduler runs it only on a pending step): set it up here */
     wick_session *ss = s->sess[j->slot];
     wick_session_reset(ss);
     wick_status st = wick_session_set_adapter(ss, j->ad, 1.0f);
     if (!st) {
-        if (chat) {
-            /* the chat form adds the template's end-of-turn stop; it tokenizes as prompt_ids did */
-            json_t *msgs = json_object_get(req, "messages");
-            wick_chat_message *m = NULL;
-            char **bufs = NULL;
-            int nm = 0;
-            parse_messages(msgs, &m, &bufs, &nm, r);
-            st = wick_gen_start_chat(s->model, ss, m, nm, NULL, &o, &j->gen);
-            for (int i = 0; i < nm; i++) free(bufs[i]);
-            free(bufs), free(m);
-        } else {
-            st = wick_gen_start(s->model, ss, ids, n, &o, &j->gen);
-        }
+        /* chat: the template's end of turn also stops (prompt_ids rendered and tokenized it) */
+        const char *eot = chat ? wick_tokenizer_eos(s->tok) : NULL;
+        int32_t extra = eot ? wick_tokenizer_find(s->tok, eot) : -1;
+        st = wk_gen_start_via(s->model, ss, ids, n, &o, extra, sched_eval, &s->seq[j->slot], &j->gen);
     }
     wick_free(ids);
     if (st) {
@@ -353,6 +347,7 @@ static int job_step(job *j, wick_token *t) {
         j->stop = st ? WICK_STOP_ERROR : gs.stop;
         if (gs.n_prompt > 0) j->n_prompt = gs.n_prompt; /* as the generation tokenized it (chat template) */
         j->finished = 1;
+        sched_seq_end(j->s, j->slot);
         return 0;
     }
     j->n_gen++;

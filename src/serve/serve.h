@@ -13,7 +13,23 @@
 
 #define SRV_LAT_BUCKETS 10
 
-typedef struct {
+/* One sequence slot of the scheduler (sched.c): the generation of the request holding
+ * the slot hands its model steps here and waits for the scheduler thread to run them. */
+typedef enum { SEQ_IDLE, SEQ_PENDING, SEQ_DONE } srv_seq_state;
+typedef struct srv_seq {
+    struct srv *s;
+    int slot;
+    srv_seq_state state;          /* under srv.mu */
+    int live;                     /* decoding: the step waits briefly for its next id */
+    const int32_t *ids;           /* the pending step: n ids (n > 1: a prompt, run in chunks) */
+    int n, done;
+    float *logits;                /* [vocab] of the last id (the generator's buffer) */
+    double t_pending;
+    wick_status st;
+    char err[512];
+} srv_seq;
+
+typedef struct srv {
     wick_serve_opts o;
     wick_model *model;
     wick_tokenizer *tok;          /* the model's (NULL: prompts as token ids only) */
@@ -23,15 +39,23 @@ typedef struct {
     char base_name[256];
     char root_real[PATH_MAX];     /* realpath of adapter_root ("" = none) */
     int vocab, context, max_prompt;
-    /* session pool */
+    /* session pool: the sessions belong to the scheduler thread (sched.c) */
     wick_session **sess;
     int *busy, n_sess, waiting;
     pthread_mutex_t mu;
     pthread_cond_t cv;
+    srv_seq *seq;                 /* (n_sess) */
+    pthread_t sched;
+    int sched_started, sched_quit;
+    pthread_cond_t sched_cv;      /* the scheduler waits here for steps */
+    pthread_cond_t done_cv;       /* requests wait here for their step */
+    float *blogits;               /* (n_sess, vocab) logits of a batched decode step */
+    double step_s;                /* duration of the last decode step */
     volatile int stopping;
     long created;
     /* metrics (under mu) */
     uint64_t req_total, req_errors, req_cancelled, prompt_tokens, gen_tokens;
+    uint64_t decode_steps, decode_rows, prefill_chunks; /* scheduler work */
     uint64_t lat_bucket[SRV_LAT_BUCKETS], lat_count;
     double lat_sum;
     uint64_t id_seq;
@@ -55,6 +79,17 @@ void srv_json(srv_reply *r, json_t *j);
 /* Session pool: blocks until a session is free; -1 when the queue is full (or stopping). */
 int srv_acquire_slot(srv *s);
 void srv_release_slot(srv *s, int slot);
+/* The scheduler (sched.c): sched_start creates the slots' state and runs the thread that
+ * owns the sessions; sched_stop ends it (after every request is gone). */
+wick_status sched_start(srv *s);
+void sched_stop(srv *s);
+/* The generator's step function for a slot's session (ctx = &s->seq[slot]): queues the
+ * ids and blocks until the scheduler ran them (prompts a chunk at a time between decode
+ * steps; single ids batched with every other decoding slot). */
+wick_status sched_eval(void *ctx, const int32_t *ids, int n, float *logits);
+/* The slot's generation ended (or the slot was released): the steps no longer wait for it. */
+void sched_seq_end(srv *s, int slot);
+
 /* Records a finished request: latency, tokens; error != 0 counts a failure. */
 void srv_record(srv *s, double latency_s, int n_prompt, int n_gen, int error, int cancelled);
 

@@ -2,8 +2,9 @@
  * server.c — the HTTP layer of `wick serve` on libmicrohttpd (one thread per connection):
  * routing, API-key check, body collection with a size limit, JSON replies and SSE streams
  * (pulled token by token through MHD's content reader; a closed connection frees the job,
- * which cancels its generation and returns its session), the session pool, and the
- * start-up / graceful shutdown sequence of wick_serve_run.
+ * which cancels its generation and returns its session), the session pool (slots of the
+ * scheduler in sched.c, which runs every forward), and the start-up / graceful shutdown
+ * sequence of wick_serve_run.
  */
 #include <signal.h>
 #include <stdarg.h>
@@ -94,7 +95,9 @@ int srv_acquire_slot(srv *s) {
 void srv_release_slot(srv *s, int slot) {
     pthread_mutex_lock(&s->mu);
     s->busy[slot] = 0;
+    s->seq[slot].live = 0;
     pthread_cond_signal(&s->cv);
+    pthread_cond_signal(&s->sched_cv);
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -263,10 +266,11 @@ static wick_status srv_open(srv *s, const wick_serve_opts *o) {
         if ((st = wick_session_new(s->model, &so, &s->sess[i]))) return st;
     s->o.threads = o->threads > 0 ? wick_set_threads(o->threads) : wick_get_threads();
     s->created = (long)time(NULL);
-    return WICK_OK;
+    return sched_start(s);
 }
 
 static void srv_close(srv *s) {
+    sched_stop(s); /* every connection thread has ended: no step is pending */
     for (int i = 0; s->sess && i < s->n_sess; i++) wick_session_free(s->sess[i]);
     free(s->sess), free(s->busy);
     wick_encoder_free(s->enc);

@@ -92,11 +92,12 @@ def stream_text(model, prompt, n=24):
 alone = {m: stream_text(m, "Once upon") for m in ("a1", "a2")}
 base_alone = stream_text("base", "Once upon")
 check("adapters change the output", len({alone["a1"], alone["a2"], base_alone}) >= 2, (alone, base_alone))
+alone["base"] = base_alone
 got = {}
-th = [threading.Thread(target=lambda m=m: got.__setitem__(m, stream_text(m, "Once upon"))) for m in ("a1", "a2")]
+th = [threading.Thread(target=lambda m=m: got.__setitem__(m, stream_text(m, "Once upon"))) for m in ("a1", "a2", "base")]
 for x in th: x.start()
 for x in th: x.join()
-check("concurrent streams = alone", got == alone, (got, alone))
+check("concurrent streams (a1, a2, base) = alone", got == alone, (got, alone))
 
 
 def metric(name):
@@ -159,6 +160,7 @@ def worker():
             with lock: errs.append(repr(e))
 
 
+steps0, rows0 = metric("wick_decode_steps_total"), metric("wick_decode_rows_total")
 t0 = time.time()
 th = [threading.Thread(target=worker) for _ in range(8)]
 for x in th: x.start()
@@ -169,4 +171,6 @@ p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000 if lat else float
 print(f"load: 32 requests / 8 threads in {wall:.2f} s, {toks[0] / wall:.1f} tok/s, p50 {p(0.5):.0f} ms, p99 {p(0.99):.0f} ms, errors {len(errs)}")
 check("load test zero errors", not errs, errs[:3])
 check("load test bounded", wall < 20, wall)
+steps, rows = metric("wick_decode_steps_total") - steps0, metric("wick_decode_rows_total") - rows0
+check("load test shares decode steps (mean batch > 1.5)", steps > 0 and rows / steps > 1.5, (rows, steps))
 sys.exit(1 if failed else 0)
