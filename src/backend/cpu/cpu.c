@@ -284,7 +284,7 @@ wk_backend *wk_backend_cpu(void) {
         .sync = wk_cpu_sync,
         .matmul = cpu_matmul,
         .matmul_f32 = cpu_matmul_f32,
-        .lora_seg = wk_lora_seg_generic,
+        .lora_seg = wk_cpu_lora_seg,
         .rmsnorm = cpu_rmsnorm,
         .rope = cpu_rope,
         .attention = cpu_attention,

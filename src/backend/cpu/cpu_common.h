@@ -14,4 +14,7 @@ void wk_cpu_kv_store(wk_backend *be, float *kc, float *vc, const float *k_new, c
 /* Rotates pairs (j, j+D/2) of x[n, nh, D] by the angle pos[i]*inv_freq[j] (HF rotate_half layout);
  * inverse = 1 rotates by the negative angle, which is RoPE's backward (the transpose). */
 void wk_cpu_rope_rotate(float *x, const int32_t *pos, int n, int nh, int D, const float *inv_freq, int inverse);
+/* lora_seg of the fast CPU backend (lora_seg_cpu.c): small segments fused, large ones via sgemm. */
+void wk_cpu_lora_seg(wk_backend *be, float *y, const float *x, int n, int in, int out, int nseg, const int *seg,
+                     const float *const *A, const float *const *B, const int *r, const float *scale, float *tmp);
 #endif
