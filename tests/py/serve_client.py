@@ -2,10 +2,12 @@
 
 Server set-up (serve.sh): base model "base" (byte tokenizer, ChatML), adapters "a1" and "a2",
 --max-tokens 1000, --parallel 4. Checks: a streamed chat completion (chunks concatenate to the
-non-streamed reply), a completion with logprobs, model listing, two concurrent streams on
-different adapters equal to the same requests run alone, a client disconnect that frees its
-session, and a bounded load test (32 requests over 8 threads, mixed adapters, zero errors)."""
-import sys, threading, time, urllib.request
+non-streamed reply), a completion with logprobs, model listing, concurrent streams on different
+adapters (greedy, seeded sampling, a long prompt prefilled in chunks) equal to the same requests
+run alone, an adapter unloaded in the middle of its stream, a client disconnect that frees its
+session, and a bounded load test (32 requests over 8 threads, mixed adapters, zero errors, decode
+steps shared)."""
+import json, sys, threading, time, urllib.error, urllib.request
 import openai
 
 URL, KEY = sys.argv[1], sys.argv[2]
@@ -79,11 +81,12 @@ except openai.AuthenticationError:
     check("bad key raises AuthenticationError", True)
 
 
-def stream_text(model, prompt, n=24):
+def stream_text(model, prompt, n=24, temperature=0, seed=None, on_first=None):
     out = []
-    s = client.completions.create(model=model, prompt=prompt, max_tokens=n, temperature=0, stream=True,
-                                  extra_body={"ignore_eos": True})
+    s = client.completions.create(model=model, prompt=prompt, max_tokens=n, temperature=temperature, seed=seed,
+                                  stream=True, extra_body={"ignore_eos": True})
     for ch in s:
+        if on_first and not out: on_first()
         out.append(ch.choices[0].text)
     return "".join(out)
 
@@ -98,6 +101,36 @@ th = [threading.Thread(target=lambda m=m: got.__setitem__(m, stream_text(m, "Onc
 for x in th: x.start()
 for x in th: x.join()
 check("concurrent streams (a1, a2, base) = alone", got == alone, (got, alone))
+
+# batched with sampling and a long prompt (prefilled in chunks between decode steps) == alone
+LONG = "the quick brown fox jumps over the lazy dog. " * 7  # 315 ids with the byte tokenizer
+reqs = {"s1": ("a1", "Once upon", 24, 0.9, 5), "s2": ("base", "Once upon", 24, 0.9, 6), "long": ("a2", LONG, 8, 0, None),
+        "g": ("a1", "abc", 40, 0, None)}
+alone = {k: stream_text(*v) for k, v in reqs.items()}
+got = {}
+th = [threading.Thread(target=lambda k=k, v=v: got.__setitem__(k, stream_text(*v))) for k, v in reqs.items()]
+for x in th: x.start()
+for x in th: x.join()
+check("concurrent seeded samples and a chunked long prompt = alone", got == alone, (got, alone))
+
+# adapter admin in the middle of a stream does not disturb it: loading another one succeeds, unloading
+# the stream's own adapter is refused while the stream holds it (409 adapter_in_use), then succeeds
+def admin(method, path, body=None):
+    req = urllib.request.Request(URL + path, data=body and json.dumps(body).encode(), method=method,
+                                 headers={"Authorization": "Bearer " + KEY, "Content-Type": "application/json"})
+    try:
+        return urllib.request.urlopen(req, timeout=10).status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+want = stream_text("a2", "Twice", 64)
+check("load a5", admin("POST", "/v1/adapters", {"name": "a5", "path": "a2"}) == 200)
+codes = []
+got = stream_text("a5", "Twice", 64, on_first=lambda: codes.extend(
+    [admin("POST", "/v1/adapters", {"name": "a6", "path": "a1"}), admin("DELETE", "/v1/adapters/a5")]))
+check("load / unload during a stream: 200, 409; stream = alone", codes == [200, 409] and got == want, (codes, got, want))
+check("unload after the stream", admin("DELETE", "/v1/adapters/a5") == 200 and admin("DELETE", "/v1/adapters/a6") == 200)
 
 
 def metric(name):
