@@ -23,7 +23,7 @@ static void help(void) {
            "  --adapter-root DIR     directory POST /v1/adapters may load from (default: refused)\n"
            "  --embed-model DIR      BERT encoder for /v1/embeddings\n"
            "  --api-key KEY          require \"Authorization: Bearer KEY\" on /v1/ (also $WICK_API_KEY)\n"
-           "  --parallel N           sessions generating at the same time (default 4)\n"
+           "  --parallel N           sequences decoding at the same time, batched into shared steps (default 4)\n"
            "  --max-queue N          requests waiting for a session before 429 (default 64)\n"
            "  --context N            positions per session (default min(model max, 4096))\n"
            "  --max-tokens N         largest max_tokens a request may ask (default 2048)\n"
