@@ -156,7 +156,8 @@ int main(int argc, char **argv) {
             if (wick_session_new(m, &so, &ss[i])) die("session_new");
         double best[3] = {1e30, 1e30, 1e30}, bcpu[3] = {1e30, 1e30, 1e30};
         for (int r = 0; r < o.reps; r++)
-            for (int c = 0; c < 3; c++) {
+            for (int k = 0; k < 3; k++) {
+                int c = (k + r) % 3; /* the order rotates per rep: no mix always runs first */
                 double cpu = 0, t = run_mix(ss, S, ads, c == 0 ? 0 : c == 1 ? 1 : N_ADAPTERS, o.steps, logits, &cpu);
                 if (t < 0) continue;
                 best[c] = t < best[c] ? t : best[c];
