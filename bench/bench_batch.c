@@ -100,7 +100,7 @@ static double run_mix(wick_session **ss, int S, wick_adapter *const *ads, int na
         wick_status st = wick_session_set_adapter(ss[i], nad ? ads[i % nad] : NULL, 1.f);
         if (st == WICK_EUNSUPPORTED) return -1; /* a backend without adapters yet: reported as null */
         if (st) die("set_adapter");
-        ids[i] = (int32_t)(17 + 31 * i);
+        ids[i] = (int32_t)((17 + 31 * i) % 256);
     }
     for (int t = 0; t < PREFILL; t++) { /* the streams' history (untimed; the first step also warms up) */
         if (wick_session_eval_batch(ss, ids, S, NULL)) die("prefill");

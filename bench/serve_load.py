@@ -108,7 +108,7 @@ def main():
         stream_once(port, "base", "warm-up", 4)
         cases = {"base": ["base"], "1_adapter": names[:1], "8_adapters": names}
         out = {"bench": "serve_load", "model": model, "device": a.device, "max_tokens": a.max_tokens,
-               "note": "one decode per session (no shared-step batching): streams run in parallel threads",
+               "note": "continuous batching: the streams share decode steps (wick_decode_rows_total / wick_decode_steps_total)",
                "results": {}}
         for case, models in cases.items():
             out["results"][case] = [run_case(port, models, s, a.requests_per_stream, a.max_tokens) for s in levels]
