@@ -57,4 +57,10 @@ wick_status wk_bert_load_weights(wick_encoder *e);
  * Ids, types and masks are checked by the caller. */
 wick_status wk_bert_forward(wick_encoder *e, const int32_t *ids, const int32_t *type_ids, const int32_t *mask, int B,
                             int T, float *out);
+/* Floats of activation scratch a forward pass over N tokens needs. */
+size_t wk_bert_scratch_floats(const wk_bert_config *c, size_t N);
+/* The host forward pass with caller-owned scratch (wk_bert_scratch_floats(B*T) floats): workers
+ * running batches side by side each bring their own. CPU backends only. */
+void wk_bert_forward_with(wick_encoder *e, const int32_t *ids, const int32_t *type_ids, const int32_t *mask, int B, int T,
+                          float *out, float *scratch);
 #endif

@@ -41,17 +41,23 @@ static void block(wick_encoder *e, const wk_bert_layer *L, float *x, const int32
     be->layernorm(be, x, t, x, L->ln2_w, L->ln2_b, N, C, c->ln_eps);
 }
 
+size_t wk_bert_scratch_floats(const wk_bert_config *c, size_t N) { return N * (5 * (size_t)c->hidden + (size_t)c->inter); }
+
+void wk_bert_forward_with(wick_encoder *e, const int32_t *ids, const int32_t *type_ids, const int32_t *mask, int B, int T,
+                          float *out, float *scratch) {
+    embed(e, out, ids, type_ids, B, T);
+    for (int l = 0; l < e->c.n_layers; l++) block(e, &e->layers[l], out, mask, B, T, scratch);
+}
+
 wick_status wk_bert_forward(wick_encoder *e, const int32_t *ids, const int32_t *type_ids, const int32_t *mask, int B,
                             int T, float *out) {
-    const wk_bert_config *c = &e->c;
-    size_t N = (size_t)B * T, need = N * (5 * (size_t)c->hidden + (size_t)c->inter);
+    size_t need = wk_bert_scratch_floats(&e->c, (size_t)B * T);
     if (need > e->scratch_cap) { /* grows only: batches after the first reuse it */
         wk_free(e->scratch);
         e->scratch_cap = 0;
         if (!(e->scratch = wk_malloc(sizeof(float) * need, "encoder activations"))) return WICK_ENOMEM;
         e->scratch_cap = need;
     }
-    embed(e, out, ids, type_ids, B, T);
-    for (int l = 0; l < c->n_layers; l++) block(e, &e->layers[l], out, mask, B, T, e->scratch);
+    wk_bert_forward_with(e, ids, type_ids, mask, B, T, out, e->scratch);
     return WICK_OK;
 }
