@@ -71,6 +71,11 @@ struct wk_backend {
      * every sequence needs one real key). scale = 1/sqrt(D). */
     void (*attention_bidir)(wk_backend *be, float *out, const float *q, const float *k, const float *v,
                             const int32_t *mask, int B, int T, int H, int D, int ld, float scale);
+    /* Pooling (optional; NULL on the CPU backends, whose callers pool on the host with wick_pool):
+     * out[rows[b], :] = the pooled h[b*T .. b*T+T-1, C] over the tokens with mask != 0 for b < B;
+     * mode 1 mean, 2 first token, 3 max (wick_pooling); normalize != 0: unit L2 norm. */
+    void (*pool)(wk_backend *be, float *out, const float *h, const int32_t *mask, const int32_t *rows, int B, int T,
+                 int C, int mode, int normalize);
 
     /* Segmented LoRA (rows grouped by adapter, Punica/S-LoRA style): for each segment g,
      * rows seg[g]..seg[g+1]-1 get y[rows] += scale[g] * (x[rows]·A[g]ᵀ)·B[g]ᵀ, with A[g] (r[g], in)

@@ -82,6 +82,26 @@ static wick_status embed_serial(wick_encoder *e, const int32_t *const *seqs, con
     return st;
 }
 
+/* On a device: each batch is staged, run (a replayed graph) and pooled on the device; one
+ * download of the n vectors at the end. */
+static wick_status embed_device(wick_encoder *e, const int32_t *const *seqs, const int *lens, const seq_ref *order, int n,
+                                int bs, wick_pooling pool, int norm, float *out) {
+    size_t cap = (size_t)bs * order[0].len;
+    int32_t *ids = wk_malloc(sizeof(int32_t) * cap * 2, "embed batch ids");
+    int *rows = wk_malloc(sizeof(int) * (size_t)bs, "embed batch rows");
+    wick_status st = ids && rows ? wk_bert_dev_begin(e, n, bs, order[0].len) : WICK_ENOMEM;
+    for (int i = 0; i < n && !st; i += bs) {
+        int B = WK_MIN(bs, n - i);
+        fill_batch(e, seqs, lens, order + i, B, ids, ids + cap);
+        for (int b = 0; b < B; b++) rows[b] = order[i + b].idx;
+        st = wk_bert_dev_batch(e, ids, ids + cap, rows, B, order[i].len, (int)pool, norm);
+    }
+    if (!st) st = wk_bert_dev_finish(e, n, out);
+    wk_free(ids);
+    wk_free(rows);
+    return st;
+}
+
 /* Buffers of one worker of embed_parallel: ids, mask [bs*T], hidden [bs*T,C], forward scratch. */
 typedef struct {
     int32_t *ids;
@@ -156,7 +176,8 @@ wick_status wick_embed_ids(wick_encoder *e, const int32_t *const *seqs, const in
     qsort(order, (size_t)n, sizeof *order, by_len_desc);
     bs = WK_MIN(bs, n);
     int pbs = parallel_batch_size(e, n, bs, order[0].len);
-    if (pbs) st = embed_parallel(e, seqs, lens, order, n, pbs, wick_get_threads(), pool, norm, out);
+    if (e->dev) st = embed_device(e, seqs, lens, order, n, bs, pool, norm, out);
+    else if (pbs) st = embed_parallel(e, seqs, lens, order, n, pbs, wick_get_threads(), pool, norm, out);
     else st = embed_serial(e, seqs, lens, order, n, bs, pool, norm, out);
     wk_free(order);
     return st;

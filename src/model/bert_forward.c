@@ -41,6 +41,20 @@ static void block(wick_encoder *e, const wk_bert_layer *L, float *x, const int32
     be->layernorm(be, x, t, x, L->ln2_w, L->ln2_b, N, C, c->ln_eps);
 }
 
+void wk_bert_forward_ops(wick_encoder *e, float *x, float *scratch, const int32_t *ids, const int32_t *pos,
+                         const int32_t *types, const int32_t *mask, const wk_mat *pos_tab, const wk_mat *type_tab, int B,
+                         int T) {
+    wk_backend *be = e->be;
+    int C = e->c.hidden, N = B * T;
+    float *t = scratch; /* [N,C], free until the first block */
+    be->embed(be, x, &e->word, ids, N);
+    be->embed(be, t, pos_tab, pos, N);
+    be->add(be, x, t, (size_t)N * C);
+    be->embed(be, t, type_tab, types, N);
+    be->layernorm(be, x, x, t, e->emb_ln_w, e->emb_ln_b, N, C, e->c.ln_eps);
+    for (int l = 0; l < e->c.n_layers; l++) block(e, &e->layers[l], x, mask, B, T, scratch);
+}
+
 size_t wk_bert_scratch_floats(const wk_bert_config *c, size_t N) { return N * (5 * (size_t)c->hidden + (size_t)c->inter); }
 
 void wk_bert_forward_with(wick_encoder *e, const int32_t *ids, const int32_t *type_ids, const int32_t *mask, int B, int T,
