@@ -103,8 +103,8 @@ static void test_layernorm_gelu(void) {
     free(x), free(y), free(got);
 }
 
-/* B sequences of Tn rows (lengths len[b], the rest masked), H heads of D, row stride ld >= H*D. */
-static void attention_case(int Bn, int Tn, int Hn, int D, int ld, const int *len, int use_mask) {
+/* B sequences of Tn rows (lengths len[b], the rest masked), H heads of D, row strides ld, ldo >= H*D. */
+static void attention_case(int Bn, int Tn, int Hn, int D, int ld, int ldo, const int *len, int use_mask) {
     size_t cnt = (size_t)Bn * Tn * ld;
     float *q = rvec(cnt, 1.f), *k = rvec(cnt, 1.f), *v = rvec(cnt, 1.f), *o = calloc(cnt, 4);
     int32_t *m = malloc(sizeof(int32_t) * (size_t)Bn * Tn);
@@ -115,26 +115,26 @@ static void attention_case(int Bn, int Tn, int Hn, int D, int ld, const int *len
     float *dq = dev(q, cnt * 4), *dk = dev(k, cnt * 4), *dv = dev(v, cnt * 4), *dout = dev(o, cnt * 4);
     int32_t *dm = dev(m, sizeof(int32_t) * (size_t)Bn * Tn);
     float scale = 1.f / sqrtf((float)D);
-    R->attention_bidir(R, o, q, k, v, use_mask ? m : NULL, Bn, Tn, Hn, D, ld, scale);
-    G->attention_bidir(G, dout, dq, dk, dv, use_mask ? dm : NULL, Bn, Tn, Hn, D, ld, scale);
+    R->attention_bidir(R, o, q, k, v, use_mask ? m : NULL, Bn, Tn, Hn, D, ld, ldo, scale);
+    G->attention_bidir(G, dout, dq, dk, dv, use_mask ? dm : NULL, Bn, Tn, Hn, D, ld, ldo, scale);
     float *got = host(dout, cnt);
     no_error("attention_bidir");
     double e = t_rel_l2(got, o, cnt);
-    CHECK(e < 1e-5, "attention_bidir B%d T%d H%d D%d ld%d mask %d: rel L2 %g", Bn, Tn, Hn, D, ld, use_mask, e);
+    CHECK(e < 1e-5, "attention_bidir B%d T%d H%d D%d ld%d ldo%d mask %d: rel L2 %g", Bn, Tn, Hn, D, ld, ldo, use_mask, e);
     G->free(G, dq), G->free(G, dk), G->free(G, dv), G->free(G, dm);
     free(q), free(k), free(v), free(o), free(m), free(got);
 }
 
 static void test_attention(void) {
     int l1[1] = {1}, l3[3] = {7, 3, 1}, l4[4] = {33, 33, 20, 2}, l2[2] = {130, 90};
-    attention_case(1, 1, 2, 32, 64, l1, 1);
-    attention_case(3, 7, 4, 16, 64, l3, 1);
-    attention_case(4, 33, 12, 64, 768, l4, 1);
-    attention_case(4, 33, 12, 64, 768, l4, 0);
-    attention_case(2, 130, 3, 80, 240, l2, 1);
-    attention_case(2, 70, 2, 128, 300, l2, 0);
+    attention_case(1, 1, 2, 32, 64, 64, l1, 1);
+    attention_case(3, 7, 4, 16, 64, 70, l3, 1);
+    attention_case(4, 33, 12, 64, 3 * 768, 768, l4, 1); /* a fused q|k|v buffer, as the encoder runs it */
+    attention_case(4, 33, 12, 64, 768, 768, l4, 0);
+    attention_case(2, 130, 3, 80, 240, 240, l2, 1);
+    attention_case(2, 70, 2, 128, 300, 256, l2, 0);
     float x[1] = {0};
-    G->attention_bidir(G, x, x, x, x, NULL, 1, 1, 1, 160, 160, 1.f);
+    G->attention_bidir(G, x, x, x, x, NULL, 1, 1, 1, 160, 160, 160, 1.f);
     CHECK_FAILS(G->check(G), "head_dim 160");
 }
 

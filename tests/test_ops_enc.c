@@ -64,11 +64,13 @@ static void test_attention(wk_backend *f, wk_backend *r) {
         int32_t *mask = malloc(sizeof(int32_t) * (size_t)B * T);
         for (int b = 0; b < B; b++)
             for (int t = 0; t < T; t++) mask[b * T + t] = t < T - b * (T / 4 + 1) || t == 0; /* right padding */
-        for (int use_mask = 0; use_mask < 2; use_mask++) {
-            f->attention_bidir(f, o1, q, k, v, use_mask ? mask : NULL, B, T, H, D, ld, 1.f / sqrtf((float)D));
-            r->attention_bidir(r, o2, q, k, v, use_mask ? mask : NULL, B, T, H, D, ld, 1.f / sqrtf((float)D));
-            CHECK(t_max_abs_diff(o1, o2, sz) < 2e-6f, "attention B=%d T=%d H=%d D=%d mask=%d: %g", B, T, H, D, use_mask,
-                  t_max_abs_diff(o1, o2, sz));
+        for (int use_mask = 0; use_mask < 4; use_mask++) { /* bit 1: a compact output (ldo = H*D) */
+            int ldo = use_mask & 2 ? H * D : ld;
+            const int32_t *m = use_mask & 1 ? mask : NULL;
+            f->attention_bidir(f, o1, q, k, v, m, B, T, H, D, ld, ldo, 1.f / sqrtf((float)D));
+            r->attention_bidir(r, o2, q, k, v, m, B, T, H, D, ld, ldo, 1.f / sqrtf((float)D));
+            CHECK(t_max_abs_diff(o1, o2, sz) < 2e-6f, "attention B=%d T=%d H=%d D=%d mask=%d ldo=%d: %g", B, T, H, D,
+                  use_mask & 1, ldo, t_max_abs_diff(o1, o2, sz));
         }
         free(q), free(k), free(v), free(o1), free(o2), free(mask);
     }

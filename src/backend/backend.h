@@ -66,11 +66,11 @@ struct wk_backend {
                       int dim, float eps);
     /* y[i] = 0.5 x (1 + erf(x / sqrt 2)) (HF "gelu") for n elements; y may equal x. */
     void (*gelu)(wk_backend *be, float *y, const float *x, size_t n);
-    /* Bidirectional attention of B sequences of T rows: q, k, v, out are [B*T, ld] with head h in
-     * columns h*D..h*D+D-1; key j of sequence b counts only when mask[b*T+j] != 0 (mask NULL: all;
+    /* Bidirectional attention of B sequences of T rows: q, k, v are [B*T, ld] and out [B*T, ldo] with
+     * head h in columns h*D..h*D+D-1 (a fused q|k|v buffer: ld = 3*H*D, ldo = H*D); key j of sequence b counts only when mask[b*T+j] != 0 (mask NULL: all;
      * every sequence needs one real key). scale = 1/sqrt(D). */
     void (*attention_bidir)(wk_backend *be, float *out, const float *q, const float *k, const float *v,
-                            const int32_t *mask, int B, int T, int H, int D, int ld, float scale);
+                            const int32_t *mask, int B, int T, int H, int D, int ld, int ldo, float scale);
     /* Pooling (optional; NULL on the CPU backends, whose callers pool on the host with wick_pool):
      * out[rows[b], :] = the pooled h[b*T .. b*T+T-1, C] over the tokens with mask != 0 for b < B;
      * mode 1 mean, 2 first token, 3 max (wick_pooling); normalize != 0: unit L2 norm. */

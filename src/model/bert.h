@@ -24,6 +24,8 @@ typedef struct {
     float *bias[WK_B_COUNT];       /* (C) or (F) for up */
     float *ln1_w, *ln1_b;          /* (C) attention.output.LayerNorm */
     float *ln2_w, *ln2_b;          /* (C) output.LayerNorm */
+    wk_mat qkv;                    /* on a device: q|k|v rows back to back (3C, C), one product; w NULL on the CPU */
+    float *qkv_bias;               /* (3C) */
 } wk_bert_layer;
 
 typedef struct wk_bert_dev wk_bert_dev; /* device buffers and graphs (bert_device.c) */

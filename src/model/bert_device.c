@@ -90,33 +90,60 @@ static wick_status upload_vec(wick_encoder *e, float **v, size_t n, const char *
     return upload(e, *v, n * sizeof(float), what, (void **)v);
 }
 
-/* A linear weight as f32 (exact) or bf16 (fast); the upload is ordered before the temp is freed
- * because the backend's upload copies pageable memory before returning. */
-static wick_status upload_mat(wick_encoder *e, wk_mat *w, int bf16, const char *what) {
+/* Writes the weight w as f32 (bf16 = 0) or bf16 into dst. */
+static wick_status convert(const wk_mat *w, int bf16, void *dst) {
     size_t n = (size_t)w->rows * w->cols;
     wick_dtype dt = bf16 ? WICK_DT_BF16 : WICK_DT_F32;
-    if (w->dt == dt) return upload(e, w->w, n * wick_dtype_size(dt), what, (void **)&w->w);
-    float *f = wk_malloc(sizeof(float) * n, what);
+    if (w->dt == dt) {
+        memcpy(dst, w->w, n * wick_dtype_size(dt));
+        return WICK_OK;
+    }
+    if (!bf16) return wk_to_f32(dst, w->w, w->dt, n);
+    float *f = wk_malloc(sizeof(float) * n, "weight conversion");
     if (!f) return WICK_ENOMEM;
     wk_to_f32(f, w->w, w->dt, n);
-    if (bf16) {
-        uint16_t *h = (uint16_t *)f; /* in place: element i is read before slot i/2.. is written */
-        for (size_t i = 0; i < n; i++) h[i] = wk_f32_to_bf16(f[i]);
-    }
-    wick_status st = upload(e, f, n * wick_dtype_size(dt), what, (void **)&w->w);
-    e->be->sync(e->be);
+    for (size_t i = 0; i < n; i++) ((uint16_t *)dst)[i] = wk_f32_to_bf16(f[i]);
     wk_free(f);
-    w->dt = dt;
-    return st;
+    return WICK_OK;
+}
+
+/* Uploads weights w[0..k) (same columns) converted to f32 / bf16 into one buffer, rows back to
+ * back, and their biases likewise; w[] then point into it, *fused (may be NULL) covers all. */
+static wick_status upload_rows(wick_encoder *e, wk_mat *w, float **bias, int k, int bf16, wk_mat *fused, float **fbias) {
+    size_t es = bf16 ? 2 : 4, rows = 0, cols = (size_t)w[0].cols;
+    for (int j = 0; j < k; j++) rows += (size_t)w[j].rows;
+    uint8_t *h = wk_malloc(rows * cols * es + rows * sizeof(float), "encoder weight upload");
+    if (!h) return WICK_ENOMEM;
+    float *hb = (float *)(h + rows * cols * es);
+    wick_status st = WICK_OK;
+    size_t off = 0;
+    for (int j = 0; j < k && !st; j++) {
+        st = convert(&w[j], bf16, h + off * cols * es);
+        memcpy(hb + off, bias[j], sizeof(float) * (size_t)w[j].rows);
+        off += (size_t)w[j].rows;
+    }
+    void *dw = NULL, *db = NULL;
+    if (!st) st = upload(e, h, rows * cols * es, "encoder layer weights", &dw);
+    if (!st) st = upload(e, hb, rows * sizeof(float), "encoder layer biases", &db);
+    e->be->sync(e->be);
+    wk_free(h);
+    if (st) return st;
+    off = 0;
+    for (int j = 0; j < k; j++) {
+        w[j].w = (uint8_t *)dw + off * cols * es;
+        w[j].dt = bf16 ? WICK_DT_BF16 : WICK_DT_F32;
+        bias[j] = (float *)db + off;
+        off += (size_t)w[j].rows;
+    }
+    if (fused) *fused = (wk_mat){.w = dw, .dt = w[0].dt, .rows = (int)rows, .cols = (int)cols};
+    if (fbias) *fbias = db;
+    return WICK_OK;
 }
 
 static wick_status upload_layer(wick_encoder *e, wk_bert_layer *L, int bf16) {
     const wk_bert_config *c = &e->c;
-    wick_status st = WICK_OK;
-    for (int j = 0; j < WK_B_COUNT && !st; j++) {
-        st = upload_mat(e, &L->w[j], bf16, "encoder layer weight");
-        if (!st) st = upload_vec(e, &L->bias[j], (size_t)L->w[j].rows, "encoder layer bias");
-    }
+    wick_status st = upload_rows(e, &L->w[WK_B_Q], &L->bias[WK_B_Q], 3, bf16, &L->qkv, &L->qkv_bias);
+    for (int j = WK_B_O; j < WK_B_COUNT && !st; j++) st = upload_rows(e, &L->w[j], &L->bias[j], 1, bf16, NULL, NULL);
     float **v[4] = {&L->ln1_w, &L->ln1_b, &L->ln2_w, &L->ln2_b};
     for (int j = 0; j < 4 && !st; j++) st = upload_vec(e, v[j], (size_t)c->hidden, "encoder LayerNorm");
     return st;

@@ -22,17 +22,23 @@ static void embed(wick_encoder *e, float *x, const int32_t *ids, const int32_t *
     be->layernorm(be, x, x, NULL, e->emb_ln_w, e->emb_ln_b, N, C, e->c.ln_eps);
 }
 
-/* One post-LN block, in place on x[N,C]. s holds q,k,v,a,t [N,C] and f [N,F]. */
+/* One post-LN block, in place on x[N,C]. s holds q,k,v,a,t [N,C] and f [N,F] (q|k|v: [N,3C] when fused). */
 static void block(wick_encoder *e, const wk_bert_layer *L, float *x, const int32_t *mask, int B, int T, float *s) {
     wk_backend *be = e->be;
     const wk_bert_config *c = &e->c;
     int C = c->hidden, N = B * T;
     size_t NC = (size_t)N * C;
     float *q = s, *k = q + NC, *v = k + NC, *a = v + NC, *t = a + NC, *f = t + NC;
-    be->matmul(be, q, x, &L->w[WK_B_Q], L->bias[WK_B_Q], N, 0);
-    be->matmul(be, k, x, &L->w[WK_B_K], L->bias[WK_B_K], N, 0);
-    be->matmul(be, v, x, &L->w[WK_B_V], L->bias[WK_B_V], N, 0);
-    be->attention_bidir(be, a, q, k, v, mask, B, T, c->n_heads, c->head_dim, C, 1.f / sqrtf((float)c->head_dim));
+    float scale = 1.f / sqrtf((float)c->head_dim);
+    if (L->qkv.w) { /* fused: s holds [N, 3C] rows q|k|v */
+        be->matmul(be, s, x, &L->qkv, L->qkv_bias, N, 0);
+        be->attention_bidir(be, a, s, s + C, s + 2 * C, mask, B, T, c->n_heads, c->head_dim, 3 * C, C, scale);
+    } else {
+        be->matmul(be, q, x, &L->w[WK_B_Q], L->bias[WK_B_Q], N, 0);
+        be->matmul(be, k, x, &L->w[WK_B_K], L->bias[WK_B_K], N, 0);
+        be->matmul(be, v, x, &L->w[WK_B_V], L->bias[WK_B_V], N, 0);
+        be->attention_bidir(be, a, q, k, v, mask, B, T, c->n_heads, c->head_dim, C, C, scale);
+    }
     be->matmul(be, t, a, &L->w[WK_B_O], L->bias[WK_B_O], N, 0);
     be->layernorm(be, x, t, x, L->ln1_w, L->ln1_b, N, C, c->ln_eps);
     be->matmul(be, f, x, &L->w[WK_B_UP], L->bias[WK_B_UP], N, 0);

@@ -168,7 +168,7 @@ static float softmax_exp(float *p, int n, float mx) {
  * S = Q·Kᵀ·scale [T,nk] and O = softmax(S)·V with single-threaded sgemm (OpenBLAS runs
  * serially inside an OpenMP region; the threads are spread over sequences x heads). */
 static void attend_head(float *out, const float *q, const float *k, const float *v, const int32_t *mask, int T, int D,
-                        int ld, float scale, float *buf) {
+                        int ld, int ldo, float scale, float *buf) {
     float *K = buf, *V = buf + (size_t)T * D, *S = buf + (size_t)2 * T * D;
     int nk = 0;
     for (int j = 0; j < T; j++) {
@@ -185,19 +185,19 @@ static void attend_head(float *out, const float *q, const float *k, const float 
 #pragma omp simd
         for (int j = 0; j < nk; j++) p[j] *= inv;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, D, nk, 1.f, S, nk, V, D, 0.f, out, ld);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, D, nk, 1.f, S, nk, V, D, 0.f, out, ldo);
 }
 
 void wk_cpu_attention_bidir(wk_backend *be, float *out, const float *q, const float *k, const float *v,
-                            const int32_t *mask, int B, int T, int H, int D, int ld, float scale) {
+                            const int32_t *mask, int B, int T, int H, int D, int ld, int ldo, float scale) {
 #pragma omp parallel
     {
         float *buf = enc_scratch((size_t)2 * T * D + (size_t)T * T);
 #pragma omp for collapse(2) schedule(dynamic, 1)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++) {
-                size_t off = (size_t)b * T * ld + (size_t)h * D;
-                attend_head(out + off, q + off, k + off, v + off, mask ? mask + (size_t)b * T : NULL, T, D, ld, scale,
+                size_t off = (size_t)b * T * ld + (size_t)h * D, oo = (size_t)b * T * ldo + (size_t)h * D;
+                attend_head(out + oo, q + off, k + off, v + off, mask ? mask + (size_t)b * T : NULL, T, D, ld, ldo, scale,
                             buf);
             }
     }

@@ -27,7 +27,7 @@ void wk_ref_gelu(wk_backend *be, float *y, const float *x, size_t n) {
 }
 
 void wk_ref_attention_bidir(wk_backend *be, float *out, const float *q, const float *k, const float *v,
-                            const int32_t *mask, int B, int T, int H, int D, int ld, float scale) {
+                            const int32_t *mask, int B, int T, int H, int D, int ld, int ldo, float scale) {
     double *p = malloc(sizeof(double) * (size_t)T);
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++)
@@ -44,7 +44,7 @@ void wk_ref_attention_bidir(wk_backend *be, float *out, const float *q, const fl
                 }
                 for (int j = 0; j < T; j++)
                     if (!mask || mask[b * T + j]) sum += p[j] = exp(p[j] - mx);
-                float *o = out + ((size_t)b * T + i) * ld + (size_t)h * D;
+                float *o = out + ((size_t)b * T + i) * ldo + (size_t)h * D;
                 for (int d = 0; d < D; d++) {
                     double acc = 0;
                     for (int j = 0; j < T; j++)

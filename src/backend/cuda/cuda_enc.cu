@@ -88,7 +88,7 @@ void wkc_gelu(wk_backend *be, float *y, const float *x, size_t n) {
 /* ---------------------------------------------------- bidirectional attention */
 /* Grid (row tiles, H, B); see the purpose block. */
 __global__ void __launch_bounds__(AB_WARPS * 32) k_attn_bidir(float *out, const float *q, const float *k, const float *v,
-                                                              const int32_t *mask, int T, int D, int ld, float scale) {
+                                                              const int32_t *mask, int T, int D, int ld, int ldo, float scale) {
     extern __shared__ float sm[];
     int Dp = D + 1, warp = threadIdx.x >> 5, lane = threadIdx.x & 31, b = blockIdx.z;
     float *Ks = sm, *Vs = Ks + AB_KT * Dp, *qs = Vs + AB_KT * D, *ps = qs + AB_WARPS * AB_RPW * D;
@@ -158,13 +158,13 @@ __global__ void __launch_bounds__(AB_WARPS * 32) k_attn_bidir(float *out, const 
 #pragma unroll
         for (int u = 0; u < AB_DMAX / 32; u++) {
             int d = lane + 32 * u;
-            if (d < D) out[base + (size_t)(row0 + r) * ld + d] = o[r][u] * inv;
+            if (d < D) out[(size_t)b * T * ldo + (size_t)blockIdx.y * D + (size_t)(row0 + r) * ldo + d] = o[r][u] * inv;
         }
     }
 }
 
 void wkc_attention_bidir(wk_backend *be, float *out, const float *q, const float *k, const float *v, const int32_t *mask,
-                         int B, int T, int H, int D, int ld, float scale) {
+                         int B, int T, int H, int D, int ld, int ldo, float scale) {
     wkc_backend *c = wkc(be);
     wkc_use(c);
     if (D > AB_DMAX) {
@@ -182,7 +182,7 @@ void wkc_attention_bidir(wk_backend *be, float *out, const float *q, const float
         attr_set = 1;
     }
     dim3 grid((unsigned)((T + AB_WARPS * AB_RPW - 1) / (AB_WARPS * AB_RPW)), (unsigned)H, (unsigned)B);
-    k_attn_bidir<<<grid, AB_WARPS * 32, smem, c->st>>>(out, q, k, v, mask, T, D, ld, scale);
+    k_attn_bidir<<<grid, AB_WARPS * 32, smem, c->st>>>(out, q, k, v, mask, T, D, ld, ldo, scale);
     wkc_launched(c, "attention_bidir");
 }
 

@@ -79,7 +79,7 @@ void wkc_layernorm(wk_backend *be, float *y, const float *x, const float *r, con
                    int dim, float eps);
 void wkc_gelu(wk_backend *be, float *y, const float *x, size_t n);
 void wkc_attention_bidir(wk_backend *be, float *out, const float *q, const float *k, const float *v, const int32_t *mask,
-                         int B, int T, int H, int D, int ld, float scale);
+                         int B, int T, int H, int D, int ld, int ldo, float scale);
 void wkc_pool(wk_backend *be, float *out, const float *h, const int32_t *mask, const int32_t *rows, int B, int T, int C,
               int mode, int normalize);
 #endif
