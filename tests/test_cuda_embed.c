@@ -1,16 +1,19 @@
 /* test_cuda_embed.c — the encoder on CUDA: each encoder op (LayerNorm with and without a
- * residual, GELU, masked bidirectional attention over padded batches, pooling) against the
- * CPU reference / wick_pool; the bert_tiny golden (transformers) on "cuda" in the fp32 mode
+ * residual and bias, GELU with and without bias, masked bidirectional attention over padded
+ * batches with fused q|k|v strides and biases, pooling) against the CPU reference / wick_pool; the bert_tiny golden (transformers) on "cuda" in the fp32 mode
  * within 1e-5 (hidden states and embeddings, every batch size, each sequence alone = inside
  * the batch, graph replays = first run), and the bf16 mode (--fast-bf16) within its
- * documented bounds: hidden states relative L2 < 2e-2, embeddings max |diff| < 1e-2. Without
- * the CUDA backend or a GPU it checks that "cuda" is refused with a clear message and skips. */
+ * documented bounds: hidden states relative L2 < 2e-2, embeddings max |diff| < 1e-2. The device
+ * block layout (fused q|k|v, biases in the ops) also runs on the CPU backend against the golden,
+ * GPU or not. Without the CUDA backend or a GPU it checks that "cuda" is refused with a clear
+ * message and skips the rest. */
 #include "t.h"
 #include "backend/backend.h"
 #ifdef WICK_HAVE_CUDA
 #include "backend/cuda/cuda_backend.h"
 #endif
 #include "io/safetensors.h"
+#include "model/bert.h"
 #include <math.h>
 #include <stdlib.h>
 
@@ -31,6 +34,37 @@ static void load_golden(wick_st **gold) {
     ref_hidden = v.data;
     CHECK_OK(wick_st_find(*gold, "embeddings", &v));
     ref_emb = v.data;
+}
+
+/* The device layout of a block (one q|k|v product, biases added by the ops that read the
+ * products) run on the CPU backend: the golden still holds. Runs without a GPU too. */
+static void test_fused_layout_cpu(void) {
+    wick_encoder *e = NULL;
+    CHECK_OK(wick_encoder_load(MODEL, NULL, &e));
+    if (!e) return;
+    int C = e->c.hidden, L = e->c.n_layers;
+    float **bufs = calloc((size_t)L, sizeof(float *));
+    for (int l = 0; l < L; l++) {
+        wk_bert_layer *ly = &e->layers[l];
+        float *w = bufs[l] = malloc(sizeof(float) * ((size_t)3 * C * C + 3 * C));
+        for (int j = 0; j < 3; j++) {
+            wk_to_f32(w + (size_t)j * C * C, ly->w[WK_B_Q + j].w, ly->w[WK_B_Q + j].dt, (size_t)C * C);
+            memcpy(w + (size_t)3 * C * C + j * C, ly->bias[WK_B_Q + j], sizeof(float) * C);
+        }
+        ly->qkv = (wk_mat){.w = w, .dt = WICK_DT_F32, .rows = 3 * C, .cols = C};
+        ly->qkv_bias = w + (size_t)3 * C * C;
+    }
+    float hid[B * T * H], emb[B * H];
+    CHECK_OK(wick_encoder_forward(e, ids, NULL, mask, B, T, hid));
+    float d = t_max_abs_diff(hid, ref_hidden, B * T * H);
+    CHECK(d < 1e-5f, "fused layout on the cpu: last_hidden_state max |diff| %g", d);
+    const int32_t *seqs[B] = {ids, ids + T, ids + 2 * T};
+    CHECK_OK(wick_embed_ids(e, seqs, lens, B, NULL, emb));
+    d = t_max_abs_diff(emb, ref_emb, B * H);
+    CHECK(d < 1e-5f, "fused layout on the cpu: embeddings max |diff| %g", d);
+    for (int l = 0; l < L; l++) e->layers[l].qkv.w = NULL, free(bufs[l]);
+    free(bufs);
+    wick_encoder_free(e);
 }
 
 static void check_unavailable(void) {
@@ -76,14 +110,14 @@ static void no_error(const char *op) {
 static void test_layernorm_gelu(void) {
     int dims[] = {64, 384, 100, 1024, 37};
     for (int di = 0; di < 5; di++)
-        for (int res = 0; res < 2; res++) {
+        for (int res = 0; res < 4; res++) { /* bit 0: a residual, bit 1: the product's bias */
             int n = 19, dim = dims[di];
             size_t cnt = (size_t)n * dim;
             float *x = rvec(cnt, 3.f), *r = rvec(cnt, 1.f), *w = rvec(dim, 1.f), *b = rvec(dim, 1.f), *y = malloc(cnt * 4);
             for (size_t i = 0; i < cnt; i++) x[i] += 2.f; /* a mean far from 0 */
             float *dx = dev(x, cnt * 4), *dr = dev(r, cnt * 4), *dw = dev(w, dim * 4), *db = dev(b, dim * 4);
-            R->layernorm(R, y, x, res ? r : NULL, w, b, n, dim, 1e-12f);
-            G->layernorm(G, dx, dx, res ? dr : NULL, dw, db, n, dim, 1e-12f); /* in place, as the encoder calls it */
+            R->layernorm(R, y, x, res & 2 ? b : NULL, res & 1 ? r : NULL, w, b, n, dim, 1e-12f);
+            G->layernorm(G, dx, dx, res & 2 ? db : NULL, res & 1 ? dr : NULL, dw, db, n, dim, 1e-12f); /* in place */
             float *got = host(dx, cnt);
             no_error("layernorm");
             double e = t_rel_l2(got, y, cnt);
@@ -92,19 +126,23 @@ static void test_layernorm_gelu(void) {
             free(x), free(r), free(w), free(b), free(y), free(got);
         }
     size_t n = 100003;
-    float *x = rvec(n, 6.f), *y = malloc(n * 4), *dx = dev(x, n * 4), *dy = G->alloc(G, n * 4);
-    R->gelu(R, y, x, n);
-    G->gelu(G, dy, dx, n);
-    float *got = host(dy, n);
-    no_error("gelu");
-    float d = t_max_abs_diff(got, y, n);
-    CHECK(d < 2e-6f, "gelu max |diff| %g", d);
-    G->free(G, dx);
-    free(x), free(y), free(got);
+    float *x = rvec(n, 6.f), *y = malloc(n * 4), *dx = dev(x, n * 4), *xb = rvec(1536, 1.f), *dxb = dev(xb, 1536 * 4);
+    for (int wb = 0; wb < 2; wb++) {
+        float *dy = G->alloc(G, n * 4);
+        R->gelu(R, y, x, wb ? xb : NULL, n, 1536);
+        G->gelu(G, dy, dx, wb ? dxb : NULL, n, 1536);
+        float *got = host(dy, n);
+        no_error("gelu");
+        float d = t_max_abs_diff(got, y, n);
+        CHECK(d < 2e-6f, "gelu (bias %d) max |diff| %g", wb, d);
+        free(got);
+    }
+    G->free(G, dx), G->free(G, dxb);
+    free(x), free(y), free(xb);
 }
 
 /* B sequences of Tn rows (lengths len[b], the rest masked), H heads of D, row strides ld, ldo >= H*D. */
-static void attention_case(int Bn, int Tn, int Hn, int D, int ld, int ldo, const int *len, int use_mask) {
+static void attention_case(int Bn, int Tn, int Hn, int D, int ld, int ldo, const int *len, int use_mask, int use_bias) {
     size_t cnt = (size_t)Bn * Tn * ld;
     float *q = rvec(cnt, 1.f), *k = rvec(cnt, 1.f), *v = rvec(cnt, 1.f), *o = calloc(cnt, 4);
     int32_t *m = malloc(sizeof(int32_t) * (size_t)Bn * Tn);
@@ -113,28 +151,30 @@ static void attention_case(int Bn, int Tn, int Hn, int D, int ld, int ldo, const
     if (use_mask && Tn > 100) /* a whole tile of keys masked in the middle of a real sequence */
         for (int t = 64; t < 128; t++) m[t] = 0;
     float *dq = dev(q, cnt * 4), *dk = dev(k, cnt * 4), *dv = dev(v, cnt * 4), *dout = dev(o, cnt * 4);
+    float *bias = rvec((size_t)3 * Hn * D, 1.f), *dbias = dev(bias, sizeof(float) * 3 * Hn * D);
     int32_t *dm = dev(m, sizeof(int32_t) * (size_t)Bn * Tn);
     float scale = 1.f / sqrtf((float)D);
-    R->attention_bidir(R, o, q, k, v, use_mask ? m : NULL, Bn, Tn, Hn, D, ld, ldo, scale);
-    G->attention_bidir(G, dout, dq, dk, dv, use_mask ? dm : NULL, Bn, Tn, Hn, D, ld, ldo, scale);
+    R->attention_bidir(R, o, q, k, v, use_bias ? bias : NULL, use_mask ? m : NULL, Bn, Tn, Hn, D, ld, ldo, scale);
+    G->attention_bidir(G, dout, dq, dk, dv, use_bias ? dbias : NULL, use_mask ? dm : NULL, Bn, Tn, Hn, D, ld, ldo, scale);
     float *got = host(dout, cnt);
     no_error("attention_bidir");
     double e = t_rel_l2(got, o, cnt);
-    CHECK(e < 1e-5, "attention_bidir B%d T%d H%d D%d ld%d ldo%d mask %d: rel L2 %g", Bn, Tn, Hn, D, ld, ldo, use_mask, e);
-    G->free(G, dq), G->free(G, dk), G->free(G, dv), G->free(G, dm);
-    free(q), free(k), free(v), free(o), free(m), free(got);
+    CHECK(e < 1e-5, "attention_bidir B%d T%d H%d D%d ld%d ldo%d mask %d bias %d: rel L2 %g", Bn, Tn, Hn, D, ld, ldo,
+          use_mask, use_bias, e);
+    G->free(G, dq), G->free(G, dk), G->free(G, dv), G->free(G, dm), G->free(G, dbias);
+    free(q), free(k), free(v), free(o), free(m), free(got), free(bias);
 }
 
 static void test_attention(void) {
     int l1[1] = {1}, l3[3] = {7, 3, 1}, l4[4] = {33, 33, 20, 2}, l2[2] = {130, 90};
-    attention_case(1, 1, 2, 32, 64, 64, l1, 1);
-    attention_case(3, 7, 4, 16, 64, 70, l3, 1);
-    attention_case(4, 33, 12, 64, 3 * 768, 768, l4, 1); /* a fused q|k|v buffer, as the encoder runs it */
-    attention_case(4, 33, 12, 64, 768, 768, l4, 0);
-    attention_case(2, 130, 3, 80, 240, 240, l2, 1);
-    attention_case(2, 70, 2, 128, 300, 256, l2, 0);
+    attention_case(1, 1, 2, 32, 64, 64, l1, 1, 0);
+    attention_case(3, 7, 4, 16, 64, 70, l3, 1, 1);
+    attention_case(4, 33, 12, 64, 3 * 768, 768, l4, 1, 1); /* a fused q|k|v buffer + biases, as the encoder runs it */
+    attention_case(4, 33, 12, 64, 768, 768, l4, 0, 0);
+    attention_case(2, 130, 3, 80, 240, 240, l2, 1, 1);
+    attention_case(2, 70, 2, 128, 300, 256, l2, 0, 1);
     float x[1] = {0};
-    G->attention_bidir(G, x, x, x, x, NULL, 1, 1, 1, 160, 160, 160, 1.f);
+    G->attention_bidir(G, x, x, x, x, NULL, NULL, 1, 1, 1, 160, 160, 160, 1.f);
     CHECK_FAILS(G->check(G), "head_dim 160");
 }
 
@@ -225,6 +265,7 @@ static void test_golden_bf16(void) {
 int main(void) {
     wick_st *gold = NULL;
     load_golden(&gold);
+    test_fused_layout_cpu();
     if (wick_cuda_device_count() == 0) {
         printf("test_cuda_embed: skipped: %s\n",
 #ifdef WICK_HAVE_CUDA

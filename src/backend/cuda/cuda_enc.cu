@@ -44,14 +44,17 @@ __device__ float enc_block_add(float v, float *red) {
 }
 
 /* ------------------------------------------------------------- LayerNorm */
-/* One block per row: y = (t - mean) / sqrt(var + eps) * w + b with t = x (+ r). */
-__global__ void k_layernorm(float *y, const float *x, const float *r, const float *w, const float *b, int dim, float eps) {
+/* One block per row: y = (t - mean) / sqrt(var + eps) * w + b with t = (x + xb) + r. */
+__global__ void k_layernorm(float *y, const float *x, const float *xb, const float *r, const float *w, const float *b,
+                            int dim, float eps) {
     extern __shared__ float row[]; /* dim */
     __shared__ float red[32];
     size_t o = (size_t)blockIdx.x * dim;
     float s = 0.f;
     for (int j = threadIdx.x; j < dim; j += blockDim.x) {
-        float t = x[o + j] + (r ? r[o + j] : 0.f);
+        float t = x[o + j];
+        if (xb) t += xb[j];
+        if (r) t += r[o + j];
         row[j] = t;
         s += t;
     }
@@ -61,44 +64,48 @@ __global__ void k_layernorm(float *y, const float *x, const float *r, const floa
     for (int j = threadIdx.x; j < dim; j += blockDim.x) y[o + j] = (row[j] - mean) * inv * w[j] + b[j];
 }
 
-void wkc_layernorm(wk_backend *be, float *y, const float *x, const float *r, const float *w, const float *b, int n,
-                   int dim, float eps) {
+void wkc_layernorm(wk_backend *be, float *y, const float *x, const float *xb, const float *r, const float *w,
+                   const float *b, int n, int dim, float eps) {
     wkc_backend *c = wkc(be);
     wkc_use(c);
     int threads = dim >= 1024 ? 256 : dim >= 256 ? 128 : 64;
-    k_layernorm<<<n, threads, sizeof(float) * dim, c->st>>>(y, x, r, w, b, dim, eps);
+    k_layernorm<<<n, threads, sizeof(float) * dim, c->st>>>(y, x, xb, r, w, b, dim, eps);
     wkc_launched(c, "layernorm");
 }
 
 /* ------------------------------------------------------------------ GELU */
-__global__ void k_gelu(float *y, const float *x, size_t n) {
+__global__ void k_gelu(float *y, const float *x, const float *xb, size_t n, int dim) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        float v = x[i];
+        float v = x[i] + (xb ? xb[i % (size_t)dim] : 0.f);
         y[i] = 0.5f * v * (1.f + erff(v * 0.70710678118654752f));
     }
 }
 
-void wkc_gelu(wk_backend *be, float *y, const float *x, size_t n) {
+void wkc_gelu(wk_backend *be, float *y, const float *x, const float *xb, size_t n, int dim) {
     wkc_backend *c = wkc(be);
     wkc_use(c);
-    k_gelu<<<wkc_blocks(n), 256, 0, c->st>>>(y, x, n);
+    k_gelu<<<wkc_blocks(n), 256, 0, c->st>>>(y, x, xb, n, dim);
     wkc_launched(c, "gelu");
 }
 
 /* ---------------------------------------------------- bidirectional attention */
 /* Grid (row tiles, H, B); see the purpose block. */
-__global__ void __launch_bounds__(AB_WARPS * 32) k_attn_bidir(float *out, const float *q, const float *k, const float *v,
-                                                              const int32_t *mask, int T, int D, int ld, int ldo, float scale) {
+__global__ void __launch_bounds__(AB_WARPS * 32)
+    k_attn_bidir(float *out, const float *q, const float *k, const float *v, const float *bias, const int32_t *mask, int T,
+                 int D, int ld, int ldo, float scale) {
     extern __shared__ float sm[];
     int Dp = D + 1, warp = threadIdx.x >> 5, lane = threadIdx.x & 31, b = blockIdx.z;
     float *Ks = sm, *Vs = Ks + AB_KT * Dp, *qs = Vs + AB_KT * D, *ps = qs + AB_WARPS * AB_RPW * D;
     float *mk = ps + AB_WARPS * AB_KT;
     int row0 = (blockIdx.x * AB_WARPS + warp) * AB_RPW;
+    int HD = gridDim.y * D;
     size_t base = (size_t)b * T * ld + (size_t)blockIdx.y * D;
+    const float *bq = bias ? bias + blockIdx.y * D : NULL, *bk = bias ? bq + HD : NULL, *bv = bias ? bq + 2 * HD : NULL;
     float *qw = qs + (size_t)warp * AB_RPW * D, *pw = ps + warp * AB_KT;
 #pragma unroll
     for (int r = 0; r < AB_RPW; r++)
-        for (int d = lane; d < D; d += 32) qw[r * D + d] = row0 + r < T ? q[base + (size_t)(row0 + r) * ld + d] * scale : 0.f;
+        for (int d = lane; d < D; d += 32)
+            qw[r * D + d] = row0 + r < T ? (q[base + (size_t)(row0 + r) * ld + d] + (bq ? bq[d] : 0.f)) * scale : 0.f;
     float m[AB_RPW], l[AB_RPW], o[AB_RPW][AB_DMAX / 32];
 #pragma unroll
     for (int r = 0; r < AB_RPW; r++) {
@@ -112,8 +119,8 @@ __global__ void __launch_bounds__(AB_WARPS * 32) k_attn_bidir(float *out, const 
         for (int i = threadIdx.x; i < nk * D; i += blockDim.x) {
             int j = i / D, d = i - j * D;
             size_t g = base + (size_t)(j0 + j) * ld + d;
-            Ks[j * Dp + d] = k[g];
-            Vs[j * D + d] = v[g];
+            Ks[j * Dp + d] = k[g] + (bk ? bk[d] : 0.f);
+            Vs[j * D + d] = v[g] + (bv ? bv[d] : 0.f);
         }
         for (int j = threadIdx.x; j < AB_KT; j += blockDim.x) mk[j] = j < nk && (!mask || mask[(size_t)b * T + j0 + j]);
         __syncthreads();
@@ -163,8 +170,8 @@ __global__ void __launch_bounds__(AB_WARPS * 32) k_attn_bidir(float *out, const 
     }
 }
 
-void wkc_attention_bidir(wk_backend *be, float *out, const float *q, const float *k, const float *v, const int32_t *mask,
-                         int B, int T, int H, int D, int ld, int ldo, float scale) {
+void wkc_attention_bidir(wk_backend *be, float *out, const float *q, const float *k, const float *v, const float *bias,
+                         const int32_t *mask, int B, int T, int H, int D, int ld, int ldo, float scale) {
     wkc_backend *c = wkc(be);
     wkc_use(c);
     if (D > AB_DMAX) {
@@ -182,7 +189,7 @@ void wkc_attention_bidir(wk_backend *be, float *out, const float *q, const float
         attr_set = 1;
     }
     dim3 grid((unsigned)((T + AB_WARPS * AB_RPW - 1) / (AB_WARPS * AB_RPW)), (unsigned)H, (unsigned)B);
-    k_attn_bidir<<<grid, AB_WARPS * 32, smem, c->st>>>(out, q, k, v, mask, T, D, ld, ldo, scale);
+    k_attn_bidir<<<grid, AB_WARPS * 32, smem, c->st>>>(out, q, k, v, bias, mask, T, D, ld, ldo, scale);
     wkc_launched(c, "attention_bidir");
 }
 

@@ -75,11 +75,11 @@ void wkc_kv_store(wk_backend *be, float *kc, float *vc, const float *k_new, cons
 void wkc_attention(wk_backend *be, float *out, const float *q, const float *k, const float *v, int n, int pos0,
                    const int32_t *pos, int H, int Hk, int D, int cap, float scale);
 /* Encoder ops (cuda_enc.cu). */
-void wkc_layernorm(wk_backend *be, float *y, const float *x, const float *r, const float *w, const float *b, int n,
-                   int dim, float eps);
-void wkc_gelu(wk_backend *be, float *y, const float *x, size_t n);
-void wkc_attention_bidir(wk_backend *be, float *out, const float *q, const float *k, const float *v, const int32_t *mask,
-                         int B, int T, int H, int D, int ld, int ldo, float scale);
+void wkc_layernorm(wk_backend *be, float *y, const float *x, const float *xb, const float *r, const float *w,
+                   const float *b, int n, int dim, float eps);
+void wkc_gelu(wk_backend *be, float *y, const float *x, const float *xb, size_t n, int dim);
+void wkc_attention_bidir(wk_backend *be, float *out, const float *q, const float *k, const float *v, const float *bias,
+                         const int32_t *mask, int B, int T, int H, int D, int ld, int ldo, float scale);
 void wkc_pool(wk_backend *be, float *out, const float *h, const int32_t *mask, const int32_t *rows, int B, int T, int C,
               int mode, int normalize);
 #endif
