@@ -4,8 +4,8 @@
  * within 1e-5 (hidden states and embeddings, every batch size, each sequence alone = inside
  * the batch, graph replays = first run), and the bf16 mode (--fast-bf16) within its
  * documented bounds: hidden states relative L2 < 2e-2, embeddings max |diff| < 1e-2. The device
- * block layout (fused q|k|v, biases in the ops) also runs on the CPU backend against the golden,
- * GPU or not. Without the CUDA backend or a GPU it checks that "cuda" is refused with a clear
+ * path (uploads, fused q|k|v, biases inside the ops, staged batches, pooled rows) also runs on a
+ * host-memory backend against the golden, GPU or not. Without the CUDA backend or a GPU it checks that "cuda" is refused with a clear
  * message and skips the rest. */
 #include "t.h"
 #include "backend/backend.h"
@@ -36,34 +36,43 @@ static void load_golden(wick_st **gold) {
     ref_emb = v.data;
 }
 
-/* The device layout of a block (one q|k|v product, biases added by the ops that read the
- * products) run on the CPU backend: the golden still holds. Runs without a GPU too. */
-static void test_fused_layout_cpu(void) {
+/* A "device" in host memory: the fast CPU ops, malloc/memcpy for memory, wick_pool for the
+ * pool op. The encoder's device path (uploads, fused q|k|v, biases inside the ops, staged
+ * batches, pooled rows, one download) runs on it without a GPU. */
+static void *h_alloc(wk_backend *be, size_t n) { return malloc(n); }
+static void h_free(wk_backend *be, void *p) { free(p); }
+static void h_copy(wk_backend *be, void *d, const void *s, size_t n) { memcpy(d, s, n); }
+static void h_sync(wk_backend *be) {}
+static wick_status h_check(wk_backend *be) { return WICK_OK; }
+static void h_pool(wk_backend *be, float *out, const float *h, const int32_t *mask, const int32_t *rows, int Bn, int Tn,
+                   int C, int mode, int norm) {
+    for (int b = 0; b < Bn; b++)
+        wick_pool(h + (size_t)b * Tn * C, mask + (size_t)b * Tn, Tn, C, (wick_pooling)mode, norm, out + (size_t)rows[b] * C);
+}
+
+static void test_device_path_on_host(int bf16) {
+    static wk_backend hb;
+    hb = *wk_backend_cpu();
+    hb.device_memory = 1, hb.alloc = h_alloc, hb.free = h_free, hb.upload = h_copy, hb.download = h_copy;
+    hb.sync = h_sync, hb.check = h_check, hb.pool = h_pool, hb.graph_capture = NULL;
     wick_encoder *e = NULL;
     CHECK_OK(wick_encoder_load(MODEL, NULL, &e));
     if (!e) return;
-    int C = e->c.hidden, L = e->c.n_layers;
-    float **bufs = calloc((size_t)L, sizeof(float *));
-    for (int l = 0; l < L; l++) {
-        wk_bert_layer *ly = &e->layers[l];
-        float *w = bufs[l] = malloc(sizeof(float) * ((size_t)3 * C * C + 3 * C));
-        for (int j = 0; j < 3; j++) {
-            wk_to_f32(w + (size_t)j * C * C, ly->w[WK_B_Q + j].w, ly->w[WK_B_Q + j].dt, (size_t)C * C);
-            memcpy(w + (size_t)3 * C * C + j * C, ly->bias[WK_B_Q + j], sizeof(float) * C);
-        }
-        ly->qkv = (wk_mat){.w = w, .dt = WICK_DT_F32, .rows = 3 * C, .cols = C};
-        ly->qkv_bias = w + (size_t)3 * C * C;
-    }
+    CHECK_OK(wk_bert_to_backend(e, &hb, bf16));
+    CHECK(e->layers[0].qkv.w != NULL && e->layers[0].qkv.rows == 3 * H, "fused q|k|v on the device");
     float hid[B * T * H], emb[B * H];
     CHECK_OK(wick_encoder_forward(e, ids, NULL, mask, B, T, hid));
+    double rel = t_rel_l2(hid, ref_hidden, B * T * H);
     float d = t_max_abs_diff(hid, ref_hidden, B * T * H);
-    CHECK(d < 1e-5f, "fused layout on the cpu: last_hidden_state max |diff| %g", d);
+    CHECK(bf16 ? rel < 2e-2 : d < 1e-5f, "device path on the host (bf16 %d): hidden max |diff| %g, rel L2 %g", bf16, d, rel);
     const int32_t *seqs[B] = {ids, ids + T, ids + 2 * T};
-    CHECK_OK(wick_embed_ids(e, seqs, lens, B, NULL, emb));
-    d = t_max_abs_diff(emb, ref_emb, B * H);
-    CHECK(d < 1e-5f, "fused layout on the cpu: embeddings max |diff| %g", d);
-    for (int l = 0; l < L; l++) e->layers[l].qkv.w = NULL, free(bufs[l]);
-    free(bufs);
+    for (int bs = 1; bs <= 4; bs++) {
+        wick_embed_opts o = wick_embed_opts_default();
+        o.batch_size = bs;
+        CHECK_OK(wick_embed_ids(e, seqs, lens, B, &o, emb));
+        d = t_max_abs_diff(emb, ref_emb, B * H);
+        CHECK(d < (bf16 ? 1e-2f : 1e-5f), "device path on the host (bf16 %d, batch size %d): embeddings %g", bf16, bs, d);
+    }
     wick_encoder_free(e);
 }
 
@@ -143,22 +152,22 @@ static void test_layernorm_gelu(void) {
 
 /* B sequences of Tn rows (lengths len[b], the rest masked), H heads of D, row strides ld, ldo >= H*D. */
 static void attention_case(int Bn, int Tn, int Hn, int D, int ld, int ldo, const int *len, int use_mask, int use_bias) {
-    size_t cnt = (size_t)Bn * Tn * ld;
-    float *q = rvec(cnt, 1.f), *k = rvec(cnt, 1.f), *v = rvec(cnt, 1.f), *o = calloc(cnt, 4);
+    size_t cnt = (size_t)Bn * Tn * ld, cnto = (size_t)Bn * Tn * ldo;
+    float *q = rvec(cnt, 1.f), *k = rvec(cnt, 1.f), *v = rvec(cnt, 1.f), *o = calloc(cnto, 4);
     int32_t *m = malloc(sizeof(int32_t) * (size_t)Bn * Tn);
     for (int b = 0; b < Bn; b++)
         for (int t = 0; t < Tn; t++) m[b * Tn + t] = !use_mask || t < len[b];
     if (use_mask && Tn > 100) /* a whole tile of keys masked in the middle of a real sequence */
         for (int t = 64; t < 128; t++) m[t] = 0;
-    float *dq = dev(q, cnt * 4), *dk = dev(k, cnt * 4), *dv = dev(v, cnt * 4), *dout = dev(o, cnt * 4);
+    float *dq = dev(q, cnt * 4), *dk = dev(k, cnt * 4), *dv = dev(v, cnt * 4), *dout = dev(o, cnto * 4);
     float *bias = rvec((size_t)3 * Hn * D, 1.f), *dbias = dev(bias, sizeof(float) * 3 * Hn * D);
     int32_t *dm = dev(m, sizeof(int32_t) * (size_t)Bn * Tn);
     float scale = 1.f / sqrtf((float)D);
     R->attention_bidir(R, o, q, k, v, use_bias ? bias : NULL, use_mask ? m : NULL, Bn, Tn, Hn, D, ld, ldo, scale);
     G->attention_bidir(G, dout, dq, dk, dv, use_bias ? dbias : NULL, use_mask ? dm : NULL, Bn, Tn, Hn, D, ld, ldo, scale);
-    float *got = host(dout, cnt);
+    float *got = host(dout, cnto);
     no_error("attention_bidir");
-    double e = t_rel_l2(got, o, cnt);
+    double e = t_rel_l2(got, o, cnto);
     CHECK(e < 1e-5, "attention_bidir B%d T%d H%d D%d ld%d ldo%d mask %d bias %d: rel L2 %g", Bn, Tn, Hn, D, ld, ldo,
           use_mask, use_bias, e);
     G->free(G, dq), G->free(G, dk), G->free(G, dv), G->free(G, dm), G->free(G, dbias);
@@ -265,7 +274,8 @@ static void test_golden_bf16(void) {
 int main(void) {
     wick_st *gold = NULL;
     load_golden(&gold);
-    test_fused_layout_cpu();
+    test_device_path_on_host(0);
+    test_device_path_on_host(1);
     if (wick_cuda_device_count() == 0) {
         printf("test_cuda_embed: skipped: %s\n",
 #ifdef WICK_HAVE_CUDA

@@ -77,6 +77,9 @@ void wk_bert_forward_ops(wick_encoder *e, float *x, float *scratch, const int32_
 
 /* Device encoder (bert_device.c). Uploads the weights to "cuda[:N]" (bf16: linear weights in bf16). */
 wick_status wk_bert_to_device(wick_encoder *e, const char *device, int bf16);
+/* The same on a given backend (alloc/upload/download/sync/check and pool needed): wk_bert_to_device
+ * after creating the CUDA backend; tests bring a host-memory backend to run the device path anywhere. */
+wick_status wk_bert_to_backend(wick_encoder *e, wk_backend *be, int bf16);
 void wk_bert_free_device(wick_encoder *e);
 /* Hidden states of a checked [B,T] batch into host out [B*T,C]. */
 wick_status wk_bert_dev_forward(wick_encoder *e, const int32_t *ids, const int32_t *types, const int32_t *mask, int B,

@@ -166,6 +166,13 @@ static wick_status upload_all(wick_encoder *e, int bf16) {
     return st ? st : cs;
 }
 
+wick_status wk_bert_to_backend(wick_encoder *e, wk_backend *be, int bf16) {
+    if (!(e->dev = wk_calloc(sizeof *e->dev, "encoder device state"))) return WICK_ENOMEM;
+    e->be = be;
+    e->bf16 = bf16;
+    return upload_all(e, bf16);
+}
+
 wick_status wk_bert_to_device(wick_encoder *e, const char *device, int bf16) {
     int idx = cuda_index(device);
     if (idx < 0) return wk_err(WICK_EINVAL, "encoder: device '%s': expected cpu, cuda or cuda:N", device);
@@ -174,10 +181,7 @@ wick_status wk_bert_to_device(wick_encoder *e, const char *device, int bf16) {
     if (!be) return wk_err_prefix(WICK_EUNSUPPORTED, "encoder: device '%s'", device);
     if (e->c.head_dim > 128)
         return wk_err(WICK_EUNSUPPORTED, "%s: head_dim %d: the CUDA encoder supports head_dim <= 128", e->dir, e->c.head_dim);
-    if (!(e->dev = wk_calloc(sizeof *e->dev, "encoder device state"))) return WICK_ENOMEM;
-    e->be = be;
-    e->bf16 = bf16;
-    wick_status st = upload_all(e, bf16);
+    wick_status st = wk_bert_to_backend(e, be, bf16);
     return st ? wk_err_prefix(st, "%s: on %s", e->dir, device) : WICK_OK;
 #else
     (void)bf16;
