@@ -90,7 +90,7 @@ int main(int argc, char **argv) {
     printf("{\"bench\":\"embed\",\"device\":\"%s\",\"precision\":\"%s\",\"threads\":%d,\"model\":\"%s\",\"layers\":%d,\"hidden\":%d,"
            "\"batch_size\":%d,\"results\":[",
            device, fast && strcmp(device, "cpu") ? "bf16" : "fp32", wick_get_threads(), model == dir ? "e5-small (random)" : model, info.num_layers, info.hidden_size,
-           bs ? bs : 32);
+           bs ? bs : strcmp(device, "cpu") ? 128 : 32);
     for (int c = 0; c < 3; c++) {
         int n = cases[c][0], len = cases[c][1];
         double s = time_case(e, n, len, n >= 1000 ? (runs < 2 ? runs : 1) : n == 1 ? runs * 10 : runs, bs, info.vocab_size,

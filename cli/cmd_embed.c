@@ -23,7 +23,8 @@ static void help(void) {
            "  --out         FILE.safetensors: `embeddings` F32 [B,H]; FILE.jsonl: one {\"embedding\": [...]} per line\n"
            "  --pooling     mean (over real tokens), cls or max; default: the model's 1_Pooling config, else mean\n"
            "  --no-normalize  write raw pooled vectors (default: L2-normalised)\n"
-           "  --batch-size  sequences per forward pass (default 32); inputs are sorted by length and padded per batch\n"
+           "  --batch-size  sequences per forward pass (default 32, on cuda 128); inputs are sorted by length and padded\n"
+           "                per batch\n"
            "  --device      cpu (default) or cuda[:N]\n"
            "  --fast-bf16   on cuda: linear layers in bf16 (tensor cores, fp32 accumulation; vectors within ~1e-2\n"
            "                of the exact fp32 mode)\n");

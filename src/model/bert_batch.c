@@ -160,7 +160,7 @@ wick_status wick_embed_ids(wick_encoder *e, const int32_t *const *seqs, const in
     wick_embed_opts o = opts ? *opts : wick_embed_opts_default();
     wick_pooling pool = o.pooling == WICK_POOL_DEFAULT ? (wick_pooling)e->pool : o.pooling;
     int norm = o.normalize < 0 ? e->normalize : o.normalize != 0;
-    int bs = o.batch_size > 0 ? o.batch_size : 32;
+    int bs = o.batch_size > 0 ? o.batch_size : e->dev ? 128 : 32;
     if (pool < WICK_POOL_MEAN || pool > WICK_POOL_MAX) return wk_err(WICK_EINVAL, "embed: unknown pooling %d", (int)pool);
     if (n == 0) return WICK_OK;
     wick_status st = check_inputs(e, seqs, lens, n);
