@@ -8,7 +8,8 @@
  *
  * usage: bench_embed [--model DIR] [--quick] [--threads T] [--runs R] [--batch-size N]
  *                    [--device cpu|cuda[:N]] [--fast-bf16]
- *   --device cuda: the encoder on the GPU (fp32 exact; --fast-bf16: bf16 linear layers)
+ *   --device cuda: the encoder on the GPU (fp32 exact); --fast-bf16: bf16 linear layers (GPU, or a CPU
+ *   with AVX512-BF16)
  *   --quick: fewer docs for the large cases (1 x 16, 100 x 32, 200 x 64)
  */
 #include <stdio.h>
@@ -89,7 +90,7 @@ int main(int argc, char **argv) {
     int cases[3][2] = {{1, 16}, {100, 32}, {quick ? 200 : 1000, 64}};
     printf("{\"bench\":\"embed\",\"device\":\"%s\",\"precision\":\"%s\",\"threads\":%d,\"model\":\"%s\",\"layers\":%d,\"hidden\":%d,"
            "\"batch_size\":%d,\"results\":[",
-           device, fast && strcmp(device, "cpu") ? "bf16" : "fp32", wick_get_threads(), model == dir ? "e5-small (random)" : model, info.num_layers, info.hidden_size,
+           device, fast ? "bf16" : "fp32", wick_get_threads(), model == dir ? "e5-small (random)" : model, info.num_layers, info.hidden_size,
            bs ? bs : strcmp(device, "cpu") ? 128 : 32);
     for (int c = 0; c < 3; c++) {
         int n = cases[c][0], len = cases[c][1];

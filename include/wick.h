@@ -697,8 +697,9 @@ typedef struct {
 } wick_encoder_info;
 
 /* Loads an encoder from dir. opts may be NULL; honoured: threads, device ("cpu", or "cuda[:N]": weights
- * uploaded once, each batch runs as a CUDA graph, pooling on the device) and, on cuda, fast_bf16 (linear
- * layers in bf16 with fp32 accumulation; vectors within ~1e-2 of the exact fp32 mode). On the CPU many
+ * uploaded once, each batch runs as a CUDA graph, pooling on the device) and fast_bf16 (linear layers in
+ * bf16 with fp32 accumulation, on cuda or a CPU with AVX512-BF16, else ignored; vectors within ~1e-2 of
+ * the exact fp32 mode). On the CPU many
  * sequences run as whole batches side by side, one per thread. */
 wick_status wick_encoder_load(const char *dir, const wick_model_opts *opts, wick_encoder **out);
 void wick_encoder_free(wick_encoder *e);

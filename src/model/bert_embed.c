@@ -23,6 +23,7 @@ wick_status wick_encoder_load(const char *dir, const wick_model_opts *opts, wick
     if (!st) st = wk_bert_read_st_config(e);
     if (!st) st = wk_bert_load_weights(e);
     if (!st && o.device && strcmp(o.device, "cpu") != 0) st = wk_bert_to_device(e, o.device, o.fast_bf16 != 0);
+    else if (!st && o.fast_bf16) st = wk_bert_cpu_fast_bf16(e);
     if (st) {
         wick_encoder_free(e);
         return st;
