@@ -7,6 +7,9 @@
  * Prints JSON.
  *
  * usage: bench_embed [--model DIR] [--quick] [--threads T] [--runs R] [--batch-size N]
+ *                    [--device cpu|cuda[:N]] [--fast-bf16]
+ *   --device cuda: the encoder on the GPU (fp32 exact); --fast-bf16: bf16 linear layers (GPU, or a CPU
+ *   with AVX512-BF16)
  *   --quick: fewer docs for the large cases (1 x 16, 100 x 32, 200 x 64)
  */
 #include <stdio.h>
@@ -55,14 +58,18 @@ static double time_case(wick_encoder *e, int n, int len, int runs, int bs, int v
 
 int main(int argc, char **argv) {
     const char *model = NULL;
-    int quick = 0, threads = 0, runs = 3, bs = 0;
+    const char *device = "cpu";
+    int quick = 0, threads = 0, runs = 3, bs = 0, fast = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (i + 1 < argc && !strcmp(argv[i], "--model")) model = argv[++i];
         else if (i + 1 < argc && !strcmp(argv[i], "--threads")) threads = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--runs")) runs = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--batch-size")) bs = atoi(argv[++i]);
-        else return fprintf(stderr, "usage: bench_embed [--model DIR] [--quick] [--threads T] [--runs R] [--batch-size N]\n"), 2;
+        else if (i + 1 < argc && !strcmp(argv[i], "--device")) device = argv[++i];
+        else if (!strcmp(argv[i], "--fast-bf16")) fast = 1;
+        else return fprintf(stderr, "usage: bench_embed [--model DIR] [--quick] [--threads T] [--runs R] [--batch-size N] "
+                                    "[--device cpu|cuda[:N]] [--fast-bf16]\n"), 2;
     }
     wick_set_threads(threads);
     char dir[] = "/tmp/wick_bench_embed_XXXXXX";
@@ -74,14 +81,17 @@ int main(int argc, char **argv) {
         model = dir;
     }
     wick_encoder *e;
-    if (wick_encoder_load(model, NULL, &e)) return fprintf(stderr, "bench_embed: %s\n", wick_last_error()), 1;
+    wick_model_opts mo = wick_model_opts_default();
+    mo.device = device;
+    mo.fast_bf16 = fast;
+    if (wick_encoder_load(model, &mo, &e)) return fprintf(stderr, "bench_embed: %s\n", wick_last_error()), 1;
     wick_encoder_info info;
     wick_encoder_get_info(e, &info);
     int cases[3][2] = {{1, 16}, {100, 32}, {quick ? 200 : 1000, 64}};
-    printf("{\"bench\":\"embed\",\"device\":\"cpu\",\"threads\":%d,\"model\":\"%s\",\"layers\":%d,\"hidden\":%d,"
+    printf("{\"bench\":\"embed\",\"device\":\"%s\",\"precision\":\"%s\",\"threads\":%d,\"model\":\"%s\",\"layers\":%d,\"hidden\":%d,"
            "\"batch_size\":%d,\"results\":[",
-           wick_get_threads(), model == dir ? "e5-small (random)" : model, info.num_layers, info.hidden_size,
-           bs ? bs : 32);
+           device, fast ? "bf16" : "fp32", wick_get_threads(), model == dir ? "e5-small (random)" : model, info.num_layers, info.hidden_size,
+           bs ? bs : strcmp(device, "cpu") ? 128 : 32);
     for (int c = 0; c < 3; c++) {
         int n = cases[c][0], len = cases[c][1];
         double s = time_case(e, n, len, n >= 1000 ? (runs < 2 ? runs : 1) : n == 1 ? runs * 10 : runs, bs, info.vocab_size,

@@ -696,7 +696,11 @@ typedef struct {
     int64_t n_params;
 } wick_encoder_info;
 
-/* Loads an encoder from dir. opts may be NULL (threads and device "cpu" are honoured). */
+/* Loads an encoder from dir. opts may be NULL; honoured: threads, device ("cpu", or "cuda[:N]": weights
+ * uploaded once, each batch runs as a CUDA graph, pooling on the device) and fast_bf16 (linear layers in
+ * bf16 with fp32 accumulation, on cuda or a CPU with AVX512-BF16, else ignored; vectors within ~1e-2 of
+ * the exact fp32 mode). On the CPU many
+ * sequences run as whole batches side by side, one per thread. */
 wick_status wick_encoder_load(const char *dir, const wick_model_opts *opts, wick_encoder **out);
 void wick_encoder_free(wick_encoder *e);
 wick_status wick_encoder_get_info(const wick_encoder *e, wick_encoder_info *out);
@@ -711,7 +715,7 @@ wick_status wick_encoder_forward(wick_encoder *e, const int32_t *ids, const int3
 typedef struct {
     wick_pooling pooling;   /* WICK_POOL_DEFAULT: the model's */
     int normalize;          /* -1: the model's default, 0: raw pooled vectors, 1: L2-normalised */
-    int batch_size;         /* sequences per forward pass (0 = 32) */
+    int batch_size;         /* sequences per forward pass (0 = 32 on the CPU, 128 on a GPU) */
 } wick_embed_opts;
 
 wick_embed_opts wick_embed_opts_default(void);

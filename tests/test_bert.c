@@ -1,8 +1,9 @@
 /* test_bert.c — the BERT encoder against transformers (tests/golden/bert_tiny: last
  * hidden state and mean-pooled L2-normalised embeddings of a padded batch, 1e-5);
  * batching invariance (alone == inside a padded batch, any batch size); pooling modes;
- * cosine sanity; the "bert." key prefix; sentence-transformers pooling files; and
- * bad checkpoints failing with messages that name the field or tensor. */
+ * cosine sanity; the "bert." key prefix; sentence-transformers pooling files; the CPU
+ * fast_bf16 mode within its bounds; and bad checkpoints failing with messages that name
+ * the field or tensor. */
 #include "t.h"
 #include "io/safetensors.h"
 #include <stdlib.h>
@@ -123,6 +124,28 @@ static void test_bad_ids(wick_encoder *e) {
     CHECK(t_max_abs_diff(t70, t64, H) == 0, "truncated to max length");
 }
 
+/* fast_bf16 on the CPU (bf16 weights x bf16-rounded activations where AVX512-BF16 exists, else the
+ * exact path): within the documented bounds of the golden (hidden rel L2 < 2e-2, embeddings 1e-2). */
+static void test_fast_bf16(void) {
+    wick_model_opts mo = wick_model_opts_default();
+    mo.fast_bf16 = 1;
+    wick_encoder *e = NULL;
+    CHECK_OK(wick_encoder_load(MODEL, &mo, &e));
+    if (!e) return;
+    float hid[B * T * H], emb[B * H], one[H];
+    CHECK_OK(wick_encoder_forward(e, ids, NULL, mask, B, T, hid));
+    double rel = t_rel_l2(hid, ref_hidden, B * T * H);
+    const int32_t *seqs[B] = {ids, ids + T, ids + 2 * T};
+    CHECK_OK(wick_embed_ids(e, seqs, lens, B, NULL, emb));
+    float d = t_max_abs_diff(emb, ref_emb, B * H);
+    printf("cpu fast_bf16: last_hidden_state rel L2 %g, embeddings max |diff| %g\n", rel, d);
+    CHECK(rel < 2e-2 && d < 1e-2f, "fast_bf16: rel L2 %g, embeddings %g", rel, d);
+    CHECK_OK(wick_embed_ids(e, &seqs[1], &lens[1], 1, NULL, one));
+    /* alone it has <= 8 rows, which the exact few-row path multiplies: agreement at bf16 level only */
+    CHECK(t_max_abs_diff(one, emb + H, H) < 1e-3f, "fast_bf16: alone vs in batch %g", t_max_abs_diff(one, emb + H, H));
+    wick_encoder_free(e);
+}
+
 int main(void) {
     load_golden();
     wick_encoder *e = NULL;
@@ -137,6 +160,7 @@ int main(void) {
     test_pooling(e);
     test_cosine(e);
     test_bad_ids(e);
+    test_fast_bf16();
     wick_encoder_free(e);
     wick_st_close(gold);
     return t_summary();

@@ -110,6 +110,11 @@ static void test_forms(void) {
     if (f) fputs("{\"input_ids\": [2, \"x\"]}\n", f), fclose(f);
     CHECK(run("embed --model " MODEL " --file %s --out %s", in, st) != 0 && stderr_lines(line, sizeof line) == 1 &&
               strstr(line, "in.jsonl:1: input_ids[1]"), "bad jsonl: %s", line);
+    CHECK(run("embed --model " MODEL " --ids 2,4 --device gpu0 --out %s%s", st, "") == 1 &&
+              stderr_lines(line, sizeof line) == 1 && strstr(line, "expected cpu, cuda or cuda:N"), "bad --device: %s", line);
+    /* no machine has a 100th GPU: refused with or without CUDA (tests/test_cuda_embed.c runs --device cuda) */
+    CHECK(run("embed --model " MODEL " --ids 2,4 --device cuda:99 --fast-bf16 --out %s%s", st, "") == 1 &&
+              stderr_lines(line, sizeof line) == 1 && strstr(line, "device 'cuda:99'"), "cuda:99: %s", line);
     CHECK(run("embed --help%s%s", "", "") == 0, "--help exits 0");
 }
 

@@ -23,13 +23,20 @@ static void test_layernorm(wk_backend *f, wk_backend *r) {
         float *x = rvec(sz, 3.f), *res = rvec(sz, 1.f), *w = rvec(dim, 1.f), *b = rvec(dim, 1.f);
         for (size_t i = 0; i < sz; i++) x[i] += 2.f; /* a non-zero mean */
         float *y1 = malloc(sz * sizeof(float)), *y2 = malloc(sz * sizeof(float));
-        f->layernorm(f, y1, x, NULL, w, b, n, dim, 1e-12f);
-        r->layernorm(r, y2, x, NULL, w, b, n, dim, 1e-12f);
+        f->layernorm(f, y1, x, NULL, NULL, w, b, n, dim, 1e-12f);
+        r->layernorm(r, y2, x, NULL, NULL, w, b, n, dim, 1e-12f);
         CHECK(t_max_abs_diff(y1, y2, sz) < 2e-5f, "layernorm dim=%d: %g", dim, t_max_abs_diff(y1, y2, sz));
-        r->layernorm(r, y2, x, res, w, b, n, dim, 1e-5f);
-        memcpy(y1, res, sz * sizeof(float));
-        f->layernorm(f, y1, x, y1, w, b, n, dim, 1e-5f); /* in place on the residual, as the encoder calls it */
-        CHECK(t_max_abs_diff(y1, y2, sz) < 2e-5f, "layernorm+residual dim=%d: %g", dim, t_max_abs_diff(y1, y2, sz));
+        for (int withb = 0; withb < 2; withb++) { /* a residual, and a residual + the product's bias */
+            const float *xb = withb ? b : NULL;
+            r->layernorm(r, y2, x, xb, res, w, b, n, dim, 1e-5f);
+            memcpy(y1, res, sz * sizeof(float));
+            f->layernorm(f, y1, x, xb, y1, w, b, n, dim, 1e-5f); /* in place on the residual, as the encoder calls it */
+            CHECK(t_max_abs_diff(y1, y2, sz) < 2e-5f, "layernorm+residual dim=%d bias %d: %g", dim, withb,
+                  t_max_abs_diff(y1, y2, sz));
+        }
+        f->layernorm(f, y1, x, b, NULL, w, b, n, dim, 1e-5f);
+        r->layernorm(r, y2, x, b, NULL, w, b, n, dim, 1e-5f);
+        CHECK(t_max_abs_diff(y1, y2, sz) < 2e-5f, "layernorm+bias dim=%d: %g", dim, t_max_abs_diff(y1, y2, sz));
         free(x), free(res), free(w), free(b), free(y1), free(y2);
     }
 }
@@ -39,8 +46,8 @@ static void test_gelu(wk_backend *f, wk_backend *r) {
     float *x = malloc(n * sizeof(float)), *y1 = malloc(n * sizeof(float)), *y2 = malloc(n * sizeof(float));
     for (size_t i = 0; i < n; i++) x[i] = -12.f + 24.f * (float)i / (float)(n - 1);
     x[0] = -100.f, x[1] = 100.f, x[2] = 0.f, x[3] = -0.f;
-    f->gelu(f, y1, x, n);
-    r->gelu(r, y2, x, n);
+    f->gelu(f, y1, x, NULL, n, 0);
+    r->gelu(r, y2, x, NULL, n, 0);
     float worst = 0;
     for (size_t i = 0; i < n; i++) {
         float e = fabsf(y1[i] - y2[i]) / fmaxf(1.f, fabsf(y2[i]));
@@ -49,8 +56,13 @@ static void test_gelu(wk_backend *f, wk_backend *r) {
     CHECK(worst < 1e-6f, "gelu max error %g", worst);
     CHECK(y1[0] == 0.f && y1[1] == 100.f && y1[2] == 0.f, "gelu extremes %g %g %g", y1[0], y1[1], y1[2]);
     memcpy(y1, x, n * sizeof(float));
-    f->gelu(f, y1, y1, n);
+    f->gelu(f, y1, y1, NULL, n, 0);
     CHECK(t_max_abs_diff(y1, y2, n) < 1e-5f, "gelu in place");
+    float xb[37];
+    for (int i = 0; i < 37; i++) xb[i] = rnd();
+    f->gelu(f, y1, x, xb, n - 3, 37); /* a bias per column of rows of 37 */
+    r->gelu(r, y2, x, xb, n - 3, 37);
+    CHECK(t_max_abs_diff(y1, y2, n - 3) < 1e-5f, "gelu with bias: %g", t_max_abs_diff(y1, y2, n - 3));
     free(x), free(y1), free(y2);
 }
 
@@ -64,12 +76,17 @@ static void test_attention(wk_backend *f, wk_backend *r) {
         int32_t *mask = malloc(sizeof(int32_t) * (size_t)B * T);
         for (int b = 0; b < B; b++)
             for (int t = 0; t < T; t++) mask[b * T + t] = t < T - b * (T / 4 + 1) || t == 0; /* right padding */
-        for (int use_mask = 0; use_mask < 2; use_mask++) {
-            f->attention_bidir(f, o1, q, k, v, use_mask ? mask : NULL, B, T, H, D, ld, 1.f / sqrtf((float)D));
-            r->attention_bidir(r, o2, q, k, v, use_mask ? mask : NULL, B, T, H, D, ld, 1.f / sqrtf((float)D));
-            CHECK(t_max_abs_diff(o1, o2, sz) < 2e-6f, "attention B=%d T=%d H=%d D=%d mask=%d: %g", B, T, H, D, use_mask,
-                  t_max_abs_diff(o1, o2, sz));
+        float *bias = rvec((size_t)3 * H * D, 1.f);
+        for (int use_mask = 0; use_mask < 8; use_mask++) { /* bit 1: compact output (ldo = H*D); bit 2: q|k|v biases */
+            int ldo = use_mask & 2 ? H * D : ld;
+            const int32_t *m = use_mask & 1 ? mask : NULL;
+            const float *bs = use_mask & 4 ? bias : NULL;
+            f->attention_bidir(f, o1, q, k, v, bs, m, B, T, H, D, ld, ldo, 1.f / sqrtf((float)D));
+            r->attention_bidir(r, o2, q, k, v, bs, m, B, T, H, D, ld, ldo, 1.f / sqrtf((float)D));
+            CHECK(t_max_abs_diff(o1, o2, sz) < 2e-6f, "attention B=%d T=%d H=%d D=%d mask=%d ldo=%d bias=%d: %g", B, T, H,
+                  D, use_mask & 1, ldo, use_mask >> 2, t_max_abs_diff(o1, o2, sz));
         }
+        free(bias);
         free(q), free(k), free(v), free(o1), free(o2), free(mask);
     }
 }

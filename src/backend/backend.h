@@ -61,16 +61,24 @@ struct wk_backend {
                      const int32_t *pos, int Hk, int D, int cap);
 
     /* Encoder ops (BERT, src/model/bert*.c). */
-    /* y[n,dim] = LayerNorm(x (+ r)) * w + b (biased variance, as torch); r may be NULL; y may equal x. */
-    void (*layernorm)(wk_backend *be, float *y, const float *x, const float *r, const float *w, const float *b, int n,
-                      int dim, float eps);
-    /* y[i] = 0.5 x (1 + erf(x / sqrt 2)) (HF "gelu") for n elements; y may equal x. */
-    void (*gelu)(wk_backend *be, float *y, const float *x, size_t n);
-    /* Bidirectional attention of B sequences of T rows: q, k, v, out are [B*T, ld] with head h in
-     * columns h*D..h*D+D-1; key j of sequence b counts only when mask[b*T+j] != 0 (mask NULL: all;
-     * every sequence needs one real key). scale = 1/sqrt(D). */
+    /* y[n,dim] = LayerNorm((x + xb) + r) * w + b (biased variance, as torch); xb [dim] (a bias the
+     * product x left out) and r may be NULL; y may equal x or r. */
+    void (*layernorm)(wk_backend *be, float *y, const float *x, const float *xb, const float *r, const float *w,
+                      const float *b, int n, int dim, float eps);
+    /* y[i] = 0.5 u (1 + erf(u / sqrt 2)) (HF "gelu") with u = x[i] (+ xb[i % dim]) for n elements;
+     * xb may be NULL (dim is then ignored); y may equal x. */
+    void (*gelu)(wk_backend *be, float *y, const float *x, const float *xb, size_t n, int dim);
+    /* Bidirectional attention of B sequences of T rows: q, k, v are [B*T, ld] and out [B*T, ldo] with
+     * head h in columns h*D..h*D+D-1 (a fused q|k|v buffer: ld = 3*H*D, ldo = H*D); key j of sequence b counts only when mask[b*T+j] != 0 (mask NULL: all;
+     * every sequence needs one real key). scale = 1/sqrt(D). bias: NULL, or [3*H*D]
+     * biases of q | k | v (a fused product's) added as they are read. */
     void (*attention_bidir)(wk_backend *be, float *out, const float *q, const float *k, const float *v,
-                            const int32_t *mask, int B, int T, int H, int D, int ld, float scale);
+                            const float *bias, const int32_t *mask, int B, int T, int H, int D, int ld, int ldo, float scale);
+    /* Pooling (optional; NULL on the CPU backends, whose callers pool on the host with wick_pool):
+     * out[rows[b], :] = the pooled h[b*T .. b*T+T-1, C] over the tokens with mask != 0 for b < B;
+     * mode 1 mean, 2 first token, 3 max (wick_pooling); normalize != 0: unit L2 norm. */
+    void (*pool)(wk_backend *be, float *out, const float *h, const int32_t *mask, const int32_t *rows, int B, int T,
+                 int C, int mode, int normalize);
 
     /* Segmented LoRA (rows grouped by adapter, Punica/S-LoRA style): for each segment g,
      * rows seg[g]..seg[g+1]-1 get y[rows] += scale[g] * (x[rows]·A[g]ᵀ)·B[g]ᵀ, with A[g] (r[g], in)

@@ -8,6 +8,7 @@
  */
 #include "model/bert.h"
 #include "io/safetensors.h"
+#include "backend/cpu/gemm_bf16.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -269,5 +270,26 @@ wick_status wk_bert_load_weights(wick_encoder *e) {
     if ((st = load_f32(e, "embeddings.LayerNorm.bias", c->hidden, -1, &e->emb_ln_b))) return st;
     for (int l = 0; l < c->n_layers; l++)
         if ((st = load_layer(e, l))) return st;
+    return WICK_OK;
+}
+
+wick_status wk_bert_cpu_fast_bf16(wick_encoder *e) {
+    if (!wk_gemm_bf16_native()) return WICK_OK; /* the exact path would only widen bf16 back: keep f32 */
+    for (int l = 0; l < e->c.n_layers; l++)
+        for (int j = 0; j < WK_B_COUNT; j++) {
+            wk_mat *w = &e->layers[l].w[j];
+            size_t n = (size_t)w->rows * w->cols;
+            if (w->dt != WICK_DT_BF16) {
+                uint16_t *h = wk_malloc(sizeof(uint16_t) * n, "encoder bf16 weights");
+                wick_status st = h ? own(e, h) : WICK_ENOMEM;
+                float *f = st ? NULL : wk_malloc(sizeof(float) * n, "encoder bf16 weights");
+                if (st || !f) return st ? st : WICK_ENOMEM;
+                wk_to_f32(f, w->w, w->dt, n);
+                for (size_t i = 0; i < n; i++) h[i] = wk_f32_to_bf16(f[i]);
+                wk_free(f);
+                w->w = h, w->dt = WICK_DT_BF16;
+            }
+            w->fast_bf16 = 1;
+        }
     return WICK_OK;
 }

@@ -24,7 +24,11 @@ typedef struct {
     float *bias[WK_B_COUNT];       /* (C) or (F) for up */
     float *ln1_w, *ln1_b;          /* (C) attention.output.LayerNorm */
     float *ln2_w, *ln2_b;          /* (C) output.LayerNorm */
+    wk_mat qkv;                    /* on a device: q|k|v rows back to back (3C, C), one product; w NULL on the CPU */
+    float *qkv_bias;               /* (3C) */
 } wk_bert_layer;
+
+typedef struct wk_bert_dev wk_bert_dev; /* device buffers and graphs (bert_device.c) */
 
 struct wick_encoder {
     wk_bert_config c;
@@ -44,6 +48,8 @@ struct wick_encoder {
     int64_t n_params;
     float *scratch;                /* activations q,k,v,a,t [N,C] + f [N,F] of the largest batch so far */
     size_t scratch_cap;            /* floats */
+    wk_bert_dev *dev;              /* NULL on the CPU; else weights above point into device memory */
+    int bf16;                      /* on a device: linear weights in bf16 (the fast mode) */
 };
 
 /* Reads DIR/config.json into c (errors name the file and field). */
@@ -57,4 +63,34 @@ wick_status wk_bert_load_weights(wick_encoder *e);
  * Ids, types and masks are checked by the caller. */
 wick_status wk_bert_forward(wick_encoder *e, const int32_t *ids, const int32_t *type_ids, const int32_t *mask, int B,
                             int T, float *out);
+/* Floats of activation scratch a forward pass over N tokens needs. */
+size_t wk_bert_scratch_floats(const wk_bert_config *c, size_t N);
+/* The host forward pass with caller-owned scratch (wk_bert_scratch_floats(B*T) floats): workers
+ * running batches side by side each bring their own. CPU backends only. */
+void wk_bert_forward_with(wick_encoder *e, const int32_t *ids, const int32_t *type_ids, const int32_t *mask, int B, int T,
+                          float *out, float *scratch);
+/* The forward pass on backend memory only (device backends): x [B*T,C] from ids, positions,
+ * token types and mask [B*T] each; pos / type are the position and type tables as matrices. */
+void wk_bert_forward_ops(wick_encoder *e, float *x, float *scratch, const int32_t *ids, const int32_t *pos,
+                         const int32_t *types, const int32_t *mask, const wk_mat *pos_tab, const wk_mat *type_tab, int B,
+                         int T);
+
+/* CPU fast mode (fast_bf16): linear weights in bf16 multiplying bf16-rounded activations (AVX512-BF16);
+ * a no-op where the CPU lacks it. */
+wick_status wk_bert_cpu_fast_bf16(wick_encoder *e);
+/* Device encoder (bert_device.c). Uploads the weights to "cuda[:N]" (bf16: linear weights in bf16). */
+wick_status wk_bert_to_device(wick_encoder *e, const char *device, int bf16);
+/* The same on a given backend (alloc/upload/download/sync/check and pool needed): wk_bert_to_device
+ * after creating the CUDA backend; tests bring a host-memory backend to run the device path anywhere. */
+wick_status wk_bert_to_backend(wick_encoder *e, wk_backend *be, int bf16);
+void wk_bert_free_device(wick_encoder *e);
+/* Hidden states of a checked [B,T] batch into host out [B*T,C]. */
+wick_status wk_bert_dev_forward(wick_encoder *e, const int32_t *ids, const int32_t *types, const int32_t *mask, int B,
+                                int T, float *out);
+/* A call of n sequences in batches of at most bs x T0: begin, one dev_batch per batch (pooled
+ * vector of sequence b goes to row rows[b]), finish downloads the n pooled vectors. */
+wick_status wk_bert_dev_begin(wick_encoder *e, int n, int bs, int T0);
+wick_status wk_bert_dev_batch(wick_encoder *e, const int32_t *ids, const int32_t *mask, const int *rows, int B, int T,
+                              int pool, int norm);
+wick_status wk_bert_dev_finish(wick_encoder *e, int n, float *out);
 #endif

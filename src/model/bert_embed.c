@@ -14,8 +14,6 @@ wick_status wick_encoder_load(const char *dir, const wick_model_opts *opts, wick
     *out = NULL;
     wick_model_opts o = opts ? *opts : wick_model_opts_default();
     if (!dir) return wk_err(WICK_EINVAL, "encoder: no directory given");
-    if (o.device && strcmp(o.device, "cpu") != 0)
-        return wk_err(WICK_EUNSUPPORTED, "encoder: device '%s' is not available for encoders (want cpu)", o.device);
     if (o.threads > 0) wick_set_threads(o.threads);
     wick_encoder *e = wk_calloc(sizeof *e, "encoder");
     if (!e) return WICK_ENOMEM;
@@ -24,6 +22,8 @@ wick_status wick_encoder_load(const char *dir, const wick_model_opts *opts, wick
     wick_status st = e->dir ? wk_bert_config_load(dir, &e->c) : WICK_ENOMEM;
     if (!st) st = wk_bert_read_st_config(e);
     if (!st) st = wk_bert_load_weights(e);
+    if (!st && o.device && strcmp(o.device, "cpu") != 0) st = wk_bert_to_device(e, o.device, o.fast_bf16 != 0);
+    else if (!st && o.fast_bf16) st = wk_bert_cpu_fast_bf16(e);
     if (st) {
         wick_encoder_free(e);
         return st;
@@ -34,6 +34,7 @@ wick_status wick_encoder_load(const char *dir, const wick_model_opts *opts, wick
 
 void wick_encoder_free(wick_encoder *e) {
     if (!e) return;
+    wk_bert_free_device(e);
     wick_st_close(e->file);
     wick_tokenizer_free(e->tok);
     wk_free(e->scratch);
@@ -82,7 +83,8 @@ wick_status wick_encoder_forward(wick_encoder *e, const int32_t *ids, const int3
                                  int B, int T, float *out) {
     if (!e || !ids || !out) return wk_err(WICK_EINVAL, "wick_encoder_forward: NULL argument");
     wick_status st = check_batch(e, ids, type_ids, mask, B, T);
-    return st ? st : wk_bert_forward(e, ids, type_ids, mask, B, T, out);
+    if (st) return st;
+    return e->dev ? wk_bert_dev_forward(e, ids, type_ids, mask, B, T, out) : wk_bert_forward(e, ids, type_ids, mask, B, T, out);
 }
 
 wick_status wick_pool(const float *h, const int32_t *mask, int T, int H, wick_pooling pooling, int normalize,

@@ -80,8 +80,13 @@ static void gelu_chunk(float *y, const float *x, int n) {
     for (; i < n; i++) y[i] = gelu1(x[i]);
 }
 
-void wk_cpu_gelu(wk_backend *be, float *y, const float *x, size_t n) {
+void wk_cpu_gelu(wk_backend *be, float *y, const float *x, const float *xb, size_t n, int dim) {
     enum { CHUNK = 4096 };
+    if (xb) { /* the bias first (rare: the CPU encoder adds biases in its products) */
+#pragma omp parallel for schedule(static) if (n > 65536)
+        for (size_t i = 0; i < n; i++) y[i] = x[i] + xb[i % (size_t)dim];
+        x = y;
+    }
     size_t nc = (n + CHUNK - 1) / CHUNK;
 #pragma omp parallel for schedule(static) if (nc > 4)
     for (size_t c = 0; c < nc; c++) {
@@ -91,11 +96,17 @@ void wk_cpu_gelu(wk_backend *be, float *y, const float *x, size_t n) {
     }
 }
 
-static void layernorm_row(float *y, const float *x, const float *r, const float *w, const float *b, int dim, float eps) {
+static void layernorm_row(float *y, const float *x, const float *xb, const float *r, const float *w, const float *b,
+                          int dim, float eps) {
     float mean = 0, var = 0;
-    if (r) {
+    if (xb && r) {
 #pragma omp simd
-        for (int j = 0; j < dim; j++) y[j] = x[j] + r[j];
+        for (int j = 0; j < dim; j++) y[j] = (x[j] + xb[j]) + r[j];
+        x = y;
+    } else if (xb || r) {
+        const float *a = xb ? xb : r;
+#pragma omp simd
+        for (int j = 0; j < dim; j++) y[j] = x[j] + a[j];
         x = y;
     }
 #pragma omp simd reduction(+ : mean)
@@ -108,12 +119,12 @@ static void layernorm_row(float *y, const float *x, const float *r, const float 
     for (int j = 0; j < dim; j++) y[j] = (x[j] - mean) * inv * w[j] + b[j];
 }
 
-void wk_cpu_layernorm(wk_backend *be, float *y, const float *x, const float *r, const float *w, const float *b, int n,
-                      int dim, float eps) {
+void wk_cpu_layernorm(wk_backend *be, float *y, const float *x, const float *xb, const float *r, const float *w,
+                      const float *b, int n, int dim, float eps) {
 #pragma omp parallel for schedule(static) if (n > 4)
     for (int i = 0; i < n; i++) {
         size_t o = (size_t)i * dim;
-        layernorm_row(y + o, x + o, r ? r + o : NULL, w, b, dim, eps);
+        layernorm_row(y + o, x + o, xb, r ? r + o : NULL, w, b, dim, eps);
     }
 }
 
@@ -164,20 +175,36 @@ static float softmax_exp(float *p, int n, float mx) {
     return sum;
 }
 
-/* One (sequence, head): gathers the real keys and values into K, V [nk,D]; then
- * S = Q·Kᵀ·scale [T,nk] and O = softmax(S)·V with single-threaded sgemm (OpenBLAS runs
- * serially inside an OpenMP region; the threads are spread over sequences x heads). */
-static void attend_head(float *out, const float *q, const float *k, const float *v, const int32_t *mask, int T, int D,
-                        int ld, float scale, float *buf) {
-    float *K = buf, *V = buf + (size_t)T * D, *S = buf + (size_t)2 * T * D;
+/* dst[D] = src[D] (+ b[D]). */
+static inline void copy_row(float *dst, const float *src, const float *b, int D) {
+    if (!b) {
+        memcpy(dst, src, sizeof(float) * D);
+        return;
+    }
+#pragma omp simd
+    for (int d = 0; d < D; d++) dst[d] = src[d] + b[d];
+}
+
+/* One (sequence, head): gathers the real keys and values into K, V [nk,D] (adding the head's
+ * biases b[0..2] = q, k, v when given; q then goes through Q [T,D] too); then S = Q·Kᵀ·scale
+ * [T,nk] and O = softmax(S)·V with single-threaded sgemm (OpenBLAS runs serially inside an
+ * OpenMP region; the threads are spread over sequences x heads). buf: 3*T*D + T*T floats. */
+static void attend_head(float *out, const float *q, const float *k, const float *v, const float *const b[3],
+                        const int32_t *mask, int T, int D, int ld, int ldo, float scale, float *buf) {
+    float *K = buf, *V = buf + (size_t)T * D, *S = buf + (size_t)2 * T * D, *Q = S + (size_t)T * T;
     int nk = 0;
     for (int j = 0; j < T; j++) {
         if (mask && !mask[j]) continue;
-        memcpy(K + (size_t)nk * D, k + (size_t)j * ld, sizeof(float) * D);
-        memcpy(V + (size_t)nk * D, v + (size_t)j * ld, sizeof(float) * D);
+        copy_row(K + (size_t)nk * D, k + (size_t)j * ld, b[1], D);
+        copy_row(V + (size_t)nk * D, v + (size_t)j * ld, b[2], D);
         nk++;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, nk, D, scale, q, ld, K, D, 0.f, S, nk);
+    int ldq = ld;
+    if (b[0]) {
+        for (int i = 0; i < T; i++) copy_row(Q + (size_t)i * D, q + (size_t)i * ld, b[0], D);
+        q = Q, ldq = D;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, nk, D, scale, q, ldq, K, D, 0.f, S, nk);
     for (int i = 0; i < T; i++) {
         float *p = S + (size_t)i * nk, mx = -INFINITY;
         for (int j = 0; j < nk; j++) mx = p[j] > mx ? p[j] : mx;
@@ -185,20 +212,23 @@ static void attend_head(float *out, const float *q, const float *k, const float 
 #pragma omp simd
         for (int j = 0; j < nk; j++) p[j] *= inv;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, D, nk, 1.f, S, nk, V, D, 0.f, out, ld);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, D, nk, 1.f, S, nk, V, D, 0.f, out, ldo);
 }
 
 void wk_cpu_attention_bidir(wk_backend *be, float *out, const float *q, const float *k, const float *v,
-                            const int32_t *mask, int B, int T, int H, int D, int ld, float scale) {
+                            const float *bias, const int32_t *mask, int B, int T, int H, int D, int ld, int ldo,
+                            float scale) {
 #pragma omp parallel
     {
-        float *buf = enc_scratch((size_t)2 * T * D + (size_t)T * T);
+        float *buf = enc_scratch((size_t)3 * T * D + (size_t)T * T);
 #pragma omp for collapse(2) schedule(dynamic, 1)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++) {
-                size_t off = (size_t)b * T * ld + (size_t)h * D;
-                attend_head(out + off, q + off, k + off, v + off, mask ? mask + (size_t)b * T : NULL, T, D, ld, scale,
-                            buf);
+                size_t off = (size_t)b * T * ld + (size_t)h * D, oo = (size_t)b * T * ldo + (size_t)h * D;
+                const float *hb[3] = {NULL, NULL, NULL};
+                for (int p = 0; p < 3 && bias; p++) hb[p] = bias + (size_t)(p * H + h) * D;
+                attend_head(out + oo, q + off, k + off, v + off, hb, mask ? mask + (size_t)b * T : NULL, T, D, ld, ldo,
+                            scale, buf);
             }
     }
 }

@@ -276,6 +276,10 @@ static wkc_backend *create(int device, int fast) {
     b->be.add = wkc_add;
     b->be.embed = wkc_embed;
     b->be.kv_store = wkc_kv_store;
+    b->be.layernorm = wkc_layernorm;
+    b->be.gelu = wkc_gelu;
+    b->be.attention_bidir = wkc_attention_bidir;
+    b->be.pool = wkc_pool;
     b->be.graph_capture = c_graph_capture;
     b->be.graph_replay = c_graph_replay;
     b->be.graph_free = c_graph_free;

@@ -3,7 +3,8 @@
  * The backend implements the whole ops table of backend.h on one device:
  * device memory through a caching allocator, cuBLAS GEMMs (fp32 exact for f32
  * weights; bf16 weights consumed directly with fp32 accumulation), fused
- * element-wise kernels, and causal attention (cuBLAS prefill, split-K decode).
+ * element-wise kernels, causal attention (cuBLAS prefill, split-K decode) and
+ * the encoder ops (LayerNorm, GELU, fused bidirectional attention, pooling).
  * One stream per device; ops are asynchronous and ordered on it, `download`
  * and `sync` wait. A backend is used by one thread at a time. Decode steps run
  * as CUDA graphs unless the environment sets WICK_CUDA_GRAPHS=0.

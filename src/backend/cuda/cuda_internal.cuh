@@ -62,7 +62,7 @@ static inline int wkc_blocks(size_t n) {
     return (int)(b < 1 ? 1 : b > 65535 ? 65535 : b);
 }
 
-/* Ops implemented in cuda_ops.cu and cuda_attention.cu. */
+/* Ops implemented in cuda_ops.cu, cuda_attention.cu and cuda_enc.cu. */
 void wkc_matmul(wk_backend *be, float *y, const float *x, const wk_mat *W, const float *bias, int n, int acc);
 void wkc_matmul_f32(wk_backend *be, float *y, const float *x, const float *B, int n, int m, int k, float s, int acc);
 void wkc_rmsnorm(wk_backend *be, float *y, const float *x, const float *w, int n, int dim, float eps);
@@ -74,4 +74,12 @@ void wkc_kv_store(wk_backend *be, float *kc, float *vc, const float *k_new, cons
                   const int32_t *pos, int Hk, int D, int cap);
 void wkc_attention(wk_backend *be, float *out, const float *q, const float *k, const float *v, int n, int pos0,
                    const int32_t *pos, int H, int Hk, int D, int cap, float scale);
+/* Encoder ops (cuda_enc.cu). */
+void wkc_layernorm(wk_backend *be, float *y, const float *x, const float *xb, const float *r, const float *w,
+                   const float *b, int n, int dim, float eps);
+void wkc_gelu(wk_backend *be, float *y, const float *x, const float *xb, size_t n, int dim);
+void wkc_attention_bidir(wk_backend *be, float *out, const float *q, const float *k, const float *v, const float *bias,
+                         const int32_t *mask, int B, int T, int H, int D, int ld, int ldo, float scale);
+void wkc_pool(wk_backend *be, float *out, const float *h, const int32_t *mask, const int32_t *rows, int B, int T, int C,
+              int mode, int normalize);
 #endif
