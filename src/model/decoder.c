@@ -33,7 +33,11 @@ struct wick_session {
     int dlogits_rows;
     void *graph;              /* the captured decode step (graph backends), NULL until captured */
     int graph_warm;           /* a direct decode step ran (the backend's scratch is sized) */
+    const wick_adapter *g_ad; /* the adapter, scale and weights generation the graph was captured with */
+    float g_scale;
+    unsigned g_gen;
     const wick_adapter *ad;
+    const wk_lora *adp;       /* device backends: ad's pairs in backend memory (n_layers, WK_P_COUNT) */
     float ad_scale;
 };
 
@@ -104,9 +108,11 @@ void wick_session_free(wick_session *s) {
 wick_status wick_session_set_adapter(wick_session *s, const wick_adapter *a, float scale) {
     if (a && wk_adapter_model(a) != s->m)
         return wk_err(WICK_EINVAL, "set_adapter: the adapter was loaded for another model (or opened without one)");
-    if (a && s->be->device_memory)
-        return wk_err(WICK_EUNSUPPORTED, "session: adapters are not supported on the %s backend yet", s->be->name);
+    const wk_lora *dp = NULL;
+    wick_status st = a ? wk_adapter_pairs_on(a, s->be, &dp) : WICK_OK; /* device backends: uploaded once */
+    if (st) return st;
     s->ad = a;
+    s->adp = dp;
     s->ad_scale = scale;
     return WICK_OK;
 }
@@ -114,17 +120,28 @@ wick_status wick_session_set_adapter(wick_session *s, const wick_adapter *a, flo
 void wick_session_reset(wick_session *s) { s->pos = 0; }
 int wick_session_pos(const wick_session *s) { return s->pos; }
 
-/* y[n,out] (=|+=) x·Wᵀ + b (+ adapter). tmp holds (n, r). */
-static void linear(wick_session *s, float *y, const float *x, int l, wk_proj p, int n, int acc) {
-    wk_backend *be = s->be;
-    const wk_layer *L = &s->m->layers[l];
-    be->matmul(be, y, x, &L->p[p], L->bias[p], n, acc);
-    const wk_lora *lp = s->ad ? wk_adapter_pair(s->ad, l, p) : NULL;
-    if (!lp || s->ad_scale == 0.f) return;
+/* The active adapter's pair for layer l / projection p in the backend's memory, or NULL. */
+static const wk_lora *active_pair(const wick_session *s, int l, wk_proj p) {
+    const wk_lora *h = s->ad && s->ad_scale != 0.f ? wk_adapter_pair(s->ad, l, p) : NULL;
+    return h && s->adp ? &s->adp[(size_t)l * WK_P_COUNT + p] : h;
+}
+
+/* y[n,out] += the adapter's s·(x·Aᵀ)·Bᵀ for layer l / projection p (nothing without one). tmp holds (n, r). */
+static void add_lora(wick_session *s, float *y, const float *x, int l, wk_proj p, int n) {
+    const wk_lora *lp = active_pair(s, l, p);
+    if (!lp) return;
+    const wk_mat *W = &s->m->layers[l].p[p];
     int seg[2] = {0, n}, r = lp->r;
     const float *A = lp->A, *B = lp->B;
     float sc = lp->scale * s->ad_scale;
-    be->lora_seg(be, y, x, n, L->p[p].cols, L->p[p].rows, 1, seg, &A, &B, &r, &sc, s->tmp);
+    s->be->lora_seg(s->be, y, x, n, W->cols, W->rows, 1, seg, &A, &B, &r, &sc, s->tmp);
+}
+
+/* y[n,out] (=|+=) x·Wᵀ + b (+ adapter). */
+static void linear(wick_session *s, float *y, const float *x, int l, wk_proj p, int n, int acc) {
+    const wk_layer *L = &s->m->layers[l];
+    s->be->matmul(s->be, y, x, &L->p[p], L->bias[p], n, acc);
+    add_lora(s, y, x, l, p, n);
 }
 
 /* x += linear(in): on device backends the product accumulates into x (one kernel less);
@@ -145,10 +162,13 @@ static void attention_block(wick_session *s, int l, int n) {
     int H = c->n_heads, Hk = c->n_kv_heads, D = c->head_dim, C = c->hidden;
     be->rmsnorm(be, s->xn, s->x, L->attn_norm, n, C, c->rms_eps);
     float *q = s->q, *k = s->k, *v = s->v;
-    int fused = n == 1 && L->qkv.w && !s->ad; /* one row: [q | k | v] back to back from one product */
+    int fused = n == 1 && L->qkv.w; /* one row: [q | k | v] back to back from one product */
     if (fused) {
         be->matmul(be, s->q, s->xn, &L->qkv, L->qkv_bias, 1, 0);
         k = q + (size_t)H * D, v = k + (size_t)Hk * D;
+        add_lora(s, q, s->xn, l, WK_P_Q, 1);
+        add_lora(s, k, s->xn, l, WK_P_K, 1);
+        add_lora(s, v, s->xn, l, WK_P_V, 1);
     } else {
         linear(s, q, s->xn, l, WK_P_Q, n, 0);
         linear(s, k, s->xn, l, WK_P_K, n, 0);
@@ -175,8 +195,10 @@ static void mlp_block(wick_session *s, int l, int n) {
     const wk_layer *L = &s->m->layers[l];
     wk_backend *be = s->be;
     be->rmsnorm(be, s->xn, s->x, L->mlp_norm, n, c->hidden, c->rms_eps);
-    if (n == 1 && L->gate_up.w && !s->ad) { /* one row: [gate | up] from one product */
+    if (n == 1 && L->gate_up.w) { /* one row: [gate | up] from one product */
         be->matmul(be, s->g, s->xn, &L->gate_up, L->gate_up_bias, 1, 0);
+        add_lora(s, s->g, s->xn, l, WK_P_GATE, 1);
+        add_lora(s, s->g + c->inter, s->xn, l, WK_P_UP, 1);
         be->swiglu(be, s->g, s->g, s->g + c->inter, (size_t)c->inter);
     } else {
         linear(s, s->g, s->xn, l, WK_P_GATE, n, 0);
@@ -212,12 +234,16 @@ static void run_chunk(void *arg) {
 
 /* One-id steps on a graph backend: the first runs directly (sizing the backend's
  * scratch), the next is captured, later ones replay (positions and ids are read from
- * backend memory, so one graph serves every position). */
+ * backend memory, so one graph serves every position). A graph records the adapter's
+ * pointers and scale and the weights' pointers: selecting another adapter or scale, or
+ * merging, captures a new one. */
 static void decode_step(wick_session *s, const chunk_ops *a) {
     wk_backend *be = s->be;
-    if (s->graph && be->graph_replay(be, s->graph) == 0) return;
+    int same = s->g_ad == s->ad && s->g_scale == s->ad_scale && s->g_gen == s->m->weights_gen;
+    if (s->graph && same && be->graph_replay(be, s->graph) == 0) return;
     if (s->graph) be->graph_free(be, s->graph);
     s->graph = NULL;
+    s->g_ad = s->ad, s->g_scale = s->ad_scale, s->g_gen = s->m->weights_gen;
     if (s->graph_warm && (s->graph = be->graph_capture(be, run_chunk, (void *)a))) return;
     s->graph_warm = 1;
     run_chunk((void *)a);
@@ -230,7 +256,7 @@ static void forward_chunk(wick_session *s, const int32_t *ids, int n, float *log
     for (int i = 0; i < n; i++) s->hio[i] = s->pos + i, s->hio[CHUNK + i] = ids[i];
     be->upload(be, s->posv, s->hio, sizeof(int32_t) * (size_t)(CHUNK + n));
     chunk_ops a = {s, n, first_row, logits && be->device_memory ? s->dlogits : logits};
-    if (n == 1 && logits && !s->ad && be->graph_capture) decode_step(s, &a);
+    if (n == 1 && logits && be->graph_capture) decode_step(s, &a);
     else run_chunk(&a);
     s->pos += n;
     if (logits && be->device_memory)

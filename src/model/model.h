@@ -48,6 +48,7 @@ struct wick_model {
     void **dev;          /* (n_dev) device buffers of the uploaded weights (owned, freed via be) */
     int n_dev, cap_dev;
     float *host_inv_freq; /* the host inv_freq while m->inv_freq names the device copy */
+    unsigned weights_gen; /* bumped when weight pointers change (device merge/unmerge): captured graphs go stale */
 };
 
 /* One LoRA pair for a projection: y += scale * (x·Aᵀ)·Bᵀ. A == NULL: not adapted. */
@@ -60,6 +61,11 @@ typedef struct {
 
 /* Returns the adapter's pair for layer l / projection p, or NULL. Defined in src/lora. */
 const wk_lora *wk_adapter_pair(const wick_adapter *a, int l, wk_proj p);
+/* The adapter's pairs in a device backend's memory: *pairs = (n_layers, WK_P_COUNT) entries
+ * (A == NULL: not adapted), uploaded at the first call for that (adapter, backend) and kept
+ * until the adapter is freed; thread-safe. Host backends: *pairs = NULL (use wk_adapter_pair).
+ * Defined in src/lora/adapter_device.c. */
+wick_status wk_adapter_pairs_on(const wick_adapter *a, wk_backend *be, const wk_lora **pairs);
 /* The model an adapter is bound to (NULL for one opened for inspection only). Defined in src/lora. */
 const wick_model *wk_adapter_model(const wick_adapter *a);
 

@@ -268,7 +268,7 @@ static wkc_backend *create(int device, int fast) {
     b->be.sync = c_sync;
     b->be.matmul = wkc_matmul;
     b->be.matmul_f32 = wkc_matmul_f32;
-    b->be.lora_seg = wk_lora_seg_generic;
+    b->be.lora_seg = wkc_lora_seg;
     b->be.rmsnorm = wkc_rmsnorm;
     b->be.rope = wkc_rope;
     b->be.attention = wkc_attention;

@@ -72,6 +72,8 @@ void wkc_add(wk_backend *be, float *y, const float *x, size_t n);
 void wkc_embed(wk_backend *be, float *out, const wk_mat *E, const int32_t *ids, int n);
 void wkc_kv_store(wk_backend *be, float *kc, float *vc, const float *k_new, const float *v_new, int n, int pos0,
                   const int32_t *pos, int Hk, int D, int cap);
+void wkc_lora_seg(wk_backend *be, float *y, const float *x, int n, int in, int out, int nseg, const int *seg,
+                  const float *const *A, const float *const *B, const int *r, const float *scale, float *tmp);
 void wkc_attention(wk_backend *be, float *out, const float *q, const float *k, const float *v, int n, int pos0,
                    const int32_t *pos, int H, int Hk, int D, int cap, float scale);
 #endif
