@@ -75,10 +75,93 @@ static void test_lora_seg(void) {
     seg_case(2, r3, k3, 130, 70);
     int r4[] = {1, 1, 1, 1, 1, 1, 1, 1}, k4[] = {16, 8, 64, 16, 16, 8, 64, 8}; /* a batch of 8 sequences */
     seg_case(8, r4, k4, 256, 4864);
-    int r5[] = {1100}, k5[] = {16}; /* more tiles than the descriptor holds: generic path */
+    int r5[] = {1100}, k5[] = {16}; /* prefill-sized: generic path */
     seg_case(1, r5, k5, 64, 48);
     int r6[] = {5, 4}, k6[] = {200, 8}; /* rank above the fused kernel's limit: generic path */
     seg_case(2, r6, k6, 64, 40);
+}
+
+/* The fused decode ops (matvec with norm / swiglu input and shrink rows; rope_kv) against the reference ops. */
+static void mv_case(int in, int out, int mode, wick_dtype dt, int ra, float scale, int bias) {
+    float *x = rvec(in), *up = rvec(in), *nw = rvec(in), *w = rvec((size_t)out * in), *A = rvec((size_t)(ra ? ra : 1) * in);
+    float *b = rvec(out), *y0 = rvec(out), *y = malloc(sizeof(float) * out), *xs = malloc(sizeof(float) * in);
+    float *t = malloc(sizeof(float) * (ra ? ra : 1));
+    uint16_t *wh = malloc(2 * (size_t)out * in);
+    for (size_t i = 0; i < (size_t)out * in; i++) wh[i] = wk_f32_to_bf16(w[i]);
+    const void *wp = dt == WICK_DT_F32 ? (const void *)w : (const void *)wh;
+    wk_mat W = {.w = wp, .dt = dt, .rows = out, .cols = in}, Wd = W;
+    Wd.w = dev(wp, (size_t)out * in * wick_dtype_size(dt));
+    if (mode == 1) R->rmsnorm(R, xs, x, nw, 1, in, 1e-6f);
+    else if (mode == 2) R->swiglu(R, xs, x, up, (size_t)in);
+    else memcpy(xs, x, sizeof(float) * in);
+    R->matmul(R, y, xs, &W, NULL, 1, 0);
+    for (int o = 0; o < out; o++) y[o] = y0[o] + scale * y[o] + (bias ? b[o] : 0.f); /* acc = 1 */
+    if (ra) R->matmul_f32(R, t, xs, A, 1, in, ra, 1.f, 0);
+    float *dx = dev(x, 4 * in), *dup = dev(up, 4 * in), *dnw = dev(nw, 4 * in), *dA = dev(A, 4 * (size_t)(ra ? ra : 1) * in);
+    float *db = dev(b, 4 * out), *dy = dev(y0, 4 * out), *dtt = G->alloc(G, 4 * (size_t)(ra ? ra : 1));
+    wk_rowin ri = {.x = dx, .nw = mode == 1 ? dnw : NULL, .up = mode == 2 ? dup : NULL, .eps = 1e-6f, .scale = scale,
+                   .in = in, .A = ra ? dA : NULL, .ra = ra, .t = dtt};
+    G->matvec(G, dy, &ri, &Wd, bias ? db : NULL, 1);
+    float *gy = malloc(sizeof(float) * out), *gt = malloc(sizeof(float) * (ra ? ra : 1));
+    G->download(G, gy, dy, 4 * out);
+    if (ra) G->download(G, gt, dtt, 4 * (size_t)ra);
+    CHECK(G->check(G) == WICK_OK, "matvec: %s", wick_last_error());
+    double e = t_rel_l2(gy, y, out), et = ra ? t_rel_l2(gt, t, ra) : 0;
+    CHECK(e <= 1e-5 && et <= 1e-5, "matvec in=%d out=%d mode=%d %s ra=%d: rel L2 %g (shrink %g)", in, out, mode,
+          wick_dtype_name(dt), ra, e, et);
+    G->free(G, (void *)Wd.w), G->free(G, dx), G->free(G, dup), G->free(G, dnw), G->free(G, dA), G->free(G, db);
+    G->free(G, dy), G->free(G, dtt);
+    free(x), free(up), free(nw), free(w), free(A), free(b), free(y0), free(y), free(xs), free(t), free(wh), free(gy), free(gt);
+}
+
+static void rope_kv_case(int H, int Hk, int D, int norm, int ra) {
+    int cap = 40, p = 29, Q = (H + 2 * Hk) * D;
+    float *qkv = rvec(Q), *qn = rvec(D), *kn = rvec(D), *inv = malloc(sizeof(float) * D / 2);
+    float *B = rvec((size_t)Q * (ra ? ra : 1)), *t = rvec(ra ? ra : 1);
+    for (int j = 0; j < D / 2; j++) inv[j] = powf(10000.f, -2.f * j / D);
+    size_t kvn = (size_t)Hk * cap * D;
+    float *kc = calloc(kvn, 4), *vc = calloc(kvn, 4);
+    int32_t pos = p;
+    float *dq = dev(qkv, 4 * (size_t)Q), *dqn = dev(qn, 4 * D), *dkn = dev(kn, 4 * D), *dinv = dev(inv, 4 * D / 2);
+    float *dB = dev(B, 4 * (size_t)Q * (ra ? ra : 1)), *dt = dev(t, 4 * (ra ? ra : 1));
+    float *dkc = dev(kc, 4 * kvn), *dvc = dev(vc, 4 * kvn);
+    int32_t *dpos = dev(&pos, 4);
+    if (ra) R->matmul_f32(R, qkv, t, B, 1, ra, Q, 0.75f, 1);
+    float *q = qkv, *k = qkv + H * D, *v = k + Hk * D;
+    if (norm) R->rmsnorm(R, q, q, qn, H, D, 1e-6f), R->rmsnorm(R, k, k, kn, Hk, D, 1e-6f);
+    R->rope(R, q, &pos, 1, H, D, inv);
+    R->rope(R, k, &pos, 1, Hk, D, inv);
+    R->kv_store(R, kc, vc, k, v, 1, p, NULL, Hk, D, cap);
+    wk_expand e = {dB, dt, ra, 0.75f};
+    G->rope_kv(G, dq, dq + H * D, dq + (H + Hk) * D, dkc, dvc, dpos, H, Hk, D, cap, dinv, norm ? dqn : NULL,
+               norm ? dkn : NULL, 1e-6f, ra ? &e : NULL);
+    float *gq = malloc(4 * (size_t)Q), *gk = malloc(4 * kvn), *gv = malloc(4 * kvn);
+    G->download(G, gq, dq, 4 * (size_t)H * D);
+    G->download(G, gk, dkc, 4 * kvn);
+    G->download(G, gv, dvc, 4 * kvn);
+    CHECK(G->check(G) == WICK_OK, "rope_kv: %s", wick_last_error());
+    double eq = t_rel_l2(gq, q, (size_t)H * D), ek = t_rel_l2(gk, kc, kvn), ev = t_rel_l2(gv, vc, kvn);
+    CHECK(eq <= 1e-5 && ek <= 1e-5 && ev <= 1e-5, "rope_kv H=%d Hk=%d D=%d norm=%d ra=%d: q %g k %g v %g", H, Hk, D,
+          norm, ra, eq, ek, ev);
+    G->free(G, dq), G->free(G, dqn), G->free(G, dkn), G->free(G, dinv), G->free(G, dB), G->free(G, dt);
+    G->free(G, dkc), G->free(G, dvc), G->free(G, dpos);
+    free(qkv), free(qn), free(kn), free(inv), free(B), free(t), free(kc), free(vc), free(gq), free(gk), free(gv);
+}
+
+static void test_decode_ops(void) {
+    for (int mode = 0; mode < 3; mode++) {
+        mv_case(896, 1152, mode, WICK_DT_BF16, 48, 1.f, 1);
+        mv_case(896, 300, mode, WICK_DT_F32, 0, 1.f, 0);
+        mv_case(4864, 896, mode, WICK_DT_BF16, 16, 1.f, 0); /* long rows: a block per row */
+        mv_case(2048, 64, mode, WICK_DT_F32, 8, 1.f, 1);
+        mv_case(60, 40, mode, WICK_DT_F32, 4, 1.f, 1);      /* in % 8 != 0: unfused fallback */
+    }
+    mv_case(16, 896, 0, WICK_DT_F32, 0, 0.5f, 0);           /* a LoRA expand: scaled f32 product */
+    mv_case(12, 100, 0, WICK_DT_F32, 0, 0.5f, 0);           /* the same through the fallback */
+    rope_kv_case(14, 2, 64, 0, 0);
+    rope_kv_case(14, 2, 64, 0, 48);
+    rope_kv_case(8, 4, 128, 1, 16); /* Qwen3: per-head q/k norm */
+    rope_kv_case(6, 2, 18, 1, 8);   /* head_dim not a multiple of 32 */
 }
 
 static size_t numel(const wick_tensor_view *v) {
@@ -284,6 +367,7 @@ int main(void) {
     CHECK(G != NULL, "cuda backend: %s", wick_last_error());
     if (!G) return t_summary();
     test_lora_seg();
+    test_decode_ops();
     check_adapters("qwen2_tiny");
     check_adapters("llama_tiny");
     check_adapters("qwen3_tiny");

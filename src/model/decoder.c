@@ -38,6 +38,7 @@ struct wick_session {
     unsigned g_gen;
     const wick_adapter *ad;
     const wk_lora *adp;       /* device backends: ad's pairs in backend memory (n_layers, WK_P_COUNT) */
+    const wk_lora_group *adg; /* device backends: ad's grouped layout (n_layers, WK_G_COUNT) */
     float ad_scale;
 };
 
@@ -109,10 +110,12 @@ wick_status wick_session_set_adapter(wick_session *s, const wick_adapter *a, flo
     if (a && wk_adapter_model(a) != s->m)
         return wk_err(WICK_EINVAL, "set_adapter: the adapter was loaded for another model (or opened without one)");
     const wk_lora *dp = NULL;
-    wick_status st = a ? wk_adapter_pairs_on(a, s->be, &dp) : WICK_OK; /* device backends: uploaded once */
+    const wk_lora_group *dg = NULL;
+    wick_status st = a ? wk_adapter_pairs_on(a, s->be, &dp, &dg) : WICK_OK; /* device backends: uploaded once */
     if (st) return st;
     s->ad = a;
     s->adp = dp;
+    s->adg = dg;
     s->ad_scale = scale;
     return WICK_OK;
 }
@@ -153,6 +156,69 @@ static void residual_linear(wick_session *s, const float *in, int l, wk_proj p, 
     }
     linear(s, s->xn, in, l, p, n, 0);
     s->be->add(s->be, s->x, s->xn, (size_t)n * s->m->c.hidden);
+}
+
+/* The fused decode step (one row): a backend with matvec/rope_kv, q/k/v and gate/up
+ * uploaded as groups, and (with an adapter) its grouped device layout. Per layer:
+ * norm+qkv(+shrink), [expand+]rope+kv store, attention, o(+shrink) into the residual,
+ * [o expand], norm+gate|up(+shrink), [expand], swiglu+down(+shrink), [down expand]. */
+static int fused_step(const wick_session *s, const wk_layer *L, int n) {
+    return n == 1 && L->qkv.w && L->gate_up.w && s->be->matvec && s->be->rope_kv && (!s->ad || s->adg);
+}
+
+/* The adapter's group g of layer l (NULL: none active or nothing adapted there). */
+static const wk_lora_group *active_group(const wick_session *s, int l, int g) {
+    if (!s->ad || s->ad_scale == 0.f || !s->adg) return NULL;
+    const wk_lora_group *r = &s->adg[(size_t)l * WK_G_COUNT + g];
+    return r->ra > 0 ? r : NULL;
+}
+
+/* in's LoRA shrink for group lg (into s->tmp), when there is one. */
+static wk_rowin row_in(wick_session *s, const float *x, int n_in, const wk_lora_group *lg) {
+    return (wk_rowin){.x = x, .scale = 1.f, .in = n_in, .A = lg ? lg->A : NULL, .ra = lg ? lg->ra : 0, .t = s->tmp};
+}
+
+/* y[out] += ad_scale · tmp·Bᵀ: the expand of group lg after its shrink. */
+static void expand(wick_session *s, float *y, const wk_lora_group *lg, int out) {
+    if (!lg) return;
+    wk_mat B = {.w = lg->B, .dt = WICK_DT_F32, .rows = out, .cols = lg->ra};
+    wk_rowin in = {.x = s->tmp, .scale = s->ad_scale, .in = lg->ra};
+    s->be->matvec(s->be, y, &in, &B, NULL, 1);
+}
+
+static void attention_fused(wick_session *s, int l) {
+    const wk_config *c = &s->m->c;
+    const wk_layer *L = &s->m->layers[l];
+    wk_backend *be = s->be;
+    int H = c->n_heads, Hk = c->n_kv_heads, D = c->head_dim, C = c->hidden;
+    const wk_lora_group *gq = active_group(s, l, WK_G_QKV), *go = active_group(s, l, WK_G_O);
+    wk_rowin in = row_in(s, s->x, C, gq);
+    in.nw = L->attn_norm, in.eps = c->rms_eps;
+    be->matvec(be, s->q, &in, &L->qkv, L->qkv_bias, 0);
+    float *k = s->q + (size_t)H * D, *v = k + (size_t)Hk * D;
+    wk_expand e = {gq ? gq->B : NULL, s->tmp, gq ? gq->ra : 0, s->ad_scale};
+    size_t lo = (size_t)l * Hk * s->cap * D;
+    be->rope_kv(be, s->q, k, v, s->kc + lo, s->vc + lo, s->posv, H, Hk, D, s->cap, s->m->inv_freq,
+                c->qk_norm ? L->q_norm : NULL, c->qk_norm ? L->k_norm : NULL, c->rms_eps, gq ? &e : NULL);
+    be->attention(be, s->att, s->q, s->kc + lo, s->vc + lo, 1, s->pos, s->posv, H, Hk, D, s->cap, 1.f / sqrtf((float)D));
+    in = row_in(s, s->att, H * D, go);
+    be->matvec(be, s->x, &in, &L->p[WK_P_O], L->bias[WK_P_O], 1);
+    expand(s, s->x, go, C);
+}
+
+static void mlp_fused(wick_session *s, int l) {
+    const wk_config *c = &s->m->c;
+    const wk_layer *L = &s->m->layers[l];
+    int F = c->inter;
+    const wk_lora_group *gg = active_group(s, l, WK_G_GU), *gd = active_group(s, l, WK_G_DOWN);
+    wk_rowin in = row_in(s, s->x, c->hidden, gg);
+    in.nw = L->mlp_norm, in.eps = c->rms_eps;
+    s->be->matvec(s->be, s->g, &in, &L->gate_up, L->gate_up_bias, 0);
+    expand(s, s->g, gg, 2 * F);
+    in = row_in(s, s->g, F, gd);
+    in.up = s->g + F;
+    s->be->matvec(s->be, s->x, &in, &L->p[WK_P_DOWN], L->bias[WK_P_DOWN], 1);
+    expand(s, s->x, gd, c->hidden);
 }
 
 static void attention_block(wick_session *s, int l, int n) {
@@ -223,11 +289,22 @@ static void run_chunk(void *arg) {
     wk_backend *be = s->be;
     be->embed(be, s->x, &s->m->embed, s->idv, a->n);
     for (int l = 0; l < c->n_layers; l++) {
+        if (fused_step(s, &s->m->layers[l], a->n)) {
+            attention_fused(s, l);
+            mlp_fused(s, l);
+            continue;
+        }
         attention_block(s, l, a->n);
         mlp_block(s, l, a->n);
     }
     if (!a->dst) return;
     int rows = a->n - a->first_row;
+    if (rows == 1 && be->matvec) { /* final norm inside the head's product */
+        wk_rowin in = {.x = s->x + (size_t)a->first_row * c->hidden, .nw = s->m->final_norm, .eps = c->rms_eps,
+                       .scale = 1.f, .in = c->hidden};
+        be->matvec(be, a->dst, &in, &s->m->lm_head, NULL, 0);
+        return;
+    }
     be->rmsnorm(be, s->xn, s->x + (size_t)a->first_row * c->hidden, s->m->final_norm, rows, c->hidden, c->rms_eps);
     be->matmul(be, a->dst, s->xn, &s->m->lm_head, NULL, rows, 0);
 }

@@ -5,8 +5,9 @@
  * tmp[rows, r] = x[rows]·Aᵀ for every tile of every segment, one launch the
  * expand y[rows] += s · tmp[rows]·Bᵀ. The per-segment pointers, ranks, scales and
  * the tile list travel by value as a kernel parameter (so a captured graph keeps
- * them), and everything stays fp32. Beyond the descriptor's capacity (segments,
- * tiles or rank) the op falls back to the generic per-segment cuBLAS path.
+ * them), and everything stays fp32. Beyond LORA_FUSED_MAX_ROWS rows (prefill) or
+ * the descriptor's capacity (segments, tiles, rank) the op takes the generic
+ * per-segment cuBLAS path.
  */
 #include "backend/cuda/cuda_internal.cuh"
 
@@ -16,6 +17,7 @@
 #define LORA_MAX_TILES 128
 #define LORA_TILE 8
 #define LORA_MAX_R 128
+#define LORA_FUSED_MAX_ROWS 64 /* more rows (prefill): cuBLAS sgemm per segment is faster */
 #define SHRINK_WARPS 4 /* warps per shrink block; each computes one rank component for a tile */
 
 /* Everything one lora_seg call needs on the device, passed by value. */
@@ -124,7 +126,7 @@ void wkc_lora_seg(wk_backend *be, float *y, const float *x, int n, int in, int o
     lora_desc d;
     memset(&d, 0, sizeof d);
     int nt = 0;
-    if (!describe(&d, nseg, seg, A, B, r, scale, &nt)) {
+    if (n > LORA_FUSED_MAX_ROWS || !describe(&d, nseg, seg, A, B, r, scale, &nt)) {
         /* the generic path's tmp stride is each segment's own rank: same buffer bound */
         wk_lora_seg_generic(be, y, x, n, in, out, nseg, seg, A, B, r, scale, tmp);
         return;
