@@ -411,15 +411,16 @@ struct rowin_d {
     float *t;
 };
 
-/* x'[k..k+8): MODE 0 x, 1 x * rs * nw, 2 silu(x) * up (the formulas of k_rmsnorm4 and k_swiglu). */
+/* x'[k..k+8) before the norm's scalar: MODE 0 x, 1 x * nw (times 1/rms at the end), 2 silu(x) * up
+ * (k_swiglu's formula); *ss accumulates Σ x² for MODE 1. */
 template <int MODE>
-__device__ __forceinline__ void xin8(const rowin_d &r, int k, float rs, float f[8]) {
+__device__ __forceinline__ void xin8(const rowin_d &r, int k, float f[8], float *ss) {
     ld8(r.x + k, f);
     if (MODE == 1) {
         float g[8];
         ld8(r.nw + k, g);
 #pragma unroll
-        for (int i = 0; i < 8; i++) f[i] = f[i] * rs * g[i];
+        for (int i = 0; i < 8; i++) *ss += f[i] * f[i], f[i] *= g[i];
     } else if (MODE == 2) {
         float u[8];
         ld8(r.up + k, u);
@@ -428,25 +429,10 @@ __device__ __forceinline__ void xin8(const rowin_d &r, int k, float rs, float f[
     }
 }
 
-/* 1 / sqrt(mean(x²) + eps) over x[0, in), computed by the whole block (in % 4 == 0). */
-__device__ float block_rs(const float *x, int in, float eps) {
-    __shared__ float red[32];
-    float ss = 0.f;
-    for (int k = threadIdx.x * 4; k < in; k += blockDim.x * 4) {
-        float4 v = *(const float4 *)(x + k);
-        ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
-    }
-    ss = warp_sum(ss);
-    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;
-    __syncthreads();
-    float t = 0.f;
-    for (int i = 0; i < (int)(blockDim.x >> 5); i++) t += red[i];
-    return 1.f / sqrtf(t / (float)in + eps);
-}
-
-/* Σ_k w[k] x'[k] over this thread's share (thread sub of nsub, 8 elements at a time, 4 loads in flight). */
+/* Σ_k w[k] x'[k] over this thread's share (thread sub of nsub, 8 elements at a time, 4 weight
+ * loads in flight); the thread's Σ x² of the same elements into *ss (MODE 1). */
 template <typename T, int MODE>
-__device__ __forceinline__ float row_dot(const T *w, const rowin_d &r, int in, float rs, int sub, int nsub) {
+__device__ __forceinline__ float row_dot(const T *w, const rowin_d &r, int in, int sub, int nsub, float *ss) {
     float s = 0.f;
     int step = nsub * 8;
     for (int k0 = sub * 8; k0 < in; k0 += step * 4) {
@@ -459,7 +445,7 @@ __device__ __forceinline__ float row_dot(const T *w, const rowin_d &r, int in, f
             int k = k0 + u * step;
             if (k >= in) break;
             float xf[8];
-            xin8<MODE>(r, k, rs, xf);
+            xin8<MODE>(r, k, xf, ss);
 #pragma unroll
             for (int i = 0; i < 8; i++) s += wf[u][i] * xf[i];
         }
@@ -468,26 +454,29 @@ __device__ __forceinline__ float row_dot(const T *w, const rowin_d &r, int in, f
 }
 
 /* Rows o < out: y[o] (=|+=) scale · x'·W[o] + bias[o]; rows out <= o < out + ra: t[o - out] = x'·A[o - out].
- * WPR warps per row (1: eight rows per 256-thread block; 8: a block per row, for long rows). */
+ * WPR warps per row (1: eight rows per 256-thread block; 8: a block per row, for long rows). The
+ * RMSNorm's 1/rms is a scalar of the row, applied after the dot product: the threads of a row
+ * together see all of x, so Σ x² needs no separate pass. */
 template <typename T, int MODE, int WPR>
 __global__ void k_matvec(float *y, rowin_d r, const T *W, const float *bias, int in, int out, int acc) {
-    __shared__ float red[8];
-    float rs = MODE == 1 ? block_rs(r.x, in, r.eps) : 0.f;
+    __shared__ float red[2][8];
     int gw = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int o = blockIdx.x * (8 / WPR) + gw / WPR, sub = (gw % WPR) * 32 + lane;
-    float s = 0.f;
-    if (o < out) s = row_dot<T, MODE>(W + (size_t)o * in, r, in, rs, sub, WPR * 32);
-    else if (o < out + r.ra) s = row_dot<float, MODE>(r.A + (size_t)(o - out) * in, r, in, rs, sub, WPR * 32);
+    float s = 0.f, ss = 0.f;
+    if (o < out) s = row_dot<T, MODE>(W + (size_t)o * in, r, in, sub, WPR * 32, &ss);
+    else if (o < out + r.ra) s = row_dot<float, MODE>(r.A + (size_t)(o - out) * in, r, in, sub, WPR * 32, &ss);
     s = warp_sum(s);
+    if (MODE == 1) ss = warp_sum(ss);
     if (WPR > 1) {
-        if (lane == 0) red[gw] = s;
+        if (lane == 0) red[0][gw] = s, red[1][gw] = ss;
         __syncthreads();
         if (threadIdx.x != 0) return;
-        s = 0.f;
-        for (int i = 0; i < WPR; i++) s += red[i];
+        s = ss = 0.f;
+        for (int i = 0; i < WPR; i++) s += red[0][i], ss += red[1][i];
     } else if (lane != 0) {
         return;
     }
+    if (MODE == 1) s *= 1.f / sqrtf(ss / (float)in + r.eps);
     if (o < out) {
         float v = r.scale * s + (bias ? bias[o] : 0.f);
         y[o] = acc ? y[o] + v : v;
