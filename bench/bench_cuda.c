@@ -29,10 +29,13 @@ static int cmp_d(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+/* Greedy pick: the maximum first (a loop the compiler vectorises), then its first index. */
 static int argmax(const float *x, int n) {
-    int b = 0;
-    for (int v = 1; v < n; v++) b = x[v] > x[b] ? v : b;
-    return b;
+    float m = x[0];
+    for (int v = 1; v < n; v++) m = x[v] > m ? x[v] : m;
+    for (int v = 0; v < n; v++)
+        if (x[v] == m) return v;
+    return 0;
 }
 
 int main(int argc, char **argv) {

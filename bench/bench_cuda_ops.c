@@ -47,6 +47,7 @@ static void run_case(void *arg) {
                            1e-6f, c->ra ? &e : NULL); break;
         case 7: G->rope(G, c->y, c->pos, 1, H + HK, D, c->inv);
                 G->kv_store(G, c->kc, c->vc, c->y + HD, c->y + HD + KD, 1, c->pos0, c->pos, HK, D, CAP); break;
+        case 9: G->swiglu(G, c->x2, c->x, c->x2, F), in.x = c->x2, G->matvec(G, c->y, &in, &c->W, NULL, 1); break;
         case 8: G->attention(G, c->x2, c->y, c->kc, c->vc, 1, c->pos0, c->pos, H, HK, D, CAP, 0.125f); break;
         }
     }
@@ -127,6 +128,7 @@ int main(int argc, char **argv) {
         {"o_matvec", 0, o, 0}, {"o_gemv", 5, o, 0}, {"o_matvec_r16", 0, o, 16},
         {"gate_up_norm_matvec", 1, gu, 0}, {"gate_up_rmsnorm_then_gemv", 3, gu, 0}, {"gate_up_norm_matvec_r16", 1, gu, 32},
         {"down_swiglu_matvec", 2, dn, 0}, {"down_swiglu_then_gemv", 4, dn, 0}, {"down_swiglu_matvec_r16", 2, dn, 16},
+        {"down_swiglu_then_matvec", 9, dn, 0}, {"down_swiglu_then_matvec_r16", 9, dn, 16},
         {"head_norm_matvec", 1, head, 0}, {"head_rmsnorm_then_gemv", 3, head, 0},
     };
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {

@@ -161,7 +161,7 @@ static void residual_linear(wick_session *s, const float *in, int l, wk_proj p, 
 /* The fused decode step (one row): a backend with matvec/rope_kv, q/k/v and gate/up
  * uploaded as groups, and (with an adapter) its grouped device layout. Per layer:
  * norm+qkv(+shrink), [expand+]rope+kv store, attention, o(+shrink) into the residual,
- * [o expand], norm+gate|up(+shrink), [expand], swiglu+down(+shrink), [down expand]. */
+ * [o expand], norm+gate|up(+shrink), [expand], swiglu, down(+shrink), [down expand]. */
 static int fused_step(const wick_session *s, const wk_layer *L, int n) {
     return n == 1 && L->qkv.w && L->gate_up.w && s->be->matvec && s->be->rope_kv && (!s->ad || s->adg);
 }
@@ -215,8 +215,10 @@ static void mlp_fused(wick_session *s, int l) {
     in.nw = L->mlp_norm, in.eps = c->rms_eps;
     s->be->matvec(s->be, s->g, &in, &L->gate_up, L->gate_up_bias, 0);
     expand(s, s->g, gg, 2 * F);
+    /* silu(g)·u once, not inside the product: down's rows are long, and every block of a
+     * fused product would recompute all of it (bench_cuda_ops: 18.8 against 6.5 µs at 0.5B) */
+    s->be->swiglu(s->be, s->g, s->g, s->g + F, (size_t)F);
     in = row_in(s, s->g, F, gd);
-    in.up = s->g + F;
     s->be->matvec(s->be, s->x, &in, &L->p[WK_P_DOWN], L->bias[WK_P_DOWN], 1);
     expand(s, s->x, gd, c->hidden);
 }

@@ -485,10 +485,73 @@ __global__ void k_matvec(float *y, rowin_d r, const T *W, const float *bias, int
     }
 }
 
+/* Eight weights of row o at column k: W's rows below out, A's (f32) from out on. */
+template <typename T>
+__device__ __forceinline__ void row8(const T *W, const float *A, int o, int out, int in, int k, float f[8]) {
+    if (o < out) ld8(W + (size_t)o * in + k, f);
+    else ld8(A + (size_t)(o - out) * in + k, f);
+}
+
+/* Short rows (in <= 256 * CH): each lane keeps its share of x' in registers (8 floats per
+ * 256 columns), built once per warp, and the warp then runs RPW rows with every weight load
+ * of a row in flight together: x is read once per warp instead of once per row. */
+template <typename T, int MODE, int CH, int RPW>
+__global__ void k_matvec_rx(float *y, rowin_d r, const T *W, const float *bias, int in, int out, int acc) {
+    int lane = threadIdx.x & 31, o0 = (blockIdx.x * 8 + (threadIdx.x >> 5)) * RPW, rows = out + r.ra;
+    if (o0 >= rows) return;
+    float xr[CH][8], ss = 0.f;
+#pragma unroll
+    for (int c = 0; c < CH; c++) {
+        int k = c * 256 + lane * 8;
+        if (k < in) xin8<MODE>(r, k, xr[c], &ss);
+        else
+#pragma unroll
+            for (int i = 0; i < 8; i++) xr[c][i] = 0.f;
+    }
+    float rs = 1.f;
+    if (MODE == 1) rs = 1.f / sqrtf(warp_sum(ss) / (float)in + r.eps);
+#pragma unroll
+    for (int j = 0; j < RPW; j++) {
+        int o = o0 + j;
+        if (o >= rows) break;
+        float wf[CH][8], s = 0.f;
+#pragma unroll
+        for (int c = 0; c < CH; c++)
+            if (c * 256 + lane * 8 < in) row8(W, r.A, o, out, in, c * 256 + lane * 8, wf[c]);
+#pragma unroll
+        for (int c = 0; c < CH; c++)
+            if (c * 256 + lane * 8 < in)
+#pragma unroll
+                for (int i = 0; i < 8; i++) s += wf[c][i] * xr[c][i];
+        s = warp_sum(s) * rs;
+        if (lane) continue;
+        if (o < out) {
+            float v = r.scale * s + (bias ? bias[o] : 0.f);
+            y[o] = acc ? y[o] + v : v;
+        } else {
+            r.t[o - out] = s;
+        }
+    }
+}
+
+template <typename T, int MODE, int CH>
+static void launch_rx(wkc_backend *b, float *y, const rowin_d &r, const T *W, const float *bias, int in, int out, int acc) {
+    int rows = out + (r.A ? r.ra : 0);
+    /* rows per warp: as many as keep at least two blocks per multiprocessor busy */
+    int rpw = rows >= 4 * 8 * 264 ? 4 : rows >= 2 * 8 * 264 ? 2 : 1;
+    int blocks = (rows + 8 * rpw - 1) / (8 * rpw);
+    if (rpw == 4) k_matvec_rx<T, MODE, CH, 4><<<blocks, 256, 0, b->st>>>(y, r, W, bias, in, out, acc);
+    else if (rpw == 2) k_matvec_rx<T, MODE, CH, 2><<<blocks, 256, 0, b->st>>>(y, r, W, bias, in, out, acc);
+    else k_matvec_rx<T, MODE, CH, 1><<<blocks, 256, 0, b->st>>>(y, r, W, bias, in, out, acc);
+}
+
 template <typename T, int MODE>
 static void launch_mv(wkc_backend *b, float *y, const rowin_d &r, const T *W, const float *bias, int in, int out, int acc) {
     int rows = out + (r.A ? r.ra : 0);
-    if (in >= GEMV_LONG_ROW && rows <= GEMV_LONG_MAX_OUT) k_matvec<T, MODE, 8><<<rows, 256, 0, b->st>>>(y, r, W, bias, in, out, acc);
+    if (b->mv_rx && in <= 256) launch_rx<T, MODE, 1>(b, y, r, W, bias, in, out, acc);
+    else if (b->mv_rx && in <= 512) launch_rx<T, MODE, 2>(b, y, r, W, bias, in, out, acc);
+    else if (b->mv_rx && in <= 1024) launch_rx<T, MODE, 4>(b, y, r, W, bias, in, out, acc);
+    else if (in >= GEMV_LONG_ROW && rows <= GEMV_LONG_MAX_OUT) k_matvec<T, MODE, 8><<<rows, 256, 0, b->st>>>(y, r, W, bias, in, out, acc);
     else k_matvec<T, MODE, 1><<<(rows + 7) / 8, 256, 0, b->st>>>(y, r, W, bias, in, out, acc);
 }
 
