@@ -156,8 +156,8 @@ static void test_decode_ops(void) {
         mv_case(2048, 64, mode, WICK_DT_F32, 8, 1.f, 1);
         mv_case(60, 40, mode, WICK_DT_F32, 4, 1.f, 1);      /* in % 8 != 0: unfused fallback */
         mv_case(1536, 100, mode, WICK_DT_BF16, 8, 1.f, 1);  /* streaming x, a warp per row */
-        mv_case(512, 9000, mode, WICK_DT_BF16, 16, 1.f, 0); /* x in registers, four rows per warp */
-        mv_case(200, 4500, mode, WICK_DT_F32, 8, 1.f, 1);   /* x in registers, two rows per warp */
+        mv_case(512, 9000, mode, WICK_DT_BF16, 16, 1.f, 0); /* many rows: the norm as its own kernel */
+        mv_case(200, 4500, mode, WICK_DT_F32, 8, 1.f, 1);
     }
     mv_case(16, 896, 0, WICK_DT_F32, 0, 0.5f, 0);           /* a LoRA expand: scaled f32 product */
     mv_case(12, 100, 0, WICK_DT_F32, 0, 0.5f, 0);           /* the same through the fallback */

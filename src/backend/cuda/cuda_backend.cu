@@ -269,8 +269,6 @@ static wkc_backend *create(int device, int fast) {
     b->be.matmul = wkc_matmul;
     b->be.matmul_f32 = wkc_matmul_f32;
     b->be.lora_seg = wkc_lora_seg;
-    const char *rx = getenv("WICK_CUDA_MV_RX"); /* "0": matvec streams x per row (for comparisons) */
-    b->mv_rx = !rx || strcmp(rx, "0");
     const char *fu = getenv("WICK_CUDA_FUSED"); /* "0": decode steps from the plain ops (for comparisons) */
     if (!fu || strcmp(fu, "0")) {
         b->be.matvec = wkc_matvec;

@@ -39,7 +39,6 @@ struct wkc_backend {
     size_t cast_n;            /* ... their count, and type; cast_x is cleared by every other op */
     int cast_dt;
     int no_graphs;            /* set after a capture failed: ops run directly from then on */
-    int mv_rx;                /* matvec keeps x in registers for rows up to 1024 (WICK_CUDA_MV_RX=0: off) */
     wick_status err;          /* first recorded error since the last check() */
     char errmsg[512];
 };
