@@ -9,6 +9,7 @@
  * kernels. Without a GPU it checks that adapters on "cuda" fail cleanly and skips. */
 #include "t.h"
 #include "backend/backend.h"
+#include "lora/adapter.h"
 #ifdef WICK_HAVE_CUDA
 #include "backend/cuda/cuda_backend.h"
 #endif
@@ -284,6 +285,16 @@ static void check_adapters(const char *name) {
     CHECK(memcmp(before, after, sizeof(float) * nl) == 0, "%s: logits after unmerge differ from before the merge", name);
     d = decode_diff(s, ids + T, T, base + (size_t)T * V, V);
     CHECK(d <= 1e-4f, "%s unmerged: decode differs by %g", name, d);
+    /* a trainer changing the host A/B (wk_adapter_touch): the next evaluation copies them again,
+     * under the already captured graph; here every B goes to zero, so the base comes back */
+    CHECK_OK(wick_session_set_adapter(s, a1, 1.f));
+    d = decode_diff(s, ids + T, T, l1 + (size_t)T * V, V);
+    CHECK(d <= 1e-4f, "%s adapter1 again: decode differs by %g", name, d);
+    for (int i = 0; i < a1->n_layers * WK_P_COUNT; i++)
+        if (a1->slots[i].lp.B) memset(a1->slots[i].lp.B, 0, sizeof(float) * (size_t)a1->slots[i].out * a1->slots[i].lp.r);
+    wk_adapter_touch(a1);
+    d = decode_diff(s, ids + T, T, base + (size_t)T * V, V);
+    CHECK(d <= 1e-4f, "%s adapter1 with B zeroed on the host: decode differs from the base by %g", name, d);
     wick_session_free(s);
     wick_adapter_free(a1), wick_adapter_free(a2);
     free(ids), free(prompt), free(greedy), free(base), free(l1), free(l2), free(out), free(before), free(after);

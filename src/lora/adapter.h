@@ -41,6 +41,7 @@ struct wick_adapter {
     /* device merge (merge_device.c): layers as they were and as installed, and the buffers installed */
     wk_layer *merged_layers;  /* (2 * n_layers): [0, n) before the merge, [n, 2n) after it */
     void **merged_dev;        /* (n_layers, WK_P_COUNT) device buffers to free (a fused group's at its first projection) */
+    unsigned gen;            /* bumped when a trainer changes A/B (device copies refresh) */
     wk_adapter_dev *dev;     /* device copies of A/B, one per backend (adapter_device.c) */
 };
 

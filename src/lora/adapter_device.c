@@ -8,8 +8,9 @@
  * the grouped layout the fused decode step reads (wk_lora_group: q|k|v, o,
  * gate|up, down; A stacked, B block-diagonal with each pair's scale folded in),
  * built on the host and uploaded with them. The host A/B stay the
- * source of truth: nothing on a device backend writes them (training on device
- * backends is refused), so a copy never goes stale.
+ * source of truth: a trainer that changes them bumps the adapter's generation
+ * (wk_adapter_touch), and the next selection or evaluation copies them again
+ * into the same device buffers.
  */
 #include "lora/adapter.h"
 
@@ -20,7 +21,9 @@ struct wk_adapter_dev {
     wk_backend *be;
     float *data;             /* (n_floats) every A and B, device memory */
     wk_lora *pairs;          /* (n_layers, WK_P_COUNT) host array of device pointers; A == NULL: not adapted */
-    float *gdata;            /* the groups' A and B, device memory */
+    float *gdata;            /* (gtotal) the groups' A and B, device memory */
+    size_t gtotal;
+    unsigned gen;            /* the adapter's gen when last copied */
     wk_lora_group *groups;   /* (n_layers, WK_G_COUNT) host array of device pointers */
     struct wk_adapter_dev *next;
 };
@@ -65,20 +68,21 @@ static void group_fill(const wick_adapter *a, int l, int g, int ra, float *h) {
     }
 }
 
-/* Builds and uploads d's grouped layout (a bound adapter only). */
+/* Builds and uploads d's grouped layout (a bound adapter only); the first call allocates it,
+ * later ones (a refresh) rewrite the same device buffer. */
 static wick_status upload_groups(wick_adapter *a, wk_adapter_dev *d, wk_backend *be) {
     size_t ng = (size_t)a->n_layers * WK_G_COUNT, total = 0;
-    d->groups = wk_calloc(sizeof(wk_lora_group) * (ng ? ng : 1), "adapter groups");
-    if (!d->groups) return WICK_ENOMEM;
     int ra;
     for (int l = 0; l < a->n_layers; l++)
         for (int g = 0; g < WK_G_COUNT; g++) total += group_floats(a, l, g, &ra);
-    float *h = wk_malloc(sizeof(float) * (total ? total : 1), "adapter groups");
-    d->gdata = h ? be->alloc(be, sizeof(float) * (total ? total : 1)) : NULL;
-    if (!d->gdata) {
-        wk_free(h);
-        return wk_err_prefix(WICK_ENOMEM, "adapter '%s': grouped device copy", a->name);
+    if (!d->groups) {
+        d->groups = wk_calloc(sizeof(wk_lora_group) * (ng ? ng : 1), "adapter groups");
+        d->gdata = d->groups ? be->alloc(be, sizeof(float) * (total ? total : 1)) : NULL;
+        if (!d->gdata) return wk_err_prefix(WICK_ENOMEM, "adapter '%s': grouped device copy", a->name);
+        d->gtotal = total;
     }
+    float *h = wk_malloc(sizeof(float) * (total ? total : 1), "adapter groups");
+    if (!h) return WICK_ENOMEM;
     size_t off = 0;
     for (int l = 0; l < a->n_layers; l++)
         for (int g = 0; g < WK_G_COUNT; g++) {
@@ -103,6 +107,8 @@ static void free_dev(wk_adapter_dev *d) {
     wk_free(d);
 }
 
+static wick_status copy(wick_adapter *a, wk_adapter_dev *d);
+
 /* The device copy of a for be, or NULL with the error set. */
 static wk_adapter_dev *upload(wick_adapter *a, wk_backend *be) {
     size_t np = (size_t)a->n_layers * WK_P_COUNT;
@@ -116,7 +122,6 @@ static wk_adapter_dev *upload(wick_adapter *a, wk_backend *be) {
         free_dev(d);
         return NULL;
     }
-    be->upload(be, d->data, a->data, sizeof(float) * a->n_floats);
     for (size_t i = 0; i < np; i++) {
         const wk_lora *h = &a->slots[i].lp;
         if (!h->A) continue;
@@ -124,15 +129,23 @@ static wk_adapter_dev *upload(wick_adapter *a, wk_backend *be) {
         d->pairs[i].A = d->data + (h->A - a->data);
         d->pairs[i].B = d->data + (h->B - a->data);
     }
-    wick_status st = a->m ? upload_groups(a, d, be) : WICK_OK;
-    be->sync(be);
-    if (!st && be->check) st = be->check(be);
+    wick_status st = copy(a, d);
     if (st) {
         free_dev(d);
-        wk_err_prefix(st, "adapter '%s': uploading to %s", a->name, be->name);
         return NULL;
     }
     return d;
+}
+
+/* Copies the host A/B (and the grouped layout built from them) into d's buffers. */
+static wick_status copy(wick_adapter *a, wk_adapter_dev *d) {
+    wk_backend *be = d->be;
+    be->upload(be, d->data, a->data, sizeof(float) * a->n_floats);
+    wick_status st = a->m ? upload_groups(a, d, be) : WICK_OK;
+    be->sync(be);
+    if (!st && be->check) st = be->check(be);
+    d->gen = a->gen;
+    return st ? wk_err_prefix(st, "adapter '%s': uploading to %s", a->name, be->name) : WICK_OK;
 }
 
 wick_status wk_adapter_pairs_on(const wick_adapter *ca, wk_backend *be, const wk_lora **pairs, const wk_lora_group **groups) {
@@ -143,15 +156,26 @@ wick_status wk_adapter_pairs_on(const wick_adapter *ca, wk_backend *be, const wk
     pthread_mutex_lock(&g_dev_mu);
     wk_adapter_dev *d = a->dev;
     while (d && d->be != be) d = d->next;
+    wick_status st = WICK_OK;
     if (!d && (d = upload(a, be))) {
         d->next = a->dev;
         a->dev = d;
+    } else if (d && d->gen != a->gen) { /* trained since: the same buffers (captured graphs stay valid) */
+        st = copy(a, d);
     }
     pthread_mutex_unlock(&g_dev_mu);
     if (!d) return wk_err_prefix(WICK_ENOMEM, "session: adapter '%s' on %s", a->name, be->name);
+    if (st) return st;
     *pairs = d->pairs;
     if (groups) *groups = d->groups;
     return WICK_OK;
+}
+
+void wk_adapter_touch(wick_adapter *a) {
+    if (!a) return;
+    pthread_mutex_lock(&g_dev_mu);
+    a->gen++;
+    pthread_mutex_unlock(&g_dev_mu);
 }
 
 void wk_adapter_free_device(wick_adapter *a) {

@@ -362,6 +362,9 @@ wick_status wick_session_eval(wick_session *s, const int32_t *ids, int n, float 
         if (ids[i] < 0 || ids[i] >= c->vocab)
             return wk_err(WICK_ERANGE, "token id %d at index %d is outside the vocabulary [0,%d)", ids[i], i, c->vocab);
     wick_status st = logits ? reserve_dlogits(s, all_logits ? WK_MIN(n, CHUNK) : 1) : WICK_OK;
+    const wk_lora *dp;
+    const wk_lora_group *dg;
+    if (!st && s->adp) st = wk_adapter_pairs_on(s->ad, s->be, &dp, &dg); /* refreshes a copy trained since */
     if (st) return st;
     for (int done = 0; done < n;) {
         int k = WK_MIN(CHUNK, n - done), last = done + k == n;

@@ -77,6 +77,9 @@ enum { WK_G_QKV, WK_G_O, WK_G_GU, WK_G_DOWN, WK_G_COUNT };
  * NULL (use wk_adapter_pair). groups may be NULL. Defined in src/lora/adapter_device.c. */
 wick_status wk_adapter_pairs_on(const wick_adapter *a, wk_backend *be, const wk_lora **pairs,
                                 const wk_lora_group **groups);
+/* Marks a's host A/B as changed (a trainer stepped or synced): device copies are refreshed
+ * at the next wk_adapter_pairs_on. NULL is fine. Defined in src/lora/adapter_device.c. */
+void wk_adapter_touch(wick_adapter *a);
 /* The model an adapter is bound to (NULL for one opened for inspection only). Defined in src/lora. */
 const wick_model *wk_adapter_model(const wick_adapter *a);
 
