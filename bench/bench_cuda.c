@@ -3,10 +3,12 @@
  * prompt in one call; the decoder runs it in chunks of 512) and decode tok/s at
  * batch 1 (N greedy tokens after the prompt, each step a full wick_session_eval with
  * its logits downloaded, timed after the first token), against the H200's 4.8 TB/s
- * bandwidth roofline for decode (weight bytes per token). Prints JSON; without a
+ * bandwidth roofline for decode (weight bytes per token). --adapter-rank R decodes
+ * with an unmerged rank-R LoRA adapter on all linear layers (random A and B), and
+ * reports its upload (first selection) and switch times. Prints JSON; without a
  * CUDA device it prints {"skipped": ...} and exits 0.
  *
- * usage: bench_cuda MODEL_DIR [--prompt P] [--decode N] [--runs R] [--device cuda:N] [--f32 1]
+ * usage: bench_cuda MODEL_DIR [--prompt P] [--decode N] [--runs R] [--device cuda:N] [--f32 1] [--adapter-rank R]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,18 +29,22 @@ static int cmp_d(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+/* Greedy pick: the maximum first (a loop the compiler vectorises), then its first index. */
 static int argmax(const float *x, int n) {
-    int b = 0;
-    for (int v = 1; v < n; v++) b = x[v] > x[b] ? v : b;
-    return b;
+    float m = x[0];
+    for (int v = 1; v < n; v++) m = x[v] > m ? x[v] : m;
+    for (int v = 0; v < n; v++)
+        if (x[v] == m) return v;
+    return 0;
 }
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: bench_cuda MODEL_DIR [--prompt P] [--decode N] [--runs R] [--device cuda:N] [--f32 1]\n");
+        fprintf(stderr, "usage: bench_cuda MODEL_DIR [--prompt P] [--decode N] [--runs R] [--device cuda:N] [--f32 1] "
+                        "[--adapter-rank R]\n");
         return 2;
     }
-    int P = 2048, N = 256, runs = 3, f32 = 0;
+    int P = 2048, N = 256, runs = 3, f32 = 0, rank = 0;
     const char *device = "cuda:0";
     for (int i = 2; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--prompt")) P = atoi(argv[i + 1]);
@@ -46,6 +52,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--runs")) runs = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--device")) device = argv[i + 1];
         else if (!strcmp(argv[i], "--f32")) f32 = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--adapter-rank")) rank = atoi(argv[i + 1]);
     }
     if (wick_cuda_device_count() == 0) {
         printf("{\"bench\":\"cuda\",\"skipped\":\"no CUDA device in this build or machine\"}\n");
@@ -68,6 +75,26 @@ int main(int argc, char **argv) {
     if (wick_session_new(m, &so, &s)) {
         fprintf(stderr, "bench_cuda: %s\n", wick_last_error());
         return 1;
+    }
+    wick_adapter *ad = NULL;
+    double t_up = 0, t_sw = 0;
+    if (rank > 0) {
+        wick_lora_config lc = wick_lora_config_default();
+        lc.r = rank, lc.alpha = 2.f * rank, lc.init = WICK_LORA_INIT_RANDOM;
+        if (wick_adapter_new(m, &lc, 1, &ad)) {
+            fprintf(stderr, "bench_cuda: adapter: %s\n", wick_last_error());
+            return 1;
+        }
+        t_up = now();
+        if (wick_session_set_adapter(s, ad, 1.f)) { /* first selection: uploads A and B */
+            fprintf(stderr, "bench_cuda: set_adapter: %s\n", wick_last_error());
+            return 1;
+        }
+        t_up = now() - t_up;
+        t_sw = now();
+        for (int i = 0; i < 100; i++) wick_session_set_adapter(s, i % 2 ? ad : NULL, 1.f);
+        t_sw = (now() - t_sw) / 100;
+        wick_session_set_adapter(s, ad, 1.f);
     }
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)P);
     for (int i = 0; i < P; i++) ids[i] = (int32_t)((i * 7919u + 13) % (unsigned)f.vocab_size);
@@ -102,10 +129,11 @@ int main(int argc, char **argv) {
     printf("{\"bench\":\"cuda\",\"model\":\"%s\",\"device\":\"%s\",\"weight_dtype\":\"%s\",\"n_params\":%lld,"
            "\"load_s\":%.3f,\"prompt\":%d,\"decode\":%d,\"runs\":%d,\"prefill_tok_s\":%.1f,\"decode_tok_s\":%.1f,"
            "\"weight_bytes_per_token\":%.0f,\"decode_gb_s\":%.1f,\"roofline_tok_s\":%.1f,\"roofline_fraction\":%.3f,"
-           "\"prefill_tflop_s\":%.2f}\n",
+           "\"prefill_tflop_s\":%.2f,\"adapter_rank\":%d,\"adapter_upload_ms\":%.3f,\"adapter_switch_us\":%.3f}\n",
            argv[1], device, wick_dtype_name(f.weight_dtype), (long long)f.n_params, tl, P, N, runs, pre[runs / 2], dmed,
-           bytes, bytes * dmed / 1e9, roof, dmed / roof, 2.0 * (double)f.n_params * pre[runs / 2] / 1e12);
+           bytes, bytes * dmed / 1e9, roof, dmed / roof, 2.0 * (double)f.n_params * pre[runs / 2] / 1e12, rank, 1e3 * t_up, 1e6 * t_sw);
     wick_session_free(s);
+    wick_adapter_free(ad);
     wick_model_free(m);
     free(ids), free(logits);
     return 0;

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """peer_hf_gpu.py — the Hugging Face peer for bench_cuda: transformers (+ PEFT when
---lora R is given: an unmerged rank-R adapter on all linear layers) in bf16 with sdpa
+--lora R is given: an unmerged rank-R adapter on all linear layers, alpha 2R, A and B
+both random as `bench_cuda --adapter-rank R` makes them) in bf16 with sdpa
 attention on one GPU, on the same model directory (e.g. made by `wick init-model
 --preset qwen2.5-0.5b --dtype bf16`). Measures prefill tok/s of a P-token prompt (one
 forward, logits of the last position only) and greedy decode tok/s at batch 1 after

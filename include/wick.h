@@ -190,7 +190,9 @@ typedef struct {
 wick_status wick_session_new(wick_model *m, const wick_session_opts *opts, wick_session **out);
 void wick_session_free(wick_session *s);
 
-/* Selects the adapter for following calls (NULL = base) and its scale multiplier. O(1). */
+/* Selects the adapter for following calls (NULL = base) and its scale multiplier. O(1), except
+ * the first selection of an adapter on a device model, which uploads its A/B (kept until the
+ * adapter is freed); a device session re-captures its decode graph at the next step. */
 wick_status wick_session_set_adapter(wick_session *s, const wick_adapter *a, float scale);
 
 /* Forgets the cached tokens (position back to 0). */
@@ -505,7 +507,9 @@ typedef struct {
 wick_status wick_adapter_pair_info(const wick_adapter *a, int layer, int proj, wick_lora_pair_info *out);
 
 /* Merges s·scale·B·A into m's weights (the affected weights become writable f32 copies; the originals
- * are kept, so unmerge restores them bit for bit). Not safe while sessions on m are running. */
+ * are kept, so unmerge restores them bit for bit). On a device model the merged copies are device
+ * buffers in the weights' own dtype (bf16 weights: W + ΔW rounded once to bf16), the originals are
+ * kept likewise. Not safe while sessions on m are running. */
 wick_status wick_adapter_merge(wick_model *m, wick_adapter *a, float scale);
 /* Restores the weights a merge replaced. WICK_ESTATE when a is not merged or a later merge covers it. */
 wick_status wick_adapter_unmerge(wick_model *m, wick_adapter *a);
@@ -912,7 +916,8 @@ void wick_serve_stop(void);
 
 /* Number of CUDA devices wick can use: 0 when built without the CUDA backend or when
  * there is no driver or GPU. Models go on a device with wick_model_opts.device =
- * "cuda" or "cuda:N"; the CUDA backend runs the base model (adapters: not yet). */
+ * "cuda" or "cuda:N": base model, adapters (unmerged, hot-swapped, or merged), and GGUF
+ * files (quantized weights dequantized to bf16 at upload). */
 int wick_cuda_device_count(void);
 
 /* ---------- end of section: cuda */

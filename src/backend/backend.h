@@ -22,6 +22,25 @@ typedef struct {
     int fast_bf16;      /* 1: a bf16 W may multiply bf16-rounded x in multi-row products (backends may ignore) */
 } wk_mat;
 
+/* The input row of a fused matvec (backend.h: matvec): x' = x, x / rms(x) * nw (nw set),
+ * or silu(x) * up (up set); `in` elements. A/ra/t: an optional LoRA shrink in the same
+ * launch. scale multiplies the product (not the bias). */
+typedef struct wk_rowin {
+    const float *x, *nw, *up;
+    float eps, scale;
+    int in;
+    const float *A;   /* (ra, in) f32, or NULL */
+    int ra;
+    float *t;         /* (ra) */
+} wk_rowin;
+
+/* A LoRA expand applied inside another op: rows += s · t·Bᵀ with B f32 (rows, ra). */
+typedef struct wk_expand {
+    const float *B, *t;
+    int ra;
+    float s;
+} wk_expand;
+
 typedef struct wk_backend wk_backend;
 struct wk_backend {
     const char *name;
@@ -86,6 +105,20 @@ struct wk_backend {
      * (seg: nseg+1) entries; tmp is backend scratch of n * max(r) floats. */
     void (*lora_seg)(wk_backend *be, float *y, const float *x, int n, int in, int out, int nseg, const int *seg,
                      const float *const *A, const float *const *B, const int *r, const float *scale, float *tmp);
+
+    /* Decode-step fusions (optional; NULL on backends without them; the decoder then runs
+     * the plain ops). One row each; every pointer is backend memory.
+     * matvec: y[out] (=|+=) scale · x'·Wᵀ + bias, x' built from the input row on the fly
+     * (wk_rowin); when in->A is set the same launch also computes the LoRA shrink
+     * t[ra] = x'·Aᵀ (A f32 (ra, in)), unscaled. */
+    void (*matvec)(wk_backend *be, float *y, const struct wk_rowin *in, const wk_mat *W, const float *bias, int acc);
+    /* q[H,D], k[Hk,D], v[Hk,D] of one row at position pos[0]: optional LoRA expand first
+     * ([q|k|v] += e->s · e->t·e->Bᵀ, B f32 (H*D + 2*Hk*D, e->ra); e may be NULL), optional
+     * per-head RMSNorm (qn/kn, Qwen3), RoPE of q and k (q rotated in place), then k and v
+     * stored into the caches [Hk, cap, D] at pos[0]. */
+    void (*rope_kv)(wk_backend *be, float *q, float *k, float *v, float *kc, float *vc, const int32_t *pos, int H,
+                    int Hk, int D, int cap, const float *inv_freq, const float *qn, const float *kn, float eps,
+                    const struct wk_expand *e);
 
     /* Replayable graphs (optional; NULL on backends without them). graph_capture records
      * the ops fn issues and runs them once; NULL when capture failed and nothing ran (the

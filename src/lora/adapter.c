@@ -78,6 +78,9 @@ extern wick_status wick_adapter_unmerge(wick_model *m, wick_adapter *a);
 void wick_adapter_free(wick_adapter *a) {
     if (!a) return;
     if (a->merged_into) wick_adapter_unmerge(a->merged_into, a);
+    wk_adapter_free_device(a);
+    wk_free(a->merged_layers);
+    wk_free(a->merged_dev);
     wk_free(a->merged_orig);
     wk_free(a->merged_buf);
     wk_free(a->data);

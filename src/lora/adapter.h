@@ -18,6 +18,8 @@ typedef struct {
     double alpha;    /* lora_alpha for this pair (alpha_pattern applied) */
 } wk_slot;
 
+typedef struct wk_adapter_dev wk_adapter_dev; /* a device copy of A/B (adapter_device.c) */
+
 struct wick_adapter {
     char *name;
     const wick_model *m;   /* the model it is bound to; NULL: opened without one (inspection only) */
@@ -36,7 +38,18 @@ struct wick_adapter {
     wk_mat *merged_orig;   /* (n_layers, WK_P_COUNT) */
     float **merged_buf;    /* (n_layers, WK_P_COUNT) the writable f32 copies installed in the model */
     int refs;              /* registry: holders (wick_registry_acquire) */
+    /* device merge (merge_device.c): layers as they were and as installed, and the buffers installed */
+    wk_layer *merged_layers;  /* (2 * n_layers): [0, n) before the merge, [n, 2n) after it */
+    void **merged_dev;        /* (n_layers, WK_P_COUNT) device buffers to free (a fused group's at its first projection) */
+    unsigned gen;            /* bumped when a trainer changes A/B (device copies refresh) */
+    wk_adapter_dev *dev;     /* device copies of A/B, one per backend (adapter_device.c) */
 };
+
+/* Frees every device copy of a's A/B (adapter_device.c). */
+void wk_adapter_free_device(wick_adapter *a);
+/* Merges a into the device-resident weights of m / restores them exactly (merge_device.c). */
+wick_status wk_merge_device(wick_model *m, wick_adapter *a, float scale);
+wick_status wk_unmerge_device(wick_model *m, wick_adapter *a);
 
 /* The slot of layer l / projection p (l < n_layers). */
 static inline wk_slot *wk_adapter_slot(const wick_adapter *a, int l, int p) {

@@ -38,8 +38,7 @@ wick_status wick_adapter_merge(wick_model *m, wick_adapter *a, float scale) {
     if (!m || !a) return wk_err(WICK_EINVAL, "adapter_merge: no model or adapter");
     if (a->m != m) return wk_err(WICK_EINVAL, "adapter_merge: adapter '%s' was not loaded for this model", a->name);
     if (a->merged_into) return wk_err(WICK_ESTATE, "adapter_merge: adapter '%s' is already merged", a->name);
-    if (m->be->device_memory)
-        return wk_err(WICK_EUNSUPPORTED, "adapter_merge: in-memory merge is not supported on the %s backend yet", m->be->name);
+    if (m->be->device_memory) return wk_merge_device(m, a, scale);
     size_t n = (size_t)a->n_layers * WK_P_COUNT;
     if (!a->merged_orig) a->merged_orig = wk_calloc(sizeof(wk_mat) * n, "merge state");
     if (!a->merged_buf) a->merged_buf = wk_calloc(sizeof(float *) * n, "merge state");
@@ -71,6 +70,7 @@ wick_status wick_adapter_merge(wick_model *m, wick_adapter *a, float scale) {
 wick_status wick_adapter_unmerge(wick_model *m, wick_adapter *a) {
     if (!m || !a) return wk_err(WICK_EINVAL, "adapter_unmerge: no model or adapter");
     if (a->merged_into != m) return wk_err(WICK_ESTATE, "adapter_unmerge: adapter '%s' is not merged into this model", a->name);
+    if (m->be->device_memory) return wk_unmerge_device(m, a);
     for (int i = 0; i < a->n_layers * WK_P_COUNT; i++)
         if (a->merged_buf[i] && m->layers[i / WK_P_COUNT].p[i % WK_P_COUNT].w != a->merged_buf[i])
             return wk_err(WICK_ESTATE, "adapter_unmerge: another adapter was merged over '%s' later; unmerge it first", a->name);

@@ -36,6 +36,8 @@ static void lora_segments(const bgroup *b, float *y, const float *x, int l, wk_p
     float sc[WK_SESSION_CHUNK];
     for (int g = 0; g <= b->nseg; g++) {
         const wk_lora *lp = g < b->nseg && b->ad[g] && b->ad_scale[g] != 0.f ? wk_adapter_pair(b->ad[g], l, p) : NULL;
+        const wick_session *owner = g < b->nseg ? b->r[b->seg[g]] : NULL;
+        if (lp && owner->adp) lp = &owner->adp[(size_t)l * WK_P_COUNT + p]; /* device backends: the device copy */
         if (lp && lp->A) {
             if (k == 0) seg[0] = b->seg[g];
             A[k] = lp->A, B[k] = lp->B, r[k] = lp->r, sc[k] = lp->scale * b->ad_scale[g];
@@ -165,6 +167,11 @@ static wick_status run_group(wick_session *const *r, const int32_t *ids, int n, 
         }
     }
     seg[b.nseg] = n;
+    for (int g = 0; g < b.nseg; g++) { /* device copies of adapters trained since they were uploaded */
+        const wk_lora *dp;
+        wick_status st = r[seg[g]]->adp ? wk_adapter_pairs_on(ad[g], b.be, &dp, NULL) : WICK_OK;
+        if (st) return st;
+    }
     float *dst = hlogits;
     if (hlogits && b.be->device_memory) {
         wick_status st = wk_session_reserve_logits(b.s0, n);

@@ -48,6 +48,7 @@ struct wick_model {
     void **dev;          /* (n_dev) device buffers of the uploaded weights (owned, freed via be) */
     int n_dev, cap_dev;
     float *host_inv_freq; /* the host inv_freq while m->inv_freq names the device copy */
+    unsigned weights_gen; /* bumped when weight pointers change (device merge/unmerge): captured graphs go stale */
 };
 
 /* One LoRA pair for a projection: y += scale * (x·Aᵀ)·Bᵀ. A == NULL: not adapted. */
@@ -60,6 +61,25 @@ typedef struct {
 
 /* Returns the adapter's pair for layer l / projection p, or NULL. Defined in src/lora. */
 const wk_lora *wk_adapter_pair(const wick_adapter *a, int l, wk_proj p);
+/* A layer's LoRA for a group of projections that read the same input and write one row
+ * back to back (device decode: q|k|v, o, gate|up, down): A (ra, in) = the adapted pairs'
+ * A stacked; B (sum of the group's out, ra) block-diagonal, each pair's rows times its
+ * scale. ra == 0: nothing in the group is adapted. */
+typedef struct {
+    const float *A, *B;
+    int ra;
+} wk_lora_group;
+enum { WK_G_QKV, WK_G_O, WK_G_GU, WK_G_DOWN, WK_G_COUNT };
+
+/* The adapter in a device backend's memory: *pairs = (n_layers, WK_P_COUNT) entries (A == NULL:
+ * not adapted) and *groups = (n_layers, WK_G_COUNT), uploaded at the first call for that
+ * (adapter, backend) and kept until the adapter is freed; thread-safe. Host backends: both
+ * NULL (use wk_adapter_pair). groups may be NULL. Defined in src/lora/adapter_device.c. */
+wick_status wk_adapter_pairs_on(const wick_adapter *a, wk_backend *be, const wk_lora **pairs,
+                                const wk_lora_group **groups);
+/* Marks a's host A/B as changed (a trainer stepped or synced): device copies are refreshed
+ * at the next wk_adapter_pairs_on. NULL is fine. Defined in src/lora/adapter_device.c. */
+void wk_adapter_touch(wick_adapter *a);
 /* The model an adapter is bound to (NULL for one opened for inspection only). Defined in src/lora. */
 const wick_model *wk_adapter_model(const wick_adapter *a);
 

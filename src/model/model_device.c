@@ -4,7 +4,10 @@
  * weights; TF32 prefill attention for 16-bit weights), and uploads every weight
  * matrix and vector once (the host copies stay in the mapping); q/k/v and gate/up
  * rows go back to back so a decode step runs each group as one product. The
- * model's pointers then name device memory; freed with the model.
+ * model's pointers then name device memory; freed with the model. GGUF
+ * block-quantized weights have no device kernels: they are dequantized and
+ * rounded to bf16 on the host, then uploaded as a bf16 checkpoint would be (so
+ * on a device they take bf16's memory and bandwidth, not the quantized size).
  */
 #include "model/model.h"
 #ifdef WICK_HAVE_CUDA
@@ -119,17 +122,64 @@ static wick_status upload_layer(wick_model *m, int l) {
     return st;
 }
 
+/* Host bf16 copies of quantized weights, freed once uploaded. */
+typedef struct {
+    void **p;
+    int n, cap;
+} host_tmp;
+
+/* Replaces a block-quantized *w by a host bf16 copy (row by row through f32). */
+static wick_status dequant_bf16(wick_model *m, wk_mat *w, host_tmp *t) {
+    if (!w->qtype) return WICK_OK;
+    size_t rb = wk_model_qrow_bytes(w->qtype, w->cols);
+    uint16_t *d = wk_malloc(sizeof(uint16_t) * (size_t)w->rows * w->cols, "dequantized weight");
+    float *row = wk_malloc(sizeof(float) * (size_t)w->cols, "dequantized row");
+    if (t->n == t->cap) {
+        int cap = t->cap ? 2 * t->cap : 64;
+        void **np = wk_realloc(t->p, sizeof(void *) * (size_t)cap, "dequantized weights");
+        if (np) t->p = np, t->cap = cap;
+    }
+    wick_status st = d && row && t->n < t->cap ? WICK_OK : WICK_ENOMEM;
+    for (int r = 0; r < w->rows && !st; r++) {
+        st = wk_model_dequant(w->qtype, (const uint8_t *)w->w + (size_t)r * rb, row, w->cols);
+        for (int k = 0; k < w->cols && !st; k++) d[(size_t)r * w->cols + k] = wk_f32_to_bf16(row[k]);
+    }
+    wk_free(row);
+    if (st) {
+        wk_free(d);
+        return wk_err_prefix(st, "%s: dequantizing %s weights for the device", m->dir, wk_model_qtype_name(w->qtype));
+    }
+    t->p[t->n++] = d;
+    m->weight_bytes += (int64_t)((size_t)w->rows * w->cols * 2) - (int64_t)(rb * (size_t)w->rows);
+    *w = (wk_mat){.w = d, .dt = WICK_DT_BF16, .rows = w->rows, .cols = w->cols};
+    return WICK_OK;
+}
+
+static wick_status dequant_all(wick_model *m, host_tmp *t) {
+    int tied = m->lm_head.w == m->embed.w;
+    wick_status st = dequant_bf16(m, &m->embed, t);
+    if (!st && tied) m->lm_head = m->embed;
+    else if (!st) st = dequant_bf16(m, &m->lm_head, t);
+    for (int l = 0; l < m->c.n_layers && !st; l++)
+        for (int p = 0; p < WK_P_COUNT && !st; p++) st = dequant_bf16(m, &m->layers[l].p[p], t);
+    return st;
+}
+
 /* Uploads every weight; the tied LM head shares the embedding's device copy. */
 static wick_status upload_all(wick_model *m) {
     const wk_config *c = &m->c;
+    host_tmp t = {0};
+    wick_status st = dequant_all(m, &t);
     int tied = m->lm_head.w == m->embed.w;
-    wick_status st = upload_mat(m, &m->embed, "embed_tokens");
+    if (!st) st = upload_mat(m, &m->embed, "embed_tokens");
     if (!st && tied) m->lm_head.w = m->embed.w;
     else if (!st) st = upload_mat(m, &m->lm_head, "lm_head");
     for (int l = 0; l < c->n_layers && !st; l++) st = upload_layer(m, l);
     if (!st) st = upload_vec(m, &m->final_norm, (size_t)c->hidden, "model.norm");
     if (!st) st = upload_vec(m, &m->inv_freq, (size_t)(c->head_dim / 2), "rope frequencies");
     m->be->sync(m->be);
+    for (int i = 0; i < t.n; i++) wk_free(t.p[i]);
+    wk_free(t.p);
     if (!st && m->be->check) st = m->be->check(m->be);
     return st;
 }
@@ -143,15 +193,12 @@ wick_status wk_model_to_device(wick_model *m, const char *device) {
     }
     int idx = cuda_index(device);
     if (idx < 0) return wk_err(WICK_EINVAL, "device '%s': expected cpu, cuda or cuda:N", device);
-    if (m->qtype)
-        return wk_err(WICK_EUNSUPPORTED, "%s: quantized GGUF weights (%s) are not supported on %s yet", m->dir,
-                      wk_model_qtype_name(m->qtype), device);
 #ifdef WICK_HAVE_CUDA
     /* inv_freq is owned by the model struct, not m->owned: keep the host copy for freeing */
     m->host_inv_freq = m->inv_freq;
     /* 16-bit weights already round prefill activations to 16 bits: TF32 attention products cost nothing more */
     wick_dtype wdt = m->c.n_layers > 0 ? m->layers[0].p[WK_P_Q].dt : WICK_DT_F32;
-    m->be = wdt == WICK_DT_F32 ? wk_backend_cuda(idx) : wk_backend_cuda_fast(idx);
+    m->be = wdt == WICK_DT_F32 && !m->qtype ? wk_backend_cuda(idx) : wk_backend_cuda_fast(idx);
     if (!m->be) return wk_err_prefix(WICK_EUNSUPPORTED, "device '%s'", device);
     wick_status st = upload_all(m);
     return st ? wk_err_prefix(st, "%s: on %s", m->dir, device) : WICK_OK;

@@ -29,7 +29,12 @@ struct wick_session {
     int dlogits_rows;
     void *graph;              /* the captured decode step (graph backends), NULL until captured */
     int graph_warm;           /* a direct decode step ran (the backend's scratch is sized) */
+    const wick_adapter *g_ad; /* the adapter, scale and weights generation the graph was captured with */
+    float g_scale;
+    unsigned g_gen;
     const wick_adapter *ad;
+    const wk_lora *adp;       /* device backends: ad's pairs in backend memory (n_layers, WK_P_COUNT) */
+    const wk_lora_group *adg; /* device backends: ad's grouped layout (n_layers, WK_G_COUNT) */
     float ad_scale;
 };
 

@@ -34,6 +34,7 @@ typedef struct {
 
 struct wick_trainer {
     wick_model *m;
+    wick_adapter *a;         /* the adapter trained (wick_trainer_new), NULL for bare pairs */
     wick_train_opts o;
     const wk_train_ops *ops;
     const wk_lora **pairs;   /* (L*P) */
@@ -503,12 +504,14 @@ wick_status wick_trainer_new(wick_model *m, wick_adapter *a, const wick_train_op
     for (int i = 0; i < LP; i++) pairs[i] = a ? wk_adapter_pair(a, i / P, (wk_proj)(i % P)) : NULL;
     wick_status st = wk_trainer_new_pairs(m, pairs, o, out);
     wk_free(pairs);
+    if (!st) (*out)->a = a;
     return st;
 }
 
 void wick_trainer_free(wick_trainer *t) {
     if (!t) return;
-    wk_ctrainer_free(t->dev);
+    wk_ctrainer_free(t->dev); /* copies the adapter back */
+    wk_adapter_touch(t->a);  /* device copies of it (sessions) refresh */
     wk_arena_free(&t->ar);
     wk_free(t->pbuf);
     wk_free(t->pairs);
@@ -537,7 +540,11 @@ void wk_trainer_set_head_rows(wick_trainer *t, int rows) {
 }
 int wick_trainer_steps(const wick_trainer *t) { return t->dev ? wk_ctrainer_steps(t->dev) : t->steps; }
 
-wick_status wick_trainer_sync_adapter(wick_trainer *t) { return t->dev ? wk_ctrainer_sync(t->dev) : WICK_OK; }
+wick_status wick_trainer_sync_adapter(wick_trainer *t) {
+    wick_status st = t->dev ? wk_ctrainer_sync(t->dev) : WICK_OK;
+    wk_adapter_touch(t->a);
+    return st;
+}
 
 void wk_trainer_grad_span(wick_trainer *t, float **g, size_t *n) {
     if (t->dev) {
@@ -590,10 +597,11 @@ static double finish_grads(wick_trainer *t, int64_t n_targets) {
 static wick_status trainer_step(wick_trainer *t, int64_t n_targets, const char *grads_path, wick_step_info *info);
 
 wick_status wick_trainer_step(wick_trainer *t, int64_t n_targets, const char *grads_path, wick_step_info *info) {
-    if (t->dev) return wk_ctrainer_step(t->dev, n_targets, grads_path, info);
+    if (t->dev) return wk_ctrainer_step(t->dev, n_targets, grads_path, info); /* host A/B change at sync */
     double t0 = wk_now();
     wick_status st = trainer_step(t, n_targets, grads_path, info);
     t->t_opt += wk_now() - t0;
+    wk_adapter_touch(t->a);
     return st;
 }
 

@@ -268,7 +268,12 @@ static wkc_backend *create(int device, int fast) {
     b->be.sync = c_sync;
     b->be.matmul = wkc_matmul;
     b->be.matmul_f32 = wkc_matmul_f32;
-    b->be.lora_seg = wk_lora_seg_generic;
+    b->be.lora_seg = wkc_lora_seg;
+    const char *fu = getenv("WICK_CUDA_FUSED"); /* "0": decode steps from the plain ops (for comparisons) */
+    if (!fu || strcmp(fu, "0")) {
+        b->be.matvec = wkc_matvec;
+        b->be.rope_kv = wkc_rope_kv;
+    }
     b->be.rmsnorm = wkc_rmsnorm;
     b->be.rope = wkc_rope;
     b->be.attention = wkc_attention;

@@ -7,7 +7,8 @@
  * the encoder ops (LayerNorm, GELU, fused bidirectional attention, pooling).
  * One stream per device; ops are asynchronous and ordered on it, `download`
  * and `sync` wait. A backend is used by one thread at a time. Decode steps run
- * as CUDA graphs unless the environment sets WICK_CUDA_GRAPHS=0.
+ * as CUDA graphs unless the environment sets WICK_CUDA_GRAPHS=0, and through the
+ * fused decode ops (matvec, rope_kv) unless it sets WICK_CUDA_FUSED=0.
  */
 #ifndef WK_CUDA_BACKEND_H
 #define WK_CUDA_BACKEND_H

@@ -19,7 +19,7 @@ struct wkc_block {
 };
 
 /* Grow-only device scratch slots owned by the backend (ops on one stream may reuse them). */
-enum { WKC_SCR_ACT16, WKC_SCR_ATTN, WKC_SCR_SCORES, WKC_SCR_PTRS, WKC_SCR_COUNT };
+enum { WKC_SCR_ACT16, WKC_SCR_ATTN, WKC_SCR_SCORES, WKC_SCR_PTRS, WKC_SCR_ROW, WKC_SCR_COUNT };
 
 struct wkc_backend {
     wk_backend be;            /* first: ops receive &be */
@@ -72,6 +72,11 @@ void wkc_add(wk_backend *be, float *y, const float *x, size_t n);
 void wkc_embed(wk_backend *be, float *out, const wk_mat *E, const int32_t *ids, int n);
 void wkc_kv_store(wk_backend *be, float *kc, float *vc, const float *k_new, const float *v_new, int n, int pos0,
                   const int32_t *pos, int Hk, int D, int cap);
+void wkc_matvec(wk_backend *be, float *y, const wk_rowin *in, const wk_mat *W, const float *bias, int acc);
+void wkc_rope_kv(wk_backend *be, float *q, float *k, float *v, float *kc, float *vc, const int32_t *pos, int H, int Hk,
+                 int D, int cap, const float *inv_freq, const float *qn, const float *kn, float eps, const wk_expand *e);
+void wkc_lora_seg(wk_backend *be, float *y, const float *x, int n, int in, int out, int nseg, const int *seg,
+                  const float *const *A, const float *const *B, const int *r, const float *scale, float *tmp);
 void wkc_attention(wk_backend *be, float *out, const float *q, const float *k, const float *v, int n, int pos0,
                    const int32_t *pos, int H, int Hk, int D, int cap, float scale);
 /* Encoder ops (cuda_enc.cu). */

@@ -400,3 +400,227 @@ void wkc_kv_store(wk_backend *be, float *kc, float *vc, const float *k_new, cons
     k_kv_store<<<wkc_blocks(total), 256, 0, b->st>>>(kc, vc, k_new, v_new, n, pos0, pos, Hk, D, cap);
     wkc_launched(b, "kv_store");
 }
+
+/* ------------------------------------------------ decode-step fusions */
+/* Above this many rows a normed matvec runs the RMSNorm as its own kernel first: bench_cuda_ops
+ * on the H200 at qwen2.5-0.5b shapes: q|k|v (1152 rows) 3.0 µs fused against 4.0 separate, but
+ * gate|up (9728) 10.0 against 8.6 and the LM head (151936) 116 against 86 µs (each warp of a
+ * fused product reloads the norm weights beside x). */
+#define MV_NORM_MAX_ROWS 4096
+/* The matvec input row (backend.h: wk_rowin) as a kernel parameter. */
+struct rowin_d {
+    const float *x, *nw, *up;
+    float eps, scale;
+    const float *A;
+    int ra;
+    float *t;
+};
+
+/* x'[k..k+8) before the norm's scalar: MODE 0 x, 1 x * nw (times 1/rms at the end), 2 silu(x) * up
+ * (k_swiglu's formula); *ss accumulates Σ x² for MODE 1. */
+template <int MODE>
+__device__ __forceinline__ void xin8(const rowin_d &r, int k, float f[8], float *ss) {
+    ld8(r.x + k, f);
+    if (MODE == 1) {
+        float g[8];
+        ld8(r.nw + k, g);
+#pragma unroll
+        for (int i = 0; i < 8; i++) *ss += f[i] * f[i], f[i] *= g[i];
+    } else if (MODE == 2) {
+        float u[8];
+        ld8(r.up + k, u);
+#pragma unroll
+        for (int i = 0; i < 8; i++) f[i] = f[i] / (1.f + expf(-f[i])) * u[i];
+    }
+}
+
+/* Σ_k w[k] x'[k] over this thread's share (thread sub of nsub, 8 elements at a time, 4 weight
+ * loads in flight); the thread's Σ x² of the same elements into *ss (MODE 1). */
+template <typename T, int MODE>
+__device__ __forceinline__ float row_dot(const T *w, const rowin_d &r, int in, int sub, int nsub, float *ss) {
+    float s = 0.f;
+    int step = nsub * 8;
+    for (int k0 = sub * 8; k0 < in; k0 += step * 4) {
+        float wf[4][8];
+#pragma unroll
+        for (int u = 0; u < 4; u++)
+            if (k0 + u * step < in) ld8(w + k0 + u * step, wf[u]);
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            int k = k0 + u * step;
+            if (k >= in) break;
+            float xf[8];
+            xin8<MODE>(r, k, xf, ss);
+#pragma unroll
+            for (int i = 0; i < 8; i++) s += wf[u][i] * xf[i];
+        }
+    }
+    return s;
+}
+
+/* Rows o < out: y[o] (=|+=) scale · x'·W[o] + bias[o]; rows out <= o < out + ra: t[o - out] = x'·A[o - out].
+ * WPR warps per row (1: eight rows per 256-thread block; 8: a block per row, for long rows). The
+ * RMSNorm's 1/rms is a scalar of the row, applied after the dot product: the threads of a row
+ * together see all of x, so Σ x² needs no separate pass. */
+template <typename T, int MODE, int WPR>
+__global__ void k_matvec(float *y, rowin_d r, const T *W, const float *bias, int in, int out, int acc) {
+    __shared__ float red[2][8];
+    int gw = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int o = blockIdx.x * (8 / WPR) + gw / WPR, sub = (gw % WPR) * 32 + lane;
+    float s = 0.f, ss = 0.f;
+    if (o < out) s = row_dot<T, MODE>(W + (size_t)o * in, r, in, sub, WPR * 32, &ss);
+    else if (o < out + r.ra) s = row_dot<float, MODE>(r.A + (size_t)(o - out) * in, r, in, sub, WPR * 32, &ss);
+    s = warp_sum(s);
+    if (MODE == 1) ss = warp_sum(ss);
+    if (WPR > 1) {
+        if (lane == 0) red[0][gw] = s, red[1][gw] = ss;
+        __syncthreads();
+        if (threadIdx.x != 0) return;
+        s = ss = 0.f;
+        for (int i = 0; i < WPR; i++) s += red[0][i], ss += red[1][i];
+    } else if (lane != 0) {
+        return;
+    }
+    if (MODE == 1) s *= 1.f / sqrtf(ss / (float)in + r.eps);
+    if (o < out) {
+        float v = r.scale * s + (bias ? bias[o] : 0.f);
+        y[o] = acc ? y[o] + v : v;
+    } else if (o < out + r.ra) {
+        r.t[o - out] = s;
+    }
+}
+
+template <typename T, int MODE>
+static void launch_mv(wkc_backend *b, float *y, const rowin_d &r, const T *W, const float *bias, int in, int out, int acc) {
+    int rows = out + (r.A ? r.ra : 0);
+    if (in >= GEMV_LONG_ROW && rows <= GEMV_LONG_MAX_OUT) k_matvec<T, MODE, 8><<<rows, 256, 0, b->st>>>(y, r, W, bias, in, out, acc);
+    else k_matvec<T, MODE, 1><<<(rows + 7) / 8, 256, 0, b->st>>>(y, r, W, bias, in, out, acc);
+}
+
+template <typename T>
+static void launch_mv_t(wkc_backend *b, int mode, float *y, const rowin_d &r, const T *W, const float *bias, int in,
+                        int out, int acc) {
+    if (mode == 1) launch_mv<T, 1>(b, y, r, W, bias, in, out, acc);
+    else if (mode == 2) launch_mv<T, 2>(b, y, r, W, bias, in, out, acc);
+    else launch_mv<T, 0>(b, y, r, W, bias, in, out, acc);
+}
+
+static int al16(const void *p) { return ((uintptr_t)p % 16) == 0; }
+
+/* Without vector loads: x' into scratch by the plain ops, then the plain products. */
+static void matvec_unfused(wkc_backend *b, float *y, const wk_rowin *in, const wk_mat *W, const float *bias, int acc) {
+    const float *xs = in->x;
+    if (in->nw || in->up) {
+        float *t = (float *)wkc_scratch(b, WKC_SCR_ROW, sizeof(float) * (size_t)in->in);
+        if (!t) return;
+        if (in->nw) wkc_rmsnorm(&b->be, t, in->x, in->nw, 1, in->in, in->eps);
+        else wkc_swiglu(&b->be, t, in->x, in->up, (size_t)in->in);
+        xs = t;
+    }
+    if (in->A) wkc_matmul_f32(&b->be, in->t, xs, in->A, 1, in->in, in->ra, 1.f, 0);
+    if (in->scale == 1.f) wkc_matmul(&b->be, y, xs, W, bias, 1, acc);
+    else if (W->dt == WICK_DT_F32 && !W->qtype && !bias) wkc_matmul_f32(&b->be, y, xs, (const float *)W->w, 1, in->in, W->rows, in->scale, acc);
+    else if (!b->err) {
+        b->err = WICK_EUNSUPPORTED;
+        snprintf(b->errmsg, sizeof b->errmsg, "cuda:%d: matvec: a scaled product needs f32 weights and no bias", b->device);
+    }
+}
+
+void wkc_matvec(wk_backend *be, float *y, const wk_rowin *in, const wk_mat *W, const float *bias, int acc) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    int ok = in->in == W->cols && in->in % 8 == 0 && !W->qtype && al16(W->w) && al16(in->x) && al16(in->nw) &&
+             al16(in->up) && al16(in->A) && (W->dt == WICK_DT_F32 || W->dt == WICK_DT_BF16 || W->dt == WICK_DT_F16);
+    if (!ok) {
+        matvec_unfused(b, y, in, W, bias, acc);
+        return;
+    }
+    rowin_d r = {in->x, in->nw, in->up, in->eps, in->scale, in->A, in->A ? in->ra : 0, in->t};
+    int mode = in->nw ? 1 : in->up ? 2 : 0;
+    if (mode == 1 && W->rows > MV_NORM_MAX_ROWS) { /* many rows: normalise once (every warp would reload nw) */
+        float *t = (float *)wkc_scratch(b, WKC_SCR_ROW, sizeof(float) * (size_t)in->in);
+        if (!t) return;
+        wkc_rmsnorm(be, t, in->x, in->nw, 1, in->in, in->eps);
+        r.x = t, r.nw = NULL, mode = 0;
+    }
+    if (W->dt == WICK_DT_F32) launch_mv_t(b, mode, y, r, (const float *)W->w, bias, in->in, W->rows, acc);
+    else if (W->dt == WICK_DT_BF16) launch_mv_t(b, mode, y, r, (const __nv_bfloat16 *)W->w, bias, in->in, W->rows, acc);
+    else launch_mv_t(b, mode, y, r, (const __half *)W->w, bias, in->in, W->rows, acc);
+    wkc_launched(b, "matvec");
+}
+
+/* The LoRA expand as a kernel parameter. */
+struct expand_d {
+    const float *B, *t;
+    int ra;
+    float s;
+};
+
+__device__ __forceinline__ float expand_row(const expand_d &e, int row) {
+    const float *b = e.B + (size_t)row * e.ra;
+    float v = 0.f;
+    if ((e.ra & 3) == 0) /* rows 16-byte aligned (the grouped layout pads them): vector loads */
+        for (int j = 0; j < e.ra; j += 4) {
+            float4 w = __ldg((const float4 *)(b + j)), t = *(const float4 *)(e.t + j);
+            v += w.x * t.x + w.y * t.y + w.z * t.z + w.w * t.w;
+        }
+    else
+        for (int j = 0; j < e.ra; j++) v += b[j] * e.t[j];
+    return e.s * v;
+}
+
+/* One block per q head (h < H) or k head (with its v head); thread d of D (blockDim: D rounded up to 32). */
+__global__ void k_rope_kv(float *q, float *k, float *v, float *kc, float *vc, const int32_t *pos, int H, int Hk, int D,
+                          int cap, const float *inv_freq, const float *qn, const float *kn, float eps, expand_d e) {
+    __shared__ float sh[512];
+    __shared__ float red[32];
+    int h = blockIdx.x, d = threadIdx.x, isq = h < H, hk = h - H, p = pos[0], half = D / 2;
+    int active = d < D;
+    float *src = isq ? q + (size_t)h * D : k + (size_t)hk * D;
+    float val = active ? src[d] : 0.f;
+    if (active && e.B) val += expand_row(e, isq ? h * D + d : H * D + hk * D + d);
+    if (!isq && active) {
+        float vv = v[(size_t)hk * D + d];
+        if (e.B) vv += expand_row(e, H * D + Hk * D + hk * D + d);
+        vc[((size_t)hk * cap + p) * D + d] = vv;
+    }
+    const float *nw = isq ? qn : kn;
+    if (nw) { /* per-head RMSNorm (Qwen3 q_norm / k_norm) */
+        float ss = warp_sum(val * val);
+        if ((d & 31) == 0) red[d >> 5] = ss;
+        __syncthreads();
+        float t = 0.f;
+        for (int i = 0; i < (int)(blockDim.x >> 5); i++) t += red[i];
+        if (active) val = val * (1.f / sqrtf(t / (float)D + eps)) * nw[d];
+    }
+    if (active) sh[d] = val;
+    __syncthreads();
+    if (!active) return;
+    int j = d < half ? d : d - half;
+    float sn, cs;
+    sincosf((float)p * inv_freq[j], &sn, &cs);
+    float a = sh[j], c = sh[j + half];
+    float r = d < half ? a * cs - c * sn : c * cs + a * sn;
+    if (isq) {
+        q[(size_t)h * D + d] = r;
+    } else {
+        k[(size_t)hk * D + d] = r;
+        kc[((size_t)hk * cap + p) * D + d] = r;
+    }
+}
+
+void wkc_rope_kv(wk_backend *be, float *q, float *k, float *v, float *kc, float *vc, const int32_t *pos, int H, int Hk,
+                 int D, int cap, const float *inv_freq, const float *qn, const float *kn, float eps, const wk_expand *e) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    if (D > 512 || D % 2) {
+        if (!b->err) {
+            b->err = WICK_EUNSUPPORTED;
+            snprintf(b->errmsg, sizeof b->errmsg, "cuda:%d: rope_kv: head_dim %d (even, at most 512)", b->device, D);
+        }
+        return;
+    }
+    expand_d ed = {e ? e->B : NULL, e ? e->t : NULL, e ? e->ra : 0, e ? e->s : 0.f};
+    k_rope_kv<<<H + Hk, 32 * ((D + 31) / 32), 0, b->st>>>(q, k, v, kc, vc, pos, H, Hk, D, cap, inv_freq, qn, kn, eps, ed);
+    wkc_launched(b, "rope_kv");
+}

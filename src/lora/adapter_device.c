@@ -1,0 +1,191 @@
+/*
+ * adapter_device.c — an adapter's A/B in a device backend's memory. The first
+ * session that selects an adapter on a device backend uploads every A and B in
+ * one copy (the same layout as the host buffer); the copy is kept for that
+ * (adapter, backend) until the adapter is freed, so switching adapters later is
+ * a pointer switch. A process-wide mutex makes the lazy upload safe for sessions
+ * on several threads sharing an adapter (the registry). Beside the pairs it keeps
+ * the grouped layout the fused decode step reads (wk_lora_group: q|k|v, o,
+ * gate|up, down; A stacked, B block-diagonal with each pair's scale folded in),
+ * built on the host and uploaded with them. The host A/B stay the
+ * source of truth: a trainer that changes them bumps the adapter's generation
+ * (wk_adapter_touch), and the next selection or evaluation copies them again
+ * into the same device buffers.
+ */
+#include "lora/adapter.h"
+
+#include <pthread.h>
+
+/* One adapter's device copy for one backend. */
+struct wk_adapter_dev {
+    wk_backend *be;
+    float *data;             /* (n_floats) every A and B, device memory */
+    wk_lora *pairs;          /* (n_layers, WK_P_COUNT) host array of device pointers; A == NULL: not adapted */
+    float *gdata;            /* (gtotal) the groups' A and B, device memory */
+    size_t gtotal;
+    unsigned gen;            /* the adapter's gen when last copied */
+    wk_lora_group *groups;   /* (n_layers, WK_G_COUNT) host array of device pointers */
+    struct wk_adapter_dev *next;
+};
+
+static pthread_mutex_t g_dev_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static const int g_first[WK_G_COUNT] = {WK_P_Q, WK_P_O, WK_P_GATE, WK_P_DOWN};
+static const int g_last[WK_G_COUNT] = {WK_P_V, WK_P_O, WK_P_UP, WK_P_DOWN};
+
+static size_t pad8(size_t n) { return (n + 7) & ~(size_t)7; }
+
+/* Floats of group g of layer l (A then B, each padded to 32 bytes); *ra gets its rank. */
+static size_t group_floats(const wick_adapter *a, int l, int g, int *ra) {
+    const wk_layer *L = &a->m->layers[l];
+    size_t rows = 0;
+    *ra = 0;
+    for (int p = g_first[g]; p <= g_last[g]; p++) {
+        rows += (size_t)L->p[p].rows;
+        *ra += wk_adapter_slot(a, l, p)->lp.A ? wk_adapter_slot(a, l, p)->lp.r : 0;
+    }
+    return *ra ? pad8((size_t)*ra * L->p[g_first[g]].cols) + pad8(rows * (size_t)*ra) : 0;
+}
+
+/* Writes group g of layer l at h: A stacked, B block-diagonal and scaled. */
+static void group_fill(const wick_adapter *a, int l, int g, int ra, float *h) {
+    const wk_layer *L = &a->m->layers[l];
+    size_t in = (size_t)L->p[g_first[g]].cols, rows = 0, ro = 0;
+    int co = 0;
+    for (int p = g_first[g]; p <= g_last[g]; p++) rows += (size_t)L->p[p].rows;
+    float *A = h, *B = h + pad8((size_t)ra * in);
+    memset(B, 0, sizeof(float) * rows * (size_t)ra);
+    for (int p = g_first[g]; p <= g_last[g]; p++) {
+        const wk_lora *lp = &wk_adapter_slot(a, l, p)->lp;
+        size_t out = (size_t)L->p[p].rows;
+        if (lp->A) {
+            memcpy(A + (size_t)co * in, lp->A, sizeof(float) * (size_t)lp->r * in);
+            for (size_t i = 0; i < out; i++)
+                for (int j = 0; j < lp->r; j++) B[(ro + i) * (size_t)ra + (size_t)co + (size_t)j] = lp->scale * lp->B[i * (size_t)lp->r + (size_t)j];
+            co += lp->r;
+        }
+        ro += out;
+    }
+}
+
+/* Builds and uploads d's grouped layout (a bound adapter only); the first call allocates it,
+ * later ones (a refresh) rewrite the same device buffer. */
+static wick_status upload_groups(wick_adapter *a, wk_adapter_dev *d, wk_backend *be) {
+    size_t ng = (size_t)a->n_layers * WK_G_COUNT, total = 0;
+    int ra;
+    for (int l = 0; l < a->n_layers; l++)
+        for (int g = 0; g < WK_G_COUNT; g++) total += group_floats(a, l, g, &ra);
+    if (!d->groups) {
+        d->groups = wk_calloc(sizeof(wk_lora_group) * (ng ? ng : 1), "adapter groups");
+        d->gdata = d->groups ? be->alloc(be, sizeof(float) * (total ? total : 1)) : NULL;
+        if (!d->gdata) return wk_err_prefix(WICK_ENOMEM, "adapter '%s': grouped device copy", a->name);
+        d->gtotal = total;
+    }
+    float *h = wk_malloc(sizeof(float) * (total ? total : 1), "adapter groups");
+    if (!h) return WICK_ENOMEM;
+    size_t off = 0;
+    for (int l = 0; l < a->n_layers; l++)
+        for (int g = 0; g < WK_G_COUNT; g++) {
+            size_t n = group_floats(a, l, g, &ra);
+            if (!n) continue;
+            group_fill(a, l, g, ra, h + off);
+            size_t in = (size_t)a->m->layers[l].p[g_first[g]].cols;
+            d->groups[(size_t)l * WK_G_COUNT + g] = (wk_lora_group){d->gdata + off, d->gdata + off + pad8((size_t)ra * in), ra};
+            off += n;
+        }
+    be->upload(be, d->gdata, h, sizeof(float) * (total ? total : 1));
+    be->sync(be); /* the host staging is freed next */
+    wk_free(h);
+    return WICK_OK;
+}
+
+static void free_dev(wk_adapter_dev *d) {
+    if (d->data) d->be->free(d->be, d->data);
+    if (d->gdata) d->be->free(d->be, d->gdata);
+    wk_free(d->pairs);
+    wk_free(d->groups);
+    wk_free(d);
+}
+
+static wick_status copy(wick_adapter *a, wk_adapter_dev *d);
+
+/* The device copy of a for be, or NULL with the error set. */
+static wk_adapter_dev *upload(wick_adapter *a, wk_backend *be) {
+    size_t np = (size_t)a->n_layers * WK_P_COUNT;
+    wk_adapter_dev *d = wk_calloc(sizeof *d, "adapter device copy");
+    if (!d) return NULL;
+    d->be = be;
+    d->pairs = wk_calloc(sizeof(wk_lora) * (np ? np : 1), "adapter device pairs");
+    d->data = d->pairs ? be->alloc(be, sizeof(float) * (a->n_floats ? a->n_floats : 1)) : NULL;
+    if (!d->data) {
+        if (d->pairs) wk_err_prefix(WICK_ENOMEM, "adapter '%s': device copy of %zu bytes", a->name, sizeof(float) * a->n_floats);
+        free_dev(d);
+        return NULL;
+    }
+    for (size_t i = 0; i < np; i++) {
+        const wk_lora *h = &a->slots[i].lp;
+        if (!h->A) continue;
+        d->pairs[i] = *h;
+        d->pairs[i].A = d->data + (h->A - a->data);
+        d->pairs[i].B = d->data + (h->B - a->data);
+    }
+    wick_status st = copy(a, d);
+    if (st) {
+        free_dev(d);
+        return NULL;
+    }
+    return d;
+}
+
+/* Copies the host A/B (and the grouped layout built from them) into d's buffers. */
+static wick_status copy(wick_adapter *a, wk_adapter_dev *d) {
+    wk_backend *be = d->be;
+    be->upload(be, d->data, a->data, sizeof(float) * a->n_floats);
+    wick_status st = a->m ? upload_groups(a, d, be) : WICK_OK;
+    be->sync(be);
+    if (!st && be->check) st = be->check(be);
+    d->gen = a->gen;
+    return st ? wk_err_prefix(st, "adapter '%s': uploading to %s", a->name, be->name) : WICK_OK;
+}
+
+wick_status wk_adapter_pairs_on(const wick_adapter *ca, wk_backend *be, const wk_lora **pairs, const wk_lora_group **groups) {
+    wick_adapter *a = (wick_adapter *)ca; /* the device cache is not part of the adapter's value */
+    *pairs = NULL;
+    if (groups) *groups = NULL;
+    if (!be->device_memory) return WICK_OK;
+    pthread_mutex_lock(&g_dev_mu);
+    wk_adapter_dev *d = a->dev;
+    while (d && d->be != be) d = d->next;
+    wick_status st = WICK_OK;
+    if (!d && (d = upload(a, be))) {
+        d->next = a->dev;
+        a->dev = d;
+    } else if (d && d->gen != a->gen) { /* trained since: the same buffers (captured graphs stay valid) */
+        st = copy(a, d);
+    }
+    pthread_mutex_unlock(&g_dev_mu);
+    if (!d) return wk_err_prefix(WICK_ENOMEM, "session: adapter '%s' on %s", a->name, be->name);
+    if (st) return st;
+    *pairs = d->pairs;
+    if (groups) *groups = d->groups;
+    return WICK_OK;
+}
+
+void wk_adapter_touch(wick_adapter *a) {
+    if (!a) return;
+    pthread_mutex_lock(&g_dev_mu);
+    a->gen++;
+    pthread_mutex_unlock(&g_dev_mu);
+}
+
+void wk_adapter_free_device(wick_adapter *a) {
+    pthread_mutex_lock(&g_dev_mu);
+    wk_adapter_dev *d = a->dev;
+    a->dev = NULL;
+    pthread_mutex_unlock(&g_dev_mu);
+    while (d) {
+        wk_adapter_dev *n = d->next;
+        free_dev(d);
+        d = n;
+    }
+}
