@@ -37,7 +37,8 @@ void wk_trainer_set_ops(wick_trainer *t, const wk_train_ops *ops);
 /* Most replicas a micro-batch is split over (data parallelism inside one step, replica.h). */
 #define WK_TRAIN_MAX_REPLICAS 16
 /* Replicas to use: n ≥ 1 fixed (capped by the sequences of a micro-batch), 0 automatic
- * (threads/8). Quantized base weights always run one replica. */
+ * (replicas of threads/2 threads, at most 8 each: 2 replicas up to 16 threads). Quantized base
+ * weights always run one replica. */
 void wk_trainer_set_replicas(wick_trainer *t, int n);
 /* With one replica: 1 = matmuls split over the threads by wk_sgemm_split, 0 = OpenBLAS's threading,
  * -1 = automatic (split from 16 threads up). */

@@ -517,7 +517,8 @@ static void rep_pass(void *arg, int rank, int threads) {
 
 /* Replicas for a micro-batch of nseq sequences on `threads` threads. */
 static int replicas_for(const wick_trainer *t, int nseq, int threads) {
-    int g = t->want_rep > 0 ? t->want_rep : threads / 8; /* measured: 8 threads a replica (docs/BENCHMARKS.md) */
+    /* automatic: replicas of threads/2 threads, at most 8 (measured best on 2 and 16 threads, docs/BENCHMARKS.md) */
+    int g = t->want_rep > 0 ? t->want_rep : threads / WK_MAX(1, WK_MIN(8, threads / 2));
     if (!t->can_split) g = 1;
     return WK_MAX(1, WK_MIN(WK_MIN(g, nseq), WK_TRAIN_MAX_REPLICAS));
 }
