@@ -4,6 +4,7 @@
  * tile. The grid minimises each thread's work plus what it packs (its rows of A
  * and its columns of B); thin products (LoRA: N or M = r) split along the long side
  * only, and tiny ones run on fewer threads so a thread gets at least ~1 MFLOP.
+ * wk_sgemm_split_k cuts the inner dimension instead, for a long K and a small C.
  */
 #include "train/pgemm.h"
 #include "wk.h"
@@ -60,4 +61,36 @@ void wk_sgemm_split(int nth, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int 
             cblas_sgemm(CblasRowMajor, ta, tb, mi, nj, K, alpha, a, lda, b, ldb, beta, C + (size_t)i0 * ldc + j0, ldc);
         }
     }
+}
+
+wick_status wk_sgemm_split_k(int nth, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C,
+                             int ldc) {
+    int ns = WK_MAX(1, WK_MIN(nth, K / 64)), slice = (K + ns - 1) / ns;
+    size_t mn = (size_t)M * N;
+    float *part = ns > 1 ? wk_malloc(sizeof(float) * mn * (size_t)(ns - 1), "LM-head gradient slices") : NULL;
+    if (ns > 1 && !part) return WICK_ENOMEM;
+#pragma omp parallel num_threads(ns)
+    {
+        int team = omp_get_num_threads();
+        for (int k = omp_get_thread_num(); k < ns; k += team) {
+            int k0 = k * slice, kk = WK_MIN(slice, K - k0);
+            float *dst = k ? part + mn * (size_t)(k - 1) : C;
+            int ld = k ? N : ldc;
+            if (kk > 0)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, kk, 1.f, A + k0, lda, B + (size_t)k0 * ldb,
+                            ldb, 0.f, dst, ld);
+            else
+                for (int i = 0; i < M; i++) memset(dst + (size_t)i * ld, 0, sizeof(float) * N);
+        }
+#pragma omp barrier
+#pragma omp for schedule(static)
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) {
+                float s = C[(size_t)i * ldc + j];
+                for (int k = 1; k < ns; k++) s += part[mn * (size_t)(k - 1) + (size_t)i * N + j];
+                C[(size_t)i * ldc + j] = s;
+            }
+    }
+    wk_free(part);
+    return WICK_OK;
 }

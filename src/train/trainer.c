@@ -411,6 +411,17 @@ static void attn_bwd(wick_trainer *t, wk_rep *w, int l, const wk_lact *a, int n)
 
 /* ------------------------------------------------------------ head + loss */
 
+/* hdx[rows,C] = dlogits·E: with split matmuls and f32 weights the vocabulary is cut over the
+ * threads (each packs only its slice of the logits and of E). */
+static void head_dx(wick_trainer *t, wk_rep *w, int rows) {
+    const wk_mat *E = &t->m->lm_head;
+    int C = t->m->c.hidden, V = t->m->c.vocab;
+    if (w->split && w->nth > 1 && E->dt == WICK_DT_F32 && !E->qtype &&
+        wk_sgemm_split_k(w->nth, rows, C, V, w->logits, V, E->w, C, w->hdx, C) == WICK_OK)
+        return;
+    matmul_dx(t, w, w->hdx, w->logits, E, rows, 0); /* also when the slices' buffers cannot be had */
+}
+
 /* Final norm, LM head and cross-entropy over w's nt scored rows, in chunks of about equal
  * rows (at most R). With backward, leaves dL/dx_L in w->dres. Returns the summed loss. */
 static double head(wick_trainer *t, wk_rep *w, int backward) {
@@ -431,7 +442,7 @@ static double head(wick_trainer *t, wk_rep *w, int backward) {
         double t1 = wk_now();
         w->t_fwd += t1 - t0;
         if (!backward) continue;
-        matmul_dx(t, w, w->hdx, w->logits, &t->m->lm_head, rows, 0);
+        head_dx(t, w, rows);
         w->t_bwd += wk_now() - t1;
         for (int r = 0; r < rows; r++)
             memcpy(w->dxn + (size_t)w->rows[c0 + r] * C, w->hdx + (size_t)r * C, sizeof(float) * C);
