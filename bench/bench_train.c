@@ -9,9 +9,15 @@
  *
  * usage: bench_train [--model DIR] [--seq 256] [--batch 4] [--steps 3] [--threads T] [--recompute]
  *                    [--skip-model] [--device cpu|cuda[:N]] [--dtype f32|bf16]
+ *                    [--replicas G] [--split|--no-split] [--sgemm]
  * Without --model the model is made once with wick_init_model (qwen2 preset qwen2.5-0.5b, seed 1, in
  * the --dtype) in $TMPDIR/wick_bench_qwen2.5-0.5b (f32) or $TMPDIR/wick_bench_qwen2.5-0.5b-bf16.
  * On a device the adapter is copied back to the host once, after the timed steps (not timed).
+ * CPU only: --replicas G: data-parallel replicas inside a step (0 = the trainer's automatic choice);
+ * --split / --no-split: with one replica, matmuls split over the threads / OpenBLAS's threading
+ *          (default: the trainer's automatic choice);
+ * --sgemm: also print the sgemm rate of the gate projection's shape (1024×896 · 896×4864) on 1, half
+ *          and all threads (OpenBLAS threading): the ceiling the f32 training step runs against.
  */
 #include <cblas.h>
 #include <math.h>
@@ -87,9 +93,33 @@ static void bench_iteration(void) {
     free(mA), free(vA), free(mB), free(vB);
 }
 
+/* Best of 3: GFLOP/s of C[1024,4864] = A[1024,896]·B[4864,896]ᵀ on `threads` OpenBLAS threads. */
+static double sgemm_rate(int threads) {
+    enum { M = 1024, N = 4864, K = 896 };
+    uint64_t s = 3;
+    float *A = randv((size_t)M * K, 1, &s), *B = randv((size_t)N * K, 1, &s), *C = malloc(sizeof(float) * M * N);
+    wick_set_threads(threads);
+    double best = 1e30;
+    for (int r = 0; r < 4; r++) {
+        double t0 = wk_now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.f, A, K, B, K, 0.f, C, N);
+        if (r > 0) best = fmin(best, wk_now() - t0);
+    }
+    free(A), free(B), free(C);
+    return 2.0 * M * N * K / best / 1e9;
+}
+
+static void bench_sgemm(int threads) {
+    int half = threads > 1 ? threads / 2 : 1;
+    double r1 = sgemm_rate(1), rh = half > 1 ? sgemm_rate(half) : r1, rn = threads > 1 ? sgemm_rate(threads) : r1;
+    printf("  \"sgemm_1024x4864x896_gflops\": {\"threads_1\": %.1f, \"half_threads\": %.1f, \"all_threads\": %.1f},\n", r1,
+           rh, rn);
+    wick_set_threads(threads);
+}
+
 typedef struct {
     const char *model, *device;
-    int seq, batch, steps, recompute, bf16;
+    int seq, batch, steps, recompute, bf16, replicas, split;
 } model_args;
 
 static int bench_model(const model_args *a) {
@@ -117,13 +147,16 @@ static int bench_model(const model_args *a) {
     wick_train_opts o = wick_train_opts_default();
     o.recompute = a->recompute, o.total_steps = a->steps + 1;
     if (wick_trainer_new(m, ad, &o, &t)) return 1;
+    wk_trainer_set_replicas(t, a->replicas);
+    if (a->split) wk_trainer_set_split(t, a->split > 0);
+    double tc0[WK_TC_COUNT], tc[WK_TC_COUNT];
     wick_model_info info;
     wick_model_get_info(m, &info);
     int n = a->seq * a->batch, *lens = malloc(sizeof(int) * a->batch);
     int32_t *ids = malloc(sizeof(int32_t) * n);
     double td = 0, loss = 0, f0 = 0, b0 = 0, o0 = 0, wall0 = 0;
     for (int s = 0; s <= a->steps; s++) { /* step 0 warms up (workspace allocation, page faults) */
-        if (s == 1) wk_trainer_times(t, &f0, &b0, &o0), wall0 = wk_now();
+        if (s == 1) wk_trainer_times(t, &f0, &b0, &o0), wk_trainer_breakdown(t, tc0), wall0 = wk_now();
         double t0 = wk_now();
         for (int i = 0; i < n; i++) ids[i] = (int32_t)(((uint64_t)(i + s * 7919) * 2654435761u) % (uint64_t)info.vocab_size);
         for (int b = 0; b < a->batch; b++) lens[b] = a->seq;
@@ -141,14 +174,21 @@ static int bench_model(const model_args *a) {
     if (wick_trainer_sync_adapter(t)) return 1;
     double f, b, op;
     wk_trainer_times(t, &f, &b, &op);
+    wk_trainer_breakdown(t, tc);
     f -= f0, b -= b0, op -= o0;
     printf("  \"model_training\": {\"model\": \"%s\", \"device\": \"%s\", \"weights\": \"%s\", \"params\": %lld, "
-           "\"seq\": %d, \"batch\": %d, \"r\": 16, \"recompute\": %d, \"steps\": %d, \"tokens_per_s\": %.1f, "
-           "\"loss\": %.4f, \"peak_mem_bytes\": %zu, \"device_mem_bytes\": %zu,\n",
+           "\"seq\": %d, \"batch\": %d, \"r\": 16, \"recompute\": %d, \"replicas\": %d, \"split\": %d, \"steps\": %d, "
+           "\"tokens_per_s\": %.1f, \"loss\": %.4f, \"peak_mem_bytes\": %zu, \"device_mem_bytes\": %zu,\n",
            md, a->device ? a->device : "cpu", info.weight_format, (long long)info.n_params, a->seq, a->batch,
-           a->recompute, a->steps, (double)n * a->steps / wall, loss, wick_mem_peak(), dev_mem + dev_cached);
+           a->recompute, wk_trainer_replicas(t, a->batch), a->split, a->steps, (double)n * a->steps / wall, loss,
+           wick_mem_peak(), dev_mem + dev_cached);
     printf("    \"seconds\": {\"total\": %.3f, \"forward\": %.3f, \"backward\": %.3f, \"optimizer\": %.3f, "
-           "\"data\": %.5f}}\n", wall, f, b, op, td);
+           "\"data\": %.5f},\n", wall, f, b, op, td);
+    double d[WK_TC_COUNT], other = f + b;
+    for (int k = 0; k < WK_TC_COUNT; k++) d[k] = tc[k] - tc0[k], other -= d[k];
+    printf("    \"rank0_seconds\": {\"base_matmul\": %.3f, \"lora\": %.3f, \"attention\": %.3f, \"lm_head_loss\": %.3f, "
+           "\"other\": %.3f, \"wait_for_ranks\": %.3f}}\n",
+           d[WK_TC_BASE], d[WK_TC_LORA], d[WK_TC_ATTN], d[WK_TC_HEAD], other, d[WK_TC_WAIT]);
     wick_trainer_free(t);
     wick_adapter_free(ad);
     wick_model_free(m);
@@ -158,7 +198,7 @@ static int bench_model(const model_args *a) {
 
 int main(int argc, char **argv) {
     model_args a = {.seq = 256, .batch = 4, .steps = 3};
-    int threads = 0, skip = 0;
+    int threads = 0, skip = 0, sgemm = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc) a.model = argv[++i];
         else if (!strcmp(argv[i], "--seq") && i + 1 < argc) a.seq = atoi(argv[++i]);
@@ -166,15 +206,21 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--steps") && i + 1 < argc) a.steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--recompute")) a.recompute = 1;
+        else if (!strcmp(argv[i], "--replicas") && i + 1 < argc) a.replicas = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--split")) a.split = 1;
+        else if (!strcmp(argv[i], "--no-split")) a.split = -1;
+        else if (!strcmp(argv[i], "--sgemm")) sgemm = 1;
         else if (!strcmp(argv[i], "--skip-model")) skip = 1;
         else if (!strcmp(argv[i], "--device") && i + 1 < argc) a.device = argv[++i];
         else if (!strcmp(argv[i], "--dtype") && i + 1 < argc && (!strcmp(argv[i + 1], "f32") || !strcmp(argv[i + 1], "bf16")))
             a.bf16 = !strcmp(argv[++i], "bf16");
         else return fprintf(stderr, "usage: bench_train [--model DIR] [--seq N] [--batch N] [--steps N] [--threads T] "
-                                    "[--recompute] [--skip-model] [--device cpu|cuda[:N]] [--dtype f32|bf16]\n"), 2;
+                                    "[--recompute] [--skip-model] [--device cpu|cuda[:N]] [--dtype f32|bf16] "
+                                    "[--replicas G] [--split|--no-split] [--sgemm]\n"), 2;
     }
     wick_set_threads(threads);
     printf("{\n  \"threads\": %d,\n", wick_get_threads());
+    if (sgemm) bench_sgemm(wick_get_threads());
     bench_adamw();
     bench_iteration();
     if (!skip && bench_model(&a)) {

@@ -131,6 +131,7 @@ static json_t *profile_training(prof_run *r, wk_prof_backend *pb) {
     wick_status st = wick_adapter_new(r->m, &cfg, 1, &a);
     if (st == WICK_OK) st = wick_trainer_new(r->m, a, &to, &t);
     if (st == WICK_OK) wk_trainer_set_ops(t, wk_prof_train_ops(wk_train_ops_fast()));
+    if (st == WICK_OK) wk_trainer_set_replicas(t, 1); /* the profile table is filled from one thread */
     if (st == WICK_OK) st = train_step(t, ids, lens, 0);
     double f0 = 0, b0 = 0, o0 = 0, f1, b1, o1;
     if (st == WICK_OK) wk_trainer_times(t, &f0, &b0, &o0);

@@ -34,8 +34,25 @@ void wk_trainer_set_head_rows(wick_trainer *t, int rows);
 /* Selects the op implementations (ref for tests). */
 void wk_trainer_set_ops(wick_trainer *t, const wk_train_ops *ops);
 
+/* Most replicas a micro-batch is split over (data parallelism inside one step, replica.h). */
+#define WK_TRAIN_MAX_REPLICAS 16
+/* Replicas to use: n ≥ 1 fixed (capped by the sequences of a micro-batch), 0 automatic
+ * (replicas of threads/2 threads, at most 8 each: 2 replicas up to 16 threads). Quantized base
+ * weights always run one replica. */
+void wk_trainer_set_replicas(wick_trainer *t, int n);
+/* With one replica: 1 = matmuls split over the threads by wk_sgemm_split, 0 = OpenBLAS's threading,
+ * -1 = automatic (split from 16 threads up). */
+void wk_trainer_set_split(wick_trainer *t, int on);
+/* Replicas a micro-batch of nseq sequences would run on now. */
+int wk_trainer_replicas(const wick_trainer *t, int nseq);
+
 /* Seconds spent so far in forward (incl. LM head + loss), backward, optimizer steps. */
 void wk_trainer_times(const wick_trainer *t, double *fwd, double *bwd, double *opt);
+/* Rank 0's seconds so far per class of work: base-weight matmuls of the layers (forward and input
+ * gradients), the LoRA products, attention (forward and backward), the LM head with its loss, and
+ * the time the step waited after rank 0's pass (other ranks still running, the gradient sum). */
+enum { WK_TC_BASE, WK_TC_LORA, WK_TC_ATTN, WK_TC_HEAD, WK_TC_WAIT, WK_TC_COUNT };
+void wk_trainer_breakdown(const wick_trainer *t, double sec[WK_TC_COUNT]);
 
 /* lr multiplier of HF get_{constant,linear,cosine}_schedule_with_warmup at step k (0-based). */
 double wk_lr_factor(wick_scheduler s, int k, int warmup, int total);
