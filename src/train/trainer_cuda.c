@@ -12,7 +12,9 @@
  * the exactness mode the goldens check); 16-bit weights run the frozen products on
  * bf16/f16 tensor cores with fp32 accumulation (activations rounded per product,
  * the LM-head gradient written in 16 bits by the cross-entropy kernel) and the
- * LoRA products on TF32. Element-wise work, attention and the optimizer are fp32.
+ * LoRA products on TF32; causal attention then runs on the TF32 tensor-core flash
+ * kernels (wkt_attn_*_tc, head_dim 64/128; others and WICK_TRAIN_ATTN=fp32 keep the
+ * exact fp32 kernels). Element-wise work and the optimizer are fp32.
  * The host adapter is updated by wk_ctrainer_sync, not after every step.
  *
  * Launch overhead: a micro-batch is ~90 kernel launches per layer. When the same
@@ -78,6 +80,7 @@ struct wk_ctrainer {
     double *dpart;            /* device (WKT_NORM_BLOCKS) norm partial sums */
     float *hbuf;              /* host (3 * total) snapshots of g | m | v */
     int steps, rmax, tf32, dt16, dirty;
+    int attn_tc;              /* attention on the TF32 tensor-core kernels (16-bit weights) */
     uint64_t micro;
     uint8_t *ws;              /* device workspace for cap tokens */
     int cap;
@@ -278,7 +281,9 @@ static void layer_fwd(wk_ctrainer *t, int l, ct_act *a, float *y, int n) {
     be->rope(be, a->q, d_pos(t), n, H, D, t->m->inv_freq);
     be->rope(be, a->k, d_pos(t), n, Hk, D, t->m->inv_freq);
     mark(t, PR_NORM);
-    wkt_attn_fwd(be, a->att, a->lse, a->q, a->k, a->v, d_rs(t), n, H, Hk, D, 1.f / sqrtf((float)D));
+    float sc = 1.f / sqrtf((float)D);
+    if (!t->attn_tc || !wkt_attn_fwd_tc(be, a->att, a->lse, a->q, a->k, a->v, d_rs(t), n, H, Hk, D, sc))
+        wkt_attn_fwd(be, a->att, a->lse, a->q, a->k, a->v, d_rs(t), n, H, Hk, D, sc);
     mark(t, PR_ATTN);
     wkt_copy(be, a->h, a->x, sizeof(float) * (size_t)n * C);
     wk_proj po = WK_P_O;
@@ -320,8 +325,11 @@ static void attn_bwd(wk_ctrainer *t, int l, const ct_act *a, int n) {
     wk_backend *be = t->be;
     int H = c->n_heads, Hk = c->n_kv_heads, D = c->head_dim, C = c->hidden;
     lin_bwd(t, t->datt, t->dres, a->att, l, WK_P_O, n, a->xa[WK_P_O], 0);
-    wkt_attn_bwd(be, t->dq, t->dk, t->dv, t->datt, a->att, a->lse, a->q, a->k, a->v, d_rs(t), d_re(t), n, H, Hk, D,
-                 1.f / sqrtf((float)D), t->dsum, t->dq2, t->xd); /* dq2, xd: free until used below */
+    float sc = 1.f / sqrtf((float)D); /* dq2, xd: free until used below */
+    if (!t->attn_tc || !wkt_attn_bwd_tc(be, t->dq, t->dk, t->dv, t->datt, a->att, a->lse, a->q, a->k, a->v, d_rs(t),
+                                        d_re(t), n, H, Hk, D, sc, t->dsum, t->dq2, t->xd))
+        wkt_attn_bwd(be, t->dq, t->dk, t->dv, t->datt, a->att, a->lse, a->q, a->k, a->v, d_rs(t), d_re(t), n, H, Hk,
+                     D, sc, t->dsum, t->dq2, t->xd);
     mark(t, PR_ATTN_B);
     wkt_rope_bwd(be, t->dq, d_pos(t), n, H, D, t->m->inv_freq);
     wkt_rope_bwd(be, t->dk, d_pos(t), n, Hk, D, t->m->inv_freq);
@@ -714,6 +722,8 @@ wick_status wk_ctrainer_new(wick_model *m, const wk_lora *const *pairs, const wi
     t->use_graphs = !t->prof;
     wick_dtype wdt = m->c.n_layers > 0 ? m->layers[0].p[WK_P_Q].dt : WICK_DT_F32;
     t->tf32 = wdt != WICK_DT_F32;
+    const char *pa = getenv("WICK_TRAIN_ATTN"); /* "fp32": the exact attention kernels in every mode */
+    t->attn_tc = t->tf32 && !(pa && strcmp(pa, "fp32") == 0);
     t->dt16 = wdt == WICK_DT_BF16 || wdt == WICK_DT_F16 ? (int)wdt
               : m->lm_head.dt == WICK_DT_BF16 || m->lm_head.dt == WICK_DT_F16 ? (int)m->lm_head.dt : 0;
     t->pairs = wk_calloc(sizeof(*t->pairs) * LP, "trainer pairs");

@@ -41,6 +41,16 @@ void wkt_attn_fwd(wk_backend *be, float *out, float *lse, const float *q, const 
 void wkt_attn_bwd(wk_backend *be, float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
                   const float *q, const float *k, const float *v, const int32_t *rs, const int32_t *re, int n, int H,
                   int Hk, int D, float scale, float *dsum, float *dkp, float *dvp);
+/* Tensor-core versions of wkt_attn_fwd / wkt_attn_bwd (cuda_flash.cu): TF32 products with fp32
+ * accumulation, flash tiling; same arguments and results up to TF32 rounding (relative L2 ~1e-3).
+ * They take head_dim 64 or 128 with H a multiple of Hk and 16-byte aligned tensors; for any other
+ * shape they do nothing and return 0 (the caller then uses the exact kernels), else 1. */
+int wkt_attn_fwd_tc(wk_backend *be, float *out, float *lse, const float *q, const float *k, const float *v,
+                    const int32_t *rs, int n, int H, int Hk, int D, float scale);
+int wkt_attn_bwd_tc(wk_backend *be, float *dq, float *dk, float *dv, const float *dout, const float *out,
+                    const float *lse, const float *q, const float *k, const float *v, const int32_t *rs,
+                    const int32_t *re, int n, int H, int Hk, int D, float scale, float *dsum, float *dkp,
+                    float *dvp);
 /* act = silu(g)*u backward over n elements. */
 void wkt_swiglu_bwd(wk_backend *be, float *dg, float *du, const float *dact, const float *g, const float *u, size_t n);
 /* Cross-entropy with label smoothing of rows of logits[rows,V] against tgt[rows]: loss[r] = the row's
