@@ -67,6 +67,7 @@ __device__ void fa_mm_regs(fa_acc (&f)[NF], const float *A, int lda, const float
 #pragma unroll
     for (int t = 0; t < NF; t++) {
         int id = w + FA_WARPS * t, r = (id / tn) * 16, c = (id % tn) * 16;
+#pragma unroll 2
         for (int k = 0; k < K; k += 8) {
             wm::fragment<wm::matrix_a, 16, 16, 8, wm::precision::tf32, wm::row_major> a;
             wm::fragment<wm::matrix_b, 16, 16, 8, wm::precision::tf32, wm::row_major> b;
