@@ -306,7 +306,7 @@ static int fa_smem(wkc_backend *b, const void *f, size_t bytes) {
 static int fa_takes(int D, int H, int Hk, const void *const *ptrs, int np) {
     uintptr_t a = 0;
     for (int i = 0; i < np; i++) a |= (uintptr_t)ptrs[i];
-    return (D == 64 || D == 128) && Hk > 0 && H % Hk == 0 && a % 16 == 0;
+    return (D == 64 || D == 128) && Hk > 0 && H > 0 && H % Hk == 0 && a % 16 == 0;
 }
 
 template <int D>
