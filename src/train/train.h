@@ -18,6 +18,18 @@ typedef struct {
     int rows, cols;
 } wk_tparam;
 
+/* What the backward of one layer needs from its forward (both trainers; CPU or device memory). */
+typedef struct {
+    float *x;         /* (n, C) layer input */
+    float *qr, *kr;   /* (n, H*D), (n, Hk*D) q/k before q/k-norm (Qwen3 only) */
+    float *q, *k, *v; /* (n, H*D), (n, Hk*D) x2 after norm + rope */
+    float *att;       /* (n, H*D) attention output */
+    float *lse;       /* (n, H) attention log-sum-exp */
+    float *h;         /* (n, C) residual after attention */
+    float *g, *u;     /* (n, F) gate and up projections */
+    float *xa[WK_P_COUNT]; /* (n, r) LoRA x·Aᵀ per adapted projection */
+} wk_lact;
+
 /* Creates a trainer over pairs[L*WK_P_COUNT] (borrowed; must outlive the trainer). */
 wick_status wk_trainer_new_pairs(wick_model *m, const wk_lora *const *pairs, const wick_train_opts *o,
                                  wick_trainer **out);
@@ -53,6 +65,17 @@ void wk_trainer_times(const wick_trainer *t, double *fwd, double *bwd, double *o
  * the time the step waited after rank 0's pass (other ranks still running, the gradient sum). */
 enum { WK_TC_BASE, WK_TC_LORA, WK_TC_ATTN, WK_TC_HEAD, WK_TC_WAIT, WK_TC_COUNT };
 void wk_trainer_breakdown(const wick_trainer *t, double sec[WK_TC_COUNT]);
+
+/* Fills par[0..*n_par) in PEFT order (per layer q,k,v,o,gate,up,down; lora_A then lora_B) from
+ * pairs[n_layers*WK_P_COUNT] (NULL = not adapted), with w = the adapter's A/B; par_of[i] = index of
+ * pair i's A (-1); off[k] = offset of tensor k in one flat buffer, off[*n_par] = the total; raises
+ * *rmax to the largest rank. par and off need 2*n_layers*WK_P_COUNT (+1) entries. (state.c) */
+wick_status wk_param_list(const wick_model *m, const wk_lora *const *pairs, wk_tparam *par, int *par_of, int *n_par,
+                          size_t *off, int *rmax);
+/* The optimizer-state file (state.c): AdamW moments of par[0..n_par) under exp_avg./exp_avg_sq.
+ * + PEFT key, and trainer.steps_micro = [steps, micro]. read fills m/v and, on success, steps/micro. */
+wick_status wk_state_write(const char *path, const wk_tparam *par, int n_par, int steps, uint64_t micro);
+wick_status wk_state_read(const char *path, wk_tparam *par, int n_par, int *steps, uint64_t *micro);
 
 /* lr multiplier of HF get_{constant,linear,cosine}_schedule_with_warmup at step k (0-based). */
 double wk_lr_factor(wick_scheduler s, int k, int warmup, int total);

@@ -31,16 +31,6 @@
 
 #define P WK_P_COUNT
 
-typedef struct {
-    float *x;        /* (n, C) layer input */
-    float *qr, *kr;  /* (n, H*D), (n, Hk*D) q/k before q/k-norm (Qwen3 only) */
-    float *q, *k, *v;/* (n, H*D), (n, Hk*D) x2 after norm + rope */
-    float *att;      /* (n, H*D) attention output */
-    float *lse;      /* (n, H) attention log-sum-exp */
-    float *h;        /* (n, C) residual after attention */
-    float *g, *u;    /* (n, F) gate and up projections */
-    float *xa[P];    /* (n, r) LoRA x·Aᵀ per adapted projection */
-} wk_lact;
 
 /* One replica: the workspace for its shard of a micro-batch (one arena, regrown when larger). */
 typedef struct {
@@ -637,31 +627,14 @@ wick_status wick_trainer_eval(wick_trainer *t, const int32_t *ids, const int32_t
 
 /* ------------------------------------------------------------ lifetime */
 
-/* Builds the PEFT-ordered parameter list and the one buffer of grads + moments. */
+/* Builds the PEFT-ordered parameter list (state.c) and the one buffer of grads + moments. */
 static wick_status build_params(wick_trainer *t) {
-    const wk_config *c = &t->m->c;
-    size_t total = 0;
-    for (int i = 0; i < c->n_layers * P; i++) {
-        t->par_of[i] = -1;
-        const wk_lora *lp = t->pairs[i];
-        if (!lp) continue;
-        const wk_mat *W = &t->m->layers[i / P].p[i % P];
-        if (!lp->A || !lp->B || lp->r <= 0)
-            return wk_err(WICK_EINVAL, "trainer: layer %d %s: LoRA pair without A/B", i / P, wk_proj_names[i % P]);
-        t->par_of[i] = t->n_par;
-        for (int ab = 0; ab < 2; ab++) {
-            wk_tparam *q = &t->par[t->n_par++];
-            q->rows = ab ? W->rows : lp->r;
-            q->cols = ab ? lp->r : W->cols;
-            q->n = (size_t)q->rows * q->cols;
-            q->w = ab ? lp->B : lp->A;
-            snprintf(q->name, sizeof q->name, "base_model.model.model.layers.%d.%s.%s.lora_%c.weight", i / P,
-                     wk_proj_parent[i % P], wk_proj_names[i % P], ab ? 'B' : 'A');
-            total += q->n;
-        }
-        t->rmax = WK_MAX(t->rmax, lp->r);
-    }
-    if (!t->n_par) return wk_err(WICK_EINVAL, "trainer: the adapter adapts no projection");
+    size_t *off = wk_malloc(sizeof(size_t) * (2 * (size_t)t->m->c.n_layers * P + 1), "trainer parameter offsets");
+    if (!off) return WICK_ENOMEM;
+    wick_status st = wk_param_list(t->m, t->pairs, t->par, t->par_of, &t->n_par, off, &t->rmax);
+    size_t total = st ? 0 : off[t->n_par];
+    wk_free(off);
+    if (st) return st;
     t->n_grad = total;
     t->pbuf = wk_calloc(sizeof(float) * 3 * total, "gradients and AdamW state");
     if (!t->pbuf) return WICK_ENOMEM;
@@ -872,56 +845,10 @@ static wick_status trainer_step(wick_trainer *t, int64_t n_targets, const char *
 
 wick_status wick_trainer_save_state(const wick_trainer *t, const char *path) {
     if (t->dev) return wk_ctrainer_save_state(t->dev, path);
-    int n = 2 * t->n_par + 1;
-    wick_tensor_view *v = wk_calloc(sizeof(*v) * n, "state list");
-    char (*names)[224] = wk_calloc(sizeof(*names) * n, "state names");
-    int64_t hdr[2] = {t->steps, (int64_t)t->micro};
-    wick_status st = WICK_ENOMEM;
-    if (v && names) {
-        for (int i = 0; i < t->n_par; i++)
-            for (int mv = 0; mv < 2; mv++) {
-                int k = 2 * i + mv;
-                snprintf(names[k], sizeof names[k], "%s.%s", mv ? "exp_avg_sq" : "exp_avg", t->par[i].name);
-                v[k] = (wick_tensor_view){.name = names[k], .dtype = WICK_DT_F32, .ndim = 2,
-                                          .shape = {t->par[i].rows, t->par[i].cols},
-                                          .data = mv ? t->par[i].v : t->par[i].m};
-            }
-        v[n - 1] = (wick_tensor_view){.name = "trainer.steps_micro", .dtype = WICK_DT_I64, .ndim = 1, .shape = {2},
-                                      .data = hdr};
-        st = wick_safetensors_write(path, v, n, "{\"format\":\"wick-trainer\"}");
-    }
-    wk_free(v);
-    wk_free(names);
-    return st;
-}
-
-static wick_status load_tensor(wick_st *f, const char *path, const char *name, wick_dtype dt, size_t n, void *dst) {
-    wick_tensor_view v;
-    if (wick_st_find(f, name, &v) != WICK_OK) return wk_err(WICK_EFORMAT, "%s: missing tensor '%s'", path, name);
-    size_t cnt = 1;
-    for (int d = 0; d < v.ndim; d++) cnt *= (size_t)v.shape[d];
-    if (v.dtype != dt || cnt != n)
-        return wk_err(WICK_EFORMAT, "%s: tensor '%s' has %zu %s elements, expected %zu %s", path, name, cnt,
-                      wick_dtype_name(v.dtype), n, wick_dtype_name(dt));
-    memcpy(dst, v.data, n * wick_dtype_size(dt));
-    return WICK_OK;
+    return wk_state_write(path, t->par, t->n_par, t->steps, t->micro);
 }
 
 wick_status wick_trainer_load_state(wick_trainer *t, const char *path) {
     if (t->dev) return wk_ctrainer_load_state(t->dev, path);
-    wick_st *f;
-    wick_status st = wick_st_open(path, &f);
-    if (st) return st;
-    char name[220];
-    int64_t hdr[2];
-    for (int i = 0; i < t->n_par && !st; i++) {
-        snprintf(name, sizeof name, "exp_avg.%s", t->par[i].name);
-        st = load_tensor(f, path, name, WICK_DT_F32, t->par[i].n, t->par[i].m);
-        snprintf(name, sizeof name, "exp_avg_sq.%s", t->par[i].name);
-        if (!st) st = load_tensor(f, path, name, WICK_DT_F32, t->par[i].n, t->par[i].v);
-    }
-    if (!st) st = load_tensor(f, path, "trainer.steps_micro", WICK_DT_I64, 2, hdr);
-    if (!st) t->steps = (int)hdr[0], t->micro = (uint64_t)hdr[1];
-    wick_st_close(f);
-    return st;
+    return wk_state_read(path, t->par, t->n_par, &t->steps, &t->micro);
 }
