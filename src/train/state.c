@@ -9,6 +9,17 @@
 
 #include <stdio.h>
 
+wick_status wk_batch_tokens(const int *lens, int nseq, int64_t *n) {
+    *n = 0;
+    if (nseq <= 0) return wk_err(WICK_EINVAL, "trainer: empty micro-batch");
+    for (int s = 0; s < nseq; s++) {
+        if (lens[s] <= 0) return wk_err(WICK_EINVAL, "trainer: sequence %d is empty", s);
+        *n += lens[s];
+    }
+    if (*n > (1 << 24)) return wk_err(WICK_EINVAL, "trainer: micro-batch of %lld tokens is too large", (long long)*n);
+    return WICK_OK;
+}
+
 wick_status wk_param_list(const wick_model *m, const wk_lora *const *pairs, wk_tparam *par, int *par_of, int *n_par,
                           size_t *off, int *rmax) {
     const wk_config *c = &m->c;

@@ -66,6 +66,8 @@ void wk_trainer_times(const wick_trainer *t, double *fwd, double *bwd, double *o
 enum { WK_TC_BASE, WK_TC_LORA, WK_TC_ATTN, WK_TC_HEAD, WK_TC_WAIT, WK_TC_COUNT };
 void wk_trainer_breakdown(const wick_trainer *t, double sec[WK_TC_COUNT]);
 
+/* Checks a micro-batch's sequence lengths (nseq >= 1, each >= 1, at most 2^24 tokens); *n = tokens. */
+wick_status wk_batch_tokens(const int *lens, int nseq, int64_t *n);
 /* Fills par[0..*n_par) in PEFT order (per layer q,k,v,o,gate,up,down; lora_A then lora_B) from
  * pairs[n_layers*WK_P_COUNT] (NULL = not adapted), with w = the adapter's A/B; par_of[i] = index of
  * pair i's A (-1); off[k] = offset of tensor k in one flat buffer, off[*n_par] = the total; raises

@@ -580,13 +580,9 @@ static wick_status replicas_ready(wick_trainer *t, int g, int threads, int backw
 static wick_status run_batch(wick_trainer *t, const int32_t *ids, const int32_t *labels, const int *lens, int nseq,
                              double *loss_sum, int64_t *n_targets, int backward) {
     int64_t n = 0;
-    if (nseq <= 0) return wk_err(WICK_EINVAL, "trainer: empty micro-batch");
-    for (int s = 0; s < nseq; s++) {
-        if (lens[s] <= 0) return wk_err(WICK_EINVAL, "trainer: sequence %d is empty", s);
-        n += lens[s];
-    }
-    if (n > (1 << 24)) return wk_err(WICK_EINVAL, "trainer: micro-batch of %lld tokens is too large", (long long)n);
-    wick_status st = check_batch(t, ids, labels, lens, nseq);
+    wick_status st = wk_batch_tokens(lens, nseq, &n);
+    if (st) return st;
+    st = check_batch(t, ids, labels, lens, nseq);
     int threads = wick_get_threads(), g = replicas_for(t, nseq, threads);
     if (!st) st = replicas_ready(t, g, threads, backward);
     if (!st) st = plan_shards(t, g, ids, labels, lens, nseq, n);

@@ -465,13 +465,9 @@ static int prepare(wk_ctrainer *t, const int32_t *ids, const int32_t *labels, co
 wick_status wk_ctrainer_run(wk_ctrainer *t, const int32_t *ids, const int32_t *labels, const int *lens, int nseq,
                             double *loss_sum, int64_t *n_targets, int backward) {
     int64_t n = 0;
-    if (nseq <= 0) return wk_err(WICK_EINVAL, "trainer: empty micro-batch");
-    for (int s = 0; s < nseq; s++) {
-        if (lens[s] <= 0) return wk_err(WICK_EINVAL, "trainer: sequence %d is empty", s);
-        n += lens[s];
-    }
-    if (n > (1 << 24)) return wk_err(WICK_EINVAL, "trainer: micro-batch of %lld tokens is too large", (long long)n);
-    wick_status st = ws_reserve(t, (int)n);
+    wick_status st = wk_batch_tokens(lens, nseq, &n);
+    if (st) return st;
+    st = ws_reserve(t, (int)n);
     if (st) return st;
     int nt = prepare(t, ids, labels, lens, nseq, (int)n);
     if (nt < 0) return (wick_status)nt;
