@@ -6,35 +6,14 @@
  *    the 2-GPU run resumes on one GPU.
  * Without the CUDA backend, a GPU or NCCL (libnccl.so.2, or WICK_NCCL_LIB) it reports a skip. */
 #include "t.h"
+#include "train_util.h"
 #include "dist/comm.h"
 #include <math.h>
 #include <stdlib.h>
 
 static char tmp[256], data[300];
 
-static double st_diff(const char *p1, const char *p2, int *identical) {
-    wick_st *f1, *f2;
-    if (wick_st_open(p1, &f1)) return -1;
-    if (wick_st_open(p2, &f2)) return wick_st_close(f1), -1;
-    double num = 0, den = 0;
-    int same = 1;
-    for (int i = 0; i < wick_st_count(f1); i++) {
-        wick_tensor_view a, b;
-        wick_st_get(f1, i, &a);
-        if (wick_st_find(f2, a.name, &b)) return wick_st_close(f1), wick_st_close(f2), -1;
-        size_t cnt = 1;
-        for (int d = 0; d < a.ndim; d++) cnt *= (size_t)a.shape[d];
-        const float *x = a.data, *y = b.data;
-        for (size_t j = 0; j < cnt; j++) {
-            num += ((double)x[j] - y[j]) * ((double)x[j] - y[j]);
-            den += (double)y[j] * y[j];
-            same &= x[j] == y[j];
-        }
-    }
-    wick_st_close(f1), wick_st_close(f2);
-    *identical = same;
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
+#define st_diff tu_st_rel_diff
 
 static wick_train_config cfg(const char *out, int replicas, int steps) {
     wick_train_config c = wick_train_config_default();

@@ -3,6 +3,7 @@
  * global batch as one trainer (within fp32 reduction order), a replica with an empty shard
  * changing nothing (bit for bit), resuming a 2-replica checkpoint with 1 replica, and errors. */
 #include "t.h"
+#include "train_util.h"
 #include "dist/comm.h"
 #include "train/train.h"
 #include <math.h>
@@ -52,30 +53,7 @@ static wick_train_config cfg(const char *out, int replicas, int batch, int steps
     return c;
 }
 
-/* ‖x − y‖ / ‖y‖ over every tensor of two safetensors files; -1 when unreadable. */
-static double st_diff(const char *p1, const char *p2, int *identical) {
-    wick_st *f1, *f2;
-    if (wick_st_open(p1, &f1)) return -1;
-    if (wick_st_open(p2, &f2)) return wick_st_close(f1), -1;
-    double num = 0, den = 0;
-    int n = wick_st_count(f1), same = 1;
-    for (int i = 0; i < n; i++) {
-        wick_tensor_view a, b;
-        wick_st_get(f1, i, &a);
-        if (wick_st_find(f2, a.name, &b)) return wick_st_close(f1), wick_st_close(f2), -1;
-        size_t cnt = 1;
-        for (int d = 0; d < a.ndim; d++) cnt *= (size_t)a.shape[d];
-        const float *x = a.data, *y = b.data;
-        for (size_t j = 0; j < cnt; j++) {
-            num += ((double)x[j] - y[j]) * ((double)x[j] - y[j]);
-            den += (double)y[j] * y[j];
-            same &= x[j] == y[j];
-        }
-    }
-    wick_st_close(f1), wick_st_close(f2);
-    *identical = same;
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
+#define st_diff tu_st_rel_diff
 
 static double adapter_diff(const char *d1, const char *d2, int *identical) {
     char p1[512], p2[512];

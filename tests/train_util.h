@@ -7,6 +7,7 @@
 #define WICK_TRAIN_UTIL_H
 #include "train/train.h"
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -16,7 +17,7 @@ typedef struct {
     int L;
 } tu_adapter;
 
-static float *tu_copy_f32(wick_st *f, const char *name, size_t *n) {
+static inline float *tu_copy_f32(wick_st *f, const char *name, size_t *n) {
     wick_tensor_view v;
     if (wick_st_find(f, name, &v) != WICK_OK || v.dtype != WICK_DT_F32) return NULL;
     size_t cnt = 1;
@@ -27,7 +28,7 @@ static float *tu_copy_f32(wick_st *f, const char *name, size_t *n) {
     return p;
 }
 
-static int tu_adapter_load(const wick_model *m, const char *dir, tu_adapter *a) {
+static inline int tu_adapter_load(const wick_model *m, const char *dir, tu_adapter *a) {
     char path[1024];
     snprintf(path, sizeof path, "%s/adapter_config.json", dir);
     json_t *cfg = json_load_file(path, 0, NULL);
@@ -58,14 +59,14 @@ static int tu_adapter_load(const wick_model *m, const char *dir, tu_adapter *a) 
     return 0;
 }
 
-static void tu_adapter_free(tu_adapter *a) {
+static inline void tu_adapter_free(tu_adapter *a) {
     for (int i = 0; i < a->L * WK_P_COUNT; i++) free(a->pairs[i].A), free(a->pairs[i].B);
     free(a->pairs);
     free(a->ptrs);
 }
 
 /* Golden I64 tensor as int32 (n elements). */
-static int32_t *tu_i64(wick_st *g, const char *name, size_t *n) {
+static inline int32_t *tu_i64(wick_st *g, const char *name, size_t *n) {
     wick_tensor_view v;
     if (wick_st_find(g, name, &v) != WICK_OK || v.dtype != WICK_DT_I64) return NULL;
     size_t cnt = 1;
@@ -74,5 +75,30 @@ static int32_t *tu_i64(wick_st *g, const char *name, size_t *n) {
     for (size_t i = 0; i < cnt; i++) p[i] = (int32_t)((const int64_t *)v.data)[i];
     if (n) *n = cnt;
     return p;
+}
+/* ‖x − y‖ / ‖y‖ over every f32 tensor of two safetensors files (matched by name); -1 when one is
+ * unreadable or lacks a tensor. *identical: 1 when every element is equal bit for bit. */
+static inline double tu_st_rel_diff(const char *p1, const char *p2, int *identical) {
+    wick_st *f1, *f2;
+    if (wick_st_open(p1, &f1)) return -1;
+    if (wick_st_open(p2, &f2)) return wick_st_close(f1), -1;
+    double num = 0, den = 0;
+    int same = 1;
+    for (int i = 0; i < wick_st_count(f1); i++) {
+        wick_tensor_view a, b;
+        wick_st_get(f1, i, &a);
+        if (wick_st_find(f2, a.name, &b)) return wick_st_close(f1), wick_st_close(f2), -1;
+        size_t cnt = 1;
+        for (int d = 0; d < a.ndim; d++) cnt *= (size_t)a.shape[d];
+        const float *x = a.data, *y = b.data;
+        for (size_t j = 0; j < cnt; j++) {
+            num += ((double)x[j] - y[j]) * ((double)x[j] - y[j]);
+            den += (double)y[j] * y[j];
+            same &= x[j] == y[j];
+        }
+    }
+    wick_st_close(f1), wick_st_close(f2);
+    *identical = same;
+    return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 #endif
