@@ -22,36 +22,11 @@ static void check_unavailable(void) {
 }
 
 #ifdef WICK_HAVE_CUDA
-static uint64_t rs = 0x9E3779B97F4A7C15ull;
-static float rnd(void) {
-    rs ^= rs << 13, rs ^= rs >> 7, rs ^= rs << 17;
-    return (float)((rs >> 11) * (1.0 / 9007199254740992.0)) * 2.f - 1.f;
-}
-static float *rvec(size_t n) {
-    float *p = malloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) p[i] = rnd();
-    return p;
-}
+#define CT_SEED 0x9E3779B97F4A7C15ull
+#include "cuda_t.h"
 
-static wk_backend *G, *R; /* cuda, cpu reference */
+static wk_backend *R; /* the cpu reference (G, the cuda backend: cuda_t.h) */
 
-/* A device copy of host memory. */
-static void *dev(const void *h, size_t bytes) {
-    void *d = G->alloc(G, bytes);
-    if (d) G->upload(G, d, h, bytes);
-    return d;
-}
-/* Downloads n floats into a new host buffer and frees the device copy. */
-static float *host(void *d, size_t n) {
-    float *h = malloc(n * sizeof(float));
-    G->download(G, h, d, n * sizeof(float));
-    G->free(G, d);
-    return h;
-}
-static void no_error(const char *op) {
-    wick_status st = G->check(G);
-    CHECK(st == WICK_OK, "%s: %s", op, wick_last_error());
-}
 
 static void test_matmul(void) {
     int shapes[][3] = {{1, 37, 19}, {3, 64, 64}, {8, 896, 136}, {9, 96, 130}, {40, 129, 70}, {64, 256, 192},
@@ -62,7 +37,7 @@ static void test_matmul(void) {
             for (int mode = 0; mode < 2; mode++) { /* 0: plain, 1: bias + accumulate */
                 int n = shapes[si][0], in = shapes[si][1], out = shapes[si][2];
                 size_t ny = (size_t)n * out, nw = (size_t)out * in;
-                float *x = rvec((size_t)n * in), *wf = rvec(nw), *b = rvec(out), *y = rvec(ny);
+                float *x = rvec((size_t)n * in, 1.f), *wf = rvec(nw, 1.f), *b = rvec(out, 1.f), *y = rvec(ny, 1.f);
                 uint16_t *wh = malloc(sizeof(uint16_t) * nw);
                 for (size_t i = 0; i < nw; i++) wh[i] = dts[di] == WICK_DT_BF16 ? wk_f32_to_bf16(wf[i]) : wk_f32_to_f16(wf[i]);
                 const void *wp = dts[di] == WICK_DT_F32 ? (void *)wf : (void *)wh;
@@ -89,8 +64,8 @@ static void test_matmul(void) {
  * (here add, and an upload) must invalidate that. */
 static void test_cast_cache(void) {
     int n = 16, in = 64, out = 48;
-    float *x = rvec((size_t)n * in), *d = rvec((size_t)n * in), *y = malloc(sizeof(float) * n * out);
-    float *w1 = rvec((size_t)out * in), *w2 = rvec((size_t)out * in);
+    float *x = rvec((size_t)n * in, 1.f), *d = rvec((size_t)n * in, 1.f), *y = malloc(sizeof(float) * n * out);
+    float *w1 = rvec((size_t)out * in, 1.f), *w2 = rvec((size_t)out * in, 1.f);
     uint16_t *h1 = malloc(2 * (size_t)out * in), *h2 = malloc(2 * (size_t)out * in);
     for (int i = 0; i < out * in; i++) h1[i] = wk_f32_to_bf16(w1[i]), h2[i] = wk_f32_to_bf16(w2[i]);
     wk_mat W1 = {.w = h1, .dt = WICK_DT_BF16, .rows = out, .cols = in}, W2 = W1, D1 = W1, D2 = W1;
@@ -121,7 +96,7 @@ static void test_cast_cache(void) {
 static void test_matmul_f32(void) {
     int n = 13, m = 40, k = 24;
     for (int acc = 0; acc < 2; acc++) {
-        float *x = rvec((size_t)n * m), *B = rvec((size_t)k * m), *y = rvec((size_t)n * k);
+        float *x = rvec((size_t)n * m, 1.f), *B = rvec((size_t)k * m, 1.f), *y = rvec((size_t)n * k, 1.f);
         float *dx = dev(x, sizeof(float) * n * m), *dB = dev(B, sizeof(float) * k * m), *dy = dev(y, sizeof(float) * n * k);
         R->matmul_f32(R, y, x, B, n, m, k, 0.5f, acc);
         G->matmul_f32(G, dy, dx, dB, n, m, k, 0.5f, acc);
@@ -139,7 +114,7 @@ static void test_norm_rope(void) {
     for (int c = 0; c < 6; c++) {
         int n = cases[c][0], dim = cases[c][1];
         size_t sz = (size_t)n * dim;
-        float *x = rvec(sz), *w = rvec(dim), *y = malloc(sizeof(float) * sz);
+        float *x = rvec(sz, 1.f), *w = rvec(dim, 1.f), *y = malloc(sizeof(float) * sz);
         float *dx = dev(x, sizeof(float) * sz), *dw = dev(w, sizeof(float) * dim);
         R->rmsnorm(R, y, x, c == 1 ? NULL : w, n, dim, 1e-6f);
         G->rmsnorm(G, dx, dx, c == 1 ? NULL : dw, n, dim, 1e-6f); /* in place */
@@ -151,7 +126,7 @@ static void test_norm_rope(void) {
     }
     int n = 9, nh = 3, D = 64;
     size_t sz = (size_t)n * nh * D;
-    float *x = rvec(sz), inv[32];
+    float *x = rvec(sz, 1.f), inv[32];
     int32_t pos[9];
     for (int j = 0; j < D / 2; j++) inv[j] = powf(10000.f, -2.f * j / D);
     for (int i = 0; i < n; i++) pos[i] = 100 + 37 * i;
@@ -168,7 +143,7 @@ static void test_norm_rope(void) {
 
 static void test_elementwise(void) {
     size_t n = 10007;
-    float *g = rvec(n), *u = rvec(n), *o = malloc(sizeof(float) * n);
+    float *g = rvec(n, 1.f), *u = rvec(n, 1.f), *o = malloc(sizeof(float) * n);
     float *dg = dev(g, sizeof(float) * n), *du = dev(u, sizeof(float) * n), *dout = G->alloc(G, sizeof(float) * n);
     R->swiglu(R, o, g, u, n);
     G->swiglu(G, dout, dg, du, n);
@@ -184,7 +159,7 @@ static void test_elementwise(void) {
     free(g), free(u), free(o), free(got);
 
     int V = 50, C = 72, ids[5] = {3, 0, 49, 17, 3};
-    float *E = rvec((size_t)V * C), *e1 = malloc(sizeof(float) * 5 * C);
+    float *E = rvec((size_t)V * C, 1.f), *e1 = malloc(sizeof(float) * 5 * C);
     uint16_t *Eb = malloc(sizeof(uint16_t) * V * C);
     for (int i = 0; i < V * C; i++) Eb[i] = wk_f32_to_bf16(E[i]);
     for (int bf = 0; bf < 2; bf++) {
@@ -210,7 +185,7 @@ static void attention_case(int n, int pos0, int H, int Hk, int D, int dpos) {
     int cap = pos0 + n + 5, T = pos0 + n;
     size_t csz = (size_t)Hk * cap * D, qsz = (size_t)n * H * D;
     float *kc = calloc(csz, sizeof(float)), *vc = calloc(csz, sizeof(float));
-    float *kn = rvec((size_t)T * Hk * D), *vn = rvec((size_t)T * Hk * D), *q = rvec(qsz), *o = malloc(sizeof(float) * qsz);
+    float *kn = rvec((size_t)T * Hk * D, 1.f), *vn = rvec((size_t)T * Hk * D, 1.f), *q = rvec(qsz, 1.f), *o = malloc(sizeof(float) * qsz);
     float *dkc = dev(kc, sizeof(float) * csz), *dvc = dev(vc, sizeof(float) * csz);
     float *dkn = dev(kn, sizeof(float) * T * Hk * D), *dvn = dev(vn, sizeof(float) * T * Hk * D);
     float *dq = dev(q, sizeof(float) * qsz), *dout = G->alloc(G, sizeof(float) * qsz);

@@ -21,22 +21,8 @@
 #ifdef WICK_HAVE_CUDA
 #define TC_TOL 2e-3 /* relative L2, TF32 products (10-bit mantissa inputs), fp32 accumulation */
 
-static wk_backend *G;
-static uint64_t rs_ = 0x2545F4914F6CDD1Dull;
-static float rnd(void) {
-    rs_ ^= rs_ << 13, rs_ ^= rs_ >> 7, rs_ ^= rs_ << 17;
-    return (float)((rs_ >> 11) * (1.0 / 9007199254740992.0)) * 2.f - 1.f;
-}
-static float *rvec(size_t n, float s) {
-    float *p = malloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) p[i] = s * rnd();
-    return p;
-}
-static void *dev(const void *h, size_t bytes) {
-    void *d = G->alloc(G, bytes);
-    if (d) G->upload(G, d, h, bytes);
-    return d;
-}
+#define CT_SEED 0x2545F4914F6CDD1Dull
+#include "cuda_t.h"
 static float *down(const void *d, size_t n) {
     float *h = malloc(n * sizeof(float));
     G->download(G, h, d, n * sizeof(float));

@@ -87,34 +87,11 @@ static void check_unavailable(void) {
 }
 
 #ifdef WICK_HAVE_CUDA
-static uint64_t rs = 0x2545F4914F6CDD1Dull;
-static float rnd(void) {
-    rs ^= rs << 13, rs ^= rs >> 7, rs ^= rs << 17;
-    return (float)((rs >> 11) * (1.0 / 9007199254740992.0)) * 2.f - 1.f;
-}
-static float *rvec(size_t n, float s) {
-    float *p = malloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) p[i] = s * rnd();
-    return p;
-}
+#define CT_SEED 0x2545F4914F6CDD1Dull
+#include "cuda_t.h"
 
-static wk_backend *G, *R; /* cuda, cpu reference */
+static wk_backend *R; /* the cpu reference (G, the cuda backend: cuda_t.h) */
 
-static void *dev(const void *h, size_t bytes) {
-    void *d = G->alloc(G, bytes);
-    if (d) G->upload(G, d, h, bytes);
-    return d;
-}
-static float *host(void *d, size_t n) {
-    float *h = malloc(n * sizeof(float));
-    G->download(G, h, d, n * sizeof(float));
-    G->free(G, d);
-    return h;
-}
-static void no_error(const char *op) {
-    wick_status st = G->check(G);
-    CHECK(st == WICK_OK, "%s: %s", op, wick_last_error());
-}
 
 static void test_layernorm_gelu(void) {
     int dims[] = {64, 384, 100, 1024, 37};

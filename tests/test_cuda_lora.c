@@ -16,35 +16,22 @@
 #include <stdlib.h>
 
 #ifdef WICK_HAVE_CUDA
-static uint64_t rs = 0x2545F4914F6CDD1Dull;
-static float rnd(void) {
-    rs ^= rs << 13, rs ^= rs >> 7, rs ^= rs << 17;
-    return (float)((rs >> 11) * (1.0 / 9007199254740992.0)) * 2.f - 1.f;
-}
-static float *rvec(size_t n) {
-    float *p = malloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) p[i] = rnd();
-    return p;
-}
+#define CT_SEED 0x2545F4914F6CDD1Dull
+#include "cuda_t.h"
 
-static wk_backend *G, *R;
+static wk_backend *R; /* the cpu reference */
 
-static void *dev(const void *h, size_t bytes) {
-    void *d = G->alloc(G, bytes);
-    if (d) G->upload(G, d, h, bytes);
-    return d;
-}
 
 /* One lora_seg call with segments of rows[g] rows and ranks rk[g] (0: not adapted), on both backends. */
 static void seg_case(int nseg, const int *rows, const int *rk, int in, int out) {
     int seg[64], n = 0, maxr = 1;
     seg[0] = 0;
     for (int g = 0; g < nseg; g++) seg[g + 1] = (n += rows[g]), maxr = rk[g] > maxr ? rk[g] : maxr;
-    float *x = rvec((size_t)n * in), *y = rvec((size_t)n * out), *hA[64], *hB[64], sc[64];
+    float *x = rvec((size_t)n * in, 1.f), *y = rvec((size_t)n * out, 1.f), *hA[64], *hB[64], sc[64];
     const float *dA[64], *dB[64], *cA[64], *cB[64];
     for (int g = 0; g < nseg; g++) {
-        hA[g] = rk[g] ? rvec((size_t)rk[g] * in) : NULL;
-        hB[g] = rk[g] ? rvec((size_t)out * rk[g]) : NULL;
+        hA[g] = rk[g] ? rvec((size_t)rk[g] * in, 1.f) : NULL;
+        hB[g] = rk[g] ? rvec((size_t)out * rk[g], 1.f) : NULL;
         cA[g] = hA[g], cB[g] = hB[g];
         dA[g] = rk[g] ? dev(hA[g], sizeof(float) * rk[g] * in) : NULL;
         dB[g] = rk[g] ? dev(hB[g], sizeof(float) * out * rk[g]) : NULL;
@@ -84,8 +71,8 @@ static void test_lora_seg(void) {
 
 /* The fused decode ops (matvec with norm / swiglu input and shrink rows; rope_kv) against the reference ops. */
 static void mv_case(int in, int out, int mode, wick_dtype dt, int ra, float scale, int bias) {
-    float *x = rvec(in), *up = rvec(in), *nw = rvec(in), *w = rvec((size_t)out * in), *A = rvec((size_t)(ra ? ra : 1) * in);
-    float *b = rvec(out), *y0 = rvec(out), *y = malloc(sizeof(float) * out), *xs = malloc(sizeof(float) * in);
+    float *x = rvec(in, 1.f), *up = rvec(in, 1.f), *nw = rvec(in, 1.f), *w = rvec((size_t)out * in, 1.f), *A = rvec((size_t)(ra ? ra : 1) * in, 1.f);
+    float *b = rvec(out, 1.f), *y0 = rvec(out, 1.f), *y = malloc(sizeof(float) * out), *xs = malloc(sizeof(float) * in);
     float *t = malloc(sizeof(float) * (ra ? ra : 1));
     uint16_t *wh = malloc(2 * (size_t)out * in);
     for (size_t i = 0; i < (size_t)out * in; i++) wh[i] = wk_f32_to_bf16(w[i]);
@@ -117,8 +104,8 @@ static void mv_case(int in, int out, int mode, wick_dtype dt, int ra, float scal
 
 static void rope_kv_case(int H, int Hk, int D, int norm, int ra) {
     int cap = 40, p = 29, Q = (H + 2 * Hk) * D;
-    float *qkv = rvec(Q), *qn = rvec(D), *kn = rvec(D), *inv = malloc(sizeof(float) * D / 2);
-    float *B = rvec((size_t)Q * (ra ? ra : 1)), *t = rvec(ra ? ra : 1);
+    float *qkv = rvec(Q, 1.f), *qn = rvec(D, 1.f), *kn = rvec(D, 1.f), *inv = malloc(sizeof(float) * D / 2);
+    float *B = rvec((size_t)Q * (ra ? ra : 1), 1.f), *t = rvec(ra ? ra : 1, 1.f);
     for (int j = 0; j < D / 2; j++) inv[j] = powf(10000.f, -2.f * j / D);
     size_t kvn = (size_t)Hk * cap * D;
     float *kc = calloc(kvn, 4), *vc = calloc(kvn, 4);

@@ -19,33 +19,8 @@
 #include <stdlib.h>
 
 #ifdef WICK_HAVE_CUDA
-static wk_backend *G;
-static uint64_t rs_ = 0x9E3779B97F4A7C15ull;
-static float rnd(void) {
-    rs_ ^= rs_ << 13, rs_ ^= rs_ >> 7, rs_ ^= rs_ << 17;
-    return (float)((rs_ >> 11) * (1.0 / 9007199254740992.0)) * 2.f - 1.f;
-}
-static float *rvec(size_t n, float s) {
-    float *p = malloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) p[i] = s * rnd();
-    return p;
-}
-static void *dev(const void *h, size_t bytes) {
-    void *d = G->alloc(G, bytes);
-    if (d) G->upload(G, d, h, bytes);
-    return d;
-}
-/* Downloads n floats into a new host buffer and frees the device copy. */
-static float *host(void *d, size_t n) {
-    float *h = malloc(n * sizeof(float));
-    G->download(G, h, d, n * sizeof(float));
-    G->free(G, d);
-    return h;
-}
-static void no_error(const char *op) {
-    wick_status st = G->check(G);
-    CHECK(st == WICK_OK, "%s: %s", op, wick_last_error());
-}
+#define CT_SEED 0x9E3779B97F4A7C15ull
+#include "cuda_t.h"
 static void cmp(const char *what, const float *got, const float *ref, size_t n, double tol) {
     double e = t_rel_l2(got, ref, n);
     CHECK(e <= tol, "%s: rel L2 %g > %g", what, e, tol);
