@@ -19,11 +19,16 @@ wick_status wk_dp_open(wk_dp *dp, int world, const char *model_dir, const char *
     int gpu = device && strcmp(device, "cpu") != 0;
     dp->world = world, dp->threaded = gpu;
     dp->m[0] = m0, dp->a[0] = a0, dp->t[0] = t0;
-    int devs[WK_DP_MAX];
+    int devs[WK_DP_MAX], first = 0;
     for (int r = 0; r < world; r++) devs[r] = r;
-    if (gpu && strcmp(device, "cuda") != 0 && world > 1)
-        return wk_err(WICK_EINVAL, "data parallel: replicas take GPUs 0..%d; give --device cuda, not '%s'", world - 1,
-                      device);
+    if (gpu && strcmp(device, "cuda") != 0) {
+        if (world > 1)
+            return wk_err(WICK_EINVAL, "data parallel: replicas take GPUs 0..%d; give --device cuda, not '%s'",
+                          world - 1, device);
+        if (sscanf(device, "cuda:%d", &first) != 1 || first < 0)
+            return wk_err(WICK_EINVAL, "data parallel: device '%s': expected cuda or cuda:N", device);
+        devs[0] = first; /* a group of one on the model's own GPU */
+    }
     wick_status cs = gpu ? wk_comm_nccl(world, devs, &dp->comm) : wk_comm_host(world, &dp->comm);
     if (cs) return cs;
     for (int r = 1; r < world; r++) {
