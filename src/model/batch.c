@@ -216,6 +216,7 @@ static wick_status place_logits(wk_backend *be, float *logits, const float *rows
 wick_status wick_session_eval_batch(wick_session *const *ss, const int32_t *ids, int n, float *logits) {
     wick_status st = check_batch(ss, ids, n);
     if (st) return st;
+    if (n == 1) return wick_session_eval(ss[0], ids, 1, logits, 0); /* the session's own step: fused, graphed */
     int V = ss[0]->m->c.vocab;
     wk_backend *be = ss[0]->be;
     size_t need = (sizeof(int) * 2 + sizeof(wick_session *) + sizeof(int32_t) + sizeof(void *) + sizeof(float)) * (size_t)n
