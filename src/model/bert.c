@@ -274,7 +274,10 @@ wick_status wk_bert_load_weights(wick_encoder *e) {
 }
 
 wick_status wk_bert_cpu_fast_bf16(wick_encoder *e) {
-    if (!wk_gemm_bf16_native()) return WICK_OK; /* the exact path would only widen bf16 back: keep f32 */
+    if (!wk_gemm_bf16_native()) { /* the exact path would only widen bf16 back: keep f32 */
+        wk_log(WICK_LOG_INFO, "encoder: this CPU has no AVX512-BF16; --fast-bf16 keeps the exact fp32 path");
+        return WICK_OK;
+    }
     for (int l = 0; l < e->c.n_layers; l++)
         for (int j = 0; j < WK_B_COUNT; j++) {
             wk_mat *w = &e->layers[l].w[j];
