@@ -8,13 +8,22 @@
  * reports its upload (first selection) and switch times. Prints JSON; without a
  * CUDA device it prints {"skipped": ...} and exits 0.
  *
+ * --op-times 1 then times every kernel of one prefill and one decode step (wk_cuda_optime:
+ * kernels queued behind a hold so they run back to back) and prints the tables to stderr,
+ * with the step's wall time beside the kernels' sum.
+ *
  * usage: bench_cuda MODEL_DIR [--prompt P] [--decode N] [--runs R] [--device cuda:N] [--f32 1] [--adapter-rank R]
+ *                   [--op-times 1]
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include "wick.h"
+#include "model/model.h"
+#ifdef WICK_HAVE_CUDA
+#include "backend/cuda/cuda_backend.h"
+#endif
 
 #define ROOFLINE_BYTES_S 4.8e12 /* H200 HBM3e, datasheet */
 
@@ -44,7 +53,7 @@ int main(int argc, char **argv) {
                         "[--adapter-rank R]\n");
         return 2;
     }
-    int P = 2048, N = 256, runs = 3, f32 = 0, rank = 0;
+    int P = 2048, N = 256, runs = 3, f32 = 0, rank = 0, optimes = 0;
     const char *device = "cuda:0";
     for (int i = 2; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--prompt")) P = atoi(argv[i + 1]);
@@ -53,6 +62,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--device")) device = argv[i + 1];
         else if (!strcmp(argv[i], "--f32")) f32 = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--adapter-rank")) rank = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--op-times")) optimes = atoi(argv[i + 1]);
     }
     if (wick_cuda_device_count() == 0) {
         printf("{\"bench\":\"cuda\",\"skipped\":\"no CUDA device in this build or machine\"}\n");
@@ -122,6 +132,26 @@ int main(int argc, char **argv) {
         }
         dec[r] = N / (now() - t0);
     }
+#ifdef WICK_HAVE_CUDA
+    if (optimes) { /* one prefill and one decode step, every kernel timed */
+        wick_session_reset(s);
+        wk_cuda_optime_begin(m->be);
+        wick_session_eval(s, ids, P, logits, 0);
+        fprintf(stderr, "== prefill %d: kernels\n", P);
+        double kp = wk_cuda_optime_end(m->be, stderr);
+        int32_t id = argmax(logits, f.vocab_size);
+        double w = now();
+        wick_session_eval(s, &id, 1, logits, 0); /* graphed step, wall time */
+        w = now() - w;
+        id = argmax(logits, f.vocab_size);
+        wk_cuda_optime_begin(m->be);
+        wick_session_eval(s, &id, 1, logits, 0);
+        fprintf(stderr, "== decode step at %d (adapter rank %d): kernels\n", P + 1, rank);
+        double kd = wk_cuda_optime_end(m->be, stderr);
+        fprintf(stderr, "== prefill kernels %.3f ms; decode kernels %.3f ms, graphed step wall %.3f ms\n", 1e3 * kp,
+                1e3 * kd, 1e3 * w);
+    }
+#endif
     qsort(pre, (size_t)runs, sizeof(double), cmp_d);
     qsort(dec, (size_t)runs, sizeof(double), cmp_d);
     double bytes = (double)f.weight_bytes, dmed = dec[runs / 2];

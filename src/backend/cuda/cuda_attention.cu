@@ -50,11 +50,7 @@ __global__ void k_attn_split(float *part, const float *q, const float *k, const 
     int row = blockIdx.x, sp = blockIdx.y, i = row / H, h = row % H, kh = h / grp;
     int j0 = sp * SPLIT, j1 = min(j0 + SPLIT, pos0 + i + 1);
     float *pp = part + ((size_t)row * nsplit + sp) * (D + 2);
-    if (j0 >= j1) { /* no keys for this row in this span (later rows of the chunk see more) */
-        for (int d = threadIdx.x; d < D; d += blockDim.x) pp[d] = 0.f;
-        if (threadIdx.x == 0) pp[D] = -INFINITY, pp[D + 1] = 0.f;
-        return;
-    }
+    if (j0 >= j1) return; /* no keys for this row in this span: the merge stops before it */
     for (int d = threadIdx.x; d < D; d += blockDim.x) qs[d] = q[(size_t)row * D + d];
     __syncthreads();
     const float *kb = k + (size_t)kh * cap * D, *vb = v + (size_t)kh * cap * D;
@@ -92,10 +88,13 @@ __global__ void k_attn_split(float *part, const float *q, const float *k, const 
     if (threadIdx.x == 0) pp[D] = mx, pp[D + 1] = sum;
 }
 
-/* out[row, :] = Σ_sp o_sp·exp(m_sp - M) / Σ_sp l_sp·exp(m_sp - M). */
-__global__ void k_attn_merge(float *out, const float *part, int D, int nsplit) {
+/* out[row, :] = Σ_sp o_sp·exp(m_sp - M) / Σ_sp l_sp·exp(m_sp - M), over the spans that hold
+ * keys of query row i = row / H (the grid may cover the whole cache: see k_attn_split). */
+__global__ void k_attn_merge(float *out, const float *part, int D, int nsplit, int pos0, const int32_t *pos, int H) {
     int row = blockIdx.x;
     const float *pr = part + (size_t)row * nsplit * (D + 2);
+    if (pos) pos0 = pos[0];
+    nsplit = min(nsplit, (pos0 + row / H + SPLIT) / SPLIT);
     float M = -INFINITY, L = 0.f;
     for (int s = 0; s < nsplit; s++) M = fmaxf(M, pr[(size_t)s * (D + 2) + D]);
     for (int s = 0; s < nsplit; s++) L += pr[(size_t)s * (D + 2) + D + 1] * expf(pr[(size_t)s * (D + 2) + D] - M);
@@ -116,7 +115,7 @@ static void attention_decode(wkc_backend *b, float *out, const float *q, const f
     k_attn_split<<<dim3((unsigned)rows, nsplit), ATT_THREADS, smem, b->st>>>(part, q, k, v, pos0, pos, H, H / Hk, D,
                                                                             cap, scale, nsplit);
     wkc_launched(b, "attention (split)");
-    k_attn_merge<<<(unsigned)rows, D < 128 ? D : 128, 0, b->st>>>(out, part, D, nsplit);
+    k_attn_merge<<<(unsigned)rows, D < 128 ? D : 128, 0, b->st>>>(out, part, D, nsplit, pos0, pos, H);
     wkc_launched(b, "attention (merge)");
 }
 
@@ -196,10 +195,12 @@ static int batched(wkc_backend *b, cublasOperation_t opa, int m, int n, int k, f
                    int ldb, float **C, int ldc, int batch, const char *what) {
     float zero = 0.f;
     cublasComputeType_t ct = b->tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
-    return wkc_blas_fail(b, cublasGemmBatchedEx(b->blas, opa, CUBLAS_OP_N, m, n, k, &alpha, (const void *const *)A,
+    int bad = wkc_blas_fail(b, cublasGemmBatchedEx(b->blas, opa, CUBLAS_OP_N, m, n, k, &alpha, (const void *const *)A,
                                                 CUDA_R_32F, lda, (const void *const *)B, CUDA_R_32F, ldb, &zero,
                                                 (void *const *)C, CUDA_R_32F, ldc, batch, ct, CUBLAS_GEMM_DEFAULT),
                          what);
+    wkc_launched(b, what);
+    return bad;
 }
 
 static void attention_prefill(wkc_backend *b, float *out, const float *q, const float *k, const float *v, int n,

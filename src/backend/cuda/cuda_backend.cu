@@ -10,6 +10,8 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 #define WKC_MAX_DEVICES 64
 
@@ -34,7 +36,13 @@ int wkc_blas_fail(wkc_backend *b, cublasStatus_t s, const char *what) {
     return 1;
 }
 
-void wkc_launched(wkc_backend *b, const char *kernel) { wkc_cuda_fail(b, cudaGetLastError(), kernel); }
+static void optime_mark(wkc_backend *b, const char *kernel);
+
+void wkc_launched(wkc_backend *b, const char *kernel) {
+    wkc_cuda_fail(b, cudaGetLastError(), kernel);
+    if (b->opt) optime_mark(b, kernel);
+    b->optag = 0;
+}
 
 void wkc_use(wkc_backend *b) {
     b->cast_x = NULL;
@@ -146,10 +154,38 @@ void wk_cuda_mem_stats(wk_backend *be, size_t *in_use, size_t *cached) {
 
 /* ------------------------------------------------------------- copies */
 
+#define WKC_UP_SLOTS 16
+#define WKC_UP_SLOT ((size_t)16 << 10)
+
+/* Small uploads (a step's positions and ids) are staged through a ring of page-locked
+ * slots, so the copy is truly asynchronous (a pageable one waits for the stream); a slot
+ * is reused once its previous copy has completed. Large ones copy from pageable memory. */
 static void c_upload(wk_backend *be, void *dst, const void *src, size_t bytes) {
     wkc_backend *b = wkc(be);
     wkc_use(b);
-    wkc_cuda_fail(b, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, b->st), "upload");
+    if (bytes <= WKC_UP_SLOT && !b->up_ring) {
+        if (cudaMallocHost(&b->up_ring, WKC_UP_SLOTS * WKC_UP_SLOT) != cudaSuccess) b->up_ring = NULL, cudaGetLastError();
+        for (int i = 0; i < WKC_UP_SLOTS && b->up_ring; i++)
+            if (cudaEventCreateWithFlags(&b->up_ev[i], cudaEventDisableTiming) != cudaSuccess) {
+                cudaGetLastError();
+                while (i-- > 0) cudaEventDestroy(b->up_ev[i]);
+                cudaFreeHost(b->up_ring);
+                b->up_ring = NULL;
+            }
+    }
+    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    cudaStreamIsCapturing(b->st, &cs);
+    if (bytes > WKC_UP_SLOT || !b->up_ring || cs != cudaStreamCaptureStatusNone) {
+        wkc_cuda_fail(b, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, b->st), "upload");
+        return;
+    }
+    int i = b->up_next;
+    b->up_next = (i + 1) % WKC_UP_SLOTS;
+    unsigned char *slot = b->up_ring + (size_t)i * WKC_UP_SLOT;
+    wkc_cuda_fail(b, cudaEventSynchronize(b->up_ev[i]), "upload (staging slot)");
+    memcpy(slot, src, bytes);
+    wkc_cuda_fail(b, cudaMemcpyAsync(dst, slot, bytes, cudaMemcpyHostToDevice, b->st), "upload");
+    wkc_cuda_fail(b, cudaEventRecord(b->up_ev[i], b->st), "upload (event)");
 }
 
 /* Large downloads go through a grow-only page-locked buffer (DMA at full speed, then one memcpy). */
@@ -193,7 +229,7 @@ struct wkc_graph {
 
 static void *c_graph_capture(wk_backend *be, void (*fn)(void *ctx), void *ctx) {
     wkc_backend *b = wkc(be);
-    if (b->no_graphs || b->err) return NULL;
+    if (b->no_graphs || b->err || b->opt) return NULL;
     wkc_use(b);
     unsigned epoch = b->scr_epoch;
     if (cudaStreamBeginCapture(b->st, cudaStreamCaptureModeRelaxed) != cudaSuccess) {
@@ -229,7 +265,7 @@ static void *c_graph_capture(wk_backend *be, void (*fn)(void *ctx), void *ctx) {
 static int c_graph_replay(wk_backend *be, void *graph) {
     wkc_backend *b = wkc(be);
     wkc_graph *g = (wkc_graph *)graph;
-    if (g->epoch != b->scr_epoch) return -1;
+    if (g->epoch != b->scr_epoch || b->opt) return -1;
     wkc_use(b);
     return wkc_cuda_fail(b, cudaGraphLaunch(g->exec, b->st), "graph launch") ? -1 : 0;
 }
@@ -240,6 +276,99 @@ static void c_graph_free(wk_backend *be, void *graph) {
     wkc_use(wkc(be));
     cudaGraphExecDestroy(g->exec);
     wk_free(g);
+}
+
+/* ------------------------------------------------------------- op timing */
+
+#define WKC_OPT_MAX 8192
+
+struct wkc_optime {
+    volatile int *flag; /* host-mapped: the hold kernel spins until it is set */
+    pthread_t releaser;
+    cudaEvent_t ev[WKC_OPT_MAX + 1];
+    const char *name[WKC_OPT_MAX];
+    int tag[WKC_OPT_MAX];
+    int n;
+};
+
+__global__ void k_hold(volatile int *flag) {
+    while (*flag == 0) __nanosleep(1000);
+}
+
+static void *optime_release(void *arg) {
+    struct timespec ts = {0, 200 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    *((wkc_optime *)arg)->flag = 1;
+    return NULL;
+}
+
+static void optime_mark(wkc_backend *b, const char *kernel) {
+    wkc_optime *o = b->opt;
+    if (o->n >= WKC_OPT_MAX) return;
+    o->name[o->n] = kernel;
+    o->tag[o->n] = b->optag;
+    cudaEventRecord(o->ev[o->n + 1], b->st);
+    o->n++;
+}
+
+extern "C" void wk_cuda_optime_begin(wk_backend *be) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    if (b->opt) return;
+    wkc_optime *o = (wkc_optime *)wk_calloc(sizeof *o, "op timing");
+    if (!o) return;
+    int *flag = NULL;
+    if (cudaHostAlloc(&flag, sizeof(int), cudaHostAllocMapped) != cudaSuccess) {
+        cudaGetLastError();
+        wk_free(o);
+        return;
+    }
+    *flag = 0;
+    o->flag = flag;
+    for (int i = 0; i <= WKC_OPT_MAX; i++) cudaEventCreate(&o->ev[i]);
+    cudaStreamSynchronize(b->st);
+    int *dflag = NULL;
+    cudaHostGetDevicePointer(&dflag, flag, 0);
+    k_hold<<<1, 1, 0, b->st>>>(dflag);
+    cudaEventRecord(o->ev[0], b->st);
+    pthread_create(&o->releaser, NULL, optime_release, o);
+    b->opt = o;
+}
+
+extern "C" double wk_cuda_optime_end(wk_backend *be, FILE *out) {
+    wkc_backend *b = wkc(be);
+    wkc_optime *o = b->opt;
+    if (!o) return -1;
+    b->opt = NULL;
+    pthread_join(o->releaser, NULL);
+    cudaStreamSynchronize(b->st);
+    double total = 0;
+    /* aggregate by (name, tag), in order of first appearance */
+    int *first = (int *)wk_calloc(sizeof(int) * (o->n + 1), "op timing"), nu = 0;
+    double *us = (double *)wk_calloc(sizeof(double) * (o->n + 1), "op timing");
+    int *cnt = (int *)wk_calloc(sizeof(int) * (o->n + 1), "op timing");
+    for (int i = 0; first && us && cnt && i < o->n; i++) {
+        float ms = 0;
+        cudaEventElapsedTime(&ms, o->ev[i], o->ev[i + 1]);
+        total += ms * 1e-3;
+        int j = 0;
+        while (j < nu && !(o->tag[first[j]] == o->tag[i] && !strcmp(o->name[first[j]], o->name[i]))) j++;
+        if (j == nu) first[nu++] = i;
+        us[j] += ms * 1e3, cnt[j]++;
+    }
+    if (out && o->n) {
+        fprintf(out, "%-14s %8s %6s %10s %8s\n", "op", "rows", "count", "total_us", "each_us");
+        for (int j = 0; j < nu; j++)
+            fprintf(out, "%-14s %8d %6d %10.1f %8.2f\n", o->name[first[j]], o->tag[first[j]], cnt[j], us[j], us[j] / cnt[j]);
+        fprintf(out, "%-14s %8s %6d %10.1f\n", "total", "", o->n, total * 1e6);
+    }
+    wk_free(first), wk_free(us), wk_free(cnt);
+    for (int i = 0; i <= WKC_OPT_MAX; i++) cudaEventDestroy(o->ev[i]);
+    cudaFreeHost((void *)o->flag);
+    int n = o->n;
+    wk_free(o);
+    cudaGetLastError();
+    return n ? total : -1;
 }
 
 /* ------------------------------------------------------------- creation */

@@ -13,6 +13,7 @@
 #ifndef WK_CUDA_BACKEND_H
 #define WK_CUDA_BACKEND_H
 #include "backend/backend.h"
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -32,6 +33,15 @@ int wk_cuda_device_count(void);
 
 /* Device memory the backend's allocator holds: in use and cached for reuse (bytes). */
 void wk_cuda_mem_stats(wk_backend *be, size_t *in_use, size_t *cached);
+
+/* Op timing, for explaining a decode step: between begin and end every kernel the
+ * backend launches is queued behind a kernel that holds the stream (released by a host
+ * thread after 200 ms), with an event after each, so the kernels then run back to back as
+ * in a graph and each one's device time is the gap to the previous event. Graphs are not
+ * used meanwhile. end waits, prints a table (op, rows, count, total µs) to `out`, and
+ * returns the summed device time in seconds (-1 when nothing was recorded). */
+void wk_cuda_optime_begin(wk_backend *be);
+double wk_cuda_optime_end(wk_backend *be, FILE *out);
 
 #ifdef __cplusplus
 }

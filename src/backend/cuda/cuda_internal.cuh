@@ -39,6 +39,11 @@ struct wkc_backend {
     size_t cast_n;            /* ... their count, and type; cast_x is cleared by every other op */
     int cast_dt;
     int no_graphs;            /* set after a capture failed: ops run directly from then on */
+    unsigned char *up_ring;   /* page-locked staging for small uploads (WKC_UP_SLOTS slots) ... */
+    cudaEvent_t up_ev[16];    /* ... each slot's copy, waited for before the slot is reused */
+    int up_next;
+    struct wkc_optime *opt;   /* non-NULL while wk_cuda_optime is recording (op timing) */
+    int optag;                /* a number the next launch is recorded with (matvec: its rows) */
     wick_status err;          /* first recorded error since the last check() */
     char errmsg[512];
 };
@@ -49,7 +54,7 @@ static inline wkc_backend *wkc(wk_backend *be) { return (wkc_backend *)be; }
 int wkc_cuda_fail(wkc_backend *b, cudaError_t e, const char *what);
 /* Records a cuBLAS failure; returns 1 when s is an error. */
 int wkc_blas_fail(wkc_backend *b, cublasStatus_t s, const char *what);
-/* Checks the last launch. */
+/* Checks the last launch (and, while op timing records, marks its end). */
 void wkc_launched(wkc_backend *b, const char *kernel);
 /* Makes the backend's device current for this thread; every op calls it first (it also
  * forgets the cached 16-bit activations, which any op but a matmul may overwrite). */

@@ -187,6 +187,8 @@ static void gemm(wkc_backend *b, float *y, const float *x, const wk_mat *W, int 
     if (W->dt == WICK_DT_F32) {
         wkc_blas_fail(b, cublasSgemm(b->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one, (const float *)W->w, in, x, in,
                                      &beta, y, out), "sgemm");
+        b->optag = out;
+        wkc_launched(b, "sgemm");
         return;
     }
     size_t cnt = (size_t)n * in;
@@ -204,6 +206,8 @@ static void gemm(wkc_backend *b, float *y, const float *x, const wk_mat *W, int 
     wkc_blas_fail(b, cublasGemmEx(b->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one, W->w, t, in, xh, t, in, &beta, y,
                                   CUDA_R_32F, out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                   "gemm (16-bit weights)");
+    b->optag = out;
+    wkc_launched(b, "gemm16");
 }
 
 void wkc_matmul(wk_backend *be, float *y, const float *x, const wk_mat *W, const float *bias, int n, int acc) {
@@ -240,6 +244,8 @@ void wkc_matmul_f32(wk_backend *be, float *y, const float *x, const float *B, in
     wkc_use(b);
     float beta = acc ? 1.f : 0.f;
     wkc_blas_fail(b, cublasSgemm(b->blas, CUBLAS_OP_T, CUBLAS_OP_N, k, n, m, &s, B, m, x, m, &beta, y, k), "matmul_f32");
+    b->optag = k;
+    wkc_launched(b, "matmul_f32");
 }
 
 /* ------------------------------------------------------------- RMSNorm */
@@ -493,6 +499,7 @@ __global__ void k_matvec(float *y, rowin_d r, const T *W, const float *bias, int
 template <typename T, int MODE>
 static void launch_mv(wkc_backend *b, float *y, const rowin_d &r, const T *W, const float *bias, int in, int out, int acc) {
     int rows = out + (r.A ? r.ra : 0);
+    b->optag = rows;
     if (in >= GEMV_LONG_ROW && rows <= GEMV_LONG_MAX_OUT) k_matvec<T, MODE, 8><<<rows, 256, 0, b->st>>>(y, r, W, bias, in, out, acc);
     else k_matvec<T, MODE, 1><<<(rows + 7) / 8, 256, 0, b->st>>>(y, r, W, bias, in, out, acc);
 }
