@@ -130,8 +130,9 @@ static void residual_linear(wick_session *s, const float *in, int l, wk_proj p, 
 
 /* The fused decode step (one row): a backend with matvec/rope_kv, q/k/v and gate/up
  * uploaded as groups, and (with an adapter) its grouped device layout. Per layer:
- * norm+qkv(+shrink), [expand+]rope+kv store, attention, o(+shrink) into the residual,
- * [o expand], norm+gate|up(+shrink), [expand], swiglu, down(+shrink), [down expand]. */
+ * norm+qkv(+shrink), [expand+]rope+kv store, attention, o(+shrink+expand) into the
+ * residual, norm+gate|up(+shrink), [expand+]swiglu[+down's shrink], down[+expand]: an
+ * adapter adds no launches where the backend has swiglu_lora. */
 static int fused_step(const wick_session *s, const wk_layer *L, int n) {
     return n == 1 && L->qkv.w && L->gate_up.w && s->be->matvec && s->be->rope_kv && (!s->ad || s->adg);
 }
@@ -172,8 +173,8 @@ static void attention_fused(wick_session *s, int l) {
                 c->qk_norm ? L->q_norm : NULL, c->qk_norm ? L->k_norm : NULL, c->rms_eps, gq ? &e : NULL);
     be->attention(be, s->att, s->q, s->kc + lo, s->vc + lo, 1, s->pos, s->posv, H, Hk, D, s->cap, 1.f / sqrtf((float)D));
     in = row_in(s, s->att, H * D, go);
+    if (go) in.pB = go->B, in.ps = s->ad_scale; /* o's expand inside the same launch */
     be->matvec(be, s->x, &in, &L->p[WK_P_O], L->bias[WK_P_O], 1);
-    expand(s, s->x, go, C);
 }
 
 static void mlp_fused(wick_session *s, int l) {
@@ -184,6 +185,14 @@ static void mlp_fused(wick_session *s, int l) {
     wk_rowin in = row_in(s, s->x, c->hidden, gg);
     in.nw = L->mlp_norm, in.eps = c->rms_eps;
     s->be->matvec(s->be, s->g, &in, &L->gate_up, L->gate_up_bias, 0);
+    if ((gg || gd) && s->be->swiglu_lora) { /* expand, swiglu and down's shrink in one launch */
+        wk_expand e = {gg ? gg->B : NULL, s->tmp, gg ? gg->ra : 0, s->ad_scale};
+        int np = s->be->swiglu_lora(s->be, s->g, s->g, F, gg ? &e : NULL, gd ? gd->A : NULL, gd ? gd->ra : 0, s->u);
+        in = (wk_rowin){.x = s->g, .scale = 1.f, .in = F};
+        if (gd) in.eB = gd->B, in.et = s->u, in.era = gd->ra, in.enp = np, in.es = s->ad_scale;
+        s->be->matvec(s->be, s->x, &in, &L->p[WK_P_DOWN], L->bias[WK_P_DOWN], 1); /* + its expand */
+        return;
+    }
     expand(s, s->g, gg, 2 * F);
     /* silu(g)·u once, not inside the product: down's rows are long, and every block of a
      * fused product would recompute all of it (bench_cuda_ops: 18.8 against 6.5 µs at 0.5B) */

@@ -402,6 +402,7 @@ static wkc_backend *create(int device, int fast) {
     if (!fu || strcmp(fu, "0")) {
         b->be.matvec = wkc_matvec;
         b->be.rope_kv = wkc_rope_kv;
+        b->be.swiglu_lora = wkc_swiglu_lora;
     }
     b->be.rmsnorm = wkc_rmsnorm;
     b->be.rope = wkc_rope;
@@ -423,6 +424,14 @@ static wkc_backend *create(int device, int fast) {
     if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&b->st, cudaStreamNonBlocking);
     if (e != cudaSuccess) {
         wk_err(WICK_EIO, "cuda:%d: cannot initialise the device: %s", device, cudaGetErrorString(e));
+        wk_free(b);
+        return NULL;
+    }
+    if (e == cudaSuccess) e = cudaMalloc((void **)&b->ticket, sizeof(unsigned));
+    if (e == cudaSuccess) e = cudaMemset(b->ticket, 0, sizeof(unsigned));
+    if (e != cudaSuccess) {
+        wk_err(WICK_EIO, "cuda:%d: cannot allocate the backend's counter: %s", device, cudaGetErrorString(e));
+        cudaStreamDestroy(b->st);
         wk_free(b);
         return NULL;
     }

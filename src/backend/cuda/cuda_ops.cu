@@ -408,11 +408,9 @@ void wkc_kv_store(wk_backend *be, float *kc, float *vc, const float *k_new, cons
 }
 
 /* ------------------------------------------------ decode-step fusions */
-/* Above this many rows a normed matvec runs the RMSNorm as its own kernel first: bench_cuda_ops
- * on the H200 at qwen2.5-0.5b shapes: q|k|v (1152 rows) 3.0 µs fused against 4.0 separate, but
- * gate|up (9728) 10.0 against 8.6 and the LM head (151936) 116 against 86 µs (each warp of a
- * fused product reloads the norm weights beside x). */
-#define MV_NORM_MAX_ROWS 4096
+/* Above this many rows a normed matvec runs the RMSNorm as its own kernel first (the LM
+ * head: each block stages the normed row, which costs more than one extra launch there). */
+#define MV_NORM_MAX_ROWS 65536
 /* The matvec input row (backend.h: wk_rowin) as a kernel parameter. */
 struct rowin_d {
     const float *x, *nw, *up;
@@ -420,96 +418,191 @@ struct rowin_d {
     const float *A;
     int ra;
     float *t;
+    const float *eB, *et;
+    int era, enp;
+    float es;
+    const float *pB;
+    float ps;
 };
 
-/* x'[k..k+8) before the norm's scalar: MODE 0 x, 1 x * nw (times 1/rms at the end), 2 silu(x) * up
- * (k_swiglu's formula); *ss accumulates Σ x² for MODE 1. */
-template <int MODE>
-__device__ __forceinline__ void xin8(const rowin_d &r, int k, float f[8], float *ss) {
-    ld8(r.x + k, f);
-    if (MODE == 1) {
-        float g[8];
-        ld8(r.nw + k, g);
-#pragma unroll
-        for (int i = 0; i < 8; i++) *ss += f[i] * f[i], f[i] *= g[i];
-    } else if (MODE == 2) {
-        float u[8];
-        ld8(r.up + k, u);
-#pragma unroll
-        for (int i = 0; i < 8; i++) f[i] = f[i] / (1.f + expf(-f[i])) * u[i];
+/* Stages the block's copy of x' in shared memory (STAGE: MODE 0 x, 1 x·nw, 2 silu(x)·up),
+ * sums the expand's partial shrinks into te[era], and returns the norm's 1/rms (MODE 1),
+ * a scalar of the row applied to every dot product at the end; 1 otherwise. */
+template <int MODE, int STAGE>
+__device__ __forceinline__ float stage_row(const rowin_d &r, int in, float *xs, float *te, float *red) {
+    float ss = 0.f;
+    for (int k = threadIdx.x * 4; STAGE && k < in; k += blockDim.x * 4) {
+        float4 v = *(const float4 *)(r.x + k);
+        if (MODE == 1) {
+            float4 w = __ldg((const float4 *)(r.nw + k));
+            ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+            v.x *= w.x, v.y *= w.y, v.z *= w.z, v.w *= w.w;
+        } else if (MODE == 2) {
+            float4 u = *(const float4 *)(r.up + k);
+            v.x = v.x / (1.f + expf(-v.x)) * u.x, v.y = v.y / (1.f + expf(-v.y)) * u.y;
+            v.z = v.z / (1.f + expf(-v.z)) * u.z, v.w = v.w / (1.f + expf(-v.w)) * u.w;
+        }
+        *(float4 *)(xs + k) = v;
     }
+    for (int j = threadIdx.x; r.eB && j < r.era; j += blockDim.x) {
+        float a = 0.f;
+        for (int p = 0; p < r.enp; p++) a += r.et[(size_t)p * r.era + j];
+        te[j] = a;
+    }
+    float inv = 1.f;
+    if (MODE == 1) {
+        ss = warp_sum(ss);
+        if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;
+        __syncthreads();
+        float t = 0.f;
+        for (int i = 0; i < (int)(blockDim.x >> 5); i++) t += red[i];
+        inv = 1.f / sqrtf(t / (float)in + r.eps);
+    }
+    __syncthreads();
+    return inv;
 }
 
-/* Σ_k w[k] x'[k] over this thread's share (thread sub of nsub, 8 elements at a time, 4 weight
- * loads in flight); the thread's Σ x² of the same elements into *ss (MODE 1). */
-template <typename T, int MODE>
-__device__ __forceinline__ float row_dot(const T *w, const rowin_d &r, int in, int sub, int nsub, float *ss) {
-    float s = 0.f;
+/* acc[rr] += Σ_k W[row0+rr, k]·x'[k] over this thread's share (8 elements per lane per
+ * step, U steps of every row in flight); rows past nrows repeat the last row (ignored). */
+template <typename T, int RPW, int U>
+__device__ __forceinline__ void dot_rows(const T *W, int row0, int nrows, int in, const float *xs, int sub, int nsub,
+                                         float acc[RPW]) {
+    const T *w[RPW];
+#pragma unroll
+    for (int rr = 0; rr < RPW; rr++) w[rr] = W + (size_t)min(row0 + rr, nrows - 1) * in;
     int step = nsub * 8;
-    for (int k0 = sub * 8; k0 < in; k0 += step * 4) {
-        float wf[4][8];
+    for (int k0 = sub * 8; k0 < in; k0 += U * step) {
+        float wf[U][RPW][8];
 #pragma unroll
-        for (int u = 0; u < 4; u++)
-            if (k0 + u * step < in) ld8(w + k0 + u * step, wf[u]);
+        for (int u = 0; u < U; u++)
+            if (k0 + u * step < in)
 #pragma unroll
-        for (int u = 0; u < 4; u++) {
+                for (int rr = 0; rr < RPW; rr++) ld8(w[rr] + k0 + u * step, wf[u][rr]);
+#pragma unroll
+        for (int u = 0; u < U; u++) {
             int k = k0 + u * step;
             if (k >= in) break;
-            float xf[8];
-            xin8<MODE>(r, k, xf, ss);
+            float4 a = *(const float4 *)(xs + k), b = *(const float4 *)(xs + k + 4);
+            float xf[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
 #pragma unroll
-            for (int i = 0; i < 8; i++) s += wf[u][i] * xf[i];
+            for (int rr = 0; rr < RPW; rr++)
+#pragma unroll
+                for (int i = 0; i < 8; i++) acc[rr] += wf[u][rr][i] * xf[i];
         }
     }
-    return s;
 }
 
-/* Rows o < out: y[o] (=|+=) scale · x'·W[o] + bias[o]; rows out <= o < out + ra: t[o - out] = x'·A[o - out].
- * WPR warps per row (1: eight rows per 256-thread block; 8: a block per row, for long rows). The
- * RMSNorm's 1/rms is a scalar of the row, applied after the dot product: the threads of a row
- * together see all of x, so Σ x² needs no separate pass. */
-template <typename T, int MODE, int WPR>
-__global__ void k_matvec(float *y, rowin_d r, const T *W, const float *bias, int in, int out, int acc) {
-    __shared__ float red[2][8];
-    int gw = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    int o = blockIdx.x * (8 / WPR) + gw / WPR, sub = (gw % WPR) * 32 + lane;
-    float s = 0.f, ss = 0.f;
-    if (o < out) s = row_dot<T, MODE>(W + (size_t)o * in, r, in, sub, WPR * 32, &ss);
-    else if (o < out + r.ra) s = row_dot<float, MODE>(r.A + (size_t)(o - out) * in, r, in, sub, WPR * 32, &ss);
-    s = warp_sum(s);
-    if (MODE == 1) ss = warp_sum(ss);
+/* y[o] (=|+=) scale · x'·W[o] + bias[o] (+ es · eB[o]·te) for o < out, and the shrink
+ * t[j] = x'·A[j] for j < ra. A block is 8 warps; WPR warps share a group of RPW rows (each
+ * takes a slice of k); groups [0, ceil(out/RPW)) are W rows, the next ones A rows. STAGE:
+ * x' staged in shared memory (needed for MODE 1/2); else read from x in place. */
+/* The block that finishes last (ticket: a device counter at 0, left at 0) adds the expand
+ * of the launch's own shrink: y[o] += ps · pB[o]·t for every o < out. */
+__device__ __forceinline__ void post_expand(float *y, const rowin_d &r, int out, unsigned *ticket) {
+    __shared__ unsigned last;
+    __syncthreads(); /* every warp of the block has written its rows */
+    if (threadIdx.x == 0) {
+        __threadfence();
+        last = atomicAdd(ticket, 1u) == gridDim.x - 1;
+    }
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    extern __shared__ float4 smv[];
+    float *tt = (float *)smv; /* the row staging is no longer needed */
+    for (int j = threadIdx.x; j < r.ra; j += blockDim.x) tt[j] = ((volatile float *)r.t)[j];
+    __syncthreads();
+    for (int o = threadIdx.x; o < out; o += blockDim.x) {
+        const float *b = r.pB + (size_t)o * r.ra;
+        float e = 0.f;
+        for (int j = 0; j < r.ra; j++) e += b[j] * tt[j];
+        ((volatile float *)y)[o] = ((volatile float *)y)[o] + r.ps * e;
+    }
+    if (threadIdx.x == 0) *ticket = 0;
+}
+
+template <typename T, int MODE, int STAGE, int RPW, int WPR>
+__global__ void __launch_bounds__(256) k_matvec(float *y, rowin_d r, const T *W, const float *bias, int in, int out,
+                                                int acc, unsigned *ticket) {
+    extern __shared__ float4 smv[];
+    __shared__ float red[8];
+    __shared__ float part[8][RPW];
+    float *xs = STAGE ? (float *)smv : (float *)r.x, *te = (float *)smv + (STAGE ? in : 0);
+    float inv = stage_row<MODE, STAGE>(r, in, xs, te, red);
+    int gw = threadIdx.x >> 5, lane = threadIdx.x & 31, sub = gw % WPR;
+    int unit = blockIdx.x * (8 / WPR) + gw / WPR, wunits = (out + RPW - 1) / RPW;
+    int isA = unit >= wunits, row0 = (isA ? unit - wunits : unit) * RPW, nrows = isA ? r.ra : out;
+    float a[RPW];
+#pragma unroll
+    for (int rr = 0; rr < RPW; rr++) a[rr] = 0.f;
+    if (row0 < nrows) {
+        if (isA) dot_rows<float, RPW, 4 / RPW>(r.A, row0, nrows, in, xs, sub * 32 + lane, WPR * 32, a);
+        else dot_rows<T, RPW, 4 / RPW>(W, row0, nrows, in, xs, sub * 32 + lane, WPR * 32, a);
+    }
+#pragma unroll
+    for (int rr = 0; rr < RPW; rr++) a[rr] = warp_sum(a[rr]);
     if (WPR > 1) {
-        if (lane == 0) red[0][gw] = s, red[1][gw] = ss;
+        if (lane == 0)
+#pragma unroll
+            for (int rr = 0; rr < RPW; rr++) part[gw][rr] = a[rr];
         __syncthreads();
-        if (threadIdx.x != 0) return;
-        s = ss = 0.f;
-        for (int i = 0; i < WPR; i++) s += red[0][i], ss += red[1][i];
-    } else if (lane != 0) {
-        return;
+#pragma unroll
+        for (int rr = 0; rr < RPW; rr++) {
+            a[rr] = 0.f;
+            for (int i = 0; i < WPR; i++) a[rr] += part[gw - sub + i][rr];
+        }
     }
-    if (MODE == 1) s *= 1.f / sqrtf(ss / (float)in + r.eps);
-    if (o < out) {
-        float v = r.scale * s + (bias ? bias[o] : 0.f);
-        y[o] = acc ? y[o] + v : v;
-    } else if (o < out + r.ra) {
-        r.t[o - out] = s;
+#pragma unroll
+    for (int rr = 0; rr < RPW; rr++) {
+        int o = row0 + rr;
+        if (o >= nrows || sub != 0) break;
+        if (isA) {
+            if (lane == 0) r.t[o] = a[rr] * inv;
+            continue;
+        }
+        float e = 0.f;
+        for (int j = lane; r.eB && j < r.era; j += 32) e += r.eB[(size_t)o * r.era + j] * te[j];
+        if (r.eB) e = warp_sum(e);
+        if (lane == 0) {
+            float v = r.scale * a[rr] * inv + (bias ? bias[o] : 0.f) + r.es * e;
+            y[o] = acc ? y[o] + v : v;
+        }
     }
+    if (r.pB) post_expand(y, r, out, ticket);
 }
 
-template <typename T, int MODE>
+template <typename T, int MODE, int STAGE, int RPW, int WPR>
+static void launch_mv_cfg(wkc_backend *b, float *y, const rowin_d &r, const T *W, const float *bias, int in, int out,
+                          int acc) {
+    int units = (out + RPW - 1) / RPW + (r.A ? (r.ra + RPW - 1) / RPW : 0), per = 8 / WPR;
+    size_t smem = sizeof(float) * ((STAGE ? (size_t)in : 0) + (r.eB ? (size_t)r.era : 0));
+    if (r.pB && smem < sizeof(float) * (size_t)r.ra) smem = sizeof(float) * (size_t)r.ra;
+    if (smem > 48 * 1024 &&
+        wkc_cuda_fail(b, cudaFuncSetAttribute(k_matvec<T, MODE, STAGE, RPW, WPR>,
+                                              cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem), "matvec (shared memory)"))
+        return;
+    k_matvec<T, MODE, STAGE, RPW, WPR><<<(units + per - 1) / per, 256, smem, b->st>>>(y, r, W, bias, in, out, acc,
+                                                                                   b->ticket);
+}
+
+/* Shapes: long rows with few of them split each row over 4 warps; many rows give each warp
+ * several (the staged row is then shared by more of them); otherwise a warp per row. */
+template <typename T, int MODE, int STAGE>
 static void launch_mv(wkc_backend *b, float *y, const rowin_d &r, const T *W, const float *bias, int in, int out, int acc) {
     int rows = out + (r.A ? r.ra : 0);
     b->optag = rows;
-    if (in >= GEMV_LONG_ROW && rows <= GEMV_LONG_MAX_OUT) k_matvec<T, MODE, 8><<<rows, 256, 0, b->st>>>(y, r, W, bias, in, out, acc);
-    else k_matvec<T, MODE, 1><<<(rows + 7) / 8, 256, 0, b->st>>>(y, r, W, bias, in, out, acc);
+    if (in >= 2048 && rows <= 8192) launch_mv_cfg<T, MODE, STAGE, 1, 4>(b, y, r, W, bias, in, out, acc);
+    else if (rows >= 16384) launch_mv_cfg<T, MODE, STAGE, 4, 1>(b, y, r, W, bias, in, out, acc);
+    else if (rows >= 2048) launch_mv_cfg<T, MODE, STAGE, 2, 1>(b, y, r, W, bias, in, out, acc);
+    else launch_mv_cfg<T, MODE, STAGE, 1, 1>(b, y, r, W, bias, in, out, acc);
 }
 
 template <typename T>
 static void launch_mv_t(wkc_backend *b, int mode, float *y, const rowin_d &r, const T *W, const float *bias, int in,
                         int out, int acc) {
-    if (mode == 1) launch_mv<T, 1>(b, y, r, W, bias, in, out, acc);
-    else if (mode == 2) launch_mv<T, 2>(b, y, r, W, bias, in, out, acc);
-    else launch_mv<T, 0>(b, y, r, W, bias, in, out, acc);
+    if (mode == 1) launch_mv<T, 1, 1>(b, y, r, W, bias, in, out, acc);
+    else if (mode == 2) launch_mv<T, 2, 1>(b, y, r, W, bias, in, out, acc);
+    else launch_mv<T, 0, 0>(b, y, r, W, bias, in, out, acc);
 }
 
 static int al16(const void *p) { return ((uintptr_t)p % 16) == 0; }
@@ -531,6 +624,11 @@ static void matvec_unfused(wkc_backend *b, float *y, const wk_rowin *in, const w
         b->err = WICK_EUNSUPPORTED;
         snprintf(b->errmsg, sizeof b->errmsg, "cuda:%d: matvec: a scaled product needs f32 weights and no bias", b->device);
     }
+    if (in->pB && in->A && acc) wkc_matmul_f32(&b->be, y, in->t, in->pB, 1, in->ra, W->rows, in->ps, 1);
+    if (in->eB && !b->err) {
+        b->err = WICK_EUNSUPPORTED;
+        snprintf(b->errmsg, sizeof b->errmsg, "cuda:%d: matvec: a fused expand needs 16-byte aligned rows", b->device);
+    }
 }
 
 void wkc_matvec(wk_backend *be, float *y, const wk_rowin *in, const wk_mat *W, const float *bias, int acc) {
@@ -542,9 +640,18 @@ void wkc_matvec(wk_backend *be, float *y, const wk_rowin *in, const wk_mat *W, c
         matvec_unfused(b, y, in, W, bias, acc);
         return;
     }
-    rowin_d r = {in->x, in->nw, in->up, in->eps, in->scale, in->A, in->A ? in->ra : 0, in->t};
+    if (in->pB && (!in->A || !acc)) {
+        if (!b->err) {
+            b->err = WICK_EINVAL;
+            snprintf(b->errmsg, sizeof b->errmsg, "cuda:%d: matvec: an expand after the shrink needs A and acc", b->device);
+        }
+        return;
+    }
+    rowin_d r = {in->x, in->nw, in->up, in->eps, in->scale, in->A, in->A ? in->ra : 0, in->t,
+                 in->eB, in->eB ? in->et : NULL, in->eB ? in->era : 0, in->eB ? in->enp : 0, in->es,
+                 in->pB, in->ps};
     int mode = in->nw ? 1 : in->up ? 2 : 0;
-    if (mode == 1 && W->rows > MV_NORM_MAX_ROWS) { /* many rows: normalise once (every warp would reload nw) */
+    if (mode == 1 && W->rows > MV_NORM_MAX_ROWS) { /* many rows: normalise once (every block would stage it) */
         float *t = (float *)wkc_scratch(b, WKC_SCR_ROW, sizeof(float) * (size_t)in->in);
         if (!t) return;
         wkc_rmsnorm(be, t, in->x, in->nw, 1, in->in, in->eps);
@@ -630,4 +737,51 @@ void wkc_rope_kv(wk_backend *be, float *q, float *k, float *v, float *kc, float 
     expand_d ed = {e ? e->B : NULL, e ? e->t : NULL, e ? e->ra : 0, e ? e->s : 0.f};
     k_rope_kv<<<H + Hk, 32 * ((D + 31) / 32), 0, b->st>>>(q, k, v, kc, vc, pos, H, Hk, D, cap, inv_freq, qn, kn, eps, ed);
     wkc_launched(b, "rope_kv");
+}
+
+/* ---------------------------------------------- MLP middle with an adapter */
+#define SWL_CHUNK 128 /* h elements per block (at most WK_TPART_MAX blocks) */
+
+/* Block b: h[i] = silu(g'[i])·u'[i] for its chunk [b·chunk, (b+1)·chunk) of F (the expand of
+ * [g|u] first, from te in shared memory), then tpart[b, j] = Σ_{i in chunk} A[j, i]·h[i]. */
+__global__ void k_swiglu_lora(float *h, const float *gu, int F, expand_d e, const float *A, int ra, float *tpart,
+                              int chunk) {
+    extern __shared__ float4 sw4[];
+    float *te = (float *)sw4, *hv = te + ((e.ra + 3) & ~3);
+    for (int j = threadIdx.x; e.B && j < e.ra; j += blockDim.x) te[j] = e.t[j];
+    __syncthreads();
+    expand_d es = e;
+    es.t = te;
+    int i0 = blockIdx.x * chunk, i1 = min(F, i0 + chunk);
+    for (int i = i0 + threadIdx.x; i < i1; i += blockDim.x) {
+        float g = gu[i], u = gu[(size_t)F + i];
+        if (e.B) g += expand_row(es, i), u += expand_row(es, F + i);
+        float v = g / (1.f + expf(-g)) * u;
+        h[i] = v;
+        hv[i - i0] = v;
+    }
+    if (!A) return;
+    __syncthreads();
+    int w = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    for (int j = w; j < ra; j += blockDim.x >> 5) {
+        float a = 0.f;
+        for (int i = i0 + lane; i < i1; i += 32) a += A[(size_t)j * F + i] * hv[i - i0];
+        a = warp_sum(a);
+        if (lane == 0) tpart[(size_t)blockIdx.x * ra + j] = a;
+    }
+}
+
+int wkc_swiglu_lora(wk_backend *be, float *h, const float *gu, int F, const wk_expand *e, const float *A, int ra,
+                    float *tpart) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    int np = (F + SWL_CHUNK - 1) / SWL_CHUNK;
+    if (np > WK_TPART_MAX) np = WK_TPART_MAX;
+    int chunk = (F + np - 1) / np;
+    np = (F + chunk - 1) / chunk;
+    expand_d ed = {e ? e->B : NULL, e ? e->t : NULL, e ? e->ra : 0, e ? e->s : 0.f};
+    size_t smem = sizeof(float) * ((size_t)((ed.ra + 3) & ~3) + (size_t)chunk);
+    k_swiglu_lora<<<np, 256, smem, b->st>>>(h, gu, F, ed, A, A ? ra : 0, tpart, chunk);
+    wkc_launched(b, "swiglu_lora");
+    return A ? np : 0;
 }
