@@ -35,7 +35,7 @@ static void run_case(void *arg) {
     op_case *c = arg;
     for (int i = 0; i < REPS; i++) {
         wk_rowin in = {.x = c->x, .scale = 1.f, .in = c->W.cols, .A = c->A, .ra = c->ra, .t = c->t};
-        wk_expand e = {c->B, c->t, c->ra, 1.f};
+        wk_expand e = {.B = c->B, .t = c->t, .ra = c->ra, .s = 1.f};
         switch (c->kind) {
         case 0: G->matvec(G, c->y, &in, &c->W, NULL, 0); break;                                  /* plain */
         case 1: in.nw = c->nw, in.eps = 1e-6f, G->matvec(G, c->y, &in, &c->W, NULL, 0); break;     /* norm */

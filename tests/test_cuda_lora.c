@@ -121,15 +121,19 @@ static void mv_case(int in, int out, int mode, wick_dtype dt, int ra, float scal
 }
 
 /* swiglu_lora against the reference ops: [g|u] += s·t·Bᵀ, h = silu(g)·u, Σ_p tpart[p] = h·Aᵀ. */
-static void swl_case(int F, int rg, int rd) {
+static void swl_case(int F, int rg, int rd, int blk) {
     float *gu = rvec(2 * (size_t)F, 1.f), *B = rvec(2 * (size_t)F * (rg ? rg : 1), 1.f), *t = rvec(rg ? rg : 1, 1.f);
+    for (size_t o = 0; o < 2 * (size_t)F && blk; o++) /* block-diagonal: gate rows use the first half */
+        for (int j = 0; j < rg; j++)
+            if ((o < (size_t)F) != (j < rg / 2)) B[o * rg + j] = 0.f;
     float *A = rvec((size_t)(rd ? rd : 1) * F, 1.f), *h = malloc(4 * (size_t)F), *th = malloc(4 * (size_t)(rd ? rd : 1));
     float *dgu = dev(gu, 8 * (size_t)F), *dB = dev(B, 8 * (size_t)F * (rg ? rg : 1)), *dt = dev(t, 4 * (rg ? rg : 1));
     float *dA = dev(A, 4 * (size_t)(rd ? rd : 1) * F), *dtp = G->alloc(G, 4 * (size_t)WK_TPART_MAX * (rd ? rd : 1));
     if (rg) R->matmul_f32(R, gu, t, B, 1, rg, 2 * F, 0.6f, 1);
     R->swiglu(R, h, gu, gu + F, (size_t)F);
     if (rd) R->matmul_f32(R, th, h, A, 1, F, rd, 1.f, 0);
-    wk_expand e = {dB, dt, rg, 0.6f};
+    wk_expand e = {.B = dB, .t = dt, .ra = rg, .s = 0.6f};
+    if (blk) e.nblk = 2, e.brows[0] = e.brows[1] = F, e.bcols[0] = rg / 2, e.bcols[1] = rg - rg / 2;
     int np = G->swiglu_lora(G, dgu, dgu, F, rg ? &e : NULL, rd ? dA : NULL, rd, dtp);
     float *gh = malloc(4 * (size_t)F), *gp = malloc(4 * (size_t)WK_TPART_MAX * (rd ? rd : 1)), *gt = calloc(rd ? rd : 1, 4);
     G->download(G, gh, dgu, 4 * (size_t)F);
@@ -139,15 +143,22 @@ static void swl_case(int F, int rg, int rd) {
     for (int p = 0; p < np && rd; p++)
         for (int j = 0; j < rd; j++) gt[j] += gp[(size_t)p * rd + j];
     double eh = t_rel_l2(gh, h, F), ed = rd ? t_rel_l2(gt, th, rd) : 0;
-    CHECK(eh <= 1e-5 && ed <= 1e-5, "swiglu_lora F=%d rg=%d rd=%d: h rel L2 %g, shrink %g", F, rg, rd, eh, ed);
+    CHECK(eh <= 1e-5 && ed <= 1e-5, "swiglu_lora F=%d rg=%d rd=%d blk=%d: h rel L2 %g, shrink %g", F, rg, rd, blk, eh, ed);
     G->free(G, dgu), G->free(G, dB), G->free(G, dt), G->free(G, dA), G->free(G, dtp);
     free(gu), free(B), free(t), free(A), free(h), free(th), free(gh), free(gp), free(gt);
 }
 
-static void rope_kv_case(int H, int Hk, int D, int norm, int ra) {
+/* blk: B block-diagonal over q | k | v rows with ranks ra/2, ra/4 and the rest. */
+static void rope_kv_case(int H, int Hk, int D, int norm, int ra, int blk) {
     int cap = 40, p = 29, Q = (H + 2 * Hk) * D;
     float *qkv = rvec(Q, 1.f), *qn = rvec(D, 1.f), *kn = rvec(D, 1.f), *inv = malloc(sizeof(float) * D / 2);
     float *B = rvec((size_t)Q * (ra ? ra : 1), 1.f), *t = rvec(ra ? ra : 1, 1.f);
+    int rows[3] = {H * D, Hk * D, Hk * D}, cols[3] = {ra / 2, ra / 4, ra - ra / 2 - ra / 4};
+    for (int o = 0, b = 0, r0 = 0, c0 = 0; o < Q && blk; o++) {
+        if (o >= r0 + rows[b]) r0 += rows[b], c0 += cols[b], b++;
+        for (int j = 0; j < ra; j++)
+            if (j < c0 || j >= c0 + cols[b]) B[(size_t)o * ra + j] = 0.f;
+    }
     for (int j = 0; j < D / 2; j++) inv[j] = powf(10000.f, -2.f * j / D);
     size_t kvn = (size_t)Hk * cap * D;
     float *kc = calloc(kvn, 4), *vc = calloc(kvn, 4);
@@ -162,7 +173,11 @@ static void rope_kv_case(int H, int Hk, int D, int norm, int ra) {
     R->rope(R, q, &pos, 1, H, D, inv);
     R->rope(R, k, &pos, 1, Hk, D, inv);
     R->kv_store(R, kc, vc, k, v, 1, p, NULL, Hk, D, cap);
-    wk_expand e = {dB, dt, ra, 0.75f};
+    wk_expand e = {.B = dB, .t = dt, .ra = ra, .s = 0.75f};
+    if (blk) {
+        e.nblk = 3;
+        for (int i = 0; i < 3; i++) e.brows[i] = rows[i], e.bcols[i] = cols[i];
+    }
     G->rope_kv(G, dq, dq + H * D, dq + (H + Hk) * D, dkc, dvc, dpos, H, Hk, D, cap, dinv, norm ? dqn : NULL,
                norm ? dkn : NULL, 1e-6f, ra ? &e : NULL);
     float *gq = malloc(4 * (size_t)Q), *gk = malloc(4 * kvn), *gv = malloc(4 * kvn);
@@ -171,8 +186,8 @@ static void rope_kv_case(int H, int Hk, int D, int norm, int ra) {
     G->download(G, gv, dvc, 4 * kvn);
     CHECK(G->check(G) == WICK_OK, "rope_kv: %s", wick_last_error());
     double eq = t_rel_l2(gq, q, (size_t)H * D), ek = t_rel_l2(gk, kc, kvn), ev = t_rel_l2(gv, vc, kvn);
-    CHECK(eq <= 1e-5 && ek <= 1e-5 && ev <= 1e-5, "rope_kv H=%d Hk=%d D=%d norm=%d ra=%d: q %g k %g v %g", H, Hk, D,
-          norm, ra, eq, ek, ev);
+    CHECK(eq <= 1e-5 && ek <= 1e-5 && ev <= 1e-5, "rope_kv H=%d Hk=%d D=%d norm=%d ra=%d blk=%d: q %g k %g v %g", H, Hk,
+          D, norm, ra, blk, eq, ek, ev);
     G->free(G, dq), G->free(G, dqn), G->free(G, dkn), G->free(G, dinv), G->free(G, dB), G->free(G, dt);
     G->free(G, dkc), G->free(G, dvc), G->free(G, dpos);
     free(qkv), free(qn), free(kn), free(inv), free(B), free(t), free(kc), free(vc), free(gq), free(gk), free(gv);
@@ -200,17 +215,21 @@ static void test_decode_ops(void) {
         mv_case_x(3584, 3584, mode, WICK_DT_BF16, 16, 1.f, 0, 0, 1); /* split rows, last block */
         mv_case_x(60, 40, mode, WICK_DT_F32, 4, 1.f, 1, 0, 1);       /* the fallback */
     }
-    swl_case(4864, 32, 16);
-    swl_case(300, 0, 8);
-    swl_case(18944, 16, 0);
-    swl_case(200, 8, 40);
+    swl_case(4864, 32, 16, 0);
+    swl_case(4864, 32, 16, 1);
+    swl_case(300, 0, 8, 0);
+    swl_case(18944, 16, 0, 1);
+    swl_case(200, 8, 40, 0);
+    swl_case(200, 6, 40, 1); /* spans not 16-byte aligned */
     mv_case(16, 896, 0, WICK_DT_F32, 0, 0.5f, 0);           /* a LoRA expand: scaled f32 product */
     mv_case(12, 100, 0, WICK_DT_F32, 0, 0.5f, 0);           /* the same through the fallback */
     for (int rep = 0; rep < 3; rep++) mv_case_x(896, 896, 0, WICK_DT_BF16, 16, 1.f, 0, 0, 1); /* the counter resets */
-    rope_kv_case(14, 2, 64, 0, 0);
-    rope_kv_case(14, 2, 64, 0, 48);
-    rope_kv_case(8, 4, 128, 1, 16); /* Qwen3: per-head q/k norm */
-    rope_kv_case(6, 2, 18, 1, 8);   /* head_dim not a multiple of 32 */
+    rope_kv_case(14, 2, 64, 0, 0, 0);
+    rope_kv_case(14, 2, 64, 0, 48, 0);
+    rope_kv_case(14, 2, 64, 0, 48, 1); /* the group's block-diagonal B */
+    rope_kv_case(8, 4, 128, 1, 16, 1); /* Qwen3: per-head q/k norm */
+    rope_kv_case(6, 2, 18, 1, 8, 0);   /* head_dim not a multiple of 32 */
+    rope_kv_case(6, 2, 18, 1, 10, 1);
 }
 
 static size_t numel(const wick_tensor_view *v) {

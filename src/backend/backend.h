@@ -47,11 +47,14 @@ typedef struct wk_rowin {
 /* The most partial shrinks swiglu_lora writes (the caller's tpart holds WK_TPART_MAX · ra floats). */
 #define WK_TPART_MAX 128
 
-/* A LoRA expand applied inside another op: rows += s · t·Bᵀ with B f32 (rows, ra). */
+/* A LoRA expand applied inside another op: rows += s · t·Bᵀ with B f32 (rows, ra).
+ * nblk > 0: B is block-diagonal (a group's layout): rows come in nblk blocks of brows[i]
+ * rows, and block i only has columns [Σ_{i'<i} bcols[i'], + bcols[i]) (bcols 0: none). */
 typedef struct wk_expand {
     const float *B, *t;
     int ra;
     float s;
+    int nblk, brows[3], bcols[3];
 } wk_expand;
 
 typedef struct wk_backend wk_backend;

@@ -157,6 +157,22 @@ static void expand(wick_session *s, float *y, const wk_lora_group *lg, int out) 
     s->be->matvec(s->be, y, &in, &B, NULL, 1);
 }
 
+/* The expand of group lg (projections p0..p1 of layer l) from s->tmp, with its block-diagonal
+ * layout described (each projection's rows read only its own rank's columns). */
+static wk_expand group_expand(const wick_session *s, int l, const wk_lora_group *lg, int p0, int p1) {
+    wk_expand e = {lg ? lg->B : NULL, s->tmp, lg ? lg->ra : 0, s->ad_scale, 0, {0}, {0}};
+    if (!lg) return e;
+    int cols = 0;
+    for (int p = p0; p <= p1; p++) {
+        const wk_lora *lp = wk_adapter_pair(s->ad, l, (wk_proj)p);
+        e.brows[p - p0] = s->m->layers[l].p[p].rows;
+        e.bcols[p - p0] = lp && lp->A ? lp->r : 0;
+        cols += e.bcols[p - p0];
+    }
+    e.nblk = cols == lg->ra ? p1 - p0 + 1 : 0; /* otherwise: read B as dense */
+    return e;
+}
+
 static void attention_fused(wick_session *s, int l) {
     const wk_config *c = &s->m->c;
     const wk_layer *L = &s->m->layers[l];
@@ -167,7 +183,7 @@ static void attention_fused(wick_session *s, int l) {
     in.nw = L->attn_norm, in.eps = c->rms_eps;
     be->matvec(be, s->q, &in, &L->qkv, L->qkv_bias, 0);
     float *k = s->q + (size_t)H * D, *v = k + (size_t)Hk * D;
-    wk_expand e = {gq ? gq->B : NULL, s->tmp, gq ? gq->ra : 0, s->ad_scale};
+    wk_expand e = group_expand(s, l, gq, WK_P_Q, WK_P_V);
     size_t lo = (size_t)l * Hk * s->cap * D;
     be->rope_kv(be, s->q, k, v, s->kc + lo, s->vc + lo, s->posv, H, Hk, D, s->cap, s->m->inv_freq,
                 c->qk_norm ? L->q_norm : NULL, c->qk_norm ? L->k_norm : NULL, c->rms_eps, gq ? &e : NULL);
@@ -186,7 +202,7 @@ static void mlp_fused(wick_session *s, int l) {
     in.nw = L->mlp_norm, in.eps = c->rms_eps;
     s->be->matvec(s->be, s->g, &in, &L->gate_up, L->gate_up_bias, 0);
     if ((gg || gd) && s->be->swiglu_lora) { /* expand, swiglu and down's shrink in one launch */
-        wk_expand e = {gg ? gg->B : NULL, s->tmp, gg ? gg->ra : 0, s->ad_scale};
+        wk_expand e = group_expand(s, l, gg, WK_P_GATE, WK_P_UP);
         int np = s->be->swiglu_lora(s->be, s->g, s->g, F, gg ? &e : NULL, gd ? gd->A : NULL, gd ? gd->ra : 0, s->u);
         in = (wk_rowin){.x = s->g, .scale = 1.f, .in = F};
         if (gd) in.eB = gd->B, in.et = s->u, in.era = gd->ra, in.enp = np, in.es = s->ad_scale;

@@ -444,10 +444,24 @@ __device__ __forceinline__ float stage_row(const rowin_d &r, int in, float *xs, 
         }
         *(float4 *)(xs + k) = v;
     }
-    for (int j = threadIdx.x; r.eB && j < r.era; j += blockDim.x) {
+    if (r.eB && r.era <= (int)blockDim.x) { /* partial sums: thread (p0, j) sums every step-th partial */
+        int step = blockDim.x / r.era, j = threadIdx.x % r.era, p0 = threadIdx.x / r.era;
         float a = 0.f;
-        for (int p = 0; p < r.enp; p++) a += r.et[(size_t)p * r.era + j];
-        te[j] = a;
+        for (int p = p0; p0 < step && p < r.enp; p += step) a += r.et[(size_t)p * r.era + j];
+        __shared__ float ps[256];
+        ps[threadIdx.x] = p0 < step ? a : 0.f;
+        __syncthreads();
+        if (threadIdx.x < r.era) {
+            float t = 0.f;
+            for (int q = 0; q < step; q++) t += ps[q * r.era + threadIdx.x];
+            te[threadIdx.x] = t;
+        }
+    } else {
+        for (int j = threadIdx.x; r.eB && j < r.era; j += blockDim.x) {
+            float a = 0.f;
+            for (int p = 0; p < r.enp; p++) a += r.et[(size_t)p * r.era + j];
+            te[j] = a;
+        }
     }
     float inv = 1.f;
     if (MODE == 1) {
@@ -512,10 +526,17 @@ __device__ __forceinline__ void post_expand(float *y, const rowin_d &r, int out,
     float *tt = (float *)smv; /* the row staging is no longer needed */
     for (int j = threadIdx.x; j < r.ra; j += blockDim.x) tt[j] = ((volatile float *)r.t)[j];
     __syncthreads();
+    int vec = (r.ra & 3) == 0;
     for (int o = threadIdx.x; o < out; o += blockDim.x) {
         const float *b = r.pB + (size_t)o * r.ra;
         float e = 0.f;
-        for (int j = 0; j < r.ra; j++) e += b[j] * tt[j];
+        if (vec)
+            for (int j = 0; j < r.ra; j += 4) {
+                float4 w = __ldg((const float4 *)(b + j));
+                e += w.x * tt[j] + w.y * tt[j + 1] + w.z * tt[j + 2] + w.w * tt[j + 3];
+            }
+        else
+            for (int j = 0; j < r.ra; j++) e += b[j] * tt[j];
         ((volatile float *)y)[o] = ((volatile float *)y)[o] + r.ps * e;
     }
     if (threadIdx.x == 0) *ticket = 0;
@@ -663,23 +684,39 @@ void wkc_matvec(wk_backend *be, float *y, const wk_rowin *in, const wk_mat *W, c
     wkc_launched(b, "matvec");
 }
 
-/* The LoRA expand as a kernel parameter. */
+/* The LoRA expand as a kernel parameter (backend.h: wk_expand). */
 struct expand_d {
     const float *B, *t;
     int ra;
     float s;
+    int nblk, brows[3], bcols[3];
 };
 
+static expand_d expand_of(const wk_expand *e) {
+    expand_d d = {};
+    if (!e) return d;
+    d.B = e->B, d.t = e->t, d.ra = e->ra, d.s = e->s, d.nblk = e->nblk;
+    for (int i = 0; i < 3; i++) d.brows[i] = e->brows[i], d.bcols[i] = e->bcols[i];
+    return d;
+}
+
+/* s · B[row]·t over the row's columns (its block's span when B is block-diagonal). */
 __device__ __forceinline__ float expand_row(const expand_d &e, int row) {
-    const float *b = e.B + (size_t)row * e.ra;
+    int c0 = 0, nc = e.ra;
+    if (e.nblk) {
+        int i = 0, r0 = 0;
+        while (i + 1 < e.nblk && row >= r0 + e.brows[i]) r0 += e.brows[i], c0 += e.bcols[i], i++;
+        nc = e.bcols[i];
+    }
+    const float *b = e.B + (size_t)row * e.ra + c0, *t = e.t + c0;
     float v = 0.f;
-    if ((e.ra & 3) == 0) /* rows 16-byte aligned (the grouped layout pads them): vector loads */
-        for (int j = 0; j < e.ra; j += 4) {
-            float4 w = __ldg((const float4 *)(b + j)), t = *(const float4 *)(e.t + j);
-            v += w.x * t.x + w.y * t.y + w.z * t.z + w.w * t.w;
+    if (((e.ra | c0 | nc) & 3) == 0) /* 16-byte aligned spans: vector loads */
+        for (int j = 0; j < nc; j += 4) {
+            float4 w = __ldg((const float4 *)(b + j)), x = *(const float4 *)(t + j);
+            v += w.x * x.x + w.y * x.y + w.z * x.z + w.w * x.w;
         }
     else
-        for (int j = 0; j < e.ra; j++) v += b[j] * e.t[j];
+        for (int j = 0; j < nc; j++) v += b[j] * t[j];
     return e.s * v;
 }
 
@@ -734,13 +771,13 @@ void wkc_rope_kv(wk_backend *be, float *q, float *k, float *v, float *kc, float 
         }
         return;
     }
-    expand_d ed = {e ? e->B : NULL, e ? e->t : NULL, e ? e->ra : 0, e ? e->s : 0.f};
+    expand_d ed = expand_of(e);
     k_rope_kv<<<H + Hk, 32 * ((D + 31) / 32), 0, b->st>>>(q, k, v, kc, vc, pos, H, Hk, D, cap, inv_freq, qn, kn, eps, ed);
     wkc_launched(b, "rope_kv");
 }
 
 /* ---------------------------------------------- MLP middle with an adapter */
-#define SWL_CHUNK 128 /* h elements per block (at most WK_TPART_MAX blocks) */
+#define SWL_CHUNK 256 /* h elements per block, one per thread (at most WK_TPART_MAX blocks) */
 
 /* Block b: h[i] = silu(g'[i])·u'[i] for its chunk [b·chunk, (b+1)·chunk) of F (the expand of
  * [g|u] first, from te in shared memory), then tpart[b, j] = Σ_{i in chunk} A[j, i]·h[i]. */
@@ -779,7 +816,7 @@ int wkc_swiglu_lora(wk_backend *be, float *h, const float *gu, int F, const wk_e
     if (np > WK_TPART_MAX) np = WK_TPART_MAX;
     int chunk = (F + np - 1) / np;
     np = (F + chunk - 1) / chunk;
-    expand_d ed = {e ? e->B : NULL, e ? e->t : NULL, e ? e->ra : 0, e ? e->s : 0.f};
+    expand_d ed = expand_of(e);
     size_t smem = sizeof(float) * ((size_t)((ed.ra + 3) & ~3) + (size_t)chunk);
     k_swiglu_lora<<<np, 256, smem, b->st>>>(h, gu, F, ed, A, A ? ra : 0, tpart, chunk);
     wkc_launched(b, "swiglu_lora");
