@@ -478,9 +478,9 @@ __device__ __forceinline__ float stage_row(const rowin_d &r, int in, float *xs, 
 
 /* acc[rr] += Σ_k W[row0+rr, k]·x'[k] over this thread's share (8 elements per lane per
  * step, U steps of every row in flight); rows past nrows repeat the last row (ignored). */
-template <typename T, int RPW, int U>
-__device__ __forceinline__ void dot_rows(const T *W, int row0, int nrows, int in, const float *xs, int sub, int nsub,
-                                         float acc[RPW]) {
+template <typename T, int RPW, int U, int NORM>
+__device__ __forceinline__ void dot_rows(const T *W, int row0, int nrows, int in, const float *xs, const float *nw,
+                                         int sub, int nsub, float acc[RPW], float *ss) {
     const T *w[RPW];
 #pragma unroll
     for (int rr = 0; rr < RPW; rr++) w[rr] = W + (size_t)min(row0 + rr, nrows - 1) * in;
@@ -498,6 +498,12 @@ __device__ __forceinline__ void dot_rows(const T *W, int row0, int nrows, int in
             if (k >= in) break;
             float4 a = *(const float4 *)(xs + k), b = *(const float4 *)(xs + k + 4);
             float xf[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+            if (NORM) { /* x in place: x·nw, and Σ x² for the row's 1/rms */
+                float4 c = __ldg((const float4 *)(nw + k)), d = __ldg((const float4 *)(nw + k + 4));
+                float g[8] = {c.x, c.y, c.z, c.w, d.x, d.y, d.z, d.w};
+#pragma unroll
+                for (int i = 0; i < 8; i++) *ss += xf[i] * xf[i], xf[i] *= g[i];
+            }
 #pragma unroll
             for (int rr = 0; rr < RPW; rr++)
 #pragma unroll
@@ -549,7 +555,8 @@ __global__ void __launch_bounds__(256) k_matvec(float *y, rowin_d r, const T *W,
     __shared__ float red[8];
     __shared__ float part[8][RPW];
     float *xs = STAGE ? (float *)smv : (float *)r.x, *te = (float *)smv + (STAGE ? in : 0);
-    float inv = stage_row<MODE, STAGE>(r, in, xs, te, red);
+    float inv = stage_row<MODE, STAGE>(r, in, xs, te, red), ss = 0.f;
+    const int NORM = MODE == 1 && !STAGE; /* the norm in place: each warp sees all of x (WPR 1) */
     int gw = threadIdx.x >> 5, lane = threadIdx.x & 31, sub = gw % WPR;
     int unit = blockIdx.x * (8 / WPR) + gw / WPR, wunits = (out + RPW - 1) / RPW;
     int isA = unit >= wunits, row0 = (isA ? unit - wunits : unit) * RPW, nrows = isA ? r.ra : out;
@@ -557,9 +564,10 @@ __global__ void __launch_bounds__(256) k_matvec(float *y, rowin_d r, const T *W,
 #pragma unroll
     for (int rr = 0; rr < RPW; rr++) a[rr] = 0.f;
     if (row0 < nrows) {
-        if (isA) dot_rows<float, RPW, 4 / RPW>(r.A, row0, nrows, in, xs, sub * 32 + lane, WPR * 32, a);
-        else dot_rows<T, RPW, 4 / RPW>(W, row0, nrows, in, xs, sub * 32 + lane, WPR * 32, a);
+        if (isA) dot_rows<float, RPW, 4 / RPW, NORM>(r.A, row0, nrows, in, xs, r.nw, sub * 32 + lane, WPR * 32, a, &ss);
+        else dot_rows<T, RPW, 4 / RPW, NORM>(W, row0, nrows, in, xs, r.nw, sub * 32 + lane, WPR * 32, a, &ss);
     }
+    if (NORM) inv = 1.f / sqrtf(warp_sum(ss) / (float)in + r.eps);
 #pragma unroll
     for (int rr = 0; rr < RPW; rr++) a[rr] = warp_sum(a[rr]);
     if (WPR > 1) {
@@ -612,6 +620,11 @@ template <typename T, int MODE, int STAGE>
 static void launch_mv(wkc_backend *b, float *y, const rowin_d &r, const T *W, const float *bias, int in, int out, int acc) {
     int rows = out + (r.A ? r.ra : 0);
     b->optag = rows;
+    if (MODE == 1 && rows < 16384) { /* fewer rows: the norm in place beats staging it per block */
+        if (rows >= 2048) launch_mv_cfg<T, 1, 0, 2, 1>(b, y, r, W, bias, in, out, acc);
+        else launch_mv_cfg<T, 1, 0, 1, 1>(b, y, r, W, bias, in, out, acc);
+        return;
+    }
     if (in >= 2048 && rows <= 8192) launch_mv_cfg<T, MODE, STAGE, 1, 4>(b, y, r, W, bias, in, out, acc);
     else if (rows >= 16384) launch_mv_cfg<T, MODE, STAGE, 4, 1>(b, y, r, W, bias, in, out, acc);
     else if (rows >= 2048) launch_mv_cfg<T, MODE, STAGE, 2, 1>(b, y, r, W, bias, in, out, acc);
