@@ -21,6 +21,7 @@
 #include <time.h>
 #include "wick.h"
 #include "model/model.h"
+#include "infer/infer.h"
 #ifdef WICK_HAVE_CUDA
 #include "backend/cuda/cuda_backend.h"
 #endif
@@ -38,14 +39,8 @@ static int cmp_d(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* Greedy pick: the maximum first (a loop the compiler vectorises), then its first index. */
-static int argmax(const float *x, int n) {
-    float m = x[0];
-    for (int v = 1; v < n; v++) m = x[v] > m ? x[v] : m;
-    for (int v = 0; v < n; v++)
-        if (x[v] == m) return v;
-    return 0;
-}
+/* Greedy pick: the library's vectorised argmax (what wick generate's greedy sampler runs). */
+static int argmax(const float *x, int n) { return wk_argmax(x, n); }
 
 int main(int argc, char **argv) {
     if (argc < 2) {

@@ -425,11 +425,11 @@ struct rowin_d {
     float ps;
 };
 
-/* Stages the block's copy of x' in shared memory (STAGE: MODE 0 x, 1 x·nw, 2 silu(x)·up),
- * sums the expand's partial shrinks into te[era], and returns the norm's 1/rms (MODE 1),
- * a scalar of the row applied to every dot product at the end; 1 otherwise. */
+/* Stages the block's copy of x' in shared memory (STAGE: MODE 0 x, 1 x·nw, 2 silu(x)·up) and
+ * returns the norm's 1/rms (MODE 1), a scalar of the row applied to every dot product at
+ * the end; 1 otherwise. */
 template <int MODE, int STAGE>
-__device__ __forceinline__ float stage_row(const rowin_d &r, int in, float *xs, float *te, float *red) {
+__device__ __forceinline__ float stage_row(const rowin_d &r, int in, float *xs, float *red) {
     float ss = 0.f;
     for (int k = threadIdx.x * 4; STAGE && k < in; k += blockDim.x * 4) {
         float4 v = *(const float4 *)(r.x + k);
@@ -443,25 +443,6 @@ __device__ __forceinline__ float stage_row(const rowin_d &r, int in, float *xs, 
             v.z = v.z / (1.f + expf(-v.z)) * u.z, v.w = v.w / (1.f + expf(-v.w)) * u.w;
         }
         *(float4 *)(xs + k) = v;
-    }
-    if (r.eB && r.era <= (int)blockDim.x) { /* partial sums: thread (p0, j) sums every step-th partial */
-        int step = blockDim.x / r.era, j = threadIdx.x % r.era, p0 = threadIdx.x / r.era;
-        float a = 0.f;
-        for (int p = p0; p0 < step && p < r.enp; p += step) a += r.et[(size_t)p * r.era + j];
-        __shared__ float ps[256];
-        ps[threadIdx.x] = p0 < step ? a : 0.f;
-        __syncthreads();
-        if (threadIdx.x < r.era) {
-            float t = 0.f;
-            for (int q = 0; q < step; q++) t += ps[q * r.era + threadIdx.x];
-            te[threadIdx.x] = t;
-        }
-    } else {
-        for (int j = threadIdx.x; r.eB && j < r.era; j += blockDim.x) {
-            float a = 0.f;
-            for (int p = 0; p < r.enp; p++) a += r.et[(size_t)p * r.era + j];
-            te[j] = a;
-        }
     }
     float inv = 1.f;
     if (MODE == 1) {
@@ -555,11 +536,25 @@ __global__ void __launch_bounds__(256) k_matvec(float *y, rowin_d r, const T *W,
     __shared__ float red[8];
     __shared__ float part[8][RPW];
     float *xs = STAGE ? (float *)smv : (float *)r.x, *te = (float *)smv + (STAGE ? in : 0);
-    float inv = stage_row<MODE, STAGE>(r, in, xs, te, red), ss = 0.f;
+    float inv = stage_row<MODE, STAGE>(r, in, xs, red), ss = 0.f;
     const int NORM = MODE == 1 && !STAGE; /* the norm in place: each warp sees all of x (WPR 1) */
     int gw = threadIdx.x >> 5, lane = threadIdx.x & 31, sub = gw % WPR;
     int unit = blockIdx.x * (8 / WPR) + gw / WPR, wunits = (out + RPW - 1) / RPW;
     int isA = unit >= wunits, row0 = (isA ? unit - wunits : unit) * RPW, nrows = isA ? r.ra : out;
+    /* the expand's inputs are loaded before the product so their latency hides behind it:
+     * thread (p0, j) holds partial shrinks p0, p0 + step, ... of column j; lane j its rows' eB */
+    const int PF = 8;
+    int pstep = r.eB && r.era <= 256 ? 256 / r.era : 0, pfast = pstep && r.enp <= PF * pstep;
+    int pj = pfast ? threadIdx.x % r.era : 0, p0 = pfast ? threadIdx.x / r.era : 0;
+    float pf[PF], eb[RPW];
+#pragma unroll
+    for (int i = 0; i < PF; i++) {
+        int p = p0 + i * pstep;
+        pf[i] = pfast && p0 < pstep && p < r.enp ? r.et[(size_t)p * r.era + pj] : 0.f;
+    }
+#pragma unroll
+    for (int rr = 0; rr < RPW; rr++)
+        eb[rr] = r.eB && !isA && r.era <= 32 && lane < r.era && row0 + rr < nrows ? r.eB[(size_t)(row0 + rr) * r.era + lane] : 0.f;
     float a[RPW];
 #pragma unroll
     for (int rr = 0; rr < RPW; rr++) a[rr] = 0.f;
@@ -581,6 +576,28 @@ __global__ void __launch_bounds__(256) k_matvec(float *y, rowin_d r, const T *W,
             for (int i = 0; i < WPR; i++) a[rr] += part[gw - sub + i][rr];
         }
     }
+    if (r.eB) { /* te[j] = Σ_p et[p, j] */
+        __shared__ float ps[256];
+        if (pfast) {
+            float v = 0.f;
+#pragma unroll
+            for (int i = 0; i < PF; i++) v += pf[i];
+            ps[threadIdx.x] = p0 < pstep ? v : 0.f;
+            __syncthreads();
+            if ((int)threadIdx.x < r.era) {
+                float t = 0.f;
+                for (int q = 0; q < pstep; q++) t += ps[q * r.era + threadIdx.x];
+                te[threadIdx.x] = t;
+            }
+        } else {
+            for (int j = threadIdx.x; j < r.era; j += blockDim.x) {
+                float t = 0.f;
+                for (int p = 0; p < r.enp; p++) t += r.et[(size_t)p * r.era + j];
+                te[j] = t;
+            }
+        }
+        __syncthreads();
+    }
 #pragma unroll
     for (int rr = 0; rr < RPW; rr++) {
         int o = row0 + rr;
@@ -590,7 +607,9 @@ __global__ void __launch_bounds__(256) k_matvec(float *y, rowin_d r, const T *W,
             continue;
         }
         float e = 0.f;
-        for (int j = lane; r.eB && j < r.era; j += 32) e += r.eB[(size_t)o * r.era + j] * te[j];
+        if (r.eB && r.era <= 32) e = lane < r.era ? eb[rr] * te[lane] : 0.f;
+        else
+            for (int j = lane; r.eB && j < r.era; j += 32) e += r.eB[(size_t)o * r.era + j] * te[j];
         if (r.eB) e = warp_sum(e);
         if (lane == 0) {
             float v = r.scale * a[rr] * inv + (bias ? bias[o] : 0.f) + r.es * e;
@@ -790,7 +809,7 @@ void wkc_rope_kv(wk_backend *be, float *q, float *k, float *v, float *kc, float 
 }
 
 /* ---------------------------------------------- MLP middle with an adapter */
-#define SWL_CHUNK 256 /* h elements per block, one per thread (at most WK_TPART_MAX blocks) */
+#define SWL_CHUNK 64 /* h elements per block of 64 threads, one each (at most WK_TPART_MAX blocks) */
 
 /* Block b: h[i] = silu(g'[i])·u'[i] for its chunk [b·chunk, (b+1)·chunk) of F (the expand of
  * [g|u] first, from te in shared memory), then tpart[b, j] = Σ_{i in chunk} A[j, i]·h[i]. */
@@ -831,7 +850,8 @@ int wkc_swiglu_lora(wk_backend *be, float *h, const float *gu, int F, const wk_e
     np = (F + chunk - 1) / chunk;
     expand_d ed = expand_of(e);
     size_t smem = sizeof(float) * ((size_t)((ed.ra + 3) & ~3) + (size_t)chunk);
-    k_swiglu_lora<<<np, 256, smem, b->st>>>(h, gu, F, ed, A, A ? ra : 0, tpart, chunk);
+    k_swiglu_lora<<<np, chunk < 64 ? 64 : chunk > 256 ? 256 : (chunk + 31) / 32 * 32, smem, b->st>>>(h, gu, F, ed, A,
+                                                                                                    A ? ra : 0, tpart, chunk);
     wkc_launched(b, "swiglu_lora");
     return A ? np : 0;
 }
