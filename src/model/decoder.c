@@ -201,12 +201,13 @@ static void mlp_fused(wick_session *s, int l) {
     wk_rowin in = row_in(s, s->x, c->hidden, gg);
     in.nw = L->mlp_norm, in.eps = c->rms_eps;
     s->be->matvec(s->be, s->g, &in, &L->gate_up, L->gate_up_bias, 0);
-    if ((gg || gd) && s->be->swiglu_lora) { /* expand, swiglu and down's shrink in one launch */
+    if (s->be->swiglu_lora) { /* gate/up's expand inside swiglu; down's shrink and expand in its matvec */
         wk_expand e = group_expand(s, l, gg, WK_P_GATE, WK_P_UP);
-        int np = s->be->swiglu_lora(s->be, s->g, s->g, F, gg ? &e : NULL, gd ? gd->A : NULL, gd ? gd->ra : 0, s->u);
-        in = (wk_rowin){.x = s->g, .scale = 1.f, .in = F};
-        if (gd) in.eB = gd->B, in.et = s->u, in.era = gd->ra, in.enp = np, in.es = s->ad_scale;
-        s->be->matvec(s->be, s->x, &in, &L->p[WK_P_DOWN], L->bias[WK_P_DOWN], 1); /* + its expand */
+        if (gg) s->be->swiglu_lora(s->be, s->g, s->g, F, &e, NULL, 0, NULL);
+        else s->be->swiglu(s->be, s->g, s->g, s->g + F, (size_t)F);
+        in = row_in(s, s->g, F, gd);
+        if (gd) in.pB = gd->B, in.ps = s->ad_scale;
+        s->be->matvec(s->be, s->x, &in, &L->p[WK_P_DOWN], L->bias[WK_P_DOWN], 1);
         return;
     }
     expand(s, s->g, gg, 2 * F);

@@ -513,18 +513,35 @@ __device__ __forceinline__ void post_expand(float *y, const rowin_d &r, int out,
     float *tt = (float *)smv; /* the row staging is no longer needed */
     for (int j = threadIdx.x; j < r.ra; j += blockDim.x) tt[j] = ((volatile float *)r.t)[j];
     __syncthreads();
-    int vec = (r.ra & 3) == 0;
-    for (int o = threadIdx.x; o < out; o += blockDim.x) {
-        const float *b = r.pB + (size_t)o * r.ra;
-        float e = 0.f;
-        if (vec)
-            for (int j = 0; j < r.ra; j += 4) {
-                float4 w = __ldg((const float4 *)(b + j));
-                e += w.x * tt[j] + w.y * tt[j + 1] + w.z * tt[j + 2] + w.w * tt[j + 3];
+    if (r.ra <= 16 && (r.ra & 3) == 0) { /* four rows per thread at a time, every load issued first */
+        int nq = r.ra / 4;
+        for (int o0 = threadIdx.x; o0 < out; o0 += 4 * blockDim.x) {
+            float4 w[4][4];
+#pragma unroll
+            for (int u = 0; u < 4; u++)
+#pragma unroll
+                for (int q = 0; q < 4; q++) {
+                    int o = o0 + u * blockDim.x;
+                    w[u][q] = o < out && q < nq ? __ldg((const float4 *)(r.pB + (size_t)o * r.ra) + q) : make_float4(0, 0, 0, 0);
+                }
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                int o = o0 + u * blockDim.x;
+                if (o >= out) break;
+                float e = 0.f;
+#pragma unroll
+                for (int q = 0; q < 4; q++)
+                    if (q < nq) e += w[u][q].x * tt[4 * q] + w[u][q].y * tt[4 * q + 1] + w[u][q].z * tt[4 * q + 2] + w[u][q].w * tt[4 * q + 3];
+                ((volatile float *)y)[o] = ((volatile float *)y)[o] + r.ps * e;
             }
-        else
+        }
+    } else {
+        for (int o = threadIdx.x; o < out; o += blockDim.x) {
+            const float *b = r.pB + (size_t)o * r.ra;
+            float e = 0.f;
             for (int j = 0; j < r.ra; j++) e += b[j] * tt[j];
-        ((volatile float *)y)[o] = ((volatile float *)y)[o] + r.ps * e;
+            ((volatile float *)y)[o] = ((volatile float *)y)[o] + r.ps * e;
+        }
     }
     if (threadIdx.x == 0) *ticket = 0;
 }
@@ -809,7 +826,7 @@ void wkc_rope_kv(wk_backend *be, float *q, float *k, float *v, float *kc, float 
 }
 
 /* ---------------------------------------------- MLP middle with an adapter */
-#define SWL_CHUNK 64 /* h elements per block of 64 threads, one each (at most WK_TPART_MAX blocks) */
+#define SWL_CHUNK 256 /* h elements per block, one per thread (at most WK_TPART_MAX blocks) */
 
 /* Block b: h[i] = silu(g'[i])·u'[i] for its chunk [b·chunk, (b+1)·chunk) of F (the expand of
  * [g|u] first, from te in shared memory), then tpart[b, j] = Σ_{i in chunk} A[j, i]·h[i]. */
@@ -850,8 +867,7 @@ int wkc_swiglu_lora(wk_backend *be, float *h, const float *gu, int F, const wk_e
     np = (F + chunk - 1) / chunk;
     expand_d ed = expand_of(e);
     size_t smem = sizeof(float) * ((size_t)((ed.ra + 3) & ~3) + (size_t)chunk);
-    k_swiglu_lora<<<np, chunk < 64 ? 64 : chunk > 256 ? 256 : (chunk + 31) / 32 * 32, smem, b->st>>>(h, gu, F, ed, A,
-                                                                                                    A ? ra : 0, tpart, chunk);
+    k_swiglu_lora<<<np, 256, smem, b->st>>>(h, gu, F, ed, A, A ? ra : 0, tpart, chunk);
     wkc_launched(b, "swiglu_lora");
     return A ? np : 0;
 }
