@@ -76,6 +76,7 @@ int main(int argc, char **argv) {
                                     "[--device cpu|cuda[:N]] [--fast-bf16] [--case NxT]\n"), 2;
     }
     wick_set_threads(threads);
+    if (fast) wick_set_log(NULL, NULL, WICK_LOG_INFO); /* stderr names the bf16 kernel this CPU runs */
     char dir[] = "/tmp/wick_bench_embed_XXXXXX";
     if (!model) {
         if (!mkdtemp(dir) || wick_init_model("bert", "e5-small", NULL, WICK_DT_F32, 1, dir)) {

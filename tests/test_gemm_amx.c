@@ -125,6 +125,7 @@ int main(void) {
     int packs[][2] = {{7, 5}, {32, 32}, {33, 17}, {100, 70}, {384, 384}};
     for (size_t i = 0; i < sizeof packs / sizeof packs[0]; i++) check_pack(packs[i][0], packs[i][1]);
     int lv = wk_gemm_bf16_level();
+    printf("bf16 kernel level %d (%s)\n", lv, lv == WK_BF16_AMX ? "AMX" : lv == WK_BF16_AVX512 ? "AVX512-BF16" : "none");
     if (lv >= WK_BF16_AVX512) {
         check_avx512(200, 100, 70, 4);
         check_avx512(37, 33, 130, 3);

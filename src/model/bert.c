@@ -285,7 +285,7 @@ static wick_status pack_amx(wick_encoder *e, wk_mat *w) {
 
 wick_status wk_bert_cpu_fast_bf16(wick_encoder *e) {
     if (!wk_gemm_bf16_native()) { /* the exact path would only widen bf16 back: keep f32 */
-        wk_log(WICK_LOG_INFO, "encoder: this CPU has no AVX512-BF16; --fast-bf16 keeps the exact fp32 path");
+        wk_log(WICK_LOG_INFO, "encoder: no bf16 kernel for this CPU (AMX or AVX512-BF16); --fast-bf16 keeps the exact fp32 path");
         return WICK_OK;
     }
     int amx = wk_gemm_bf16_level() == WK_BF16_AMX;

@@ -6,7 +6,8 @@
  *
  * Detection (once, logged): cpuid leaf 7 (AVX512F/BW, AVX512-BF16, AMX-TILE/BF16), the OS
  * saving ZMM state (XCR0), and for AMX the Linux permission for tile data
- * (arch_prctl ARCH_REQ_XCOMP_PERM); AMX refused -> AVX512-BF16 -> none (callers keep fp32).
+ * (arch_prctl ARCH_REQ_XCOMP_PERM). AMX granted -> AMX; no AMX -> AVX512-BF16; AMX refused
+ * or no AVX512-BF16 -> none (callers keep fp32; see level_detect).
  * Kernels carry function-level target attributes, so the file builds for any x86-64 CPU.
  *
  * AVX512-BF16 layout: x becomes xb [n_pad, 2*kp] bf16 (k pairs; zero padding for odd `in`
@@ -55,17 +56,22 @@ static int avx512_bf16_cpu(void) {
     return __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a >> 5 & 1);
 }
 
+/* AMX refused on an AMX-class CPU leaves fp32: there (Xeon, H200 machine) the AVX512-BF16 kernel
+ * ran e5-small at 0.56x the fp32 sgemm path (vdpbf16ps at half the FMA rate), while on CPUs
+ * without AMX (Zen 4) it runs 1.7-1.9x fp32. */
 static void level_detect(void) {
     if (!avx512_bf16_cpu()) return; /* level_v stays WK_BF16_NONE; callers say they keep fp32 */
-    level_v = WK_BF16_AVX512;
     const char *env = getenv("WICK_CPU_AMX");
     if (!wk_amx_cpuid()) {
+        level_v = WK_BF16_AVX512;
         wk_log(WICK_LOG_INFO, "cpu: bf16 products on AVX512-BF16 (this CPU has no AMX-BF16)");
     } else if (env && !strcmp(env, "0")) {
+        level_v = WK_BF16_AVX512;
         wk_log(WICK_LOG_INFO, "cpu: WICK_CPU_AMX=0: bf16 products on AVX512-BF16, AMX tiles unused");
     } else if (!wk_amx_request()) {
         wk_log(WICK_LOG_WARN, "cpu: AMX-BF16 present but Linux refused the tile data permission "
-                              "(arch_prctl ARCH_REQ_XCOMP_PERM, XTILEDATA); bf16 products on AVX512-BF16");
+                              "(arch_prctl ARCH_REQ_XCOMP_PERM, XTILEDATA); fast bf16 products off: exact fp32 "
+                              "(this CPU's AVX512-BF16 is slower than fp32)");
     } else {
         level_v = WK_BF16_AMX;
         wk_log(WICK_LOG_INFO, "cpu: bf16 products on AMX tiles");

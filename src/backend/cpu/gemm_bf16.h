@@ -11,8 +11,9 @@
 
 /* The bf16 kernel this CPU runs, detected once at run time (cpuid, XCR0, and for AMX the Linux
  * permission arch_prctl(ARCH_REQ_XCOMP_PERM, XTILEDATA)) and logged once: WK_BF16_AMX (tiles),
- * WK_BF16_AVX512 (vdpbf16ps), WK_BF16_NONE (exact fp32 paths stay). WICK_CPU_AMX=0 in the
- * environment stops at WK_BF16_AVX512 (for comparisons). */
+ * WK_BF16_AVX512 (vdpbf16ps, CPUs without AMX), WK_BF16_NONE (exact fp32 paths stay; also when
+ * Linux refuses AMX, as that CPU's vdpbf16ps loses to fp32). WICK_CPU_AMX=0 in the environment
+ * picks WK_BF16_AVX512 on an AMX CPU (for comparisons). */
 enum { WK_BF16_NONE = 0, WK_BF16_AVX512 = 1, WK_BF16_AMX = 2 };
 int wk_gemm_bf16_level(void);
 /* 1 when wk_gemm_bf16 runs a bf16 kernel (level above WK_BF16_NONE). */
