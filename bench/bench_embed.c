@@ -7,10 +7,11 @@
  * Prints JSON.
  *
  * usage: bench_embed [--model DIR] [--quick] [--threads T] [--runs R] [--batch-size N]
- *                    [--device cpu|cuda[:N]] [--fast-bf16]
+ *                    [--device cpu|cuda[:N]] [--fast-bf16] [--case NxT]
  *   --device cuda: the encoder on the GPU (fp32 exact); --fast-bf16: bf16 linear layers (GPU, or a CPU
  *   with AVX512-BF16)
  *   --quick: fewer docs for the large cases (1 x 16, 100 x 32, 200 x 64)
+ *   --case NxT: only N docs of T tokens (e.g. 100x32)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,7 +60,7 @@ static double time_case(wick_encoder *e, int n, int len, int runs, int bs, int v
 int main(int argc, char **argv) {
     const char *model = NULL;
     const char *device = "cpu";
-    int quick = 0, threads = 0, runs = 3, bs = 0, fast = 0;
+    int quick = 0, threads = 0, runs = 3, bs = 0, fast = 0, one_n = 0, one_t = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (i + 1 < argc && !strcmp(argv[i], "--model")) model = argv[++i];
@@ -68,10 +69,14 @@ int main(int argc, char **argv) {
         else if (i + 1 < argc && !strcmp(argv[i], "--batch-size")) bs = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--device")) device = argv[++i];
         else if (!strcmp(argv[i], "--fast-bf16")) fast = 1;
+        else if (i + 1 < argc && !strcmp(argv[i], "--case") && sscanf(argv[i + 1], "%dx%d", &one_n, &one_t) == 2 &&
+                 one_n > 0 && one_t > 1)
+            i++;
         else return fprintf(stderr, "usage: bench_embed [--model DIR] [--quick] [--threads T] [--runs R] [--batch-size N] "
-                                    "[--device cpu|cuda[:N]] [--fast-bf16]\n"), 2;
+                                    "[--device cpu|cuda[:N]] [--fast-bf16] [--case NxT]\n"), 2;
     }
     wick_set_threads(threads);
+    if (fast) wick_set_log(NULL, NULL, WICK_LOG_INFO); /* stderr names the bf16 kernel this CPU runs */
     char dir[] = "/tmp/wick_bench_embed_XXXXXX";
     if (!model) {
         if (!mkdtemp(dir) || wick_init_model("bert", "e5-small", NULL, WICK_DT_F32, 1, dir)) {
@@ -87,12 +92,13 @@ int main(int argc, char **argv) {
     if (wick_encoder_load(model, &mo, &e)) return fprintf(stderr, "bench_embed: %s\n", wick_last_error()), 1;
     wick_encoder_info info;
     wick_encoder_get_info(e, &info);
-    int cases[3][2] = {{1, 16}, {100, 32}, {quick ? 200 : 1000, 64}};
+    int cases[3][2] = {{1, 16}, {100, 32}, {quick ? 200 : 1000, 64}}, ncase = 3;
+    if (one_n) cases[0][0] = one_n, cases[0][1] = one_t, ncase = 1;
     printf("{\"bench\":\"embed\",\"device\":\"%s\",\"precision\":\"%s\",\"threads\":%d,\"model\":\"%s\",\"layers\":%d,\"hidden\":%d,"
            "\"batch_size\":%d,\"results\":[",
            device, fast ? "bf16" : "fp32", wick_get_threads(), model == dir ? "e5-small (random)" : model, info.num_layers, info.hidden_size,
            bs ? bs : strcmp(device, "cpu") ? 128 : 32);
-    for (int c = 0; c < 3; c++) {
+    for (int c = 0; c < ncase; c++) {
         int n = cases[c][0], len = cases[c][1];
         double s = time_case(e, n, len, n >= 1000 ? (runs < 2 ? runs : 1) : n == 1 ? runs * 10 : runs, bs, info.vocab_size,
                              info.hidden_size);

@@ -7,7 +7,8 @@ Same ids pattern ([CLS] random [SEP]), batches of --batch-size sequences (32, as
 default), best of --runs timed runs after one warm-up. Prints one JSON object.
 
 usage: python3 bench/peer_embed_hf.py [--quick] [--runs 3] [--batch-size 32] [--threads N]
-       [--devices cpu,cuda] [--model DIR]   (DIR: a BertModel checkpoint instead of random weights)
+       [--devices cpu,cuda] [--model DIR] [--case NxT]   (DIR: a BertModel checkpoint instead of random
+       weights; --case: only N docs of T tokens, e.g. 100x32)
 """
 import argparse
 import json
@@ -63,6 +64,7 @@ def main():
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--devices", default="cpu,cuda")
     ap.add_argument("--model")
+    ap.add_argument("--case", help="only this case, N docs x T tokens (e.g. 100x32)")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -74,6 +76,8 @@ def main():
     base.eval()
     vocab = base.config.vocab_size
     cases = [(1, 16), (100, 32), (200 if a.quick else 1000, 64)]
+    if a.case:
+        cases = [tuple(int(v) for v in a.case.split("x"))]
     report = {"bench": "embed_peer_hf", "torch": torch.__version__, "batch_size": a.batch_size,
               "model": a.model or "e5-small (random)", "results": []}
     for dev in a.devices.split(","):

@@ -3,7 +3,7 @@
  *   wick embed --model DIR --ids "1,2,3;4,5" --out FILE [--pooling mean|cls|max]
  *   wick embed --model DIR --text STR [--text STR ...] [--file IN] --out FILE.jsonl|.safetensors
  * Inputs keep their command-line order; the output holds one vector per input. --device cuda[:N]
- * runs the encoder on a GPU (fp32; --fast-bf16: bf16 linear layers, on a GPU or an AVX512-BF16 CPU).
+ * runs the encoder on a GPU (fp32; --fast-bf16: bf16 linear layers, on a GPU or a CPU with AMX or AVX512-BF16).
  */
 #include <jansson.h>
 #include <stdlib.h>
@@ -26,8 +26,8 @@ static void help(void) {
            "  --batch-size  sequences per forward pass (default 32, on cuda 128); inputs are sorted by length and padded\n"
            "                per batch\n"
            "  --device      cpu (default) or cuda[:N]\n"
-           "  --fast-bf16   linear layers in bf16 with fp32 accumulation (cuda: tensor cores; cpu: AVX512-BF16 where\n"
-           "                present, else ignored); vectors within ~1e-2 of the exact fp32 mode\n");
+           "  --fast-bf16   linear layers in bf16 with fp32 accumulation (cuda: tensor cores; cpu: AMX tiles, or\n"
+           "                AVX512-BF16 on CPUs without AMX, else ignored); vectors within ~1e-2 of the exact fp32 mode\n");
 }
 
 typedef struct {

@@ -28,7 +28,7 @@ void gen_opts_help(void) {
            "  --threads N             CPU threads (default: all cores)\n"
            "  --device D              cpu (default), cuda or cuda:N\n"
            "  --fast-bf16             bf16 weights: multiply bf16-rounded activations in prompt processing\n"
-           "                          (~1.6x faster prefill on AVX512-BF16 CPUs, logits within ~1e-2)\n",
+           "                          (AMX tiles or AVX512-BF16 where the CPU has them; logits within ~1e-2)\n",
            GEN_MAX_STOP);
 }
 

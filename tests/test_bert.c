@@ -2,10 +2,12 @@
  * hidden state and mean-pooled L2-normalised embeddings of a padded batch, 1e-5);
  * batching invariance (alone == inside a padded batch, any batch size); pooling modes;
  * cosine sanity; the "bert." key prefix; sentence-transformers pooling files; the CPU
- * fast_bf16 mode within its bounds; and bad checkpoints failing with messages that name
+ * fast_bf16 mode within its bounds (and a cosine >= 0.999 with the fp32 embeddings); and bad checkpoints failing with messages that name
  * the field or tensor. */
 #include "t.h"
 #include "io/safetensors.h"
+#include "backend/cpu/gemm_bf16.h"
+#include <math.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -138,8 +140,20 @@ static void test_fast_bf16(void) {
     const int32_t *seqs[B] = {ids, ids + T, ids + 2 * T};
     CHECK_OK(wick_embed_ids(e, seqs, lens, B, NULL, emb));
     float d = t_max_abs_diff(emb, ref_emb, B * H);
-    printf("cpu fast_bf16: last_hidden_state rel L2 %g, embeddings max |diff| %g\n", rel, d);
+    double cmin = 1;
+    for (int b = 0; b < B; b++) { /* cosine of each fast embedding with the fp32 golden one */
+        double dot = 0, na = 0, nb = 0;
+        for (int j = 0; j < H; j++) {
+            dot += (double)emb[b * H + j] * ref_emb[b * H + j];
+            na += (double)emb[b * H + j] * emb[b * H + j], nb += (double)ref_emb[b * H + j] * ref_emb[b * H + j];
+        }
+        double cs = dot / sqrt(na * nb + 1e-300);
+        cmin = cs < cmin || cs != cs ? cs : cmin;
+    }
+    printf("cpu fast_bf16 (kernel level %d): last_hidden_state rel L2 %g, embeddings max |diff| %g, min cosine %.6f\n",
+           wk_gemm_bf16_level(), rel, d, cmin);
     CHECK(rel < 2e-2 && d < 1e-2f, "fast_bf16: rel L2 %g, embeddings %g", rel, d);
+    CHECK(cmin >= 0.999, "fast_bf16: min cosine with the fp32 embeddings %.6f", cmin);
     CHECK_OK(wick_embed_ids(e, &seqs[1], &lens[1], 1, NULL, one));
     /* alone it has <= 8 rows, which the exact few-row path multiplies: agreement at bf16 level only */
     CHECK(t_max_abs_diff(one, emb + H, H) < 1e-3f, "fast_bf16: alone vs in batch %g", t_max_abs_diff(one, emb + H, H));

@@ -20,6 +20,7 @@ typedef struct {
     int rows, cols;
     int qtype;          /* 0 = plain (dt), else a GGUF quant type handled by the backend */
     int fast_bf16;      /* 1: a bf16 W may multiply bf16-rounded x in multi-row products (backends may ignore) */
+    const uint16_t *amx; /* fast_bf16 on a CPU with AMX: W packed by wk_gemm_amx_pack (gemm_bf16.h), else NULL */
 } wk_mat;
 
 /* The input row of a fused matvec (backend.h: matvec): x' = x, x / rms(x) * nw (nw set),

@@ -273,11 +273,22 @@ wick_status wk_bert_load_weights(wick_encoder *e) {
     return WICK_OK;
 }
 
+/* The AMX tile layout of a bf16 matrix, packed once and owned by the encoder. */
+static wick_status pack_amx(wick_encoder *e, wk_mat *w) {
+    uint16_t *p = wk_malloc(sizeof(uint16_t) * wk_gemm_amx_packed_elems(w->cols, w->rows), "encoder AMX weights");
+    wick_status st = p ? own(e, p) : WICK_ENOMEM;
+    if (st) return st;
+    wk_gemm_amx_pack(p, w->w, w->cols, w->rows);
+    w->amx = p;
+    return WICK_OK;
+}
+
 wick_status wk_bert_cpu_fast_bf16(wick_encoder *e) {
     if (!wk_gemm_bf16_native()) { /* the exact path would only widen bf16 back: keep f32 */
-        wk_log(WICK_LOG_INFO, "encoder: this CPU has no AVX512-BF16; --fast-bf16 keeps the exact fp32 path");
+        wk_log(WICK_LOG_INFO, "encoder: no bf16 kernel for this CPU (AMX or AVX512-BF16); --fast-bf16 keeps the exact fp32 path");
         return WICK_OK;
     }
+    int amx = wk_gemm_bf16_level() == WK_BF16_AMX;
     for (int l = 0; l < e->c.n_layers; l++)
         for (int j = 0; j < WK_B_COUNT; j++) {
             wk_mat *w = &e->layers[l].w[j];
@@ -293,6 +304,8 @@ wick_status wk_bert_cpu_fast_bf16(wick_encoder *e) {
                 w->w = h, w->dt = WICK_DT_BF16;
             }
             w->fast_bf16 = 1;
+            wick_status st = amx ? pack_amx(e, w) : WICK_OK;
+            if (st) return st;
         }
     return WICK_OK;
 }

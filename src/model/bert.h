@@ -75,8 +75,8 @@ void wk_bert_forward_ops(wick_encoder *e, float *x, float *scratch, const int32_
                          const int32_t *types, const int32_t *mask, const wk_mat *pos_tab, const wk_mat *type_tab, int B,
                          int T);
 
-/* CPU fast mode (fast_bf16): linear weights in bf16 multiplying bf16-rounded activations (AVX512-BF16);
- * a no-op where the CPU lacks it. */
+/* CPU fast mode (fast_bf16): linear weights in bf16 multiplying bf16-rounded activations (AMX tiles,
+ * weights packed here once, or AVX512-BF16); a no-op where the CPU has neither. */
 wick_status wk_bert_cpu_fast_bf16(wick_encoder *e);
 /* Device encoder (bert_device.c). Uploads the weights to "cuda[:N]" (bf16: linear weights in bf16). */
 wick_status wk_bert_to_device(wick_encoder *e, const char *device, int bf16);

@@ -263,7 +263,7 @@ wick_status wick_model_load(const char *dir, const wick_model_opts *opts, wick_m
     if (!st) st = wk_model_load_weights(m, o.keep_bf16);
     if (!st && o.fast_bf16) mark_fast_bf16(m);
     if (!st && o.fast_bf16 && (!o.device || !strcmp(o.device, "cpu")) && !wk_gemm_bf16_native())
-        wk_log(WICK_LOG_INFO, "model: this CPU has no AVX512-BF16; --fast-bf16 keeps exact fp32 products");
+        wk_log(WICK_LOG_INFO, "model: no bf16 kernel for this CPU (AMX or AVX512-BF16); --fast-bf16 keeps exact fp32 products");
     if (!st) st = model_finish(m, &o);
     if (!st) st = wk_model_attach_tokenizer(m);
     if (st) {

@@ -119,15 +119,18 @@ static void gemv(float *y, const float *x, const wk_mat *W, int n) {
     }
 }
 
-/* x[n,in] · Wᵀ through sgemm; non-f32 weights are widened a tile of rows at a time. */
-static void gemm(float *y, const float *x, const wk_mat *W, int n) {
+/* x[n,in] · Wᵀ through sgemm; non-f32 weights are widened a tile of rows at a time. Opt-in
+ * (fast_bf16) bf16 products on AMX tiles with W packed at load, which add the bias too
+ * (returns 1 then, else 0), or on wk_gemm_bf16's best kernel. */
+static int gemm(float *y, const float *x, const wk_mat *W, const float *bias, int n) {
     int out = W->rows, in = W->cols;
+    if (W->amx && wk_gemm_amx(y, x, W->amx, bias, n, in, out) > 0) return 1;
     if (W->fast_bf16 && W->dt == WICK_DT_BF16 && wk_gemm_bf16_native() &&
         wk_gemm_bf16(y, x, W->w, n, in, out) > 0)
-        return; /* opt-in: bf16-rounded activations (falls through to the exact path without memory) */
+        return 0; /* opt-in: bf16-rounded activations (falls through to the exact path without memory) */
     if (W->dt == WICK_DT_F32) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.f, x, in, W->w, in, 0.f, y, out);
-        return;
+        return 0;
     }
     int tile = (int)WK_MAX(64, WK_MIN((size_t)out, ((size_t)4 << 20) / (size_t)in));
     float *buf = scratch(SCR_TILE, (size_t)tile * in);
@@ -140,6 +143,7 @@ static void gemm(float *y, const float *x, const wk_mat *W, int n) {
             buf[i] = W->dt == WICK_DT_BF16 ? wk_bf16_to_f32(src[i]) : wk_f16_to_f32(src[i]);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, rows, in, 1.f, x, in, buf, in, 0.f, y + o0, out);
     }
+    return 0;
 }
 
 static void cpu_matmul(wk_backend *be, float *y, const float *x, const wk_mat *W, const float *bias, int n, int acc) {
@@ -148,7 +152,7 @@ static void cpu_matmul(wk_backend *be, float *y, const float *x, const wk_mat *W
     if (acc) dst = scratch(SCR_ACC, (size_t)n * out); /* rare path (LoRA backward); keeps kernels simple */
     if (W->qtype) wk_qmatmul(dst, x, n, W->cols, W->w, W->qtype, out); /* shapes were validated at load */
     else if (n <= GEMV_MAX_ROWS && (W->dt == WICK_DT_F32 || W->dt == WICK_DT_BF16)) gemv(dst, x, W, n);
-    else gemm(dst, x, W, n);
+    else if (gemm(dst, x, W, acc ? NULL : bias, n) && !acc) bias = NULL; /* the bias went in with the product */
     if (acc || bias) {
 #pragma omp parallel for schedule(static) if ((size_t)n * out > 65536)
         for (int i = 0; i < n; i++)
