@@ -1,11 +1,14 @@
 /*
  * cuda_attention.cu — causal attention of q[n,H,D] over the KV cache [Hk,cap,D].
  *
- * Decode (n <= 8 query rows): split-K. Each block takes one (row, head) and one
- * span of SPLIT keys, computes scores, their max m and sum l and the unnormalised
- * output o = Σ exp(s - m)·v; a second kernel merges the spans (flash-decoding).
- * With device positions (pos) the grid covers the whole cache and spans past the
- * current length exit at once, so a captured graph replays at any position.
+ * Decode (n <= 8 query rows): split-K over the KV cache, GQA-aware: one block serves all
+ * the query heads (and rows) of a KV head for its span of keys, so K and V are read once;
+ * the spans' partial softmax results are merged by the blocks themselves (the last to
+ * finish, counted with self-resetting atomics), in one launch. Head sizes outside its list
+ * (or misaligned tensors) take the general kernels: one block per (row, head) and span of
+ * SPLIT keys, and a second kernel that merges the spans (flash-decoding). With device
+ * positions (pos) both grids cover the whole cache and spans past the current length exit
+ * at once, so a captured graph replays at any position.
  * Prefill: S = scale·Q·Kᵀ and O = P·V for all heads as two pointer-array batched
  * fp32 cuBLAS GEMMs (GQA: each query head points at its KV head), with a causal
  * softmax kernel between them. Everything accumulates in fp32.
@@ -105,12 +108,342 @@ __global__ void k_attn_merge(float *out, const float *part, int D, int nsplit, i
     }
 }
 
+/* ---------------------------------------------------------------- decode: GQA split-K
+ *
+ * Grid (groups, NB): a group is one KV head and up to DA_RB of its query rows (row r of a
+ * KV head kh is query row i = r / grp of head kh·grp + r % grp, so n rows × grp heads share
+ * the head's K and V, read once per group). Block b of a group takes the keys of span b:
+ * the span length is computed on the device from the current length L = pos0 + n, so
+ * the NB spans always cover [0, L) evenly (spans past the needed count exit at once), and
+ * a graph captured at one position replays at any other. Each block stages its keys in
+ * tiles of `tk` K and V rows (cp.async, 16 bytes a copy, coalesced), scores every row
+ * against them, keeps a running max/sum and o = Σ exp(s - m)·v, and stores (o, m, l).
+ * Merging is done by the blocks themselves: the last of each run of DA_G1 spans to finish
+ * (an atomic counter) merges them, and the last of those merges the runs and writes the
+ * output. The last arrival resets each counter to 0, so the next launch (or replay) finds
+ * them zero; they are zeroed once when the scratch buffer is (re)allocated. */
+
+#define DA_THREADS 256
+#define DA_RB 16          /* query rows of one KV head per block */
+#define DA_G1 8           /* spans merged by the first merge level */
+#define DA_MAXNB 256      /* spans per group at most */
+#define DA_CSTRIDE 33     /* counters per group: DA_MAXNB / DA_G1 first-level ones, one second-level */
+#define DA_CNT_BYTES 65536 /* the counters, at the start of the WKC_SCR_ATTN scratch */
+#define DA_MINSPAN 32     /* keys per span at least */
+
+struct da_args {
+    float *out;
+    const float *q, *k, *v;
+    float *part;          /* per group: NB span partials, then NB/DA_G1 first-level ones; (o[RB][D], m/l[RB][2]) each */
+    unsigned *cnt;
+    const int32_t *pos;
+    int pos0, n, H, grp, cap, nb, minspan, tk, nchunk;
+    float scale;
+};
+
+/* Keys per span for L keys over nb spans (a multiple of 16, at least minspan). */
+__host__ __device__ static inline int da_span(int L, int nb, int minspan) {
+    int s = ((L + nb - 1) / nb + 15) & ~15;
+    return s > minspan ? s : minspan;
+}
+
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+/* Output row of chunk row r: (i·H + h)·D for the query row i and head h it stands for. */
+__device__ __forceinline__ size_t da_orow(const da_args &a, int kh, int r0, int r, int D) {
+    int rc = r0 + r;
+    return ((size_t)(rc / a.grp) * a.H + (size_t)kh * a.grp + rc % a.grp) * D;
+}
+
+/* Merges P partials (slots of ss floats from src) of R rows into one: the output rows
+ * (fin: normalised) or the partial at dst. Each thread takes (row, 4 columns) and combines
+ * the partials online, 8 at a time (their loads in flight together). */
+template <int D>
+__device__ void da_merge(const da_args &a, const float *src, int P, size_t ss, int R, float *dst, int fin, int kh,
+                         int r0) {
+    constexpr int D4 = D / 4;
+    for (int e = threadIdx.x; e < R * D4; e += blockDim.x) {
+        int r = e / D4, d4 = e % D4;
+        float M = -INFINITY, L = 0.f;
+        float4 o = make_float4(0.f, 0.f, 0.f, 0.f);
+        for (int p0 = 0; p0 < P; p0 += 8) {
+            float m[8], l[8];
+            float4 x[8];
+#pragma unroll
+            for (int u = 0; u < 8; u++)
+                if (p0 + u < P) {
+                    const float *s = src + (p0 + u) * ss;
+                    m[u] = __ldcg(s + DA_RB * D + 2 * r), l[u] = __ldcg(s + DA_RB * D + 2 * r + 1);
+                    x[u] = __ldcg((const float4 *)(s + r * D) + d4);
+                }
+#pragma unroll
+            for (int u = 0; u < 8; u++) {
+                if (p0 + u >= P) break;
+                float mn = fmaxf(M, m[u]);
+                if (mn == -INFINITY) continue; /* no keys for this row so far */
+                float c = expf(M - mn), w = expf(m[u] - mn);
+                o.x = o.x * c + w * x[u].x, o.y = o.y * c + w * x[u].y;
+                o.z = o.z * c + w * x[u].z, o.w = o.w * c + w * x[u].w;
+                L = L * c + w * l[u], M = mn;
+            }
+        }
+        if (fin) {
+            float il = 1.f / L;
+            o.x *= il, o.y *= il, o.z *= il, o.w *= il;
+            ((float4 *)(a.out + da_orow(a, kh, r0, r, D)))[d4] = o;
+        } else {
+            ((float4 *)(dst + r * D))[d4] = o;
+            if (d4 == 0) dst[DA_RB * D + 2 * r] = M, dst[DA_RB * D + 2 * r + 1] = L;
+        }
+    }
+}
+
+/* One block's rows against one tile of nk keys starting at t0 (K, V staged in Ks, Vs): the
+ * scores, the running max/sum update (crow: the factor the old o is scaled by). */
+template <int D>
+__device__ void da_scores(const da_args &a, int pos0, int r0, int R, int t0, int nk, const float *qs, const float *Ks,
+                          float *S, float *mrow, float *lrow, float *crow) {
+    constexpr int D4 = D / 4, LD = D + 4;
+    for (int e = threadIdx.x; e < R * nk; e += blockDim.x) {
+        int r = e / nk, jj = e % nk;
+        float s = -INFINITY;
+        if (t0 + jj <= pos0 + (r0 + r) / a.grp) {
+            const float4 *kk = (const float4 *)(Ks + jj * LD), *qq = (const float4 *)(qs + r * D);
+            float s0 = 0.f, s1 = 0.f;
+#pragma unroll
+            for (int d = 0; d < D4; d += 2) {
+                float4 x = kk[d], y = qq[d];
+                s0 += x.x * y.x + x.y * y.y + x.z * y.z + x.w * y.w;
+                if (d + 1 < D4) {
+                    float4 x1 = kk[d + 1], y1 = qq[d + 1];
+                    s1 += x1.x * y1.x + x1.y * y1.y + x1.z * y1.z + x1.w * y1.w;
+                }
+            }
+            s = (s0 + s1) * a.scale;
+        }
+        S[r * a.tk + jj] = s;
+    }
+    __syncthreads();
+    int lane = threadIdx.x & 31;
+    for (int r = threadIdx.x >> 5; r < R; r += blockDim.x >> 5) {
+        float *sr = S + r * a.tk, mx = -INFINITY;
+        for (int jj = lane; jj < nk; jj += 32) mx = fmaxf(mx, sr[jj]);
+        mx = warp_max(mx);
+        float mold = mrow[r], mnew = fmaxf(mold, mx), sum = 0.f;
+        for (int jj = lane; jj < nk; jj += 32) {
+            float p = mnew == -INFINITY ? 0.f : expf(sr[jj] - mnew);
+            sr[jj] = p;
+            sum += p;
+        }
+        sum = warp_add(sum);
+        if (lane == 0) {
+            float c = mnew == -INFINITY ? 1.f : expf(mold - mnew);
+            crow[r] = c, mrow[r] = mnew, lrow[r] = lrow[r] * c + sum;
+        }
+    }
+}
+
+template <int D>
+__global__ void __launch_bounds__(DA_THREADS) k_attn_decode(da_args a) {
+    constexpr int D4 = D / 4, LD = D + 4, PP = (DA_RB * D4 + DA_THREADS - 1) / DA_THREADS;
+    extern __shared__ float4 sm4[];
+    __shared__ int s_last;
+    int pos0 = a.pos ? a.pos[0] : a.pos0, L = pos0 + a.n;
+    int span = da_span(L, a.nb, a.minspan), live = (L + span - 1) / span, b = blockIdx.y;
+    if (b >= live) return; /* past the current length: nothing to do (the grid may cover the whole cache) */
+    int g = blockIdx.x, kh = g / a.nchunk, r0 = (g % a.nchunk) * DA_RB, R = min(DA_RB, a.n * a.grp - r0);
+    float *Ks = (float *)sm4, *Vs = Ks + a.tk * LD, *qs = Vs + a.tk * LD, *S = qs + DA_RB * D;
+    float *mrow = S + DA_RB * a.tk, *lrow = mrow + DA_RB, *crow = lrow + DA_RB;
+    float4 *red = (float4 *)(crow + DA_RB);
+    for (int r = threadIdx.x; r < DA_RB; r += blockDim.x) mrow[r] = -INFINITY, lrow[r] = 0.f;
+    /* P·V work: pairs (row, 4 columns); with few pairs the keys are split ks ways too */
+    int pairs = R * D4, ks = max(1, min(8, DA_THREADS / pairs));
+    float4 acc[PP];
+#pragma unroll
+    for (int u = 0; u < PP; u++) acc[u] = make_float4(0.f, 0.f, 0.f, 0.f);
+    const float *kb = a.k + (size_t)kh * a.cap * D, *vb = a.v + (size_t)kh * a.cap * D;
+    int j1 = min(b * span + span, L);
+    for (int t0 = b * span; t0 < j1; t0 += a.tk) {
+        int nk = min(a.tk, j1 - t0);
+        __syncthreads(); /* the previous tile is consumed (and qs, mrow written) */
+        for (int e = threadIdx.x; e < nk * D4; e += blockDim.x)
+            cp_async16(Ks + (e / D4) * LD + 4 * (e % D4), kb + (size_t)(t0 + e / D4) * D + 4 * (e % D4));
+        if (t0 == b * span) /* the queries travel with the first K tile */
+            for (int e = threadIdx.x; e < R * D4; e += blockDim.x)
+                cp_async16(qs + 4 * e, a.q + da_orow(a, kh, r0, e / D4, D) + 4 * (e % D4));
+        cp_async_commit();
+        for (int e = threadIdx.x; e < nk * D4; e += blockDim.x)
+            cp_async16(Vs + (e / D4) * LD + 4 * (e % D4), vb + (size_t)(t0 + e / D4) * D + 4 * (e % D4));
+        cp_async_commit();
+        cp_async_wait<1>();
+        __syncthreads();
+        da_scores<D>(a, pos0, r0, R, t0, nk, qs, Ks, S, mrow, lrow, crow);
+        cp_async_wait<0>();
+        __syncthreads();
+#pragma unroll
+        for (int u = 0; u < PP; u++) {
+            int e = threadIdx.x + u * DA_THREADS, pr = e % pairs, seg = e / pairs;
+            if (seg >= ks) continue;
+            int r = pr / D4, d4 = pr % D4;
+            const float *p = S + r * a.tk;
+            float c = crow[r];
+            float4 o = acc[u];
+            o.x *= c, o.y *= c, o.z *= c, o.w *= c;
+            for (int jj = seg; jj < nk; jj += ks) {
+                float w = p[jj];
+                float4 x = ((const float4 *)(Vs + jj * LD))[d4];
+                o.x += w * x.x, o.y += w * x.y, o.z += w * x.z, o.w += w * x.w;
+            }
+            acc[u] = o;
+        }
+    }
+    if (ks > 1) { /* sum the key segments: red[seg][pair] */
+        __syncthreads();
+        int e = threadIdx.x, seg = e / pairs;
+        if (seg < ks) red[e] = acc[0];
+        __syncthreads();
+        if (e < pairs)
+            for (int s = 1; s < ks; s++) {
+                float4 x = red[s * pairs + e];
+                acc[0].x += x.x, acc[0].y += x.y, acc[0].z += x.z, acc[0].w += x.w;
+            }
+    }
+    size_t ss = (size_t)DA_RB * (D + 2);
+    float *gp = a.part + (size_t)g * (a.nb + (a.nb + DA_G1 - 1) / DA_G1) * ss;
+#pragma unroll
+    for (int u = 0; u < PP; u++) {
+        int e = threadIdx.x + u * DA_THREADS;
+        if (e >= pairs) continue;
+        int r = e / D4, d4 = e % D4;
+        float4 o = acc[u];
+        if (live == 1) { /* one span: this block is the whole answer */
+            float il = 1.f / lrow[r];
+            o.x *= il, o.y *= il, o.z *= il, o.w *= il;
+            ((float4 *)(a.out + da_orow(a, kh, r0, r, D)))[d4] = o;
+        } else ((float4 *)(gp + b * ss + r * D))[d4] = o;
+    }
+    if (live == 1) return;
+    for (int r = threadIdx.x; r < R; r += blockDim.x) gp[b * ss + DA_RB * D + 2 * r] = mrow[r], gp[b * ss + DA_RB * D + 2 * r + 1] = lrow[r];
+    /* first level: the last of the DA_G1 spans of run q merges them */
+    int q = b / DA_G1, members = min(DA_G1, live - q * DA_G1), nq = (live + DA_G1 - 1) / DA_G1;
+    unsigned *cnt = a.cnt + (size_t)g * DA_CSTRIDE;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        s_last = atomicAdd(cnt + q, 1u) == (unsigned)members - 1;
+        if (s_last) cnt[q] = 0;
+    }
+    __syncthreads();
+    if (!s_last) return;
+    __threadfence();
+    float *l1 = gp + (size_t)a.nb * ss;
+    da_merge<D>(a, gp + (size_t)q * DA_G1 * ss, members, ss, R, l1 + q * ss, nq == 1, kh, r0);
+    if (nq == 1) return;
+    /* second level: the last run merger merges the runs */
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        s_last = atomicAdd(cnt + DA_CSTRIDE - 1, 1u) == (unsigned)nq - 1;
+        if (s_last) cnt[DA_CSTRIDE - 1] = 0;
+    }
+    __syncthreads();
+    if (!s_last) return;
+    __threadfence();
+    da_merge<D>(a, l1, nq, ss, R, NULL, 1, kh, r0);
+}
+
+/* Keys per staged tile for head size D (two tiles of K and V fit in about 70 KB). */
+static int da_tile(int D) { return D <= 64 ? 128 : D <= 128 ? 64 : 32; }
+
+static size_t da_smem(int D, int tk) {
+    return sizeof(float) * ((size_t)2 * tk * (D + 4) + (size_t)DA_RB * D + (size_t)DA_RB * tk + 3 * DA_RB) +
+           sizeof(float) * 4 * DA_THREADS;
+}
+
+/* Launches k_attn_decode<D> (dynamic shared memory above 48 KB allowed once per device). */
+template <int D>
+static void da_launch(wkc_backend *b, dim3 grid, size_t smem, const da_args &a) {
+    static unsigned long long ready; /* devices the attribute was set on */
+    if (b->device < 64 && !(__atomic_load_n(&ready, __ATOMIC_RELAXED) & (1ull << b->device))) {
+        cudaFuncSetAttribute(k_attn_decode<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)da_smem(D, da_tile(D)));
+        __atomic_fetch_or(&ready, 1ull << b->device, __ATOMIC_RELAXED);
+    }
+    k_attn_decode<D><<<grid, DA_THREADS, smem, b->st>>>(a);
+}
+
+/* Multiprocessors of the backend's device (cached). */
+static int da_sms(wkc_backend *b) {
+    static int sms[64];
+    int d = b->device < 64 ? b->device : 0;
+    if (!sms[d]) {
+        int v = 0;
+        cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, b->device);
+        sms[d] = v > 0 ? v : 132;
+    }
+    return sms[d];
+}
+
+/* The WKC_SCR_ATTN scratch: DA_CNT_BYTES of merge counters, then `bytes`. The counters are
+ * zeroed whenever the buffer is new; a buffer that had to grow inside a graph capture (which
+ * the scratch epoch then discards) is dropped again, so the direct run that follows makes
+ * (and zeroes) its own. */
+static unsigned *decode_scratch(wkc_backend *b, size_t bytes) {
+    unsigned ep = b->scr_epoch;
+    unsigned *cnt = (unsigned *)wkc_scratch(b, WKC_SCR_ATTN, DA_CNT_BYTES + bytes);
+    if (!cnt || b->scr_epoch == ep) return cnt;
+    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    cudaStreamIsCapturing(b->st, &cs);
+    if (cs == cudaStreamCaptureStatusNone) wkc_cuda_fail(b, cudaMemsetAsync(cnt, 0, DA_CNT_BYTES, b->st), "attention counters");
+    else b->scr_cap[WKC_SCR_ATTN] = 0;
+    return cnt;
+}
+
+/* The GQA decode kernel when it takes the shape (D in its list, 16-byte aligned tensors); 0 otherwise. */
+static int attention_decode_gqa(wkc_backend *b, float *out, const float *q, const float *k, const float *v, int n,
+                                int pos0, const int32_t *pos, int H, int Hk, int D, int cap, float scale) {
+    if (D != 32 && D != 64 && D != 80 && D != 96 && D != 128 && D != 256) return 0;
+    if (((uintptr_t)out | (uintptr_t)q | (uintptr_t)k | (uintptr_t)v) & 15) return 0;
+    int grp = H / Hk, nchunk = (n * grp + DA_RB - 1) / DA_RB, groups = Hk * nchunk;
+    if ((size_t)groups * DA_CSTRIDE * sizeof(unsigned) > DA_CNT_BYTES) return 0;
+    int nb = (2 * da_sms(b) + groups - 1) / groups;
+    nb = nb < 1 ? 1 : nb > DA_MAXNB ? DA_MAXNB : nb;
+    int Lmax = pos ? cap : pos0 + n, tk = da_span(Lmax, nb, DA_MINSPAN);
+    tk = tk < da_tile(D) ? tk : da_tile(D);
+    size_t ss = (size_t)DA_RB * (D + 2);
+    unsigned *cnt = decode_scratch(b, sizeof(float) * groups * (size_t)(nb + (nb + DA_G1 - 1) / DA_G1) * ss);
+    if (!cnt) return 1;
+    da_args a = {out, q, k, v, (float *)((char *)cnt + DA_CNT_BYTES), cnt, pos, pos0, n, H, grp, cap, nb, DA_MINSPAN,
+                 tk, nchunk, scale};
+    int L = pos0 + n, span = da_span(L, nb, DA_MINSPAN);
+    dim3 grid(groups, pos ? nb : (L + span - 1) / span);
+    size_t smem = da_smem(D, tk);
+    switch (D) {
+    case 32: da_launch<32>(b, grid, smem, a); break;
+    case 64: da_launch<64>(b, grid, smem, a); break;
+    case 80: da_launch<80>(b, grid, smem, a); break;
+    case 96: da_launch<96>(b, grid, smem, a); break;
+    case 128: da_launch<128>(b, grid, smem, a); break;
+    default: da_launch<256>(b, grid, smem, a); break;
+    }
+    wkc_launched(b, "attention (decode)");
+    return 1;
+}
+
 static void attention_decode(wkc_backend *b, float *out, const float *q, const float *k, const float *v, int n, int pos0,
                              const int32_t *pos, int H, int Hk, int D, int cap, float scale) {
+    if (attention_decode_gqa(b, out, q, k, v, n, pos0, pos, H, Hk, D, cap, scale)) return;
+    /* the general kernels: any D, any alignment */
     int nsplit = ((pos ? cap : pos0 + n) + SPLIT - 1) / SPLIT;
     size_t rows = (size_t)n * H;
-    float *part = (float *)wkc_scratch(b, WKC_SCR_ATTN, sizeof(float) * rows * nsplit * (D + 2));
-    if (!part) return;
+    unsigned *cnt = decode_scratch(b, sizeof(float) * rows * nsplit * (D + 2));
+    if (!cnt) return;
+    float *part = (float *)((char *)cnt + DA_CNT_BYTES);
     size_t smem = sizeof(float) * (D + SPLIT + 32);
     k_attn_split<<<dim3((unsigned)rows, nsplit), ATT_THREADS, smem, b->st>>>(part, q, k, v, pos0, pos, H, H / Hk, D,
                                                                             cap, scale, nsplit);
