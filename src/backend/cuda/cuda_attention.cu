@@ -559,5 +559,6 @@ void wkc_attention(wk_backend *be, float *out, const float *q, const float *k, c
     wkc_backend *b = wkc(be);
     wkc_use(b);
     if (n <= DECODE_MAX_ROWS) attention_decode(b, out, q, k, v, n, pos0, pos, H, Hk, D, cap, scale);
+    else if (wkc_prefill_attention(b, out, q, k, v, n, pos0, H, Hk, D, cap, scale)) return; /* TF32 flash (fast) */
     else attention_prefill(b, out, q, k, v, n, pos0, H, Hk, D, cap, scale);
 }

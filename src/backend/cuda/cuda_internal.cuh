@@ -19,7 +19,7 @@ struct wkc_block {
 };
 
 /* Grow-only device scratch slots owned by the backend (ops on one stream may reuse them). */
-enum { WKC_SCR_ACT16, WKC_SCR_ATTN, WKC_SCR_SCORES, WKC_SCR_PTRS, WKC_SCR_ROW, WKC_SCR_COUNT };
+enum { WKC_SCR_ACT16, WKC_SCR_ATTN, WKC_SCR_SCORES, WKC_SCR_PTRS, WKC_SCR_ROW, WKC_SCR_LT, WKC_SCR_COUNT };
 
 struct wkc_backend {
     wk_backend be;            /* first: ops receive &be */
@@ -38,10 +38,13 @@ struct wkc_backend {
     const float *cast_x;      /* the activations last rounded to 16 bits into WKC_SCR_ACT16 ... */
     size_t cast_n;            /* ... their count, and type; cast_x is cleared by every other op */
     int cast_dt;
+    int act16;                /* 16-bit type of the last multi-row GEMM's weights (0: none or f32): prefill
+                               * ops then write the 16-bit copy of their output themselves (cuda_prefill.cu) */
     int no_graphs;            /* set after a capture failed: ops run directly from then on */
     unsigned char *up_ring;   /* page-locked staging for small uploads (WKC_UP_SLOTS slots) ... */
     cudaEvent_t up_ev[16];    /* ... each slot's copy, waited for before the slot is reused */
     int up_next;
+    struct wkc_lt *lt;        /* cuBLASLt handle and plans of the bias-epilogue GEMMs (cuda_prefill.cu) */
     struct wkc_optime *opt;   /* non-NULL while wk_cuda_optime is recording (op timing) */
     int optag;                /* a number the next launch is recorded with (matvec: its rows) */
     unsigned *ticket;         /* device counter for last-block-done kernels (each leaves it at 0) */
@@ -87,6 +90,15 @@ void wkc_lora_seg(wk_backend *be, float *y, const float *x, int n, int in, int o
                   const float *const *A, const float *const *B, const int *r, const float *scale, float *tmp);
 void wkc_attention(wk_backend *be, float *out, const float *q, const float *k, const float *v, int n, int pos0,
                    const int32_t *pos, int H, int Hk, int D, int cap, float scale);
+/* Prefill kernels (cuda_prefill.cu); each returns 1 when it took the op, 0 (nothing
+ * launched) when the caller's general kernel must run. */
+int wkc_prefill_attention(wkc_backend *b, float *out, const float *q, const float *k, const float *v, int n, int pos0,
+                          int H, int Hk, int D, int cap, float scale);
+int wkc_rmsnorm16(wkc_backend *b, float *y, const float *x, const float *w, int n, int dim, float eps);
+int wkc_swiglu16(wkc_backend *b, float *out, const float *gate, const float *up, size_t n);
+/* y[n,out] (=|+=) xh·Wᵀ + bias for 16-bit W and xh (the rounded activations) in one cuBLASLt call
+ * with a bias epilogue (fast instance only). */
+int wkc_gemm_bias(wkc_backend *b, float *y, const void *xh, const wk_mat *W, const float *bias, int n, int acc);
 /* Encoder ops (cuda_enc.cu). */
 void wkc_layernorm(wk_backend *be, float *y, const float *x, const float *xb, const float *r, const float *w,
                    const float *b, int n, int dim, float eps);

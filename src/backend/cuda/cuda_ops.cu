@@ -180,16 +180,18 @@ __global__ void k_add_bias(float *y, const float *bias, size_t n, int out) {
         y[i] += bias[i % (size_t)out];
 }
 
-/* y[n,out] (=|+=) x[n,in]·Wᵀ through cuBLAS (column-major: yᵀ = W·xᵀ). */
-static void gemm(wkc_backend *b, float *y, const float *x, const wk_mat *W, int n, int acc) {
+/* y[n,out] (=|+=) x[n,in]·Wᵀ through cuBLAS (column-major: yᵀ = W·xᵀ); returns 1 when it also
+ * added bias (a cuBLASLt epilogue: 16-bit weights on the fast instance), else the caller does. */
+static int gemm(wkc_backend *b, float *y, const float *x, const wk_mat *W, const float *bias, int n, int acc) {
     int out = W->rows, in = W->cols;
     float one = 1.f, beta = acc ? 1.f : 0.f;
     if (W->dt == WICK_DT_F32) {
         wkc_blas_fail(b, cublasSgemm(b->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one, (const float *)W->w, in, x, in,
                                      &beta, y, out), "sgemm");
         b->optag = out;
+        b->act16 = 0;
         wkc_launched(b, "sgemm");
-        return;
+        return 0;
     }
     size_t cnt = (size_t)n * in;
     cudaDataType_t t = W->dt == WICK_DT_BF16 ? CUDA_R_16BF : CUDA_R_16F;
@@ -197,17 +199,20 @@ static void gemm(wkc_backend *b, float *y, const float *x, const wk_mat *W, int 
     if (b->cast_x == x && b->cast_n == cnt && b->cast_dt == (int)W->dt) {
         xh = b->scr[WKC_SCR_ACT16]; /* q/k/v and gate/up read the same activations: round them once */
     } else {
-        if (!(xh = wkc_scratch(b, WKC_SCR_ACT16, cnt * 2))) return;
+        if (!(xh = wkc_scratch(b, WKC_SCR_ACT16, cnt * 2))) return 1;
         if (W->dt == WICK_DT_BF16) k_to_bf16<<<wkc_blocks(cnt), 256, 0, b->st>>>((__nv_bfloat16 *)xh, x, cnt);
         else k_to_f16<<<wkc_blocks(cnt), 256, 0, b->st>>>((__half *)xh, x, cnt);
         wkc_launched(b, "activation cast");
         b->cast_x = x, b->cast_n = cnt, b->cast_dt = (int)W->dt;
     }
+    b->act16 = (int)W->dt; /* ops producing the next products' inputs now write 16-bit copies (cuda_prefill.cu) */
+    if (bias && wkc_gemm_bias(b, y, xh, W, bias, n, acc)) return 1;
     wkc_blas_fail(b, cublasGemmEx(b->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one, W->w, t, in, xh, t, in, &beta, y,
                                   CUDA_R_32F, out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                   "gemm (16-bit weights)");
     b->optag = out;
     wkc_launched(b, "gemm16");
+    return 0;
 }
 
 void wkc_matmul(wk_backend *be, float *y, const float *x, const wk_mat *W, const float *bias, int n, int acc) {
@@ -231,8 +236,7 @@ void wkc_matmul(wk_backend *be, float *y, const float *x, const wk_mat *W, const
         else launch_gemv(b, y, x, (const __half *)W->w, bias, n, in, out, acc);
         return;
     }
-    gemm(b, y, x, W, n, acc);
-    if (bias) {
+    if (!gemm(b, y, x, W, bias, n, acc) && bias) {
         size_t cnt = (size_t)n * out;
         k_add_bias<<<wkc_blocks(cnt), 256, 0, b->st>>>(y, bias, cnt, out);
         wkc_launched(b, "bias");
@@ -307,6 +311,7 @@ __global__ void k_rmsnorm4(float *y, const float *x, const float *w, int dim, fl
 void wkc_rmsnorm(wk_backend *be, float *y, const float *x, const float *w, int n, int dim, float eps) {
     wkc_backend *b = wkc(be);
     wkc_use(b);
+    if (wkc_rmsnorm16(b, y, x, w, n, dim, eps)) return;
     int nv = dim / 4;
     if (dim % 4 == 0 && nv <= 4 * 256 && ((uintptr_t)x | (uintptr_t)y | (uintptr_t)w) % 16 == 0) {
         int threads = nv >= 256 ? 256 : 32 * ((nv + 31) / 32), per = (nv + threads - 1) / threads;
@@ -322,14 +327,17 @@ void wkc_rmsnorm(wk_backend *be, float *y, const float *x, const float *w, int n
 }
 
 /* ---------------------------------------------------------------- RoPE */
-/* One block per token; rotate_half layout: (a, b) = (x[j], x[j+half]). */
+/* One block per token; rotate_half layout: (a, b) = (x[j], x[j+half]). The token's sines and
+ * cosines are computed once into shared memory (sc: [half] sin, [half] cos), not once per head. */
 __global__ void k_rope(float *x, const int32_t *pos, int nh, int D, const float *inv_freq) {
+    extern __shared__ float sc[];
     int i = blockIdx.x, half = D / 2;
     float p = (float)pos[i];
+    for (int j = threadIdx.x; j < half; j += blockDim.x) sincosf(p * inv_freq[j], &sc[j], &sc[half + j]);
+    __syncthreads();
     for (int t = threadIdx.x; t < nh * half; t += blockDim.x) {
         int h = t / half, j = t % half;
-        float sn, cs;
-        sincosf(p * inv_freq[j], &sn, &cs);
+        float sn = sc[j], cs = sc[half + j];
         float *v = x + ((size_t)i * nh + h) * D;
         float a = v[j], c = v[j + half];
         v[j] = a * cs - c * sn;
@@ -340,7 +348,7 @@ __global__ void k_rope(float *x, const int32_t *pos, int nh, int D, const float 
 void wkc_rope(wk_backend *be, float *x, const int32_t *pos, int n, int nh, int D, const float *inv_freq) {
     wkc_backend *b = wkc(be);
     wkc_use(b);
-    k_rope<<<n, 128, 0, b->st>>>(x, pos, nh, D, inv_freq);
+    k_rope<<<n, 128, sizeof(float) * (size_t)(D / 2 * 2), b->st>>>(x, pos, nh, D, inv_freq);
     wkc_launched(b, "rope");
 }
 
@@ -356,6 +364,7 @@ __global__ void k_add(float *y, const float *x, size_t n) {
 void wkc_swiglu(wk_backend *be, float *out, const float *gate, const float *up, size_t n) {
     wkc_backend *b = wkc(be);
     wkc_use(b);
+    if (wkc_swiglu16(b, out, gate, up, n)) return;
     k_swiglu<<<wkc_blocks(n), 256, 0, b->st>>>(out, gate, up, n);
     wkc_launched(b, "swiglu");
 }
@@ -377,6 +386,7 @@ __global__ void k_embed(float *out, const T *E, const int32_t *ids, int C) {
 void wkc_embed(wk_backend *be, float *out, const wk_mat *E, const int32_t *ids, int n) {
     wkc_backend *b = wkc(be);
     wkc_use(b);
+    if (n <= GEMV_MAX_ROWS) b->act16 = 0; /* a decode step: no 16-bit copies (nothing reads them; graphs) */
     if (E->dt == WICK_DT_F32) k_embed<<<n, 256, 0, b->st>>>(out, (const float *)E->w, ids, E->cols);
     else if (E->dt == WICK_DT_BF16) k_embed<<<n, 256, 0, b->st>>>(out, (const __nv_bfloat16 *)E->w, ids, E->cols);
     else k_embed<<<n, 256, 0, b->st>>>(out, (const __half *)E->w, ids, E->cols);
