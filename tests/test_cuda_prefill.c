@@ -5,6 +5,8 @@
  *    not a multiple of the 64-row tile and shorter than one tile: relative L2 <= 2e-3 (the
  *    TF32 tolerance: inputs rounded to TF32 inside the products, fp32 accumulation; expected
  *    ~5e-4), and against the exact instance's fp32 path (which must stay within 2e-6 of ref);
+ *  - multi-row 16-bit products with a bias on the fast instance (cuBLASLt bias epilogue) against
+ *    the CPU reference, plain and accumulating (rel L2 <= 1e-2 bf16, 2e-3 f16, as test_cuda);
  *  - the 16-bit activation copies written by RMSNorm, SwiGLU and that attention after a
  *    16-bit GEMM: the next bf16 / f16 GEMM reading them gives bit-identical results to the
  *    same GEMM after a separate cast (the copy is the same rounding of the same values).
@@ -71,6 +73,37 @@ static void test_flash(void) {
     flash_case(100, 0, 14, 2, 64);   /* GQA 7 (qwen2.5-0.5b heads) */
     flash_case(77, 131, 14, 2, 128); /* GQA 7, prefix not a multiple of the key tile */
     flash_case(513, 0, 7, 1, 128);   /* GQA 7 over one kv head, many tiles */
+}
+
+/* Multi-row products with a bias on F (16-bit weights: the bias in a cuBLASLt epilogue), plain
+ * and accumulating, against the CPU reference: within test_cuda's bf16/f16 product bounds. */
+static void test_bias_gemm(void) {
+    int shapes[][3] = {{40, 256, 96}, {130, 512, 64}, {9, 96, 130}};
+    wick_dtype dts[] = {WICK_DT_BF16, WICK_DT_F16};
+    for (int si = 0; si < 3; si++)
+        for (int di = 0; di < 2; di++)
+            for (int acc = 0; acc < 2; acc++) {
+                int n = shapes[si][0], in = shapes[si][1], out = shapes[si][2];
+                size_t ny = (size_t)n * out, nw = (size_t)out * in;
+                float *x = rvec((size_t)n * in, 1.f), *wf = rvec(nw, 1.f), *b = rvec(out, 1.f), *y = rvec(ny, 1.f);
+                uint16_t *h = malloc(2 * nw);
+                for (size_t i = 0; i < nw; i++) h[i] = dts[di] == WICK_DT_BF16 ? wk_f32_to_bf16(wf[i]) : wk_f32_to_f16(wf[i]);
+                wk_mat W = {.w = h, .dt = dts[di], .rows = out, .cols = in}, Wd = W;
+                Wd.w = dev(h, 2 * nw);
+                float *dx = dev(x, sizeof(float) * n * in), *db = dev(b, sizeof(float) * out), *dy = dev(y, sizeof(float) * ny);
+                G->sync(G);
+                R->matmul(R, y, x, &W, b, n, acc);
+                F->matmul(F, dy, dx, &Wd, db, n, acc);
+                F->sync(F);
+                CHECK(F->check(F) == WICK_OK, "bias product: %s", wick_last_error());
+                float *got = malloc(sizeof(float) * ny);
+                F->download(F, got, dy, sizeof(float) * ny);
+                double e = t_rel_l2(got, y, ny), tol = dts[di] == WICK_DT_BF16 ? 1e-2 : 2e-3;
+                CHECK(e <= tol, "fast matmul + bias n=%d in=%d out=%d %s acc=%d: rel L2 %g > %g", n, in, out,
+                      wick_dtype_name(dts[di]), acc, e, tol);
+                G->free(G, (void *)Wd.w), G->free(G, dx), G->free(G, db), G->free(G, dy);
+                free(x), free(wf), free(b), free(y), free(h), free(got);
+            }
 }
 
 /* Device buffers of the copy checks: a 16-bit weight matrix (OUT × up to 1024) and outputs. */
@@ -145,6 +178,7 @@ int main(void) {
     CHECK(G != NULL && F != NULL, "cuda backend: %s", wick_last_error());
     if (!G || !F) return t_summary();
     test_flash();
+    test_bias_gemm();
     test_copies(WICK_DT_BF16);
     test_copies(WICK_DT_F16);
 #endif

@@ -4,13 +4,15 @@
  * Flash attention over the KV cache on TF32 tensor cores (the fast instance only; the
  * exact instance keeps the fp32 cuBLAS path of cuda_attention.cu). q [n][H][D] holds rows
  * at positions pos0..pos0+n-1, K/V the cache [Hk][cap][D] (GQA: query head h reads KV
- * head h / (H/Hk)); row i sees keys 0..pos0+i. A block takes FP_BM = 64 query rows of one
- * head, four warps of 16 rows; it sweeps FP_BN-key tiles, double-buffered in shared memory
- * by cp.async (keys past the end are zero-filled). Each warp keeps its Q fragments, its
- * scores and its output accumulator in registers (mma.sync m16n8k8 TF32, fp32
- * accumulation, FlashAttention-2 style online softmax in base 2): the score accumulator
- * of a key tile is the A operand of P·V with the key order permuted inside each group of
- * 8 (thread t holds keys 2t, 2t+1 of S, so it takes V rows 2t, 2t+1 as its k = t, t+4).
+ * head h / (H/Hk)); row i sees keys 0..pos0+i. A block takes FP_BM = 128 query rows of
+ * one head, four warps of 32 rows (two 16-row MMA tiles, so each K/V fragment read from
+ * shared memory feeds two products); it sweeps FP_BN-key tiles, double-buffered in shared
+ * memory by cp.async (keys past the end are zero-filled). Q sits in shared memory, scaled
+ * and rounded to TF32 once; scores and the output accumulator stay in registers
+ * (mma.sync m16n8k8 TF32, fp32 accumulation, FlashAttention-2 style online softmax in
+ * base 2). The score accumulator of a key tile is the A operand of P·V with the key order
+ * permuted inside each group of 8 (lane t holds keys 2t, 2t+1 of S, so it takes V rows 2t,
+ * 2t+1 as its k = t, t+4).
  * No score matrix is materialised.
  *
  * 16-bit activation copies: a multi-row GEMM with bf16/f16 weights rounds its input to
@@ -28,7 +30,7 @@
 #include <math.h>
 #include <string.h>
 
-#define FP_BM 64      /* query rows per block (4 warps × 16) */
+#define FP_BM 128     /* query rows per block (4 warps × 32) */
 #define FP_BN 32      /* keys per tile */
 #define FP_THREADS 128
 #define FP_MIN_ROWS 9 /* the decode path takes fewer rows */
@@ -65,54 +67,87 @@ __device__ __forceinline__ void st1(__nv_bfloat16 *d, float a) { *d = __float2bf
 __device__ __forceinline__ void st1(__half *d, float a) { *d = __float2half_rn(a); }
 
 /* ---------------------------------------------------- flash attention */
-/* Key rows j0..j0+FP_BN-1 of K and V (row j at base + j*D) into Ks, Vs [FP_BN][D+4];
+/* Shared-memory row lengths (floats): Q and K rows are read 16 bytes at a time at column
+ * 16s + 4t by lanes (g, t), so a row stride of 16 mod 32 words keeps the 8 lanes of a
+ * quarter-warp on distinct banks; V is read one float at a time at rows 2t, columns g
+ * (stride 4 mod 32 does that). */
+template <int D>
+struct fp_ld {
+    static const int q = D + 16, k = D + 16, v = D + 4;
+};
+
+/* Key rows j0..j0+FP_BN-1 of K and V (row j at base + j*D) into Ks [FP_BN][ldk], Vs [FP_BN][ldv];
  * rows at or past `end` are zero. */
 template <int D>
 __device__ __forceinline__ void fp_load_tile(float *Ks, float *Vs, const float *kb, const float *vb, int j0, int end) {
-    const int ld = D + 4, per = D / 4;
+    const int per = D / 4;
     for (int e = threadIdx.x; e < FP_BN * per; e += FP_THREADS) {
         int r = e / per, c = (e - r * per) * 4, j = j0 + r;
         bool ok = j < end;
         size_t off = ok ? (size_t)j * D + c : 0;
-        cp16(Ks + r * ld + c, kb + off, ok);
-        cp16(Vs + r * ld + c, vb + off, ok);
+        cp16(Ks + r * fp_ld<D>::k + c, kb + off, ok);
+        cp16(Vs + r * fp_ld<D>::v + c, vb + off, ok);
     }
 }
 
-/* This thread's Q fragments (rows row0 + g, row0 + g + 8; pre-scaled by sl2), zero past n. */
+/* The block's FP_BM query rows of head h into Qs [FP_BM][ldq], pre-scaled by sl2 and rounded
+ * to TF32 once (zero past n). */
 template <int D>
-__device__ __forceinline__ void fp_load_q(unsigned (&qa)[D / 8][4], const float *q, int row0, int n, int H, int h,
-                                          float sl2) {
-    int g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
-    int ra = row0 + g, rb = ra + 8;
-    const float *pa = q + ((size_t)ra * H + h) * D, *pb = q + ((size_t)rb * H + h) * D;
-#pragma unroll
-    for (int ks = 0; ks < D / 8; ks++) {
-        int c = ks * 8 + t;
-        qa[ks][0] = to_tf32(ra < n ? pa[c] * sl2 : 0.f);
-        qa[ks][1] = to_tf32(rb < n ? pb[c] * sl2 : 0.f);
-        qa[ks][2] = to_tf32(ra < n ? pa[c + 4] * sl2 : 0.f);
-        qa[ks][3] = to_tf32(rb < n ? pb[c + 4] * sl2 : 0.f);
+__device__ __forceinline__ void fp_load_q(float *Qs, const float *q, int i0, int n, int H, int h, float sl2) {
+    const int per = D / 4;
+    for (int e = threadIdx.x; e < FP_BM * per; e += FP_THREADS) {
+        int r = e / per, c = (e - r * per) * 4, i = i0 + r;
+        float4 x = make_float4(0.f, 0.f, 0.f, 0.f);
+        if (i < n) x = *(const float4 *)(q + ((size_t)i * H + h) * D + c);
+        float4 y = make_float4(__uint_as_float(to_tf32(x.x * sl2)), __uint_as_float(to_tf32(x.y * sl2)),
+                               __uint_as_float(to_tf32(x.z * sl2)), __uint_as_float(to_tf32(x.w * sl2)));
+        *(float4 *)(Qs + r * fp_ld<D>::q + c) = y;
     }
 }
 
-/* Folds one key tile (keys j0.., scores in base 2 in s) into the running max m, partial sums l
- * and the accumulator o of this thread's two rows (absolute positions pa, pb). */
+/* s[mt][nt] = Q·Kᵀ (base-2 scores) for the warp's two 16-row tiles and the tile's 32 keys. The head
+ * dimension is taken 16 at a time (sp) and permuted inside: lane (g, t) reads columns 16sp + 4t ..
+ * + 3 of its Q rows and of key row g with one 16-byte load each, and feeds them as k = t, t + 4 of
+ * two consecutive k-steps; Q and K use the same order, so the products are unchanged. */
 template <int D>
-__device__ __forceinline__ void fp_tile(float (&o)[D / 8][4], float (&m)[2], float (&l)[2], const unsigned (&qa)[D / 8][4],
-                                        const float *Ks, const float *Vs, int j0, int pa, int pb, bool mask) {
-    const int ld = D + 4;
+__device__ __forceinline__ void fp_scores(float (&s)[2][FP_BN / 8][4], const float *Qw, const float *Ks) {
     int g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
-    float s[FP_BN / 8][4];
 #pragma unroll
-    for (int nt = 0; nt < FP_BN / 8; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+    for (int mt = 0; mt < 2; mt++)
 #pragma unroll
-    for (int ks = 0; ks < D / 8; ks++)
+        for (int nt = 0; nt < FP_BN / 8; nt++) s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.f;
+#pragma unroll 2
+    for (int sp = 0; sp < D / 16; sp++) {
+        float4 qa[2][2];
+#pragma unroll
+        for (int mt = 0; mt < 2; mt++) {
+            qa[mt][0] = *(const float4 *)(Qw + (mt * 16 + g) * fp_ld<D>::q + sp * 16 + 4 * t);
+            qa[mt][1] = *(const float4 *)(Qw + (mt * 16 + g + 8) * fp_ld<D>::q + sp * 16 + 4 * t);
+        }
 #pragma unroll
         for (int nt = 0; nt < FP_BN / 8; nt++) {
-            const float *kp = Ks + (nt * 8 + g) * ld + ks * 8 + t;
-            mma_tf32(s[nt], qa[ks], to_tf32(kp[0]), to_tf32(kp[4]));
+            float4 kb = *(const float4 *)(Ks + (nt * 8 + g) * fp_ld<D>::k + sp * 16 + 4 * t);
+            unsigned b0 = to_tf32(kb.x), b1 = to_tf32(kb.y), b2 = to_tf32(kb.z), b3 = to_tf32(kb.w);
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++) {
+                unsigned a0[4] = {__float_as_uint(qa[mt][0].x), __float_as_uint(qa[mt][1].x),
+                                  __float_as_uint(qa[mt][0].y), __float_as_uint(qa[mt][1].y)};
+                unsigned a1[4] = {__float_as_uint(qa[mt][0].z), __float_as_uint(qa[mt][1].z),
+                                  __float_as_uint(qa[mt][0].w), __float_as_uint(qa[mt][1].w)};
+                mma_tf32(s[mt][nt], a0, b0, b1);
+                mma_tf32(s[mt][nt], a1, b2, b3);
+            }
         }
+    }
+}
+
+/* Online softmax of one 16-row tile's scores s (keys j0..; this lane's rows at absolute
+ * positions pa, pa + 8): updates the running max m and partial sums l, rescales o, and
+ * leaves the probabilities in s. */
+template <int D>
+__device__ __forceinline__ void fp_softmax(float (&s)[FP_BN / 8][4], float (&o)[D / 8][4], float (&m)[2], float (&l)[2],
+                                           int j0, int pa, bool mask) {
+    int t = threadIdx.x & 3;
     if (mask)
 #pragma unroll
         for (int nt = 0; nt < FP_BN / 8; nt++)
@@ -120,7 +155,7 @@ __device__ __forceinline__ void fp_tile(float (&o)[D / 8][4], float (&m)[2], flo
             for (int e = 0; e < 2; e++) {
                 int j = j0 + nt * 8 + 2 * t + e;
                 if (j > pa) s[nt][e] = -INFINITY;
-                if (j > pb) s[nt][2 + e] = -INFINITY;
+                if (j > pa + 8) s[nt][2 + e] = -INFINITY;
             }
     float mx[2] = {m[0], m[1]};
 #pragma unroll
@@ -144,76 +179,106 @@ __device__ __forceinline__ void fp_tile(float (&o)[D / 8][4], float (&m)[2], flo
     l[0] = l[0] * c0 + ps0, l[1] = l[1] * c1 + ps1;
 #pragma unroll
     for (int dn = 0; dn < D / 8; dn++) o[dn][0] *= c0, o[dn][1] *= c0, o[dn][2] *= c1, o[dn][3] *= c1;
+}
+
+/* o[mt] += P[mt]·V: the score accumulator of key group kt is the A operand with keys 2t, 2t+1 as
+ * k = t, t + 4, so lane (g, t) takes V rows 2t and 2t + 1 of the group, column g of each 8. */
+template <int D>
+__device__ __forceinline__ void fp_pv(float (&o)[2][D / 8][4], const float (&s)[2][FP_BN / 8][4], const float *Vs) {
+    int g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
 #pragma unroll
     for (int kt = 0; kt < FP_BN / 8; kt++) {
-        unsigned a[4] = {to_tf32(s[kt][0]), to_tf32(s[kt][2]), to_tf32(s[kt][1]), to_tf32(s[kt][3])};
-        const float *vp = Vs + (kt * 8 + 2 * t) * ld + g;
+        unsigned a[2][4];
 #pragma unroll
-        for (int dn = 0; dn < D / 8; dn++) mma_tf32(o[dn], a, to_tf32(vp[dn * 8]), to_tf32(vp[ld + dn * 8]));
+        for (int mt = 0; mt < 2; mt++) {
+            a[mt][0] = to_tf32(s[mt][kt][0]), a[mt][1] = to_tf32(s[mt][kt][2]);
+            a[mt][2] = to_tf32(s[mt][kt][1]), a[mt][3] = to_tf32(s[mt][kt][3]);
+        }
+        const float *vp = Vs + (kt * 8 + 2 * t) * fp_ld<D>::v + g;
+#pragma unroll
+        for (int dn = 0; dn < D / 8; dn++) {
+            unsigned b0 = to_tf32(vp[dn * 8]), b1 = to_tf32(vp[fp_ld<D>::v + dn * 8]);
+            mma_tf32(o[0][dn], a[0], b0, b1);
+            mma_tf32(o[1][dn], a[1], b0, b1);
+        }
     }
 }
 
-/* out[i][h][:] = softmax over keys 0..pos0+i of (q_i·k_j·scale) · v_j; block (query tile, head h);
- * the heaviest tiles (last rows) first. out16: the 16-bit copy (T) or NULL. */
+/* out[i][h][:] = softmax over keys 0..pos0+i of (q_i·k_j·scale) · v_j; block (FP_BM query rows,
+ * head h), warp w owns rows 32w..32w+31 as two 16-row tiles; the heaviest blocks (last rows)
+ * start first. out16: the 16-bit copy (T) or NULL. */
 template <int D, typename T>
 __global__ void __launch_bounds__(FP_THREADS) k_prefill_fa(float *out, T *out16, const float *q, const float *kc,
                                                            const float *vc, int n, int pos0, int H, int grp, int cap,
                                                            float sl2) {
     extern __shared__ __align__(16) float fp_sm[];
-    const int ld = D + 4, tile = FP_BN * ld;
+    const int tk = FP_BN * fp_ld<D>::k, tv = FP_BN * fp_ld<D>::v;
+    float *Qs = fp_sm, *Ks = Qs + FP_BM * fp_ld<D>::q, *Vs = Ks + 2 * tk;
     int h = blockIdx.y, kh = h / grp, i0 = (gridDim.x - 1 - blockIdx.x) * FP_BM;
     int w = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
-    int row0 = i0 + w * 16, pa = pos0 + row0 + g, pb = pa + 8, wlast = pos0 + row0 + 15;
+    int row0 = i0 + w * 32, wfirst = pos0 + row0, wlast = wfirst + 31;
     int end = pos0 + min(i0 + FP_BM, n); /* keys the block needs */
     int ntiles = (end + FP_BN - 1) / FP_BN;
     const float *kb = kc + (size_t)kh * cap * D, *vb = vc + (size_t)kh * cap * D;
-    fp_load_tile<D>(fp_sm, fp_sm + 2 * tile, kb, vb, 0, end);
+    fp_load_tile<D>(Ks, Vs, kb, vb, 0, end);
     cp_commit();
-    unsigned qa[D / 8][4];
-    fp_load_q<D>(qa, q, row0, n, H, h, sl2);
-    float o[D / 8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+    fp_load_q<D>(Qs, q, i0, n, H, h, sl2);
+    float o[2][D / 8][4], m[2][2], l[2][2];
 #pragma unroll
-    for (int dn = 0; dn < D / 8; dn++) o[dn][0] = o[dn][1] = o[dn][2] = o[dn][3] = 0.f;
+    for (int mt = 0; mt < 2; mt++) {
+        m[mt][0] = m[mt][1] = -INFINITY, l[mt][0] = l[mt][1] = 0.f;
+#pragma unroll
+        for (int dn = 0; dn < D / 8; dn++) o[mt][dn][0] = o[mt][dn][1] = o[mt][dn][2] = o[mt][dn][3] = 0.f;
+    }
     for (int it = 0; it < ntiles; it++) {
         int buf = it & 1, j0 = it * FP_BN;
         if (it + 1 < ntiles) {
-            fp_load_tile<D>(fp_sm + (buf ^ 1) * tile, fp_sm + (2 + (buf ^ 1)) * tile, kb, vb, j0 + FP_BN, end);
+            fp_load_tile<D>(Ks + (buf ^ 1) * tk, Vs + (buf ^ 1) * tv, kb, vb, j0 + FP_BN, end);
             cp_commit();
             cp_wait<1>();
         } else {
             cp_wait<0>();
         }
-        __syncthreads();
-        if (j0 <= wlast) /* else every key of the tile is past this warp's rows */
-            fp_tile<D>(o, m, l, qa, fp_sm + buf * tile, fp_sm + (2 + buf) * tile, j0, pa, pb, j0 + FP_BN - 1 > pos0 + row0);
+        __syncthreads(); /* the tile (and, the first time, Qs) is in shared memory */
+        if (j0 <= wlast) { /* else every key of the tile is past this warp's rows */
+            float s[2][FP_BN / 8][4];
+            fp_scores<D>(s, Qs + w * 32 * fp_ld<D>::q, Ks + buf * tk);
+            bool mask = j0 + FP_BN - 1 > wfirst;
+            fp_softmax<D>(s[0], o[0], m[0], l[0], j0, wfirst + g, mask);
+            fp_softmax<D>(s[1], o[1], m[1], l[1], j0, wfirst + 16 + g, mask);
+            fp_pv<D>(o, s, Vs + buf * tv);
+        }
         __syncthreads(); /* the buffer is refilled next iteration */
     }
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
-    }
-    float inv[2] = {1.f / l[0], 1.f / l[1]};
+    for (int mt = 0; mt < 2; mt++)
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        int i = row0 + g + 8 * r;
-        if (i >= n) continue;
-        size_t base = ((size_t)i * H + h) * D + 2 * t;
+        for (int r = 0; r < 2; r++) {
+            float lr = l[mt][r];
+            lr += __shfl_xor_sync(0xffffffffu, lr, 1);
+            lr += __shfl_xor_sync(0xffffffffu, lr, 2);
+            int i = row0 + mt * 16 + g + 8 * r;
+            if (i >= n) continue;
+            float inv = 1.f / lr;
+            size_t base = ((size_t)i * H + h) * D + 2 * t;
 #pragma unroll
-        for (int dn = 0; dn < D / 8; dn++) {
-            float x = o[dn][2 * r] * inv[r], y = o[dn][2 * r + 1] * inv[r];
-            *(float2 *)(out + base + dn * 8) = make_float2(x, y);
-            if (out16) st2(out16 + base + dn * 8, x, y);
+            for (int dn = 0; dn < D / 8; dn++) {
+                float x = o[mt][dn][2 * r] * inv, y = o[mt][dn][2 * r + 1] * inv;
+                *(float2 *)(out + base + dn * 8) = make_float2(x, y);
+                if (out16) st2(out16 + base + dn * 8, x, y);
+            }
         }
-    }
 }
 
-static size_t fp_smem(int D) { return sizeof(float) * 4 * FP_BN * (size_t)(D + 4); }
+template <int D>
+static size_t fp_smem() {
+    return sizeof(float) * ((size_t)FP_BM * fp_ld<D>::q + 2 * FP_BN * (size_t)(fp_ld<D>::k + fp_ld<D>::v));
+}
 
 template <int D, typename T>
 static void fp_launch(wkc_backend *b, float *out, T *out16, const float *q, const float *k, const float *v, int n,
                       int pos0, int H, int Hk, int cap, float scale) {
-    size_t sb = fp_smem(D);
+    size_t sb = fp_smem<D>();
     const void *f = (const void *)k_prefill_fa<D, T>;
     if (wkc_cuda_fail(b, cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sb),
                       "prefill attention shared memory"))
