@@ -8,7 +8,7 @@
  * attention runs per row against that row's own cache (kv_store + attention with n = 1).
  * Everything is backend ops on backend memory, so the same code runs on every backend.
  * The forward borrows the scratch of the first session of each group of
- * WK_SESSION_CHUNK rows; the logits come back in the caller's order.
+ * WK_SESSION_CHUNK_HOST rows; the logits come back in the caller's order.
  */
 #include "model/session.h"
 
@@ -31,9 +31,9 @@ typedef struct {
 /* Appends the runs of segments with a pair for (l, p) to lora_seg, one call per contiguous run. */
 static void lora_segments(const bgroup *b, float *y, const float *x, int l, wk_proj p) {
     const wk_mat *W = &b->m->layers[l].p[p];
-    const float *A[WK_SESSION_CHUNK], *B[WK_SESSION_CHUNK];
-    int r[WK_SESSION_CHUNK], seg[WK_SESSION_CHUNK + 1], k = 0;
-    float sc[WK_SESSION_CHUNK];
+    const float *A[WK_SESSION_CHUNK_HOST], *B[WK_SESSION_CHUNK_HOST]; /* segments <= rows of a group */
+    int r[WK_SESSION_CHUNK_HOST], seg[WK_SESSION_CHUNK_HOST + 1], k = 0;
+    float sc[WK_SESSION_CHUNK_HOST];
     for (int g = 0; g <= b->nseg; g++) {
         const wk_lora *lp = g < b->nseg && b->ad[g] && b->ad_scale[g] != 0.f ? wk_adapter_pair(b->ad[g], l, p) : NULL;
         const wick_session *owner = g < b->nseg ? b->r[b->seg[g]] : NULL;
@@ -155,7 +155,7 @@ static wick_status check_batch(wick_session *const *ss, const int32_t *ids, int 
     return WICK_OK;
 }
 
-/* Runs rows [0, n) of the ordered batch (n <= WK_SESSION_CHUNK) as one group. */
+/* Runs rows [0, n) of the ordered batch (n <= WK_SESSION_CHUNK_HOST) as one group. */
 static wick_status run_group(wick_session *const *r, const int32_t *ids, int n, float *hlogits, int *seg,
                              const wick_adapter **ad, float *sc) {
     bgroup b = {r, n, r[0]->be, r[0]->m, r[0], 0, seg, ad, sc};
@@ -230,8 +230,8 @@ wick_status wick_session_eval_batch(wick_session *const *ss, const int32_t *ids,
     int32_t *rid = (int32_t *)(sc + n);                            /* (n) */
     sort_rows(ss, n, perm);
     for (int i = 0; i < n; i++) r[i] = ss[perm[i]], rid[i] = ids[perm[i]];
-    for (int g0 = 0; g0 < n && !st; g0 += WK_SESSION_CHUNK) {
-        int k = WK_MIN(WK_SESSION_CHUNK, n - g0);
+    for (int g0 = 0; g0 < n && !st; g0 += WK_SESSION_CHUNK_HOST) { /* every session's scratch holds that many */
+        int k = WK_MIN(WK_SESSION_CHUNK_HOST, n - g0);
         float *out = logits && !be->device_memory ? logits + (size_t)g0 * V : logits;
         st = run_group(r + g0, rid + g0, k, out, seg, ad, sc);
         if (!st && logits && be->device_memory)

@@ -10,7 +10,7 @@
 
 #include <math.h>
 
-#define CHUNK WK_SESSION_CHUNK
+#define CHUNK WK_SESSION_CHUNK /* the posv/hio stride; s->chunk rows of scratch */
 
 /* Returns *p and advances it by n rounded up to 64 bytes. */
 static void *carve(uint8_t **p, size_t n) {
@@ -34,10 +34,12 @@ wick_status wick_session_new(wick_model *m, const wick_session_opts *o, wick_ses
     s->be = m->be;
     s->cap = cap;
     s->ad_scale = 1;
+    s->chunk = s->be->device_memory ? WK_SESSION_CHUNK : WK_SESSION_CHUNK_HOST;
     size_t C = (size_t)c->hidden, F = (size_t)c->inter, HD = (size_t)c->n_heads * c->head_dim;
     size_t KD = (size_t)c->n_kv_heads * c->head_dim, W = WK_MAX(WK_MAX(C, F), HD);
     size_t kv = (size_t)c->n_layers * KD * (size_t)cap;
-    size_t need = sizeof(float) * CHUNK * (2 * C + 2 * HD + 2 * KD + 2 * F + W) + 2 * sizeof(int32_t) * CHUNK + 16 * 64;
+    size_t R = (size_t)s->chunk;
+    size_t need = sizeof(float) * R * (2 * C + 2 * HD + 2 * KD + 2 * F + W) + 2 * sizeof(int32_t) * CHUNK + 16 * 64;
     s->kc = s->be->alloc(s->be, kv * sizeof(float));
     s->vc = s->be->alloc(s->be, kv * sizeof(float));
     if (!s->kc || !s->vc) {
@@ -51,15 +53,15 @@ wick_status wick_session_new(wick_model *m, const wick_session_opts *o, wick_ses
         return WICK_ENOMEM;
     }
     uint8_t *p = s->scr;
-    s->x = carve(&p, sizeof(float) * CHUNK * C);
-    s->xn = carve(&p, sizeof(float) * CHUNK * C);
-    s->q = carve(&p, sizeof(float) * CHUNK * HD);
-    s->att = carve(&p, sizeof(float) * CHUNK * HD);
-    s->k = carve(&p, sizeof(float) * CHUNK * KD);
-    s->v = carve(&p, sizeof(float) * CHUNK * KD);
-    s->g = carve(&p, sizeof(float) * CHUNK * F);
-    s->u = carve(&p, sizeof(float) * CHUNK * F);
-    s->tmp = carve(&p, sizeof(float) * CHUNK * W);
+    s->x = carve(&p, sizeof(float) * R * C);
+    s->xn = carve(&p, sizeof(float) * R * C);
+    s->q = carve(&p, sizeof(float) * R * HD);
+    s->att = carve(&p, sizeof(float) * R * HD);
+    s->k = carve(&p, sizeof(float) * R * KD);
+    s->v = carve(&p, sizeof(float) * R * KD);
+    s->g = carve(&p, sizeof(float) * R * F);
+    s->u = carve(&p, sizeof(float) * R * F);
+    s->tmp = carve(&p, sizeof(float) * R * W);
     s->posv = carve(&p, sizeof(int32_t) * 2 * CHUNK);
     s->idv = s->posv + CHUNK;
     *out = s;
@@ -324,7 +326,7 @@ static void decode_step(wick_session *s, const chunk_ops *a) {
     run_chunk((void *)a);
 }
 
-/* Runs n <= CHUNK ids; logits (if not NULL) gets rows [first_row, n) of the head. */
+/* Runs n <= s->chunk ids; logits (if not NULL) gets rows [first_row, n) of the head. */
 static void forward_chunk(wick_session *s, const int32_t *ids, int n, float *logits, int first_row) {
     const wk_config *c = &s->m->c;
     wk_backend *be = s->be;
@@ -357,13 +359,13 @@ wick_status wick_session_eval(wick_session *s, const int32_t *ids, int n, float 
     for (int i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= c->vocab)
             return wk_err(WICK_ERANGE, "token id %d at index %d is outside the vocabulary [0,%d)", ids[i], i, c->vocab);
-    wick_status st = logits ? wk_session_reserve_logits(s, all_logits ? WK_MIN(n, CHUNK) : 1) : WICK_OK;
+    wick_status st = logits ? wk_session_reserve_logits(s, all_logits ? WK_MIN(n, s->chunk) : 1) : WICK_OK;
     const wk_lora *dp;
     const wk_lora_group *dg;
     if (!st && s->adp) st = wk_adapter_pairs_on(s->ad, s->be, &dp, &dg); /* refreshes a copy trained since */
     if (st) return st;
     for (int done = 0; done < n;) {
-        int k = WK_MIN(CHUNK, n - done), last = done + k == n;
+        int k = WK_MIN(s->chunk, n - done), last = done + k == n;
         float *dst = NULL;
         int first = 0;
         if (logits && all_logits) dst = logits + (size_t)done * c->vocab;

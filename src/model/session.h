@@ -7,13 +7,16 @@
 #define WK_SESSION_H
 #include "model/model.h"
 
-#define WK_SESSION_CHUNK 512 /* tokens per forward chunk: bounds the scratch arena */
+#define WK_SESSION_CHUNK 2048     /* most tokens per forward chunk (device backends); posv/hio stride */
+#define WK_SESSION_CHUNK_HOST 512 /* tokens per forward chunk on host backends: bounds the scratch arena */
 struct wick_session {
     wick_model *m;
     wk_backend *be;
     int cap, pos;
+    int chunk;                /* tokens per forward chunk: WK_SESSION_CHUNK on device backends (their
+                               * prefill attention materialises no scores; larger products), else _HOST */
     float *kc, *vc;           /* (L, Hk, cap, D) */
-    /* scratch for one chunk of up to WK_SESSION_CHUNK tokens: one backend allocation carved up */
+    /* scratch for one chunk of up to `chunk` tokens (rows below): one backend allocation carved up */
     void *scr;
     float *x;                 /* (WK_SESSION_CHUNK, C) residual stream */
     float *xn;                /* (WK_SESSION_CHUNK, C) normed input */
