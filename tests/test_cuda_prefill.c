@@ -2,7 +2,7 @@
  *  - TF32 flash attention (the fast instance, n > 8 rows over the KV cache) against the CPU
  *    `ref` attention for GQA group sizes 1, 2 and 7, head_dim 64 and 128, chunks at pos0 = 0
  *    and pos0 > 0 (a cached prefix, as the decoder's 512-row chunks), row counts that are
- *    not a multiple of the 64-row tile and shorter than one tile: relative L2 <= 2e-3 (the
+ *    not a multiple of the 128-row block and shorter than one block: relative L2 <= 2e-3 (the
  *    TF32 tolerance: inputs rounded to TF32 inside the products, fp32 accumulation; expected
  *    ~5e-4), and against the exact instance's fp32 path (which must stay within 2e-6 of ref);
  *  - multi-row 16-bit products with a bias on the fast instance (cuBLASLt bias epilogue) against

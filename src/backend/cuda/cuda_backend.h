@@ -3,7 +3,7 @@
  * The backend implements the whole ops table of backend.h on one device:
  * device memory through a caching allocator, cuBLAS GEMMs (fp32 exact for f32
  * weights; bf16 weights consumed directly with fp32 accumulation), fused
- * element-wise kernels, causal attention (cuBLAS prefill, split-K decode) and
+ * element-wise kernels, causal attention (flash or cuBLAS prefill, split-K decode) and
  * the encoder ops (LayerNorm, GELU, fused bidirectional attention, pooling).
  * One stream per device; ops are asynchronous and ordered on it, `download`
  * and `sync` wait. A backend is used by one thread at a time. Decode steps run
@@ -23,8 +23,9 @@ extern "C" {
  * an error naming the device when it does not exist or cannot be initialised. */
 wk_backend *wk_backend_cuda(int device);
 
-/* The same device with faster, less exact prefill attention: its score and value
- * products run on TF32 tensor cores (~1e-3 relative). For models with 16-bit weights,
+/* The same device with faster, less exact prefill attention: a flash-attention kernel
+ * over the KV cache on TF32 tensor cores (~1e-3 relative, cuda_prefill.cu), and 16-bit
+ * products with a bias adding it in a cuBLASLt epilogue. For models with 16-bit weights,
  * whose prefill GEMMs already round activations to bf16/f16. */
 wk_backend *wk_backend_cuda_fast(int device);
 
