@@ -33,20 +33,12 @@ typedef struct wk_rowin {
     const float *A;   /* (ra, in) f32, or NULL */
     int ra;
     float *t;         /* (ra) */
-    /* An optional LoRA expand of an earlier shrink, added to every product row o:
-     * y[o] += es · Σ_j eB[o, j] · Σ_p et[p, j], eB f32 (out, era), et enp partial shrinks
-     * of era floats each (their sum is the shrink; see swiglu_lora). eB NULL: none. */
-    const float *eB, *et;
-    int era, enp;
-    float es;
     /* An optional expand of this launch's own shrink, once every row is done: y[o] +=
      * ps · Σ_j pB[o, j] · t[j], pB f32 (out, ra); needs A and acc. pB NULL: none. */
     const float *pB;
     float ps;
 } wk_rowin;
 
-/* The most partial shrinks swiglu_lora writes (the caller's tpart holds WK_TPART_MAX · ra floats). */
-#define WK_TPART_MAX 128
 
 /* A LoRA expand applied inside another op: rows += s · t·Bᵀ with B f32 (rows, ra).
  * nblk > 0: B is block-diagonal (a group's layout): rows come in nblk blocks of brows[i]
@@ -137,11 +129,8 @@ struct wk_backend {
                     int Hk, int D, int cap, const float *inv_freq, const float *qn, const float *kn, float eps,
                     const struct wk_expand *e);
     /* One row of the MLP's middle with an adapter: [g'|u'] = gu[2F] + e->s · e->t·e->Bᵀ
-     * (B f32 (2F, e->ra)), h[F] = silu(g')·u', and the down projection's LoRA shrink of h
-     * as np <= WK_TPART_MAX partial sums tpart[np, ra] (A f32 (ra, F)); returns np (0 and
-     * no shrink when A is NULL; e NULL: no expand). The down matvec then adds the expand. */
-    int (*swiglu_lora)(wk_backend *be, float *h, const float *gu, int F, const struct wk_expand *e, const float *A,
-                       int ra, float *tpart);
+     * (B f32 (2F, e->ra), often block-diagonal: wk_expand), then h[F] = silu(g')·u' (h may be gu). */
+    void (*swiglu_lora)(wk_backend *be, float *h, const float *gu, int F, const struct wk_expand *e);
 
     /* Replayable graphs (optional; NULL on backends without them). graph_capture records
      * the ops fn issues and runs them once; NULL when capture failed and nothing ran (the

@@ -207,7 +207,7 @@ static void mlp_fused(wick_session *s, int l) {
     s->be->matvec(s->be, s->g, &in, &L->gate_up, L->gate_up_bias, 0);
     if (s->be->swiglu_lora) { /* gate/up's expand inside swiglu; down's shrink and expand in its matvec */
         wk_expand e = group_expand(s, l, gg, WK_P_GATE, WK_P_UP);
-        if (gg) s->be->swiglu_lora(s->be, s->g, s->g, F, &e, NULL, 0, NULL);
+        if (gg) s->be->swiglu_lora(s->be, s->g, s->g, F, &e);
         else s->be->swiglu(s->be, s->g, s->g, s->g + F, (size_t)F);
         in = row_in(s, s->g, F, gd);
         if (gd) in.pB = gd->B, in.ps = s->ad_scale;

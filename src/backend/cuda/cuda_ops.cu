@@ -428,9 +428,6 @@ struct rowin_d {
     const float *A;
     int ra;
     float *t;
-    const float *eB, *et;
-    int era, enp;
-    float es;
     const float *pB;
     float ps;
 };
@@ -503,10 +500,6 @@ __device__ __forceinline__ void dot_rows(const T *W, int row0, int nrows, int in
     }
 }
 
-/* y[o] (=|+=) scale · x'·W[o] + bias[o] (+ es · eB[o]·te) for o < out, and the shrink
- * t[j] = x'·A[j] for j < ra. A block is 8 warps; WPR warps share a group of RPW rows (each
- * takes a slice of k); groups [0, ceil(out/RPW)) are W rows, the next ones A rows. STAGE:
- * x' staged in shared memory (needed for MODE 1/2); else read from x in place. */
 /* The block that finishes last (ticket: a device counter at 0, left at 0) adds the expand
  * of the launch's own shrink: y[o] += ps · pB[o]·t for every o < out. */
 __device__ __forceinline__ void post_expand(float *y, const rowin_d &r, int out, unsigned *ticket) {
@@ -556,32 +549,23 @@ __device__ __forceinline__ void post_expand(float *y, const rowin_d &r, int out,
     if (threadIdx.x == 0) *ticket = 0;
 }
 
+/* y[o] (=|+=) scale · x'·W[o] + bias[o] for o < out, and the shrink
+ * t[j] = x'·A[j] for j < ra. A block is 8 warps; WPR warps share a group of RPW rows (each
+ * takes a slice of k); groups [0, ceil(out/RPW)) are W rows, the next ones A rows. STAGE:
+ * x' staged in shared memory (needed for MODE 1/2); else read from x in place (MODE 1: x·nw and
+ * Σ x² per warp). pB: the shrink's expand by the last block (post_expand). */
 template <typename T, int MODE, int STAGE, int RPW, int WPR>
 __global__ void __launch_bounds__(256) k_matvec(float *y, rowin_d r, const T *W, const float *bias, int in, int out,
                                                 int acc, unsigned *ticket) {
     extern __shared__ float4 smv[];
     __shared__ float red[8];
     __shared__ float part[8][RPW];
-    float *xs = STAGE ? (float *)smv : (float *)r.x, *te = (float *)smv + (STAGE ? in : 0);
+    float *xs = STAGE ? (float *)smv : (float *)r.x;
     float inv = stage_row<MODE, STAGE>(r, in, xs, red), ss = 0.f;
     const int NORM = MODE == 1 && !STAGE; /* the norm in place: each warp sees all of x (WPR 1) */
     int gw = threadIdx.x >> 5, lane = threadIdx.x & 31, sub = gw % WPR;
     int unit = blockIdx.x * (8 / WPR) + gw / WPR, wunits = (out + RPW - 1) / RPW;
     int isA = unit >= wunits, row0 = (isA ? unit - wunits : unit) * RPW, nrows = isA ? r.ra : out;
-    /* the expand's inputs are loaded before the product so their latency hides behind it:
-     * thread (p0, j) holds partial shrinks p0, p0 + step, ... of column j; lane j its rows' eB */
-    const int PF = 8;
-    int pstep = r.eB && r.era <= 256 ? 256 / r.era : 0, pfast = pstep && r.enp <= PF * pstep;
-    int pj = pfast ? threadIdx.x % r.era : 0, p0 = pfast ? threadIdx.x / r.era : 0;
-    float pf[PF], eb[RPW];
-#pragma unroll
-    for (int i = 0; i < PF; i++) {
-        int p = p0 + i * pstep;
-        pf[i] = pfast && p0 < pstep && p < r.enp ? r.et[(size_t)p * r.era + pj] : 0.f;
-    }
-#pragma unroll
-    for (int rr = 0; rr < RPW; rr++)
-        eb[rr] = r.eB && !isA && r.era <= 32 && lane < r.era && row0 + rr < nrows ? r.eB[(size_t)(row0 + rr) * r.era + lane] : 0.f;
     float a[RPW];
 #pragma unroll
     for (int rr = 0; rr < RPW; rr++) a[rr] = 0.f;
@@ -603,28 +587,6 @@ __global__ void __launch_bounds__(256) k_matvec(float *y, rowin_d r, const T *W,
             for (int i = 0; i < WPR; i++) a[rr] += part[gw - sub + i][rr];
         }
     }
-    if (r.eB) { /* te[j] = Σ_p et[p, j] */
-        __shared__ float ps[256];
-        if (pfast) {
-            float v = 0.f;
-#pragma unroll
-            for (int i = 0; i < PF; i++) v += pf[i];
-            ps[threadIdx.x] = p0 < pstep ? v : 0.f;
-            __syncthreads();
-            if ((int)threadIdx.x < r.era) {
-                float t = 0.f;
-                for (int q = 0; q < pstep; q++) t += ps[q * r.era + threadIdx.x];
-                te[threadIdx.x] = t;
-            }
-        } else {
-            for (int j = threadIdx.x; j < r.era; j += blockDim.x) {
-                float t = 0.f;
-                for (int p = 0; p < r.enp; p++) t += r.et[(size_t)p * r.era + j];
-                te[j] = t;
-            }
-        }
-        __syncthreads();
-    }
 #pragma unroll
     for (int rr = 0; rr < RPW; rr++) {
         int o = row0 + rr;
@@ -633,13 +595,8 @@ __global__ void __launch_bounds__(256) k_matvec(float *y, rowin_d r, const T *W,
             if (lane == 0) r.t[o] = a[rr] * inv;
             continue;
         }
-        float e = 0.f;
-        if (r.eB && r.era <= 32) e = lane < r.era ? eb[rr] * te[lane] : 0.f;
-        else
-            for (int j = lane; r.eB && j < r.era; j += 32) e += r.eB[(size_t)o * r.era + j] * te[j];
-        if (r.eB) e = warp_sum(e);
         if (lane == 0) {
-            float v = r.scale * a[rr] * inv + (bias ? bias[o] : 0.f) + r.es * e;
+            float v = r.scale * a[rr] * inv + (bias ? bias[o] : 0.f);
             y[o] = acc ? y[o] + v : v;
         }
     }
@@ -650,7 +607,7 @@ template <typename T, int MODE, int STAGE, int RPW, int WPR>
 static void launch_mv_cfg(wkc_backend *b, float *y, const rowin_d &r, const T *W, const float *bias, int in, int out,
                           int acc) {
     int units = (out + RPW - 1) / RPW + (r.A ? (r.ra + RPW - 1) / RPW : 0), per = 8 / WPR;
-    size_t smem = sizeof(float) * ((STAGE ? (size_t)in : 0) + (r.eB ? (size_t)r.era : 0));
+    size_t smem = sizeof(float) * (STAGE ? (size_t)in : 0);
     if (r.pB && smem < sizeof(float) * (size_t)r.ra) smem = sizeof(float) * (size_t)r.ra;
     if (smem > 48 * 1024 &&
         wkc_cuda_fail(b, cudaFuncSetAttribute(k_matvec<T, MODE, STAGE, RPW, WPR>,
@@ -705,10 +662,6 @@ static void matvec_unfused(wkc_backend *b, float *y, const wk_rowin *in, const w
         snprintf(b->errmsg, sizeof b->errmsg, "cuda:%d: matvec: a scaled product needs f32 weights and no bias", b->device);
     }
     if (in->pB && in->A && acc) wkc_matmul_f32(&b->be, y, in->t, in->pB, 1, in->ra, W->rows, in->ps, 1);
-    if (in->eB && !b->err) {
-        b->err = WICK_EUNSUPPORTED;
-        snprintf(b->errmsg, sizeof b->errmsg, "cuda:%d: matvec: a fused expand needs 16-byte aligned rows", b->device);
-    }
 }
 
 void wkc_matvec(wk_backend *be, float *y, const wk_rowin *in, const wk_mat *W, const float *bias, int acc) {
@@ -727,9 +680,7 @@ void wkc_matvec(wk_backend *be, float *y, const wk_rowin *in, const wk_mat *W, c
         }
         return;
     }
-    rowin_d r = {in->x, in->nw, in->up, in->eps, in->scale, in->A, in->A ? in->ra : 0, in->t,
-                 in->eB, in->eB ? in->et : NULL, in->eB ? in->era : 0, in->eB ? in->enp : 0, in->es,
-                 in->pB, in->ps};
+    rowin_d r = {in->x, in->nw, in->up, in->eps, in->scale, in->A, in->A ? in->ra : 0, in->t, in->pB, in->ps};
     int mode = in->nw ? 1 : in->up ? 2 : 0;
     if (mode == 1 && W->rows > MV_NORM_MAX_ROWS) { /* many rows: normalise once (every block would stage it) */
         float *t = (float *)wkc_scratch(b, WKC_SCR_ROW, sizeof(float) * (size_t)in->in);
@@ -836,48 +787,24 @@ void wkc_rope_kv(wk_backend *be, float *q, float *k, float *v, float *kc, float 
 }
 
 /* ---------------------------------------------- MLP middle with an adapter */
-#define SWL_CHUNK 256 /* h elements per block, one per thread (at most WK_TPART_MAX blocks) */
-
-/* Block b: h[i] = silu(g'[i])·u'[i] for its chunk [b·chunk, (b+1)·chunk) of F (the expand of
- * [g|u] first, from te in shared memory), then tpart[b, j] = Σ_{i in chunk} A[j, i]·h[i]. */
-__global__ void k_swiglu_lora(float *h, const float *gu, int F, expand_d e, const float *A, int ra, float *tpart,
-                              int chunk) {
+/* h[i] = silu(g'[i])·u'[i] with [g'|u'] = gu + s·B·t (t staged in shared memory); a thread per i. */
+__global__ void k_swiglu_lora(float *h, const float *gu, int F, expand_d e) {
     extern __shared__ float4 sw4[];
-    float *te = (float *)sw4, *hv = te + ((e.ra + 3) & ~3);
-    for (int j = threadIdx.x; e.B && j < e.ra; j += blockDim.x) te[j] = e.t[j];
+    float *te = (float *)sw4;
+    for (int j = threadIdx.x; j < e.ra; j += blockDim.x) te[j] = e.t[j];
     __syncthreads();
-    expand_d es = e;
-    es.t = te;
-    int i0 = blockIdx.x * chunk, i1 = min(F, i0 + chunk);
-    for (int i = i0 + threadIdx.x; i < i1; i += blockDim.x) {
-        float g = gu[i], u = gu[(size_t)F + i];
-        if (e.B) g += expand_row(es, i), u += expand_row(es, F + i);
-        float v = g / (1.f + expf(-g)) * u;
-        h[i] = v;
-        hv[i - i0] = v;
-    }
-    if (!A) return;
-    __syncthreads();
-    int w = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    for (int j = w; j < ra; j += blockDim.x >> 5) {
-        float a = 0.f;
-        for (int i = i0 + lane; i < i1; i += 32) a += A[(size_t)j * F + i] * hv[i - i0];
-        a = warp_sum(a);
-        if (lane == 0) tpart[(size_t)blockIdx.x * ra + j] = a;
-    }
+    e.t = te;
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= F) return;
+    float g = gu[i], u = gu[(size_t)F + i];
+    if (e.B) g += expand_row(e, i), u += expand_row(e, F + i);
+    h[i] = g / (1.f + expf(-g)) * u;
 }
 
-int wkc_swiglu_lora(wk_backend *be, float *h, const float *gu, int F, const wk_expand *e, const float *A, int ra,
-                    float *tpart) {
+void wkc_swiglu_lora(wk_backend *be, float *h, const float *gu, int F, const wk_expand *e) {
     wkc_backend *b = wkc(be);
     wkc_use(b);
-    int np = (F + SWL_CHUNK - 1) / SWL_CHUNK;
-    if (np > WK_TPART_MAX) np = WK_TPART_MAX;
-    int chunk = (F + np - 1) / np;
-    np = (F + chunk - 1) / chunk;
     expand_d ed = expand_of(e);
-    size_t smem = sizeof(float) * ((size_t)((ed.ra + 3) & ~3) + (size_t)chunk);
-    k_swiglu_lora<<<np, 256, smem, b->st>>>(h, gu, F, ed, A, A ? ra : 0, tpart, chunk);
+    k_swiglu_lora<<<(F + 255) / 256, 256, sizeof(float) * (size_t)((ed.ra + 3) & ~3), b->st>>>(h, gu, F, ed);
     wkc_launched(b, "swiglu_lora");
-    return A ? np : 0;
 }
