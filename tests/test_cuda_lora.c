@@ -70,9 +70,20 @@ static void test_lora_seg(void) {
 }
 
 /* The fused decode ops (matvec with norm / swiglu input and shrink rows; rope_kv) against the reference ops. */
-/* post: the expand of the launch's own shrink (pB (out, ra), ps 0.3) once all rows are done. */
-static void mv_case_x(int in, int out, int mode, wick_dtype dt, int ra, float scale, int bias, int post) {
-    float *pB = rvec((size_t)out * (ra ? ra : 1), 1.f), *dpB = dev(pB, 4 * (size_t)out * (ra ? ra : 1));
+/* post: the expand of the launch's own shrink (pB (out, ra), ps 0.3) added to every row; post 2:
+ * pB block-diagonal over 3 row blocks (out/2, out/4, the rest) of ranks ra/2, ra/4 and the rest,
+ * post 3: the same over 2 halves (gate|up); acc: accumulate into y (else overwrite). */
+static void mv_case_p(int in, int out, int mode, wick_dtype dt, int ra, float scale, int bias, int post, int acc) {
+    float *pB = rvec((size_t)out * (ra ? ra : 1), 1.f);
+    int nb = post == 2 ? 3 : post == 3 ? 2 : 0;
+    int rows[3] = {out / 2, out / 4, out - out / 2 - out / 4}, cols[3] = {ra / 2, ra / 4, ra - ra / 2 - ra / 4};
+    if (nb == 2) rows[1] = out - out / 2, cols[1] = ra - ra / 2;
+    for (int o = 0, k = 0, r0 = 0, c0 = 0; o < out && nb; o++) {
+        if (o >= r0 + rows[k]) r0 += rows[k], c0 += cols[k], k++;
+        for (int j = 0; j < ra; j++)
+            if (j < c0 || j >= c0 + cols[k]) pB[(size_t)o * ra + j] = 0.f;
+    }
+    float *dpB = dev(pB, 4 * (size_t)out * (ra ? ra : 1));
     float *x = rvec(in, 1.f), *up = rvec(in, 1.f), *nw = rvec(in, 1.f), *w = rvec((size_t)out * in, 1.f), *A = rvec((size_t)(ra ? ra : 1) * in, 1.f);
     float *b = rvec(out, 1.f), *y0 = rvec(out, 1.f), *y = malloc(sizeof(float) * out), *xs = malloc(sizeof(float) * in);
     float *t = malloc(sizeof(float) * (ra ? ra : 1));
@@ -85,22 +96,23 @@ static void mv_case_x(int in, int out, int mode, wick_dtype dt, int ra, float sc
     else if (mode == 2) R->swiglu(R, xs, x, up, (size_t)in);
     else memcpy(xs, x, sizeof(float) * in);
     R->matmul(R, y, xs, &W, NULL, 1, 0);
-    for (int o = 0; o < out; o++) y[o] = y0[o] + scale * y[o] + (bias ? b[o] : 0.f); /* acc = 1 */
+    for (int o = 0; o < out; o++) y[o] = (acc ? y0[o] : 0.f) + scale * y[o] + (bias ? b[o] : 0.f);
     if (ra) R->matmul_f32(R, t, xs, A, 1, in, ra, 1.f, 0);
     if (ra && post) R->matmul_f32(R, y, t, pB, 1, ra, out, 0.3f, 1);
     float *dx = dev(x, 4 * in), *dup = dev(up, 4 * in), *dnw = dev(nw, 4 * in), *dA = dev(A, 4 * (size_t)(ra ? ra : 1) * in);
     float *db = dev(b, 4 * out), *dy = dev(y0, 4 * out), *dtt = G->alloc(G, 4 * (size_t)(ra ? ra : 1));
     wk_rowin ri = {.x = dx, .nw = mode == 1 ? dnw : NULL, .up = mode == 2 ? dup : NULL, .eps = 1e-6f, .scale = scale,
                    .in = in, .A = ra ? dA : NULL, .ra = ra, .t = dtt};
-    if (post) ri.pB = dpB, ri.ps = 0.3f;
-    G->matvec(G, dy, &ri, &Wd, bias ? db : NULL, 1);
+    if (post) ri.pB = dpB, ri.ps = 0.3f, ri.pnblk = nb;
+    for (int k = 0; k < nb; k++) ri.pbrows[k] = rows[k], ri.pbcols[k] = cols[k];
+    G->matvec(G, dy, &ri, &Wd, bias ? db : NULL, acc);
     float *gy = malloc(sizeof(float) * out), *gt = malloc(sizeof(float) * (ra ? ra : 1));
     G->download(G, gy, dy, 4 * out);
     if (ra) G->download(G, gt, dtt, 4 * (size_t)ra);
     CHECK(G->check(G) == WICK_OK, "matvec: %s", wick_last_error());
     double e = t_rel_l2(gy, y, out), es = ra ? t_rel_l2(gt, t, ra) : 0;
-    CHECK(e <= 1e-5 && es <= 1e-5, "matvec in=%d out=%d mode=%d %s ra=%d post=%d: rel L2 %g (shrink %g)", in, out,
-          mode, wick_dtype_name(dt), ra, post, e, es);
+    CHECK(e <= 1e-5 && es <= 1e-5, "matvec in=%d out=%d mode=%d %s ra=%d post=%d acc=%d: rel L2 %g (shrink %g)", in,
+          out, mode, wick_dtype_name(dt), ra, post, acc, e, es);
     G->free(G, dpB);
     free(pB);
     G->free(G, (void *)Wd.w), G->free(G, dx), G->free(G, dup), G->free(G, dnw), G->free(G, dA), G->free(G, db);
@@ -108,30 +120,12 @@ static void mv_case_x(int in, int out, int mode, wick_dtype dt, int ra, float sc
     free(x), free(up), free(nw), free(w), free(A), free(b), free(y0), free(y), free(xs), free(t), free(wh), free(gy), free(gt);
 }
 
-static void mv_case(int in, int out, int mode, wick_dtype dt, int ra, float scale, int bias) {
-    mv_case_x(in, out, mode, dt, ra, scale, bias, 0);
+static void mv_case_x(int in, int out, int mode, wick_dtype dt, int ra, float scale, int bias, int post) {
+    mv_case_p(in, out, mode, dt, ra, scale, bias, post, 1);
 }
 
-/* swiglu_lora against the reference ops: [g|u] += s·t·Bᵀ, h = silu(g)·u. blk: B block-diagonal
- * (gate rows read the first half of the columns, up rows the second). */
-static void swl_case(int F, int rg, int blk) {
-    float *gu = rvec(2 * (size_t)F, 1.f), *B = rvec(2 * (size_t)F * (rg ? rg : 1), 1.f), *t = rvec(rg ? rg : 1, 1.f);
-    for (size_t o = 0; o < 2 * (size_t)F && blk; o++)
-        for (int j = 0; j < rg; j++)
-            if ((o < (size_t)F) != (j < rg / 2)) B[o * rg + j] = 0.f;
-    float *h = malloc(4 * (size_t)F), *gh = malloc(4 * (size_t)F);
-    float *dgu = dev(gu, 8 * (size_t)F), *dB = dev(B, 8 * (size_t)F * (rg ? rg : 1)), *dt = dev(t, 4 * (rg ? rg : 1));
-    if (rg) R->matmul_f32(R, gu, t, B, 1, rg, 2 * F, 0.6f, 1);
-    R->swiglu(R, h, gu, gu + F, (size_t)F);
-    wk_expand e = {.B = dB, .t = dt, .ra = rg, .s = 0.6f};
-    if (blk) e.nblk = 2, e.brows[0] = e.brows[1] = F, e.bcols[0] = rg / 2, e.bcols[1] = rg - rg / 2;
-    G->swiglu_lora(G, dgu, dgu, F, rg ? &e : NULL);
-    G->download(G, gh, dgu, 4 * (size_t)F);
-    CHECK(G->check(G) == WICK_OK, "swiglu_lora: %s", wick_last_error());
-    double eh = t_rel_l2(gh, h, F);
-    CHECK(eh <= 1e-5, "swiglu_lora F=%d rg=%d blk=%d: rel L2 %g", F, rg, blk, eh);
-    G->free(G, dgu), G->free(G, dB), G->free(G, dt);
-    free(gu), free(B), free(t), free(h), free(gh);
+static void mv_case(int in, int out, int mode, wick_dtype dt, int ra, float scale, int bias) {
+    mv_case_x(in, out, mode, dt, ra, scale, bias, 0);
 }
 
 /* blk: B block-diagonal over q | k | v rows with ranks ra/2, ra/4 and the rest. */
@@ -197,18 +191,19 @@ static void test_decode_ops(void) {
         mv_case_x(896, 896, mode, WICK_DT_BF16, 16, 1.f, 1, 1);   /* o: expand after the shrink */
         mv_case_x(4864, 896, mode, WICK_DT_BF16, 16, 1.f, 0, 1);  /* down: rows over 4 warps, last block */
         mv_case_x(3584, 3584, mode, WICK_DT_BF16, 16, 1.f, 0, 1);
-        mv_case_x(512, 9000, mode, WICK_DT_F32, 12, 1.f, 1, 1);   /* rank 12: three of four vectors */
-        mv_case_x(896, 900, mode, WICK_DT_BF16, 20, 1.f, 0, 1);   /* rank 20: the scalar expand */
+        mv_case_x(512, 9000, mode, WICK_DT_F32, 12, 1.f, 1, 1);
+        mv_case_x(896, 900, mode, WICK_DT_BF16, 20, 1.f, 0, 1);
         mv_case_x(60, 40, mode, WICK_DT_F32, 4, 1.f, 1, 1);       /* the fallback */
     }
-    swl_case(4864, 32, 0);
-    swl_case(4864, 32, 1);
-    swl_case(300, 0, 0);
-    swl_case(18944, 16, 1);
-    swl_case(200, 6, 1); /* spans not 16-byte aligned */
+    mv_case_p(896, 1152, 1, WICK_DT_BF16, 48, 1.f, 1, 2, 0);  /* q|k|v: block-diagonal, overwrite */
+    mv_case_p(896, 9728, 1, WICK_DT_BF16, 32, 1.f, 0, 3, 0);  /* gate|up */
+    mv_case_p(512, 20000, 1, WICK_DT_BF16, 32, 1.f, 0, 3, 0);  /* four rows per warp */
+    mv_case_p(200, 300, 2, WICK_DT_F32, 10, 1.f, 1, 2, 0);   /* odd ranks */
+    mv_case_p(896, 600, 0, WICK_DT_BF16, 80, 1.f, 0, 1, 1);  /* rank 80: lanes loop over columns */
+    mv_case_p(896, 3, 0, WICK_DT_BF16, 64, 1.f, 0, 1, 1);    /* more A blocks than W blocks */
     mv_case(16, 896, 0, WICK_DT_F32, 0, 0.5f, 0);           /* a LoRA expand: scaled f32 product */
     mv_case(12, 100, 0, WICK_DT_F32, 0, 0.5f, 0);           /* the same through the fallback */
-    for (int rep = 0; rep < 3; rep++) mv_case_x(896, 896, 0, WICK_DT_BF16, 16, 1.f, 0, 1); /* the counter resets */
+    for (int rep = 0; rep < 3; rep++) mv_case_x(896, 896, 0, WICK_DT_BF16, 16, 1.f, 0, 1); /* the counters reset */
     rope_kv_case(14, 2, 64, 0, 0, 0);
     rope_kv_case(14, 2, 64, 0, 48, 0);
     rope_kv_case(14, 2, 64, 0, 48, 1); /* the group's block-diagonal B */

@@ -33,10 +33,13 @@ typedef struct wk_rowin {
     const float *A;   /* (ra, in) f32, or NULL */
     int ra;
     float *t;         /* (ra) */
-    /* An optional expand of this launch's own shrink, once every row is done: y[o] +=
-     * ps · Σ_j pB[o, j] · t[j], pB f32 (out, ra); needs A and acc. pB NULL: none. */
+    /* An optional expand of this launch's own shrink, added to every product row: y[o] +=
+     * ps · Σ_j pB[o, j] · t[j], pB f32 (out, ra); needs A. pnblk > 0: pB is block-diagonal
+     * as in wk_expand (rows in pnblk blocks of pbrows[i], block i only columns of its own
+     * rank pbcols[i]). pB NULL: none. */
     const float *pB;
     float ps;
+    int pnblk, pbrows[3], pbcols[3];
 } wk_rowin;
 
 
@@ -128,9 +131,6 @@ struct wk_backend {
     void (*rope_kv)(wk_backend *be, float *q, float *k, float *v, float *kc, float *vc, const int32_t *pos, int H,
                     int Hk, int D, int cap, const float *inv_freq, const float *qn, const float *kn, float eps,
                     const struct wk_expand *e);
-    /* One row of the MLP's middle with an adapter: [g'|u'] = gu[2F] + e->s · e->t·e->Bᵀ
-     * (B f32 (2F, e->ra), often block-diagonal: wk_expand), then h[F] = silu(g')·u' (h may be gu). */
-    void (*swiglu_lora)(wk_backend *be, float *h, const float *gu, int F, const struct wk_expand *e);
 
     /* Replayable graphs (optional; NULL on backends without them). graph_capture records
      * the ops fn issues and runs them once; NULL when capture failed and nothing ran (the

@@ -134,9 +134,9 @@ static void residual_linear(wick_session *s, const float *in, int l, wk_proj p, 
 
 /* The fused decode step (one row): a backend with matvec/rope_kv, q/k/v and gate/up
  * uploaded as groups, and (with an adapter) its grouped device layout. Per layer:
- * norm+qkv(+shrink), [expand+]rope+kv store, attention, o(+shrink+expand) into the
- * residual, norm+gate|up(+shrink), [expand+]swiglu[+down's shrink], down[+expand]: an
- * adapter adds no launches where the backend has swiglu_lora. */
+ * norm+qkv, rope+kv store, attention, o into the residual, norm+gate|up, swiglu, down into
+ * the residual; an adapter adds no launch: each product also computes its group's shrink
+ * and adds that shrink's expand (matvec's A and pB). */
 static int fused_step(const wick_session *s, const wk_layer *L, int n) {
     return n == 1 && L->qkv.w && L->gate_up.w && s->be->matvec && s->be->rope_kv && (!s->ad || s->adg);
 }
@@ -148,33 +148,22 @@ static const wk_lora_group *active_group(const wick_session *s, int l, int g) {
     return r->ra > 0 ? r : NULL;
 }
 
-/* in's LoRA shrink for group lg (into s->tmp), when there is one. */
-static wk_rowin row_in(wick_session *s, const float *x, int n_in, const wk_lora_group *lg) {
-    return (wk_rowin){.x = x, .scale = 1.f, .in = n_in, .A = lg ? lg->A : NULL, .ra = lg ? lg->ra : 0, .t = s->tmp};
-}
-
-/* y[out] += ad_scale · tmp·Bᵀ: the expand of group lg after its shrink. */
-static void expand(wick_session *s, float *y, const wk_lora_group *lg, int out) {
-    if (!lg) return;
-    wk_mat B = {.w = lg->B, .dt = WICK_DT_F32, .rows = out, .cols = lg->ra};
-    wk_rowin in = {.x = s->tmp, .scale = s->ad_scale, .in = lg->ra};
-    s->be->matvec(s->be, y, &in, &B, NULL, 1);
-}
-
-/* The expand of group lg (projections p0..p1 of layer l) from s->tmp, with its block-diagonal
- * layout described (each projection's rows read only its own rank's columns). */
-static wk_expand group_expand(const wick_session *s, int l, const wk_lora_group *lg, int p0, int p1) {
-    wk_expand e = {lg ? lg->B : NULL, s->tmp, lg ? lg->ra : 0, s->ad_scale, 0, {0}, {0}};
-    if (!lg) return e;
+/* in's LoRA for group lg (projections p0..p1 of layer l): its shrink into s->tmp and the
+ * expand of that shrink in the same launch, with the group's block-diagonal B described
+ * (each projection's rows read only its own rank's columns). */
+static wk_rowin row_in(wick_session *s, const float *x, int n_in, int l, const wk_lora_group *lg, int p0, int p1) {
+    wk_rowin in = {.x = x, .scale = 1.f, .in = n_in};
+    if (!lg) return in;
+    in.A = lg->A, in.ra = lg->ra, in.t = s->tmp, in.pB = lg->B, in.ps = s->ad_scale;
     int cols = 0;
-    for (int p = p0; p <= p1; p++) {
+    for (int p = p0; p <= p1 && p1 > p0; p++) {
         const wk_lora *lp = wk_adapter_pair(s->ad, l, (wk_proj)p);
-        e.brows[p - p0] = s->m->layers[l].p[p].rows;
-        e.bcols[p - p0] = lp && lp->A ? lp->r : 0;
-        cols += e.bcols[p - p0];
+        in.pbrows[p - p0] = s->m->layers[l].p[p].rows;
+        in.pbcols[p - p0] = lp && lp->A ? lp->r : 0;
+        cols += in.pbcols[p - p0];
     }
-    e.nblk = cols == lg->ra ? p1 - p0 + 1 : 0; /* otherwise: read B as dense */
-    return e;
+    in.pnblk = p1 > p0 && cols == lg->ra ? p1 - p0 + 1 : 0; /* otherwise: B read as dense */
+    return in;
 }
 
 static void attention_fused(wick_session *s, int l) {
@@ -182,18 +171,15 @@ static void attention_fused(wick_session *s, int l) {
     const wk_layer *L = &s->m->layers[l];
     wk_backend *be = s->be;
     int H = c->n_heads, Hk = c->n_kv_heads, D = c->head_dim, C = c->hidden;
-    const wk_lora_group *gq = active_group(s, l, WK_G_QKV), *go = active_group(s, l, WK_G_O);
-    wk_rowin in = row_in(s, s->x, C, gq);
+    wk_rowin in = row_in(s, s->x, C, l, active_group(s, l, WK_G_QKV), WK_P_Q, WK_P_V);
     in.nw = L->attn_norm, in.eps = c->rms_eps;
     be->matvec(be, s->q, &in, &L->qkv, L->qkv_bias, 0);
     float *k = s->q + (size_t)H * D, *v = k + (size_t)Hk * D;
-    wk_expand e = group_expand(s, l, gq, WK_P_Q, WK_P_V);
     size_t lo = (size_t)l * Hk * s->cap * D;
     be->rope_kv(be, s->q, k, v, s->kc + lo, s->vc + lo, s->posv, H, Hk, D, s->cap, s->m->inv_freq,
-                c->qk_norm ? L->q_norm : NULL, c->qk_norm ? L->k_norm : NULL, c->rms_eps, gq ? &e : NULL);
+                c->qk_norm ? L->q_norm : NULL, c->qk_norm ? L->k_norm : NULL, c->rms_eps, NULL);
     be->attention(be, s->att, s->q, s->kc + lo, s->vc + lo, 1, s->pos, s->posv, H, Hk, D, s->cap, 1.f / sqrtf((float)D));
-    in = row_in(s, s->att, H * D, go);
-    if (go) in.pB = go->B, in.ps = s->ad_scale; /* o's expand inside the same launch */
+    in = row_in(s, s->att, H * D, l, active_group(s, l, WK_G_O), WK_P_O, WK_P_O);
     be->matvec(be, s->x, &in, &L->p[WK_P_O], L->bias[WK_P_O], 1);
 }
 
@@ -201,26 +187,14 @@ static void mlp_fused(wick_session *s, int l) {
     const wk_config *c = &s->m->c;
     const wk_layer *L = &s->m->layers[l];
     int F = c->inter;
-    const wk_lora_group *gg = active_group(s, l, WK_G_GU), *gd = active_group(s, l, WK_G_DOWN);
-    wk_rowin in = row_in(s, s->x, c->hidden, gg);
+    wk_rowin in = row_in(s, s->x, c->hidden, l, active_group(s, l, WK_G_GU), WK_P_GATE, WK_P_UP);
     in.nw = L->mlp_norm, in.eps = c->rms_eps;
     s->be->matvec(s->be, s->g, &in, &L->gate_up, L->gate_up_bias, 0);
-    if (s->be->swiglu_lora) { /* gate/up's expand inside swiglu; down's shrink and expand in its matvec */
-        wk_expand e = group_expand(s, l, gg, WK_P_GATE, WK_P_UP);
-        if (gg) s->be->swiglu_lora(s->be, s->g, s->g, F, &e);
-        else s->be->swiglu(s->be, s->g, s->g, s->g + F, (size_t)F);
-        in = row_in(s, s->g, F, gd);
-        if (gd) in.pB = gd->B, in.ps = s->ad_scale;
-        s->be->matvec(s->be, s->x, &in, &L->p[WK_P_DOWN], L->bias[WK_P_DOWN], 1);
-        return;
-    }
-    expand(s, s->g, gg, 2 * F);
     /* silu(g)·u once, not inside the product: down's rows are long, and every block of a
      * fused product would recompute all of it (bench_cuda_ops: 18.8 against 6.5 µs at 0.5B) */
     s->be->swiglu(s->be, s->g, s->g, s->g + F, (size_t)F);
-    in = row_in(s, s->g, F, gd);
+    in = row_in(s, s->g, F, l, active_group(s, l, WK_G_DOWN), WK_P_DOWN, WK_P_DOWN);
     s->be->matvec(s->be, s->x, &in, &L->p[WK_P_DOWN], L->bias[WK_P_DOWN], 1);
-    expand(s, s->x, gd, c->hidden);
 }
 
 static void attention_block(wick_session *s, int l, int n) {

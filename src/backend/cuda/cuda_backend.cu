@@ -402,7 +402,6 @@ static wkc_backend *create(int device, int fast) {
     if (!fu || strcmp(fu, "0")) {
         b->be.matvec = wkc_matvec;
         b->be.rope_kv = wkc_rope_kv;
-        b->be.swiglu_lora = wkc_swiglu_lora;
     }
     b->be.rmsnorm = wkc_rmsnorm;
     b->be.rope = wkc_rope;
@@ -427,10 +426,10 @@ static wkc_backend *create(int device, int fast) {
         wk_free(b);
         return NULL;
     }
-    if (e == cudaSuccess) e = cudaMalloc((void **)&b->ticket, sizeof(unsigned));
-    if (e == cudaSuccess) e = cudaMemset(b->ticket, 0, sizeof(unsigned));
+    if (e == cudaSuccess) e = cudaMalloc((void **)&b->ticket, 2 * sizeof(unsigned));
+    if (e == cudaSuccess) e = cudaMemset(b->ticket, 0, 2 * sizeof(unsigned));
     if (e != cudaSuccess) {
-        wk_err(WICK_EIO, "cuda:%d: cannot allocate the backend's counter: %s", device, cudaGetErrorString(e));
+        wk_err(WICK_EIO, "cuda:%d: cannot allocate the backend's counters: %s", device, cudaGetErrorString(e));
         cudaStreamDestroy(b->st);
         wk_free(b);
         return NULL;

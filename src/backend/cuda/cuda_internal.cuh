@@ -47,7 +47,7 @@ struct wkc_backend {
     struct wkc_lt *lt;        /* cuBLASLt handle and plans of the bias-epilogue GEMMs (cuda_prefill.cu) */
     struct wkc_optime *opt;   /* non-NULL while wk_cuda_optime is recording (op timing) */
     int optag;                /* a number the next launch is recorded with (matvec: its rows) */
-    unsigned *ticket;         /* device counter for last-block-done kernels (each leaves it at 0) */
+    unsigned *ticket;         /* two device counters for the matvec's in-launch expand (each launch leaves them at 0) */
     wick_status err;          /* first recorded error since the last check() */
     char errmsg[512];
 };
@@ -84,7 +84,6 @@ void wkc_kv_store(wk_backend *be, float *kc, float *vc, const float *k_new, cons
 void wkc_matvec(wk_backend *be, float *y, const wk_rowin *in, const wk_mat *W, const float *bias, int acc);
 void wkc_rope_kv(wk_backend *be, float *q, float *k, float *v, float *kc, float *vc, const int32_t *pos, int H, int Hk,
                  int D, int cap, const float *inv_freq, const float *qn, const float *kn, float eps, const wk_expand *e);
-void wkc_swiglu_lora(wk_backend *be, float *h, const float *gu, int F, const wk_expand *e);
 void wkc_lora_seg(wk_backend *be, float *y, const float *x, int n, int in, int out, int nseg, const int *seg,
                   const float *const *A, const float *const *B, const int *r, const float *scale, float *tmp);
 void wkc_attention(wk_backend *be, float *out, const float *q, const float *k, const float *v, int n, int pos0,

@@ -430,6 +430,7 @@ struct rowin_d {
     float *t;
     const float *pB;
     float ps;
+    int pnblk, pbrows[3], pbcols[3];
 };
 
 /* Stages the block's copy of x' in shared memory (STAGE: MODE 0 x, 1 x·nw, 2 silu(x)·up) and
@@ -500,72 +501,46 @@ __device__ __forceinline__ void dot_rows(const T *W, int row0, int nrows, int in
     }
 }
 
-/* The block that finishes last (ticket: a device counter at 0, left at 0) adds the expand
- * of the launch's own shrink: y[o] += ps · pB[o]·t for every o < out. */
-__device__ __forceinline__ void post_expand(float *y, const rowin_d &r, int out, unsigned *ticket) {
-    __shared__ unsigned last;
-    __syncthreads(); /* every warp of the block has written its rows */
-    if (threadIdx.x == 0) {
-        __threadfence();
-        last = atomicAdd(ticket, 1u) == gridDim.x - 1;
-    }
-    __syncthreads();
-    if (!last) return;
-    __threadfence();
-    extern __shared__ float4 smv[];
-    float *tt = (float *)smv; /* the row staging is no longer needed */
-    for (int j = threadIdx.x; j < r.ra; j += blockDim.x) tt[j] = ((volatile float *)r.t)[j];
-    __syncthreads();
-    if (r.ra <= 16 && (r.ra & 3) == 0) { /* four rows per thread at a time, every load issued first */
-        int nq = r.ra / 4;
-        for (int o0 = threadIdx.x; o0 < out; o0 += 4 * blockDim.x) {
-            float4 w[4][4];
-#pragma unroll
-            for (int u = 0; u < 4; u++)
-#pragma unroll
-                for (int q = 0; q < 4; q++) {
-                    int o = o0 + u * blockDim.x;
-                    w[u][q] = o < out && q < nq ? __ldg((const float4 *)(r.pB + (size_t)o * r.ra) + q) : make_float4(0, 0, 0, 0);
-                }
-#pragma unroll
-            for (int u = 0; u < 4; u++) {
-                int o = o0 + u * blockDim.x;
-                if (o >= out) break;
-                float e = 0.f;
-#pragma unroll
-                for (int q = 0; q < 4; q++)
-                    if (q < nq) e += w[u][q].x * tt[4 * q] + w[u][q].y * tt[4 * q + 1] + w[u][q].z * tt[4 * q + 2] + w[u][q].w * tt[4 * q + 3];
-                ((volatile float *)y)[o] = ((volatile float *)y)[o] + r.ps * e;
-            }
-        }
-    } else {
-        for (int o = threadIdx.x; o < out; o += blockDim.x) {
-            const float *b = r.pB + (size_t)o * r.ra;
-            float e = 0.f;
-            for (int j = 0; j < r.ra; j++) e += b[j] * tt[j];
-            ((volatile float *)y)[o] = ((volatile float *)y)[o] + r.ps * e;
-        }
-    }
-    if (threadIdx.x == 0) *ticket = 0;
+/* Columns [*c0, *c0 + *nc) of row o of the launch's expand matrix (its block's rank when
+ * block-diagonal). */
+__device__ __forceinline__ void pspan(const rowin_d &r, int o, int *c0, int *nc) {
+    *c0 = 0, *nc = r.ra;
+    if (!r.pnblk) return;
+    int i = 0, r0 = 0;
+    while (i + 1 < r.pnblk && o >= r0 + r.pbrows[i]) r0 += r.pbrows[i], *c0 += r.pbcols[i], i++;
+    *nc = r.pbcols[i];
 }
 
-/* y[o] (=|+=) scale · x'·W[o] + bias[o] for o < out, and the shrink
+/* y[o] (=|+=) scale · x'·W[o] + bias[o] (+ ps · pB[o]·t) for o < out, and the shrink
  * t[j] = x'·A[j] for j < ra. A block is 8 warps; WPR warps share a group of RPW rows (each
- * takes a slice of k); groups [0, ceil(out/RPW)) are W rows, the next ones A rows. STAGE:
- * x' staged in shared memory (needed for MODE 1/2); else read from x in place (MODE 1: x·nw and
- * Σ x² per warp). pB: the shrink's expand by the last block (post_expand). */
+ * takes a slice of k). The first blocks hold the A rows (whole blocks), the rest the W rows.
+ * STAGE: x' staged in shared memory (needed for MODE 1/2); else read from x in place (MODE 1:
+ * x·nw and Σ x² per warp). With pB, the A blocks count themselves done in ctr[0] and each W
+ * block, once its products are in registers, waits for all of them (they were dispatched
+ * first and wait on nothing, so they always finish) and adds its rows' expand; the last
+ * block to finish resets both counters for the next launch. */
 template <typename T, int MODE, int STAGE, int RPW, int WPR>
 __global__ void __launch_bounds__(256) k_matvec(float *y, rowin_d r, const T *W, const float *bias, int in, int out,
-                                                int acc, unsigned *ticket) {
+                                                int acc, unsigned *ctr) {
     extern __shared__ float4 smv[];
     __shared__ float red[8];
     __shared__ float part[8][RPW];
     float *xs = STAGE ? (float *)smv : (float *)r.x;
     float inv = stage_row<MODE, STAGE>(r, in, xs, red), ss = 0.f;
     const int NORM = MODE == 1 && !STAGE; /* the norm in place: each warp sees all of x (WPR 1) */
-    int gw = threadIdx.x >> 5, lane = threadIdx.x & 31, sub = gw % WPR;
-    int unit = blockIdx.x * (8 / WPR) + gw / WPR, wunits = (out + RPW - 1) / RPW;
-    int isA = unit >= wunits, row0 = (isA ? unit - wunits : unit) * RPW, nrows = isA ? r.ra : out;
+    int gw = threadIdx.x >> 5, lane = threadIdx.x & 31, sub = gw % WPR, per = 8 / WPR;
+    int ablocks = r.A ? ((r.ra + RPW - 1) / RPW + per - 1) / per : 0, isA = (int)blockIdx.x < ablocks;
+    int unit = (isA ? (int)blockIdx.x : (int)blockIdx.x - ablocks) * per + gw / WPR;
+    int row0 = unit * RPW, nrows = isA ? r.ra : out;
+    float eb[RPW]; /* this lane's expand weight of each row, loaded before the product */
+#pragma unroll
+    for (int rr = 0; rr < RPW; rr++) {
+        int o = row0 + rr, c0, nc;
+        eb[rr] = 0.f;
+        if (!r.pB || isA || o >= out) continue;
+        pspan(r, o, &c0, &nc);
+        if (lane < nc) eb[rr] = __ldg(r.pB + (size_t)o * r.ra + c0 + lane);
+    }
     float a[RPW];
 #pragma unroll
     for (int rr = 0; rr < RPW; rr++) a[rr] = 0.f;
@@ -587,34 +562,63 @@ __global__ void __launch_bounds__(256) k_matvec(float *y, rowin_d r, const T *W,
             for (int i = 0; i < WPR; i++) a[rr] += part[gw - sub + i][rr];
         }
     }
+    if (isA) {
 #pragma unroll
-    for (int rr = 0; rr < RPW; rr++) {
-        int o = row0 + rr;
-        if (o >= nrows || sub != 0) break;
-        if (isA) {
-            if (lane == 0) r.t[o] = a[rr] * inv;
-            continue;
+        for (int rr = 0; rr < RPW; rr++)
+            if (row0 + rr < nrows && sub == 0 && lane == 0) r.t[row0 + rr] = a[rr] * inv;
+        if (r.pB) {
+            __syncthreads();
+            if (threadIdx.x == 0) {
+                __threadfence();
+                atomicAdd(&ctr[0], 1u);
+            }
         }
-        if (lane == 0) {
-            float v = r.scale * a[rr] * inv + (bias ? bias[o] : 0.f);
-            y[o] = acc ? y[o] + v : v;
+    } else {
+        if (r.pB) {
+            if (threadIdx.x == 0) {
+                while (atomicAdd(&ctr[0], 0u) < (unsigned)ablocks) __nanosleep(32);
+                __threadfence();
+            }
+            __syncthreads();
+        }
+#pragma unroll
+        for (int rr = 0; rr < RPW; rr++) {
+            int o = row0 + rr;
+            if (o >= out || sub != 0) break;
+            float e = 0.f;
+            if (r.pB) {
+                int c0, nc;
+                pspan(r, o, &c0, &nc);
+                if (lane < nc) e = eb[rr] * __ldcg(r.t + c0 + lane);
+                for (int j = lane + 32; j < nc; j += 32) e += __ldg(r.pB + (size_t)o * r.ra + c0 + j) * __ldcg(r.t + c0 + j);
+                e = warp_sum(e);
+            }
+            if (lane == 0) {
+                float v = r.scale * a[rr] * inv + (bias ? bias[o] : 0.f) + r.ps * e;
+                y[o] = acc ? y[o] + v : v;
+            }
         }
     }
-    if (r.pB) post_expand(y, r, out, ticket);
+    if (r.pB) {
+        __syncthreads();
+        if (threadIdx.x == 0 && atomicAdd(&ctr[1], 1u) == gridDim.x - 1) {
+            atomicExch(&ctr[0], 0u);
+            atomicExch(&ctr[1], 0u);
+        }
+    }
 }
 
 template <typename T, int MODE, int STAGE, int RPW, int WPR>
 static void launch_mv_cfg(wkc_backend *b, float *y, const rowin_d &r, const T *W, const float *bias, int in, int out,
                           int acc) {
-    int units = (out + RPW - 1) / RPW + (r.A ? (r.ra + RPW - 1) / RPW : 0), per = 8 / WPR;
+    int per = 8 / WPR, wblocks = ((out + RPW - 1) / RPW + per - 1) / per;
+    int ablocks = r.A ? ((r.ra + RPW - 1) / RPW + per - 1) / per : 0;
     size_t smem = sizeof(float) * (STAGE ? (size_t)in : 0);
-    if (r.pB && smem < sizeof(float) * (size_t)r.ra) smem = sizeof(float) * (size_t)r.ra;
     if (smem > 48 * 1024 &&
         wkc_cuda_fail(b, cudaFuncSetAttribute(k_matvec<T, MODE, STAGE, RPW, WPR>,
                                               cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem), "matvec (shared memory)"))
         return;
-    k_matvec<T, MODE, STAGE, RPW, WPR><<<(units + per - 1) / per, 256, smem, b->st>>>(y, r, W, bias, in, out, acc,
-                                                                                   b->ticket);
+    k_matvec<T, MODE, STAGE, RPW, WPR><<<ablocks + wblocks, 256, smem, b->st>>>(y, r, W, bias, in, out, acc, b->ticket);
 }
 
 /* Shapes: long rows with few of them split each row over 4 warps; many rows give each warp
@@ -661,7 +665,7 @@ static void matvec_unfused(wkc_backend *b, float *y, const wk_rowin *in, const w
         b->err = WICK_EUNSUPPORTED;
         snprintf(b->errmsg, sizeof b->errmsg, "cuda:%d: matvec: a scaled product needs f32 weights and no bias", b->device);
     }
-    if (in->pB && in->A && acc) wkc_matmul_f32(&b->be, y, in->t, in->pB, 1, in->ra, W->rows, in->ps, 1);
+    if (in->pB && in->A) wkc_matmul_f32(&b->be, y, in->t, in->pB, 1, in->ra, W->rows, in->ps, 1); /* pB holds its zeros */
 }
 
 void wkc_matvec(wk_backend *be, float *y, const wk_rowin *in, const wk_mat *W, const float *bias, int acc) {
@@ -673,14 +677,16 @@ void wkc_matvec(wk_backend *be, float *y, const wk_rowin *in, const wk_mat *W, c
         matvec_unfused(b, y, in, W, bias, acc);
         return;
     }
-    if (in->pB && (!in->A || !acc)) {
+    if (in->pB && !in->A) {
         if (!b->err) {
             b->err = WICK_EINVAL;
-            snprintf(b->errmsg, sizeof b->errmsg, "cuda:%d: matvec: an expand after the shrink needs A and acc", b->device);
+            snprintf(b->errmsg, sizeof b->errmsg, "cuda:%d: matvec: an expand of the launch's shrink needs A", b->device);
         }
         return;
     }
-    rowin_d r = {in->x, in->nw, in->up, in->eps, in->scale, in->A, in->A ? in->ra : 0, in->t, in->pB, in->ps};
+    rowin_d r = {in->x, in->nw, in->up, in->eps, in->scale, in->A, in->A ? in->ra : 0, in->t, in->pB, in->ps,
+                 in->pB ? in->pnblk : 0, {in->pbrows[0], in->pbrows[1], in->pbrows[2]},
+                 {in->pbcols[0], in->pbcols[1], in->pbcols[2]}};
     int mode = in->nw ? 1 : in->up ? 2 : 0;
     if (mode == 1 && W->rows > MV_NORM_MAX_ROWS) { /* many rows: normalise once (every block would stage it) */
         float *t = (float *)wkc_scratch(b, WKC_SCR_ROW, sizeof(float) * (size_t)in->in);
@@ -784,27 +790,4 @@ void wkc_rope_kv(wk_backend *be, float *q, float *k, float *v, float *kc, float 
     expand_d ed = expand_of(e);
     k_rope_kv<<<H + Hk, 32 * ((D + 31) / 32), 0, b->st>>>(q, k, v, kc, vc, pos, H, Hk, D, cap, inv_freq, qn, kn, eps, ed);
     wkc_launched(b, "rope_kv");
-}
-
-/* ---------------------------------------------- MLP middle with an adapter */
-/* h[i] = silu(g'[i])·u'[i] with [g'|u'] = gu + s·B·t (t staged in shared memory); a thread per i. */
-__global__ void k_swiglu_lora(float *h, const float *gu, int F, expand_d e) {
-    extern __shared__ float4 sw4[];
-    float *te = (float *)sw4;
-    for (int j = threadIdx.x; j < e.ra; j += blockDim.x) te[j] = e.t[j];
-    __syncthreads();
-    e.t = te;
-    int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= F) return;
-    float g = gu[i], u = gu[(size_t)F + i];
-    if (e.B) g += expand_row(e, i), u += expand_row(e, F + i);
-    h[i] = g / (1.f + expf(-g)) * u;
-}
-
-void wkc_swiglu_lora(wk_backend *be, float *h, const float *gu, int F, const wk_expand *e) {
-    wkc_backend *b = wkc(be);
-    wkc_use(b);
-    expand_d ed = expand_of(e);
-    k_swiglu_lora<<<(F + 255) / 256, 256, sizeof(float) * (size_t)((ed.ra + 3) & ~3), b->st>>>(h, gu, F, ed);
-    wkc_launched(b, "swiglu_lora");
 }
