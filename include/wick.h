@@ -184,6 +184,9 @@ wick_status wick_write_byte_tokenizer(const char *dir);
 
 typedef struct {
     int max_seq;     /* KV cache length (0 = min(model max_position, 4096)) */
+    int chunk;       /* on a GPU: ids per forward pass of a prompt, which sizes the session's scratch
+                        memory (0 = 2048, at most max_seq; else clamped to [512, 2048]; a server with
+                        many sessions may want 512). The CPU always uses 512. */
 } wick_session_opts;
 
 /* A session owns a KV cache and scratch for one sequence; no weights. */

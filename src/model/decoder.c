@@ -37,6 +37,7 @@ wick_status wick_session_new(wick_model *m, const wick_session_opts *o, wick_ses
     /* device backends prefill in chunks of up to 2048 ids (no score matrix, larger products), but a
      * short session needs no more scratch than its positions (a server holds several sessions) */
     s->chunk = s->be->device_memory ? WK_MAX(WK_SESSION_CHUNK_HOST, WK_MIN(WK_SESSION_CHUNK, cap)) : WK_SESSION_CHUNK_HOST;
+    if (o && o->chunk > 0 && s->be->device_memory) s->chunk = WK_MAX(WK_SESSION_CHUNK_HOST, WK_MIN(WK_SESSION_CHUNK, o->chunk));
     size_t C = (size_t)c->hidden, F = (size_t)c->inter, HD = (size_t)c->n_heads * c->head_dim;
     size_t KD = (size_t)c->n_kv_heads * c->head_dim, W = WK_MAX(WK_MAX(C, F), HD);
     size_t kv = (size_t)c->n_layers * KD * (size_t)cap;

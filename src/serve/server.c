@@ -261,7 +261,7 @@ static wick_status srv_open(srv *s, const wick_serve_opts *o) {
     s->n_sess = o->parallel;
     s->sess = calloc((size_t)s->n_sess, sizeof *s->sess);
     s->busy = calloc((size_t)s->n_sess, sizeof *s->busy);
-    wick_session_opts so = {s->context};
+    wick_session_opts so = {.max_seq = s->context, .chunk = 512}; /* prompts go in 64-id chunks: keep scratch small */
     for (int i = 0; i < s->n_sess; i++)
         if ((st = wick_session_new(s->model, &so, &s->sess[i]))) return st;
     s->o.threads = o->threads > 0 ? wick_set_threads(o->threads) : wick_get_threads();
