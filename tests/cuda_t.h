@@ -8,10 +8,24 @@
 #define WICK_CUDA_T_H
 #include "t.h"
 #include "backend/backend.h"
+#include "wick.h"
+#include <stdio.h>
 #include <stdlib.h>
 
 #ifndef CT_SEED
 #define CT_SEED 0x9E3779B97F4A7C15ull
+/* 1, with the reason printed, when there is no CUDA device to test on. */
+static inline int ct_no_device(const char *test) {
+    if (wick_cuda_device_count() > 0) return 0;
+    printf("%s: skipped: %s\n", test,
+#ifdef WICK_HAVE_CUDA
+           "built with CUDA, but no CUDA device is available"
+#else
+           "built without the CUDA backend"
+#endif
+    );
+    return 1;
+}
 #endif
 
 static wk_backend *G;
@@ -43,5 +57,17 @@ static inline float *host(void *d, size_t n) {
 static inline void no_error(const char *op) {
     wick_status st = G->check(G);
     CHECK(st == WICK_OK, "%s: %s", op, wick_last_error());
+}
+/* 1, with the reason printed, when there is no CUDA device to test on. */
+static inline int ct_no_device(const char *test) {
+    if (wick_cuda_device_count() > 0) return 0;
+    printf("%s: skipped: %s\n", test,
+#ifdef WICK_HAVE_CUDA
+           "built with CUDA, but no CUDA device is available"
+#else
+           "built without the CUDA backend"
+#endif
+    );
+    return 1;
 }
 #endif

@@ -173,17 +173,7 @@ static void graph_first(void) {
 #endif
 
 int main(void) {
-    int count = wick_cuda_device_count();
-    if (count == 0) {
-        printf("test_cuda_dattn: skipped: %s\n",
-#ifdef WICK_HAVE_CUDA
-               "built with CUDA, but no CUDA device is available"
-#else
-               "built without the CUDA backend"
-#endif
-        );
-        return t_summary();
-    }
+    if (ct_no_device("test_cuda_dattn")) return t_summary();
 #ifdef WICK_HAVE_CUDA
     G = wk_backend_cuda(0);
     CHECK(G != NULL, "cuda backend: %s", wick_last_error());

@@ -253,14 +253,7 @@ int main(void) {
     load_golden(&gold);
     test_device_path_on_host(0);
     test_device_path_on_host(1);
-    if (wick_cuda_device_count() == 0) {
-        printf("test_cuda_embed: skipped: %s\n",
-#ifdef WICK_HAVE_CUDA
-               "built with CUDA, but no CUDA device is available"
-#else
-               "built without the CUDA backend"
-#endif
-        );
+    if (ct_no_device("test_cuda_embed")) {
         check_unavailable();
         wick_st_close(gold);
         return t_summary();

@@ -160,17 +160,7 @@ static void test_copies(wick_dtype dt) {
 #endif
 
 int main(void) {
-    int count = wick_cuda_device_count();
-    if (count == 0) {
-        printf("test_cuda_prefill: skipped: %s\n",
-#ifdef WICK_HAVE_CUDA
-               "built with CUDA, but no CUDA device is available"
-#else
-               "built without the CUDA backend"
-#endif
-        );
-        return t_summary();
-    }
+    if (ct_no_device("test_cuda_prefill")) return t_summary();
 #ifdef WICK_HAVE_CUDA
     G = wk_backend_cuda(0);
     F = wk_backend_cuda_fast(0);
