@@ -14,18 +14,6 @@
 
 #ifndef CT_SEED
 #define CT_SEED 0x9E3779B97F4A7C15ull
-/* 1, with the reason printed, when there is no CUDA device to test on. */
-static inline int ct_no_device(const char *test) {
-    if (wick_cuda_device_count() > 0) return 0;
-    printf("%s: skipped: %s\n", test,
-#ifdef WICK_HAVE_CUDA
-           "built with CUDA, but no CUDA device is available"
-#else
-           "built without the CUDA backend"
-#endif
-    );
-    return 1;
-}
 #endif
 
 static wk_backend *G;
