@@ -58,28 +58,11 @@ static void check_case(const char *name, int recompute, int ref_ops) {
     CHECK(checked == 14 * m->c.n_layers, "%s: %d gradient tensors checked", name, checked);
     wick_step_info info;
     CHECK_OK(wick_trainer_step(t, nt, NULL, &info));
-    for (int i = 0; i < np; i++) {
-        char key[300];
-        snprintf(key, sizeof key, "after_step.%s", par[i].name);
-        float *ga = tu_copy_f32(g, key, &cnt);
-        if (!ga || !gcopy[i]) continue;
-        float worst = 0;
-        for (size_t j = 0; j < cnt; j++) {
-            float d = fabsf(par[i].w[j] - ga[j]), tol = fabsf(gcopy[i][j]) < 1e-7f ? 2 * o.lr : 1e-4f;
-            if (d > tol || d != d) worst = d > worst ? d : worst + (d != d);
-        }
-        CHECK(worst == 0, "%s: %s after one AdamW step off by %g", name, key, worst);
-        free(ga), free(gcopy[i]);
-    }
-    free(gcopy);
-    double loss2 = 0;
-    int64_t nt2 = 0;
-    CHECK_OK(wick_trainer_eval(t, ids, lab, lens, B, &loss2, &nt2));
-    float *gl2 = tu_copy_f32(g, "train_loss_after_step", NULL);
-    CHECK(fabs(loss2 / nt2 - gl2[0]) <= 1e-5, "%s: loss after step %.7f vs golden %.7f", name, loss2 / nt2, gl2[0]);
-    printf("%s recompute=%d ref=%d: loss %.6f -> %.6f, grad norm %.6f\n", name, recompute, ref_ops, loss / nt, loss2 / nt2,
+    tu_check_after_step(g, par, np, gcopy, o.lr, name);
+    double loss2 = tu_check_loss_after(t, g, ids, lab, lens, B, name);
+    printf("%s recompute=%d ref=%d: loss %.6f -> %.6f, grad norm %.6f\n", name, recompute, ref_ops, loss / nt, loss2,
            info.grad_norm);
-    free(gl), free(gl2), free(ids), free(lab);
+    free(gl), free(ids), free(lab);
     wick_trainer_free(t);
     tu_adapter_free(&ad);
     wick_st_close(g);

@@ -101,4 +101,41 @@ static inline double tu_st_rel_diff(const char *p1, const char *p2, int *identic
     *identical = same;
     return den > 0 ? sqrt(num / den) : sqrt(num);
 }
+/* After one AdamW step: each parameter par[i] within 1e-4 of the golden "after_step.<name>"
+ * (2·lr where its gradient gc[i] was about 0, so Adam's first step is ±lr); frees gc. */
+static inline void tu_check_after_step(wick_st *g, const wk_tparam *par, int np, float **gc, float lr, const char *name) {
+    for (int i = 0; i < np; i++) {
+        char key[300];
+        size_t cnt = 0;
+        snprintf(key, sizeof key, "after_step.%s", par[i].name);
+        float *ga = tu_copy_f32(g, key, &cnt);
+        if (!ga || !gc[i]) {
+            free(ga), free(gc[i]);
+            continue;
+        }
+        float worst = 0;
+        for (size_t j = 0; j < cnt; j++) {
+            float d = fabsf(par[i].w[j] - ga[j]), tol = fabsf(gc[i][j]) < 1e-7f ? 2 * lr : 1e-4f;
+            if (d > tol || d != d) worst = d > worst ? d : worst + (d != d);
+        }
+        CHECK(worst == 0, "%s: %s after one AdamW step off by %g", name, key, worst);
+        free(ga), free(gc[i]);
+    }
+    free(gc);
+}
+
+/* The loss over the golden batch after the step against "train_loss_after_step" (1e-5);
+ * returns the mean loss. */
+static inline double tu_check_loss_after(wick_trainer *t, wick_st *g, const int32_t *ids, const int32_t *lab,
+                                         const int *lens, int B, const char *name) {
+    double loss = 0;
+    int64_t nt = 0;
+    CHECK_OK(wick_trainer_eval(t, ids, lab, lens, B, &loss, &nt));
+    float *gl = tu_copy_f32(g, "train_loss_after_step", NULL);
+    double mean = nt ? loss / (double)nt : 0;
+    CHECK(gl && fabs(mean - gl[0]) <= 1e-5, "%s: loss after step %.7f vs golden %.7f", name, mean, gl ? gl[0] : 0.f);
+    free(gl);
+    return mean;
+}
+
 #endif
