@@ -130,17 +130,7 @@ int main(void) {
     snprintf(tmp, sizeof tmp, "/tmp/wick_dp_XXXXXX");
     if (!mkdtemp(tmp)) return 1;
     snprintf(data, sizeof data, "%s/data.jsonl", tmp);
-    FILE *f = fopen(data, "w");
-    uint64_t s = 777;
-    for (int i = 0; i < 12; i++) {
-        fprintf(f, "{\"input_ids\": [");
-        for (int t = 0; t < 6 + i % 5; t++) {
-            s = s * 6364136223846793005ull + 1442695040888963407ull;
-            fprintf(f, "%s%d", t ? ", " : "", (int)(3 + (s >> 33) % 200));
-        }
-        fprintf(f, "]}\n");
-    }
-    fclose(f);
+    if (tu_write_ids_jsonl(data, 12, 777ull)) return 1;
     shards();
     host_allreduce();
     replicas_match();

@@ -138,4 +138,20 @@ static inline double tu_check_loss_after(wick_trainer *t, wick_st *g, const int3
     return mean;
 }
 
+/* Writes n sequences of pseudo-random ids (lengths 6..10, ids 3..202, from seed) as
+ * {"input_ids": [...]} lines to path; 0, or -1 when the file cannot be written. */
+static inline int tu_write_ids_jsonl(const char *path, int n, uint64_t seed) {
+    FILE *f = fopen(path, "w");
+    if (!f) return -1;
+    for (int i = 0; i < n; i++) {
+        fprintf(f, "{\"input_ids\": [");
+        for (int t = 0; t < 6 + i % 5; t++) {
+            seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+            fprintf(f, "%s%d", t ? ", " : "", (int)(3 + (seed >> 33) % 200));
+        }
+        fprintf(f, "]}\n");
+    }
+    return fclose(f) == 0 ? 0 : -1;
+}
+
 #endif
