@@ -136,14 +136,8 @@ static void dropout_fd(void) {
 static void bf16_weights(void) {
     wick_model *mb = NULL, *mf = NULL;
     wick_st *g = NULL;
-    wick_model_opts o = wick_model_opts_default();
-    o.keep_bf16 = 1;
-    CHECK_OK(wick_model_load(T_PATH("golden/qwen2_tiny_bf16/model"), &o, &mb));
-    o.keep_bf16 = 0;
-    CHECK_OK(wick_model_load(T_PATH("golden/qwen2_tiny_bf16/model"), &o, &mf));
-    CHECK_OK(wick_st_open(T_PATH("golden/qwen2_tiny/golden.safetensors"), &g));
     tu_adapter ad;
-    if (!mb || !mf || !g || tu_adapter_load(mb, T_PATH("golden/qwen2_tiny/adapter1"), &ad)) return;
+    if (tu_bf16_pair(&mb, &mf, &g, &ad)) return;
     int32_t *ids = tu_i64(g, "train_input_ids", NULL), *lab = tu_i64(g, "train_labels", NULL);
     int lens[2] = {16, 16}, np1, np2;
     wick_trainer *tb = NULL, *tf = NULL;

@@ -154,4 +154,19 @@ static inline int tu_write_ids_jsonl(const char *path, int n, uint64_t seed) {
     return fclose(f) == 0 ? 0 : -1;
 }
 
+/* The qwen2_tiny bf16 checkpoint loaded twice (bf16 kept, and widened to f32), the qwen2_tiny
+ * golden file and its adapter1 (on the bf16 model); 0, or -1 when any failed (checked). */
+static inline int tu_bf16_pair(wick_model **mb, wick_model **mf, wick_st **g, tu_adapter *ad) {
+    wick_model_opts o = wick_model_opts_default();
+    o.keep_bf16 = 1;
+    CHECK_OK(wick_model_load(T_PATH("golden/qwen2_tiny_bf16/model"), &o, mb));
+    o.keep_bf16 = 0;
+    CHECK_OK(wick_model_load(T_PATH("golden/qwen2_tiny_bf16/model"), &o, mf));
+    CHECK_OK(wick_st_open(T_PATH("golden/qwen2_tiny/golden.safetensors"), g));
+    if (!*mb || !*mf || !*g) return -1;
+    int bad = tu_adapter_load(*mb, T_PATH("golden/qwen2_tiny/adapter1"), ad);
+    CHECK(bad == 0, "adapter1 did not load");
+    return bad ? -1 : 0;
+}
+
 #endif
