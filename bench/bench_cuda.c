@@ -153,6 +153,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "== prefill kernels %.3f ms; decode kernels %.3f ms, graphed eval call %.3f ms (mean of 16)\n", 1e3 * kp,
                 1e3 * kd, 1e3 * w);
     }
+#else
+    (void)optimes;
 #endif
     qsort(pre, (size_t)runs, sizeof(double), cmp_d);
     qsort(dec, (size_t)runs, sizeof(double), cmp_d);

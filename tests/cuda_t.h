@@ -2,7 +2,7 @@
  * cuda_t.h — helpers shared by the CUDA tests: G, the backend under test; a seeded
  * xorshift stream of uniform values in [-1, 1) (CT_SEED, defined before the include,
  * picks the stream); device copies of host buffers and back; the backend's first
- * asynchronous error as a check; and the skip message when no GPU is there.
+ * asynchronous error as a check (the skip when no GPU is there: t.h ct_no_device).
  */
 #ifndef WICK_CUDA_T_H
 #define WICK_CUDA_T_H
@@ -45,17 +45,5 @@ static inline float *host(void *d, size_t n) {
 static inline void no_error(const char *op) {
     wick_status st = G->check(G);
     CHECK(st == WICK_OK, "%s: %s", op, wick_last_error());
-}
-/* 1, with the reason printed, when there is no CUDA device to test on. */
-static inline int ct_no_device(const char *test) {
-    if (wick_cuda_device_count() > 0) return 0;
-    printf("%s: skipped: %s\n", test,
-#ifdef WICK_HAVE_CUDA
-           "built with CUDA, but no CUDA device is available"
-#else
-           "built without the CUDA backend"
-#endif
-    );
-    return 1;
 }
 #endif

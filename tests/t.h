@@ -66,4 +66,17 @@ static inline int t_summary(void) {
 }
 
 #define T_PATH(rel) (WICK_TEST_DIR "/" rel)
+
+/* For the CUDA tests: 1, with the reason printed, when there is no CUDA device to test on. */
+static inline int ct_no_device(const char *test) {
+    if (wick_cuda_device_count() > 0) return 0;
+    printf("%s: skipped: %s\n", test,
+#ifdef WICK_HAVE_CUDA
+           "built with CUDA, but no CUDA device is available"
+#else
+           "built without the CUDA backend"
+#endif
+    );
+    return 1;
+}
 #endif
