@@ -239,7 +239,35 @@ static void test_large_vocab(void) {
     free(l), free(x), free(p), free(r);
 }
 
+/* wk_argmax: the first index of the maximum, at block edges, with ties, NaN and no finite value. */
+static void test_argmax(void) {
+    int sizes[] = {1, 63, 64, 65, 200, 151936};
+    for (int si = 0; si < 6; si++) {
+        int n = sizes[si];
+        float *x = malloc(sizeof(float) * (size_t)n);
+        int at[] = {0, 62, 63, 64, 127, 128, n / 2, n - 1};
+        for (int ai = 0; ai < 8; ai++) {
+            int a = at[ai] < n ? at[ai] : n - 1;
+            for (int i = 0; i < n; i++) x[i] = (float)((i * 7919) % 1000) / 1000.f;
+            x[a] = 5.f;
+            CHECK(wk_argmax(x, n) == a, "n=%d: argmax %d, want %d", n, wk_argmax(x, n), a);
+            if (a + 1 < n) {
+                x[n - 1] = 5.f; /* a tie later: the first one wins */
+                if (n - 1 > a) CHECK(wk_argmax(x, n) == a, "n=%d: tie at %d and %d gave %d", n, a, n - 1, wk_argmax(x, n));
+            }
+            if (n > 1) {
+                x[a == 0 ? 1 : 0] = NAN; /* a NaN elsewhere is never the maximum */
+                CHECK(wk_argmax(x, n) == a, "n=%d: a NaN changed the argmax to %d, want %d", n, wk_argmax(x, n), a);
+            }
+        }
+        for (int i = 0; i < n; i++) x[i] = -INFINITY;
+        CHECK(wk_argmax(x, n) == -1, "n=%d: all -inf gives %d, want -1", n, wk_argmax(x, n));
+        free(x);
+    }
+}
+
 int main(void) {
+    test_argmax();
     test_golden();
     test_penalties();
     test_errors();

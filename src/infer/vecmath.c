@@ -28,10 +28,18 @@ float wk_maxf(const float *x, int n) {
     return r;
 }
 
+/* The maximum, then its first index: blocks of 64 are tested for it with a vectorised
+ * compare (no early exit inside a block), and only the block that holds it is scanned. */
 int wk_argmax(const float *x, int n) {
     float m = wk_maxf(x, n);
     if (!(m > -INFINITY)) return -1;
-    for (int i = 0; i < n; i++)
+    int i = 0;
+    for (; i + 64 <= n; i += 64) {
+        int hit = 0;
+        for (int k = 0; k < 64; k++) hit |= x[i + k] == m;
+        if (hit) break;
+    }
+    for (; i < n; i++)
         if (x[i] == m) return i;
     return -1;
 }
