@@ -35,22 +35,18 @@ typedef struct wk_rowin {
     float *t;         /* (ra) */
     /* An optional expand of this launch's own shrink, added to every product row: y[o] +=
      * ps · Σ_j pB[o, j] · t[j], pB f32 (out, ra); needs A. pnblk > 0: pB is block-diagonal
-     * as in wk_expand (rows in pnblk blocks of pbrows[i], block i only columns of its own
-     * rank pbcols[i]). pB NULL: none. */
+     * (an adapter group's layout): rows in pnblk blocks of pbrows[i], block i nonzero only in
+     * its own rank's pbcols[i] columns, which follow those of the blocks before it. NULL: none. */
     const float *pB;
     float ps;
     int pnblk, pbrows[3], pbcols[3];
 } wk_rowin;
 
-
-/* A LoRA expand applied inside another op: rows += s · t·Bᵀ with B f32 (rows, ra).
- * nblk > 0: B is block-diagonal (a group's layout): rows come in nblk blocks of brows[i]
- * rows, and block i only has columns [Σ_{i'<i} bcols[i'], + bcols[i]) (bcols 0: none). */
+/* A LoRA expand applied inside another op: rows += s · t·Bᵀ with B f32 (rows, ra). */
 typedef struct wk_expand {
     const float *B, *t;
     int ra;
     float s;
-    int nblk, brows[3], bcols[3];
 } wk_expand;
 
 typedef struct wk_backend wk_backend;

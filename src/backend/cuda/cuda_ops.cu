@@ -705,34 +705,18 @@ struct expand_d {
     const float *B, *t;
     int ra;
     float s;
-    int nblk, brows[3], bcols[3];
 };
 
-static expand_d expand_of(const wk_expand *e) {
-    expand_d d = {};
-    if (!e) return d;
-    d.B = e->B, d.t = e->t, d.ra = e->ra, d.s = e->s, d.nblk = e->nblk;
-    for (int i = 0; i < 3; i++) d.brows[i] = e->brows[i], d.bcols[i] = e->bcols[i];
-    return d;
-}
-
-/* s · B[row]·t over the row's columns (its block's span when B is block-diagonal). */
 __device__ __forceinline__ float expand_row(const expand_d &e, int row) {
-    int c0 = 0, nc = e.ra;
-    if (e.nblk) {
-        int i = 0, r0 = 0;
-        while (i + 1 < e.nblk && row >= r0 + e.brows[i]) r0 += e.brows[i], c0 += e.bcols[i], i++;
-        nc = e.bcols[i];
-    }
-    const float *b = e.B + (size_t)row * e.ra + c0, *t = e.t + c0;
+    const float *b = e.B + (size_t)row * e.ra;
     float v = 0.f;
-    if (((e.ra | c0 | nc) & 3) == 0) /* 16-byte aligned spans: vector loads */
-        for (int j = 0; j < nc; j += 4) {
-            float4 w = __ldg((const float4 *)(b + j)), x = *(const float4 *)(t + j);
-            v += w.x * x.x + w.y * x.y + w.z * x.z + w.w * x.w;
+    if ((e.ra & 3) == 0) /* rows 16-byte aligned (the grouped layout pads them): vector loads */
+        for (int j = 0; j < e.ra; j += 4) {
+            float4 w = __ldg((const float4 *)(b + j)), t = *(const float4 *)(e.t + j);
+            v += w.x * t.x + w.y * t.y + w.z * t.z + w.w * t.w;
         }
     else
-        for (int j = 0; j < nc; j++) v += b[j] * t[j];
+        for (int j = 0; j < e.ra; j++) v += b[j] * e.t[j];
     return e.s * v;
 }
 
@@ -787,7 +771,7 @@ void wkc_rope_kv(wk_backend *be, float *q, float *k, float *v, float *kc, float 
         }
         return;
     }
-    expand_d ed = expand_of(e);
+    expand_d ed = {e ? e->B : NULL, e ? e->t : NULL, e ? e->ra : 0, e ? e->s : 0.f};
     k_rope_kv<<<H + Hk, 32 * ((D + 31) / 32), 0, b->st>>>(q, k, v, kc, vc, pos, H, Hk, D, cap, inv_freq, qn, kn, eps, ed);
     wkc_launched(b, "rope_kv");
 }
