@@ -89,16 +89,10 @@ static void expect_close(const char *what, wick_model *m, const tu_adapter *ad, 
 }
 
 static void model_cases(const char *name) {
-    char mdir[512], adir[512], gpath[512];
-    snprintf(mdir, sizeof mdir, "%s/golden/%s/model", WICK_TEST_DIR, name);
-    snprintf(adir, sizeof adir, "%s/golden/%s/adapter1", WICK_TEST_DIR, name);
-    snprintf(gpath, sizeof gpath, "%s/golden/%s/golden.safetensors", WICK_TEST_DIR, name);
     wick_model *m = NULL;
     wick_st *g = NULL;
     tu_adapter ad;
-    CHECK_OK(wick_model_load(mdir, NULL, &m));
-    CHECK_OK(wick_st_open(gpath, &g));
-    if (!m || !g || tu_adapter_load(m, adir, &ad)) return;
+    if (tu_golden_case(name, &m, &g, &ad)) return;
     size_t n;
     int32_t *ids = tu_i64(g, "train_input_ids", &n), *lab = tu_i64(g, "train_labels", NULL);
     CHECK(n == 32, "%s: golden batch of %zu tokens, expected 32", name, n);

@@ -169,4 +169,18 @@ static inline int tu_bf16_pair(wick_model **mb, wick_model **mf, wick_st **g, tu
     return bad ? -1 : 0;
 }
 
+/* golden/NAME: its model (on the CPU), golden file and adapter1; 0, or -1 when any failed (checked). */
+static inline int tu_golden_case(const char *name, wick_model **m, wick_st **g, tu_adapter *ad) {
+    char mdir[512], adir[512], gpath[512];
+    snprintf(mdir, sizeof mdir, "%s/golden/%s/model", WICK_TEST_DIR, name);
+    snprintf(adir, sizeof adir, "%s/golden/%s/adapter1", WICK_TEST_DIR, name);
+    snprintf(gpath, sizeof gpath, "%s/golden/%s/golden.safetensors", WICK_TEST_DIR, name);
+    CHECK_OK(wick_model_load(mdir, NULL, m));
+    CHECK_OK(wick_st_open(gpath, g));
+    if (!*m || !*g) return -1;
+    int bad = tu_adapter_load(*m, adir, ad);
+    CHECK(bad == 0, "%s: adapter1 did not load", name);
+    return bad ? -1 : 0;
+}
+
 #endif
