@@ -263,27 +263,14 @@ static void golden_case(const char *name, int recompute) {
     CHECK_OK(wick_trainer_accumulate(t, ids, lab, lens, B, &loss, &nt));
     float *gl = tu_copy_f32(g, "train_loss", &cnt);
     CHECK(fabs(loss / nt - gl[0]) <= 1e-5, "cuda %s: loss %.7f vs golden %.7f", name, loss / nt, gl[0]);
-    int np, checked = 0;
+    int np;
     wk_tparam *par = wk_trainer_params(t, &np);
-    float **gc = calloc(np, sizeof(float *));
-    for (int i = 0; i < np; i++) {
-        char key[300];
-        snprintf(key, sizeof key, "grad.%s", par[i].name);
-        float *gg = tu_copy_f32(g, key, &cnt);
-        if (!gg || cnt != par[i].n) continue;
-        gc[i] = malloc(sizeof(float) * cnt);
-        for (size_t j = 0; j < cnt; j++) gc[i][j] = par[i].g[j] / (float)nt;
-        double e = t_rel_l2(gc[i], gg, cnt);
-        CHECK(e <= 1e-4, "cuda %s: %s relative L2 error %g", name, key, e);
-        checked++;
-        free(gg);
-    }
-    CHECK(checked == 14 * m->c.n_layers, "cuda %s: %d gradient tensors checked", name, checked);
+    char who[96];
+    snprintf(who, sizeof who, "cuda %s", name);
+    float **gc = tu_check_grads(g, par, np, nt, 14 * m->c.n_layers, who);
     wick_step_info info;
     CHECK_OK(wick_trainer_step(t, nt, NULL, &info));
     par = wk_trainer_params(t, &np); /* syncs the adapter back */
-    char who[96];
-    snprintf(who, sizeof who, "cuda %s", name);
     tu_check_after_step(g, par, np, gc, o.lr, who);
     double loss2 = tu_check_loss_after(t, g, ids, lab, lens, B, who);
     printf("cuda %s recompute=%d: loss %.6f -> %.6f, grad norm %.6f\n", name, recompute, loss / nt, loss2,

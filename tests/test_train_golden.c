@@ -33,23 +33,7 @@ static void check_case(const char *name, int recompute, int ref_ops) {
     CHECK(fabs(loss / nt - gl[0]) <= 1e-5, "%s: loss %.7f vs golden %.7f", name, loss / nt, gl[0]);
     int np;
     wk_tparam *par = wk_trainer_params(t, &np);
-    /* gradients: scale a copy by 1/nt as the step will */
-    float **gcopy = calloc(np, sizeof(float *));
-    int checked = 0;
-    for (int i = 0; i < np; i++) {
-        char key[300];
-        snprintf(key, sizeof key, "grad.%s", par[i].name);
-        float *gg = tu_copy_f32(g, key, &cnt);
-        CHECK(gg && cnt == par[i].n, "%s: golden %s missing or wrong size", name, key);
-        if (!gg) continue;
-        gcopy[i] = malloc(sizeof(float) * cnt);
-        for (size_t j = 0; j < cnt; j++) gcopy[i][j] = par[i].g[j] / (float)nt;
-        double e = t_rel_l2(gcopy[i], gg, cnt);
-        CHECK(e <= 1e-4, "%s: %s relative L2 error %g", name, key, e);
-        checked++;
-        free(gg);
-    }
-    CHECK(checked == 14 * m->c.n_layers, "%s: %d gradient tensors checked", name, checked);
+    float **gcopy = tu_check_grads(g, par, np, nt, 14 * m->c.n_layers, name);
     wick_step_info info;
     CHECK_OK(wick_trainer_step(t, nt, NULL, &info));
     tu_check_after_step(g, par, np, gcopy, o.lr, name);

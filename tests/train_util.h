@@ -183,4 +183,31 @@ static inline int tu_golden_case(const char *name, wick_model **m, wick_st **g, 
     return bad ? -1 : 0;
 }
 
+/* The accumulated gradients of par[0..np) over nt tokens against the golden "grad.<name>"
+ * (rel L2 1e-4, every tensor present); returns their copies scaled by 1/nt as the step will
+ * (for tu_check_after_step). expect: how many tensors must be checked. */
+static inline float **tu_check_grads(wick_st *g, const wk_tparam *par, int np, int64_t nt, int expect, const char *name) {
+    float **gc = calloc((size_t)np, sizeof(float *));
+    int checked = 0;
+    for (int i = 0; gc && i < np; i++) {
+        char key[300];
+        size_t cnt = 0;
+        snprintf(key, sizeof key, "grad.%s", par[i].name);
+        float *gg = tu_copy_f32(g, key, &cnt);
+        CHECK(gg && cnt == par[i].n, "%s: golden %s missing or wrong size", name, key);
+        if (!gg || cnt != par[i].n) {
+            free(gg);
+            continue;
+        }
+        gc[i] = malloc(sizeof(float) * cnt);
+        for (size_t j = 0; j < cnt; j++) gc[i][j] = par[i].g[j] / (float)nt;
+        double e = t_rel_l2(gc[i], gg, cnt);
+        CHECK(e <= 1e-4, "%s: %s relative L2 error %g", name, key, e);
+        checked++;
+        free(gg);
+    }
+    CHECK(checked == expect, "%s: %d gradient tensors checked, want %d", name, checked, expect);
+    return gc;
+}
+
 #endif
