@@ -23,7 +23,12 @@ static void help(void) {
            "  --adapter-root DIR     directory POST /v1/adapters may load from (default: refused)\n"
            "  --embed-model DIR      BERT encoder for /v1/embeddings\n"
            "  --api-key KEY          require \"Authorization: Bearer KEY\" on /v1/ (also $WICK_API_KEY)\n"
-           "  --parallel N           sequences decoding at the same time, batched into shared steps (default 4)\n"
+           "  --parallel N           sequences decoding at the same time per replica, batched into shared steps\n"
+           "                         (default 4)\n"
+           "  --gpus N|all           one replica of the base on each of GPUs 0..N-1 (with --device cuda:K: K..K+N-1);\n"
+           "                         a request goes to the least busy GPU, preferring one that holds its adapter\n"
+           "                         (an adapter is copied to another GPU when a request is sent there)\n"
+           "  --replicas N           N replicas on --device (on the CPU they share the cores; for tests)\n"
            "  --max-queue N          requests waiting for a session before 429 (default 64)\n"
            "  --context N            positions per session (default min(model max, 4096))\n"
            "  --max-tokens N         largest max_tokens a request may ask (default 2048)\n"
@@ -49,6 +54,7 @@ int cmd_serve(int argc, char **argv) {
     wick_serve_opts o = wick_serve_opts_default();
     static const char *names[MAX_ADAPTERS], *dirs[MAX_ADAPTERS];
     long v;
+    int gpus = 0, device_given = 0;
     o.api_key = getenv("WICK_API_KEY");
     for (int i = 1; i < argc; i++) {
         const char *s;
@@ -58,7 +64,17 @@ int cmd_serve(int argc, char **argv) {
         else if ((s = cli_opt(argc, argv, &i, "--adapter-root"))) o.adapter_root = s;
         else if ((s = cli_opt(argc, argv, &i, "--embed-model"))) o.embed_model_dir = s;
         else if ((s = cli_opt(argc, argv, &i, "--api-key"))) o.api_key = s;
-        else if ((s = cli_opt(argc, argv, &i, "--device"))) o.device = s;
+        else if ((s = cli_opt(argc, argv, &i, "--device"))) o.device = s, device_given = 1;
+        else if ((s = cli_opt(argc, argv, &i, "--gpus"))) {
+            if (!strcmp(s, "all")) {
+                if ((v = wick_cuda_device_count()) < 1) return cli_usage_error(cmd, "--gpus all: no CUDA device found");
+            } else if (cli_int(cmd, "--gpus", s, &v) || v < 1 || v > 64)
+                return cli_usage_error(cmd, "--gpus: '%s' is not a GPU count 1..64 or 'all'", s);
+            o.replicas = (int)v, gpus = 1;
+        } else if ((s = cli_opt(argc, argv, &i, "--replicas"))) {
+            if (cli_int(cmd, "--replicas", s, &v) || v < 1 || v > 64) return cli_usage_error(cmd, "--replicas must be 1..64");
+            o.replicas = (int)v;
+        }
         else if ((s = cli_opt(argc, argv, &i, "--adapter"))) {
             const char *eq = strchr(s, '=');
             if (!eq || eq == s || !eq[1]) return cli_usage_error(cmd, "--adapter wants NAME=DIR, not '%s'", s);
@@ -93,6 +109,8 @@ int cmd_serve(int argc, char **argv) {
         } else return cli_usage_error(cmd, "unknown or incomplete option '%s'", argv[i]);
     }
     if (!o.model_dir) return cli_usage_error(cmd, "--model is required");
+    if (gpus && !device_given) o.device = "cuda";
+    if (gpus && strncmp(o.device, "cuda", 4)) return cli_usage_error(cmd, "--gpus runs on CUDA devices, not --device %s", o.device);
     o.adapter_names = names, o.adapter_dirs = dirs;
     o.on_ready = on_ready;
     struct sigaction sa;

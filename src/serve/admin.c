@@ -18,15 +18,12 @@ void admin_models(srv *s, srv_reply *r) {
     json_t *data = json_array();
     json_array_append_new(data, json_pack("{s:s,s:s,s:I,s:s,s:s}", "id", s->base_name, "object", "model", "created",
                                           (json_int_t)s->created, "owned_by", "wick", "root", s->o.model_dir));
-    wick_adapter_info *inf = calloc(MAX_LIST, sizeof *inf);
-    int n = 0;
-    /* names are copied at once: an unload in parallel frees them */
-    if (inf && !wick_registry_list(s->reg, inf, MAX_LIST, &n))
-        for (int i = 0; i < n && i < MAX_LIST; i++)
-            json_array_append_new(data, json_pack("{s:s,s:s,s:I,s:s,s:s}", "id", inf[i].name ? inf[i].name : "", "object",
-                                                  "model", "created", (json_int_t)s->created, "owned_by", "wick",
-                                                  "parent", s->base_name));
-    free(inf);
+    char(*names)[72] = calloc(MAX_LIST, sizeof *names);
+    int n = names ? srv_adapter_names(s, names, MAX_LIST) : 0; /* copies: an unload in parallel may remove one */
+    for (int i = 0; i < n; i++)
+        json_array_append_new(data, json_pack("{s:s,s:s,s:I,s:s,s:s}", "id", names[i], "object", "model", "created",
+                                              (json_int_t)s->created, "owned_by", "wick", "parent", s->base_name));
+    free(names);
     srv_json(r, json_pack("{s:s,s:o}", "object", "list", "data", data));
 }
 
@@ -73,23 +70,21 @@ void admin_adapter_load(srv *s, const char *body, size_t len, srv_reply *r) {
         srv_error(r, 400, "invalid_request_error", "name", "invalid_value",
                   "'name' must be 1-64 characters of [A-Za-z0-9._-] and not the base model's name");
     else if (!resolve_under_root(s, json_string_value(path), real, r)) {
-        wick_adapter *held = wick_registry_acquire(s->reg, json_string_value(name));
-        if (held) {
-            wick_registry_release(s->reg, held);
+        int ret = srv_adapter_add(s, json_string_value(name), real, -1);
+        if (ret == SRV_EXISTS)
             srv_error(r, 409, "invalid_request_error", "name", "already_exists", "adapter '%s' is already loaded",
                       json_string_value(name));
-        } else if (wick_registry_load(s->reg, json_string_value(name), real)) {
+        else if (ret)
             srv_error(r, 400, "invalid_request_error", "path", "load_failed", "%s", wick_last_error());
-        } else {
+        else
             srv_json(r, json_pack("{s:s,s:s,s:s}", "id", json_string_value(name), "object", "model", "parent", s->base_name));
-        }
     }
     json_decref(req);
 }
 
 void admin_adapter_unload(srv *s, const char *name, srv_reply *r) {
-    wick_status st = wick_registry_unload(s->reg, name);
-    if (st == WICK_ESTATE)
+    int st = srv_adapter_remove(s, name);
+    if (st == SRV_IN_USE)
         srv_error(r, 409, "invalid_request_error", "name", "adapter_in_use", "adapter '%s' is in use by a request; retry",
                   name);
     else if (st)
@@ -187,10 +182,14 @@ void admin_metrics(srv *s, srv_reply *r) {
                               (unsigned long long)s->lat_bucket[i]);
     o += (size_t)snprintf(b + o, cap - o,
                           "wick_request_latency_seconds_bucket{le=\"+Inf\"} %llu\nwick_request_latency_seconds_sum %.6f\n"
-                          "wick_request_latency_seconds_count %llu\n# TYPE wick_adapters_loaded gauge\n"
-                          "wick_adapters_loaded %d\n",
-                          (unsigned long long)s->lat_count, s->lat_sum, (unsigned long long)s->lat_count,
-                          wick_registry_count(s->reg));
+                          "wick_request_latency_seconds_count %llu\n# HELP wick_adapters_loaded Adapters served.\n"
+                          "# TYPE wick_adapters_loaded gauge\nwick_adapters_loaded %d\n"
+                          "# TYPE wick_replicas gauge\nwick_replicas %d\n",
+                          (unsigned long long)s->lat_count, s->lat_sum, (unsigned long long)s->lat_count, s->n_cat,
+                          s->n_rep);
+    uint64_t steps = 0, rows = 0, chunks = 0;
+    for (int k = 0; k < s->n_rep; k++)
+        steps += s->rep[k].decode_steps, rows += s->rep[k].decode_rows, chunks += s->rep[k].prefill_chunks;
     o += (size_t)snprintf(b + o, cap - o,
                           "# HELP wick_decode_steps_total Batched decode steps (one forward each).\n"
                           "# TYPE wick_decode_steps_total counter\nwick_decode_steps_total %llu\n"
@@ -198,8 +197,22 @@ void admin_metrics(srv *s, srv_reply *r) {
                           "# TYPE wick_decode_rows_total counter\nwick_decode_rows_total %llu\n"
                           "# HELP wick_prefill_chunks_total Prompt chunks run between decode steps.\n"
                           "# TYPE wick_prefill_chunks_total counter\nwick_prefill_chunks_total %llu\n",
-                          (unsigned long long)s->decode_steps, (unsigned long long)s->decode_rows,
-                          (unsigned long long)s->prefill_chunks);
+                          (unsigned long long)steps, (unsigned long long)rows, (unsigned long long)chunks);
+    static const char *per[][2] = {
+        {"wick_replica_sessions_busy", "gauge"}, {"wick_replica_adapters", "gauge"},
+        {"wick_replica_decode_rows_total", "counter"}, {"wick_replica_adapter_copies_total", "counter"}};
+    for (int m = 0; m < 4; m++) {
+        if (cap - o < 512 + 96 * (size_t)s->n_rep) b = realloc(b, cap = cap * 2 + 96 * (size_t)s->n_rep);
+        o += (size_t)snprintf(b + o, cap - o, "# TYPE %s %s\n", per[m][0], per[m][1]);
+        for (int k = 0; k < s->n_rep; k++) {
+            const srv_rep *rp = &s->rep[k];
+            int busy_k = 0;
+            for (int i = 0; i < rp->n_slot; i++) busy_k += s->busy[rp->slot0 + i];
+            unsigned long long v = m == 0 ? (unsigned long long)busy_k : m == 1 ? (unsigned long long)srv_rep_adapters(s, k)
+                                   : m == 2 ? (unsigned long long)rp->decode_rows : (unsigned long long)rp->adapter_loads;
+            o += (size_t)snprintf(b + o, cap - o, "%s{replica=\"%d\",device=\"%s\"} %llu\n", per[m][0], k, rp->device, v);
+        }
+    }
     pthread_mutex_unlock(&s->mu);
     free(r->body);
     r->body = b, r->status = 200, r->content_type = "text/plain; version=0.0.4";

@@ -21,7 +21,7 @@
 typedef struct job {
     srv *s;
     int slot, chat, stream, top_n, want_lp;
-    wick_adapter *ad;
+    wick_adapter *ad;             /* held on the slot's replica */
     wick_gen *gen;
     char id[48], model[256];
     char *stops[4];
@@ -189,11 +189,11 @@ void oai_job_free(job *j) {
     srv *s = j->s;
     int cancelled = (j->gen && !j->finished) || j->stop == WICK_STOP_CANCELLED;
     if (j->gen) wick_gen_free(j->gen);
+    if (j->ad) wick_registry_release(srv_rep_of(s, j->slot)->reg, j->ad);
     if (j->slot >= 0) {
         srv_record(s, wk_now() - j->t0, j->n_prompt, j->n_gen, 0, cancelled);
         srv_release_slot(s, j->slot);
     }
-    if (j->ad) wick_registry_release(s->reg, j->ad);
     for (int i = 0; i < j->n_stop; i++) free(j->stops[i]);
     free(j->text);
     free(j->out);
@@ -302,14 +302,26 @@ static job *job_start(srv *s, json_t *req, int chat, srv_reply *r) {
         return wick_free(ids), oai_job_free(j), NULL;
     }
     j->n_prompt = n;
-    if (strcmp(j->model, s->base_name) && !(j->ad = wick_registry_acquire(s->reg, j->model))) {
+    int base = !strcmp(j->model, s->base_name), why = SRV_OK;
+    if (!base && !srv_adapter_known(s, j->model)) {
         srv_error(r, 404, "invalid_request_error", "model", "model_not_found", "the model '%s' does not exist", j->model);
         return wick_free(ids), oai_job_free(j), NULL;
     }
-    if ((j->slot = srv_acquire_slot(s)) < 0) {
+    if ((j->slot = srv_acquire_slot(s, base ? NULL : j->model)) < 0) {
         srv_error(r, s->stopping ? 503 : 429, "server_error", NULL, s->stopping ? "shutting_down" : "queue_full",
                   s->stopping ? "the server is shutting down" : "too many requests are waiting (queue limit %d)",
                   s->o.max_queue);
+        return wick_free(ids), oai_job_free(j), NULL;
+    }
+    srv_rep *rep = srv_rep_of(s, j->slot);
+    if (!base && !(j->ad = srv_adapter_acquire(s, rep, j->model, &why))) { /* unloaded meanwhile, or the copy failed */
+        if (why == SRV_NOT_FOUND)
+            srv_error(r, 404, "invalid_request_error", "model", "model_not_found", "the model '%s' does not exist", j->model);
+        else
+            srv_error(r, 500, "server_error", "model", "adapter_load_failed", "loading adapter '%s' on %s: %s", j->model,
+                      rep->device, wick_last_error());
+        srv_release_slot(s, j->slot);
+        j->slot = -1;
         return wick_free(ids), oai_job_free(j), NULL;
     }
     /* the slot's session is idle (the scheduler runs it only on a pending step): set it up here */
@@ -320,7 +332,7 @@ static job *job_start(srv *s, json_t *req, int chat, srv_reply *r) {
         /* chat: the template's end of turn also stops (prompt_ids rendered and tokenized it) */
         const char *eot = chat ? wick_tokenizer_eos(s->tok) : NULL;
         int32_t extra = eot ? wick_tokenizer_find(s->tok, eot) : -1;
-        st = wk_gen_start_via(s->model, ss, ids, n, &o, extra, sched_eval, &s->seq[j->slot], &j->gen);
+        st = wk_gen_start_via(rep->model, ss, ids, n, &o, extra, sched_eval, &s->seq[j->slot], &j->gen);
     }
     wick_free(ids);
     if (st) {

@@ -12,12 +12,15 @@
 #include "wick.h"
 
 #define SRV_LAT_BUCKETS 10
+#define SRV_MAX_REPLICAS 64  /* replicas are a bit mask in srv_adapter.on */
+#define SRV_MISS_COST 2      /* routing: a replica without the request's adapter counts as this many more busy slots */
 
 /* One sequence slot of the scheduler (sched.c): the generation of the request holding
  * the slot hands its model steps here and waits for the scheduler thread to run them. */
 typedef enum { SEQ_IDLE, SEQ_PENDING, SEQ_DONE } srv_seq_state;
 typedef struct srv_seq {
     struct srv *s;
+    struct srv_rep *rep;          /* the replica whose scheduler runs this slot */
     int slot;
     srv_seq_state state;          /* under srv.mu */
     int live;                     /* decoding: the step waits briefly for its next id */
@@ -29,11 +32,41 @@ typedef struct srv_seq {
     char err[512];
 } srv_seq;
 
+/* One replica of the base model: `wick serve --gpus N` has one per GPU, otherwise there is
+ * one. It owns a model, the registry of the adapters it holds, and the slots
+ * [slot0, slot0 + n_slot) of srv.sess/busy/seq, whose forwards its scheduler thread runs. */
+typedef struct srv_rep {
+    struct srv *s;
+    int idx;
+    char device[32];
+    wick_model *model;
+    wick_registry *reg;
+    int slot0, n_slot;
+    pthread_t sched;
+    int sched_started;
+    pthread_cond_t sched_cv;      /* the scheduler waits here for steps */
+    float *blogits;               /* (n_slot, vocab) logits of a batched decode step */
+    double step_s;                /* duration of the last decode step */
+    /* metrics (under srv.mu) */
+    uint64_t decode_steps, decode_rows, prefill_chunks, adapter_loads;
+} srv_rep;
+
+/* An adapter the server serves: its name, directory and the replicas holding it (bit r). */
+typedef struct {
+    char name[72];
+    char dir[PATH_MAX];
+    uint64_t on;                  /* changed under cat_mu and mu; routing reads it under mu */
+} srv_adapter;
+
 typedef struct srv {
     wick_serve_opts o;
-    wick_model *model;
     wick_tokenizer *tok;          /* the model's (NULL: prompts as token ids only) */
-    wick_registry *reg;
+    srv_rep *rep;                 /* (n_rep) */
+    int n_rep;
+    /* the adapter catalog: loads, unloads and on-demand copies hold cat_mu */
+    srv_adapter *cat;
+    int n_cat, cap_cat;
+    pthread_mutex_t cat_mu;
     wick_encoder *enc;            /* NULL without --embed-model */
     pthread_mutex_t enc_mu;       /* encoder calls must not overlap */
     char base_name[256];
@@ -45,17 +78,12 @@ typedef struct srv {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     srv_seq *seq;                 /* (n_sess) */
-    pthread_t sched;
-    int sched_started, sched_quit;
-    pthread_cond_t sched_cv;      /* the scheduler waits here for steps */
+    int sched_quit;
     pthread_cond_t done_cv;       /* requests wait here for their step */
-    float *blogits;               /* (n_sess, vocab) logits of a batched decode step */
-    double step_s;                /* duration of the last decode step */
     volatile int stopping;
     long created;
     /* metrics (under mu) */
     uint64_t req_total, req_errors, req_cancelled, prompt_tokens, gen_tokens;
-    uint64_t decode_steps, decode_rows, prefill_chunks; /* scheduler work */
     uint64_t lat_bucket[SRV_LAT_BUCKETS], lat_count;
     double lat_sum;
     uint64_t id_seq;
@@ -76,11 +104,32 @@ void srv_error(srv_reply *r, int status, const char *type, const char *param, co
 /* Sets r to 200 with the JSON value j (consumed). */
 void srv_json(srv_reply *r, json_t *j);
 
-/* Session pool: blocks until a session is free; -1 when the queue is full (or stopping). */
-int srv_acquire_slot(srv *s);
+/* Session pool (replicas.c): takes a free slot for a request on the adapter `adapter`
+ * (NULL: the base), routed to the replica with a free slot and the fewest busy slots, where a
+ * replica not holding the adapter counts SRV_MISS_COST more; blocks in the queue while every
+ * slot is busy; -1 when the queue is full (or stopping). */
+int srv_acquire_slot(srv *s, const char *adapter);
 void srv_release_slot(srv *s, int slot);
-/* The scheduler (sched.c): sched_start creates the slots' state and runs the thread that
- * owns the sessions; sched_stop ends it (after every request is gone). */
+/* The replica running a slot. */
+srv_rep *srv_rep_of(srv *s, int slot);
+/* Adapter catalog (replicas.c); the calls answer SRV_* (the error message is wick_last_error's). */
+enum { SRV_OK = 0, SRV_NOT_FOUND = 1, SRV_EXISTS = 2, SRV_IN_USE = 3, SRV_LOAD_FAILED = 4 };
+int srv_adapter_known(srv *s, const char *name);
+/* Loads dir as `name` on replica `rep` (-1: the one holding the fewest adapters, then the least
+ * busy) and adds it to the catalog: SRV_EXISTS when the name is taken. */
+int srv_adapter_add(srv *s, const char *name, const char *dir, int rep);
+/* Unloads `name` from every replica: SRV_NOT_FOUND, SRV_IN_USE while a request holds it. */
+int srv_adapter_remove(srv *s, const char *name);
+/* The adapter `name` on replica r for a request (release with wick_registry_release(r->reg)),
+ * loaded there from the catalog's directory first when only other replicas hold it; NULL with
+ * *why = SRV_NOT_FOUND when the catalog has no such adapter, SRV_LOAD_FAILED when loading failed. */
+wick_adapter *srv_adapter_acquire(srv *s, srv_rep *r, const char *name, int *why);
+/* Copies of the catalog's names (at most cap) into names; returns the count. */
+int srv_adapter_names(srv *s, char (*names)[72], int cap);
+/* How many adapters replica k holds (under mu). */
+int srv_rep_adapters(srv *s, int k);
+/* The scheduler (sched.c): sched_start creates the slots' state and runs one thread per
+ * replica, which owns that replica's sessions; sched_stop ends them (after every request is gone). */
 wick_status sched_start(srv *s);
 void sched_stop(srv *s);
 /* The generator's step function for a slot's session (ctx = &s->seq[slot]): queues the

@@ -2,9 +2,9 @@
  * server.c — the HTTP layer of `wick serve` on libmicrohttpd (one thread per connection):
  * routing, API-key check, body collection with a size limit, JSON replies and SSE streams
  * (pulled token by token through MHD's content reader; a closed connection frees the job,
- * which cancels its generation and returns its session), the session pool (slots of the
- * scheduler in sched.c, which runs every forward), and the start-up / graceful shutdown
- * sequence of wick_serve_run.
+ * which cancels its generation and returns its session), the start-up of the replicas
+ * (one model, registry and --parallel sessions each; one replica per GPU with --gpus N,
+ * routing in replicas.c, forwards in sched.c) and the graceful shutdown of wick_serve_run.
  */
 #include <signal.h>
 #include <stdarg.h>
@@ -72,33 +72,6 @@ void srv_json(srv_reply *r, json_t *j) {
     r->body = json_dumps(j, JSON_COMPACT);
     r->status = 200;
     json_decref(j);
-}
-
-int srv_acquire_slot(srv *s) {
-    pthread_mutex_lock(&s->mu);
-    int slot = -1;
-    for (;;) {
-        for (int i = 0; i < s->n_sess && slot < 0; i++)
-            if (!s->busy[i]) slot = i;
-        if (slot >= 0 || s->stopping) break;
-        if (s->waiting >= s->o.max_queue) break;
-        s->waiting++;
-        pthread_cond_wait(&s->cv, &s->mu);
-        s->waiting--;
-    }
-    if (slot >= 0 && s->stopping) slot = -1;
-    if (slot >= 0) s->busy[slot] = 1;
-    pthread_mutex_unlock(&s->mu);
-    return slot;
-}
-
-void srv_release_slot(srv *s, int slot) {
-    pthread_mutex_lock(&s->mu);
-    s->busy[slot] = 0;
-    s->seq[slot].live = 0;
-    pthread_cond_signal(&s->cv);
-    pthread_cond_signal(&s->sched_cv);
-    pthread_mutex_unlock(&s->mu);
 }
 
 void srv_record(srv *s, double lat, int n_prompt, int n_gen, int error, int cancelled) {
@@ -234,37 +207,81 @@ static void base_name_of(const char *dir, char *out, size_t cap) {
     snprintf(out, cap, "%.*s", (int)(n - b), dir + b);
 }
 
+/* The device of replica k: with several replicas on "cuda[:N]", GPU N + k. */
+static wick_status rep_device(const wick_serve_opts *o, int k, char *out, size_t cap) {
+    const char *d = o->device ? o->device : "cpu";
+    if (o->replicas <= 1 || strncmp(d, "cuda", 4)) return snprintf(out, cap, "%s", d), WICK_OK;
+    int first = d[4] == ':' ? atoi(d + 5) : 0;
+    snprintf(out, cap, "cuda:%d", first + k);
+    return WICK_OK;
+}
+
+/* Loads replica k's model on its device and makes its registry. */
+static wick_status rep_load(srv *s, int k) {
+    srv_rep *r = &s->rep[k];
+    r->s = s, r->idx = k, r->slot0 = k * s->o.parallel, r->n_slot = s->o.parallel;
+    rep_device(&s->o, k, r->device, sizeof r->device);
+    wick_model_opts mo = wick_model_opts_default();
+    mo.device = r->device;
+    wick_status st = wick_model_load(s->o.model_dir, &mo, &r->model);
+    if (st) return s->n_rep > 1 ? wk_err_prefix(st, "replica %d (%s): ", k, r->device) : st;
+    return wick_registry_new(r->model, &r->reg);
+}
+
+/* The --parallel sessions of replica k (after s->context is known). */
+static wick_status rep_sessions(srv *s, int k) {
+    srv_rep *r = &s->rep[k];
+    wick_session_opts so = {.max_seq = s->context, .chunk = 512}; /* prompts go in 64-id chunks: keep scratch small */
+    wick_status st = WICK_OK;
+    for (int i = r->slot0; i < r->slot0 + r->n_slot && !st; i++) st = wick_session_new(r->model, &so, &s->sess[i]);
+    return st;
+}
+
+/* Start-up adapters: adapter i on replica i % n_rep (others copy it when requests go there). */
+static wick_status load_adapters(srv *s, const wick_serve_opts *o) {
+    for (int i = 0; i < o->n_adapters; i++) {
+        char real[PATH_MAX];
+        const char *dir = realpath(o->adapter_dirs[i], real) ? real : o->adapter_dirs[i];
+        int ret = srv_adapter_add(s, o->adapter_names[i], dir, i % s->n_rep);
+        if (ret == SRV_EXISTS) return wk_err(WICK_EINVAL, "adapter '%s' is given twice", o->adapter_names[i]);
+        if (ret) return wk_err_prefix(WICK_EINVAL, "adapter '%s' (%s): ", o->adapter_names[i], o->adapter_dirs[i]);
+    }
+    return WICK_OK;
+}
+
 static wick_status srv_open(srv *s, const wick_serve_opts *o) {
     s->o = *o;
     if (!o->model_dir) return wk_err(WICK_EINVAL, "serve: model_dir is required");
     if (o->parallel < 1 || o->max_queue < 0 || o->max_tokens < 1)
         return wk_err(WICK_EINVAL, "serve: parallel must be >= 1, max_queue >= 0 and max_tokens >= 1");
-    wick_model_opts mo = wick_model_opts_default();
-    mo.device = o->device;
-    wick_status st = wick_model_load(o->model_dir, &mo, &s->model);
+    if (o->replicas < 0 || o->replicas > SRV_MAX_REPLICAS)
+        return wk_err(WICK_EINVAL, "serve: replicas must be 0..%d, not %d", SRV_MAX_REPLICAS, o->replicas);
+    s->n_rep = o->replicas > 1 ? o->replicas : 1;
+    s->n_sess = s->n_rep * o->parallel;
+    s->rep = calloc((size_t)s->n_rep, sizeof *s->rep);
+    s->sess = calloc((size_t)s->n_sess, sizeof *s->sess);
+    s->busy = calloc((size_t)s->n_sess, sizeof *s->busy);
+    if (!s->rep || !s->sess || !s->busy) return wk_err(WICK_ENOMEM, "serve: out of memory for %d slots", s->n_sess);
+    wick_status st = WICK_OK;
+    for (int k = 0; k < s->n_rep && !st; k++) st = rep_load(s, k);
     if (st) return st;
     wick_model_info mi;
-    wick_model_get_info(s->model, &mi);
+    wick_model_get_info(s->rep[0].model, &mi);
     s->vocab = mi.vocab_size;
-    s->tok = wick_model_tokenizer(s->model);
+    s->tok = wick_model_tokenizer(s->rep[0].model);
     s->context = o->context > 0 ? o->context : (mi.max_position < 4096 ? mi.max_position : 4096);
     s->max_prompt = o->max_prompt_tokens > 0 && o->max_prompt_tokens < s->context ? o->max_prompt_tokens : s->context - 1;
     if (o->model_name) snprintf(s->base_name, sizeof s->base_name, "%s", o->model_name);
     else base_name_of(o->model_dir, s->base_name, sizeof s->base_name);
-    if ((st = wick_registry_new(s->model, &s->reg))) return st;
-    for (int i = 0; i < o->n_adapters; i++)
-        if ((st = wick_registry_load(s->reg, o->adapter_names[i], o->adapter_dirs[i])))
-            return wk_err_prefix(st, "adapter '%s' (%s): ", o->adapter_names[i], o->adapter_dirs[i]);
+    if ((st = load_adapters(s, o))) return st;
     if (o->adapter_root && !realpath(o->adapter_root, s->root_real))
         return wk_err(WICK_EIO, "adapter root '%s' does not exist", o->adapter_root);
     if (o->embed_model_dir && (st = wick_encoder_load(o->embed_model_dir, NULL, &s->enc))) return st;
-    s->n_sess = o->parallel;
-    s->sess = calloc((size_t)s->n_sess, sizeof *s->sess);
-    s->busy = calloc((size_t)s->n_sess, sizeof *s->busy);
-    wick_session_opts so = {.max_seq = s->context, .chunk = 512}; /* prompts go in 64-id chunks: keep scratch small */
-    for (int i = 0; i < s->n_sess; i++)
-        if ((st = wick_session_new(s->model, &so, &s->sess[i]))) return st;
-    s->o.threads = o->threads > 0 ? wick_set_threads(o->threads) : wick_get_threads();
+    for (int k = 0; k < s->n_rep && !st; k++) st = rep_sessions(s, k);
+    if (st) return st;
+    int threads = o->threads > 0 ? wick_set_threads(o->threads) : wick_get_threads();
+    /* replicas on the CPU share its cores */
+    s->o.threads = s->n_rep > 1 && !strncmp(s->rep[0].device, "cpu", 3) ? WK_MAX(1, threads / s->n_rep) : threads;
     s->created = (long)time(NULL);
     return sched_start(s);
 }
@@ -274,8 +291,8 @@ static void srv_close(srv *s) {
     for (int i = 0; s->sess && i < s->n_sess; i++) wick_session_free(s->sess[i]);
     free(s->sess), free(s->busy);
     wick_encoder_free(s->enc);
-    wick_registry_free(s->reg);
-    wick_model_free(s->model);
+    for (int k = 0; s->rep && k < s->n_rep; k++) wick_registry_free(s->rep[k].reg), wick_model_free(s->rep[k].model);
+    free(s->rep), free(s->cat);
 }
 
 wick_status wick_serve_run(const wick_serve_opts *o) {
@@ -285,6 +302,7 @@ wick_status wick_serve_run(const wick_serve_opts *o) {
 #else
     srv *s = calloc(1, sizeof *s);
     pthread_mutex_init(&s->mu, NULL), pthread_cond_init(&s->cv, NULL), pthread_mutex_init(&s->enc_mu, NULL);
+    pthread_mutex_init(&s->cat_mu, NULL);
     wick_status st = srv_open(s, o);
     struct sockaddr_in addr;
     memset(&addr, 0, sizeof addr);
@@ -298,7 +316,7 @@ wick_status wick_serve_run(const wick_serve_opts *o) {
         d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG,
                              0, NULL, NULL, handler, s, MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_NOTIFY_COMPLETED,
                              completed, s, MHD_OPTION_CONNECTION_LIMIT,
-                             (unsigned)(o->parallel + o->max_queue + 32), MHD_OPTION_CONNECTION_TIMEOUT,
+                             (unsigned)(s->n_sess + o->max_queue + 32), MHD_OPTION_CONNECTION_TIMEOUT,
                              (unsigned)120, MHD_OPTION_END);
         if (!d) st = wk_err(WICK_EIO, "serve: cannot listen on %s:%d (in use or not permitted)", o->host, o->port);
     }
@@ -316,6 +334,7 @@ wick_status wick_serve_run(const wick_serve_opts *o) {
     }
     srv_close(s);
     pthread_mutex_destroy(&s->mu), pthread_cond_destroy(&s->cv), pthread_mutex_destroy(&s->enc_mu);
+    pthread_mutex_destroy(&s->cat_mu);
     free(s);
     return st;
 #endif

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# serve_replicas.sh — `wick serve` with two replicas of the base (the CPU form of --gpus 2):
+# start-up adapters placed round-robin (a1 on replica 0, a2 on replica 1, seen in /metrics);
+# greedy completions on the base and on each adapter equal `wick generate`; concurrent
+# requests for one adapter with one slot per replica: every answer equals the one run alone,
+# and when the second replica decoded some of them it copied the adapter there first (copies
+# and residency in /metrics); POST /v1/adapters places a new adapter, DELETE removes it from
+# every replica; --gpus argument errors. Optional arg 2: a device ("cuda") to run the same on
+# two GPUs with --gpus 2 (tests/serve_gpus.sh on the device machine).
+set -u
+WICK="$1"
+DEV="${2:-}"
+export OMP_NUM_THREADS=1
+T=$(mktemp -d)
+PIDS=""
+cleanup() { for p in $PIDS; do kill -9 "$p" 2>/dev/null; done; rm -rf "$T"; }
+trap cleanup EXIT
+fail=0
+check() { if [ "$2" = "$3" ]; then echo "ok   $1"; else echo "FAIL $1: got [$2] want [$3]"; fail=1; fi; }
+jget() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+
+start_server() {
+  local log="$1"; shift
+  "$WICK" serve --port 0 "$@" >"$log" 2>&1 &
+  SPID=$!; PIDS="$PIDS $SPID"; PORT=""
+  for _ in $(seq 1 600); do
+    PORT=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$log")
+    [ -n "$PORT" ] && return 0
+    kill -0 "$SPID" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "FAIL server did not start:"; cat "$log"; exit 1
+}
+
+"$WICK" init-model --arch qwen2 --preset tiny --dtype f32 --seed 1 --out "$T/m" --tokenizer bytes >/dev/null || exit 1
+printf '{"text":"hello world"}\n{"text":"the cat sat"}\n{"text":"on the mat"}\n{"text":"abc abc abc"}\n' >"$T/d.jsonl"
+mkdir -p "$T/root"
+for a in 1 2 3; do
+  "$WICK" train --model "$T/m" --data "$T/d.jsonl" --out "$T/root/a$a" --max-steps 2 --lr 0.2 --seed $a \
+    >/dev/null 2>&1 || { echo "FAIL train a$a"; exit 1; }
+done
+
+if [ -n "$DEV" ]; then REP=(--gpus 2); GEN=(--device "$DEV"); else REP=(--replicas 2); GEN=(); fi
+start_server "$T/log" --model "$T/m" --served-name base --adapter a1="$T/root/a1" --adapter a2="$T/root/a2" \
+  --adapter-root "$T/root" --parallel 1 --max-tokens 1000 "${REP[@]}"
+U="http://127.0.0.1:$PORT"
+code() { curl -s -o "$T/body" -w '%{http_code}' "$@"; }
+metric() { curl -s "$U/metrics" | sed -n "s/^$1 //p"; }
+
+check "replicas" "$(metric wick_replicas)" "2"
+check "a1 on replica 0" "$(metric 'wick_replica_adapters{replica="0",device="[a-z0-9:]*"}')" "1"
+check "a2 on replica 1" "$(metric 'wick_replica_adapters{replica="1",device="[a-z0-9:]*"}')" "1"
+check "models" "$(code "$U/v1/models")" "200"
+check "models ids" "$(jget '",".join(m["id"] for m in d["data"])' <"$T/body")" "base,a1,a2"
+
+req() { echo "{\"model\":\"$1\",\"prompt\":\"Hello\",\"max_tokens\":$2,\"temperature\":0,\"ignore_eos\":true}"; }
+for m in base a1 a2; do
+  ad=""; [ $m != base ] && ad="--adapter $T/root/$m"
+  want=$("$WICK" generate --model "$T/m" "${GEN[@]}" $ad --prompt "Hello" --max-tokens 12 --temperature 0 --ignore-eos)
+  check "completion $m" "$(code "$U/v1/completions" -d "$(req $m 12)")" "200"
+  check "completion $m = wick generate" "$(jget 'd["choices"][0]["text"]' <"$T/body")" "$want"
+done
+check "no copies while idle" "$(metric 'wick_replica_adapter_copies_total{replica="1",device="[a-z0-9:]*"}')" "0"
+
+# four concurrent requests for a1 (one slot per replica): the second replica runs some of them
+curl -s "$U/v1/completions" -d "$(req a1 200)" >"$T/alone.json"
+rows1=$(metric 'wick_replica_decode_rows_total{replica="1",device="[a-z0-9:]*"}')
+CP=""
+for i in 1 2 3 4; do curl -s "$U/v1/completions" -d "$(req a1 200)" >"$T/c$i.json" & CP="$CP $!"; done
+wait $CP
+same=1
+for i in 1 2 3 4; do
+  [ "$(jget 'd["choices"][0]["text"]' <"$T/c$i.json")" = "$(jget 'd["choices"][0]["text"]' <"$T/alone.json")" ] || same=0
+done
+check "concurrent a1 answers = alone" "$same" "1"
+rows1b=$(metric 'wick_replica_decode_rows_total{replica="1",device="[a-z0-9:]*"}')
+copies=$(metric 'wick_replica_adapter_copies_total{replica="1",device="[a-z0-9:]*"}')
+res1=$(metric 'wick_replica_adapters{replica="1",device="[a-z0-9:]*"}')
+if [ "$rows1b" -gt "$rows1" ]; then
+  check "replica 1 copied a1 once" "$copies $res1" "1 2"
+else
+  echo "note: the four requests did not overlap; replica 1 ran none of them"
+  check "no copy without a request there" "$copies $res1" "0 1"
+fi
+
+# a new adapter goes to a replica with the fewest adapters; DELETE removes it from all
+check "load a3" "$(code "$U/v1/adapters" -d '{"name":"a3","path":"a3"}')" "200"
+check "a3 serves" "$(code "$U/v1/completions" -d "$(req a3 4)")" "200"
+check "adapters loaded" "$(metric wick_adapters_loaded)" "3"
+check "unload a1" "$(code -X DELETE "$U/v1/adapters/a1")" "200"
+check "a1 gone" "$(code "$U/v1/completions" -d "$(req a1 4)")" "404"
+r0=$(metric 'wick_replica_adapters{replica="0",device="[a-z0-9:]*"}'); r1=$(metric 'wick_replica_adapters{replica="1",device="[a-z0-9:]*"}')
+check "a1 off every replica (a2 and a3 left, one each)" "$(metric wick_adapters_loaded) $r0 $r1" "2 1 1"
+kill -TERM "$SPID"; wait "$SPID" 2>/dev/null
+
+# argument errors
+"$WICK" serve --model "$T/m" --gpus 0 >/dev/null 2>"$T/err"; check "--gpus 0 refused" "$?" "2"
+"$WICK" serve --model "$T/m" --gpus 2 --device cpu >/dev/null 2>"$T/err"; check "--gpus with --device cpu refused" "$?" "2"
+grep -q "gpus" "$T/err"; check "--gpus error names the option" "$?" "0"
+exit $fail
