@@ -28,7 +28,7 @@ static void help(void) {
            "  --gpus N|all           one replica of the base on each of GPUs 0..N-1 (with --device cuda:K: K..K+N-1);\n"
            "                         a request goes to the least busy GPU, preferring one that holds its adapter\n"
            "                         (an adapter is copied to another GPU when a request is sent there)\n"
-           "  --replicas N           N replicas on --device (on the CPU they share the cores; for tests)\n"
+           "  --replicas N           N replicas of the base on --device (on one device they share it)\n"
            "  --max-queue N          requests waiting for a session before 429 (default 64)\n"
            "  --context N            positions per session (default min(model max, 4096))\n"
            "  --max-tokens N         largest max_tokens a request may ask (default 2048)\n"
@@ -109,8 +109,16 @@ int cmd_serve(int argc, char **argv) {
         } else return cli_usage_error(cmd, "unknown or incomplete option '%s'", argv[i]);
     }
     if (!o.model_dir) return cli_usage_error(cmd, "--model is required");
-    if (gpus && !device_given) o.device = "cuda";
-    if (gpus && strncmp(o.device, "cuda", 4)) return cli_usage_error(cmd, "--gpus runs on CUDA devices, not --device %s", o.device);
+    static char devs[64 * 12];
+    if (gpus && device_given && strncmp(o.device, "cuda", 4))
+        return cli_usage_error(cmd, "--gpus runs on CUDA devices, not --device %s", o.device);
+    if (gpus) { /* --gpus N [--device cuda:K]: replicas on cuda:K .. cuda:K+N-1 */
+        int first = device_given && o.device[4] == ':' ? atoi(o.device + 5) : 0;
+        size_t off = 0;
+        for (int k = 0; k < o.replicas; k++)
+            off += (size_t)snprintf(devs + off, sizeof devs - off, "%scuda:%d", k ? "," : "", first + k);
+        o.device = devs;
+    }
     o.adapter_names = names, o.adapter_dirs = dirs;
     o.on_ready = on_ready;
     struct sigaction sa;

@@ -888,9 +888,11 @@ typedef struct {
     int n_adapters;
     const char *adapter_root;     /* directory POST /v1/adapters loads from (NULL = refused) */
     const char *embed_model_dir;  /* BERT encoder for /v1/embeddings (NULL = endpoint off) */
-    const char *device;           /* "cpu" (default) or "cuda[:N]" */
-    int replicas;                 /* copies of the base (0/1 = one); on "cuda[:N]" replica k runs on GPU N + k, and
-                                     requests are routed by load and by which replica holds their adapter */
+    const char *device;           /* "cpu" (default) or "cuda[:N]"; or a comma-separated list ("cuda:0,cuda:1"):
+                                     one replica of the base on each */
+    int replicas;                 /* replicas of the base (0 = one per device listed); replica k runs on device
+                                     k % (devices listed). Requests are routed by load and by which replica holds
+                                     their adapter */
     int threads;                  /* compute threads of the scheduler's forward (0 = wick_get_threads() at start) */
     int parallel;                 /* sequences decoding at the same time, per replica, batched into shared decode steps (default 4) */
     int max_queue;                /* requests waiting for a session beyond which 429 (default 64) */

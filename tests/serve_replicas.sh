@@ -5,8 +5,8 @@
 # requests for one adapter with one slot per replica: every answer equals the one run alone,
 # and when the second replica decoded some of them it copied the adapter there first (copies
 # and residency in /metrics); POST /v1/adapters places a new adapter, DELETE removes it from
-# every replica; --gpus argument errors. Optional arg 2: a device ("cuda") to run the same on
-# two GPUs with --gpus 2 (tests/serve_gpus.sh on the device machine).
+# every replica; --gpus argument errors. Optional args: a device ("cuda") and its GPU count:
+# with 2 GPUs the server runs with --gpus 2, with one GPU as two replicas on it.
 set -u
 WICK="$1"
 DEV="${2:-}"
@@ -40,7 +40,10 @@ for a in 1 2 3; do
     >/dev/null 2>&1 || { echo "FAIL train a$a"; exit 1; }
 done
 
-if [ -n "$DEV" ]; then REP=(--gpus 2); GEN=(--device "$DEV"); else REP=(--replicas 2); GEN=(); fi
+# on a device: --gpus 2 when two GPUs are there (arg 3 = GPU count), else two replicas on the one GPU
+if [ -n "$DEV" ] && [ "${3:-1}" -ge 2 ]; then REP=(--gpus 2); GEN=(--device "$DEV")
+elif [ -n "$DEV" ]; then REP=(--replicas 2 --device "$DEV"); GEN=(--device "$DEV")
+else REP=(--replicas 2); GEN=(); fi
 start_server "$T/log" --model "$T/m" --served-name base --adapter a1="$T/root/a1" --adapter a2="$T/root/a2" \
   --adapter-root "$T/root" --parallel 1 --max-tokens 1000 "${REP[@]}"
 U="http://127.0.0.1:$PORT"

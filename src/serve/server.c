@@ -207,12 +207,20 @@ static void base_name_of(const char *dir, char *out, size_t cap) {
     snprintf(out, cap, "%.*s", (int)(n - b), dir + b);
 }
 
-/* The device of replica k: with several replicas on "cuda[:N]", GPU N + k. */
+/* Number of devices in o->device, a comma-separated list ("cuda:0,cuda:1"; `--gpus N`). */
+static int n_devices(const wick_serve_opts *o) {
+    int n = 1;
+    for (const char *p = o->device ? o->device : "cpu"; *p; p++) n += *p == ',';
+    return n;
+}
+
+/* The device of replica k: entry k % n of the device list. */
 static wick_status rep_device(const wick_serve_opts *o, int k, char *out, size_t cap) {
     const char *d = o->device ? o->device : "cpu";
-    if (o->replicas <= 1 || strncmp(d, "cuda", 4)) return snprintf(out, cap, "%s", d), WICK_OK;
-    int first = d[4] == ':' ? atoi(d + 5) : 0;
-    snprintf(out, cap, "cuda:%d", first + k);
+    for (int i = k % n_devices(o); i > 0; i--) d = strchr(d, ',') + 1;
+    size_t len = strcspn(d, ",");
+    if (len == 0 || len >= cap) return wk_err(WICK_EINVAL, "serve: device %d of '%s' is empty or too long", k, o->device);
+    snprintf(out, cap, "%.*s", (int)len, d);
     return WICK_OK;
 }
 
@@ -220,10 +228,11 @@ static wick_status rep_device(const wick_serve_opts *o, int k, char *out, size_t
 static wick_status rep_load(srv *s, int k) {
     srv_rep *r = &s->rep[k];
     r->s = s, r->idx = k, r->slot0 = k * s->o.parallel, r->n_slot = s->o.parallel;
-    rep_device(&s->o, k, r->device, sizeof r->device);
+    wick_status st = rep_device(&s->o, k, r->device, sizeof r->device);
+    if (st) return st;
     wick_model_opts mo = wick_model_opts_default();
     mo.device = r->device;
-    wick_status st = wick_model_load(s->o.model_dir, &mo, &r->model);
+    st = wick_model_load(s->o.model_dir, &mo, &r->model);
     if (st) return s->n_rep > 1 ? wk_err_prefix(st, "replica %d (%s): ", k, r->device) : st;
     return wick_registry_new(r->model, &r->reg);
 }
@@ -256,7 +265,8 @@ static wick_status srv_open(srv *s, const wick_serve_opts *o) {
         return wk_err(WICK_EINVAL, "serve: parallel must be >= 1, max_queue >= 0 and max_tokens >= 1");
     if (o->replicas < 0 || o->replicas > SRV_MAX_REPLICAS)
         return wk_err(WICK_EINVAL, "serve: replicas must be 0..%d, not %d", SRV_MAX_REPLICAS, o->replicas);
-    s->n_rep = o->replicas > 1 ? o->replicas : 1;
+    s->n_rep = WK_MAX(o->replicas, n_devices(o));
+    if (s->n_rep > SRV_MAX_REPLICAS) return wk_err(WICK_EINVAL, "serve: at most %d replicas", SRV_MAX_REPLICAS);
     s->n_sess = s->n_rep * o->parallel;
     s->rep = calloc((size_t)s->n_rep, sizeof *s->rep);
     s->sess = calloc((size_t)s->n_sess, sizeof *s->sess);
