@@ -206,9 +206,7 @@ void admin_metrics(srv *s, srv_reply *r) {
         o += (size_t)snprintf(b + o, cap - o, "# TYPE %s %s\n", per[m][0], per[m][1]);
         for (int k = 0; k < s->n_rep; k++) {
             const srv_rep *rp = &s->rep[k];
-            int busy_k = 0;
-            for (int i = 0; i < rp->n_slot; i++) busy_k += s->busy[rp->slot0 + i];
-            unsigned long long v = m == 0 ? (unsigned long long)busy_k : m == 1 ? (unsigned long long)srv_rep_adapters(s, k)
+            unsigned long long v = m == 0 ? (unsigned long long)srv_rep_busy(s, rp) : m == 1 ? (unsigned long long)srv_rep_adapters(s, k)
                                    : m == 2 ? (unsigned long long)rp->decode_rows : (unsigned long long)rp->adapter_loads;
             o += (size_t)snprintf(b + o, cap - o, "%s{replica=\"%d\",device=\"%s\"} %llu\n", per[m][0], k, rp->device, v);
         }

@@ -26,7 +26,7 @@ static int cat_find(srv *s, const char *name) {
     return -1;
 }
 
-static int rep_busy(const srv *s, const srv_rep *r) {
+int srv_rep_busy(const srv *s, const srv_rep *r) {
     int n = 0;
     for (int i = 0; i < r->n_slot; i++) n += s->busy[r->slot0 + i];
     return n;
@@ -41,7 +41,7 @@ static int route(srv *s, const char *ad) {
         for (int i = 0; i < r->n_slot && free_slot < 0; i++)
             if (!s->busy[r->slot0 + i]) free_slot = r->slot0 + i;
         if (free_slot < 0) continue;
-        int score = rep_busy(s, r) + (ci >= 0 && !(s->cat[ci].on >> k & 1) ? SRV_MISS_COST : 0);
+        int score = srv_rep_busy(s, r) + (ci >= 0 && !(s->cat[ci].on >> k & 1) ? SRV_MISS_COST : 0);
         if (best < 0 || score < best_score) best = free_slot, best_score = score;
     }
     return best;
@@ -85,7 +85,7 @@ static int place(srv *s) {
     int best = 0, best_n = 0, best_busy = 0;
     pthread_mutex_lock(&s->mu);
     for (int k = 0; k < s->n_rep; k++) {
-        int n = 0, busy = rep_busy(s, &s->rep[k]);
+        int n = 0, busy = srv_rep_busy(s, &s->rep[k]);
         for (int i = 0; i < s->n_cat; i++) n += (int)(s->cat[i].on >> k & 1);
         if (k == 0 || n < best_n || (n == best_n && busy < best_busy)) best = k, best_n = n, best_busy = busy;
     }

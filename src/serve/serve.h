@@ -126,6 +126,8 @@ int srv_adapter_remove(srv *s, const char *name);
 wick_adapter *srv_adapter_acquire(srv *s, srv_rep *r, const char *name, int *why);
 /* Copies of the catalog's names (at most cap) into names; returns the count. */
 int srv_adapter_names(srv *s, char (*names)[72], int cap);
+/* Busy slots of replica r (under mu). */
+int srv_rep_busy(const srv *s, const srv_rep *r);
 /* How many adapters replica k holds (under mu). */
 int srv_rep_adapters(srv *s, int k);
 /* The scheduler (sched.c): sched_start creates the slots' state and runs one thread per
