@@ -49,6 +49,39 @@ typedef struct wk_expand {
     float s;
 } wk_expand;
 
+/* ---- The batched decode step's per-row state (device backends; src/model/batch_device.c).
+ * One adapter's LoRA for one projection group of one layer, the grouped layout (model.h:
+ * wk_lora_group) in backend memory: A (ra, in) stacked, B (out, ra) with each pair's scale
+ * folded in; when nblk > 0, B's output rows come in nblk blocks of brows[i] rows, block i
+ * nonzero only in its own bcols[i] columns (which follow those of the blocks before it). */
+typedef struct wk_bent {
+    const float *A, *B;
+    int ra, nblk;
+    int brows[3], bcols[3];
+} wk_bent;
+
+/* Row i of a batched step, in backend memory: the row's KV caches (n_layers, Hk, cap, D), its
+ * capacity, the position its new id takes, and its adapter: ent = (n_layers * groups) entries
+ * (NULL: the base) at scale sc. */
+typedef struct wk_brow {
+    float *kc, *vc;
+    const wk_bent *ent;
+    int cap, pos;
+    float sc;
+    int pad_;
+} wk_brow;
+
+#define WK_BLORA_MAX_R 512 /* most shrink components (ra) of one row's group in the batched ops */
+
+/* A projection group's per-row LoRA in a batched op: row i uses rows[i].ent[g]; t (n, R) holds
+ * the shrink x[i]·Aᵀ (R >= every row's ra). */
+typedef struct wk_blora {
+    const wk_brow *rows;
+    int g;
+    float *t;
+    int R;
+} wk_blora;
+
 typedef struct wk_backend wk_backend;
 struct wk_backend {
     const char *name;
@@ -136,6 +169,27 @@ struct wk_backend {
     void *(*graph_capture)(wk_backend *be, void (*fn)(void *ctx), void *ctx);
     int (*graph_replay)(wk_backend *be, void *graph);
     void (*graph_free)(wk_backend *be, void *graph);
+
+    /* Batched decode ops (optional, all or none; NULL: batch.c runs the per-row plain ops).
+     * n rows, each its own sequence (rows: the wk_brow table, backend memory); a LoRA (lo) may
+     * be NULL. Each row's expand adds rows[i].sc · Σ B[o, its block's columns]·t[i, ...].
+     * bshape_ok: 1 when the ops take these attention shapes. */
+    int (*bshape_ok)(wk_backend *be, int H, int Hk, int D);
+    /* y[n,out] (=|+=) x·Wᵀ + bias, and with lo also lo->t[i, :ra] = x[i]·Aᵀ for each row with an
+     * entry lo->g of rank ra > 0 (the shrink; it may run beside the product). */
+    void (*bmatmul)(wk_backend *be, float *y, const float *x, const wk_mat *W, const float *bias, int n, int acc,
+                    const wk_blora *lo);
+    /* Each row of qkv (n, (H + 2Hk)·D), plus lo's expand: per-head RMSNorm (qn/kn, NULL: none),
+     * RoPE of q and k at the row's pos; q into q (n, H·D), k and v into the row's caches of layer l. */
+    void (*brope_kv)(wk_backend *be, float *q, const float *qkv, int n, const wk_brow *rows, int l, int H, int Hk,
+                     int D, const float *inv_freq, const float *qn, const float *kn, float eps, const wk_blora *lo);
+    /* out (n, H·D) = causal attention of each row's q over its caches of layer l, positions 0..pos. */
+    void (*battention)(wk_backend *be, float *out, const float *q, int n, const wk_brow *rows, int l, int H, int Hk,
+                       int D, float scale);
+    /* x (n, dim) += lo's expand (written back), then y = x / rms(x) * w. */
+    void (*brmsnorm)(wk_backend *be, float *y, float *x, const float *w, int n, int dim, float eps, const wk_blora *lo);
+    /* out (n, F) = silu(g)·u, [g | u] = gu (n, 2F) plus lo's expand. */
+    void (*bswiglu)(wk_backend *be, float *out, const float *gu, int n, int F, const wk_blora *lo);
 };
 
 /* The CPU backends: `ref` is naive and readable (the oracle for tests), `cpu` the fast one. */

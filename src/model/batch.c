@@ -6,11 +6,12 @@
  * the base projections are one product over all rows (weights read once per step), the
  * adapters go through be->lora_seg (one call per projection for all segments), and
  * attention runs per row against that row's own cache (kv_store + attention with n = 1).
- * Everything is backend ops on backend memory, so the same code runs on every backend.
+ * Everything is backend ops on backend memory, so the same code runs on every backend; a
+ * backend with the batched ops (CUDA) takes the step in batch_device.c instead.
  * The forward borrows the scratch of the first session of each group of
  * WK_SESSION_CHUNK_HOST rows; the logits come back in the caller's order.
  */
-#include "model/session.h"
+#include "model/batch.h"
 
 #include <math.h>
 #include <string.h>
@@ -217,6 +218,9 @@ wick_status wick_session_eval_batch(wick_session *const *ss, const int32_t *ids,
     wick_status st = check_batch(ss, ids, n);
     if (st) return st;
     if (n == 1) return wick_session_eval(ss[0], ids, 1, logits, 0); /* the session's own step: fused, graphed */
+    int done;
+    st = wk_batch_device(ss, ids, n, logits, &done); /* the batched ops, when the backend has them */
+    if (done) return st;
     int V = ss[0]->m->c.vocab;
     wk_backend *be = ss[0]->be;
     size_t need = (sizeof(int) * 2 + sizeof(wick_session *) + sizeof(int32_t) + sizeof(void *) + sizeof(float)) * (size_t)n

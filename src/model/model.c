@@ -5,6 +5,7 @@
  * keep_bf16 is 0); f16 is widened to f32 once; norms and biases become f32.
  */
 #include "model/model.h"
+#include "model/batch.h"
 #include "io/safetensors.h"
 #include "backend/cpu/gemm_bf16.h"
 
@@ -279,6 +280,7 @@ extern void wk_model_free_extra(wick_model *m);
 void wick_model_free(wick_model *m) {
     if (!m) return;
     wk_model_free_extra(m);
+    wk_bstate_free(m);
     wk_model_free_device(m);
     wk_model_gguf_close(m);
     for (int i = 0; i < m->n_files; i++) wick_st_close(m->files[i]);

@@ -49,6 +49,7 @@ struct wick_model {
     int n_dev, cap_dev;
     float *host_inv_freq; /* the host inv_freq while m->inv_freq names the device copy */
     unsigned weights_gen; /* bumped when weight pointers change (device merge/unmerge): captured graphs go stale */
+    struct wk_bstate *bst; /* the batched decode step's device buffers and graphs (batch_device.c), NULL until used */
 };
 
 /* One LoRA pair for a projection: y += scale * (x·Aᵀ)·Bᵀ. A == NULL: not adapted. */

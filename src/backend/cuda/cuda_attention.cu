@@ -249,15 +249,17 @@ __device__ void da_scores(const da_args &a, int pos0, int r0, int R, int t0, int
     }
 }
 
+/* The decode kernel's body for group gl of a's rows (its KV head and query rows) at position
+ * pos0; g numbers the group's partials and counters in the launch. */
 template <int D>
-__global__ void __launch_bounds__(DA_THREADS) k_attn_decode(da_args a) {
+__device__ __forceinline__ void da_body(const da_args &a, int gl, int g, int pos0) {
     constexpr int D4 = D / 4, LD = D + 4, PP = (DA_RB * D4 + DA_THREADS - 1) / DA_THREADS;
     extern __shared__ float4 sm4[];
     __shared__ int s_last;
-    int pos0 = a.pos ? a.pos[0] : a.pos0, L = pos0 + a.n;
+    int L = pos0 + a.n;
     int span = da_span(L, a.nb, a.minspan), live = (L + span - 1) / span, b = blockIdx.y;
     if (b >= live) return; /* past the current length: nothing to do (the grid may cover the whole cache) */
-    int g = blockIdx.x, kh = g / a.nchunk, r0 = (g % a.nchunk) * DA_RB, R = min(DA_RB, a.n * a.grp - r0);
+    int kh = gl / a.nchunk, r0 = (gl % a.nchunk) * DA_RB, R = min(DA_RB, a.n * a.grp - r0);
     float *Ks = (float *)sm4, *Vs = Ks + a.tk * LD, *qs = Vs + a.tk * LD, *S = qs + DA_RB * D;
     float *mrow = S + DA_RB * a.tk, *lrow = mrow + DA_RB, *crow = lrow + DA_RB;
     float4 *red = (float4 *)(crow + DA_RB);
@@ -358,6 +360,26 @@ __global__ void __launch_bounds__(DA_THREADS) k_attn_decode(da_args a) {
     da_merge<D>(a, l1, nq, ss, R, NULL, 1, kh, r0);
 }
 
+template <int D>
+__global__ void __launch_bounds__(DA_THREADS) k_attn_decode(da_args a) {
+    da_body<D>(a, blockIdx.x, blockIdx.x, a.pos ? a.pos[0] : a.pos0);
+}
+
+/* Batched decode: rows row0.. of the wk_brow table, one query row each over its own caches
+ * of layer l at its own position; gpr groups per row (Hk · nchunk). a.q/a.out are the
+ * batch's (rows, H·D) buffers. */
+template <int D>
+__global__ void __launch_bounds__(DA_THREADS) k_attn_rows(da_args a, const wk_brow *rows, int row0, int l, int gpr) {
+    int ri = row0 + blockIdx.x / gpr, Hk = a.H / a.grp;
+    const wk_brow *w = rows + ri;
+    int cap = w->cap, pos0 = w->pos;
+    size_t lo = (size_t)l * Hk * cap * D;
+    da_args r = a;
+    r.q = a.q + (size_t)ri * a.H * D, r.out = a.out + (size_t)ri * a.H * D;
+    r.k = w->kc + lo, r.v = w->vc + lo, r.cap = cap, r.n = 1, r.pos = NULL;
+    da_body<D>(r, blockIdx.x % gpr, blockIdx.x, pos0);
+}
+
 /* Keys per staged tile for head size D (two tiles of K and V fit in about 70 KB). */
 static int da_tile(int D) { return D <= 64 ? 128 : D <= 128 ? 64 : 32; }
 
@@ -375,6 +397,18 @@ static void da_launch(wkc_backend *b, dim3 grid, size_t smem, const da_args &a) 
         __atomic_fetch_or(&ready, 1ull << b->device, __ATOMIC_RELAXED);
     }
     k_attn_decode<D><<<grid, DA_THREADS, smem, b->st>>>(a);
+}
+
+/* Launches k_attn_rows<D> (the dynamic shared memory limit raised once per device). */
+template <int D>
+static void da_rows_launch(wkc_backend *b, dim3 grid, size_t smem, const da_args &a, const wk_brow *rows, int row0,
+                           int l, int gpr) {
+    static unsigned long long ready;
+    if (b->device < 64 && !(__atomic_load_n(&ready, __ATOMIC_RELAXED) & (1ull << b->device))) {
+        cudaFuncSetAttribute(k_attn_rows<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)da_smem(D, da_tile(D)));
+        __atomic_fetch_or(&ready, 1ull << b->device, __ATOMIC_RELAXED);
+    }
+    k_attn_rows<D><<<grid, DA_THREADS, smem, b->st>>>(a, rows, row0, l, gpr);
 }
 
 /* Multiprocessors of the backend's device (cached). */
@@ -561,4 +595,54 @@ void wkc_attention(wk_backend *be, float *out, const float *q, const float *k, c
     if (n <= DECODE_MAX_ROWS) attention_decode(b, out, q, k, v, n, pos0, pos, H, Hk, D, cap, scale);
     else if (wkc_prefill_attention(b, out, q, k, v, n, pos0, H, Hk, D, cap, scale)) return; /* TF32 flash (fast) */
     else attention_prefill(b, out, q, k, v, n, pos0, H, Hk, D, cap, scale);
+}
+
+/* ------------------------------------------------------- batched decode */
+
+static int rows_d_ok(int D) { return D == 16 || D == 32 || D == 64 || D == 80 || D == 96 || D == 128 || D == 256; }
+
+int wkc_bshape_ok(wk_backend *be, int H, int Hk, int D) {
+    (void)be;
+    return rows_d_ok(D) && Hk > 0 && H % Hk == 0 && D % 2 == 0;
+}
+
+/* One launch per chunk of rows whose groups fit the merge counters; the spans cover each
+ * row's own length (computed on the device), so a captured graph replays at any positions. */
+void wkc_battention(wk_backend *be, float *out, const float *q, int n, const wk_brow *rows, int l, int H, int Hk, int D,
+                    float scale) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    if (!wkc_bshape_ok(be, H, Hk, D)) {
+        if (!b->err) {
+            b->err = WICK_EUNSUPPORTED;
+            snprintf(b->errmsg, sizeof b->errmsg, "cuda:%d: batched attention: head_dim %d, %d/%d heads", b->device, D,
+                     H, Hk);
+        }
+        return;
+    }
+    int grp = H / Hk, nchunk = (grp + DA_RB - 1) / DA_RB, gpr = Hk * nchunk;
+    int per = (int)(DA_CNT_BYTES / (DA_CSTRIDE * sizeof(unsigned))) / gpr; /* rows per launch */
+    per = per < 1 ? 1 : per > n ? n : per;
+    int nb = (2 * da_sms(b) + per * gpr - 1) / (per * gpr);
+    nb = nb < 1 ? 1 : nb > DA_MAXNB ? DA_MAXNB : nb;
+    int tk = da_tile(D);
+    size_t ss = (size_t)DA_RB * (D + 2), smem = da_smem(D, tk);
+    unsigned *cnt = decode_scratch(b, sizeof(float) * (size_t)per * gpr * (size_t)(nb + (nb + DA_G1 - 1) / DA_G1) * ss);
+    if (!cnt) return;
+    da_args a = {out, q, NULL, NULL, (float *)((char *)cnt + DA_CNT_BYTES), cnt, NULL, 0, 1, H, grp, 0, nb, DA_MINSPAN,
+                 tk, nchunk, scale};
+    for (int r0 = 0; r0 < n; r0 += per) {
+        int k = n - r0 < per ? n - r0 : per;
+        dim3 grid((unsigned)(k * gpr), (unsigned)nb);
+        switch (D) {
+        case 16: da_rows_launch<16>(b, grid, smem, a, rows, r0, l, gpr); break;
+        case 32: da_rows_launch<32>(b, grid, smem, a, rows, r0, l, gpr); break;
+        case 64: da_rows_launch<64>(b, grid, smem, a, rows, r0, l, gpr); break;
+        case 80: da_rows_launch<80>(b, grid, smem, a, rows, r0, l, gpr); break;
+        case 96: da_rows_launch<96>(b, grid, smem, a, rows, r0, l, gpr); break;
+        case 128: da_rows_launch<128>(b, grid, smem, a, rows, r0, l, gpr); break;
+        default: da_rows_launch<256>(b, grid, smem, a, rows, r0, l, gpr); break;
+        }
+        wkc_launched(b, "batched attention");
+    }
 }

@@ -417,6 +417,15 @@ static wkc_backend *create(int device, int fast) {
     b->be.graph_capture = c_graph_capture;
     b->be.graph_replay = c_graph_replay;
     b->be.graph_free = c_graph_free;
+    const char *bo = getenv("WICK_CUDA_BATCH"); /* "0": batched steps from the per-row ops (for comparisons) */
+    if (!bo || strcmp(bo, "0")) {
+        b->be.bshape_ok = wkc_bshape_ok;
+        b->be.bmatmul = wkc_bmatmul;
+        b->be.brope_kv = wkc_brope_kv;
+        b->be.battention = wkc_battention;
+        b->be.brmsnorm = wkc_brmsnorm;
+        b->be.bswiglu = wkc_bswiglu;
+    }
     const char *g = getenv("WICK_CUDA_GRAPHS"); /* "0": run decode steps without graphs (for comparisons) */
     b->no_graphs = g && !strcmp(g, "0");
     cudaError_t e = cudaSetDevice(device);

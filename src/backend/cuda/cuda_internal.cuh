@@ -48,6 +48,9 @@ struct wkc_backend {
     struct wkc_optime *opt;   /* non-NULL while wk_cuda_optime is recording (op timing) */
     int optag;                /* a number the next launch is recorded with (matvec: its rows) */
     unsigned *ticket;         /* two device counters for the matvec's in-launch expand (each launch leaves them at 0) */
+    cudaStream_t side;        /* batched steps: the LoRA shrink beside the product (cuda_batch.cu), or NULL */
+    cudaEvent_t side_fork, side_join;
+    int side_state;           /* 0 not tried, 1 ready, -1 unavailable */
     wick_status err;          /* first recorded error since the last check() */
     char errmsg[512];
 };
@@ -88,6 +91,16 @@ void wkc_lora_seg(wk_backend *be, float *y, const float *x, int n, int in, int o
                   const float *const *A, const float *const *B, const int *r, const float *scale, float *tmp);
 void wkc_attention(wk_backend *be, float *out, const float *q, const float *k, const float *v, int n, int pos0,
                    const int32_t *pos, int H, int Hk, int D, int cap, float scale);
+/* Batched decode ops (cuda_batch.cu; battention in cuda_attention.cu). */
+int wkc_bshape_ok(wk_backend *be, int H, int Hk, int D);
+void wkc_bmatmul(wk_backend *be, float *y, const float *x, const wk_mat *W, const float *bias, int n, int acc,
+                 const wk_blora *lo);
+void wkc_brope_kv(wk_backend *be, float *q, const float *qkv, int n, const wk_brow *rows, int l, int H, int Hk, int D,
+                  const float *inv_freq, const float *qn, const float *kn, float eps, const wk_blora *lo);
+void wkc_battention(wk_backend *be, float *out, const float *q, int n, const wk_brow *rows, int l, int H, int Hk, int D,
+                    float scale);
+void wkc_brmsnorm(wk_backend *be, float *y, float *x, const float *w, int n, int dim, float eps, const wk_blora *lo);
+void wkc_bswiglu(wk_backend *be, float *out, const float *gu, int n, int F, const wk_blora *lo);
 /* Prefill kernels (cuda_prefill.cu); each returns 1 when it took the op, 0 (nothing
  * launched) when the caller's general kernel must run. */
 int wkc_prefill_attention(wkc_backend *b, float *out, const float *q, const float *k, const float *v, int n, int pos0,

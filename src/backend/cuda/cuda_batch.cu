@@ -1,0 +1,235 @@
+/*
+ * cuda_batch.cu — the batched decode ops (backend.h: bmatmul, brope_kv, brmsnorm, bswiglu;
+ * battention lives in cuda_attention.cu): n rows, each its own sequence, its KV caches, its
+ * position and its adapter read from the wk_brow table in device memory, so a graph captured
+ * for n rows replays for any mix of sessions and adapters (BGMV style: every row reads its own
+ * adapter's A and B through the table; rows of one adapter share them in L2).
+ * The LoRA costs no launch of its own on the critical path: the shrink t = x·Aᵀ runs on a
+ * side stream beside the base product (forked and joined with events, which a graph capture
+ * records as two branches), and the expand s·t·Bᵀ is added by the op that consumes the product
+ * (q|k|v in brope_kv, o and down in the next brmsnorm, gate|up in bswiglu). fp32 throughout.
+ */
+#include "backend/cuda/cuda_internal.cuh"
+
+#include <stdio.h>
+
+#define BT_MAX_R WK_BLORA_MAX_R /* t of a row staged in shared memory */
+#define SHRINK_WARPS 8
+
+/* The row's entry of lo (NULL: none, rank 0 or scale 0) and its scale. */
+__device__ __forceinline__ const wk_bent *b_entry(const wk_blora &lo, int i, float *sc) {
+    if (!lo.rows) return NULL;
+    const wk_bent *e = lo.rows[i].ent;
+    *sc = lo.rows[i].sc;
+    if (!e || *sc == 0.f) return NULL;
+    e += lo.g;
+    return e->ra > 0 && e->ra <= BT_MAX_R ? e : NULL;
+}
+
+/* Stages row i's shrink in ts (block-uniform e; every thread must call it). */
+__device__ __forceinline__ void b_stage(const wk_blora &lo, const wk_bent *e, int i, float *ts) {
+    if (!e) return;
+    for (int k = threadIdx.x; k < e->ra; k += blockDim.x) ts[k] = lo.t[(size_t)i * lo.R + k];
+    __syncthreads();
+}
+
+/* Σ B[o, c]·ts[c] over output o's columns (its block's, when block-diagonal). */
+__device__ __forceinline__ float b_dot(const wk_bent *e, const float *ts, int o) {
+    int c0 = 0, nc = e->ra;
+    if (e->nblk) {
+        int i = 0, r0 = 0;
+        while (i + 1 < e->nblk && o >= r0 + e->brows[i]) r0 += e->brows[i], c0 += e->bcols[i], i++;
+        nc = e->bcols[i];
+    }
+    const float *b = e->B + (size_t)o * e->ra + c0;
+    float v = 0.f;
+    for (int c = 0; c < nc; c++) v += __ldg(b + c) * ts[c0 + c];
+    return v;
+}
+
+/* --------------------------------------------------------------- shrink */
+/* t[i, k] = x[i]·A[k] for the row's entry; block (i, yb), warp w takes k = yb·SHRINK_WARPS + w. */
+__global__ void k_bshrink(wk_blora lo, const float *x, int in, int vec) {
+    float sc;
+    int i = blockIdx.x, k = blockIdx.y * SHRINK_WARPS + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+    const wk_bent *e = b_entry(lo, i, &sc);
+    if (!e || k >= e->ra) return;
+    const float *a = e->A + (size_t)k * in, *xr = x + (size_t)i * in;
+    float acc = 0.f;
+    if (vec) {
+        for (int c = lane * 4; c < in; c += 128) {
+            float4 w = __ldg((const float4 *)(a + c)), v = *(const float4 *)(xr + c);
+            acc += w.x * v.x + w.y * v.y + w.z * v.z + w.w * v.w;
+        }
+    } else {
+        for (int c = lane; c < in; c += 32) acc += __ldg(a + c) * xr[c];
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+    if (lane == 0) lo.t[(size_t)i * lo.R + k] = acc;
+}
+
+/* The side stream and its two events, made at first use (state -1: none; the shrink then
+ * runs on the main stream). */
+static int side_ready(wkc_backend *b) {
+    if (b->side_state) return b->side_state > 0;
+    b->side_state = -1;
+    if (cudaStreamCreateWithFlags(&b->side, cudaStreamNonBlocking) != cudaSuccess) return cudaGetLastError(), 0;
+    if (cudaEventCreateWithFlags(&b->side_fork, cudaEventDisableTiming) != cudaSuccess ||
+        cudaEventCreateWithFlags(&b->side_join, cudaEventDisableTiming) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    b->side_state = 1;
+    return 1;
+}
+
+void wkc_bmatmul(wk_backend *be, float *y, const float *x, const wk_mat *W, const float *bias, int n, int acc,
+                 const wk_blora *lo) {
+    wkc_backend *b = wkc(be);
+    const float *cx = b->cast_x; /* the 16-bit activation cache survives (matmul's own rule) */
+    wkc_use(b);
+    b->cast_x = cx;
+    int shrink = lo && lo->R > 0 && lo->rows;
+    if (shrink && lo->R > BT_MAX_R) {
+        if (!b->err) {
+            b->err = WICK_EUNSUPPORTED;
+            snprintf(b->errmsg, sizeof b->errmsg, "cuda:%d: batched LoRA: rank sum %d above %d", b->device, lo->R, BT_MAX_R);
+        }
+        return;
+    }
+    int side = shrink && !b->opt && side_ready(b);
+    if (shrink) {
+        cudaStream_t s = b->st;
+        if (side) {
+            wkc_cuda_fail(b, cudaEventRecord(b->side_fork, b->st), "batched shrink (fork)");
+            wkc_cuda_fail(b, cudaStreamWaitEvent(b->side, b->side_fork, 0), "batched shrink (fork)");
+            s = b->side;
+        }
+        int vec = W->cols % 4 == 0 && (uintptr_t)x % 16 == 0;
+        k_bshrink<<<dim3((unsigned)n, (unsigned)((lo->R + SHRINK_WARPS - 1) / SHRINK_WARPS)), 32 * SHRINK_WARPS, 0, s>>>(
+            *lo, x, W->cols, vec);
+        wkc_launched(b, "batched lora shrink");
+        if (side) wkc_cuda_fail(b, cudaEventRecord(b->side_join, b->side), "batched shrink (join)");
+    }
+    wkc_matmul(be, y, x, W, bias, n, acc);
+    if (side) wkc_cuda_fail(b, cudaStreamWaitEvent(b->st, b->side_join, 0), "batched shrink (join)");
+}
+
+/* ----------------------------------------------------------- rope + kv */
+/* Block (head, row): q heads h < H, then k heads (each with its v head); thread d of D. */
+__global__ void k_brope_kv(float *q, const float *qkv, const wk_brow *rows, int l, int H, int Hk, int D,
+                           const float *inv_freq, const float *qn, const float *kn, float eps, wk_blora lo) {
+    __shared__ float sh[512];
+    __shared__ float red[32];
+    __shared__ float ts[BT_MAX_R];
+    int h = blockIdx.x, i = blockIdx.y, d = threadIdx.x, isq = h < H, hk = h - H, half = D / 2;
+    const wk_brow w = rows[i];
+    float sc = 0.f;
+    const wk_bent *e = b_entry(lo, i, &sc);
+    b_stage(lo, e, i, ts);
+    const float *row = qkv + (size_t)i * (H + 2 * Hk) * D;
+    int active = d < D, oq = isq ? h * D + d : H * D + hk * D + d, ov = H * D + Hk * D + hk * D + d;
+    float val = active ? row[oq] : 0.f;
+    if (active && e) val += sc * b_dot(e, ts, oq);
+    size_t base = (size_t)l * Hk * w.cap * D + ((size_t)hk * w.cap + w.pos) * D + d;
+    if (!isq && active) w.vc[base] = row[ov] + (e ? sc * b_dot(e, ts, ov) : 0.f);
+    const float *nw = isq ? qn : kn;
+    if (nw) { /* per-head RMSNorm (Qwen3 q_norm / k_norm) */
+        float ss = val * val;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+        if ((d & 31) == 0) red[d >> 5] = ss;
+        __syncthreads();
+        float t = 0.f;
+        for (int k = 0; k < (int)(blockDim.x >> 5); k++) t += red[k];
+        if (active) val = val * (1.f / sqrtf(t / (float)D + eps)) * nw[d];
+    }
+    if (active) sh[d] = val;
+    __syncthreads();
+    if (!active) return;
+    int j = d < half ? d : d - half;
+    float sn, cs;
+    sincosf((float)w.pos * inv_freq[j], &sn, &cs);
+    float a = sh[j], c = sh[j + half];
+    float r = d < half ? a * cs - c * sn : c * cs + a * sn;
+    if (isq) q[(size_t)i * H * D + (size_t)h * D + d] = r;
+    else w.kc[base] = r;
+}
+
+static wk_blora lo_or_none(const wk_blora *lo) {
+    wk_blora z = {NULL, 0, NULL, 0};
+    return lo && lo->rows && lo->R > 0 ? *lo : z;
+}
+
+void wkc_brope_kv(wk_backend *be, float *q, const float *qkv, int n, const wk_brow *rows, int l, int H, int Hk, int D,
+                  const float *inv_freq, const float *qn, const float *kn, float eps, const wk_blora *lo) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    if (D > 512 || D % 2) {
+        if (!b->err) {
+            b->err = WICK_EUNSUPPORTED;
+            snprintf(b->errmsg, sizeof b->errmsg, "cuda:%d: batched rope_kv: head_dim %d (even, at most 512)", b->device, D);
+        }
+        return;
+    }
+    k_brope_kv<<<dim3((unsigned)(H + Hk), (unsigned)n), 32 * ((D + 31) / 32), 0, b->st>>>(q, qkv, rows, l, H, Hk, D,
+                                                                                           inv_freq, qn, kn, eps,
+                                                                                           lo_or_none(lo));
+    wkc_launched(b, "batched rope_kv");
+}
+
+/* ------------------------------------------------------------- RMSNorm */
+/* One block per row: x += the row's expand (written back), y = x / rms(x) · w. */
+__global__ void k_brmsnorm(float *y, float *x, const float *w, int dim, float eps, wk_blora lo) {
+    __shared__ float red[32];
+    __shared__ float ts[BT_MAX_R];
+    int i = blockIdx.x;
+    float sc = 0.f, ss = 0.f;
+    const wk_bent *e = b_entry(lo, i, &sc);
+    b_stage(lo, e, i, ts);
+    float *xi = x + (size_t)i * dim, *yi = y + (size_t)i * dim;
+    for (int c = threadIdx.x; c < dim; c += blockDim.x) {
+        float v = xi[c];
+        if (e) xi[c] = v = v + sc * b_dot(e, ts, c);
+        ss += v * v;
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;
+    __syncthreads();
+    float t = 0.f;
+    for (int k = 0; k < (int)(blockDim.x >> 5); k++) t += red[k];
+    float rs = 1.f / sqrtf(t / (float)dim + eps);
+    for (int c = threadIdx.x; c < dim; c += blockDim.x) yi[c] = xi[c] * rs * (w ? w[c] : 1.f);
+}
+
+void wkc_brmsnorm(wk_backend *be, float *y, float *x, const float *w, int n, int dim, float eps, const wk_blora *lo) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    int threads = dim >= 1024 ? 512 : dim >= 256 ? 256 : 64;
+    k_brmsnorm<<<n, threads, 0, b->st>>>(y, x, w, dim, eps, lo_or_none(lo));
+    wkc_launched(b, "batched rmsnorm");
+}
+
+/* -------------------------------------------------------------- SwiGLU */
+/* Block (chunk of 256 f, row): out[i, f] = silu(g)·u with g, u the row's gate/up plus expand. */
+__global__ void k_bswiglu(float *out, const float *gu, int F, wk_blora lo) {
+    __shared__ float ts[BT_MAX_R];
+    int i = blockIdx.y, f = blockIdx.x * blockDim.x + threadIdx.x;
+    float sc = 0.f;
+    const wk_bent *e = b_entry(lo, i, &sc);
+    b_stage(lo, e, i, ts);
+    if (f >= F) return;
+    const float *r = gu + (size_t)i * 2 * F;
+    float g = r[f], u = r[F + f];
+    if (e) g += sc * b_dot(e, ts, f), u += sc * b_dot(e, ts, F + f);
+    out[(size_t)i * F + f] = g / (1.f + expf(-g)) * u;
+}
+
+void wkc_bswiglu(wk_backend *be, float *out, const float *gu, int n, int F, const wk_blora *lo) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    k_bswiglu<<<dim3((unsigned)((F + 255) / 256), (unsigned)n), 256, 0, b->st>>>(out, gu, F, lo_or_none(lo));
+    wkc_launched(b, "batched swiglu");
+}

@@ -1,0 +1,334 @@
+/*
+ * batch_device.c — the batched decode step on a backend with the batched ops (backend.h:
+ * bmatmul, brope_kv, battention, brmsnorm, bswiglu; the CUDA backend). n rows, each its own
+ * session, run in one forward of a fixed op sequence over the model's own step buffers:
+ *   per layer: norm (+ previous down's LoRA expand) → q|k|v product (+ shrink) → RoPE and
+ *   KV store into each row's cache (+ expand) → attention of every row over its cache →
+ *   o product into the residual (+ shrink) → norm (+ o's expand) → gate|up product (+ shrink)
+ *   → SwiGLU (+ expand) → down product into the residual (+ shrink).
+ * Everything that differs between steps — ids, each row's caches, position and adapter — is in
+ * one table in backend memory (wk_brow) uploaded before the step, and each adapter's grouped
+ * LoRA (wk_bent per layer and group) in a second one uploaded when the mix of adapters
+ * changes. So on a graph backend the step for n rows is captured once (per row count, LoRA
+ * stride and head/no head) and replayed for any sessions, positions and mix of adapters.
+ * The rows keep the caller's order, so the logits come back in one download.
+ * A model holds one such state (m->bst), made at the first batched step; a mutex serialises
+ * the steps of threads sharing the model.
+ */
+#include "model/batch.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+
+#define BD_GRAPHS 24 /* graphs kept (one per (rows, LoRA stride, head)); the oldest is replaced */
+
+typedef struct {
+    int n, R, head, warm; /* warm: a direct run of this shape sized the backend's scratch */
+    void *g;
+} bd_graph;
+
+struct wk_bstate {
+    pthread_mutex_t mu;
+    int cap;                  /* rows the buffers hold */
+    void *scr;                /* backend memory, carved below */
+    float *x, *xn;            /* (cap, C) residual stream, normed input */
+    float *qkv;               /* (cap, H*D + 2*Hk*D) */
+    float *q, *att;           /* (cap, H*D) */
+    float *gu;                /* (cap, 2F) gate | up */
+    float *g;                 /* (cap, F) */
+    float *t;                 /* (cap, WK_BLORA_MAX_R) the LoRA shrinks */
+    float *logits;            /* (cap, V) */
+    int32_t *ids;             /* (cap) ids, followed by the row table */
+    wk_brow *rows;            /* (cap) */
+    size_t ids_bytes;         /* the ids region, padded */
+    unsigned char *hdr;       /* host staging of ids + rows (one upload) */
+    wk_bent *ent;             /* backend memory: the adapters' entries (ent_cap) */
+    size_t ent_cap;
+    wk_bent *hent;            /* host: this step's entries (hent_cap), ... */
+    wk_bent *sent;            /* ... and a copy of what ent holds (sent_n of them) */
+    size_t hent_cap, sent_cap, sent_n;
+    const wick_adapter **ads; /* (cap) this step's distinct adapters */
+    bd_graph gr[BD_GRAPHS];
+    int next;
+    unsigned gen;             /* the model's weights_gen the graphs were captured with */
+};
+
+static pthread_mutex_t g_make = PTHREAD_MUTEX_INITIALIZER;
+
+static void drop_graphs(wk_bstate *st, wk_backend *be) {
+    for (int i = 0; i < BD_GRAPHS; i++) {
+        if (st->gr[i].g) be->graph_free(be, st->gr[i].g);
+        st->gr[i] = (bd_graph){0};
+    }
+}
+
+void wk_bstate_free(wick_model *m) {
+    wk_bstate *st = m->bst;
+    if (!st) return;
+    drop_graphs(st, m->be);
+    if (st->scr) m->be->free(m->be, st->scr);
+    if (st->ent) m->be->free(m->be, st->ent);
+    wk_free(st->hdr), wk_free(st->hent), wk_free(st->sent), wk_free(st->ads);
+    pthread_mutex_destroy(&st->mu);
+    wk_free(st);
+    m->bst = NULL;
+}
+
+static void *carve(uint8_t **p, size_t n) {
+    void *r = *p;
+    *p += (n + 63) & ~(size_t)63;
+    return r;
+}
+
+/* Makes the buffers hold at least n rows (powers of two from 8; graphs are dropped when they move). */
+static wick_status reserve_rows(wick_model *m, wk_bstate *st, int n) {
+    if (n <= st->cap) return WICK_OK;
+    const wk_config *c = &m->c;
+    wk_backend *be = m->be;
+    int cap = 8;
+    while (cap < n) cap *= 2;
+    size_t R = (size_t)cap, C = (size_t)c->hidden, F = (size_t)c->inter, HD = (size_t)c->n_heads * c->head_dim;
+    size_t QKV = HD + 2 * (size_t)c->n_kv_heads * c->head_dim, ib = (sizeof(int32_t) * R + 63) & ~(size_t)63;
+    size_t need = sizeof(float) * R * (2 * C + QKV + 2 * HD + 3 * F + WK_BLORA_MAX_R + (size_t)c->vocab) + ib +
+                  sizeof(wk_brow) * R + 16 * 64;
+    drop_graphs(st, be);
+    if (st->scr) be->free(be, st->scr);
+    wk_free(st->hdr), wk_free(st->ads);
+    st->cap = 0;
+    st->scr = be->alloc(be, need);
+    st->hdr = wk_malloc(ib + sizeof(wk_brow) * R, "batch step table");
+    st->ads = wk_malloc(sizeof(*st->ads) * R, "batch step adapters");
+    if (!st->scr || !st->hdr || !st->ads) return wk_err_prefix(WICK_ENOMEM, "batch step buffers for %d rows", cap);
+    uint8_t *p = st->scr;
+    st->x = carve(&p, sizeof(float) * R * C), st->xn = carve(&p, sizeof(float) * R * C);
+    st->qkv = carve(&p, sizeof(float) * R * QKV);
+    st->q = carve(&p, sizeof(float) * R * HD), st->att = carve(&p, sizeof(float) * R * HD);
+    st->gu = carve(&p, sizeof(float) * R * 2 * F), st->g = carve(&p, sizeof(float) * R * F);
+    st->t = carve(&p, sizeof(float) * R * WK_BLORA_MAX_R);
+    st->logits = carve(&p, sizeof(float) * R * (size_t)c->vocab);
+    st->ids = carve(&p, ib);
+    st->rows = (wk_brow *)(void *)((uint8_t *)st->ids + ib); /* right after the ids: one upload */
+    st->ids_bytes = ib;
+    st->cap = cap;
+    return WICK_OK;
+}
+
+/* The row's adapter, or NULL when it runs on the base. */
+static const wick_adapter *row_adapter(const wick_session *s) { return s->ad && s->ad_scale != 0.f ? s->ad : NULL; }
+
+/* 1 when the batched ops can run these rows; *R: the shrink stride (0: no adapter anywhere). */
+static int applicable(wick_session *const *ss, int n, int *R) {
+    const wick_model *m = ss[0]->m;
+    const wk_config *c = &m->c;
+    wk_backend *be = m->be;
+    *R = 0;
+    if (!be->device_memory || !be->bshape_ok || !be->bmatmul || !be->brope_kv || !be->battention || !be->brmsnorm ||
+        !be->bswiglu || !be->bshape_ok(be, c->n_heads, c->n_kv_heads, c->head_dim))
+        return 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        const wk_layer *L = &m->layers[l];
+        if (!L->qkv.w || !L->gate_up.w) return 0;
+        for (int p = WK_P_Q; p <= WK_P_UP; p++) /* biases only on some of a fused group: not read here */
+            if (p != WK_P_O && L->bias[p] && !(p <= WK_P_V ? L->qkv_bias : L->gate_up_bias)) return 0;
+    }
+    int rmax = 0;
+    for (int i = 0; i < n; i++) {
+        if (!row_adapter(ss[i])) continue;
+        if (!ss[i]->adg) return 0;
+        for (size_t k = 0; k < (size_t)c->n_layers * WK_G_COUNT; k++) rmax = WK_MAX(rmax, ss[i]->adg[k].ra);
+    }
+    if (rmax > WK_BLORA_MAX_R) return 0;
+    if (rmax > 0) {
+        *R = 16;
+        while (*R < rmax) *R *= 2;
+    }
+    return 1;
+}
+
+/* The entries of adapter a (n_layers * WK_G_COUNT) from its grouped device layout. */
+static wick_status fill_entries(const wick_model *m, const wick_adapter *a, wk_bent *e) {
+    static const int first[WK_G_COUNT] = {WK_P_Q, WK_P_O, WK_P_GATE, WK_P_DOWN};
+    static const int last[WK_G_COUNT] = {WK_P_V, WK_P_O, WK_P_UP, WK_P_DOWN};
+    const wk_lora *dp;
+    const wk_lora_group *dg;
+    wick_status st = wk_adapter_pairs_on(a, m->be, &dp, &dg); /* refreshes a copy trained since */
+    if (st) return st;
+    if (!dg) return wk_err(WICK_EUNSUPPORTED, "batch step: adapter without a grouped device layout");
+    for (int l = 0; l < m->c.n_layers; l++)
+        for (int g = 0; g < WK_G_COUNT; g++) {
+            const wk_lora_group *G = &dg[(size_t)l * WK_G_COUNT + g];
+            wk_bent *x = &e[(size_t)l * WK_G_COUNT + g];
+            memset(x, 0, sizeof *x);
+            x->A = G->A, x->B = G->B, x->ra = G->ra;
+            if (G->ra <= 0 || last[g] == first[g]) continue;
+            int cols = 0;
+            for (int p = first[g]; p <= last[g]; p++) {
+                const wk_lora *lp = wk_adapter_pair(a, l, (wk_proj)p);
+                x->brows[p - first[g]] = m->layers[l].p[p].rows;
+                x->bcols[p - first[g]] = lp && lp->A ? lp->r : 0;
+                cols += x->bcols[p - first[g]];
+            }
+            x->nblk = cols == G->ra ? last[g] - first[g] + 1 : 0; /* otherwise B is read densely */
+        }
+    return WICK_OK;
+}
+
+/* Grows a host entry buffer to hold k entries (keeping those it holds). */
+static wick_status grow_host(wk_bent **p, size_t *cap, size_t k) {
+    if (k <= *cap) return WICK_OK;
+    k = WK_MAX(k, 2 * *cap);
+    wk_bent *q = wk_malloc(sizeof(wk_bent) * k, "batch step adapter entries");
+    if (!q) return WICK_ENOMEM;
+    if (*cap) memcpy(q, *p, sizeof(wk_bent) * *cap);
+    wk_free(*p);
+    *p = q, *cap = k;
+    return WICK_OK;
+}
+
+/* This step's adapter entries (uploaded when they differ from what the device holds) and row table. */
+static wick_status build_tables(const wick_model *m, wk_bstate *st, wick_session *const *ss, const int32_t *ids, int n) {
+    size_t per = (size_t)m->c.n_layers * WK_G_COUNT;
+    int nad = 0;
+    int *slot = (int *)(void *)st->hdr; /* the ids region is filled last: a scratch for the slots meanwhile */
+    wick_status s = WICK_OK;
+    for (int i = 0; i < n && !s; i++) {
+        const wick_adapter *a = row_adapter(ss[i]);
+        int k = 0;
+        while (a && k < nad && st->ads[k] != a) k++;
+        slot[i] = a ? k : -1;
+        if (!a || k < nad) continue;
+        st->ads[nad++] = a;
+        s = grow_host(&st->hent, &st->hent_cap, per * (size_t)nad);
+        if (!s) s = fill_entries(m, a, st->hent + per * (size_t)k);
+    }
+    if (s) return s;
+    wk_backend *be = m->be;
+    size_t ne = per * (size_t)nad;
+    if (ne && (ne != st->sent_n || memcmp(st->hent, st->sent, sizeof(wk_bent) * ne))) {
+        if (ne > st->ent_cap) {
+            if (st->ent) be->free(be, st->ent);
+            st->ent_cap = 0;
+            if (!(st->ent = be->alloc(be, sizeof(wk_bent) * ne))) return wk_err_prefix(WICK_ENOMEM, "batch step adapter table");
+            st->ent_cap = ne;
+        }
+        if ((s = grow_host(&st->sent, &st->sent_cap, ne))) return s;
+        be->upload(be, st->ent, st->hent, sizeof(wk_bent) * ne);
+        memcpy(st->sent, st->hent, sizeof(wk_bent) * ne);
+        st->sent_n = ne;
+    }
+    wk_brow *hr = (wk_brow *)(void *)(st->hdr + st->ids_bytes);
+    for (int i = 0; i < n; i++) {
+        const wick_session *r = ss[i];
+        hr[i] = (wk_brow){r->kc, r->vc, slot[i] >= 0 ? st->ent + per * (size_t)slot[i] : NULL, r->cap, r->pos,
+                          r->ad_scale, 0};
+    }
+    memcpy(st->hdr, ids, sizeof(int32_t) * (size_t)n);
+    return WICK_OK;
+}
+
+/* One step's ops (a graph records them). */
+typedef struct {
+    const wick_model *m;
+    wk_bstate *st;
+    int n, R, head;
+} bd_ctx;
+
+static wk_blora lora(const bd_ctx *c, int l, int g) {
+    return (wk_blora){c->st->rows, l * WK_G_COUNT + g, c->st->t, c->R};
+}
+
+static void layer_ops(const bd_ctx *c, int l) {
+    const wick_model *m = c->m;
+    const wk_config *cf = &m->c;
+    const wk_layer *L = &m->layers[l];
+    wk_bstate *st = c->st;
+    wk_backend *be = m->be;
+    int n = c->n, H = cf->n_heads, Hk = cf->n_kv_heads, D = cf->head_dim, C = cf->hidden, F = cf->inter;
+    wk_blora prev = lora(c, l - 1, WK_G_DOWN), qkv = lora(c, l, WK_G_QKV), o = lora(c, l, WK_G_O);
+    wk_blora gu = lora(c, l, WK_G_GU), down = lora(c, l, WK_G_DOWN);
+    be->brmsnorm(be, st->xn, st->x, L->attn_norm, n, C, cf->rms_eps, l ? &prev : NULL);
+    be->bmatmul(be, st->qkv, st->xn, &L->qkv, L->qkv_bias, n, 0, &qkv);
+    be->brope_kv(be, st->q, st->qkv, n, st->rows, l, H, Hk, D, m->inv_freq, cf->qk_norm ? L->q_norm : NULL,
+                 cf->qk_norm ? L->k_norm : NULL, cf->rms_eps, &qkv);
+    be->battention(be, st->att, st->q, n, st->rows, l, H, Hk, D, 1.f / sqrtf((float)D));
+    be->bmatmul(be, st->x, st->att, &L->p[WK_P_O], L->bias[WK_P_O], n, 1, &o);
+    be->brmsnorm(be, st->xn, st->x, L->mlp_norm, n, C, cf->rms_eps, &o);
+    be->bmatmul(be, st->gu, st->xn, &L->gate_up, L->gate_up_bias, n, 0, &gu);
+    be->bswiglu(be, st->g, st->gu, n, F, &gu);
+    be->bmatmul(be, st->x, st->g, &L->p[WK_P_DOWN], L->bias[WK_P_DOWN], n, 1, &down);
+}
+
+static void run_ops(void *arg) {
+    const bd_ctx *c = arg;
+    const wick_model *m = c->m;
+    wk_bstate *st = c->st;
+    wk_backend *be = m->be;
+    be->embed(be, st->x, &m->embed, st->ids, c->n);
+    for (int l = 0; l < m->c.n_layers; l++) layer_ops(c, l);
+    if (!c->head) return; /* the last down's expand only matters to the head */
+    wk_blora last = lora(c, m->c.n_layers - 1, WK_G_DOWN);
+    be->brmsnorm(be, st->xn, st->x, m->final_norm, c->n, m->c.hidden, m->c.rms_eps, &last);
+    be->matmul(be, st->logits, st->xn, &m->lm_head, NULL, c->n, 0);
+}
+
+/* Replays the graph of c's shape, or runs the ops (directly the first time, then captured). */
+static void run_step(wk_bstate *st, bd_ctx *c, wk_backend *be) {
+    if (!be->graph_capture) {
+        run_ops(c);
+        return;
+    }
+    bd_graph *g = NULL;
+    for (int i = 0; i < BD_GRAPHS && !g; i++)
+        if (st->gr[i].warm && st->gr[i].n == c->n && st->gr[i].R == c->R && st->gr[i].head == c->head) g = &st->gr[i];
+    if (g && g->g && be->graph_replay(be, g->g) == 0) return;
+    if (g && g->g) be->graph_free(be, g->g), g->g = NULL; /* stale: backend scratch moved */
+    if (!g) {
+        g = &st->gr[st->next];
+        st->next = (st->next + 1) % BD_GRAPHS;
+        if (g->g) be->graph_free(be, g->g);
+        *g = (bd_graph){c->n, c->R, c->head, 0, NULL};
+    }
+    if (g->warm && (g->g = be->graph_capture(be, run_ops, c))) return;
+    g->warm = 1;
+    run_ops(c);
+}
+
+static wk_bstate *state_of(wick_model *m) {
+    pthread_mutex_lock(&g_make);
+    if (!m->bst && (m->bst = wk_calloc(sizeof *m->bst, "batch step state"))) pthread_mutex_init(&m->bst->mu, NULL);
+    pthread_mutex_unlock(&g_make);
+    return m->bst;
+}
+
+/* Runs rows [0, n) (n <= WK_SESSION_CHUNK_HOST) with the state locked. */
+static wick_status step_locked(wick_model *m, wk_bstate *st, wick_session *const *ss, const int32_t *ids, int n,
+                               float *logits, int R) {
+    wk_backend *be = m->be;
+    wick_status s = reserve_rows(m, st, n);
+    if (!s) s = build_tables(m, st, ss, ids, n);
+    if (s) return s;
+    if (st->gen != m->weights_gen) drop_graphs(st, be), st->gen = m->weights_gen;
+    be->upload(be, st->ids, st->hdr, st->ids_bytes + sizeof(wk_brow) * (size_t)n);
+    bd_ctx c = {m, st, n, R, logits != NULL};
+    run_step(st, &c, be);
+    for (int i = 0; i < n; i++) ss[i]->pos++;
+    if (logits) be->download(be, logits, st->logits, sizeof(float) * (size_t)n * m->c.vocab);
+    return WICK_OK;
+}
+
+wick_status wk_batch_device(wick_session *const *ss, const int32_t *ids, int n, float *logits, int *done) {
+    int R;
+    *done = 0;
+    if (n < 2 || n > WK_SESSION_CHUNK_HOST || !applicable(ss, n, &R)) return WICK_OK;
+    *done = 1;
+    wick_model *m = ss[0]->m;
+    wk_bstate *st = state_of(m);
+    if (!st) return WICK_ENOMEM;
+    pthread_mutex_lock(&st->mu);
+    wick_status s = step_locked(m, st, ss, ids, n, logits, R);
+    pthread_mutex_unlock(&st->mu);
+    m->be->sync(m->be);
+    if (s) return s;
+    return m->be->check ? m->be->check(m->be) : WICK_OK;
+}
