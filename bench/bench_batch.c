@@ -11,8 +11,11 @@
  * process CPU time (*_tok_per_cpu_s, cpu_ratio_*) holds up on a shared machine (with
  * --threads 1 it is the work itself; with more threads it includes barrier spinning).
  *
+ * --op-times 1 (CUDA) then times every kernel of one batched step on the base and one with the
+ * 8 adapters, for each stream count (wk_cuda_optime: kernels back to back), tables to stderr.
+ *
  * usage: bench_batch [--model DIR | --preset NAME] [--device cpu|cuda[:N]] [--threads T]
- *                    [--streams 1,4,16,64] [--steps K] [--reps R] [--rank 16] [--work DIR]
+ *                    [--streams 1,4,16,64] [--steps K] [--reps R] [--rank 16] [--work DIR] [--op-times 1]
  * Without --model, the preset (default qwen2.5-0.5b, bf16, seed 1) is written once under
  * --work (default /tmp/wick_bench_batch/<preset>).
  */
@@ -22,6 +25,10 @@
 #include <sys/stat.h>
 #include <time.h>
 #include "wick.h"
+#include "model/model.h"
+#ifdef WICK_HAVE_CUDA
+#include "backend/cuda/cuda_backend.h"
+#endif
 
 #define N_ADAPTERS 8
 #define PREFILL 4 /* ids each stream holds before the timed steps */
@@ -46,16 +53,17 @@ static void die(const char *what) {
 
 typedef struct {
     const char *model, *preset, *device, *work, *streams;
-    int threads, steps, reps, rank;
+    int threads, steps, reps, rank, optimes;
 } opts;
 
 static void usage(void) {
     fprintf(stderr, "usage: bench_batch [--model DIR | --preset NAME] [--device cpu|cuda[:N]] [--threads T]\n"
-                    "                   [--streams 1,4,16,64] [--steps K] [--reps R] [--rank 16] [--work DIR]\n");
+                    "                   [--streams 1,4,16,64] [--steps K] [--reps R] [--rank 16] [--work DIR]\n"
+                    "                   [--op-times 1]\n");
 }
 
 static int parse(int argc, char **argv, opts *o) {
-    *o = (opts){NULL, "qwen2.5-0.5b", "cpu", "/tmp/wick_bench_batch", "1,4,16,64", 0, 8, 2, 16};
+    *o = (opts){NULL, "qwen2.5-0.5b", "cpu", "/tmp/wick_bench_batch", "1,4,16,64", 0, 8, 2, 16, 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(), 1;
@@ -69,6 +77,7 @@ static int parse(int argc, char **argv, opts *o) {
         else if (!strcmp(a, "--steps")) o->steps = atoi(v);
         else if (!strcmp(a, "--reps")) o->reps = atoi(v);
         else if (!strcmp(a, "--rank")) o->rank = atoi(v);
+        else if (!strcmp(a, "--op-times")) o->optimes = atoi(v);
         else return usage(), 2;
         i++;
     }
@@ -113,6 +122,24 @@ static double run_mix(wick_session **ss, int S, wick_adapter *const *ads, int na
     }
     *cpu = cpu_now() - c0;
     return now() - t0;
+}
+
+/* CUDA: every kernel of one batched step of the S sessions on the base and on the 8 adapters. */
+static void op_times(wick_model *m, wick_session **ss, int S, wick_adapter *const *ads, float *logits) {
+#ifdef WICK_HAVE_CUDA
+    for (int c = 0; c < 2; c++) {
+        double cpu;
+        run_mix(ss, S, ads, c ? N_ADAPTERS : 0, 2, logits, &cpu); /* warm: graphs captured */
+        int32_t ids[MAX_STREAMS];
+        for (int i = 0; i < S; i++) ids[i] = (int32_t)(i % 256);
+        wk_cuda_optime_begin(m->be);
+        if (wick_session_eval_batch(ss, ids, S, logits)) die("decode step");
+        fprintf(stderr, "== %d streams, %s: kernels of one step\n", S, c ? "8 adapters" : "base");
+        wk_cuda_optime_end(m->be, stderr);
+    }
+#else
+    (void)m, (void)ss, (void)S, (void)ads, (void)logits;
+#endif
 }
 
 /* A JSON number, or null for a case that could not run. */
@@ -174,6 +201,7 @@ int main(int argc, char **argv) {
                num(tps[2] / tps[0], b[4]), num(tpc[0], b[5]), num(tpc[1], b[6]), num(tpc[2], b[7]),
                num(tpc[1] / tpc[0], b[8]), num(tpc[2] / tpc[0], b[9]));
         fflush(stdout);
+        if (o.optimes && !strncmp(o.device, "cuda", 4)) op_times(m, ss, S, ads, logits);
         for (int i = 0; i < S; i++) wick_session_free(ss[i]);
     }
     printf("]}\n");

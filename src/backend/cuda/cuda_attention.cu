@@ -612,6 +612,7 @@ void wkc_battention(wk_backend *be, float *out, const float *q, int n, const wk_
                     float scale) {
     wkc_backend *b = wkc(be);
     wkc_use(b);
+    b->optag = n;
     if (!wkc_bshape_ok(be, H, Hk, D)) {
         if (!b->err) {
             b->err = WICK_EUNSUPPORTED;

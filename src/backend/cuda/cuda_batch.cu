@@ -12,9 +12,11 @@
 #include "backend/cuda/cuda_internal.cuh"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #define BT_MAX_R WK_BLORA_MAX_R /* t of a row staged in shared memory */
-#define SHRINK_WARPS 8
+#define SHRINK_COMPS 8 /* shrink components per block */
 
 /* The row's entry of lo (NULL: none, rank 0 or scale 0) and its scale. */
 __device__ __forceinline__ const wk_bent *b_entry(const wk_blora &lo, int i, float *sc) {
@@ -43,30 +45,64 @@ __device__ __forceinline__ float b_dot(const wk_bent *e, const float *ts, int o)
     }
     const float *b = e->B + (size_t)o * e->ra + c0;
     float v = 0.f;
+    if (((e->ra | c0 | nc) & 3) == 0) { /* rows 16-byte aligned (the grouped layout's B is): vector loads */
+        for (int c = 0; c < nc; c += 4) {
+            float4 w = __ldg((const float4 *)(b + c));
+            v += w.x * ts[c0 + c] + w.y * ts[c0 + c + 1] + w.z * ts[c0 + c + 2] + w.w * ts[c0 + c + 3];
+        }
+        return v;
+    }
     for (int c = 0; c < nc; c++) v += __ldg(b + c) * ts[c0 + c];
     return v;
 }
 
 /* --------------------------------------------------------------- shrink */
-/* t[i, k] = x[i]·A[k] for the row's entry; block (i, yb), warp w takes k = yb·SHRINK_WARPS + w. */
-__global__ void k_bshrink(wk_blora lo, const float *x, int in, int vec) {
+/* t[i, k] = x[i]·A[k] for the row's entry: block (i, kb) takes the SHRINK_COMPS components
+ * k = kb·SHRINK_COMPS + j, its 256 threads splitting x (each loads a slice of x once and reads
+ * the components' A beside it, SHRINK_COMPS independent loads in flight), then one reduction.
+ * vec: in % 4 == 0 and x, A 16-byte aligned. */
+__global__ void __launch_bounds__(256) k_bshrink(wk_blora lo, const float *x, int in, int vec) {
+    __shared__ float red[8][SHRINK_COMPS];
     float sc;
-    int i = blockIdx.x, k = blockIdx.y * SHRINK_WARPS + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+    int i = blockIdx.x, k0 = blockIdx.y * SHRINK_COMPS, lane = threadIdx.x & 31, w = threadIdx.x >> 5;
     const wk_bent *e = b_entry(lo, i, &sc);
-    if (!e || k >= e->ra) return;
-    const float *a = e->A + (size_t)k * in, *xr = x + (size_t)i * in;
-    float acc = 0.f;
+    if (!e || k0 >= e->ra) return;
+    int nk = min(SHRINK_COMPS, e->ra - k0);
+    const float *a = e->A + (size_t)k0 * in, *xr = x + (size_t)i * in;
+    float acc[SHRINK_COMPS];
+#pragma unroll
+    for (int j = 0; j < SHRINK_COMPS; j++) acc[j] = 0.f;
     if (vec) {
-        for (int c = lane * 4; c < in; c += 128) {
-            float4 w = __ldg((const float4 *)(a + c)), v = *(const float4 *)(xr + c);
-            acc += w.x * v.x + w.y * v.y + w.z * v.z + w.w * v.w;
+        for (int c = threadIdx.x * 4; c < in; c += 256 * 4) {
+            float4 v = *(const float4 *)(xr + c);
+#pragma unroll
+            for (int j = 0; j < SHRINK_COMPS; j++)
+                if (j < nk) {
+                    float4 q = __ldg((const float4 *)(a + (size_t)j * in + c));
+                    acc[j] += q.x * v.x + q.y * v.y + q.z * v.z + q.w * v.w;
+                }
         }
     } else {
-        for (int c = lane; c < in; c += 32) acc += __ldg(a + c) * xr[c];
+        for (int c = threadIdx.x; c < in; c += 256) {
+            float v = xr[c];
+#pragma unroll
+            for (int j = 0; j < SHRINK_COMPS; j++)
+                if (j < nk) acc[j] += __ldg(a + (size_t)j * in + c) * v;
+        }
     }
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-    if (lane == 0) lo.t[(size_t)i * lo.R + k] = acc;
+    for (int j = 0; j < SHRINK_COMPS; j++) {
+        float v = acc[j];
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+        if (lane == 0) red[w][j] = v;
+    }
+    __syncthreads();
+    if ((int)threadIdx.x < nk) {
+        float v = 0.f;
+        for (int q = 0; q < 8; q++) v += red[q][threadIdx.x];
+        lo.t[(size_t)i * lo.R + k0 + threadIdx.x] = v;
+    }
 }
 
 /* The side stream and its two events, made at first use (state -1: none; the shrink then
@@ -74,6 +110,8 @@ __global__ void k_bshrink(wk_blora lo, const float *x, int in, int vec) {
 static int side_ready(wkc_backend *b) {
     if (b->side_state) return b->side_state > 0;
     b->side_state = -1;
+    const char *e = getenv("WICK_CUDA_BATCH_SIDE"); /* "0": the shrink on the main stream (for comparisons) */
+    if (e && !strcmp(e, "0")) return 0;
     if (cudaStreamCreateWithFlags(&b->side, cudaStreamNonBlocking) != cudaSuccess) return cudaGetLastError(), 0;
     if (cudaEventCreateWithFlags(&b->side_fork, cudaEventDisableTiming) != cudaSuccess ||
         cudaEventCreateWithFlags(&b->side_join, cudaEventDisableTiming) != cudaSuccess) {
@@ -99,6 +137,7 @@ void wkc_bmatmul(wk_backend *be, float *y, const float *x, const wk_mat *W, cons
         return;
     }
     int side = shrink && !b->opt && side_ready(b);
+    b->optag = W->rows;
     if (shrink) {
         cudaStream_t s = b->st;
         if (side) {
@@ -106,9 +145,9 @@ void wkc_bmatmul(wk_backend *be, float *y, const float *x, const wk_mat *W, cons
             wkc_cuda_fail(b, cudaStreamWaitEvent(b->side, b->side_fork, 0), "batched shrink (fork)");
             s = b->side;
         }
-        int vec = W->cols % 4 == 0 && (uintptr_t)x % 16 == 0;
-        k_bshrink<<<dim3((unsigned)n, (unsigned)((lo->R + SHRINK_WARPS - 1) / SHRINK_WARPS)), 32 * SHRINK_WARPS, 0, s>>>(
-            *lo, x, W->cols, vec);
+        int vec = W->cols % 4 == 0 && (uintptr_t)x % 16 == 0; /* A rows: the grouped layout keeps them aligned */
+        k_bshrink<<<dim3((unsigned)n, (unsigned)((lo->R + SHRINK_COMPS - 1) / SHRINK_COMPS)), 256, 0, s>>>(*lo, x,
+                                                                                                         W->cols, vec);
         wkc_launched(b, "batched lora shrink");
         if (side) wkc_cuda_fail(b, cudaEventRecord(b->side_join, b->side), "batched shrink (join)");
     }
@@ -166,6 +205,7 @@ void wkc_brope_kv(wk_backend *be, float *q, const float *qkv, int n, const wk_br
                   const float *inv_freq, const float *qn, const float *kn, float eps, const wk_blora *lo) {
     wkc_backend *b = wkc(be);
     wkc_use(b);
+    b->optag = n;
     if (D > 512 || D % 2) {
         if (!b->err) {
             b->err = WICK_EUNSUPPORTED;
@@ -207,6 +247,7 @@ __global__ void k_brmsnorm(float *y, float *x, const float *w, int dim, float ep
 void wkc_brmsnorm(wk_backend *be, float *y, float *x, const float *w, int n, int dim, float eps, const wk_blora *lo) {
     wkc_backend *b = wkc(be);
     wkc_use(b);
+    b->optag = n;
     int threads = dim >= 1024 ? 512 : dim >= 256 ? 256 : 64;
     k_brmsnorm<<<n, threads, 0, b->st>>>(y, x, w, dim, eps, lo_or_none(lo));
     wkc_launched(b, "batched rmsnorm");
@@ -230,6 +271,7 @@ __global__ void k_bswiglu(float *out, const float *gu, int F, wk_blora lo) {
 void wkc_bswiglu(wk_backend *be, float *out, const float *gu, int n, int F, const wk_blora *lo) {
     wkc_backend *b = wkc(be);
     wkc_use(b);
+    b->optag = n;
     k_bswiglu<<<dim3((unsigned)((F + 255) / 256), (unsigned)n), 256, 0, b->st>>>(out, gu, F, lo_or_none(lo));
     wkc_launched(b, "batched swiglu");
 }
