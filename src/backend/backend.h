@@ -61,14 +61,15 @@ typedef struct wk_bent {
 } wk_bent;
 
 /* Row i of a batched step, in backend memory: the row's KV caches (n_layers, Hk, cap, D), its
- * capacity, the position its new id takes, and its adapter: ent = (n_layers * groups) entries
- * (NULL: the base) at scale sc. */
+ * capacity, the position its new id takes, its adapter: ent = (n_layers * groups) entries
+ * (NULL: the base) at scale sc, and orow, the row's place in the caller's order (rows may run
+ * grouped by adapter). */
 typedef struct wk_brow {
     float *kc, *vc;
     const wk_bent *ent;
     int cap, pos;
     float sc;
-    int pad_;
+    int orow;
 } wk_brow;
 
 #define WK_BLORA_MAX_R 512 /* most shrink components (ra) of one row's group in the batched ops */
@@ -186,8 +187,10 @@ struct wk_backend {
     /* out (n, H·D) = causal attention of each row's q over its caches of layer l, positions 0..pos. */
     void (*battention)(wk_backend *be, float *out, const float *q, int n, const wk_brow *rows, int l, int H, int Hk,
                        int D, float scale);
-    /* x (n, dim) += lo's expand (written back), then y = x / rms(x) * w. */
-    void (*brmsnorm)(wk_backend *be, float *y, float *x, const float *w, int n, int dim, float eps, const wk_blora *lo);
+    /* x (n, dim) += lo's expand (written back), then y = x / rms(x) * w; with perm, row i of y is
+     * row perm[i].orow (the caller's order), else row i. */
+    void (*brmsnorm)(wk_backend *be, float *y, float *x, const float *w, int n, int dim, float eps, const wk_blora *lo,
+                     const wk_brow *perm);
     /* out (n, F) = silu(g)·u, [g | u] = gu (n, 2F) plus lo's expand. */
     void (*bswiglu)(wk_backend *be, float *out, const float *gu, int n, int F, const wk_blora *lo);
 };

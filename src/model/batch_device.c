@@ -11,7 +11,8 @@
  * LoRA (wk_bent per layer and group) in a second one uploaded when the mix of adapters
  * changes. So on a graph backend the step for n rows is captured once (per row count, LoRA
  * stride and head/no head) and replayed for any sessions, positions and mix of adapters.
- * The rows keep the caller's order, so the logits come back in one download.
+ * Rows run grouped by adapter (rows of one adapter then share its B in L1: bswiglu) and the
+ * final norm writes each row back at its caller's place, so the logits come back in one download.
  * A model holds one such state (m->bst), made at the first batched step; a mutex serialises
  * the steps of threads sharing the model.
  */
@@ -49,6 +50,7 @@ struct wk_bstate {
     wk_bent *sent;            /* ... and a copy of what ent holds (sent_n of them) */
     size_t hent_cap, sent_cap, sent_n;
     const wick_adapter **ads; /* (cap) this step's distinct adapters */
+    int *perm;                /* (cap) table row j runs session perm[j] (grouped by adapter) */
     bd_graph gr[BD_GRAPHS];
     int next;
     unsigned gen;             /* the model's weights_gen the graphs were captured with */
@@ -69,7 +71,7 @@ void wk_bstate_free(wick_model *m) {
     drop_graphs(st, m->be);
     if (st->scr) m->be->free(m->be, st->scr);
     if (st->ent) m->be->free(m->be, st->ent);
-    wk_free(st->hdr), wk_free(st->hent), wk_free(st->sent), wk_free(st->ads);
+    wk_free(st->hdr), wk_free(st->hent), wk_free(st->sent), wk_free(st->ads), wk_free(st->perm);
     pthread_mutex_destroy(&st->mu);
     wk_free(st);
     m->bst = NULL;
@@ -94,12 +96,13 @@ static wick_status reserve_rows(wick_model *m, wk_bstate *st, int n) {
                   sizeof(wk_brow) * R + 16 * 64;
     drop_graphs(st, be);
     if (st->scr) be->free(be, st->scr);
-    wk_free(st->hdr), wk_free(st->ads);
+    wk_free(st->hdr), wk_free(st->ads), wk_free(st->perm);
     st->cap = 0;
     st->scr = be->alloc(be, need);
     st->hdr = wk_malloc(ib + sizeof(wk_brow) * R, "batch step table");
     st->ads = wk_malloc(sizeof(*st->ads) * R, "batch step adapters");
-    if (!st->scr || !st->hdr || !st->ads) return wk_err_prefix(WICK_ENOMEM, "batch step buffers for %d rows", cap);
+    st->perm = wk_malloc(sizeof(int) * R, "batch step order");
+    if (!st->scr || !st->hdr || !st->ads || !st->perm) return wk_err_prefix(WICK_ENOMEM, "batch step buffers for %d rows", cap);
     uint8_t *p = st->scr;
     st->x = carve(&p, sizeof(float) * R * C), st->xn = carve(&p, sizeof(float) * R * C);
     st->qkv = carve(&p, sizeof(float) * R * QKV);
@@ -217,13 +220,19 @@ static wick_status build_tables(const wick_model *m, wk_bstate *st, wick_session
         memcpy(st->sent, st->hent, sizeof(wk_bent) * ne);
         st->sent_n = ne;
     }
+    int j = 0; /* rows grouped by adapter (base first), each group in the caller's order */
+    for (int k = -1; k < nad; k++)
+        for (int i = 0; i < n; i++)
+            if (slot[i] == k) st->perm[j++] = i;
     wk_brow *hr = (wk_brow *)(void *)(st->hdr + st->ids_bytes);
-    for (int i = 0; i < n; i++) {
+    for (j = 0; j < n; j++) {
+        int i = st->perm[j];
         const wick_session *r = ss[i];
-        hr[i] = (wk_brow){r->kc, r->vc, slot[i] >= 0 ? st->ent + per * (size_t)slot[i] : NULL, r->cap, r->pos,
-                          r->ad_scale, 0};
+        hr[j] = (wk_brow){r->kc, r->vc, slot[i] >= 0 ? st->ent + per * (size_t)slot[i] : NULL, r->cap, r->pos,
+                          r->ad_scale, i};
     }
-    memcpy(st->hdr, ids, sizeof(int32_t) * (size_t)n);
+    int32_t *hid = (int32_t *)(void *)st->hdr; /* over the slots, which are used up */
+    for (j = 0; j < n; j++) hid[j] = ids[st->perm[j]];
     return WICK_OK;
 }
 
@@ -247,13 +256,13 @@ static void layer_ops(const bd_ctx *c, int l) {
     int n = c->n, H = cf->n_heads, Hk = cf->n_kv_heads, D = cf->head_dim, C = cf->hidden, F = cf->inter;
     wk_blora prev = lora(c, l - 1, WK_G_DOWN), qkv = lora(c, l, WK_G_QKV), o = lora(c, l, WK_G_O);
     wk_blora gu = lora(c, l, WK_G_GU), down = lora(c, l, WK_G_DOWN);
-    be->brmsnorm(be, st->xn, st->x, L->attn_norm, n, C, cf->rms_eps, l ? &prev : NULL);
+    be->brmsnorm(be, st->xn, st->x, L->attn_norm, n, C, cf->rms_eps, l ? &prev : NULL, NULL);
     be->bmatmul(be, st->qkv, st->xn, &L->qkv, L->qkv_bias, n, 0, &qkv);
     be->brope_kv(be, st->q, st->qkv, n, st->rows, l, H, Hk, D, m->inv_freq, cf->qk_norm ? L->q_norm : NULL,
                  cf->qk_norm ? L->k_norm : NULL, cf->rms_eps, &qkv);
     be->battention(be, st->att, st->q, n, st->rows, l, H, Hk, D, 1.f / sqrtf((float)D));
     be->bmatmul(be, st->x, st->att, &L->p[WK_P_O], L->bias[WK_P_O], n, 1, &o);
-    be->brmsnorm(be, st->xn, st->x, L->mlp_norm, n, C, cf->rms_eps, &o);
+    be->brmsnorm(be, st->xn, st->x, L->mlp_norm, n, C, cf->rms_eps, &o, NULL);
     be->bmatmul(be, st->gu, st->xn, &L->gate_up, L->gate_up_bias, n, 0, &gu);
     be->bswiglu(be, st->g, st->gu, n, F, &gu);
     be->bmatmul(be, st->x, st->g, &L->p[WK_P_DOWN], L->bias[WK_P_DOWN], n, 1, &down);
@@ -268,7 +277,7 @@ static void run_ops(void *arg) {
     for (int l = 0; l < m->c.n_layers; l++) layer_ops(c, l);
     if (!c->head) return; /* the last down's expand only matters to the head */
     wk_blora last = lora(c, m->c.n_layers - 1, WK_G_DOWN);
-    be->brmsnorm(be, st->xn, st->x, m->final_norm, c->n, m->c.hidden, m->c.rms_eps, &last);
+    be->brmsnorm(be, st->xn, st->x, m->final_norm, c->n, m->c.hidden, m->c.rms_eps, &last, st->rows); /* caller's order */
     be->matmul(be, st->logits, st->xn, &m->lm_head, NULL, c->n, 0);
 }
 

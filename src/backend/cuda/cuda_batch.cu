@@ -28,15 +28,10 @@ __device__ __forceinline__ const wk_bent *b_entry(const wk_blora &lo, int i, flo
     return e->ra > 0 && e->ra <= BT_MAX_R ? e : NULL;
 }
 
-/* Stages row i's shrink in ts (block-uniform e; every thread must call it). */
-__device__ __forceinline__ void b_stage(const wk_blora &lo, const wk_bent *e, int i, float *ts) {
-    if (!e) return;
-    for (int k = threadIdx.x; k < e->ra; k += blockDim.x) ts[k] = lo.t[(size_t)i * lo.R + k];
-    __syncthreads();
-}
-
-/* Σ B[o, c]·ts[c] over output o's columns (its block's, when block-diagonal). */
-__device__ __forceinline__ float b_dot(const wk_bent *e, const float *ts, int o) {
+/* Σ B[o, c]·t[c] over output o's columns (its block's, when block-diagonal); t is the row's
+ * shrink, read in place (every lane of a warp reads the same values: one transaction), so the
+ * loads of B and t go out together with the consumer's own. */
+__device__ __forceinline__ float b_dot(const wk_bent *e, const float *t, int o) {
     int c0 = 0, nc = e->ra;
     if (e->nblk) {
         int i = 0, r0 = 0;
@@ -44,17 +39,21 @@ __device__ __forceinline__ float b_dot(const wk_bent *e, const float *ts, int o)
         nc = e->bcols[i];
     }
     const float *b = e->B + (size_t)o * e->ra + c0;
+    t += c0;
     float v = 0.f;
-    if (((e->ra | c0 | nc) & 3) == 0) { /* rows 16-byte aligned (the grouped layout's B is): vector loads */
+    if (((e->ra | c0 | nc) & 3) == 0) { /* rows 16-byte aligned (the grouped layout's B and t are): vector loads */
         for (int c = 0; c < nc; c += 4) {
-            float4 w = __ldg((const float4 *)(b + c));
-            v += w.x * ts[c0 + c] + w.y * ts[c0 + c + 1] + w.z * ts[c0 + c + 2] + w.w * ts[c0 + c + 3];
+            float4 w = __ldg((const float4 *)(b + c)), x = __ldg((const float4 *)(t + c));
+            v += w.x * x.x + w.y * x.y + w.z * x.z + w.w * x.w;
         }
         return v;
     }
-    for (int c = 0; c < nc; c++) v += __ldg(b + c) * ts[c0 + c];
+    for (int c = 0; c < nc; c++) v += __ldg(b + c) * __ldg(t + c);
     return v;
 }
+
+/* Row i's shrink in lo.t. */
+__device__ __forceinline__ const float *b_t(const wk_blora &lo, int i) { return lo.t + (size_t)i * lo.R; }
 
 /* --------------------------------------------------------------- shrink */
 /* t[i, k] = x[i]·A[k] for the row's entry: block (i, kb) takes the SHRINK_COMPS components
@@ -161,12 +160,11 @@ __global__ void k_brope_kv(float *q, const float *qkv, const wk_brow *rows, int 
                            const float *inv_freq, const float *qn, const float *kn, float eps, wk_blora lo) {
     __shared__ float sh[512];
     __shared__ float red[32];
-    __shared__ float ts[BT_MAX_R];
     int h = blockIdx.x, i = blockIdx.y, d = threadIdx.x, isq = h < H, hk = h - H, half = D / 2;
     const wk_brow w = rows[i];
     float sc = 0.f;
     const wk_bent *e = b_entry(lo, i, &sc);
-    b_stage(lo, e, i, ts);
+    const float *ts = e ? b_t(lo, i) : NULL;
     const float *row = qkv + (size_t)i * (H + 2 * Hk) * D;
     int active = d < D, oq = isq ? h * D + d : H * D + hk * D + d, ov = H * D + Hk * D + hk * D + d;
     float val = active ? row[oq] : 0.f;
@@ -221,14 +219,13 @@ void wkc_brope_kv(wk_backend *be, float *q, const float *qkv, int n, const wk_br
 
 /* ------------------------------------------------------------- RMSNorm */
 /* One block per row: x += the row's expand (written back), y = x / rms(x) · w. */
-__global__ void k_brmsnorm(float *y, float *x, const float *w, int dim, float eps, wk_blora lo) {
+__global__ void k_brmsnorm(float *y, float *x, const float *w, int dim, float eps, wk_blora lo, const wk_brow *perm) {
     __shared__ float red[32];
-    __shared__ float ts[BT_MAX_R];
     int i = blockIdx.x;
     float sc = 0.f, ss = 0.f;
     const wk_bent *e = b_entry(lo, i, &sc);
-    b_stage(lo, e, i, ts);
-    float *xi = x + (size_t)i * dim, *yi = y + (size_t)i * dim;
+    const float *ts = e ? b_t(lo, i) : NULL;
+    float *xi = x + (size_t)i * dim, *yi = y + (size_t)(perm ? perm[i].orow : i) * dim;
     for (int c = threadIdx.x; c < dim; c += blockDim.x) {
         float v = xi[c];
         if (e) xi[c] = v = v + sc * b_dot(e, ts, c);
@@ -244,34 +241,42 @@ __global__ void k_brmsnorm(float *y, float *x, const float *w, int dim, float ep
     for (int c = threadIdx.x; c < dim; c += blockDim.x) yi[c] = xi[c] * rs * (w ? w[c] : 1.f);
 }
 
-void wkc_brmsnorm(wk_backend *be, float *y, float *x, const float *w, int n, int dim, float eps, const wk_blora *lo) {
+void wkc_brmsnorm(wk_backend *be, float *y, float *x, const float *w, int n, int dim, float eps, const wk_blora *lo,
+                  const wk_brow *perm) {
     wkc_backend *b = wkc(be);
     wkc_use(b);
     b->optag = n;
     int threads = dim >= 1024 ? 512 : dim >= 256 ? 256 : 64;
-    k_brmsnorm<<<n, threads, 0, b->st>>>(y, x, w, dim, eps, lo_or_none(lo));
+    k_brmsnorm<<<n, threads, 0, b->st>>>(y, x, w, dim, eps, lo_or_none(lo), perm);
     wkc_launched(b, "batched rmsnorm");
 }
 
 /* -------------------------------------------------------------- SwiGLU */
-/* Block (chunk of 256 f, row): out[i, f] = silu(g)·u with g, u the row's gate/up plus expand. */
-__global__ void k_bswiglu(float *out, const float *gu, int F, wk_blora lo) {
-    __shared__ float ts[BT_MAX_R];
-    int i = blockIdx.y, f = blockIdx.x * blockDim.x + threadIdx.x;
-    float sc = 0.f;
-    const wk_bent *e = b_entry(lo, i, &sc);
-    b_stage(lo, e, i, ts);
+/* Block (chunk of 256 f, run of rpb rows): out[i, f] = silu(g)·u with g, u the row's gate/up
+ * plus its expand. Rows of one adapter run next to each other, so a thread's later rows find
+ * its B rows in L1. */
+__global__ void k_bswiglu(float *out, const float *gu, int n, int F, int rpb, wk_blora lo) {
+    int f = blockIdx.x * blockDim.x + threadIdx.x;
     if (f >= F) return;
-    const float *r = gu + (size_t)i * 2 * F;
-    float g = r[f], u = r[F + f];
-    if (e) g += sc * b_dot(e, ts, f), u += sc * b_dot(e, ts, F + f);
-    out[(size_t)i * F + f] = g / (1.f + expf(-g)) * u;
+    for (int i = blockIdx.y * rpb; i < n && i < (int)(blockIdx.y + 1) * rpb; i++) {
+        float sc = 0.f;
+        const wk_bent *e = b_entry(lo, i, &sc);
+        const float *r = gu + (size_t)i * 2 * F;
+        float g = r[f], u = r[F + f];
+        if (e) {
+            const float *ts = b_t(lo, i);
+            g += sc * b_dot(e, ts, f), u += sc * b_dot(e, ts, F + f);
+        }
+        out[(size_t)i * F + f] = g / (1.f + expf(-g)) * u;
+    }
 }
 
 void wkc_bswiglu(wk_backend *be, float *out, const float *gu, int n, int F, const wk_blora *lo) {
     wkc_backend *b = wkc(be);
     wkc_use(b);
     b->optag = n;
-    k_bswiglu<<<dim3((unsigned)((F + 255) / 256), (unsigned)n), 256, 0, b->st>>>(out, gu, F, lo_or_none(lo));
+    int rpb = n >= 16 ? 4 : 1; /* many rows: share each adapter's B among a block's rows */
+    k_bswiglu<<<dim3((unsigned)((F + 255) / 256), (unsigned)((n + rpb - 1) / rpb)), 256, 0, b->st>>>(out, gu, n, F, rpb,
+                                                                                                    lo_or_none(lo));
     wkc_launched(b, "batched swiglu");
 }

@@ -99,7 +99,8 @@ void wkc_brope_kv(wk_backend *be, float *q, const float *qkv, int n, const wk_br
                   const float *inv_freq, const float *qn, const float *kn, float eps, const wk_blora *lo);
 void wkc_battention(wk_backend *be, float *out, const float *q, int n, const wk_brow *rows, int l, int H, int Hk, int D,
                     float scale);
-void wkc_brmsnorm(wk_backend *be, float *y, float *x, const float *w, int n, int dim, float eps, const wk_blora *lo);
+void wkc_brmsnorm(wk_backend *be, float *y, float *x, const float *w, int n, int dim, float eps, const wk_blora *lo,
+                  const wk_brow *perm);
 void wkc_bswiglu(wk_backend *be, float *out, const float *gu, int n, int F, const wk_blora *lo);
 /* Prefill kernels (cuda_prefill.cu); each returns 1 when it took the op, 0 (nothing
  * launched) when the caller's general kernel must run. */
