@@ -28,28 +28,60 @@ __device__ __forceinline__ const wk_bent *b_entry(const wk_blora &lo, int i, flo
     return e->ra > 0 && e->ra <= BT_MAX_R ? e : NULL;
 }
 
-/* Σ B[o, c]·t[c] over output o's columns (its block's, when block-diagonal); t is the row's
- * shrink, read in place (every lane of a warp reads the same values: one transaction), so the
- * loads of B and t go out together with the consumer's own. */
-__device__ __forceinline__ float b_dot(const wk_bent *e, const float *t, int o) {
-    int c0 = 0, nc = e->ra;
+#define BX_REG 4 /* float4s of one output's B row a thread holds in registers: 16 columns */
+
+/* Output o's part of B: row o, columns [c0, c0 + nc) (its block's, when block-diagonal), and
+ * B's loads in registers (the first BX_REG float4s on the vector path), issued before any use:
+ * with t's they all go out at once instead of one round trip per step of a loop. */
+struct bregs {
+    const float *b;
+    int c0, nc, vec;
+    float4 w[BX_REG];
+};
+
+__device__ __forceinline__ void b_load(const wk_bent *e, int o, bregs &r) {
+    r.c0 = 0, r.nc = e->ra;
     if (e->nblk) {
         int i = 0, r0 = 0;
-        while (i + 1 < e->nblk && o >= r0 + e->brows[i]) r0 += e->brows[i], c0 += e->bcols[i], i++;
-        nc = e->bcols[i];
+        while (i + 1 < e->nblk && o >= r0 + e->brows[i]) r0 += e->brows[i], r.c0 += e->bcols[i], i++;
+        r.nc = e->bcols[i];
     }
-    const float *b = e->B + (size_t)o * e->ra + c0;
-    t += c0;
+    r.b = e->B + (size_t)o * e->ra + r.c0;
+    r.vec = ((e->ra | r.c0 | r.nc) & 3) == 0; /* rows 16-byte aligned (the grouped layout's B and t are) */
+#pragma unroll
+    for (int q = 0; q < BX_REG; q++)
+        if (r.vec && 4 * q < r.nc) r.w[q] = __ldg((const float4 *)(r.b + 4 * q));
+}
+
+/* Σ B[o, c]·t[c] over the span r holds; t is the row's shrink, read in place (every lane of a
+ * warp reads the same values: one transaction). */
+__device__ __forceinline__ float b_use(const bregs &r, const float *t) {
+    t += r.c0;
     float v = 0.f;
-    if (((e->ra | c0 | nc) & 3) == 0) { /* rows 16-byte aligned (the grouped layout's B and t are): vector loads */
-        for (int c = 0; c < nc; c += 4) {
-            float4 w = __ldg((const float4 *)(b + c)), x = __ldg((const float4 *)(t + c));
-            v += w.x * x.x + w.y * x.y + w.z * x.z + w.w * x.w;
+    if (r.vec) {
+        float4 x[BX_REG];
+#pragma unroll
+        for (int q = 0; q < BX_REG; q++)
+            if (4 * q < r.nc) x[q] = __ldg((const float4 *)(t + 4 * q));
+#pragma unroll
+        for (int q = 0; q < BX_REG; q++)
+            if (4 * q < r.nc) v += r.w[q].x * x[q].x + r.w[q].y * x[q].y + r.w[q].z * x[q].z + r.w[q].w * x[q].w;
+#pragma unroll 4
+        for (int c = 4 * BX_REG; c < r.nc; c += 4) {
+            float4 w = __ldg((const float4 *)(r.b + c)), y = __ldg((const float4 *)(t + c));
+            v += w.x * y.x + w.y * y.y + w.z * y.z + w.w * y.w;
         }
         return v;
     }
-    for (int c = 0; c < nc; c++) v += __ldg(b + c) * __ldg(t + c);
+#pragma unroll 4
+    for (int c = 0; c < r.nc; c++) v += __ldg(r.b + c) * __ldg(t + c);
     return v;
+}
+
+__device__ __forceinline__ float b_dot(const wk_bent *e, const float *t, int o) {
+    bregs r;
+    b_load(e, o, r);
+    return b_use(r, t);
 }
 
 /* Row i's shrink in lo.t. */
@@ -168,9 +200,16 @@ __global__ void k_brope_kv(float *q, const float *qkv, const wk_brow *rows, int 
     const float *row = qkv + (size_t)i * (H + 2 * Hk) * D;
     int active = d < D, oq = isq ? h * D + d : H * D + hk * D + d, ov = H * D + Hk * D + hk * D + d;
     float val = active ? row[oq] : 0.f;
-    if (active && e) val += sc * b_dot(e, ts, oq);
     size_t base = (size_t)l * Hk * w.cap * D + ((size_t)hk * w.cap + w.pos) * D + d;
-    if (!isq && active) w.vc[base] = row[ov] + (e ? sc * b_dot(e, ts, ov) : 0.f);
+    if (active && e) {
+        bregs rq, rv;
+        b_load(e, oq, rq);
+        if (!isq) b_load(e, ov, rv);
+        val += sc * b_use(rq, ts);
+        if (!isq) w.vc[base] = row[ov] + sc * b_use(rv, ts);
+    } else if (!isq && active) {
+        w.vc[base] = row[ov];
+    }
     const float *nw = isq ? qn : kn;
     if (nw) { /* per-head RMSNorm (Qwen3 q_norm / k_norm) */
         float ss = val * val;
@@ -219,7 +258,7 @@ void wkc_brope_kv(wk_backend *be, float *q, const float *qkv, int n, const wk_br
 
 /* ------------------------------------------------------------- RMSNorm */
 /* One block per row: x += the row's expand (written back), y = x / rms(x) · w. */
-__global__ void k_brmsnorm(float *y, float *x, const float *w, int dim, float eps, wk_blora lo, const wk_brow *perm) {
+__global__ void __launch_bounds__(512) k_brmsnorm(float *y, float *x, const float *w, int dim, float eps, wk_blora lo, const wk_brow *perm) {
     __shared__ float red[32];
     int i = blockIdx.x;
     float sc = 0.f, ss = 0.f;
@@ -246,7 +285,7 @@ void wkc_brmsnorm(wk_backend *be, float *y, float *x, const float *w, int n, int
     wkc_backend *b = wkc(be);
     wkc_use(b);
     b->optag = n;
-    int threads = dim >= 1024 ? 512 : dim >= 256 ? 256 : 64;
+    int threads = dim >= 512 ? 512 : 32 * ((dim + 31) / 32); /* an output or two per thread: short chains */
     k_brmsnorm<<<n, threads, 0, b->st>>>(y, x, w, dim, eps, lo_or_none(lo), perm);
     wkc_launched(b, "batched rmsnorm");
 }
@@ -258,14 +297,17 @@ void wkc_brmsnorm(wk_backend *be, float *y, float *x, const float *w, int n, int
 __global__ void k_bswiglu(float *out, const float *gu, int n, int F, int rpb, wk_blora lo) {
     int f = blockIdx.x * blockDim.x + threadIdx.x;
     if (f >= F) return;
+    const wk_bent *pe = NULL;
+    bregs rg, ru; /* the B rows of entry pe: rows of the same adapter reuse them */
     for (int i = blockIdx.y * rpb; i < n && i < (int)(blockIdx.y + 1) * rpb; i++) {
         float sc = 0.f;
         const wk_bent *e = b_entry(lo, i, &sc);
         const float *r = gu + (size_t)i * 2 * F;
         float g = r[f], u = r[F + f];
         if (e) {
+            if (e != pe) b_load(e, f, rg), b_load(e, F + f, ru), pe = e;
             const float *ts = b_t(lo, i);
-            g += sc * b_dot(e, ts, f), u += sc * b_dot(e, ts, F + f);
+            g += sc * b_use(rg, ts), u += sc * b_use(ru, ts);
         }
         out[(size_t)i * F + f] = g / (1.f + expf(-g)) * u;
     }
