@@ -75,15 +75,12 @@ typedef struct wk_brow {
 #define WK_BLORA_MAX_R 512 /* most shrink components (ra) of one row's group in the batched ops */
 
 /* A projection group's per-row LoRA in a batched op: row i uses rows[i].ent[g]; t (n, R) holds
- * the shrink x[i]·Aᵀ (R >= every row's ra); hd: NULL, or n * WK_BLORA_HEAD bytes of backend
- * memory in which the shrink may leave per-row state for the expand. */
-#define WK_BLORA_HEAD 64
+ * the shrink x[i]·Aᵀ (R >= every row's ra). */
 typedef struct wk_blora {
     const wk_brow *rows;
     int g;
     float *t;
     int R;
-    void *hd;
 } wk_blora;
 
 typedef struct wk_backend wk_backend;

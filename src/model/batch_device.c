@@ -39,7 +39,6 @@ struct wk_bstate {
     float *gu;                /* (cap, 2F) gate | up */
     float *g;                 /* (cap, F) */
     float *t;                 /* (cap, WK_BLORA_MAX_R) the LoRA shrinks */
-    void *hd;                 /* (cap, WK_BLORA_HEAD bytes) the shrinks' per-row state for the expands */
     float *logits;            /* (cap, V) */
     int32_t *ids;             /* (cap) ids, followed by the row table */
     wk_brow *rows;            /* (cap) */
@@ -94,7 +93,7 @@ static wick_status reserve_rows(wick_model *m, wk_bstate *st, int n) {
     size_t R = (size_t)cap, C = (size_t)c->hidden, F = (size_t)c->inter, HD = (size_t)c->n_heads * c->head_dim;
     size_t QKV = HD + 2 * (size_t)c->n_kv_heads * c->head_dim, ib = (sizeof(int32_t) * R + 63) & ~(size_t)63;
     size_t need = sizeof(float) * R * (2 * C + QKV + 2 * HD + 3 * F + WK_BLORA_MAX_R + (size_t)c->vocab) + ib +
-                  (sizeof(wk_brow) + WK_BLORA_HEAD) * R + 16 * 64;
+                  sizeof(wk_brow) * R + 16 * 64;
     drop_graphs(st, be);
     if (st->scr) be->free(be, st->scr);
     wk_free(st->hdr), wk_free(st->ads), wk_free(st->perm);
@@ -110,7 +109,6 @@ static wick_status reserve_rows(wick_model *m, wk_bstate *st, int n) {
     st->q = carve(&p, sizeof(float) * R * HD), st->att = carve(&p, sizeof(float) * R * HD);
     st->gu = carve(&p, sizeof(float) * R * 2 * F), st->g = carve(&p, sizeof(float) * R * F);
     st->t = carve(&p, sizeof(float) * R * WK_BLORA_MAX_R);
-    st->hd = carve(&p, WK_BLORA_HEAD * R);
     st->logits = carve(&p, sizeof(float) * R * (size_t)c->vocab);
     st->ids = carve(&p, ib);
     st->rows = (wk_brow *)(void *)((uint8_t *)st->ids + ib); /* right after the ids: one upload */
@@ -246,7 +244,7 @@ typedef struct {
 } bd_ctx;
 
 static wk_blora lora(const bd_ctx *c, int l, int g) {
-    return (wk_blora){c->st->rows, l * WK_G_COUNT + g, c->st->t, c->R, c->st->hd};
+    return (wk_blora){c->st->rows, l * WK_G_COUNT + g, c->st->t, c->R};
 }
 
 static void layer_ops(const bd_ctx *c, int l) {

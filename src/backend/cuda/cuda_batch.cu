@@ -18,33 +18,14 @@
 #define BT_MAX_R WK_BLORA_MAX_R /* t of a row staged in shared memory */
 #define SHRINK_COMPS 8 /* shrink components per block */
 
-/* What the shrink leaves for the expand of row i (lo.hd): the row's entry and scale, so the
- * consumer reads one line it can address at once instead of the table and then the entry. */
-struct bhead {
-    wk_bent e;
-    float sc;
-    int valid;
-};
-static_assert(sizeof(bhead) <= WK_BLORA_HEAD, "bhead must fit WK_BLORA_HEAD");
-
-/* The row's entry of lo from the tables (NULL: none, rank 0 or scale 0) and its scale. */
-__device__ __forceinline__ const wk_bent *b_entry_table(const wk_blora &lo, int i, float *sc) {
+/* The row's entry of lo (NULL: none, rank 0 or scale 0) and its scale. */
+__device__ __forceinline__ const wk_bent *b_entry(const wk_blora &lo, int i, float *sc) {
     if (!lo.rows) return NULL;
     const wk_bent *e = lo.rows[i].ent;
     *sc = lo.rows[i].sc;
     if (!e || *sc == 0.f) return NULL;
     e += lo.g;
     return e->ra > 0 && e->ra <= BT_MAX_R ? e : NULL;
-}
-
-/* The row's entry for an expand: from the shrink's header when there is one. */
-__device__ __forceinline__ const wk_bent *b_entry(const wk_blora &lo, int i, float *sc) {
-    if (!lo.rows) return NULL;
-    if (!lo.hd) return b_entry_table(lo, i, sc);
-    const bhead *h = (const bhead *)lo.hd + i;
-    if (!h->valid) return NULL;
-    *sc = h->sc;
-    return &h->e;
 }
 
 #define BX_REG 4 /* float4s of one output's B row a thread holds in registers: 16 columns */
@@ -113,14 +94,9 @@ __device__ __forceinline__ const float *b_t(const wk_blora &lo, int i) { return 
  * vec: in % 4 == 0 and x, A 16-byte aligned. */
 __global__ void __launch_bounds__(256) k_bshrink(wk_blora lo, const float *x, int in, int vec) {
     __shared__ float red[8][SHRINK_COMPS];
-    float sc = 0.f;
+    float sc;
     int i = blockIdx.x, k0 = blockIdx.y * SHRINK_COMPS, lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-    const wk_bent *e = b_entry_table(lo, i, &sc);
-    if (lo.hd && blockIdx.y == 0 && threadIdx.x < 16) { /* the row's header for the expand */
-        bhead h = {};
-        if (e) h.e = *e, h.sc = sc, h.valid = 1;
-        ((int *)((bhead *)lo.hd + i))[threadIdx.x] = threadIdx.x < sizeof(bhead) / 4 ? ((const int *)&h)[threadIdx.x] : 0;
-    }
+    const wk_bent *e = b_entry(lo, i, &sc);
     if (!e || k0 >= e->ra) return;
     int nk = min(SHRINK_COMPS, e->ra - k0);
     const float *a = e->A + (size_t)k0 * in, *xr = x + (size_t)i * in;
