@@ -8,7 +8,9 @@
  * One stream per device; ops are asynchronous and ordered on it, `download`
  * and `sync` wait. A backend is used by one thread at a time. Decode steps run
  * as CUDA graphs unless the environment sets WICK_CUDA_GRAPHS=0, and through the
- * fused decode ops (matvec, rope_kv) unless it sets WICK_CUDA_FUSED=0.
+ * fused decode ops (matvec, rope_kv) unless it sets WICK_CUDA_FUSED=0; batched decode steps
+ * of several sessions run on the batched ops (cuda_batch.cu) unless it sets WICK_CUDA_BATCH=0
+ * (WICK_CUDA_BATCH_SIDE=0: their LoRA shrinks on the main stream, for comparisons).
  */
 #ifndef WK_CUDA_BACKEND_H
 #define WK_CUDA_BACKEND_H
