@@ -575,9 +575,13 @@ __global__ void __launch_bounds__(256) k_matvec(float *y, rowin_d r, const T *W,
         }
     } else {
         if (r.pB) {
-            if (threadIdx.x == 0) {
-                while (atomicAdd(&ctr[0], 0u) < (unsigned)ablocks) __nanosleep(32);
-                __threadfence();
+            if (threadIdx.x == 0) { /* plain acquire loads: many waiting blocks must not queue atomics on ctr[0] */
+                unsigned v;
+                for (;;) {
+                    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(ctr) : "memory");
+                    if (v >= (unsigned)ablocks) break;
+                    __nanosleep(64);
+                }
             }
             __syncthreads();
         }
