@@ -58,6 +58,9 @@ void wkt_gemm(wk_backend *be, int ta, int tb, int M, int N, int K, float alpha, 
                                     &alpha, B, CUDA_R_32F, ldb, A, CUDA_R_32F, lda, &beta, C, CUDA_R_32F, ldc,
                                     tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
     wkc_blas_fail(b, s, "training gemm");
+    /* op timing tag: the dimension that is neither the batch rows nor the rank, negative when it is K */
+    b->optag = ta ? (M > N ? M : -N) : (N > K ? N : -K);
+    wkc_launched(b, ta ? "lora gemm T" : tb ? "lora gemm NT" : "lora gemm NN");
 }
 
 __global__ void kt_to16(void *d, const float *s, size_t n, int bf) {
@@ -89,6 +92,8 @@ void wkt_matmul_dx(wk_backend *be, float *dx, const float *dy, const void *dy16,
     wkc_blas_fail(b, cublasGemmEx(b->blas, CUBLAS_OP_N, CUBLAS_OP_N, in, n, out, &one, W->w, t, in, dy16, t, out, &beta,
                                   dx, CUDA_R_32F, in, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                   "matmul dx (16-bit weights)");
+    b->optag = in;
+    wkc_launched(b, "gemm16 dx");
 }
 
 /* ------------------------------------------------------------ RMSNorm, RoPE, SwiGLU */
@@ -605,10 +610,12 @@ void wkt_zero(wk_backend *be, void *p, size_t bytes) {
     wkc_backend *b = wkc(be);
     wkc_use(b);
     wkc_cuda_fail(b, cudaMemsetAsync(p, 0, bytes, b->st), "memset");
+    wkc_launched(b, "memset");
 }
 
 void wkt_copy(wk_backend *be, void *dst, const void *src, size_t bytes) {
     wkc_backend *b = wkc(be);
     wkc_use(b);
     wkc_cuda_fail(b, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, b->st), "device copy");
+    wkc_launched(b, "device copy");
 }
