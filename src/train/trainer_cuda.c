@@ -12,9 +12,10 @@
  * the exactness mode the goldens check); 16-bit weights run the frozen products on
  * bf16/f16 tensor cores with fp32 accumulation (activations rounded per product,
  * the LM-head gradient written in 16 bits by the cross-entropy kernel) and the
- * LoRA products on TF32; causal attention then runs on the TF32 tensor-core flash
- * kernels (wkt_attn_*_tc, head_dim 64/128; others and WICK_TRAIN_ATTN=fp32 keep the
- * exact fp32 kernels). Element-wise work and the optimizer are fp32.
+ * LoRA products on TF32; causal attention then runs on the bf16 tensor-core flash
+ * kernels (wkt_attn_*_bf16, head_dim 64/128; WICK_TRAIN_ATTN=tf32 selects the TF32
+ * ones, and other head dims or WICK_TRAIN_ATTN=fp32 the exact fp32 kernels).
+ * Element-wise work and the optimizer are fp32.
  * The host adapter is updated by wk_ctrainer_sync, not after every step.
  *
  * Launch overhead: a micro-batch is ~90 kernel launches per layer. When the same
@@ -51,6 +52,11 @@ typedef struct {
 
 typedef wk_lact ct_act; /* train.h */
 
+/* The tensor-core attention backwards (wkt_attn_bwd_tc / _bf16): 0 when they refuse the shape. */
+typedef int (*ct_attn_bwd_fn)(wk_backend *, float *, float *, float *, const float *, const float *, const float *,
+                              const float *, const float *, const float *, const int32_t *, const int32_t *, int, int,
+                              int, int, float, float *, float *, float *);
+
 /* Bump allocator over one device buffer; base NULL = dry run that only measures. */
 typedef struct {
     uint8_t *base;
@@ -71,11 +77,12 @@ struct wk_ctrainer {
     double *dpart;            /* device (WKT_NORM_BLOCKS) norm partial sums */
     float *hbuf;              /* host (3 * total) snapshots of g | m | v */
     int steps, rmax, tf32, dt16, dirty;
-    int attn_tc;              /* attention on the TF32 tensor-core kernels (16-bit weights) */
+    int attn_tc;              /* attention kernels: 0 exact fp32, 1 TF32 tensor cores, 2 bf16 tensor cores */
     uint64_t micro;
     uint8_t *ws;              /* device workspace for cap tokens */
     int cap;
     ct_act *la, rc;           /* (L) saved activations (only .x with recompute); recompute scratch */
+    float **acts;             /* (L) saved silu(g)·u per layer (n, F); all t->act with recompute */
     float *xL, *xn, *act, *dres, *dxn, *dA, *dG, *dU, *tC;
     float *dq, *dk, *dv, *datt, *dq2, *dk2, *db, *xd, *dsum;
     float *hx, *hdx, *logits, *rloss; /* head chunk (R, C), (R, C), (R, V); per-row losses (cap) */
@@ -134,12 +141,17 @@ static void ws_carve(wk_ctrainer *t, ct_arena *ar, size_t N) {
     size_t C = c->hidden, F = c->inter, HD = (size_t)c->n_heads * c->head_dim, KD = (size_t)c->n_kv_heads * c->head_dim;
     size_t W = WK_MAX(WK_MAX(C, F), HD), V = c->vocab;
     int full = !t->o.recompute;
-    for (int l = 0; l < c->n_layers; l++) act_carve(&t->la[l], ar, t, N, full, l);
+    for (int l = 0; l < c->n_layers; l++) {
+        act_carve(&t->la[l], ar, t, N, full, l);
+        t->acts[l] = full ? carve(ar, 4 * N * F) : NULL; /* the backward then needs no SwiGLU again */
+    }
     act_carve(&t->rc, ar, t, N, 1, -1);
     float **bC[] = {&t->xL, &t->xn, &t->dres, &t->dxn, &t->tC, NULL};
     for (int i = 0; bC[i]; i++) *bC[i] = carve(ar, 4 * N * C);
     float **bF[] = {&t->act, &t->dA, &t->dG, &t->dU, NULL};
     for (int i = 0; bF[i]; i++) *bF[i] = carve(ar, 4 * N * F);
+    for (int l = 0; l < c->n_layers; l++)
+        if (!full) t->acts[l] = t->act; /* recomputed with the layer's forward just before its backward */
     t->dq = carve(ar, 4 * N * HD), t->dq2 = carve(ar, 4 * N * HD), t->datt = carve(ar, 4 * N * HD);
     t->dk = carve(ar, 4 * N * KD), t->dk2 = carve(ar, 4 * N * KD), t->dv = carve(ar, 4 * N * KD);
     t->db = carve(ar, 4 * N * WK_MAX(t->rmax, 1)), t->xd = carve(ar, 4 * N * W);
@@ -273,8 +285,10 @@ static void layer_fwd(wk_ctrainer *t, int l, ct_act *a, float *y, int n) {
     be->rope(be, a->k, d_pos(t), n, Hk, D, t->m->inv_freq);
     mark(t, PR_NORM);
     float sc = 1.f / sqrtf((float)D);
-    if (!t->attn_tc || !wkt_attn_fwd_tc(be, a->att, a->lse, a->q, a->k, a->v, d_rs(t), n, H, Hk, D, sc))
-        wkt_attn_fwd(be, a->att, a->lse, a->q, a->k, a->v, d_rs(t), n, H, Hk, D, sc);
+    int took = t->attn_tc == 2 ? wkt_attn_fwd_bf16(be, a->att, a->lse, a->q, a->k, a->v, d_rs(t), n, H, Hk, D, sc)
+               : t->attn_tc == 1 ? wkt_attn_fwd_tc(be, a->att, a->lse, a->q, a->k, a->v, d_rs(t), n, H, Hk, D, sc)
+                                 : 0;
+    if (!took) wkt_attn_fwd(be, a->att, a->lse, a->q, a->k, a->v, d_rs(t), n, H, Hk, D, sc);
     mark(t, PR_ATTN);
     wkt_copy(be, a->h, a->x, sizeof(float) * (size_t)n * C);
     wk_proj po = WK_P_O;
@@ -284,11 +298,11 @@ static void layer_fwd(wk_ctrainer *t, int l, ct_act *a, float *y, int n) {
     float *gu[2] = {a->g, a->u};
     wk_proj pg[2] = {WK_P_GATE, WK_P_UP};
     lins_fwd(t, gu, pg, 2, t->xn, l, n, a->xa, 0);
-    be->swiglu(be, t->act, a->g, a->u, (size_t)n * c->inter);
+    be->swiglu(be, t->acts[l], a->g, a->u, (size_t)n * c->inter);
     wkt_copy(be, y, a->h, sizeof(float) * (size_t)n * C);
     mark(t, PR_NORM);
     wk_proj pd = WK_P_DOWN;
-    lins_fwd(t, &y, &pd, 1, t->act, l, n, a->xa, 1); /* x' = h + down(act) */
+    lins_fwd(t, &y, &pd, 1, t->acts[l], l, n, a->xa, 1); /* x' = h + down(act) */
 }
 
 /* Backward of the MLP half: t->dres holds dL/dx' on entry, dL/dh on return. */
@@ -297,9 +311,7 @@ static void mlp_bwd(wk_ctrainer *t, int l, const ct_act *a, int n) {
     const wk_layer *L = &t->m->layers[l];
     wk_backend *be = t->be;
     size_t nF = (size_t)n * c->inter;
-    be->swiglu(be, t->act, a->g, a->u, nF);
-    mark(t, PR_ELEM_B);
-    lin_bwd(t, t->dA, t->dres, t->act, l, WK_P_DOWN, n, a->xa[WK_P_DOWN], 0);
+    lin_bwd(t, t->dA, t->dres, t->acts[l], l, WK_P_DOWN, n, a->xa[WK_P_DOWN], 0); /* act saved by layer_fwd */
     wkt_swiglu_bwd(be, t->dG, t->dU, t->dA, a->g, a->u, nF);
     be->rmsnorm(be, t->xn, a->h, L->mlp_norm, n, c->hidden, c->rms_eps);
     mark(t, PR_ELEM_B);
@@ -317,8 +329,9 @@ static void attn_bwd(wk_ctrainer *t, int l, const ct_act *a, int n) {
     int H = c->n_heads, Hk = c->n_kv_heads, D = c->head_dim, C = c->hidden;
     lin_bwd(t, t->datt, t->dres, a->att, l, WK_P_O, n, a->xa[WK_P_O], 0);
     float sc = 1.f / sqrtf((float)D); /* dq2, xd: free until used below */
-    if (!t->attn_tc || !wkt_attn_bwd_tc(be, t->dq, t->dk, t->dv, t->datt, a->att, a->lse, a->q, a->k, a->v, d_rs(t),
-                                        d_re(t), n, H, Hk, D, sc, t->dsum, t->dq2, t->xd))
+    ct_attn_bwd_fn fast = t->attn_tc == 2 ? wkt_attn_bwd_bf16 : t->attn_tc == 1 ? wkt_attn_bwd_tc : NULL;
+    if (!fast || !fast(be, t->dq, t->dk, t->dv, t->datt, a->att, a->lse, a->q, a->k, a->v, d_rs(t), d_re(t), n, H, Hk,
+                       D, sc, t->dsum, t->dq2, t->xd))
         wkt_attn_bwd(be, t->dq, t->dk, t->dv, t->datt, a->att, a->lse, a->q, a->k, a->v, d_rs(t), d_re(t), n, H, Hk,
                      D, sc, t->dsum, t->dq2, t->xd);
     mark(t, PR_ATTN_B);
@@ -643,8 +656,8 @@ wick_status wk_ctrainer_new(wick_model *m, const wk_lora *const *pairs, const wi
     t->use_graphs = !t->prof;
     wick_dtype wdt = m->c.n_layers > 0 ? m->layers[0].p[WK_P_Q].dt : WICK_DT_F32;
     t->tf32 = wdt != WICK_DT_F32;
-    const char *pa = getenv("WICK_TRAIN_ATTN"); /* "fp32": the exact attention kernels in every mode */
-    t->attn_tc = t->tf32 && !(pa && strcmp(pa, "fp32") == 0);
+    const char *pa = getenv("WICK_TRAIN_ATTN"); /* "fp32": the exact kernels in every mode; "tf32": the TF32 ones */
+    t->attn_tc = !t->tf32 ? 0 : pa && strcmp(pa, "fp32") == 0 ? 0 : pa && strcmp(pa, "tf32") == 0 ? 1 : 2;
     t->dt16 = wdt == WICK_DT_BF16 || wdt == WICK_DT_F16 ? (int)wdt
               : m->lm_head.dt == WICK_DT_BF16 || m->lm_head.dt == WICK_DT_F16 ? (int)m->lm_head.dt : 0;
     t->pairs = wk_calloc(sizeof(*t->pairs) * LP, "trainer pairs");
@@ -653,7 +666,9 @@ wick_status wk_ctrainer_new(wick_model *m, const wk_lora *const *pairs, const wi
     t->off = wk_calloc(sizeof(size_t) * (2 * LP + 1), "trainer parameters");
     t->par_of = wk_calloc(sizeof(int) * LP, "trainer parameters");
     t->la = wk_calloc(sizeof(ct_act) * WK_MAX(m->c.n_layers, 1), "trainer activations");
-    wick_status st = !t->pairs || !t->dl || !t->par || !t->off || !t->par_of || !t->la ? WICK_ENOMEM : WICK_OK;
+    t->acts = wk_calloc(sizeof(float *) * WK_MAX(m->c.n_layers, 1), "trainer activations");
+    wick_status st =
+        !t->pairs || !t->dl || !t->par || !t->off || !t->par_of || !t->la || !t->acts ? WICK_ENOMEM : WICK_OK;
     if (!st) {
         memcpy(t->pairs, pairs, sizeof(*t->pairs) * LP);
         st = build_params(t);
@@ -683,7 +698,7 @@ void wk_ctrainer_free(wk_ctrainer *t) {
     if (t->dparam) be->free(be, t->dparam);
     if (t->dpart) be->free(be, t->dpart);
     wk_free(t->hint), wk_free(t->hloss), wk_free(t->hbuf);
-    wk_free(t->pairs), wk_free(t->dl), wk_free(t->par), wk_free(t->off), wk_free(t->par_of), wk_free(t->la);
+    wk_free(t->pairs), wk_free(t->dl), wk_free(t->par), wk_free(t->off), wk_free(t->par_of), wk_free(t->la), wk_free(t->acts);
     wk_free(t);
 }
 
