@@ -87,6 +87,7 @@ struct wk_ctrainer {
     float *dq, *dk, *dv, *datt, *dq2, *dk2, *db, *xd, *dsum;
     float *hx, *hdx, *logits, *rloss; /* head chunk (R, C), (R, C), (R, V); per-row losses (cap) */
     void *tmp16;              /* 16-bit casts: max(cap * W, R * V) values */
+    void *tmp16b;             /* 16-bit copy of the up projection's gradient (cap * F values) */
     int32_t *dint, *hint;     /* device / host: ids, rs, re, pos, rows, tgt (cap each) */
     float *hloss;             /* host (cap) */
     int R, R_cap;
@@ -162,6 +163,7 @@ static void ws_carve(wk_ctrainer *t, ct_arena *ar, size_t N) {
     t->logits = carve(ar, 4 * (size_t)t->R * V);
     t->rloss = carve(ar, 4 * N);
     t->tmp16 = t->dt16 ? carve(ar, 2 * WK_MAX(N * W, (size_t)t->R * V)) : NULL;
+    t->tmp16b = t->dt16 ? carve(ar, 2 * N * F) : NULL;
     t->dint = carve(ar, 4 * 6 * N);
 }
 
@@ -227,12 +229,13 @@ static void lins_fwd(wk_ctrainer *t, float *const *ys, const wk_proj *ps, int cn
     mark(t, PR_LORA);
 }
 
-/* Backward of a linear layer: dx (=|+=) dy·W + LoRA input gradient; adds to gA, gB. */
-static void lin_bwd(wk_ctrainer *t, float *dx, const float *dy, const float *x, int l, wk_proj p, int n, const float *xa,
-                    int acc) {
+/* Backward of a linear layer: dx (=|+=) dy·W + LoRA input gradient; adds to gA, gB. dy16: dy
+ * already rounded to W's 16-bit type, or NULL. */
+static void lin_bwd(wk_ctrainer *t, float *dx, const float *dy, const void *dy16, const float *x, int l, wk_proj p,
+                    int n, const float *xa, int acc) {
     wk_backend *be = t->be;
     const wk_mat *W = &t->m->layers[l].p[p];
-    wkt_matmul_dx(be, dx, dy, NULL, W, n, acc, t->tmp16);
+    wkt_matmul_dx(be, dx, dy, dy16, W, n, acc, t->tmp16);
     mark(t, PR_DX);
     const wk_lora *lp = &t->dl[(size_t)l * P + p];
     if (!lp->A) return;
@@ -311,12 +314,19 @@ static void mlp_bwd(wk_ctrainer *t, int l, const ct_act *a, int n) {
     const wk_layer *L = &t->m->layers[l];
     wk_backend *be = t->be;
     size_t nF = (size_t)n * c->inter;
-    lin_bwd(t, t->dA, t->dres, t->acts[l], l, WK_P_DOWN, n, a->xa[WK_P_DOWN], 0); /* act saved by layer_fwd */
-    wkt_swiglu_bwd(be, t->dG, t->dU, t->dA, a->g, a->u, nF);
+    lin_bwd(t, t->dA, t->dres, NULL, t->acts[l], l, WK_P_DOWN, n, a->xa[WK_P_DOWN], 0); /* act saved by layer_fwd */
+    const void *dg16 = NULL, *du16 = NULL; /* the dx GEMMs' 16-bit inputs, rounded by the SwiGLU backward */
+    wick_dtype wg = L->p[WK_P_GATE].dt;
+    if (t->dt16 && (int)wg == t->dt16 && L->p[WK_P_UP].dt == wg && !L->p[WK_P_GATE].qtype && !L->p[WK_P_UP].qtype) {
+        wkt_swiglu_bwd16(be, t->dG, t->dU, t->tmp16, t->tmp16b, t->dt16, t->dA, a->g, a->u, nF);
+        dg16 = t->tmp16, du16 = t->tmp16b;
+    } else {
+        wkt_swiglu_bwd(be, t->dG, t->dU, t->dA, a->g, a->u, nF);
+    }
     be->rmsnorm(be, t->xn, a->h, L->mlp_norm, n, c->hidden, c->rms_eps);
     mark(t, PR_ELEM_B);
-    lin_bwd(t, t->dxn, t->dG, t->xn, l, WK_P_GATE, n, a->xa[WK_P_GATE], 0);
-    lin_bwd(t, t->dxn, t->dU, t->xn, l, WK_P_UP, n, a->xa[WK_P_UP], 1);
+    lin_bwd(t, t->dxn, t->dG, dg16, t->xn, l, WK_P_GATE, n, a->xa[WK_P_GATE], 0);
+    lin_bwd(t, t->dxn, t->dU, du16, t->xn, l, WK_P_UP, n, a->xa[WK_P_UP], 1);
     wkt_rmsnorm_bwd(be, t->dres, t->dxn, a->h, L->mlp_norm, n, c->hidden, c->rms_eps, 1);
     mark(t, PR_ELEM_B);
 }
@@ -327,7 +337,7 @@ static void attn_bwd(wk_ctrainer *t, int l, const ct_act *a, int n) {
     const wk_layer *L = &t->m->layers[l];
     wk_backend *be = t->be;
     int H = c->n_heads, Hk = c->n_kv_heads, D = c->head_dim, C = c->hidden;
-    lin_bwd(t, t->datt, t->dres, a->att, l, WK_P_O, n, a->xa[WK_P_O], 0);
+    lin_bwd(t, t->datt, t->dres, NULL, a->att, l, WK_P_O, n, a->xa[WK_P_O], 0);
     float sc = 1.f / sqrtf((float)D); /* dq2, xd: free until used below */
     ct_attn_bwd_fn fast = t->attn_tc == 2 ? wkt_attn_bwd_bf16 : t->attn_tc == 1 ? wkt_attn_bwd_tc : NULL;
     if (!fast || !fast(be, t->dq, t->dk, t->dv, t->datt, a->att, a->lse, a->q, a->k, a->v, d_rs(t), d_re(t), n, H, Hk,
@@ -345,9 +355,9 @@ static void attn_bwd(wk_ctrainer *t, int l, const ct_act *a, int n) {
     }
     be->rmsnorm(be, t->xn, a->x, L->attn_norm, n, C, c->rms_eps);
     mark(t, PR_ELEM_B);
-    lin_bwd(t, t->dxn, dq, t->xn, l, WK_P_Q, n, a->xa[WK_P_Q], 0);
-    lin_bwd(t, t->dxn, dk, t->xn, l, WK_P_K, n, a->xa[WK_P_K], 1);
-    lin_bwd(t, t->dxn, t->dv, t->xn, l, WK_P_V, n, a->xa[WK_P_V], 1);
+    lin_bwd(t, t->dxn, dq, NULL, t->xn, l, WK_P_Q, n, a->xa[WK_P_Q], 0);
+    lin_bwd(t, t->dxn, dk, NULL, t->xn, l, WK_P_K, n, a->xa[WK_P_K], 1);
+    lin_bwd(t, t->dxn, t->dv, NULL, t->xn, l, WK_P_V, n, a->xa[WK_P_V], 1);
     wkt_rmsnorm_bwd(be, t->dres, t->dxn, a->x, L->attn_norm, n, C, c->rms_eps, 1);
     mark(t, PR_ELEM_B);
 }

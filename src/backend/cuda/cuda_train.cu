@@ -163,6 +163,52 @@ void wkt_swiglu_bwd(wk_backend *be, float *dg, float *du, const float *dact, con
     wkc_launched(b, "swiglu backward");
 }
 
+__device__ __forceinline__ void kt_st16(__nv_bfloat16 *p, float v) { *p = __float2bfloat16_rn(v); }
+__device__ __forceinline__ void kt_st16(__half *p, float v) { *p = __float2half_rn(v); }
+
+/* kt_swiglu_bwd's formulas, four elements a thread, with dg and du also written rounded to T. */
+template <typename T>
+__global__ void kt_swiglu_bwd16(float *dg, float *du, T *dg16, T *du16, const float *dact, const float *g,
+                                const float *u, size_t n4) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n4; i += (size_t)gridDim.x * blockDim.x) {
+        float4 gv = ((const float4 *)g)[i], uv = ((const float4 *)u)[i], av = ((const float4 *)dact)[i];
+        float G[4] = {gv.x, gv.y, gv.z, gv.w}, U[4] = {uv.x, uv.y, uv.z, uv.w}, A[4] = {av.x, av.y, av.z, av.w};
+        float rg[4], ru[4];
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            float sg = 1.f / (1.f + expf(-G[e]));
+            rg[e] = A[e] * U[e] * (sg * (1.f + G[e] * (1.f - sg)));
+            ru[e] = A[e] * G[e] * sg;
+        }
+        ((float4 *)dg)[i] = make_float4(rg[0], rg[1], rg[2], rg[3]);
+        ((float4 *)du)[i] = make_float4(ru[0], ru[1], ru[2], ru[3]);
+#pragma unroll
+        for (int e = 0; e < 4; e++) kt_st16(dg16 + 4 * i + e, rg[e]), kt_st16(du16 + 4 * i + e, ru[e]);
+    }
+}
+
+void wkt_swiglu_bwd16(wk_backend *be, float *dg, float *du, void *dg16, void *du16, int dt16, const float *dact,
+                      const float *g, const float *u, size_t n) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    uintptr_t al = (uintptr_t)dg | (uintptr_t)du | (uintptr_t)dact | (uintptr_t)g | (uintptr_t)u;
+    if (n % 4 || al % 16 || (dt16 != WICK_DT_BF16 && dt16 != WICK_DT_F16)) { /* the plain kernel, then casts */
+        wkt_swiglu_bwd(be, dg, du, dact, g, u, n);
+        if (dt16 == WICK_DT_BF16 || dt16 == WICK_DT_F16) {
+            kt_to16<<<wkc_blocks(n), 256, 0, b->st>>>(dg16, dg, n, dt16 == WICK_DT_BF16);
+            kt_to16<<<wkc_blocks(n), 256, 0, b->st>>>(du16, du, n, dt16 == WICK_DT_BF16);
+            wkc_launched(b, "gradient cast");
+        }
+        return;
+    }
+    size_t n4 = n / 4;
+    if (dt16 == WICK_DT_BF16)
+        kt_swiglu_bwd16<<<wkc_blocks(n4), 256, 0, b->st>>>(dg, du, (__nv_bfloat16 *)dg16, (__nv_bfloat16 *)du16, dact,
+                                                          g, u, n4);
+    else kt_swiglu_bwd16<<<wkc_blocks(n4), 256, 0, b->st>>>(dg, du, (__half *)dg16, (__half *)du16, dact, g, u, n4);
+    wkc_launched(b, "swiglu backward (+16-bit copies)");
+}
+
 /* ------------------------------------------------------------ attention */
 
 /* Rows jj = w, w+ATT_ROWS, .. < ATT_KT of a tile: dst[jj*ld + d] = src row (row0 + jj) (head

@@ -63,6 +63,10 @@ int wkt_attn_bwd_bf16(wk_backend *be, float *dq, float *dk, float *dv, const flo
                       float *dvp);
 /* act = silu(g)*u backward over n elements. */
 void wkt_swiglu_bwd(wk_backend *be, float *dg, float *du, const float *dact, const float *g, const float *u, size_t n);
+/* The same, also writing dg and du rounded to dt16 (WICK_DT_BF16 or WICK_DT_F16) into dg16, du16
+ * (n values each): the inputs of the frozen products' dx GEMMs, rounded in the same pass. */
+void wkt_swiglu_bwd16(wk_backend *be, float *dg, float *du, void *dg16, void *du16, int dt16, const float *dact,
+                      const float *g, const float *u, size_t n);
 /* Cross-entropy with label smoothing of rows of logits[rows,V] against tgt[rows]: loss[r] = the row's
  * loss; the gradient d loss/d logits overwrites logits, or with g16 != NULL goes there rounded to
  * dt16 (WICK_DT_BF16 or WICK_DT_F16) and logits are left as they are. */
