@@ -123,6 +123,37 @@ static void test_shape(const wk_train_ops *ref, int H, int Hk, int D, const int 
     free(q), free(k), free(v), free(dout), free(rs), free(re);
 }
 
+/* After a bf16 GEMM the bf16 forward leaves out's bf16 copy for the next GEMM (the o projection):
+ * that GEMM's result is bit for bit the one from a fresh cast of out. */
+static void test_out16(void) {
+    int n = 200, H = 4, D = 64, in = 32, HD = H * D, O = 16;
+    size_t nq = (size_t)n * HD;
+    float *q = rvec(nq, 2), *k = rvec(nq, 2), *v = rvec(nq, 1), *x = rvec((size_t)n * in, 1);
+    float *wg = rvec((size_t)O * in, 1), *wo = rvec((size_t)O * HD, 1);
+    uint16_t *hg = malloc(2 * (size_t)O * in), *ho = malloc(2 * (size_t)O * HD);
+    for (int i = 0; i < O * in; i++) hg[i] = wk_f32_to_bf16(wg[i]);
+    for (int i = 0; i < O * HD; i++) ho[i] = wk_f32_to_bf16(wo[i]);
+    int32_t *rs = calloc(n, sizeof(int32_t));
+    wk_mat Wg = {.w = dev(hg, 2 * (size_t)O * in), .dt = WICK_DT_BF16, .rows = O, .cols = in};
+    wk_mat Wo = {.w = dev(ho, 2 * (size_t)O * HD), .dt = WICK_DT_BF16, .rows = O, .cols = HD};
+    float *dq = dev(q, 4 * nq), *dk = dev(k, 4 * nq), *dv = dev(v, 4 * nq), *dx = dev(x, 4 * (size_t)n * in);
+    float *out = G->alloc(G, 4 * nq), *lse = G->alloc(G, 4 * (size_t)n * H), *y = G->alloc(G, 4 * (size_t)n * O);
+    int32_t *drs = dev(rs, sizeof(int32_t) * n);
+    G->matmul(G, y, dx, &Wg, NULL, n, 0); /* a bf16 GEMM: the forward then writes the copy */
+    CHECK(wkt_attn_fwd_bf16(G, out, lse, dq, dk, dv, drs, n, H, H, D, 0.125f), "bf16 forward refused D=64");
+    G->matmul(G, y, out, &Wo, NULL, n, 0);
+    float *y1 = down(y, (size_t)n * O);
+    wkt_zero(G, lse, 4); /* any other op drops the copy: the next GEMM casts out itself */
+    G->matmul(G, y, out, &Wo, NULL, n, 0);
+    float *y2 = down(y, (size_t)n * O);
+    CHECK(G->check(G) == WICK_OK, "bf16 forward + GEMM: %s", wick_last_error());
+    CHECK(memcmp(y1, y2, sizeof(float) * (size_t)n * O) == 0,
+          "the GEMM after the bf16 forward differs from one over a fresh bf16 cast of its output");
+    G->free(G, (void *)Wg.w), G->free(G, (void *)Wo.w), G->free(G, dq), G->free(G, dk), G->free(G, dv);
+    G->free(G, dx), G->free(G, out), G->free(G, lse), G->free(G, y), G->free(G, drs);
+    free(q), free(k), free(v), free(x), free(wg), free(wo), free(hg), free(ho), free(rs), free(y1), free(y2);
+}
+
 /* Shapes outside the tensor-core kernels: they return 0, launch nothing and record no error. */
 static void test_refused(void) {
     int n = 8, H = 2;
@@ -160,6 +191,7 @@ int main(void) {
     for (int c = 0; c < 4; c++) test_shape(ref, cfg[c][0], cfg[c][1], cfg[c][2], lens, 5);
     test_shape(ref, 2, 1, 128, one, 1);
     test_refused();
+    test_out16();
 #endif
     return t_summary();
 }

@@ -83,6 +83,7 @@ struct wk_ctrainer {
     int cap;
     ct_act *la, rc;           /* (L) saved activations (only .x with recompute); recompute scratch */
     float **acts;             /* (L) saved silu(g)·u per layer (n, F); all t->act with recompute */
+    float **xna, **xnm;       /* (L) saved attention / MLP RMSNorm outputs (n, C); shared with recompute */
     float *xL, *xn, *act, *dres, *dxn, *dA, *dG, *dU, *tC;
     float *dq, *dk, *dv, *datt, *dq2, *dk2, *db, *xd, *dsum;
     float *hx, *hdx, *logits, *rloss; /* head chunk (R, C), (R, C), (R, V); per-row losses (cap) */
@@ -144,15 +145,18 @@ static void ws_carve(wk_ctrainer *t, ct_arena *ar, size_t N) {
     int full = !t->o.recompute;
     for (int l = 0; l < c->n_layers; l++) {
         act_carve(&t->la[l], ar, t, N, full, l);
-        t->acts[l] = full ? carve(ar, 4 * N * F) : NULL; /* the backward then needs no SwiGLU again */
+        t->acts[l] = full ? carve(ar, 4 * N * F) : NULL; /* the backward then needs no SwiGLU again ... */
+        t->xna[l] = full ? carve(ar, 4 * N * C) : NULL;  /* ... nor the RMSNorms */
+        t->xnm[l] = full ? carve(ar, 4 * N * C) : NULL;
     }
+    float *xna = full ? NULL : carve(ar, 4 * N * C), *xnm = full ? NULL : carve(ar, 4 * N * C);
     act_carve(&t->rc, ar, t, N, 1, -1);
     float **bC[] = {&t->xL, &t->xn, &t->dres, &t->dxn, &t->tC, NULL};
     for (int i = 0; bC[i]; i++) *bC[i] = carve(ar, 4 * N * C);
     float **bF[] = {&t->act, &t->dA, &t->dG, &t->dU, NULL};
     for (int i = 0; bF[i]; i++) *bF[i] = carve(ar, 4 * N * F);
     for (int l = 0; l < c->n_layers; l++)
-        if (!full) t->acts[l] = t->act; /* recomputed with the layer's forward just before its backward */
+        if (!full) t->acts[l] = t->act, t->xna[l] = xna, t->xnm[l] = xnm; /* recomputed just before the backward */
     t->dq = carve(ar, 4 * N * HD), t->dq2 = carve(ar, 4 * N * HD), t->datt = carve(ar, 4 * N * HD);
     t->dk = carve(ar, 4 * N * KD), t->dk2 = carve(ar, 4 * N * KD), t->dv = carve(ar, 4 * N * KD);
     t->db = carve(ar, 4 * N * WK_MAX(t->rmax, 1)), t->xd = carve(ar, 4 * N * W);
@@ -275,17 +279,18 @@ static void layer_fwd(wk_ctrainer *t, int l, ct_act *a, float *y, int n) {
     const wk_layer *L = &t->m->layers[l];
     wk_backend *be = t->be;
     int H = c->n_heads, Hk = c->n_kv_heads, D = c->head_dim, C = c->hidden;
-    be->rmsnorm(be, t->xn, a->x, L->attn_norm, n, C, c->rms_eps);
+    be->rmsnorm(be, t->xna[l], a->x, L->attn_norm, n, C, c->rms_eps);
     mark(t, PR_NORM);
     float *qkv[3] = {c->qk_norm ? a->qr : a->q, c->qk_norm ? a->kr : a->k, a->v};
     wk_proj pq[3] = {WK_P_Q, WK_P_K, WK_P_V};
-    lins_fwd(t, qkv, pq, 3, t->xn, l, n, a->xa, 0);
+    lins_fwd(t, qkv, pq, 3, t->xna[l], l, n, a->xa, 0);
     if (c->qk_norm) {
         be->rmsnorm(be, a->q, a->qr, L->q_norm, n * H, D, c->rms_eps);
         be->rmsnorm(be, a->k, a->kr, L->k_norm, n * Hk, D, c->rms_eps);
     }
     be->rope(be, a->q, d_pos(t), n, H, D, t->m->inv_freq);
     be->rope(be, a->k, d_pos(t), n, Hk, D, t->m->inv_freq);
+    wkt_copy(be, a->h, a->x, sizeof(float) * (size_t)n * C); /* before the attention: its bf16 copy of att feeds o */
     mark(t, PR_NORM);
     float sc = 1.f / sqrtf((float)D);
     int took = t->attn_tc == 2 ? wkt_attn_fwd_bf16(be, a->att, a->lse, a->q, a->k, a->v, d_rs(t), n, H, Hk, D, sc)
@@ -293,16 +298,15 @@ static void layer_fwd(wk_ctrainer *t, int l, ct_act *a, float *y, int n) {
                                  : 0;
     if (!took) wkt_attn_fwd(be, a->att, a->lse, a->q, a->k, a->v, d_rs(t), n, H, Hk, D, sc);
     mark(t, PR_ATTN);
-    wkt_copy(be, a->h, a->x, sizeof(float) * (size_t)n * C);
     wk_proj po = WK_P_O;
     lins_fwd(t, &a->h, &po, 1, a->att, l, n, a->xa, 1); /* h = x + o(att) */
-    be->rmsnorm(be, t->xn, a->h, L->mlp_norm, n, C, c->rms_eps);
+    be->rmsnorm(be, t->xnm[l], a->h, L->mlp_norm, n, C, c->rms_eps);
     mark(t, PR_NORM);
     float *gu[2] = {a->g, a->u};
     wk_proj pg[2] = {WK_P_GATE, WK_P_UP};
-    lins_fwd(t, gu, pg, 2, t->xn, l, n, a->xa, 0);
-    be->swiglu(be, t->acts[l], a->g, a->u, (size_t)n * c->inter);
+    lins_fwd(t, gu, pg, 2, t->xnm[l], l, n, a->xa, 0);
     wkt_copy(be, y, a->h, sizeof(float) * (size_t)n * C);
+    be->swiglu(be, t->acts[l], a->g, a->u, (size_t)n * c->inter); /* last: its 16-bit copy feeds down's GEMM */
     mark(t, PR_NORM);
     wk_proj pd = WK_P_DOWN;
     lins_fwd(t, &y, &pd, 1, t->acts[l], l, n, a->xa, 1); /* x' = h + down(act) */
@@ -323,10 +327,9 @@ static void mlp_bwd(wk_ctrainer *t, int l, const ct_act *a, int n) {
     } else {
         wkt_swiglu_bwd(be, t->dG, t->dU, t->dA, a->g, a->u, nF);
     }
-    be->rmsnorm(be, t->xn, a->h, L->mlp_norm, n, c->hidden, c->rms_eps);
     mark(t, PR_ELEM_B);
-    lin_bwd(t, t->dxn, t->dG, dg16, t->xn, l, WK_P_GATE, n, a->xa[WK_P_GATE], 0);
-    lin_bwd(t, t->dxn, t->dU, du16, t->xn, l, WK_P_UP, n, a->xa[WK_P_UP], 1);
+    lin_bwd(t, t->dxn, t->dG, dg16, t->xnm[l], l, WK_P_GATE, n, a->xa[WK_P_GATE], 0);
+    lin_bwd(t, t->dxn, t->dU, du16, t->xnm[l], l, WK_P_UP, n, a->xa[WK_P_UP], 1);
     wkt_rmsnorm_bwd(be, t->dres, t->dxn, a->h, L->mlp_norm, n, c->hidden, c->rms_eps, 1);
     mark(t, PR_ELEM_B);
 }
@@ -353,11 +356,10 @@ static void attn_bwd(wk_ctrainer *t, int l, const ct_act *a, int n) {
         wkt_rmsnorm_bwd(be, t->dk2, t->dk, a->kr, L->k_norm, n * Hk, D, c->rms_eps, 0);
         dq = t->dq2, dk = t->dk2;
     }
-    be->rmsnorm(be, t->xn, a->x, L->attn_norm, n, C, c->rms_eps);
     mark(t, PR_ELEM_B);
-    lin_bwd(t, t->dxn, dq, NULL, t->xn, l, WK_P_Q, n, a->xa[WK_P_Q], 0);
-    lin_bwd(t, t->dxn, dk, NULL, t->xn, l, WK_P_K, n, a->xa[WK_P_K], 1);
-    lin_bwd(t, t->dxn, t->dv, NULL, t->xn, l, WK_P_V, n, a->xa[WK_P_V], 1);
+    lin_bwd(t, t->dxn, dq, NULL, t->xna[l], l, WK_P_Q, n, a->xa[WK_P_Q], 0);
+    lin_bwd(t, t->dxn, dk, NULL, t->xna[l], l, WK_P_K, n, a->xa[WK_P_K], 1);
+    lin_bwd(t, t->dxn, t->dv, NULL, t->xna[l], l, WK_P_V, n, a->xa[WK_P_V], 1);
     wkt_rmsnorm_bwd(be, t->dres, t->dxn, a->x, L->attn_norm, n, C, c->rms_eps, 1);
     mark(t, PR_ELEM_B);
 }
@@ -676,7 +678,8 @@ wick_status wk_ctrainer_new(wick_model *m, const wk_lora *const *pairs, const wi
     t->off = wk_calloc(sizeof(size_t) * (2 * LP + 1), "trainer parameters");
     t->par_of = wk_calloc(sizeof(int) * LP, "trainer parameters");
     t->la = wk_calloc(sizeof(ct_act) * WK_MAX(m->c.n_layers, 1), "trainer activations");
-    t->acts = wk_calloc(sizeof(float *) * WK_MAX(m->c.n_layers, 1), "trainer activations");
+    t->acts = wk_calloc(sizeof(float *) * 3 * WK_MAX(m->c.n_layers, 1), "trainer activations");
+    if (t->acts) t->xna = t->acts + WK_MAX(m->c.n_layers, 1), t->xnm = t->xna + WK_MAX(m->c.n_layers, 1);
     wick_status st =
         !t->pairs || !t->dl || !t->par || !t->off || !t->par_of || !t->la || !t->acts ? WICK_ENOMEM : WICK_OK;
     if (!st) {

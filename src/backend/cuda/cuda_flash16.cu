@@ -15,7 +15,9 @@
  * transposed copies (Vᵀ, Kᵀ, Qᵀ, dOᵀ) for the products that contract over rows.
  *
  * Forward: a block of 64 query rows of one head (4 warps × 16 rows) sweeps 64-key tiles
- * from its first row's sequence start to its last row, online softmax in registers.
+ * from its first row's sequence start to its last row, online softmax in registers. After a
+ * bf16 GEMM (the trainer's v projection) it also writes out rounded to bf16 into the backend's
+ * 16-bit activation slot, which the o projection's GEMM then reads instead of casting out.
  * Backward (no atomics, one writer per output, same results run to run):
  *   dq  — a block of 64 query rows, 32-key tiles: S, dP recomputed, dS = P∘(dP − dsum), dQ += dS·K;
  *   dkv — a block of 64 key rows and one query head, 32-query tiles: Sᵀ, dPᵀ, dV += Pᵀ·dO,
@@ -118,9 +120,9 @@ __device__ __forceinline__ float f16_quad_max(float v) {
 
 /* Shared: Qs, Ks [64][D+8], Vt [D][72] (bf16). Thread: rows i0 + 16w + g (half 0) and + 8 (half 1). */
 template <int D>
-__global__ void __launch_bounds__(F16_THREADS) kt_f16_fwd(float *out, float *lse, const float *q, const float *k,
-                                                          const float *v, const int32_t *rs, int n, int H, int Hk,
-                                                          float scale) {
+__global__ void __launch_bounds__(F16_THREADS) kt_f16_fwd(float *out, bf16 *out16, float *lse, const float *q,
+                                                          const float *k, const float *v, const int32_t *rs, int n,
+                                                          int H, int Hk, float scale) {
     extern __shared__ __align__(16) unsigned char f16_sm[];
     const int LD = D + 8, LT = 64 + 8;
     bf16 *Qs = reinterpret_cast<bf16 *>(f16_sm), *Ks = Qs + 64 * LD, *Vt = Ks + 64 * LD;
@@ -199,9 +201,13 @@ __global__ void __launch_bounds__(F16_THREADS) kt_f16_fwd(float *out, float *lse
         float lt = f16_quad_sum(l[x]);
         if (row[x] >= n) continue;
         float inv = 1.f / lt;
-        float *dst = out + ((size_t)row[x] * H + h) * D + 2 * t;
+        size_t off = ((size_t)row[x] * H + h) * D + 2 * t;
 #pragma unroll
-        for (int d = 0; d < D / 8; d++) *reinterpret_cast<float2 *>(dst + 8 * d) = make_float2(o[d][2 * x] * inv, o[d][2 * x + 1] * inv);
+        for (int d = 0; d < D / 8; d++) {
+            float o0 = o[d][2 * x] * inv, o1 = o[d][2 * x + 1] * inv;
+            *reinterpret_cast<float2 *>(out + off + 8 * d) = make_float2(o0, o1);
+            if (out16) *reinterpret_cast<uint32_t *>(out16 + off + 8 * d) = f16_pack(o0, o1);
+        }
         if (t == 0) lse[(size_t)row[x] * H + h] = m[x] * F16_LN2 + logf(lt);
     }
 }
@@ -410,13 +416,21 @@ static int f16_takes(int D, int H, int Hk, const void *const *ptrs, int np) {
 }
 
 template <int D>
-static void f16_fwd(wkc_backend *b, float *out, float *lse, const float *q, const float *k, const float *v,
-                    const int32_t *rs, int n, int H, int Hk, float scale) {
+static void f16_fwd(wkc_backend *b, float *out, bf16 *out16, float *lse, const float *q, const float *k,
+                    const float *v, const int32_t *rs, int n, int H, int Hk, float scale) {
     size_t sb = f16_smem_fwd(D);
     if (!f16_smem(b, (const void *)kt_f16_fwd<D>, sb)) return;
     dim3 grid((n + 63) / 64, H);
-    kt_f16_fwd<D><<<grid, F16_THREADS, sb, b->st>>>(out, lse, q, k, v, rs, n, H, Hk, scale);
+    kt_f16_fwd<D><<<grid, F16_THREADS, sb, b->st>>>(out, out16, lse, q, k, v, rs, n, H, Hk, scale);
     wkc_launched(b, "bf16 attention forward (training)");
+}
+
+/* The backend's 16-bit activation slot when the last multi-row GEMM had bf16 weights (the next
+ * one, the o projection, then reads the forward's bf16 copy of out instead of casting it:
+ * cuda_ops.cu gemm); NULL otherwise. */
+static bf16 *f16_out16(wkc_backend *b, size_t cnt, int n) {
+    if (b->act16 != WICK_DT_BF16 || n <= 8) return NULL;
+    return (bf16 *)wkc_scratch(b, WKC_SCR_ACT16, cnt * 2);
 }
 
 int wkt_attn_fwd_bf16(wk_backend *be, float *out, float *lse, const float *q, const float *k, const float *v,
@@ -426,8 +440,11 @@ int wkt_attn_fwd_bf16(wk_backend *be, float *out, float *lse, const float *q, co
     wkc_backend *b = wkc(be);
     wkc_use(b);
     if (n <= 0) return 1;
-    if (D == 64) f16_fwd<64>(b, out, lse, q, k, v, rs, n, H, Hk, scale);
-    else f16_fwd<128>(b, out, lse, q, k, v, rs, n, H, Hk, scale);
+    size_t cnt = (size_t)n * H * D;
+    bf16 *o16 = f16_out16(b, cnt, n);
+    if (D == 64) f16_fwd<64>(b, out, o16, lse, q, k, v, rs, n, H, Hk, scale);
+    else f16_fwd<128>(b, out, o16, lse, q, k, v, rs, n, H, Hk, scale);
+    if (o16) b->cast_x = out, b->cast_n = cnt, b->cast_dt = WICK_DT_BF16; /* as cuda_prefill.cu's act16_mark */
     return 1;
 }
 

@@ -54,7 +54,8 @@ int wkt_attn_bwd_tc(wk_backend *be, float *dq, float *dk, float *dv, const float
 /* bf16 tensor-core versions (cuda_flash16.cu): mma.sync on bf16 operands (q, k, v, dout, the
  * probabilities and dS rounded to bf16) with fp32 accumulation and fp32 softmax statistics, as
  * FlashAttention-2; same arguments, results and shape rules as the TF32 kernels, up to bf16
- * rounding (relative L2 ~5e-3). */
+ * rounding (relative L2 ~5e-3). After a multi-row GEMM with bf16 weights the forward also leaves
+ * out's bf16 copy for the next GEMM that reads out (as the backend's prefill ops do). */
 int wkt_attn_fwd_bf16(wk_backend *be, float *out, float *lse, const float *q, const float *k, const float *v,
                       const int32_t *rs, int n, int H, int Hk, int D, float scale);
 int wkt_attn_bwd_bf16(wk_backend *be, float *dq, float *dk, float *dv, const float *dout, const float *out,
