@@ -711,7 +711,8 @@ void wk_ctrainer_free(wk_ctrainer *t) {
     if (t->dparam) be->free(be, t->dparam);
     if (t->dpart) be->free(be, t->dpart);
     wk_free(t->hint), wk_free(t->hloss), wk_free(t->hbuf);
-    wk_free(t->pairs), wk_free(t->dl), wk_free(t->par), wk_free(t->off), wk_free(t->par_of), wk_free(t->la), wk_free(t->acts);
+    wk_free(t->pairs), wk_free(t->dl), wk_free(t->par), wk_free(t->off), wk_free(t->par_of), wk_free(t->la);
+    wk_free(t->acts);
     wk_free(t);
 }
 
