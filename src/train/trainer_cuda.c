@@ -81,7 +81,7 @@ struct wk_ctrainer {
     uint64_t micro;
     uint8_t *ws;              /* device workspace for cap tokens */
     int cap;
-    ct_act *la, rc;           /* (L) saved activations (only .x with recompute); recompute scratch */
+    ct_act *la, rc;           /* (L) saved activations (only .x, .att, .lse with recompute); recompute scratch */
     float **acts;             /* (L) saved silu(g)·u per layer (n, F); all t->act with recompute */
     float **xna, **xnm;       /* (L) saved attention / MLP RMSNorm outputs (n, C); shared with recompute */
     float *xL, *xn, *act, *dres, *dxn, *dA, *dG, *dU, *tC;
@@ -126,7 +126,10 @@ static void act_carve(ct_act *a, ct_arena *ar, const wk_ctrainer *t, size_t n, i
     size_t C = c->hidden, F = c->inter, HD = (size_t)c->n_heads * c->head_dim, KD = (size_t)c->n_kv_heads * c->head_dim;
     memset(a, 0, sizeof *a);
     a->x = carve(ar, 4 * n * C);
-    if (!full) return;
+    if (!full && l >= 0) { /* recompute: the attention output and lse are kept, the kernel is not run again */
+        a->att = carve(ar, 4 * n * HD), a->lse = carve(ar, 4 * n * c->n_heads);
+        return;
+    }
     a->q = carve(ar, 4 * n * HD), a->k = carve(ar, 4 * n * KD), a->v = carve(ar, 4 * n * KD);
     a->att = carve(ar, 4 * n * HD), a->lse = carve(ar, 4 * n * c->n_heads), a->h = carve(ar, 4 * n * C);
     a->g = carve(ar, 4 * n * F), a->u = carve(ar, 4 * n * F);
@@ -273,8 +276,9 @@ static const int32_t *d_pos(const wk_ctrainer *t) { return t->dint + 3 * (size_t
 static const int32_t *d_rows(const wk_ctrainer *t) { return t->dint + 4 * (size_t)t->cap; }
 static const int32_t *d_tgt(const wk_ctrainer *t) { return t->dint + 5 * (size_t)t->cap; }
 
-/* Forward of layer l from a->x; writes the layer output to y and fills a. */
-static void layer_fwd(wk_ctrainer *t, int l, ct_act *a, float *y, int n) {
+/* Forward of layer l from a->x; writes the layer output to y and fills a (attn 0: a->att and a->lse
+ * hold the attention from an earlier forward of the same batch, which is not run again). */
+static void layer_fwd(wk_ctrainer *t, int l, ct_act *a, float *y, int n, int attn) {
     const wk_config *c = &t->m->c;
     const wk_layer *L = &t->m->layers[l];
     wk_backend *be = t->be;
@@ -293,7 +297,8 @@ static void layer_fwd(wk_ctrainer *t, int l, ct_act *a, float *y, int n) {
     wkt_copy(be, a->h, a->x, sizeof(float) * (size_t)n * C); /* before the attention: its bf16 copy of att feeds o */
     mark(t, PR_NORM);
     float sc = 1.f / sqrtf((float)D);
-    int took = t->attn_tc == 2 ? wkt_attn_fwd_bf16(be, a->att, a->lse, a->q, a->k, a->v, d_rs(t), n, H, Hk, D, sc)
+    int took = !attn                ? 1
+               : t->attn_tc == 2 ? wkt_attn_fwd_bf16(be, a->att, a->lse, a->q, a->k, a->v, d_rs(t), n, H, Hk, D, sc)
                : t->attn_tc == 1 ? wkt_attn_fwd_tc(be, a->att, a->lse, a->q, a->k, a->v, d_rs(t), n, H, Hk, D, sc)
                                  : 0;
     if (!took) wkt_attn_fwd(be, a->att, a->lse, a->q, a->k, a->v, d_rs(t), n, H, Hk, D, sc);
@@ -397,8 +402,8 @@ static void pass_fwd(wk_ctrainer *t, int n, int nt, int bw) {
     t->be->embed(t->be, t->la[0].x, &t->m->embed, t->dint, n);
     for (int l = 0; l < Lc; l++) {
         ct_act a = t->o.recompute ? t->rc : t->la[l];
-        a.x = t->la[l].x;
-        layer_fwd(t, l, &a, l + 1 < Lc ? t->la[l + 1].x : t->xL, n);
+        a.x = t->la[l].x, a.att = t->la[l].att, a.lse = t->la[l].lse;
+        layer_fwd(t, l, &a, l + 1 < Lc ? t->la[l + 1].x : t->xL, n, 1);
     }
     head(t, n, nt, bw);
 }
@@ -409,8 +414,8 @@ static void pass_bwd(wk_ctrainer *t, int n) {
         ct_act a = t->la[l];
         if (t->o.recompute) {
             a = t->rc;
-            a.x = t->la[l].x;
-            layer_fwd(t, l, &a, t->tC, n);
+            a.x = t->la[l].x, a.att = t->la[l].att, a.lse = t->la[l].lse;
+            layer_fwd(t, l, &a, t->tC, n, 0);
         }
         mlp_bwd(t, l, &a, n);
         attn_bwd(t, l, &a, n);
