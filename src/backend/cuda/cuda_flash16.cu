@@ -3,8 +3,10 @@
  * wkt_attn_bwd_bf16 in cuda_train.h): the packed-sequence semantics of the exact kernels
  * (cuda_train.cu) and of the TF32 ones (cuda_flash.cu), with every product an
  * mma.sync m16n8k16 on bf16 operands and fp32 accumulation, as FlashAttention-2 does.
- * q, k, v, dout stay f32 in memory; tiles are rounded to bf16 as they are staged in
- * shared memory. Softmax statistics, the saved lse, dsum and every accumulator are fp32.
+ * q, k, v (and dout) are f32 in the trainer; each call first rounds them to bf16 copies in the
+ * backend's score scratch (one pass), so the tiles staged in shared memory are read in
+ * 16-byte bf16 chunks, once each. Softmax statistics, the saved lse, dsum and every accumulator
+ * are fp32.
  *
  * Fragment layouts (PTX ISA, mma.m16n8k16, lane = 4·g + t):
  *   A 16×16 row-major: a0 (g, 2t..2t+1), a1 (g+8, 2t..), a2 (g, 2t+8..), a3 (g+8, 2t+8..)
@@ -78,31 +80,41 @@ __device__ __forceinline__ void f16_mma(float (&c)[4], const uint32_t (&a)[4], c
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
-/* ROWS rows (row0 + r) of D floats at src + row·rstride into bf16 dst[r][ld]; rows at or past
- * `end` are zero. */
+/* ROWS rows (row0 + r) of D bf16 values at src + row·rstride into dst[r][ld]; rows at or past
+ * `end` are zero. 16-byte copies, consecutive threads along a row. */
 template <int D, int ROWS>
-__device__ void f16_load(bf16 *dst, int ld, const float *src, int row0, int end, size_t rstride) {
-    for (int e = threadIdx.x; e < ROWS * (D / 4); e += F16_THREADS) {
-        int r = e / (D / 4), c4 = e - r * (D / 4), j = row0 + r;
-        float4 x = make_float4(0.f, 0.f, 0.f, 0.f);
-        if (j < end) x = reinterpret_cast<const float4 *>(src + (size_t)j * rstride)[c4];
-        uint2 p = make_uint2(f16_pack(x.x, x.y), f16_pack(x.z, x.w));
-        *reinterpret_cast<uint2 *>(dst + r * ld + 4 * c4) = p;
+__device__ void f16_load(bf16 *dst, int ld, const bf16 *src, int row0, int end, size_t rstride) {
+    for (int e = threadIdx.x; e < ROWS * (D / 8); e += F16_THREADS) {
+        int r = e / (D / 8), c8 = e - r * (D / 8), j = row0 + r;
+        uint4 x = make_uint4(0u, 0u, 0u, 0u);
+        if (j < end) x = *reinterpret_cast<const uint4 *>(src + (size_t)j * rstride + 8 * c8);
+        *reinterpret_cast<uint4 *>(dst + r * ld + 8 * c8) = x;
     }
 }
 
-/* The same rows transposed: dst[d][r] (row length ld). A warp reads 8 rows × 4 float4 (64-byte
- * runs of a row) so that its 2-byte stores spread over the banks. */
+/* The same rows transposed into dT[d][r] (row length ldt), and also row-major into dst[r][ld]
+ * when dst is not NULL: one read of the tile for both. Consecutive threads take consecutive
+ * rows of one 8-value column group, so a warp's 2-byte transposed stores hit distinct words. */
 template <int D, int ROWS>
-__device__ void f16_load_t(bf16 *dst, int ld, const float *src, int row0, int end, size_t rstride) {
-    for (int e = threadIdx.x; e < ROWS * (D / 4); e += F16_THREADS) {
-        int grp = e >> 5, lane = e & 31;
-        int r = (grp % (ROWS / 8)) * 8 + (lane & 7), c4 = (grp / (ROWS / 8)) * 4 + (lane >> 3), j = row0 + r;
-        float4 x = make_float4(0.f, 0.f, 0.f, 0.f);
-        if (j < end) x = reinterpret_cast<const float4 *>(src + (size_t)j * rstride)[c4];
-        bf16 *p = dst + 4 * c4 * ld + r;
-        p[0] = __float2bfloat16_rn(x.x), p[ld] = __float2bfloat16_rn(x.y);
-        p[2 * ld] = __float2bfloat16_rn(x.z), p[3 * ld] = __float2bfloat16_rn(x.w);
+__device__ void f16_load_t(bf16 *dT, int ldt, bf16 *dst, int ld, const bf16 *src, int row0, int end,
+                           size_t rstride) {
+    for (int e = threadIdx.x; e < ROWS * (D / 8); e += F16_THREADS) {
+        int r = e % ROWS, c8 = e / ROWS, j = row0 + r;
+        uint4 x = make_uint4(0u, 0u, 0u, 0u);
+        if (j < end) x = *reinterpret_cast<const uint4 *>(src + (size_t)j * rstride + 8 * c8);
+        if (dst) *reinterpret_cast<uint4 *>(dst + r * ld + 8 * c8) = x;
+        const bf16 *v = reinterpret_cast<const bf16 *>(&x);
+        bf16 *p = dT + 8 * c8 * ldt + r;
+#pragma unroll
+        for (int i = 0; i < 8; i++) p[i * ldt] = v[i];
+    }
+}
+
+/* dst[i] = src[i] rounded to bf16 over n elements (n % 4 == 0, src 16-byte aligned). */
+__global__ void kt_f16_cast(bf16 *dst, const float *src, size_t n4) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n4; i += (size_t)gridDim.x * blockDim.x) {
+        float4 x = reinterpret_cast<const float4 *>(src)[i];
+        *reinterpret_cast<uint2 *>(dst + 4 * i) = make_uint2(f16_pack(x.x, x.y), f16_pack(x.z, x.w));
     }
 }
 
@@ -120,8 +132,8 @@ __device__ __forceinline__ float f16_quad_max(float v) {
 
 /* Shared: Qs, Ks [64][D+8], Vt [D][72] (bf16). Thread: rows i0 + 16w + g (half 0) and + 8 (half 1). */
 template <int D>
-__global__ void __launch_bounds__(F16_THREADS) kt_f16_fwd(float *out, bf16 *out16, float *lse, const float *q,
-                                                          const float *k, const float *v, const int32_t *rs, int n,
+__global__ void __launch_bounds__(F16_THREADS) kt_f16_fwd(float *out, bf16 *out16, float *lse, const bf16 *q,
+                                                          const bf16 *k, const bf16 *v, const int32_t *rs, int n,
                                                           int H, int Hk, float scale) {
     extern __shared__ __align__(16) unsigned char f16_sm[];
     const int LD = D + 8, LT = 64 + 8;
@@ -138,7 +150,7 @@ __global__ void __launch_bounds__(F16_THREADS) kt_f16_fwd(float *out, bf16 *out1
     for (int j0 = rs[i0]; j0 <= last; j0 += 64) {
         __syncthreads(); /* the previous tile is consumed */
         f16_load<D, 64>(Ks, LD, k + (size_t)kh * D, j0, last + 1, (size_t)Hk * D);
-        f16_load_t<D, 64>(Vt, LT, v + (size_t)kh * D, j0, last + 1, (size_t)Hk * D);
+        f16_load_t<D, 64>(Vt, LT, NULL, 0, v + (size_t)kh * D, j0, last + 1, (size_t)Hk * D);
         __syncthreads();
         if (j0 > i0 + 16 * w + 15) continue; /* every key of the tile is after this warp's rows */
         float s[8][4];
@@ -216,9 +228,9 @@ __global__ void __launch_bounds__(F16_THREADS) kt_f16_fwd(float *out, bf16 *out1
 
 /* Shared: Qs, Gs (dO) [64][D+8], Ks, Vs [32][D+8], Kt [D][40]. Rows as in the forward. */
 template <int D>
-__global__ void __launch_bounds__(F16_THREADS) kt_f16_dq(float *dq, const float *dout, const float *lse,
-                                                         const float *dsum, const float *q, const float *k,
-                                                         const float *v, const int32_t *rs, int n, int H, int Hk,
+__global__ void __launch_bounds__(F16_THREADS) kt_f16_dq(float *dq, const bf16 *dout, const float *lse,
+                                                         const float *dsum, const bf16 *q, const bf16 *k,
+                                                         const bf16 *v, const int32_t *rs, int n, int H, int Hk,
                                                          float scale) {
     extern __shared__ __align__(16) unsigned char f16_sm[];
     const int LD = D + 8, LT = 32 + 8;
@@ -242,9 +254,8 @@ __global__ void __launch_bounds__(F16_THREADS) kt_f16_dq(float *dq, const float 
     for (int d = 0; d < D / 8; d++) acc[d][0] = acc[d][1] = acc[d][2] = acc[d][3] = 0.f;
     for (int j0 = rs[i0]; j0 <= last; j0 += 32) {
         __syncthreads();
-        f16_load<D, 32>(Ks, LD, k + (size_t)kh * D, j0, last + 1, (size_t)Hk * D);
+        f16_load_t<D, 32>(Kt, LT, Ks, LD, k + (size_t)kh * D, j0, last + 1, (size_t)Hk * D);
         f16_load<D, 32>(Vs, LD, v + (size_t)kh * D, j0, last + 1, (size_t)Hk * D);
-        f16_load_t<D, 32>(Kt, LT, k + (size_t)kh * D, j0, last + 1, (size_t)Hk * D);
         __syncthreads();
         if (j0 > i0 + 16 * w + 15) continue;
         float s[4][4], dp[4][4];
@@ -302,9 +313,9 @@ __global__ void __launch_bounds__(F16_THREADS) kt_f16_dq(float *dq, const float 
 /* Block: 64 key rows (first + 16w + g, + 8) and query head h. Shared: Ks, Vs [64][D+8],
  * Qs, Gs [32][D+8], Qt, Gt [D][40], Ls, Ds [32] (f32). Writes unscaled dk and dv of head h. */
 template <int D>
-__global__ void __launch_bounds__(F16_THREADS) kt_f16_dkv(float *dkp, float *dvp, const float *dout, const float *lse,
-                                                          const float *dsum, const float *q, const float *k,
-                                                          const float *v, const int32_t *re, int n, int H, int Hk,
+__global__ void __launch_bounds__(F16_THREADS) kt_f16_dkv(float *dkp, float *dvp, const bf16 *dout, const float *lse,
+                                                          const float *dsum, const bf16 *q, const bf16 *k,
+                                                          const bf16 *v, const int32_t *re, int n, int H, int Hk,
                                                           float scale) {
     extern __shared__ __align__(16) unsigned char f16_sm[];
     const int LD = D + 8, LT = 32 + 8;
@@ -326,10 +337,8 @@ __global__ void __launch_bounds__(F16_THREADS) kt_f16_dkv(float *dkp, float *dvp
         for (int e = 0; e < 4; e++) ak[d][e] = av[d][e] = 0.f;
     for (int i0 = first; i0 < hi; i0 += 32) {
         __syncthreads();
-        f16_load<D, 32>(Qs, LD, q + (size_t)h * D, i0, hi, (size_t)H * D);
-        f16_load<D, 32>(Gs, LD, dout + (size_t)h * D, i0, hi, (size_t)H * D);
-        f16_load_t<D, 32>(Qt, LT, q + (size_t)h * D, i0, hi, (size_t)H * D);
-        f16_load_t<D, 32>(Gt, LT, dout + (size_t)h * D, i0, hi, (size_t)H * D);
+        f16_load_t<D, 32>(Qt, LT, Qs, LD, q + (size_t)h * D, i0, hi, (size_t)H * D);
+        f16_load_t<D, 32>(Gt, LT, Gs, LD, dout + (size_t)h * D, i0, hi, (size_t)H * D);
         if (threadIdx.x < 32) {
             int ii = i0 + threadIdx.x;
             Ls[threadIdx.x] = ii < hi ? lse[(size_t)ii * H + h] * F16_LOG2E : 0.f;
@@ -415,9 +424,26 @@ static int f16_takes(int D, int H, int Hk, const void *const *ptrs, int np) {
     return (D == 64 || D == 128) && Hk > 0 && H > 0 && H % Hk == 0 && a % 16 == 0;
 }
 
+/* bf16 copies of the nb inputs src[i] (cnt[i] floats each, cnt[i] % 4 == 0, 16-byte aligned) in
+ * the backend's score scratch, one pass each; dst[i] gets each copy. 0 when the scratch cannot
+ * grow (error recorded). */
+static int f16_inputs(wkc_backend *b, const float *const *src, const size_t *cnt, int nb, const bf16 **dst) {
+    size_t tot = 0;
+    for (int i = 0; i < nb; i++) tot += (cnt[i] + 7) & ~(size_t)7; /* segments stay 16-byte aligned */
+    bf16 *s = (bf16 *)wkc_scratch(b, WKC_SCR_SCORES, tot * 2);
+    if (!s) return 0;
+    for (int i = 0; i < nb; i++) {
+        kt_f16_cast<<<wkc_blocks(cnt[i] / 4), 256, 0, b->st>>>(s, src[i], cnt[i] / 4);
+        dst[i] = s;
+        s += (cnt[i] + 7) & ~(size_t)7;
+    }
+    wkc_launched(b, "bf16 attention input cast");
+    return 1;
+}
+
 template <int D>
-static void f16_fwd(wkc_backend *b, float *out, bf16 *out16, float *lse, const float *q, const float *k,
-                    const float *v, const int32_t *rs, int n, int H, int Hk, float scale) {
+static void f16_fwd(wkc_backend *b, float *out, bf16 *out16, float *lse, const bf16 *q, const bf16 *k,
+                    const bf16 *v, const int32_t *rs, int n, int H, int Hk, float scale) {
     size_t sb = f16_smem_fwd(D);
     if (!f16_smem(b, (const void *)kt_f16_fwd<D>, sb)) return;
     dim3 grid((n + 63) / 64, H);
@@ -440,17 +466,21 @@ int wkt_attn_fwd_bf16(wk_backend *be, float *out, float *lse, const float *q, co
     wkc_backend *b = wkc(be);
     wkc_use(b);
     if (n <= 0) return 1;
-    size_t cnt = (size_t)n * H * D;
+    size_t cnt = (size_t)n * H * D, kc = (size_t)n * Hk * D;
+    const float *src[3] = {q, k, v};
+    size_t cn[3] = {cnt, kc, kc};
+    const bf16 *h[3];
+    if (!f16_inputs(b, src, cn, 3, h)) return 1;
     bf16 *o16 = f16_out16(b, cnt, n);
-    if (D == 64) f16_fwd<64>(b, out, o16, lse, q, k, v, rs, n, H, Hk, scale);
-    else f16_fwd<128>(b, out, o16, lse, q, k, v, rs, n, H, Hk, scale);
+    if (D == 64) f16_fwd<64>(b, out, o16, lse, h[0], h[1], h[2], rs, n, H, Hk, scale);
+    else f16_fwd<128>(b, out, o16, lse, h[0], h[1], h[2], rs, n, H, Hk, scale);
     if (o16) b->cast_x = out, b->cast_n = cnt, b->cast_dt = WICK_DT_BF16; /* as cuda_prefill.cu's act16_mark */
     return 1;
 }
 
 template <int D>
-static void f16_bwd(wkc_backend *b, float *dq, float *dkp, float *dvp, const float *dout, const float *lse,
-                    const float *dsum, const float *q, const float *k, const float *v, const int32_t *rs,
+static void f16_bwd(wkc_backend *b, float *dq, float *dkp, float *dvp, const bf16 *dout, const float *lse,
+                    const float *dsum, const bf16 *q, const bf16 *k, const bf16 *v, const int32_t *rs,
                     const int32_t *re, int n, int H, int Hk, float scale) {
     size_t sq = f16_smem_dq(D), skv = f16_smem_dkv(D);
     if (!f16_smem(b, (const void *)kt_f16_dq<D>, sq) || !f16_smem(b, (const void *)kt_f16_dkv<D>, skv)) return;
@@ -474,8 +504,13 @@ int wkt_attn_bwd_bf16(wk_backend *be, float *dq, float *dk, float *dv, const flo
     kt_fa_dsum<<<(unsigned)((nh * 32 + 255) / 256), 256, 0, b->st>>>(dsum, dout, out, nh, D);
     wkc_launched(b, "bf16 attention backward (dsum)");
     float *pk = H == Hk ? dk : dkp, *pv = H == Hk ? dv : dvp; /* no GQA: the partials are the result */
-    if (D == 64) f16_bwd<64>(b, dq, pk, pv, dout, lse, dsum, q, k, v, rs, re, n, H, Hk, scale);
-    else f16_bwd<128>(b, dq, pk, pv, dout, lse, dsum, q, k, v, rs, re, n, H, Hk, scale);
+    size_t kc = (size_t)n * Hk * D;
+    const float *src[4] = {q, k, v, dout};
+    size_t cn[4] = {nh * D, kc, kc, nh * D};
+    const bf16 *hb[4];
+    if (!f16_inputs(b, src, cn, 4, hb)) return 1;
+    if (D == 64) f16_bwd<64>(b, dq, pk, pv, hb[3], lse, dsum, hb[0], hb[1], hb[2], rs, re, n, H, Hk, scale);
+    else f16_bwd<128>(b, dq, pk, pv, hb[3], lse, dsum, hb[0], hb[1], hb[2], rs, re, n, H, Hk, scale);
     size_t total = (size_t)n * Hk * D;
     kt_fa_group_sum<<<wkc_blocks(total), 256, 0, b->st>>>(dk, dv, pk, pv, n, H, Hk, D, scale);
     wkc_launched(b, "bf16 attention backward (group sum)");

@@ -70,6 +70,29 @@ __global__ void kt_to16(void *d, const float *s, size_t n, int bf) {
     }
 }
 
+/* kt_to16 four values a thread (n4 = n / 4; s 16-byte and d 8-byte aligned). */
+__global__ void kt_to16x4(void *d, const float *s, size_t n4, int bf) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n4; i += (size_t)gridDim.x * blockDim.x) {
+        float4 x = ((const float4 *)s)[i];
+        uint2 o;
+        if (bf) {
+            __nv_bfloat162 a = __floats2bfloat162_rn(x.x, x.y), c = __floats2bfloat162_rn(x.z, x.w);
+            o.x = *(uint32_t *)&a, o.y = *(uint32_t *)&c;
+        } else {
+            __half2 a = __floats2half2_rn(x.x, x.y), c = __floats2half2_rn(x.z, x.w);
+            o.x = *(uint32_t *)&a, o.y = *(uint32_t *)&c;
+        }
+        ((uint2 *)d)[i] = o;
+    }
+}
+
+/* d[n] = s rounded to bf16 (bf) or f16, vectorised when n and the pointers allow. */
+static void to16(wkc_backend *b, void *d, const float *s, size_t n, int bf) {
+    if (n % 4 == 0 && (uintptr_t)s % 16 == 0 && (uintptr_t)d % 8 == 0)
+        kt_to16x4<<<wkc_blocks(n / 4), 256, 0, b->st>>>(d, s, n / 4, bf);
+    else kt_to16<<<wkc_blocks(n), 256, 0, b->st>>>(d, s, n, bf);
+}
+
 void wkt_matmul_dx(wk_backend *be, float *dx, const float *dy, const void *dy16, const wk_mat *W, int n, int acc,
                    void *tmp16) {
     wkc_backend *b = wkc(be);
@@ -84,7 +107,7 @@ void wkt_matmul_dx(wk_backend *be, float *dx, const float *dy, const void *dy16,
     int bf = W->dt == WICK_DT_BF16;
     if (!dy16) {
         size_t cnt = (size_t)n * out;
-        kt_to16<<<wkc_blocks(cnt), 256, 0, b->st>>>(tmp16, dy, cnt, bf);
+        to16(b, tmp16, dy, cnt, bf);
         wkc_launched(b, "gradient cast");
         dy16 = tmp16;
     }
@@ -195,8 +218,8 @@ void wkt_swiglu_bwd16(wk_backend *be, float *dg, float *du, void *dg16, void *du
     if (n % 4 || al % 16 || (dt16 != WICK_DT_BF16 && dt16 != WICK_DT_F16)) { /* the plain kernel, then casts */
         wkt_swiglu_bwd(be, dg, du, dact, g, u, n);
         if (dt16 == WICK_DT_BF16 || dt16 == WICK_DT_F16) {
-            kt_to16<<<wkc_blocks(n), 256, 0, b->st>>>(dg16, dg, n, dt16 == WICK_DT_BF16);
-            kt_to16<<<wkc_blocks(n), 256, 0, b->st>>>(du16, du, n, dt16 == WICK_DT_BF16);
+            to16(b, dg16, dg, n, dt16 == WICK_DT_BF16);
+            to16(b, du16, du, n, dt16 == WICK_DT_BF16);
             wkc_launched(b, "gradient cast");
         }
         return;
