@@ -9,13 +9,15 @@
  *
  * usage: bench_train [--model DIR] [--seq 256] [--batch 4] [--steps 3] [--threads T] [--recompute]
  *                    [--skip-model] [--device cpu|cuda[:N]] [--dtype f32|bf16]
- *                    [--replicas G] [--split|--no-split] [--sgemm]
+ *                    [--replicas G] [--split|--no-split] [--sgemm] [--op-times]
  * Without --model the model is made once with wick_init_model (qwen2 preset qwen2.5-0.5b, seed 1, in
  * the --dtype) in $TMPDIR/wick_bench_qwen2.5-0.5b (f32) or $TMPDIR/wick_bench_qwen2.5-0.5b-bf16.
  * On a device the adapter is copied back to the host once, after the timed steps (not timed).
  * CPU only: --replicas G: data-parallel replicas inside a step (0 = the trainer's automatic choice);
  * --split / --no-split: with one replica, matmuls split over the threads / OpenBLAS's threading
  *          (default: the trainer's automatic choice);
+ * --op-times: on a CUDA device, one more step after the timed ones with every kernel timed
+ *          (wk_cuda_optime; no graphs), the table printed to stderr.
  * --sgemm: also print the sgemm rate of the gate projection's shape (1024×896 · 896×4864) on 1, half
  *          and all threads (OpenBLAS threading): the ceiling the f32 training step runs against.
  */
@@ -119,8 +121,24 @@ static void bench_sgemm(int threads) {
 
 typedef struct {
     const char *model, *device;
-    int seq, batch, steps, recompute, bf16, replicas, split;
+    int seq, batch, steps, recompute, bf16, replicas, split, op_times;
 } model_args;
+
+/* One more training step with every kernel timed (wk_cuda_optime): the table goes to stderr. */
+static int op_times(wick_model *m, wick_trainer *t, const int32_t *ids, const int *lens, int batch) {
+#ifdef WICK_HAVE_CUDA
+    if (!m->be->device_memory) return 0;
+    int64_t nt = 0;
+    double loss = 0, t0 = wk_now();
+    wk_cuda_optime_begin(m->be);
+    if (wick_trainer_accumulate(t, ids, ids, lens, batch, &loss, &nt) || wick_trainer_step(t, nt, NULL, NULL)) return 1;
+    double wall = wk_now() - t0, dev = wk_cuda_optime_end(m->be, stderr);
+    fprintf(stderr, "op times: kernels %.1f ms, step wall %.1f ms (including a 200 ms hold)\n", 1e3 * dev, 1e3 * wall);
+#else
+    (void)m, (void)t, (void)ids, (void)lens, (void)batch;
+#endif
+    return 0;
+}
 
 static int bench_model(const model_args *a) {
     char dir[1024];
@@ -167,6 +185,7 @@ static int bench_model(const model_args *a) {
         loss /= (double)nt;
     }
     double wall = wk_now() - wall0;
+    if (a->op_times && op_times(m, t, ids, lens, a->batch)) return 1;
     size_t dev_mem = 0, dev_cached = 0;
 #ifdef WICK_HAVE_CUDA
     if (m->be->device_memory) wk_cuda_mem_stats(m->be, &dev_mem, &dev_cached);
@@ -210,13 +229,14 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--split")) a.split = 1;
         else if (!strcmp(argv[i], "--no-split")) a.split = -1;
         else if (!strcmp(argv[i], "--sgemm")) sgemm = 1;
+        else if (!strcmp(argv[i], "--op-times")) a.op_times = 1;
         else if (!strcmp(argv[i], "--skip-model")) skip = 1;
         else if (!strcmp(argv[i], "--device") && i + 1 < argc) a.device = argv[++i];
         else if (!strcmp(argv[i], "--dtype") && i + 1 < argc && (!strcmp(argv[i + 1], "f32") || !strcmp(argv[i + 1], "bf16")))
             a.bf16 = !strcmp(argv[++i], "bf16");
         else return fprintf(stderr, "usage: bench_train [--model DIR] [--seq N] [--batch N] [--steps N] [--threads T] "
                                     "[--recompute] [--skip-model] [--device cpu|cuda[:N]] [--dtype f32|bf16] "
-                                    "[--replicas G] [--split|--no-split] [--sgemm]\n"), 2;
+                                    "[--replicas G] [--split|--no-split] [--sgemm] [--op-times]\n"), 2;
     }
     wick_set_threads(threads);
     printf("{\n  \"threads\": %d,\n", wick_get_threads());

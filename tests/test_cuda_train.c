@@ -28,6 +28,32 @@ static void cmp(const char *what, const float *got, const float *ref, size_t n, 
 
 /* ------------------------------------------------------------ kernels */
 
+/* wkt_swiglu_bwd16: dg, du as the CPU reference; the 16-bit copies are exactly those values rounded. */
+static void test_swiglu_bwd16(const wk_train_ops *ref, size_t m, int dt16) {
+    float *da = rvec(m, 1), *g = rvec(m, 4), *u = rvec(m, 2), *dg = malloc(4 * m), *du = malloc(4 * m);
+    float *xa = dev(da, 4 * m), *xg = dev(g, 4 * m), *xu = dev(u, 4 * m), *ydg = G->alloc(G, 4 * m), *ydu = G->alloc(G, 4 * m);
+    uint16_t *y16g = G->alloc(G, 2 * m), *y16u = G->alloc(G, 2 * m), *h16g = malloc(2 * m), *h16u = malloc(2 * m);
+    ref->swiglu_bwd(dg, du, da, g, u, m);
+    wkt_swiglu_bwd16(G, ydg, ydu, y16g, y16u, dt16, xa, xg, xu, m);
+    float *gg = host(ydg, m), *gu = host(ydu, m);
+    G->download(G, h16g, y16g, 2 * m), G->download(G, h16u, y16u, 2 * m);
+    char what[64];
+    snprintf(what, sizeof what, "swiglu_bwd16 dg (n=%zu, %s)", m, wick_dtype_name(dt16));
+    cmp(what, gg, dg, m, 1e-5);
+    snprintf(what, sizeof what, "swiglu_bwd16 du (n=%zu, %s)", m, wick_dtype_name(dt16));
+    cmp(what, gu, du, m, 1e-5);
+    size_t bad = 0;
+    for (size_t i = 0; i < m; i++) {
+        uint16_t wg = dt16 == WICK_DT_BF16 ? wk_f32_to_bf16(gg[i]) : wk_f32_to_f16(gg[i]);
+        uint16_t wu = dt16 == WICK_DT_BF16 ? wk_f32_to_bf16(gu[i]) : wk_f32_to_f16(gu[i]);
+        bad += h16g[i] != wg || h16u[i] != wu;
+    }
+    CHECK(bad == 0, "swiglu_bwd16 (n=%zu, %s): %zu 16-bit copies are not the f32 results rounded", m,
+          wick_dtype_name(dt16), bad);
+    G->free(G, xa), G->free(G, xg), G->free(G, xu), G->free(G, ydg), G->free(G, ydu), G->free(G, y16g), G->free(G, y16u);
+    free(da), free(g), free(u), free(dg), free(du), free(gg), free(gu), free(h16g), free(h16u);
+}
+
 static void test_elementwise(const wk_train_ops *ref) {
     int cases[][4] = {{5, 896, 0, 1}, {7, 64, 1, 1}, {3, 2500, 0, 0}, {40, 16, 1, 1}};
     for (int c = 0; c < 4; c++) {
@@ -65,8 +91,11 @@ static void test_elementwise(const wk_train_ops *ref) {
     float *gg = host(ydg, m), *gu = host(ydu, m);
     cmp("swiglu_bwd dg", gg, dg, m, 1e-5);
     cmp("swiglu_bwd du", gu, du, m, 1e-5);
-    G->free(G, xa), G->free(G, xg), G->free(G, xu);
+    G->free(G, xa), G->free(G, xg), G->free(G, xu), G->free(G, ydg), G->free(G, ydu);
     free(da), free(g), free(u), free(dg), free(du), free(gg), free(gu);
+    test_swiglu_bwd16(ref, 10008, WICK_DT_BF16); /* the fused kernel (n % 4 == 0) */
+    test_swiglu_bwd16(ref, 10008, WICK_DT_F16);
+    test_swiglu_bwd16(ref, 10007, WICK_DT_BF16); /* plain kernel + casts */
     no_error("element-wise backward ops");
 }
 

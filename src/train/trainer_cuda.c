@@ -12,9 +12,10 @@
  * the exactness mode the goldens check); 16-bit weights run the frozen products on
  * bf16/f16 tensor cores with fp32 accumulation (activations rounded per product,
  * the LM-head gradient written in 16 bits by the cross-entropy kernel) and the
- * LoRA products on TF32; causal attention then runs on the TF32 tensor-core flash
- * kernels (wkt_attn_*_tc, head_dim 64/128; others and WICK_TRAIN_ATTN=fp32 keep the
- * exact fp32 kernels). Element-wise work and the optimizer are fp32.
+ * LoRA products on TF32; causal attention then runs on the bf16 tensor-core flash
+ * kernels (wkt_attn_*_bf16, head_dim 64/128; WICK_TRAIN_ATTN=tf32 selects the TF32
+ * ones, and other head dims or WICK_TRAIN_ATTN=fp32 the exact fp32 kernels).
+ * Element-wise work and the optimizer are fp32.
  * The host adapter is updated by wk_ctrainer_sync, not after every step.
  *
  * Launch overhead: a micro-batch is ~90 kernel launches per layer. When the same
@@ -51,6 +52,11 @@ typedef struct {
 
 typedef wk_lact ct_act; /* train.h */
 
+/* The tensor-core attention backwards (wkt_attn_bwd_tc / _bf16): 0 when they refuse the shape. */
+typedef int (*ct_attn_bwd_fn)(wk_backend *, float *, float *, float *, const float *, const float *, const float *,
+                              const float *, const float *, const float *, const int32_t *, const int32_t *, int, int,
+                              int, int, float, float *, float *, float *);
+
 /* Bump allocator over one device buffer; base NULL = dry run that only measures. */
 typedef struct {
     uint8_t *base;
@@ -71,15 +77,18 @@ struct wk_ctrainer {
     double *dpart;            /* device (WKT_NORM_BLOCKS) norm partial sums */
     float *hbuf;              /* host (3 * total) snapshots of g | m | v */
     int steps, rmax, tf32, dt16, dirty;
-    int attn_tc;              /* attention on the TF32 tensor-core kernels (16-bit weights) */
+    int attn_tc;              /* attention kernels: 0 exact fp32, 1 TF32 tensor cores, 2 bf16 tensor cores */
     uint64_t micro;
     uint8_t *ws;              /* device workspace for cap tokens */
     int cap;
-    ct_act *la, rc;           /* (L) saved activations (only .x with recompute); recompute scratch */
+    ct_act *la, rc;           /* (L) saved activations (only .x, .att, .lse with recompute); recompute scratch */
+    float **acts;             /* (L) saved silu(g)·u per layer (n, F); all t->act with recompute */
+    float **xna, **xnm;       /* (L) saved attention / MLP RMSNorm outputs (n, C); shared with recompute */
     float *xL, *xn, *act, *dres, *dxn, *dA, *dG, *dU, *tC;
     float *dq, *dk, *dv, *datt, *dq2, *dk2, *db, *xd, *dsum;
     float *hx, *hdx, *logits, *rloss; /* head chunk (R, C), (R, C), (R, V); per-row losses (cap) */
     void *tmp16;              /* 16-bit casts: max(cap * W, R * V) values */
+    void *tmp16b;             /* 16-bit copy of the up projection's gradient (cap * F values) */
     int32_t *dint, *hint;     /* device / host: ids, rs, re, pos, rows, tgt (cap each) */
     float *hloss;             /* host (cap) */
     int R, R_cap;
@@ -117,7 +126,10 @@ static void act_carve(ct_act *a, ct_arena *ar, const wk_ctrainer *t, size_t n, i
     size_t C = c->hidden, F = c->inter, HD = (size_t)c->n_heads * c->head_dim, KD = (size_t)c->n_kv_heads * c->head_dim;
     memset(a, 0, sizeof *a);
     a->x = carve(ar, 4 * n * C);
-    if (!full) return;
+    if (!full && l >= 0) { /* recompute: the attention output and lse are kept, the kernel is not run again */
+        a->att = carve(ar, 4 * n * HD), a->lse = carve(ar, 4 * n * c->n_heads);
+        return;
+    }
     a->q = carve(ar, 4 * n * HD), a->k = carve(ar, 4 * n * KD), a->v = carve(ar, 4 * n * KD);
     a->att = carve(ar, 4 * n * HD), a->lse = carve(ar, 4 * n * c->n_heads), a->h = carve(ar, 4 * n * C);
     a->g = carve(ar, 4 * n * F), a->u = carve(ar, 4 * n * F);
@@ -134,12 +146,20 @@ static void ws_carve(wk_ctrainer *t, ct_arena *ar, size_t N) {
     size_t C = c->hidden, F = c->inter, HD = (size_t)c->n_heads * c->head_dim, KD = (size_t)c->n_kv_heads * c->head_dim;
     size_t W = WK_MAX(WK_MAX(C, F), HD), V = c->vocab;
     int full = !t->o.recompute;
-    for (int l = 0; l < c->n_layers; l++) act_carve(&t->la[l], ar, t, N, full, l);
+    for (int l = 0; l < c->n_layers; l++) {
+        act_carve(&t->la[l], ar, t, N, full, l);
+        t->acts[l] = full ? carve(ar, 4 * N * F) : NULL; /* the backward then needs no SwiGLU again ... */
+        t->xna[l] = full ? carve(ar, 4 * N * C) : NULL;  /* ... nor the RMSNorms */
+        t->xnm[l] = full ? carve(ar, 4 * N * C) : NULL;
+    }
+    float *xna = full ? NULL : carve(ar, 4 * N * C), *xnm = full ? NULL : carve(ar, 4 * N * C);
     act_carve(&t->rc, ar, t, N, 1, -1);
     float **bC[] = {&t->xL, &t->xn, &t->dres, &t->dxn, &t->tC, NULL};
     for (int i = 0; bC[i]; i++) *bC[i] = carve(ar, 4 * N * C);
     float **bF[] = {&t->act, &t->dA, &t->dG, &t->dU, NULL};
     for (int i = 0; bF[i]; i++) *bF[i] = carve(ar, 4 * N * F);
+    for (int l = 0; l < c->n_layers; l++)
+        if (!full) t->acts[l] = t->act, t->xna[l] = xna, t->xnm[l] = xnm; /* recomputed just before the backward */
     t->dq = carve(ar, 4 * N * HD), t->dq2 = carve(ar, 4 * N * HD), t->datt = carve(ar, 4 * N * HD);
     t->dk = carve(ar, 4 * N * KD), t->dk2 = carve(ar, 4 * N * KD), t->dv = carve(ar, 4 * N * KD);
     t->db = carve(ar, 4 * N * WK_MAX(t->rmax, 1)), t->xd = carve(ar, 4 * N * W);
@@ -150,6 +170,7 @@ static void ws_carve(wk_ctrainer *t, ct_arena *ar, size_t N) {
     t->logits = carve(ar, 4 * (size_t)t->R * V);
     t->rloss = carve(ar, 4 * N);
     t->tmp16 = t->dt16 ? carve(ar, 2 * WK_MAX(N * W, (size_t)t->R * V)) : NULL;
+    t->tmp16b = t->dt16 ? carve(ar, 2 * N * F) : NULL;
     t->dint = carve(ar, 4 * 6 * N);
 }
 
@@ -215,12 +236,13 @@ static void lins_fwd(wk_ctrainer *t, float *const *ys, const wk_proj *ps, int cn
     mark(t, PR_LORA);
 }
 
-/* Backward of a linear layer: dx (=|+=) dy·W + LoRA input gradient; adds to gA, gB. */
-static void lin_bwd(wk_ctrainer *t, float *dx, const float *dy, const float *x, int l, wk_proj p, int n, const float *xa,
-                    int acc) {
+/* Backward of a linear layer: dx (=|+=) dy·W + LoRA input gradient; adds to gA, gB. dy16: dy
+ * already rounded to W's 16-bit type, or NULL. */
+static void lin_bwd(wk_ctrainer *t, float *dx, const float *dy, const void *dy16, const float *x, int l, wk_proj p,
+                    int n, const float *xa, int acc) {
     wk_backend *be = t->be;
     const wk_mat *W = &t->m->layers[l].p[p];
-    wkt_matmul_dx(be, dx, dy, NULL, W, n, acc, t->tmp16);
+    wkt_matmul_dx(be, dx, dy, dy16, W, n, acc, t->tmp16);
     mark(t, PR_DX);
     const wk_lora *lp = &t->dl[(size_t)l * P + p];
     if (!lp->A) return;
@@ -254,41 +276,45 @@ static const int32_t *d_pos(const wk_ctrainer *t) { return t->dint + 3 * (size_t
 static const int32_t *d_rows(const wk_ctrainer *t) { return t->dint + 4 * (size_t)t->cap; }
 static const int32_t *d_tgt(const wk_ctrainer *t) { return t->dint + 5 * (size_t)t->cap; }
 
-/* Forward of layer l from a->x; writes the layer output to y and fills a. */
-static void layer_fwd(wk_ctrainer *t, int l, ct_act *a, float *y, int n) {
+/* Forward of layer l from a->x; writes the layer output to y and fills a (attn 0: a->att and a->lse
+ * hold the attention from an earlier forward of the same batch, which is not run again). */
+static void layer_fwd(wk_ctrainer *t, int l, ct_act *a, float *y, int n, int attn) {
     const wk_config *c = &t->m->c;
     const wk_layer *L = &t->m->layers[l];
     wk_backend *be = t->be;
     int H = c->n_heads, Hk = c->n_kv_heads, D = c->head_dim, C = c->hidden;
-    be->rmsnorm(be, t->xn, a->x, L->attn_norm, n, C, c->rms_eps);
+    be->rmsnorm(be, t->xna[l], a->x, L->attn_norm, n, C, c->rms_eps);
     mark(t, PR_NORM);
     float *qkv[3] = {c->qk_norm ? a->qr : a->q, c->qk_norm ? a->kr : a->k, a->v};
     wk_proj pq[3] = {WK_P_Q, WK_P_K, WK_P_V};
-    lins_fwd(t, qkv, pq, 3, t->xn, l, n, a->xa, 0);
+    lins_fwd(t, qkv, pq, 3, t->xna[l], l, n, a->xa, 0);
     if (c->qk_norm) {
         be->rmsnorm(be, a->q, a->qr, L->q_norm, n * H, D, c->rms_eps);
         be->rmsnorm(be, a->k, a->kr, L->k_norm, n * Hk, D, c->rms_eps);
     }
     be->rope(be, a->q, d_pos(t), n, H, D, t->m->inv_freq);
     be->rope(be, a->k, d_pos(t), n, Hk, D, t->m->inv_freq);
+    wkt_copy(be, a->h, a->x, sizeof(float) * (size_t)n * C); /* before the attention: its bf16 copy of att feeds o */
     mark(t, PR_NORM);
     float sc = 1.f / sqrtf((float)D);
-    if (!t->attn_tc || !wkt_attn_fwd_tc(be, a->att, a->lse, a->q, a->k, a->v, d_rs(t), n, H, Hk, D, sc))
-        wkt_attn_fwd(be, a->att, a->lse, a->q, a->k, a->v, d_rs(t), n, H, Hk, D, sc);
+    int took = !attn                ? 1
+               : t->attn_tc == 2 ? wkt_attn_fwd_bf16(be, a->att, a->lse, a->q, a->k, a->v, d_rs(t), n, H, Hk, D, sc)
+               : t->attn_tc == 1 ? wkt_attn_fwd_tc(be, a->att, a->lse, a->q, a->k, a->v, d_rs(t), n, H, Hk, D, sc)
+                                 : 0;
+    if (!took) wkt_attn_fwd(be, a->att, a->lse, a->q, a->k, a->v, d_rs(t), n, H, Hk, D, sc);
     mark(t, PR_ATTN);
-    wkt_copy(be, a->h, a->x, sizeof(float) * (size_t)n * C);
     wk_proj po = WK_P_O;
     lins_fwd(t, &a->h, &po, 1, a->att, l, n, a->xa, 1); /* h = x + o(att) */
-    be->rmsnorm(be, t->xn, a->h, L->mlp_norm, n, C, c->rms_eps);
+    be->rmsnorm(be, t->xnm[l], a->h, L->mlp_norm, n, C, c->rms_eps);
     mark(t, PR_NORM);
     float *gu[2] = {a->g, a->u};
     wk_proj pg[2] = {WK_P_GATE, WK_P_UP};
-    lins_fwd(t, gu, pg, 2, t->xn, l, n, a->xa, 0);
-    be->swiglu(be, t->act, a->g, a->u, (size_t)n * c->inter);
+    lins_fwd(t, gu, pg, 2, t->xnm[l], l, n, a->xa, 0);
     wkt_copy(be, y, a->h, sizeof(float) * (size_t)n * C);
+    be->swiglu(be, t->acts[l], a->g, a->u, (size_t)n * c->inter); /* last: its 16-bit copy feeds down's GEMM */
     mark(t, PR_NORM);
     wk_proj pd = WK_P_DOWN;
-    lins_fwd(t, &y, &pd, 1, t->act, l, n, a->xa, 1); /* x' = h + down(act) */
+    lins_fwd(t, &y, &pd, 1, t->acts[l], l, n, a->xa, 1); /* x' = h + down(act) */
 }
 
 /* Backward of the MLP half: t->dres holds dL/dx' on entry, dL/dh on return. */
@@ -297,14 +323,18 @@ static void mlp_bwd(wk_ctrainer *t, int l, const ct_act *a, int n) {
     const wk_layer *L = &t->m->layers[l];
     wk_backend *be = t->be;
     size_t nF = (size_t)n * c->inter;
-    be->swiglu(be, t->act, a->g, a->u, nF);
+    lin_bwd(t, t->dA, t->dres, NULL, t->acts[l], l, WK_P_DOWN, n, a->xa[WK_P_DOWN], 0); /* act saved by layer_fwd */
+    const void *dg16 = NULL, *du16 = NULL; /* the dx GEMMs' 16-bit inputs, rounded by the SwiGLU backward */
+    wick_dtype wg = L->p[WK_P_GATE].dt;
+    if (t->dt16 && (int)wg == t->dt16 && L->p[WK_P_UP].dt == wg && !L->p[WK_P_GATE].qtype && !L->p[WK_P_UP].qtype) {
+        wkt_swiglu_bwd16(be, t->dG, t->dU, t->tmp16, t->tmp16b, t->dt16, t->dA, a->g, a->u, nF);
+        dg16 = t->tmp16, du16 = t->tmp16b;
+    } else {
+        wkt_swiglu_bwd(be, t->dG, t->dU, t->dA, a->g, a->u, nF);
+    }
     mark(t, PR_ELEM_B);
-    lin_bwd(t, t->dA, t->dres, t->act, l, WK_P_DOWN, n, a->xa[WK_P_DOWN], 0);
-    wkt_swiglu_bwd(be, t->dG, t->dU, t->dA, a->g, a->u, nF);
-    be->rmsnorm(be, t->xn, a->h, L->mlp_norm, n, c->hidden, c->rms_eps);
-    mark(t, PR_ELEM_B);
-    lin_bwd(t, t->dxn, t->dG, t->xn, l, WK_P_GATE, n, a->xa[WK_P_GATE], 0);
-    lin_bwd(t, t->dxn, t->dU, t->xn, l, WK_P_UP, n, a->xa[WK_P_UP], 1);
+    lin_bwd(t, t->dxn, t->dG, dg16, t->xnm[l], l, WK_P_GATE, n, a->xa[WK_P_GATE], 0);
+    lin_bwd(t, t->dxn, t->dU, du16, t->xnm[l], l, WK_P_UP, n, a->xa[WK_P_UP], 1);
     wkt_rmsnorm_bwd(be, t->dres, t->dxn, a->h, L->mlp_norm, n, c->hidden, c->rms_eps, 1);
     mark(t, PR_ELEM_B);
 }
@@ -315,10 +345,11 @@ static void attn_bwd(wk_ctrainer *t, int l, const ct_act *a, int n) {
     const wk_layer *L = &t->m->layers[l];
     wk_backend *be = t->be;
     int H = c->n_heads, Hk = c->n_kv_heads, D = c->head_dim, C = c->hidden;
-    lin_bwd(t, t->datt, t->dres, a->att, l, WK_P_O, n, a->xa[WK_P_O], 0);
+    lin_bwd(t, t->datt, t->dres, NULL, a->att, l, WK_P_O, n, a->xa[WK_P_O], 0);
     float sc = 1.f / sqrtf((float)D); /* dq2, xd: free until used below */
-    if (!t->attn_tc || !wkt_attn_bwd_tc(be, t->dq, t->dk, t->dv, t->datt, a->att, a->lse, a->q, a->k, a->v, d_rs(t),
-                                        d_re(t), n, H, Hk, D, sc, t->dsum, t->dq2, t->xd))
+    ct_attn_bwd_fn fast = t->attn_tc == 2 ? wkt_attn_bwd_bf16 : t->attn_tc == 1 ? wkt_attn_bwd_tc : NULL;
+    if (!fast || !fast(be, t->dq, t->dk, t->dv, t->datt, a->att, a->lse, a->q, a->k, a->v, d_rs(t), d_re(t), n, H, Hk,
+                       D, sc, t->dsum, t->dq2, t->xd))
         wkt_attn_bwd(be, t->dq, t->dk, t->dv, t->datt, a->att, a->lse, a->q, a->k, a->v, d_rs(t), d_re(t), n, H, Hk,
                      D, sc, t->dsum, t->dq2, t->xd);
     mark(t, PR_ATTN_B);
@@ -330,11 +361,10 @@ static void attn_bwd(wk_ctrainer *t, int l, const ct_act *a, int n) {
         wkt_rmsnorm_bwd(be, t->dk2, t->dk, a->kr, L->k_norm, n * Hk, D, c->rms_eps, 0);
         dq = t->dq2, dk = t->dk2;
     }
-    be->rmsnorm(be, t->xn, a->x, L->attn_norm, n, C, c->rms_eps);
     mark(t, PR_ELEM_B);
-    lin_bwd(t, t->dxn, dq, t->xn, l, WK_P_Q, n, a->xa[WK_P_Q], 0);
-    lin_bwd(t, t->dxn, dk, t->xn, l, WK_P_K, n, a->xa[WK_P_K], 1);
-    lin_bwd(t, t->dxn, t->dv, t->xn, l, WK_P_V, n, a->xa[WK_P_V], 1);
+    lin_bwd(t, t->dxn, dq, NULL, t->xna[l], l, WK_P_Q, n, a->xa[WK_P_Q], 0);
+    lin_bwd(t, t->dxn, dk, NULL, t->xna[l], l, WK_P_K, n, a->xa[WK_P_K], 1);
+    lin_bwd(t, t->dxn, t->dv, NULL, t->xna[l], l, WK_P_V, n, a->xa[WK_P_V], 1);
     wkt_rmsnorm_bwd(be, t->dres, t->dxn, a->x, L->attn_norm, n, C, c->rms_eps, 1);
     mark(t, PR_ELEM_B);
 }
@@ -372,8 +402,8 @@ static void pass_fwd(wk_ctrainer *t, int n, int nt, int bw) {
     t->be->embed(t->be, t->la[0].x, &t->m->embed, t->dint, n);
     for (int l = 0; l < Lc; l++) {
         ct_act a = t->o.recompute ? t->rc : t->la[l];
-        a.x = t->la[l].x;
-        layer_fwd(t, l, &a, l + 1 < Lc ? t->la[l + 1].x : t->xL, n);
+        a.x = t->la[l].x, a.att = t->la[l].att, a.lse = t->la[l].lse;
+        layer_fwd(t, l, &a, l + 1 < Lc ? t->la[l + 1].x : t->xL, n, 1);
     }
     head(t, n, nt, bw);
 }
@@ -384,8 +414,8 @@ static void pass_bwd(wk_ctrainer *t, int n) {
         ct_act a = t->la[l];
         if (t->o.recompute) {
             a = t->rc;
-            a.x = t->la[l].x;
-            layer_fwd(t, l, &a, t->tC, n);
+            a.x = t->la[l].x, a.att = t->la[l].att, a.lse = t->la[l].lse;
+            layer_fwd(t, l, &a, t->tC, n, 0);
         }
         mlp_bwd(t, l, &a, n);
         attn_bwd(t, l, &a, n);
@@ -643,8 +673,8 @@ wick_status wk_ctrainer_new(wick_model *m, const wk_lora *const *pairs, const wi
     t->use_graphs = !t->prof;
     wick_dtype wdt = m->c.n_layers > 0 ? m->layers[0].p[WK_P_Q].dt : WICK_DT_F32;
     t->tf32 = wdt != WICK_DT_F32;
-    const char *pa = getenv("WICK_TRAIN_ATTN"); /* "fp32": the exact attention kernels in every mode */
-    t->attn_tc = t->tf32 && !(pa && strcmp(pa, "fp32") == 0);
+    const char *pa = getenv("WICK_TRAIN_ATTN"); /* "fp32": the exact kernels in every mode; "tf32": the TF32 ones */
+    t->attn_tc = !t->tf32 ? 0 : pa && strcmp(pa, "fp32") == 0 ? 0 : pa && strcmp(pa, "tf32") == 0 ? 1 : 2;
     t->dt16 = wdt == WICK_DT_BF16 || wdt == WICK_DT_F16 ? (int)wdt
               : m->lm_head.dt == WICK_DT_BF16 || m->lm_head.dt == WICK_DT_F16 ? (int)m->lm_head.dt : 0;
     t->pairs = wk_calloc(sizeof(*t->pairs) * LP, "trainer pairs");
@@ -653,7 +683,10 @@ wick_status wk_ctrainer_new(wick_model *m, const wk_lora *const *pairs, const wi
     t->off = wk_calloc(sizeof(size_t) * (2 * LP + 1), "trainer parameters");
     t->par_of = wk_calloc(sizeof(int) * LP, "trainer parameters");
     t->la = wk_calloc(sizeof(ct_act) * WK_MAX(m->c.n_layers, 1), "trainer activations");
-    wick_status st = !t->pairs || !t->dl || !t->par || !t->off || !t->par_of || !t->la ? WICK_ENOMEM : WICK_OK;
+    t->acts = wk_calloc(sizeof(float *) * 3 * WK_MAX(m->c.n_layers, 1), "trainer activations");
+    if (t->acts) t->xna = t->acts + WK_MAX(m->c.n_layers, 1), t->xnm = t->xna + WK_MAX(m->c.n_layers, 1);
+    wick_status st =
+        !t->pairs || !t->dl || !t->par || !t->off || !t->par_of || !t->la || !t->acts ? WICK_ENOMEM : WICK_OK;
     if (!st) {
         memcpy(t->pairs, pairs, sizeof(*t->pairs) * LP);
         st = build_params(t);
@@ -684,6 +717,7 @@ void wk_ctrainer_free(wk_ctrainer *t) {
     if (t->dpart) be->free(be, t->dpart);
     wk_free(t->hint), wk_free(t->hloss), wk_free(t->hbuf);
     wk_free(t->pairs), wk_free(t->dl), wk_free(t->par), wk_free(t->off), wk_free(t->par_of), wk_free(t->la);
+    wk_free(t->acts);
     wk_free(t);
 }
 

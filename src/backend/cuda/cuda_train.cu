@@ -58,6 +58,9 @@ void wkt_gemm(wk_backend *be, int ta, int tb, int M, int N, int K, float alpha, 
                                     &alpha, B, CUDA_R_32F, ldb, A, CUDA_R_32F, lda, &beta, C, CUDA_R_32F, ldc,
                                     tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
     wkc_blas_fail(b, s, "training gemm");
+    /* op timing tag: the dimension that is neither the batch rows nor the rank, negative when it is K */
+    b->optag = ta ? (M > N ? M : -N) : (N > K ? N : -K);
+    wkc_launched(b, ta ? "lora gemm T" : tb ? "lora gemm NT" : "lora gemm NN");
 }
 
 __global__ void kt_to16(void *d, const float *s, size_t n, int bf) {
@@ -65,6 +68,29 @@ __global__ void kt_to16(void *d, const float *s, size_t n, int bf) {
         if (bf) ((__nv_bfloat16 *)d)[i] = __float2bfloat16_rn(s[i]);
         else ((__half *)d)[i] = __float2half_rn(s[i]);
     }
+}
+
+/* kt_to16 four values a thread (n4 = n / 4; s 16-byte and d 8-byte aligned). */
+__global__ void kt_to16x4(void *d, const float *s, size_t n4, int bf) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n4; i += (size_t)gridDim.x * blockDim.x) {
+        float4 x = ((const float4 *)s)[i];
+        uint2 o;
+        if (bf) {
+            __nv_bfloat162 a = __floats2bfloat162_rn(x.x, x.y), c = __floats2bfloat162_rn(x.z, x.w);
+            o.x = *(uint32_t *)&a, o.y = *(uint32_t *)&c;
+        } else {
+            __half2 a = __floats2half2_rn(x.x, x.y), c = __floats2half2_rn(x.z, x.w);
+            o.x = *(uint32_t *)&a, o.y = *(uint32_t *)&c;
+        }
+        ((uint2 *)d)[i] = o;
+    }
+}
+
+/* d[n] = s rounded to bf16 (bf) or f16, vectorised when n and the pointers allow. */
+static void to16(wkc_backend *b, void *d, const float *s, size_t n, int bf) {
+    if (n % 4 == 0 && (uintptr_t)s % 16 == 0 && (uintptr_t)d % 8 == 0)
+        kt_to16x4<<<wkc_blocks(n / 4), 256, 0, b->st>>>(d, s, n / 4, bf);
+    else kt_to16<<<wkc_blocks(n), 256, 0, b->st>>>(d, s, n, bf);
 }
 
 void wkt_matmul_dx(wk_backend *be, float *dx, const float *dy, const void *dy16, const wk_mat *W, int n, int acc,
@@ -81,7 +107,7 @@ void wkt_matmul_dx(wk_backend *be, float *dx, const float *dy, const void *dy16,
     int bf = W->dt == WICK_DT_BF16;
     if (!dy16) {
         size_t cnt = (size_t)n * out;
-        kt_to16<<<wkc_blocks(cnt), 256, 0, b->st>>>(tmp16, dy, cnt, bf);
+        to16(b, tmp16, dy, cnt, bf);
         wkc_launched(b, "gradient cast");
         dy16 = tmp16;
     }
@@ -89,6 +115,8 @@ void wkt_matmul_dx(wk_backend *be, float *dx, const float *dy, const void *dy16,
     wkc_blas_fail(b, cublasGemmEx(b->blas, CUBLAS_OP_N, CUBLAS_OP_N, in, n, out, &one, W->w, t, in, dy16, t, out, &beta,
                                   dx, CUDA_R_32F, in, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                   "matmul dx (16-bit weights)");
+    b->optag = in;
+    wkc_launched(b, "gemm16 dx");
 }
 
 /* ------------------------------------------------------------ RMSNorm, RoPE, SwiGLU */
@@ -156,6 +184,52 @@ void wkt_swiglu_bwd(wk_backend *be, float *dg, float *du, const float *dact, con
     wkc_use(b);
     kt_swiglu_bwd<<<wkc_blocks(n), 256, 0, b->st>>>(dg, du, dact, g, u, n);
     wkc_launched(b, "swiglu backward");
+}
+
+__device__ __forceinline__ void kt_st16(__nv_bfloat16 *p, float v) { *p = __float2bfloat16_rn(v); }
+__device__ __forceinline__ void kt_st16(__half *p, float v) { *p = __float2half_rn(v); }
+
+/* kt_swiglu_bwd's formulas, four elements a thread, with dg and du also written rounded to T. */
+template <typename T>
+__global__ void kt_swiglu_bwd16(float *dg, float *du, T *dg16, T *du16, const float *dact, const float *g,
+                                const float *u, size_t n4) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n4; i += (size_t)gridDim.x * blockDim.x) {
+        float4 gv = ((const float4 *)g)[i], uv = ((const float4 *)u)[i], av = ((const float4 *)dact)[i];
+        float G[4] = {gv.x, gv.y, gv.z, gv.w}, U[4] = {uv.x, uv.y, uv.z, uv.w}, A[4] = {av.x, av.y, av.z, av.w};
+        float rg[4], ru[4];
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            float sg = 1.f / (1.f + expf(-G[e]));
+            rg[e] = A[e] * U[e] * (sg * (1.f + G[e] * (1.f - sg)));
+            ru[e] = A[e] * G[e] * sg;
+        }
+        ((float4 *)dg)[i] = make_float4(rg[0], rg[1], rg[2], rg[3]);
+        ((float4 *)du)[i] = make_float4(ru[0], ru[1], ru[2], ru[3]);
+#pragma unroll
+        for (int e = 0; e < 4; e++) kt_st16(dg16 + 4 * i + e, rg[e]), kt_st16(du16 + 4 * i + e, ru[e]);
+    }
+}
+
+void wkt_swiglu_bwd16(wk_backend *be, float *dg, float *du, void *dg16, void *du16, int dt16, const float *dact,
+                      const float *g, const float *u, size_t n) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    uintptr_t al = (uintptr_t)dg | (uintptr_t)du | (uintptr_t)dact | (uintptr_t)g | (uintptr_t)u;
+    if (n % 4 || al % 16 || (dt16 != WICK_DT_BF16 && dt16 != WICK_DT_F16)) { /* the plain kernel, then casts */
+        wkt_swiglu_bwd(be, dg, du, dact, g, u, n);
+        if (dt16 == WICK_DT_BF16 || dt16 == WICK_DT_F16) {
+            to16(b, dg16, dg, n, dt16 == WICK_DT_BF16);
+            to16(b, du16, du, n, dt16 == WICK_DT_BF16);
+            wkc_launched(b, "gradient cast");
+        }
+        return;
+    }
+    size_t n4 = n / 4;
+    if (dt16 == WICK_DT_BF16)
+        kt_swiglu_bwd16<<<wkc_blocks(n4), 256, 0, b->st>>>(dg, du, (__nv_bfloat16 *)dg16, (__nv_bfloat16 *)du16, dact,
+                                                          g, u, n4);
+    else kt_swiglu_bwd16<<<wkc_blocks(n4), 256, 0, b->st>>>(dg, du, (__half *)dg16, (__half *)du16, dact, g, u, n4);
+    wkc_launched(b, "swiglu backward (+16-bit copies)");
 }
 
 /* ------------------------------------------------------------ attention */
@@ -605,10 +679,12 @@ void wkt_zero(wk_backend *be, void *p, size_t bytes) {
     wkc_backend *b = wkc(be);
     wkc_use(b);
     wkc_cuda_fail(b, cudaMemsetAsync(p, 0, bytes, b->st), "memset");
+    wkc_launched(b, "memset");
 }
 
 void wkt_copy(wk_backend *be, void *dst, const void *src, size_t bytes) {
     wkc_backend *b = wkc(be);
     wkc_use(b);
     wkc_cuda_fail(b, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, b->st), "device copy");
+    wkc_launched(b, "device copy");
 }

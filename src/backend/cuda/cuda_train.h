@@ -51,8 +51,23 @@ int wkt_attn_bwd_tc(wk_backend *be, float *dq, float *dk, float *dv, const float
                     const float *lse, const float *q, const float *k, const float *v, const int32_t *rs,
                     const int32_t *re, int n, int H, int Hk, int D, float scale, float *dsum, float *dkp,
                     float *dvp);
+/* bf16 tensor-core versions (cuda_flash16.cu): mma.sync on bf16 operands (q, k, v, dout, the
+ * probabilities and dS rounded to bf16) with fp32 accumulation and fp32 softmax statistics, as
+ * FlashAttention-2; same arguments, results and shape rules as the TF32 kernels, up to bf16
+ * rounding (relative L2 ~5e-3). After a multi-row GEMM with bf16 weights the forward also leaves
+ * out's bf16 copy for the next GEMM that reads out (as the backend's prefill ops do). */
+int wkt_attn_fwd_bf16(wk_backend *be, float *out, float *lse, const float *q, const float *k, const float *v,
+                      const int32_t *rs, int n, int H, int Hk, int D, float scale);
+int wkt_attn_bwd_bf16(wk_backend *be, float *dq, float *dk, float *dv, const float *dout, const float *out,
+                      const float *lse, const float *q, const float *k, const float *v, const int32_t *rs,
+                      const int32_t *re, int n, int H, int Hk, int D, float scale, float *dsum, float *dkp,
+                      float *dvp);
 /* act = silu(g)*u backward over n elements. */
 void wkt_swiglu_bwd(wk_backend *be, float *dg, float *du, const float *dact, const float *g, const float *u, size_t n);
+/* The same, also writing dg and du rounded to dt16 (WICK_DT_BF16 or WICK_DT_F16) into dg16, du16
+ * (n values each): the inputs of the frozen products' dx GEMMs, rounded in the same pass. */
+void wkt_swiglu_bwd16(wk_backend *be, float *dg, float *du, void *dg16, void *du16, int dt16, const float *dact,
+                      const float *g, const float *u, size_t n);
 /* Cross-entropy with label smoothing of rows of logits[rows,V] against tgt[rows]: loss[r] = the row's
  * loss; the gradient d loss/d logits overwrites logits, or with g16 != NULL goes there rounded to
  * dt16 (WICK_DT_BF16 or WICK_DT_F16) and logits are left as they are. */
