@@ -189,7 +189,12 @@ void oai_job_free(job *j) {
     srv *s = j->s;
     int cancelled = (j->gen && !j->finished) || j->stop == WICK_STOP_CANCELLED;
     if (j->gen) wick_gen_free(j->gen);
-    if (j->ad) wick_registry_release(srv_rep_of(s, j->slot)->reg, j->ad);
+    if (j->ad) { /* the last reference of an unloaded adapter frees its device copy */
+        srv_rep *rep = srv_rep_of(s, j->slot);
+        srv_dev_lock(rep);
+        wick_registry_release(rep->reg, j->ad);
+        srv_dev_unlock(rep);
+    }
     if (j->slot >= 0) {
         srv_record(s, wk_now() - j->t0, j->n_prompt, j->n_gen, 0, cancelled);
         srv_release_slot(s, j->slot);
@@ -326,8 +331,10 @@ static job *job_start(srv *s, json_t *req, int chat, srv_reply *r) {
     }
     /* the slot's session is idle (the scheduler runs it only on a pending step): set it up here */
     wick_session *ss = s->sess[j->slot];
+    srv_dev_lock(rep); /* the adapter's device copy may be uploaded here */
     wick_session_reset(ss);
     wick_status st = wick_session_set_adapter(ss, j->ad, 1.0f);
+    srv_dev_unlock(rep);
     if (!st) {
         /* chat: the template's end of turn also stops (prompt_ids rendered and tokenized it) */
         const char *eot = chat ? wick_tokenizer_eos(s->tok) : NULL;

@@ -9,7 +9,9 @@
  *     /v1/adapters) and copied to another when a request is routed there (milliseconds: the
  *     registry loads the PEFT files onto that GPU). Unloading removes it from every replica.
  * Loads, unloads and on-demand copies hold cat_mu (so an unload never races a copy); the
- * residency bits also change under mu, which routing holds. Lock order: cat_mu, then mu.
+ * residency bits also change under mu, which routing holds. Registry loads, unloads and
+ * releases may upload or free an adapter's device copy: they hold the replica's device lock.
+ * Lock order: cat_mu, dev_mu, mu.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +20,14 @@
 #include "wk.h"
 
 srv_rep *srv_rep_of(srv *s, int slot) { return s->seq[slot].rep; }
+
+void srv_dev_lock(srv_rep *r) {
+    if (r->dev_mu) pthread_mutex_lock(r->dev_mu);
+}
+
+void srv_dev_unlock(srv_rep *r) {
+    if (r->dev_mu) pthread_mutex_unlock(r->dev_mu);
+}
 
 /* Catalog index of name, -1 if none (under cat_mu or mu). */
 static int cat_find(srv *s, const char *name) {
@@ -108,7 +118,10 @@ int srv_adapter_add(srv *s, const char *name, const char *dir, int rep) {
         wk_err(WICK_ENOMEM, "serve: out of memory for the adapter catalog");
     } else {
         int k = rep >= 0 ? rep % s->n_rep : place(s);
-        if (wick_registry_load(s->rep[k].reg, name, dir)) ret = SRV_LOAD_FAILED;
+        srv_dev_lock(&s->rep[k]);
+        wick_status st = wick_registry_load(s->rep[k].reg, name, dir);
+        srv_dev_unlock(&s->rep[k]);
+        if (st) ret = SRV_LOAD_FAILED;
         else {
             srv_adapter a = {.on = 1ull << k};
             snprintf(a.name, sizeof a.name, "%s", name), snprintf(a.dir, sizeof a.dir, "%s", dir);
@@ -126,7 +139,9 @@ int srv_adapter_remove(srv *s, const char *name) {
     int ci = cat_find(s, name), ret = ci < 0 ? SRV_NOT_FOUND : SRV_OK;
     for (int k = 0; ci >= 0 && k < s->n_rep; k++) {
         if (!(s->cat[ci].on >> k & 1)) continue;
+        srv_dev_lock(&s->rep[k]);
         wick_status st = wick_registry_unload(s->rep[k].reg, name);
+        srv_dev_unlock(&s->rep[k]);
         if (st == WICK_ESTATE) {
             ret = SRV_IN_USE; /* it stays on this replica (and is served from it) */
             continue;
@@ -151,8 +166,14 @@ wick_adapter *srv_adapter_acquire(srv *s, srv_rep *r, const char *name, int *why
     pthread_mutex_lock(&s->cat_mu); /* copy it here from the catalog's directory */
     int ci = cat_find(s, name);
     a = ci >= 0 ? wick_registry_acquire(r->reg, name) : NULL; /* another request may have copied it */
+    wick_status st = WICK_OK;
+    if (ci >= 0 && !a) {
+        srv_dev_lock(r);
+        st = wick_registry_load(r->reg, name, s->cat[ci].dir);
+        srv_dev_unlock(r);
+    }
     if (ci < 0) *why = SRV_NOT_FOUND;
-    else if (!a && wick_registry_load(r->reg, name, s->cat[ci].dir)) *why = SRV_LOAD_FAILED;
+    else if (!a && st) *why = SRV_LOAD_FAILED;
     else if (!a) {
         pthread_mutex_lock(&s->mu);
         s->cat[ci].on |= 1ull << r->idx;

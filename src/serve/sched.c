@@ -132,8 +132,10 @@ static void *sched_main(void *arg) {
             continue;
         }
         pthread_mutex_unlock(&s->mu);
+        srv_dev_lock(r);
         int pre_done = p.pre >= 0 ? run_prefill(s, p.pre) : 0;
         if (p.n) run_decode(r, &p, st);
+        srv_dev_unlock(r);
         pthread_mutex_lock(&s->mu);
         if (pre_done) s->seq[p.pre].state = SEQ_DONE;
         for (int j = 0; j < p.n; j++) s->seq[p.slot[j]].st = st[j], s->seq[p.slot[j]].state = SEQ_DONE;

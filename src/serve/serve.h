@@ -41,6 +41,10 @@ typedef struct srv_rep {
     char device[32];
     wick_model *model;
     wick_registry *reg;
+    pthread_mutex_t *dev_mu;      /* the device's lock (shared by replicas on one GPU; NULL on the CPU): a GPU's
+                                     ops table is not for two threads at once (one stream, scratch, graph
+                                     capture), so the scheduler's rounds and the request threads' adapter
+                                     uploads and frees take turns */
     int slot0, n_slot;
     pthread_t sched;
     int sched_started;
@@ -67,6 +71,7 @@ typedef struct srv {
     srv_adapter *cat;
     int n_cat, cap_cat;
     pthread_mutex_t cat_mu;
+    pthread_mutex_t dev_mu[SRV_MAX_REPLICAS]; /* per distinct device (srv_rep.dev_mu) */
     wick_encoder *enc;            /* NULL without --embed-model */
     pthread_mutex_t enc_mu;       /* encoder calls must not overlap */
     char base_name[256];
@@ -126,6 +131,9 @@ int srv_adapter_remove(srv *s, const char *name);
 wick_adapter *srv_adapter_acquire(srv *s, srv_rep *r, const char *name, int *why);
 /* Copies of the catalog's names (at most cap) into names; returns the count. */
 int srv_adapter_names(srv *s, char (*names)[72], int cap);
+/* Takes / gives back replica r's device lock (no-op on the CPU). Lock order: cat_mu, dev_mu, mu. */
+void srv_dev_lock(srv_rep *r);
+void srv_dev_unlock(srv_rep *r);
 /* Busy slots of replica r (under mu). */
 int srv_rep_busy(const srv *s, const srv_rep *r);
 /* How many adapters replica k holds (under mu). */

@@ -275,6 +275,11 @@ static wick_status srv_open(srv *s, const wick_serve_opts *o) {
     wick_status st = WICK_OK;
     for (int k = 0; k < s->n_rep && !st; k++) st = rep_load(s, k);
     if (st) return st;
+    for (int k = 0; k < s->n_rep; k++) { /* one lock per distinct device; none on the CPU */
+        int first = 0;
+        while (strcmp(s->rep[first].device, s->rep[k].device)) first++;
+        s->rep[k].dev_mu = strncmp(s->rep[k].device, "cpu", 3) ? &s->dev_mu[first] : NULL;
+    }
     wick_model_info mi;
     wick_model_get_info(s->rep[0].model, &mi);
     s->vocab = mi.vocab_size;
@@ -313,6 +318,7 @@ wick_status wick_serve_run(const wick_serve_opts *o) {
     srv *s = calloc(1, sizeof *s);
     pthread_mutex_init(&s->mu, NULL), pthread_cond_init(&s->cv, NULL), pthread_mutex_init(&s->enc_mu, NULL);
     pthread_mutex_init(&s->cat_mu, NULL);
+    for (int k = 0; k < SRV_MAX_REPLICAS; k++) pthread_mutex_init(&s->dev_mu[k], NULL);
     wick_status st = srv_open(s, o);
     struct sockaddr_in addr;
     memset(&addr, 0, sizeof addr);
@@ -345,6 +351,7 @@ wick_status wick_serve_run(const wick_serve_opts *o) {
     srv_close(s);
     pthread_mutex_destroy(&s->mu), pthread_cond_destroy(&s->cv), pthread_mutex_destroy(&s->enc_mu);
     pthread_mutex_destroy(&s->cat_mu);
+    for (int k = 0; k < SRV_MAX_REPLICAS; k++) pthread_mutex_destroy(&s->dev_mu[k]);
     free(s);
     return st;
 #endif
