@@ -511,6 +511,45 @@ __device__ __forceinline__ void pspan(const rowin_d &r, int o, int *c0, int *nc)
     *nc = r.pbcols[i];
 }
 
+/* The shrink's rows (f32 A, twice the bytes of a 16-bit W row) go to lighter units than the
+ * product's, so that an A block finishes with the W blocks that wait for it: half the rows
+ * per warp, or a row split over twice the warps (not with the norm in place, which needs
+ * each warp to see all of x). */
+template <int RPW, int WPR, int NORM> struct a_split {
+    static constexpr int rpw = RPW > 1 ? RPW / 2 : 1;
+    static constexpr int wpr = RPW > 1 || NORM ? WPR : (2 * WPR > 8 ? 8 : 2 * WPR);
+};
+
+/* t[j] = inv · x'·A[j] for the A rows of A block `blk` (a_split's units), written by each unit's first lane. */
+template <int RPW, int WPR, int NORM>
+__device__ __forceinline__ void shrink_rows(const rowin_d &r, int blk, int in, const float *xs, float inv,
+                                            float (*part)[RPW]) {
+    constexpr int R = a_split<RPW, WPR, NORM>::rpw, P = a_split<RPW, WPR, NORM>::wpr;
+    int gw = threadIdx.x >> 5, lane = threadIdx.x & 31, sub = gw % P;
+    int row0 = (blk * (8 / P) + gw / P) * R;
+    float a[R], ss = 0.f;
+#pragma unroll
+    for (int rr = 0; rr < R; rr++) a[rr] = 0.f;
+    if (row0 < r.ra) dot_rows<float, R, 4 / R, NORM>(r.A, row0, r.ra, in, xs, r.nw, sub * 32 + lane, P * 32, a, &ss);
+    if (NORM) inv = 1.f / sqrtf(warp_sum(ss) / (float)in + r.eps);
+#pragma unroll
+    for (int rr = 0; rr < R; rr++) a[rr] = warp_sum(a[rr]);
+    if (P > 1) {
+        if (lane == 0)
+#pragma unroll
+            for (int rr = 0; rr < R; rr++) part[gw][rr] = a[rr];
+        __syncthreads();
+#pragma unroll
+        for (int rr = 0; rr < R; rr++) {
+            a[rr] = 0.f;
+            for (int i = 0; i < P; i++) a[rr] += part[gw - sub + i][rr];
+        }
+    }
+#pragma unroll
+    for (int rr = 0; rr < R; rr++)
+        if (row0 + rr < r.ra && sub == 0 && lane == 0) r.t[row0 + rr] = a[rr] * inv;
+}
+
 /* y[o] (=|+=) scale · x'·W[o] + bias[o] (+ ps · pB[o]·t) for o < out, and the shrink
  * t[j] = x'·A[j] for j < ra. A block is 8 warps; WPR warps share a group of RPW rows (each
  * takes a slice of k). The first blocks hold the A rows (whole blocks), the rest the W rows.
@@ -529,29 +568,37 @@ __global__ void __launch_bounds__(256) k_matvec(float *y, rowin_d r, const T *W,
     float inv = stage_row<MODE, STAGE>(r, in, xs, red), ss = 0.f;
     const int NORM = MODE == 1 && !STAGE; /* the norm in place: each warp sees all of x (WPR 1) */
     int gw = threadIdx.x >> 5, lane = threadIdx.x & 31, sub = gw % WPR, per = 8 / WPR;
-    int ablocks = r.A ? ((r.ra + RPW - 1) / RPW + per - 1) / per : 0, isA = (int)blockIdx.x < ablocks;
-    int unit = (isA ? (int)blockIdx.x : (int)blockIdx.x - ablocks) * per + gw / WPR;
-    int row0 = unit * RPW, nrows = isA ? r.ra : out;
+    constexpr int RA = a_split<RPW, WPR, NORM>::rpw, PA = 8 / a_split<RPW, WPR, NORM>::wpr;
+    int ablocks = r.A ? ((r.ra + RA - 1) / RA + PA - 1) / PA : 0, isA = (int)blockIdx.x < ablocks;
+    if (isA) { /* the shrink: its own units, then counted done for the W blocks that wait on it */
+        shrink_rows<RPW, WPR, NORM>(r, blockIdx.x, in, xs, inv, part);
+        if (r.pB) {
+            __syncthreads();
+            if (threadIdx.x == 0) {
+                __threadfence();
+                atomicAdd(&ctr[0], 1u);
+            }
+        }
+    }
+    int unit = ((int)blockIdx.x - ablocks) * per + gw / WPR;
+    int row0 = unit * RPW, nrows = out;
     float eb[RPW]; /* this lane's expand weight of each row, loaded before the product */
 #pragma unroll
     for (int rr = 0; rr < RPW; rr++) {
         int o = row0 + rr, c0, nc;
         eb[rr] = 0.f;
-        if (!r.pB || isA || o >= out) continue;
+        if (!r.pB || isA || o < 0 || o >= out) continue;
         pspan(r, o, &c0, &nc);
         if (lane < nc) eb[rr] = __ldg(r.pB + (size_t)o * r.ra + c0 + lane);
     }
     float a[RPW];
 #pragma unroll
     for (int rr = 0; rr < RPW; rr++) a[rr] = 0.f;
-    if (row0 < nrows) {
-        if (isA) dot_rows<float, RPW, 4 / RPW, NORM>(r.A, row0, nrows, in, xs, r.nw, sub * 32 + lane, WPR * 32, a, &ss);
-        else dot_rows<T, RPW, 4 / RPW, NORM>(W, row0, nrows, in, xs, r.nw, sub * 32 + lane, WPR * 32, a, &ss);
-    }
-    if (NORM) inv = 1.f / sqrtf(warp_sum(ss) / (float)in + r.eps);
+    if (!isA && row0 < nrows) dot_rows<T, RPW, 4 / RPW, NORM>(W, row0, nrows, in, xs, r.nw, sub * 32 + lane, WPR * 32, a, &ss);
+    if (NORM && !isA) inv = 1.f / sqrtf(warp_sum(ss) / (float)in + r.eps);
 #pragma unroll
     for (int rr = 0; rr < RPW; rr++) a[rr] = warp_sum(a[rr]);
-    if (WPR > 1) {
+    if (WPR > 1 && !isA) {
         if (lane == 0)
 #pragma unroll
             for (int rr = 0; rr < RPW; rr++) part[gw][rr] = a[rr];
@@ -562,18 +609,7 @@ __global__ void __launch_bounds__(256) k_matvec(float *y, rowin_d r, const T *W,
             for (int i = 0; i < WPR; i++) a[rr] += part[gw - sub + i][rr];
         }
     }
-    if (isA) {
-#pragma unroll
-        for (int rr = 0; rr < RPW; rr++)
-            if (row0 + rr < nrows && sub == 0 && lane == 0) r.t[row0 + rr] = a[rr] * inv;
-        if (r.pB) {
-            __syncthreads();
-            if (threadIdx.x == 0) {
-                __threadfence();
-                atomicAdd(&ctr[0], 1u);
-            }
-        }
-    } else {
+    if (!isA) {
         if (r.pB) {
             if (threadIdx.x == 0) { /* plain acquire loads: many waiting blocks must not queue atomics on ctr[0] */
                 unsigned v;
@@ -615,8 +651,9 @@ __global__ void __launch_bounds__(256) k_matvec(float *y, rowin_d r, const T *W,
 template <typename T, int MODE, int STAGE, int RPW, int WPR>
 static void launch_mv_cfg(wkc_backend *b, float *y, const rowin_d &r, const T *W, const float *bias, int in, int out,
                           int acc) {
+    constexpr int NORM = MODE == 1 && !STAGE, RA = a_split<RPW, WPR, NORM>::rpw, PA = 8 / a_split<RPW, WPR, NORM>::wpr;
     int per = 8 / WPR, wblocks = ((out + RPW - 1) / RPW + per - 1) / per;
-    int ablocks = r.A ? ((r.ra + RPW - 1) / RPW + per - 1) / per : 0;
+    int ablocks = r.A ? ((r.ra + RA - 1) / RA + PA - 1) / PA : 0;
     size_t smem = sizeof(float) * (STAGE ? (size_t)in : 0);
     if (smem > 48 * 1024 &&
         wkc_cuda_fail(b, cudaFuncSetAttribute(k_matvec<T, MODE, STAGE, RPW, WPR>,
