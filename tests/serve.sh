@@ -6,34 +6,9 @@
 # listing, concurrent streams on different adapters, disconnect, load test); graceful SIGTERM.
 set -u
 WICK="$1"
-export OMP_NUM_THREADS=1
 HERE="$(cd "$(dirname "$0")" && pwd)"
-T=$(mktemp -d)
-PIDS=""
-cleanup() { for p in $PIDS; do kill -9 "$p" 2>/dev/null; done; rm -rf "$T"; }
-trap cleanup EXIT
-fail=0
-check() { if [ "$2" = "$3" ]; then echo "ok   $1"; else echo "FAIL $1: got [$2] want [$3]"; fail=1; fi; }
-# jq-free JSON field access: jget 'expr on d' < json
-jget() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
-
-# start_server LOG args...: runs wick serve --port 0, waits for its port, sets PORT and SPID
-start_server() {
-  local log="$1"; shift
-  "$WICK" serve --port 0 "$@" >"$log" 2>&1 &
-  SPID=$!; PIDS="$PIDS $SPID"; PORT=""
-  for _ in $(seq 1 100); do
-    PORT=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$log")
-    [ -n "$PORT" ] && return 0
-    kill -0 "$SPID" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "FAIL server did not start:"; cat "$log"; exit 1
-}
-
-# model with a byte tokenizer + ChatML template; adapters trained 2 steps (random, distinct)
-"$WICK" init-model --arch qwen2 --preset tiny --dtype f32 --seed 1 --out "$T/m" --tokenizer bytes >/dev/null || exit 1
-printf '{"text":"hello world"}\n{"text":"the cat sat"}\n{"text":"on the mat"}\n{"text":"abc abc abc"}\n' >"$T/d.jsonl"
+. "$HERE/lib/serve_common.sh"
+# adapters trained 2 steps (random, distinct)
 mkdir -p "$T/root" "$T/outside"
 for a in 1 2; do
   "$WICK" train --model "$T/m" --data "$T/d.jsonl" --out "$T/root/a$a" --max-steps 2 --lr 0.2 --seed $a \
