@@ -202,7 +202,12 @@ void admin_metrics(srv *s, srv_reply *r) {
         {"wick_replica_sessions_busy", "gauge"}, {"wick_replica_adapters", "gauge"},
         {"wick_replica_decode_rows_total", "counter"}, {"wick_replica_adapter_copies_total", "counter"}};
     for (int m = 0; m < 4; m++) {
-        if (cap - o < 512 + 96 * (size_t)s->n_rep) b = realloc(b, cap = cap * 2 + 96 * (size_t)s->n_rep);
+        size_t need = o + 256 + 192 * (size_t)s->n_rep; /* a line: name, replica, device (< 32), value */
+        if (need > cap) {
+            char *nb = realloc(b, need * 2);
+            if (!nb) break;
+            b = nb, cap = need * 2;
+        }
         o += (size_t)snprintf(b + o, cap - o, "# TYPE %s %s\n", per[m][0], per[m][1]);
         for (int k = 0; k < s->n_rep; k++) {
             const srv_rep *rp = &s->rep[k];
