@@ -8,6 +8,7 @@
  * equals the generic op on the reference backend: empty segments, a NULL pair, scale 0, ranks
  * 4..70 (several rank tiles), a large segment, outputs not a multiple of 16. */
 #include "t.h"
+#include "batch_util.h"
 #include "backend/backend.h"
 
 #include <stdint.h>
@@ -58,32 +59,6 @@ static void setup(fix *f, wick_session **s, int i, float *lg) {
     CHECK_OK(wick_session_eval(*s, ids, n, lg, 0));
 }
 
-static int argmax(const float *x, int n) {
-    int b = 0;
-    for (int i = 1; i < n; i++) b = x[i] > x[b] ? i : b;
-    return b;
-}
-
-/* Steps the sessions `pick` (count k) of both sets: batched vs alone; returns the max |diff|. */
-static float step_compare(fix *f, wick_session **bs, wick_session **rs, const int *pick, int k, int32_t *next) {
-    wick_session *sel[NS];
-    int32_t ids[NS];
-    float *lb = malloc(sizeof(float) * (size_t)k * f->V), *lr = malloc(sizeof(float) * (size_t)f->V), worst = 0;
-    for (int j = 0; j < k; j++) sel[j] = bs[pick[j]], ids[j] = next[pick[j]];
-    CHECK_OK(wick_session_eval_batch(sel, ids, k, lb));
-    for (int j = 0; j < k; j++) {
-        int i = pick[j];
-        CHECK_OK(wick_session_eval(rs[i], &next[i], 1, lr, 0));
-        float d = t_max_abs_diff(lb + (size_t)j * f->V, lr, (size_t)f->V);
-        worst = d > worst ? d : worst;
-        CHECK(wick_session_pos(bs[i]) == wick_session_pos(rs[i]), "session %d at %d, alone at %d", i,
-              wick_session_pos(bs[i]), wick_session_pos(rs[i]));
-        next[i] = (int32_t)argmax(lr, f->V);
-    }
-    free(lb), free(lr);
-    return worst;
-}
-
 static void mixed(const char *name) {
     fix f;
     if (open_fix(name, &f)) return close_fix(&f);
@@ -93,17 +68,17 @@ static void mixed(const char *name) {
     for (int i = 0; i < NS; i++) {
         setup(&f, &bs[i], i, lg);
         setup(&f, &rs[i], i, lg);
-        next[i] = (int32_t)argmax(lg, f.V);
+        next[i] = (int32_t)tb_argmax(lg, f.V);
     }
     int all[NS] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, some[4] = {6, 2, 0, 5}, one[1] = {3};
     float worst = 0, d;
     for (int t = 0; t < STEPS; t++) {
-        d = step_compare(&f, bs, rs, all, NS, next);
+        d = tb_step(f.V, bs, rs, all, NS, next, 1);
         worst = d > worst ? d : worst;
     }
-    d = step_compare(&f, bs, rs, some, 4, next);
+    d = tb_step(f.V, bs, rs, some, 4, next, 1);
     worst = d > worst ? d : worst;
-    d = step_compare(&f, bs, rs, one, 1, next);
+    d = tb_step(f.V, bs, rs, one, 1, next, 1);
     worst = d > worst ? d : worst;
     CHECK(worst <= 1e-5f, "%s: batched logits differ from alone by %g", name, worst);
     printf("%s: %d sessions x %d steps, max |batched - alone| = %.2e\n", name, NS, STEPS, worst);

@@ -10,6 +10,7 @@
  * after the adapters are reshuffled (the captured graph of 14 rows replayed with another mix).
  * Without a GPU it skips. */
 #include "t.h"
+#include "batch_util.h"
 #include "backend/backend.h"
 #ifdef WICK_HAVE_CUDA
 #include "backend/cuda/cuda_backend.h"
@@ -95,34 +96,6 @@ static void select_mix(fix *f, wick_session *s, int k) {
     CHECK_OK(wick_session_set_adapter(s, k == 0 ? NULL : f->ad[k == 9 ? 0 : k - 1], k == 9 ? 0.5f : 1.f));
 }
 
-static int argmax(const float *x, int n) {
-    int b = 0;
-    for (int i = 1; i < n; i++) b = x[i] > x[b] ? i : b;
-    return b;
-}
-
-/* One batched step of sessions pick[0..k) of bs against the same ones of rs alone; max |diff|. */
-static float step(fix *f, wick_session **bs, wick_session **rs, const int *pick, int k, int32_t *next, int logits) {
-    wick_session *sel[NS];
-    int32_t ids[NS];
-    float *lb = malloc(sizeof(float) * (size_t)k * f->V), *lr = malloc(sizeof(float) * (size_t)f->V), worst = 0;
-    for (int j = 0; j < k; j++) sel[j] = bs[pick[j]], ids[j] = next[pick[j]];
-    CHECK_OK(wick_session_eval_batch(sel, ids, k, logits ? lb : NULL));
-    for (int j = 0; j < k; j++) {
-        int i = pick[j];
-        CHECK_OK(wick_session_eval(rs[i], &next[i], 1, lr, 0));
-        if (logits) {
-            float d = t_max_abs_diff(lb + (size_t)j * f->V, lr, (size_t)f->V);
-            worst = d > worst ? d : worst;
-        }
-        CHECK(wick_session_pos(bs[i]) == wick_session_pos(rs[i]), "session %d at %d, alone at %d", i,
-              wick_session_pos(bs[i]), wick_session_pos(rs[i]));
-        next[i] = (int32_t)argmax(lr, f->V);
-    }
-    free(lb), free(lr);
-    return worst;
-}
-
 static void mixed(const char *name) {
     fix f;
     if (open_fix(name, &f)) return close_fix(&f);
@@ -138,23 +111,23 @@ static void mixed(const char *name) {
         for (int k = 0; k < n; k++) pr[k] = (int32_t)((i * 41 + k * 13 + 7) % f.V);
         CHECK_OK(wick_session_eval(bs[i], pr, n, NULL, 0));
         CHECK_OK(wick_session_eval(rs[i], pr, n, lg, 0));
-        next[i] = (int32_t)argmax(lg, f.V);
+        next[i] = (int32_t)tb_argmax(lg, f.V);
     }
     int all[NS], some[5] = {9, 2, 13, 0, 6};
     for (int i = 0; i < NS; i++) all[i] = i;
     float worst = 0, d;
     for (int t = 0; t < 4; t++) { /* direct, captured, replayed twice */
-        d = step(&f, bs, rs, all, NS, next, 1);
+        d = tb_step(f.V, bs, rs, all, NS, next, 1);
         worst = d > worst ? d : worst;
     }
     for (int t = 0; t < 3; t++) {
-        d = step(&f, bs, rs, some, 5, next, 1);
+        d = tb_step(f.V, bs, rs, some, 5, next, 1);
         worst = d > worst ? d : worst;
     }
-    step(&f, bs, rs, all, NS, next, 0); /* no logits: the sessions advance all the same */
+    tb_step(f.V, bs, rs, all, NS, next, 0); /* no logits: the sessions advance all the same */
     for (int i = 0; i < NS; i++) select_mix(&f, bs[i], i + 3), select_mix(&f, rs[i], i + 3);
     for (int t = 0; t < 3; t++) { /* the graph of 14 rows with another mix */
-        d = step(&f, bs, rs, all, NS, next, 1);
+        d = tb_step(f.V, bs, rs, all, NS, next, 1);
         worst = d > worst ? d : worst;
     }
     CHECK(worst <= 1e-4f, "%s: batched logits differ from alone by %g", name, worst);
