@@ -268,13 +268,34 @@ static void check_greedy(wick_model *m, wick_st *g, int V, const char *name) {
     int32_t ids[64];
     for (int i = 0; i < np; i++) ids[i] = (int32_t)p64[i];
     int same = 1;
+    double lp[64] = {0};
     CHECK_OK(wick_session_eval(s, ids, (int)np, row, 0));
     for (int t = 0; t < ng && same; t++) {
         int32_t next = argmax(row, V);
+        double z = 0;
+        for (int v = 0; v < V; v++) z += exp((double)row[v] - row[next]);
+        if (t < 64) lp[t] = -log(z);
         same = next == (int32_t)g64[t];
         CHECK_OK(wick_session_eval(s, &next, 1, row, 0));
     }
     CHECK(same, "%s: greedy ids on cuda differ from HF generate", name);
+    /* the generation API: greedy steps picked on the device (no logits downloaded) */
+    wick_session_reset(s);
+    wick_gen_opts go = wick_gen_opts_default();
+    go.sampling.temperature = 0, go.max_tokens = (int)ng, go.ignore_eos = 1;
+    wick_gen *gen = NULL;
+    CHECK_OK(wick_gen_start(m, s, ids, (int)np, &go, &gen));
+    wick_token tok;
+    int done = 0, t = 0, same_gen = 1;
+    double worst = 0;
+    while (gen && !wick_gen_next(gen, &tok, &done) && !done && t < ng) {
+        same_gen &= tok.id == (int32_t)g64[t];
+        if (t < 64 && fabs(tok.logprob - lp[t]) > worst) worst = fabs(tok.logprob - lp[t]);
+        t++;
+    }
+    CHECK(same_gen && t == ng && worst < 1e-4, "%s: wick_gen greedy on cuda: %d of %d ids, same %d, logprob off by %g",
+          name, t, (int)ng, same_gen, worst);
+    wick_gen_free(gen);
     wick_session_free(s);
     free(row), free(p64), free(g64);
 }

@@ -73,7 +73,8 @@ static void test_lora_seg(void) {
 /* post: the expand of the launch's own shrink (pB (out, ra), ps 0.3) added to every row; post 2:
  * pB block-diagonal over 3 row blocks (out/2, out/4, the rest) of ranks ra/2, ra/4 and the rest,
  * post 3: the same over 2 halves (gate|up); acc: accumulate into y (else overwrite). */
-static void mv_case_p(int in, int out, int mode, wick_dtype dt, int ra, float scale, int bias, int post, int acc) {
+static void mv_case_pg(int in, int out, int mode, wick_dtype dt, int ra, float scale, int bias, int post, int acc,
+                       int glu) {
     float *pB = rvec((size_t)out * (ra ? ra : 1), 1.f);
     int nb = post == 2 ? 3 : post == 3 ? 2 : 0;
     int rows[3] = {out / 2, out / 4, out - out / 2 - out / 4}, cols[3] = {ra / 2, ra / 4, ra - ra / 2 - ra / 4};
@@ -99,25 +100,33 @@ static void mv_case_p(int in, int out, int mode, wick_dtype dt, int ra, float sc
     for (int o = 0; o < out; o++) y[o] = (acc ? y0[o] : 0.f) + scale * y[o] + (bias ? b[o] : 0.f);
     if (ra) R->matmul_f32(R, t, xs, A, 1, in, ra, 1.f, 0);
     if (ra && post) R->matmul_f32(R, y, t, pB, 1, ra, out, 0.3f, 1);
+    int ny = glu ? out / 2 : out; /* glu: y[o] = silu(gate_o)·up_o over the halves */
+    for (int o = 0; o < ny && glu; o++) y[o] = y[o] / (1.f + expf(-y[o])) * y[ny + o];
     float *dx = dev(x, 4 * in), *dup = dev(up, 4 * in), *dnw = dev(nw, 4 * in), *dA = dev(A, 4 * (size_t)(ra ? ra : 1) * in);
     float *db = dev(b, 4 * out), *dy = dev(y0, 4 * out), *dtt = G->alloc(G, 4 * (size_t)(ra ? ra : 1));
     wk_rowin ri = {.x = dx, .nw = mode == 1 ? dnw : NULL, .up = mode == 2 ? dup : NULL, .eps = 1e-6f, .scale = scale,
                    .in = in, .A = ra ? dA : NULL, .ra = ra, .t = dtt};
     if (post) ri.pB = dpB, ri.ps = 0.3f, ri.pnblk = nb;
     for (int k = 0; k < nb; k++) ri.pbrows[k] = rows[k], ri.pbcols[k] = cols[k];
+    ri.glu = glu;
     G->matvec(G, dy, &ri, &Wd, bias ? db : NULL, acc);
     float *gy = malloc(sizeof(float) * out), *gt = malloc(sizeof(float) * (ra ? ra : 1));
-    G->download(G, gy, dy, 4 * out);
+    G->download(G, gy, dy, 4 * ny);
     if (ra) G->download(G, gt, dtt, 4 * (size_t)ra);
     CHECK(G->check(G) == WICK_OK, "matvec: %s", wick_last_error());
-    double e = t_rel_l2(gy, y, out), es = ra ? t_rel_l2(gt, t, ra) : 0;
-    CHECK(e <= 1e-5 && es <= 1e-5, "matvec in=%d out=%d mode=%d %s ra=%d post=%d acc=%d: rel L2 %g (shrink %g)", in,
-          out, mode, wick_dtype_name(dt), ra, post, acc, e, es);
+    double e = t_rel_l2(gy, y, ny), es = ra ? t_rel_l2(gt, t, ra) : 0;
+    const char *cfg = getenv("WICK_MV_CFG");
+    CHECK(e <= 1e-5 && es <= 1e-5, "matvec in=%d out=%d mode=%d %s ra=%d post=%d acc=%d glu=%d cfg=%s: rel L2 %g (shrink %g)",
+          in, out, mode, wick_dtype_name(dt), ra, post, acc, glu, cfg ? cfg : "-", e, es);
     G->free(G, dpB);
     free(pB);
     G->free(G, (void *)Wd.w), G->free(G, dx), G->free(G, dup), G->free(G, dnw), G->free(G, dA), G->free(G, db);
     G->free(G, dy), G->free(G, dtt);
     free(x), free(up), free(nw), free(w), free(A), free(b), free(y0), free(y), free(xs), free(t), free(wh), free(gy), free(gt);
+}
+
+static void mv_case_p(int in, int out, int mode, wick_dtype dt, int ra, float scale, int bias, int post, int acc) {
+    mv_case_pg(in, out, mode, dt, ra, scale, bias, post, acc, 0);
 }
 
 static void mv_case_x(int in, int out, int mode, wick_dtype dt, int ra, float scale, int bias, int post) {
@@ -162,7 +171,96 @@ static void rope_kv_case(int H, int Hk, int D, int norm, int ra) {
     free(qkv), free(qn), free(kn), free(inv), free(B), free(t), free(kc), free(vc), free(gq), free(gk), free(gv);
 }
 
+/* The q|k|v product with RoPE and the KV store in the launch (wk_rowin.rope) against the
+ * reference ops: RMSNorm, product (+ bias, + the adapter's block-diagonal expand), rope of
+ * q and k at position p, kv_store; y and both caches compared. */
+static void mv_rope_case(int H, int Hk, int D, int in, int ra, int bias, wick_dtype dt) {
+    int out = (H + 2 * Hk) * D, cap = 37, p = 29;
+    float *x = rvec(in, 1.f), *nw = rvec(in, 1.f), *w = rvec((size_t)out * in, 1.f), *A = rvec((size_t)(ra ? ra : 1) * in, 1.f);
+    float *pB = rvec((size_t)out * (ra ? ra : 1), 1.f), *b = rvec(out, 1.f), *y = malloc(sizeof(float) * out);
+    float *xs = malloc(sizeof(float) * in), *t = malloc(sizeof(float) * (ra ? ra : 1)), *inv = malloc(sizeof(float) * D / 2);
+    int rows[3] = {H * D, Hk * D, Hk * D}, cols[3] = {ra / 2, ra / 4, ra - ra / 2 - ra / 4};
+    for (int o = 0, k = 0, r0 = 0, c0 = 0; o < out && ra; o++) {
+        if (o >= r0 + rows[k]) r0 += rows[k], c0 += cols[k], k++;
+        for (int j = 0; j < ra; j++)
+            if (j < c0 || j >= c0 + cols[k]) pB[(size_t)o * ra + j] = 0.f;
+    }
+    for (int j = 0; j < D / 2; j++) inv[j] = powf(10000.f, -2.f * j / D);
+    size_t kvn = (size_t)Hk * cap * D;
+    float *kc = rvec(kvn, 1.f), *vc = rvec(kvn, 1.f);
+    uint16_t *wh = malloc(2 * (size_t)out * in);
+    for (size_t i = 0; i < (size_t)out * in; i++) wh[i] = wk_f32_to_bf16(w[i]);
+    const void *wp = dt == WICK_DT_F32 ? (const void *)w : (const void *)wh;
+    wk_mat W = {.w = wp, .dt = dt, .rows = out, .cols = in}, Wd = W;
+    Wd.w = dev(wp, (size_t)out * in * wick_dtype_size(dt));
+    float *dkc = dev(kc, 4 * kvn), *dvc = dev(vc, 4 * kvn); /* the caches' other positions must survive */
+    R->rmsnorm(R, xs, x, nw, 1, in, 1e-6f);
+    R->matmul(R, y, xs, &W, bias ? b : NULL, 1, 0);
+    if (ra) R->matmul_f32(R, t, xs, A, 1, in, ra, 1.f, 0), R->matmul_f32(R, y, t, pB, 1, ra, out, 0.3f, 1);
+    int32_t pos = p;
+    R->rope(R, y, &pos, 1, H, D, inv);
+    R->rope(R, y + H * D, &pos, 1, Hk, D, inv);
+    R->kv_store(R, kc, vc, y + H * D, y + (H + Hk) * D, 1, p, NULL, Hk, D, cap);
+    float *dx = dev(x, 4 * in), *dnw = dev(nw, 4 * in), *dA = dev(A, 4 * (size_t)(ra ? ra : 1) * in);
+    float *dpB = dev(pB, 4 * (size_t)out * (ra ? ra : 1)), *db = dev(b, 4 * out), *dinv = dev(inv, 4 * D / 2);
+    float *dy = G->alloc(G, 4 * (size_t)out), *dtt = G->alloc(G, 4 * (size_t)(ra ? ra : 1));
+    int32_t *dpos = dev(&pos, 4);
+    wk_rope_out ro = {dpos, dinv, dkc, dvc, H, Hk, D, cap};
+    wk_rowin ri = {.x = dx, .nw = dnw, .eps = 1e-6f, .scale = 1.f, .in = in, .rope = &ro};
+    if (ra) {
+        ri.A = dA, ri.ra = ra, ri.t = dtt, ri.pB = dpB, ri.ps = 0.3f, ri.pnblk = 3;
+        for (int k = 0; k < 3; k++) ri.pbrows[k] = rows[k], ri.pbcols[k] = cols[k];
+    }
+    G->matvec(G, dy, &ri, &Wd, bias ? db : NULL, 0);
+    float *gy = malloc(4 * (size_t)out), *gk = malloc(4 * kvn), *gv = malloc(4 * kvn);
+    G->download(G, gy, dy, 4 * (size_t)out);
+    G->download(G, gk, dkc, 4 * kvn);
+    G->download(G, gv, dvc, 4 * kvn);
+    CHECK(G->check(G) == WICK_OK, "matvec rope: %s", wick_last_error());
+    double ey = t_rel_l2(gy, y, out), ek = t_rel_l2(gk, kc, kvn), ev = t_rel_l2(gv, vc, kvn);
+    const char *cfg = getenv("WICK_MV_CFG");
+    CHECK(ey <= 1e-5 && ek <= 1e-5 && ev <= 1e-5, "matvec rope H=%d Hk=%d D=%d in=%d ra=%d %s cfg=%s: y %g k %g v %g", H,
+          Hk, D, in, ra, wick_dtype_name(dt), cfg ? cfg : "-", ey, ek, ev);
+    G->free(G, (void *)Wd.w), G->free(G, dkc), G->free(G, dvc), G->free(G, dx), G->free(G, dnw), G->free(G, dA);
+    G->free(G, dpB), G->free(G, db), G->free(G, dinv), G->free(G, dy), G->free(G, dtt), G->free(G, dpos);
+    free(x), free(nw), free(w), free(A), free(pB), free(b), free(y), free(xs), free(t), free(inv), free(kc), free(vc);
+    free(wh), free(gy), free(gk), free(gv);
+}
+
+/* The greedy pick against the host: max, first index of the max, Σ exp(x - max) (kind 1:
+ * planted ties; 2: -inf and NaN entries; 3: all -inf, index -1). Twice per case: the
+ * launch's counter resets itself. */
+static void pick_case(int n, int kind) {
+    float *x = rvec((size_t)n, 3.f);
+    if (kind == 1 && n > 10) x[n / 3] = x[n / 2] = x[n - 1] = 9.f;
+    for (int i = 0; kind == 2 && i < n; i += 5) x[i] = i % 10 ? -INFINITY : NAN;
+    for (int i = 0; kind == 3 && i < n; i++) x[i] = -INFINITY;
+    float m = -INFINITY;
+    int best = -1;
+    for (int i = 0; i < n; i++)
+        if (x[i] > m) m = x[i], best = i;
+    double z = 0;
+    for (int i = 0; i < n && best >= 0; i++)
+        if (x[i] > -INFINITY) z += exp((double)x[i] - m);
+    float *dx = dev(x, 4 * (size_t)n), *dout = G->alloc(G, 16), out[3];
+    for (int rep = 0; rep < 2; rep++) {
+        G->pick(G, dout, dx, n);
+        G->download(G, out, dout, sizeof out);
+        int32_t id;
+        memcpy(&id, &out[2], 4);
+        CHECK(G->check(G) == WICK_OK, "pick: %s", wick_last_error());
+        CHECK(id == best && (best < 0 || (out[0] == m && fabs(out[1] / z - 1) < 1e-5)),
+              "pick n=%d kind=%d: id %d (want %d), max %g (%g), sum %g (%g)", n, kind, id, best, (double)out[0],
+              (double)m, (double)out[1], z);
+    }
+    G->free(G, dx), G->free(G, dout);
+    free(x);
+}
+
 static void test_decode_ops(void) {
+    int pn[] = {1, 7, 1000, 151936, 152064, 300000};
+    for (int i = 0; i < 6; i++)
+        for (int kind = 0; kind < 4; kind++) pick_case(pn[i], kind);
     for (int mode = 0; mode < 3; mode++) {
         mv_case(896, 1152, mode, WICK_DT_BF16, 48, 1.f, 1);
         mv_case(896, 300, mode, WICK_DT_F32, 0, 1.f, 0);
@@ -190,6 +288,41 @@ static void test_decode_ops(void) {
     mv_case_p(200, 300, 2, WICK_DT_F32, 10, 1.f, 1, 2, 0);   /* odd ranks */
     mv_case_p(896, 600, 0, WICK_DT_BF16, 80, 1.f, 0, 1, 1);  /* rank 80: lanes loop over columns */
     mv_case_p(896, 3, 0, WICK_DT_BF16, 64, 1.f, 0, 1, 1);    /* more A blocks than W blocks */
+    /* gated products (gate|up halves into silu(gate)·up), then every unit shape of the streaming
+     * kernel (WICK_MV_CFG) on decode shapes, with and without the adapter's shrink and expand */
+    mv_case_pg(896, 9728, 1, WICK_DT_BF16, 32, 1.f, 0, 3, 0, 1);
+    mv_case_pg(896, 9728, 1, WICK_DT_BF16, 0, 1.f, 1, 0, 0, 1);
+    mv_case_pg(3584, 2000, 1, WICK_DT_BF16, 16, 1.f, 1, 3, 0, 1);
+    mv_case_pg(200, 300, 1, WICK_DT_F32, 10, 1.f, 1, 3, 0, 1);
+    mv_case_pg(60, 40, 1, WICK_DT_F32, 4, 1.f, 1, 3, 0, 1);     /* the fallback */
+    mv_case_pg(64, 140000, 1, WICK_DT_BF16, 0, 1.f, 0, 0, 0, 1); /* over MV_NORM_MAX_ROWS: product, then swiglu */
+    for (int cfg = 0; cfg < 10; cfg++) {
+        char v[16];
+        snprintf(v, sizeof v, "%d", cfg);
+        setenv("WICK_MV_CFG", v, 1);
+        mv_case_p(896, 1152, 1, WICK_DT_BF16, 48, 1.f, 1, 2, 0);
+        mv_case_pg(896, 9728, 1, WICK_DT_BF16, 32, 1.f, 0, 3, 0, 1);
+        mv_case_x(4864, 896, 2, WICK_DT_BF16, 16, 1.f, 0, 1);
+        mv_case_x(4864, 896, 0, WICK_DT_BF16, 16, 1.f, 0, 1);
+        mv_case_x(3584, 3584, 0, WICK_DT_BF16, 16, 1.f, 1, 1);
+        mv_case_x(18944, 300, 0, WICK_DT_BF16, 16, 1.f, 0, 1); /* 7B down: x read in place, batches of columns */
+        mv_case_pg(3584, 3000, 1, WICK_DT_BF16, 32, 1.f, 0, 3, 0, 1);
+        mv_case(1000, 333, 1, WICK_DT_BF16, 0, 1.f, 1);         /* a partial last chunk and block */
+    }
+    unsetenv("WICK_MV_CFG");
+    mv_rope_case(14, 2, 64, 896, 48, 1, WICK_DT_BF16); /* qwen2.5-0.5b */
+    mv_rope_case(14, 2, 64, 896, 0, 1, WICK_DT_BF16);
+    mv_rope_case(28, 4, 128, 3584, 48, 0, WICK_DT_BF16); /* qwen2.5-7b */
+    mv_rope_case(6, 2, 18, 200, 10, 1, WICK_DT_F32);     /* head_dim not a multiple of 8 */
+    mv_rope_case(4, 4, 32, 60, 8, 1, WICK_DT_F32);       /* the fallback: product, then rope_kv */
+    for (int cfg = 0; cfg < 9; cfg++) {
+        char v[16];
+        snprintf(v, sizeof v, "%d", cfg);
+        setenv("WICK_MV_CFG", v, 1);
+        mv_rope_case(14, 2, 64, 896, 48, 1, WICK_DT_BF16);
+        mv_rope_case(8, 2, 128, 1024, 16, 0, WICK_DT_BF16);
+    }
+    unsetenv("WICK_MV_CFG");
     mv_case(16, 896, 0, WICK_DT_F32, 0, 0.5f, 0);           /* a LoRA expand: scaled f32 product */
     mv_case(12, 100, 0, WICK_DT_F32, 0, 0.5f, 0);           /* the same through the fallback */
     for (int rep = 0; rep < 3; rep++) mv_case_x(896, 896, 0, WICK_DT_BF16, 16, 1.f, 0, 1); /* the counters reset */

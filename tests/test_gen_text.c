@@ -91,7 +91,7 @@ static void scripted(const wick_tokenizer *tok) {
     };
     for (size_t c = 0; c < WK_ARRAY_LEN(cases); c++) {
         script s = {cases[c].bytes, 0};
-        wk_lm lm = {script_eval, &s, 259, 0, 512, 1, {258}};
+        wk_lm lm = {script_eval, &s, 259, 0, 512, 1, {258}, NULL};
         wick_detok *d = wick_detok_new(tok);
         wk_detok_if dt = {dpush, dflush, dfree, d};
         wick_gen_opts o = wick_gen_opts_default();

@@ -3,7 +3,8 @@
  * (no weights needed): prefill/decode call pattern, streaming == non-streaming ==
  * pull iterator, stop strings across token boundaries (stop text never emitted),
  * emoji/CJK split over tokens never split in pieces, EOS / ignore_eos, max tokens,
- * context limit, cancellation, logprobs and top-N alternatives, statistics.
+ * context limit, cancellation, logprobs and top-N alternatives, statistics, greedy
+ * steps through a pick source.
  */
 #include "t.h"
 #include "infer/infer.h"
@@ -89,7 +90,7 @@ static wick_gen *start(rig *r, const int32_t *script, int n_script, int capacity
                        int with_dt) {
     memset(r, 0, sizeof *r);
     r->lm.script = script, r->lm.n_script = n_script;
-    r->src = (wk_lm){fake_eval, &r->lm, V, 0, capacity, 1, {0}};
+    r->src = (wk_lm){fake_eval, &r->lm, V, 0, capacity, 1, {0}, NULL};
     r->dif = (wk_detok_if){dt_push, dt_flush, NULL, &r->dt};
     static const int32_t prompt[3] = {12, 13, 14};
     wick_gen *g = NULL;
@@ -241,6 +242,57 @@ static void test_logprobs(void) {
     CHECK(!strcmp(a.text, ""), "text without a detokenizer");
 }
 
+/* ---- a device-style pick: the fake model's logits reduced to (argmax, its log-probability) */
+static int pick_calls;
+static wick_status fake_pick(void *ctx, const int32_t *ids, int n, int32_t *id, float *logprob) {
+    float l[V];
+    wick_status st = fake_eval(ctx, ids, n, l);
+    if (st) return st;
+    int best = 0;
+    for (int v = 1; v < V; v++)
+        if (l[v] > l[best]) best = v;
+    double z = 0;
+    for (int v = 0; v < V; v++) z += exp((double)l[v] - l[best]);
+    pick_calls++;
+    *id = best, *logprob = (float)-log(z);
+    return WICK_OK;
+}
+
+/* Greedy steps go through the source's pick when nothing else needs the logits (same ids,
+ * logprobs and text as through eval); sampling, penalties or top logprobs keep eval. */
+static void test_pick(void) {
+    const int32_t s6[] = {1, 2, 3, 10, 12, 0};
+    for (int variant = 0; variant < 4; variant++) {
+        wick_gen_opts o = wick_gen_opts_default();
+        o.sampling.temperature = 0, o.max_tokens = 8;
+        if (variant == 1) o.top_logprobs = 2;
+        if (variant == 2) o.sampling.repetition_penalty = 1.3f;
+        if (variant == 3) o.sampling.temperature = 0.7f, o.sampling.top_k = 1;
+        seen a = {0}, b = {0};
+        rig r;
+        wick_gen *g = start(&r, s6, 6, 100, &o, 1);
+        CHECK_OK(wick_gen_run(g, on_token, &a, NULL));
+        wick_gen_free(g);
+        memset(&r, 0, sizeof r);
+        r.lm.script = s6, r.lm.n_script = 6;
+        r.src = (wk_lm){fake_eval, &r.lm, V, 0, 100, 1, {0}, fake_pick};
+        r.dif = (wk_detok_if){dt_push, dt_flush, NULL, &r.dt};
+        static const int32_t prompt[3] = {12, 13, 14};
+        pick_calls = 0;
+        CHECK_OK(wk_gen_start_src(&r.src, &r.dif, prompt, 3, &o, &g));
+        CHECK_OK(wick_gen_run(g, on_token, &b, NULL));
+        wick_gen_free(g);
+        CHECK(variant == 0 ? pick_calls == b.n && b.n >= 5 : pick_calls == 0, "variant %d: %d picks for %d ids", variant,
+              pick_calls, b.n);
+        CHECK(a.n == b.n && !memcmp(a.ids, b.ids, sizeof(int32_t) * (size_t)a.n) && !strcmp(a.text, b.text),
+              "variant %d: pick and eval agree (%d / %d ids, '%s' / '%s')", variant, a.n, b.n, a.text, b.text);
+        for (int i = 0; i < a.n && i < b.n; i++)
+            CHECK(fabsf(a.logprob[i] - b.logprob[i]) < 1e-5f && a.prob[i] == b.prob[i] && b.prob[i] == 1.0f,
+                  "variant %d token %d: logprob %g / %g", variant, i, (double)a.logprob[i], (double)b.logprob[i]);
+        CHECK(r.lm.bad_calls == 0, "one id per decode step");
+    }
+}
+
 static void test_limits(void) {
     const int32_t s5[] = {12, 13, 14, 15};
     wick_gen_opts o = wick_gen_opts_default();
@@ -270,7 +322,7 @@ static void test_limits(void) {
           a.n, wick_stop_reason_str(st.stop));
     wick_gen_free(g);
     fake_lm f = {s5, 4, 0, 0, 0, {0}, 0, 0};
-    wk_lm src = {fake_eval, &f, V, 0, 3, 0, {0}};
+    wk_lm src = {fake_eval, &f, V, 0, 3, 0, {0}, NULL};
     int32_t prompt[3] = {1, 2, 3}, bad[2] = {1, 16};
     CHECK_FAILS(wk_gen_start_src(&src, NULL, prompt, 3, &o, &g), "leaves no room");
     src.capacity = 100;
@@ -287,6 +339,7 @@ int main(void) {
     test_utf8_and_eos();
     test_same_tokens();
     test_logprobs();
+    test_pick();
     test_limits();
     return t_summary();
 }

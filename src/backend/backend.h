@@ -40,7 +40,22 @@ typedef struct wk_rowin {
     const float *pB;
     float ps;
     int pnblk, pbrows[3], pbcols[3];
+    /* 1: W's rows are [gate | up] halves (out even) and y gets the out/2 values
+     * silu(gate_o)·up_o of the whole rows (bias and expand included); acc must be 0. */
+    int glu;
+    /* Non-NULL: W is a [q | k | v] product of out = (H + 2·Hk)·D rows and the launch
+     * also does rope_kv's work (no q/k norm): y gets q and k rotated (rotate-half) at
+     * position pos[0] and v as is, and k, v are stored at that position of the caches;
+     * acc must be 0 and glu unset. */
+    const struct wk_rope_out *rope;
 } wk_rowin;
+
+typedef struct wk_rope_out {
+    const int32_t *pos;    /* backend memory: pos[0] */
+    const float *inv_freq; /* D/2 */
+    float *kc, *vc;        /* this layer's caches (Hk, cap, D) */
+    int H, Hk, D, cap;
+} wk_rope_out;
 
 /* A LoRA expand applied inside another op: rows += s · t·Bᵀ with B f32 (rows, ra). */
 typedef struct wk_expand {
@@ -152,8 +167,12 @@ struct wk_backend {
      * the plain ops). One row each; every pointer is backend memory.
      * matvec: y[out] (=|+=) scale · x'·Wᵀ + bias, x' built from the input row on the fly
      * (wk_rowin); when in->A is set the same launch also computes the LoRA shrink
-     * t[ra] = x'·Aᵀ (A f32 (ra, in)), unscaled. */
+     * t[ra] = x'·Aᵀ (A f32 (ra, in)), unscaled; in->glu: the gated product (wk_rowin). */
     void (*matvec)(wk_backend *be, float *y, const struct wk_rowin *in, const wk_mat *W, const float *bias, int acc);
+    /* The greedy pick over one row x[n] of logits (optional): out[0] = max, out[1] =
+     * Σ exp(x - max) over the finite entries, out[2] = the first index holding the max as an
+     * int32 bit pattern (-1 when every entry is -inf or NaN). out is backend memory. */
+    void (*pick)(wk_backend *be, float *out, const float *x, int n);
     /* q[H,D], k[Hk,D], v[Hk,D] of one row at position pos[0]: optional LoRA expand first
      * ([q|k|v] += e->s · e->t·e->Bᵀ, B f32 (H*D + 2*Hk*D, e->ra); e may be NULL), optional
      * per-head RMSNorm (qn/kn, Qwen3), RoPE of q and k (q rotated in place), then k and v

@@ -107,7 +107,7 @@ static wick_status cycle_flush(void *ctx, const char **piece, size_t *len) {
 
 static wick_status cycle_restart(wk_bench_cycle *c) {
     static const char *const stops[1] = {"<|stop|>"};
-    wk_lm lm = {cycle_eval, c, c->V, 0, 1 << 30, 0, {0}};
+    wk_lm lm = {cycle_eval, c, c->V, 0, 1 << 30, 0, {0}, NULL};
     wk_detok_if dt = {cycle_push, cycle_flush, NULL, c};
     wick_gen_opts o = wick_gen_opts_default();
     o.sampling.temperature = 0.8f, o.sampling.top_p = 0.9f, o.top_logprobs = 5;

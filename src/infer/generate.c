@@ -264,6 +264,18 @@ static int is_eos(const wk_lm *lm, int32_t id) {
 /* Runs the model for the next position and samples an id; fills id/logprob/prob/top. */
 static wick_status step_sample(wick_gen *g, wick_token *t) {
     wick_status st;
+    if (g->lm.pick && g->o.sampling.temperature <= 0.0f && !g->raw && !penalties_change_logits(&g->o.sampling) &&
+        g->o.top_logprobs == 0) { /* greedy with nothing else needing the logits: picked where they are */
+        int first = !g->prefilled;
+        st = first ? g->lm.pick(g->lm.ctx, g->prompt, g->n_prompt, &t->id, &t->logprob)
+                   : g->lm.pick(g->lm.ctx, &g->last_id, 1, &t->id, &t->logprob);
+        if (first) g->prefilled = 1, g->t_prefill = wk_now();
+        if (st) return wk_err_prefix(st, "generate: model step at position %d", g->lm.pos + g->n_prompt + g->n_gen - 1);
+        t->prob = 1.0f;
+        t->top = g->top;
+        t->n_top = 0;
+        return wick_sampler_accept(g->smp, t->id);
+    }
     if (!g->prefilled) {
         st = g->lm.eval(g->lm.ctx, g->prompt, g->n_prompt, g->logits);
         g->prefilled = 1;

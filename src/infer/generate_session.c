@@ -7,9 +7,14 @@
  */
 #include "infer.h"
 #include "model/model.h"
+#include "model/session.h"
 
 static wick_status session_eval(void *ctx, const int32_t *ids, int n, float *logits) {
     return wick_session_eval(ctx, ids, n, logits, 0);
+}
+
+static wick_status session_pick(void *ctx, const int32_t *ids, int n, int32_t *id, float *logprob) {
+    return wk_session_eval_pick(ctx, ids, n, id, logprob);
 }
 
 /* Fills the logits source for model m and session s. */
@@ -20,6 +25,7 @@ static wick_status bind_session(wick_model *m, wick_session *s, const wick_gen_o
     if (st) return st;
     memset(lm, 0, sizeof *lm);
     lm->eval = session_eval;
+    lm->pick = wk_session_can_pick(s) ? session_pick : NULL;
     lm->ctx = s;
     lm->vocab = info.vocab_size;
     lm->pos = wick_session_pos(s);
@@ -68,7 +74,7 @@ static wick_status start_ids(wick_model *m, wick_session *s, const int32_t *prom
     wk_lm lm;
     wick_status st = bind_session(m, s, o, &lm);
     if (st) return st;
-    if (eval) lm.eval = eval, lm.ctx = ctx;
+    if (eval) lm.eval = eval, lm.pick = NULL, lm.ctx = ctx;
     if (extra_eos >= 0 && lm.n_eos < (int)WK_ARRAY_LEN(lm.eos)) lm.eos[lm.n_eos++] = extra_eos;
     const wick_tokenizer *t = gen_tokenizer(m, o);
     if (!t) return wk_gen_start_src(&lm, NULL, prompt, n_prompt, o, out);

@@ -47,6 +47,10 @@ void wk_top_logprobs(const float *x, int n, int k, double lse, wick_top_logprob 
 /* Appends ids[0..n) to the sequence and writes the logits [vocab] of the last one. */
 typedef wick_status (*wk_eval_fn)(void *ctx, const int32_t *ids, int n, float *logits);
 
+/* Greedy steps without the logits (optional): evaluates ids and returns the last row's
+ * argmax (first index of the max) and its log-probability. */
+typedef wick_status (*wk_pick_fn)(void *ctx, const int32_t *ids, int n, int32_t *id, float *logprob);
+
 typedef struct {
     wk_eval_fn eval;
     void *ctx;
@@ -55,6 +59,7 @@ typedef struct {
     int capacity;     /* positions the sequence can hold */
     int n_eos;
     int eos[8];
+    wk_pick_fn pick; /* may be NULL; greedy steps with nothing else needing the logits use it */
 } wk_lm;
 
 /* Streaming detokenizer: push returns the UTF-8-complete text released by id (borrowed

@@ -135,8 +135,9 @@ static void residual_linear(wick_session *s, const float *in, int l, wk_proj p, 
 
 /* The fused decode step (one row): a backend with matvec/rope_kv, q/k/v and gate/up
  * uploaded as groups, and (with an adapter) its grouped device layout. Per layer:
- * norm+qkv, rope+kv store, attention, o into the residual, norm+gate|up, swiglu, down into
- * the residual; an adapter adds no launch: each product also computes its group's shrink
+ * norm+qkv with RoPE and the KV store (a separate rope_kv with per-head q/k norms),
+ * attention, o into the residual, norm+gate|up with silu(gate)·up, down into the
+ * residual; an adapter adds no launch: each product also computes its group's shrink
  * and adds that shrink's expand (matvec's A and pB). */
 static int fused_step(const wick_session *s, const wk_layer *L, int n) {
     return n == 1 && L->qkv.w && L->gate_up.w && s->be->matvec && s->be->rope_kv && (!s->ad || s->adg);
@@ -174,11 +175,15 @@ static void attention_fused(wick_session *s, int l) {
     int H = c->n_heads, Hk = c->n_kv_heads, D = c->head_dim, C = c->hidden;
     wk_rowin in = row_in(s, s->x, C, l, active_group(s, l, WK_G_QKV), WK_P_Q, WK_P_V);
     in.nw = L->attn_norm, in.eps = c->rms_eps;
-    be->matvec(be, s->q, &in, &L->qkv, L->qkv_bias, 0);
     float *k = s->q + (size_t)H * D, *v = k + (size_t)Hk * D;
     size_t lo = (size_t)l * Hk * s->cap * D;
-    be->rope_kv(be, s->q, k, v, s->kc + lo, s->vc + lo, s->posv, H, Hk, D, s->cap, s->m->inv_freq,
-                c->qk_norm ? L->q_norm : NULL, c->qk_norm ? L->k_norm : NULL, c->rms_eps, NULL);
+    /* without per-head q/k norms the product rotates q, k and fills the caches itself */
+    wk_rope_out ro = {s->posv, s->m->inv_freq, s->kc + lo, s->vc + lo, H, Hk, D, s->cap};
+    if (!c->qk_norm) in.rope = &ro;
+    be->matvec(be, s->q, &in, &L->qkv, L->qkv_bias, 0);
+    if (c->qk_norm)
+        be->rope_kv(be, s->q, k, v, s->kc + lo, s->vc + lo, s->posv, H, Hk, D, s->cap, s->m->inv_freq, L->q_norm,
+                    L->k_norm, c->rms_eps, NULL);
     be->attention(be, s->att, s->q, s->kc + lo, s->vc + lo, 1, s->pos, s->posv, H, Hk, D, s->cap, 1.f / sqrtf((float)D));
     in = row_in(s, s->att, H * D, l, active_group(s, l, WK_G_O), WK_P_O, WK_P_O);
     be->matvec(be, s->x, &in, &L->p[WK_P_O], L->bias[WK_P_O], 1);
@@ -190,10 +195,8 @@ static void mlp_fused(wick_session *s, int l) {
     int F = c->inter;
     wk_rowin in = row_in(s, s->x, c->hidden, l, active_group(s, l, WK_G_GU), WK_P_GATE, WK_P_UP);
     in.nw = L->mlp_norm, in.eps = c->rms_eps;
+    in.glu = 1; /* silu(gate)·up written by the product itself: F values, no SwiGLU launch */
     s->be->matvec(s->be, s->g, &in, &L->gate_up, L->gate_up_bias, 0);
-    /* silu(g)·u once, not inside the product: down's rows are long, and every block of a
-     * fused product would recompute all of it (bench_cuda_ops: 18.8 against 6.5 µs at 0.5B) */
-    s->be->swiglu(s->be, s->g, s->g, s->g + F, (size_t)F);
     in = row_in(s, s->g, F, l, active_group(s, l, WK_G_DOWN), WK_P_DOWN, WK_P_DOWN);
     s->be->matvec(s->be, s->x, &in, &L->p[WK_P_DOWN], L->bias[WK_P_DOWN], 1);
 }
@@ -303,8 +306,9 @@ static void decode_step(wick_session *s, const chunk_ops *a) {
     run_chunk((void *)a);
 }
 
-/* Runs n <= s->chunk ids; logits (if not NULL) gets rows [first_row, n) of the head. */
-static void forward_chunk(wick_session *s, const int32_t *ids, int n, float *logits, int first_row) {
+/* Runs n <= s->chunk ids; logits (if not NULL) gets rows [first_row, n) of the head (keep:
+ * device backends leave them in s->dlogits). */
+static void forward_chunk(wick_session *s, const int32_t *ids, int n, float *logits, int first_row, int keep) {
     const wk_config *c = &s->m->c;
     wk_backend *be = s->be;
     for (int i = 0; i < n; i++) s->hio[i] = s->pos + i, s->hio[CHUNK + i] = ids[i];
@@ -313,7 +317,7 @@ static void forward_chunk(wick_session *s, const int32_t *ids, int n, float *log
     if (n == 1 && logits && be->graph_capture) decode_step(s, &a);
     else run_chunk(&a);
     s->pos += n;
-    if (logits && be->device_memory)
+    if (logits && be->device_memory && !keep)
         be->download(be, logits, s->dlogits, sizeof(float) * (size_t)(n - first_row) * c->vocab);
 }
 
@@ -323,12 +327,13 @@ wick_status wk_session_reserve_logits(wick_session *s, int rows) {
     if (s->dlogits) s->be->free(s->be, s->dlogits);
     if (s->graph) s->be->graph_free(s->be, s->graph); /* it wrote to the old buffer */
     s->graph = NULL;
-    s->dlogits = s->be->alloc(s->be, sizeof(float) * (size_t)rows * s->m->c.vocab);
+    s->dlogits = s->be->alloc(s->be, sizeof(float) * ((size_t)rows * s->m->c.vocab + 4)); /* + the pick's 4 */
     s->dlogits_rows = s->dlogits ? rows : 0;
     return s->dlogits ? WICK_OK : wk_err_prefix(WICK_ENOMEM, "session logits");
 }
 
-wick_status wick_session_eval(wick_session *s, const int32_t *ids, int n, float *logits, int all_logits) {
+/* wick_session_eval; keep: the last row's logits stay in s->dlogits (device backends). */
+static wick_status eval_ids(wick_session *s, const int32_t *ids, int n, float *logits, int all_logits, int keep) {
     const wk_config *c = &s->m->c;
     if (n <= 0) return wk_err(WICK_EINVAL, "session_eval: no ids given");
     if (s->pos + n > s->cap)
@@ -347,11 +352,33 @@ wick_status wick_session_eval(wick_session *s, const int32_t *ids, int n, float 
         int first = 0;
         if (logits && all_logits) dst = logits + (size_t)done * c->vocab;
         else if (logits && last) dst = logits, first = k - 1;
-        forward_chunk(s, ids + done, k, dst, first);
+        forward_chunk(s, ids + done, k, dst, first, keep);
         done += k;
     }
-    s->be->sync(s->be);
+    if (!keep) s->be->sync(s->be);
     return s->be->check ? s->be->check(s->be) : WICK_OK;
+}
+
+wick_status wick_session_eval(wick_session *s, const int32_t *ids, int n, float *logits, int all_logits) {
+    return eval_ids(s, ids, n, logits, all_logits, 0);
+}
+
+int wk_session_can_pick(const wick_session *s) { return s && s->be->device_memory && s->be->pick; }
+
+wick_status wk_session_eval_pick(wick_session *s, const int32_t *ids, int n, int32_t *id, float *logprob) {
+    if (!wk_session_can_pick(s)) return wk_err(WICK_EUNSUPPORTED, "session: the backend has no device pick");
+    wick_status st = eval_ids(s, ids, n, (float *)s, 0, 1); /* any non-NULL logits: the last row, kept */
+    if (st) return st;
+    float *dout = s->dlogits + (size_t)s->dlogits_rows * s->m->c.vocab, out[3];
+    s->be->pick(s->be, dout, s->dlogits, s->m->c.vocab);
+    s->be->download(s->be, out, dout, sizeof out);
+    if ((st = s->be->check ? s->be->check(s->be) : WICK_OK)) return st;
+    int32_t i;
+    memcpy(&i, &out[2], sizeof i);
+    if (i < 0 || i >= s->m->c.vocab) return wk_err(WICK_EINVAL, "sampler: every logit is -inf or NaN");
+    *id = i;
+    *logprob = -logf(out[1]); /* the max's own term is 1: log p(max) = -log Σ exp(x - max) */
+    return WICK_OK;
 }
 
 wick_status wick_model_logits(wick_model *m, const wick_adapter *a, float scale, const int32_t *ids, int B, int T,

@@ -44,4 +44,9 @@ struct wick_session {
 /* Device backends: makes room for `rows` rows of device-side logits in s->dlogits
  * (drops a captured graph that wrote to the old buffer); WICK_OK on host backends. */
 wick_status wk_session_reserve_logits(wick_session *s, int rows);
+/* 1 when s's backend can pick the greedy id on the device (device memory and a pick op). */
+int wk_session_can_pick(const wick_session *s);
+/* wick_session_eval of ids without downloading logits: the greedy id of the last row (the
+ * first index of the max) and its log-probability, from the backend's pick op. */
+wick_status wk_session_eval_pick(wick_session *s, const int32_t *ids, int n, int32_t *id, float *logprob);
 #endif

@@ -16,6 +16,7 @@
 #include "backend/cuda/cuda_internal.cuh"
 
 #include <math.h>
+#include <stdlib.h>
 
 #define SPLIT 64         /* keys per split-K block: many short blocks keep every SM busy */
 #define DECODE_MAX_ROWS 8
@@ -445,7 +446,12 @@ static int attention_decode_gqa(wkc_backend *b, float *out, const float *q, cons
     if (((uintptr_t)out | (uintptr_t)q | (uintptr_t)k | (uintptr_t)v) & 15) return 0;
     int grp = H / Hk, nchunk = (n * grp + DA_RB - 1) / DA_RB, groups = Hk * nchunk;
     if ((size_t)groups * DA_CSTRIDE * sizeof(unsigned) > DA_CNT_BYTES) return 0;
-    int nb = (2 * da_sms(b) + groups - 1) / groups;
+    static int nb_env = -1; /* WICK_DA_NB=k: k spans per group (for sweeps) */
+    if (nb_env < 0) {
+        const char *e = getenv("WICK_DA_NB");
+        nb_env = e ? atoi(e) : 0;
+    }
+    int nb = nb_env > 0 ? nb_env : (2 * da_sms(b) + groups - 1) / groups;
     nb = nb < 1 ? 1 : nb > DA_MAXNB ? DA_MAXNB : nb;
     int Lmax = pos ? cap : pos0 + n, tk = da_span(Lmax, nb, DA_MINSPAN);
     tk = tk < da_tile(D) ? tk : da_tile(D);

@@ -414,6 +414,7 @@ static wkc_backend *create(int device, int fast) {
     b->be.gelu = wkc_gelu;
     b->be.attention_bidir = wkc_attention_bidir;
     b->be.pool = wkc_pool;
+    b->be.pick = wkc_pick;
     b->be.graph_capture = c_graph_capture;
     b->be.graph_replay = c_graph_replay;
     b->be.graph_free = c_graph_free;
@@ -435,8 +436,8 @@ static wkc_backend *create(int device, int fast) {
         wk_free(b);
         return NULL;
     }
-    if (e == cudaSuccess) e = cudaMalloc((void **)&b->ticket, 2 * sizeof(unsigned));
-    if (e == cudaSuccess) e = cudaMemset(b->ticket, 0, 2 * sizeof(unsigned));
+    if (e == cudaSuccess) e = cudaMalloc((void **)&b->ticket, WKC_TICKET_WORDS * sizeof(unsigned));
+    if (e == cudaSuccess) e = cudaMemset(b->ticket, 0, WKC_TICKET_WORDS * sizeof(unsigned));
     if (e != cudaSuccess) {
         wk_err(WICK_EIO, "cuda:%d: cannot allocate the backend's counters: %s", device, cudaGetErrorString(e));
         cudaStreamDestroy(b->st);

@@ -19,7 +19,11 @@ struct wkc_block {
 };
 
 /* Grow-only device scratch slots owned by the backend (ops on one stream may reuse them). */
-enum { WKC_SCR_ACT16, WKC_SCR_ATTN, WKC_SCR_SCORES, WKC_SCR_PTRS, WKC_SCR_ROW, WKC_SCR_LT, WKC_SCR_COUNT };
+#define WKC_TICKET_WORDS 1024
+#define WKC_PICK_CNT 16
+#define WKC_PICK_PART 32
+#define WKC_PICK_BLOCKS 64
+enum { WKC_SCR_ACT16, WKC_SCR_ATTN, WKC_SCR_SCORES, WKC_SCR_PTRS, WKC_SCR_ROW, WKC_SCR_LT, WKC_SCR_GLU, WKC_SCR_COUNT };
 
 struct wkc_backend {
     wk_backend be;            /* first: ops receive &be */
@@ -47,7 +51,9 @@ struct wkc_backend {
     struct wkc_lt *lt;        /* cuBLASLt handle and plans of the bias-epilogue GEMMs (cuda_prefill.cu) */
     struct wkc_optime *opt;   /* non-NULL while wk_cuda_optime is recording (op timing) */
     int optag;                /* a number the next launch is recorded with (matvec: its rows) */
-    unsigned *ticket;         /* two device counters for the matvec's in-launch expand (each launch leaves them at 0) */
+    unsigned *ticket;         /* (WKC_TICKET_WORDS) device words: [0,1] the matvec's in-launch expand counters,
+                               * [WKC_PICK_CNT] pick's counter (each launch leaves them at 0), pick's partials from
+                               * WKC_PICK_PART */
     cudaStream_t side;        /* batched steps: the LoRA shrink beside the product (cuda_batch.cu), or NULL */
     cudaEvent_t side_fork, side_join;
     int side_state;           /* 0 not tried, 1 ready, -1 unavailable */
@@ -80,6 +86,7 @@ void wkc_matmul_f32(wk_backend *be, float *y, const float *x, const float *B, in
 void wkc_rmsnorm(wk_backend *be, float *y, const float *x, const float *w, int n, int dim, float eps);
 void wkc_rope(wk_backend *be, float *x, const int32_t *pos, int n, int nh, int D, const float *inv_freq);
 void wkc_swiglu(wk_backend *be, float *out, const float *gate, const float *up, size_t n);
+void wkc_pick(wk_backend *be, float *out, const float *x, int n);
 void wkc_add(wk_backend *be, float *y, const float *x, size_t n);
 void wkc_embed(wk_backend *be, float *out, const wk_mat *E, const int32_t *ids, int n);
 void wkc_kv_store(wk_backend *be, float *kc, float *vc, const float *k_new, const float *v_new, int n, int pos0,

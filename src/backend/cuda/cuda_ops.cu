@@ -3,13 +3,18 @@
  * row GEMV that reads the weights once for decode, n <= 8 rows; cuBLAS for more:
  * sgemm for f32 weights, bf16/f16 weights fed to cublasGemmEx with activations
  * rounded to the weight type and fp32 accumulation), RMSNorm, RoPE, SwiGLU,
- * residual add, embedding gather and KV-cache stores. Activations are f32.
+ * residual add, embedding gather and KV-cache stores, the greedy pick, and the
+ * decode step's fused product (k_mv: norm or SwiGLU input, LoRA shrink and expand,
+ * gated or RoPE + KV-store output, in one launch). Activations are f32.
  */
 #include "backend/cuda/cuda_internal.cuh"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <stdio.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <type_traits>
 
 #define GEMV_MAX_ROWS 8
 #define GEMV_UNROLL 4
@@ -417,6 +422,69 @@ void wkc_kv_store(wk_backend *be, float *kc, float *vc, const float *k_new, cons
     wkc_launched(b, "kv_store");
 }
 
+/* ------------------------------------------------------------ greedy pick */
+/* (max, Σ exp(x - max), first index of max) of two parts; idx INT_MAX: none. */
+__device__ __forceinline__ void pick_merge(float &m, float &s, int &i, float m2, float s2, int i2) {
+    float mx = fmaxf(m, m2);
+    if (mx == -INFINITY) return; /* both empty */
+    s = (m == -INFINITY ? 0.f : s * expf(m - mx)) + (m2 == -INFINITY ? 0.f : s2 * expf(m2 - mx));
+    i = m2 > m ? i2 : m > m2 ? i : min(i, i2);
+    m = mx;
+}
+
+__device__ __forceinline__ void pick_block(float &m, float &s, int &i, float *sm) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        pick_merge(m, s, i, __shfl_xor_sync(0xffffffffu, m, o), __shfl_xor_sync(0xffffffffu, s, o),
+                   __shfl_xor_sync(0xffffffffu, i, o));
+    int w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    __syncthreads();
+    if ((threadIdx.x & 31) == 0) sm[3 * w] = m, sm[3 * w + 1] = s, sm[3 * w + 2] = __int_as_float(i);
+    __syncthreads();
+    m = sm[0], s = sm[1], i = __float_as_int(sm[2]);
+    for (int k = 1; k < nw; k++) pick_merge(m, s, i, sm[3 * k], sm[3 * k + 1], __float_as_int(sm[3 * k + 2]));
+}
+
+/* Each block folds its stride of x in one pass (online rescaled sum); the last block to
+ * finish (counted in cnt, reset for the next launch) folds the blocks' parts into out. */
+__global__ void __launch_bounds__(256) k_pick(float *out, unsigned *cnt, float *part, const float *x, int n) {
+    __shared__ float sm[3 * 8];
+    __shared__ int last;
+    float m = -INFINITY, s = 0.f;
+    int i = INT_MAX;
+    for (int k = blockIdx.x * blockDim.x + threadIdx.x; k < n; k += gridDim.x * blockDim.x) {
+        float v = x[k];
+        if (v > m) s = (m == -INFINITY ? 0.f : s * expf(m - v)) + 1.f, m = v, i = k;
+        else if (v > -INFINITY) s += expf(v - m); /* NaN and -inf add nothing */
+    }
+    pick_block(m, s, i, sm);
+    if (threadIdx.x == 0) {
+        part[3 * blockIdx.x] = m, part[3 * blockIdx.x + 1] = s, part[3 * blockIdx.x + 2] = __int_as_float(i);
+        __threadfence();
+        last = atomicAdd(cnt, 1u) == gridDim.x - 1;
+    }
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    m = -INFINITY, s = 0.f, i = INT_MAX;
+    for (int b = threadIdx.x; b < (int)gridDim.x; b += blockDim.x)
+        pick_merge(m, s, i, __ldcg(part + 3 * b), __ldcg(part + 3 * b + 1), __float_as_int(__ldcg(part + 3 * b + 2)));
+    pick_block(m, s, i, sm);
+    if (threadIdx.x == 0) {
+        out[0] = m, out[1] = s, out[2] = __int_as_float(m == -INFINITY || i == INT_MAX ? -1 : i);
+        *cnt = 0;
+    }
+}
+
+void wkc_pick(wk_backend *be, float *out, const float *x, int n) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    int blocks = (n + 1023) / 1024;
+    blocks = blocks < 1 ? 1 : blocks > WKC_PICK_BLOCKS ? WKC_PICK_BLOCKS : blocks;
+    k_pick<<<blocks, 256, 0, b->st>>>(out, b->ticket + WKC_PICK_CNT, (float *)(b->ticket + WKC_PICK_PART), x, n);
+    wkc_launched(b, "pick");
+}
+
 /* ------------------------------------------------ decode-step fusions */
 /* Above this many rows a normed matvec runs the RMSNorm as its own kernel first (the LM
  * head: each block stages the normed row, which costs more than one extra launch there). */
@@ -431,6 +499,7 @@ struct rowin_d {
     const float *pB;
     float ps;
     int pnblk, pbrows[3], pbcols[3];
+    wk_rope_out ro; /* k_mv's PAIR 2 (rope) only */
 };
 
 /* Stages the block's copy of x' in shared memory (STAGE: MODE 0 x, 1 x·nw, 2 silu(x)·up) and
@@ -465,42 +534,6 @@ __device__ __forceinline__ float stage_row(const rowin_d &r, int in, float *xs, 
     return inv;
 }
 
-/* acc[rr] += Σ_k W[row0+rr, k]·x'[k] over this thread's share (8 elements per lane per
- * step, U steps of every row in flight); rows past nrows repeat the last row (ignored). */
-template <typename T, int RPW, int U, int NORM>
-__device__ __forceinline__ void dot_rows(const T *W, int row0, int nrows, int in, const float *xs, const float *nw,
-                                         int sub, int nsub, float acc[RPW], float *ss) {
-    const T *w[RPW];
-#pragma unroll
-    for (int rr = 0; rr < RPW; rr++) w[rr] = W + (size_t)min(row0 + rr, nrows - 1) * in;
-    int step = nsub * 8;
-    for (int k0 = sub * 8; k0 < in; k0 += U * step) {
-        float wf[U][RPW][8];
-#pragma unroll
-        for (int u = 0; u < U; u++)
-            if (k0 + u * step < in)
-#pragma unroll
-                for (int rr = 0; rr < RPW; rr++) ld8(w[rr] + k0 + u * step, wf[u][rr]);
-#pragma unroll
-        for (int u = 0; u < U; u++) {
-            int k = k0 + u * step;
-            if (k >= in) break;
-            float4 a = *(const float4 *)(xs + k), b = *(const float4 *)(xs + k + 4);
-            float xf[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
-            if (NORM) { /* x in place: x·nw, and Σ x² for the row's 1/rms */
-                float4 c = __ldg((const float4 *)(nw + k)), d = __ldg((const float4 *)(nw + k + 4));
-                float g[8] = {c.x, c.y, c.z, c.w, d.x, d.y, d.z, d.w};
-#pragma unroll
-                for (int i = 0; i < 8; i++) *ss += xf[i] * xf[i], xf[i] *= g[i];
-            }
-#pragma unroll
-            for (int rr = 0; rr < RPW; rr++)
-#pragma unroll
-                for (int i = 0; i < 8; i++) acc[rr] += wf[u][rr][i] * xf[i];
-        }
-    }
-}
-
 /* Columns [*c0, *c0 + *nc) of row o of the launch's expand matrix (its block's rank when
  * block-diagonal). */
 __device__ __forceinline__ void pspan(const rowin_d &r, int o, int *c0, int *nc) {
@@ -511,67 +544,134 @@ __device__ __forceinline__ void pspan(const rowin_d &r, int o, int *c0, int *nc)
     *nc = r.pbcols[i];
 }
 
-/* The shrink's rows (f32 A, twice the bytes of a 16-bit W row) go to lighter units than the
- * product's, so that an A block finishes with the W blocks that wait for it: half the rows
- * per warp, or a row split over twice the warps (not with the norm in place, which needs
- * each warp to see all of x). */
-template <int RPW, int WPR, int NORM> struct a_split {
-    static constexpr int rpw = RPW > 1 ? RPW / 2 : 1;
-    static constexpr int wpr = RPW > 1 || NORM ? WPR : (2 * WPR > 8 ? 8 : 2 * WPR);
+/* ---- the streaming product (k_mv): every thread issues all its weight loads for a batch
+ * of columns (NCH chunks of 8 weights of each of its rows) before anything else (staging
+ * x', the norm, the shrink), so the weights stream from the first cycle; the grid's units
+ * are WPR warps over RPW rows (GLU: RPW pairs of rows o and out/2 + o, written as
+ * silu(gate)·up). */
+template <typename T> struct wchunk {
+    static constexpr int N = sizeof(T) == 4 ? 2 : 1;
+    uint4 v[N];
 };
-
-/* t[j] = inv · x'·A[j] for the A rows of A block `blk` (a_split's units), written by each unit's first lane. */
-template <int RPW, int WPR, int NORM>
-__device__ __forceinline__ void shrink_rows(const rowin_d &r, int blk, int in, const float *xs, float inv,
-                                            float (*part)[RPW]) {
-    constexpr int R = a_split<RPW, WPR, NORM>::rpw, P = a_split<RPW, WPR, NORM>::wpr;
-    int gw = threadIdx.x >> 5, lane = threadIdx.x & 31, sub = gw % P;
-    int row0 = (blk * (8 / P) + gw / P) * R;
-    float a[R], ss = 0.f;
+template <typename T> __device__ __forceinline__ void wload(wchunk<T> &c, const T *p) {
 #pragma unroll
-    for (int rr = 0; rr < R; rr++) a[rr] = 0.f;
-    if (row0 < r.ra) dot_rows<float, R, 4 / R, NORM>(r.A, row0, r.ra, in, xs, r.nw, sub * 32 + lane, P * 32, a, &ss);
-    if (NORM) inv = 1.f / sqrtf(warp_sum(ss) / (float)in + r.eps);
-#pragma unroll
-    for (int rr = 0; rr < R; rr++) a[rr] = warp_sum(a[rr]);
-    if (P > 1) {
-        if (lane == 0)
-#pragma unroll
-            for (int rr = 0; rr < R; rr++) part[gw][rr] = a[rr];
-        __syncthreads();
-#pragma unroll
-        for (int rr = 0; rr < R; rr++) {
-            a[rr] = 0.f;
-            for (int i = 0; i < P; i++) a[rr] += part[gw - sub + i][rr];
-        }
+    for (int i = 0; i < wchunk<T>::N; i++) {
+        /* read-only, no L1 allocation, 256-byte L2 prefetch: 7B down 54 -> 41 us, head 304 -> 285
+         * (bench_cuda_mv against __ldg) */
+        asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];"
+                     : "=r"(c.v[i].x), "=r"(c.v[i].y), "=r"(c.v[i].z), "=r"(c.v[i].w)
+                     : "l"((const uint4 *)p + i));
     }
+}
+__device__ __forceinline__ float wdot(const wchunk<float> &c, const float *x) {
+    float s = 0.f;
 #pragma unroll
-    for (int rr = 0; rr < R; rr++)
-        if (row0 + rr < r.ra && sub == 0 && lane == 0) r.t[row0 + rr] = a[rr] * inv;
+    for (int i = 0; i < 2; i++) {
+        float4 w = make_float4(__uint_as_float(c.v[i].x), __uint_as_float(c.v[i].y), __uint_as_float(c.v[i].z),
+                               __uint_as_float(c.v[i].w));
+        s += w.x * x[4 * i] + w.y * x[4 * i + 1] + w.z * x[4 * i + 2] + w.w * x[4 * i + 3];
+    }
+    return s;
+}
+__device__ __forceinline__ float wdot(const wchunk<__nv_bfloat16> &c, const float *x) {
+    unsigned u[4] = {c.v[0].x, c.v[0].y, c.v[0].z, c.v[0].w};
+    float s = 0.f;
+#pragma unroll
+    for (int i = 0; i < 4; i++) s += __uint_as_float(u[i] << 16) * x[2 * i] + __uint_as_float(u[i] & 0xffff0000u) * x[2 * i + 1];
+    return s;
+}
+__device__ __forceinline__ float wdot(const wchunk<__half> &c, const float *x) {
+    const __half2 *h = (const __half2 *)&c.v[0];
+    float s = 0.f;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        float2 v = __half22float2(h[i]);
+        s += v.x * x[2 * i] + v.y * x[2 * i + 1];
+    }
+    return s;
 }
 
-/* y[o] (=|+=) scale · x'·W[o] + bias[o] (+ ps · pB[o]·t) for o < out, and the shrink
- * t[j] = x'·A[j] for j < ra. A block is 8 warps; WPR warps share a group of RPW rows (each
- * takes a slice of k). The first blocks hold the A rows (whole blocks), the rest the W rows.
- * STAGE: x' staged in shared memory (needed for MODE 1/2); else read from x in place (MODE 1:
- * x·nw and Σ x² per warp). With pB, the A blocks count themselves done in ctr[0] and each W
- * block, once its products are in registers, waits for all of them (they were dispatched
- * first and wait on nothing, so they always finish) and adds its rows' expand; the last
- * block to finish resets both counters for the next launch. */
-template <typename T, int MODE, int STAGE, int RPW, int WPR>
-__global__ void __launch_bounds__(256) k_matvec(float *y, rowin_d r, const T *W, const float *bias, int in, int out,
-                                                int acc, unsigned *ctr) {
+/* Blocks of the shrink ahead of the W blocks: long rows (sA) a block per A row, else a warp per row. */
+__host__ __device__ __forceinline__ int mv_ablocks(int ra, int sA) { return ra <= 0 ? 0 : sA ? ra : (ra + 7) / 8; }
+
+/* Row o's value: scale · dot · inv + bias + ps · (its expand over t), eb the lane's first
+ * expand weight, t0/t1 the lane's t[lane] and t[32 + lane] (the first 64 entries of t come
+ * from the warp's registers by shuffle, the rest from memory). Whole warp. */
+__device__ __forceinline__ float mv_row(const rowin_d &r, float dot, float inv, const float *bias, int o, float eb,
+                                        float t0, float t1) {
+    int lane = threadIdx.x & 31;
+    float e = 0.f;
+    if (r.pB) {
+        int c0, nc;
+        pspan(r, o, &c0, &nc);
+        int j = c0 + lane;
+        float v0 = __shfl_sync(0xffffffffu, t0, j & 31), v1 = __shfl_sync(0xffffffffu, t1, j & 31);
+        if (lane < nc) e = eb * (j < 32 ? v0 : j < 64 ? v1 : __ldcg(r.t + j));
+        for (int k = lane + 32; k < nc; k += 32) e += __ldg(r.pB + (size_t)o * r.ra + c0 + k) * __ldcg(r.t + c0 + k);
+        e = warp_sum(e);
+    }
+    return r.scale * dot * inv + (bias ? bias[o] : 0.f) + r.ps * e;
+}
+
+/* k_mv's first row of logical row (pair) p: p itself, or with PAIR 2 (rope) row j of head
+ * h for p = h·(D/2) + j (its partner is D/2 further; with PAIR 1 (glu) nlog further). */
+__device__ __forceinline__ int mv_pair_row(int p, int nlog, int hd, int pair) {
+    (void)nlog;
+    return pair == 2 ? (p / hd) * 2 * hd + p % hd : p;
+}
+
+/* The shrink's block of k_mv: A rows (f32) of this block (long rows sA: one row over the
+ * block's 8 warps; else a warp per row, 8 rows), their loads issued before x' is staged so
+ * they travel with the W blocks' first loads; t[j] = inv · x'·A[j]. */
+template <int MODE, int STAGE>
+__device__ __forceinline__ void mv_shrink(const rowin_d &r, int in, int sA, float *xs, float *red, float (*part)[2]) {
+    constexpr int NA = 4;
+    int gw = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int row = sA ? (int)blockIdx.x : (int)blockIdx.x * 8 + gw, live = row < r.ra;
+    int col0 = sA ? (int)threadIdx.x * 8 : lane * 8, step = sA ? 2048 : 256;
+    const float *a = r.A + (size_t)(live ? row : 0) * in;
+    wchunk<float> c[NA];
+    if (live)
+#pragma unroll
+        for (int j = 0; j < NA; j++)
+            if (col0 + j * step < in) wload(c[j], a + col0 + j * step);
+    float inv = stage_row<MODE, STAGE>(r, in, xs, red), acc = 0.f;
+    for (int kb = 0; live;) {
+#pragma unroll
+        for (int j = 0; j < NA; j++) {
+            int k = kb + col0 + j * step;
+            if (k >= in) break;
+            float4 x0 = *(const float4 *)(xs + k), x1 = *(const float4 *)(xs + k + 4);
+            float xf[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
+            acc += wdot(c[j], xf);
+        }
+        kb += NA * step;
+        if (kb >= in) break;
+#pragma unroll
+        for (int j = 0; j < NA; j++)
+            if (kb + col0 + j * step < in) wload(c[j], a + kb + col0 + j * step);
+    }
+    acc = warp_sum(acc);
+    if (sA) {
+        if (lane == 0) part[gw][0] = acc;
+        __syncthreads();
+        acc = 0.f;
+        for (int i = 0; i < 8; i++) acc += part[i][0];
+        if (threadIdx.x == 0 && live) r.t[row] = acc * inv;
+    } else if (lane == 0 && live) r.t[row] = acc * inv;
+}
+
+template <typename T, int MODE, int STAGE, int RPW, int WPR, int NCH, int PAIR>
+__global__ void __launch_bounds__(256) k_mv(float *y, rowin_d r, const T *W, const float *bias, int in, int out, int acc,
+                                            unsigned *ctr, int sA) {
+    constexpr int GLU = PAIR != 0, R2 = RPW * (1 + GLU), PER = 8 / WPR, STEP = WPR * 256, KB = NCH * STEP;
     extern __shared__ float4 smv[];
     __shared__ float red[8];
-    __shared__ float part[8][RPW];
+    __shared__ float part[8][R2 > 2 ? R2 : 2];
     float *xs = STAGE ? (float *)smv : (float *)r.x;
-    float inv = stage_row<MODE, STAGE>(r, in, xs, red), ss = 0.f;
-    const int NORM = MODE == 1 && !STAGE; /* the norm in place: each warp sees all of x (WPR 1) */
-    int gw = threadIdx.x >> 5, lane = threadIdx.x & 31, sub = gw % WPR, per = 8 / WPR;
-    constexpr int RA = a_split<RPW, WPR, NORM>::rpw, PA = 8 / a_split<RPW, WPR, NORM>::wpr;
-    int ablocks = r.A ? ((r.ra + RA - 1) / RA + PA - 1) / PA : 0, isA = (int)blockIdx.x < ablocks;
-    if (isA) { /* the shrink: its own units, then counted done for the W blocks that wait on it */
-        shrink_rows<RPW, WPR, NORM>(r, blockIdx.x, in, xs, inv, part);
+    int ablocks = mv_ablocks(r.A ? r.ra : 0, sA);
+    if ((int)blockIdx.x < ablocks) { /* the shrink, counted done for the W blocks that wait on it */
+        mv_shrink<MODE, STAGE>(r, in, sA, xs, red, (float(*)[2])part);
         if (r.pB) {
             __syncthreads();
             if (threadIdx.x == 0) {
@@ -579,39 +679,72 @@ __global__ void __launch_bounds__(256) k_matvec(float *y, rowin_d r, const T *W,
                 atomicAdd(&ctr[0], 1u);
             }
         }
-    }
-    int unit = ((int)blockIdx.x - ablocks) * per + gw / WPR;
-    int row0 = unit * RPW, nrows = out;
-    float eb[RPW]; /* this lane's expand weight of each row, loaded before the product */
-#pragma unroll
-    for (int rr = 0; rr < RPW; rr++) {
-        int o = row0 + rr, c0, nc;
-        eb[rr] = 0.f;
-        if (!r.pB || isA || o < 0 || o >= out) continue;
-        pspan(r, o, &c0, &nc);
-        if (lane < nc) eb[rr] = __ldg(r.pB + (size_t)o * r.ra + c0 + lane);
-    }
-    float a[RPW];
-#pragma unroll
-    for (int rr = 0; rr < RPW; rr++) a[rr] = 0.f;
-    if (!isA && row0 < nrows) dot_rows<T, RPW, 4 / RPW, NORM>(W, row0, nrows, in, xs, r.nw, sub * 32 + lane, WPR * 32, a, &ss);
-    if (NORM && !isA) inv = 1.f / sqrtf(warp_sum(ss) / (float)in + r.eps);
-#pragma unroll
-    for (int rr = 0; rr < RPW; rr++) a[rr] = warp_sum(a[rr]);
-    if (WPR > 1 && !isA) {
-        if (lane == 0)
-#pragma unroll
-            for (int rr = 0; rr < RPW; rr++) part[gw][rr] = a[rr];
-        __syncthreads();
+    } else {
+        int gw = threadIdx.x >> 5, lane = threadIdx.x & 31, sub = gw % WPR;
+        int nlog = GLU ? out / 2 : out;
+        int row0 = (((int)blockIdx.x - ablocks) * PER + gw / WPR) * RPW, live = row0 < nlog;
+        const T *w[R2];
+        int hd = PAIR == 2 ? r.ro.D / 2 : 0;
 #pragma unroll
         for (int rr = 0; rr < RPW; rr++) {
-            a[rr] = 0.f;
-            for (int i = 0; i < WPR; i++) a[rr] += part[gw - sub + i][rr];
+            int o = mv_pair_row(min(row0 + rr, nlog - 1), nlog, hd, PAIR);
+            w[rr] = W + (size_t)o * in;
+            if (GLU) w[RPW + rr] = W + (size_t)(o + (PAIR == 2 ? hd : nlog)) * in;
         }
-    }
-    if (!isA) {
-        if (r.pB) {
-            if (threadIdx.x == 0) { /* plain acquire loads: many waiting blocks must not queue atomics on ctr[0] */
+        int col0 = (sub * 32 + lane) * 8;
+        wchunk<T> c[NCH][R2];
+        if (live)
+#pragma unroll
+            for (int j = 0; j < NCH; j++)
+                if (col0 + j * STEP < in)
+#pragma unroll
+                    for (int rr = 0; rr < R2; rr++) wload(c[j][rr], w[rr] + col0 + j * STEP);
+        float inv = stage_row<MODE, STAGE>(r, in, xs, red);
+        float eb[R2]; /* this lane's first expand weight of each row, loaded before the product */
+#pragma unroll
+        for (int rr = 0; rr < R2; rr++) {
+            int o = mv_pair_row(row0 + rr % RPW, nlog, hd, PAIR) + (rr >= RPW ? (PAIR == 2 ? hd : nlog) : 0), c0, nc;
+            eb[rr] = 0.f;
+            if (!r.pB || !live || row0 + rr % RPW >= nlog) continue;
+            pspan(r, o, &c0, &nc);
+            if (lane < nc) eb[rr] = __ldg(r.pB + (size_t)o * r.ra + c0 + lane);
+        }
+        float a[R2];
+#pragma unroll
+        for (int rr = 0; rr < R2; rr++) a[rr] = 0.f;
+        for (int kb = 0; live;) {
+#pragma unroll
+            for (int j = 0; j < NCH; j++) {
+                int k = kb + col0 + j * STEP;
+                if (k >= in) break;
+                float4 x0 = *(const float4 *)(xs + k), x1 = *(const float4 *)(xs + k + 4);
+                float xf[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
+#pragma unroll
+                for (int rr = 0; rr < R2; rr++) a[rr] += wdot(c[j][rr], xf);
+            }
+            kb += KB;
+            if (kb >= in) break;
+#pragma unroll
+            for (int j = 0; j < NCH; j++)
+                if (kb + col0 + j * STEP < in)
+#pragma unroll
+                    for (int rr = 0; rr < R2; rr++) wload(c[j][rr], w[rr] + kb + col0 + j * STEP);
+        }
+#pragma unroll
+        for (int rr = 0; rr < R2; rr++) a[rr] = warp_sum(a[rr]);
+        if (WPR > 1) {
+            if (lane == 0)
+#pragma unroll
+                for (int rr = 0; rr < R2; rr++) part[gw][rr] = a[rr];
+            __syncthreads();
+#pragma unroll
+            for (int rr = 0; rr < R2; rr++) {
+                a[rr] = 0.f;
+                for (int i = 0; i < WPR; i++) a[rr] += part[gw - sub + i][rr];
+            }
+        }
+        if (r.pB) { /* the shrink's blocks: plain acquire loads (many waiting blocks must not queue atomics) */
+            if (threadIdx.x == 0) {
                 unsigned v;
                 for (;;) {
                     asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(ctr) : "memory");
@@ -621,23 +754,43 @@ __global__ void __launch_bounds__(256) k_matvec(float *y, rowin_d r, const T *W,
             }
             __syncthreads();
         }
-#pragma unroll
-        for (int rr = 0; rr < RPW; rr++) {
-            int o = row0 + rr;
-            if (o >= out || sub != 0) break;
-            float e = 0.f;
-            if (r.pB) {
-                int c0, nc;
-                pspan(r, o, &c0, &nc);
-                if (lane < nc) e = eb[rr] * __ldcg(r.t + c0 + lane);
-                for (int j = lane + 32; j < nc; j += 32) e += __ldg(r.pB + (size_t)o * r.ra + c0 + j) * __ldcg(r.t + c0 + j);
-                e = warp_sum(e);
-            }
-            if (lane == 0) {
-                float v = r.scale * a[rr] * inv + (bias ? bias[o] : 0.f) + r.ps * e;
-                y[o] = acc ? y[o] + v : v;
-            }
+        float t0 = 0.f, t1 = 0.f; /* t in registers: one round trip for all the warp's rows */
+        if (r.pB && live && sub == 0) {
+            if (lane < r.ra) t0 = __ldcg(r.t + lane);
+            if (lane + 32 < r.ra) t1 = __ldcg(r.t + 32 + lane);
         }
+        if (live && sub == 0)
+#pragma unroll
+            for (int rr = 0; rr < RPW; rr++) {
+                int p = row0 + rr;
+                if (p >= nlog) break;
+                int o = mv_pair_row(p, nlog, hd, PAIR), o2 = o + (PAIR == 2 ? hd : nlog);
+                float v = mv_row(r, a[rr], inv, bias, o, eb[rr], t0, t1);
+                if (PAIR == 2) { /* rows j and j + D/2 of head h: rotate (q, k), store (k, v) */
+                    float u = mv_row(r, a[RPW + rr], inv, bias, o2, eb[RPW + rr], t0, t1);
+                    int h = p / hd, j = p % hd, ps = r.ro.pos[0];
+                    if (h < r.ro.H + r.ro.Hk) {
+                        float sn, cs;
+                        sincosf((float)ps * r.ro.inv_freq[j], &sn, &cs);
+                        float v2 = v * cs - u * sn;
+                        u = u * cs + v * sn, v = v2;
+                    }
+                    if (lane == 0) {
+                        y[o] = v, y[o2] = u;
+                        if (h >= r.ro.H) {
+                            int kv = h - r.ro.H, isv = kv >= r.ro.Hk;
+                            float *c = (isv ? r.ro.vc : r.ro.kc) + ((size_t)(kv - isv * r.ro.Hk) * r.ro.cap + ps) * r.ro.D;
+                            c[j] = v, c[j + hd] = u;
+                        }
+                    }
+                    continue;
+                }
+                if (GLU) {
+                    float u = mv_row(r, a[RPW + rr], inv, bias, o2, eb[RPW + rr], t0, t1);
+                    v = v / (1.f + expf(-v)) * u;
+                }
+                if (lane == 0) y[o] = acc ? y[o] + v : v;
+            }
     }
     if (r.pB) {
         __syncthreads();
@@ -648,43 +801,73 @@ __global__ void __launch_bounds__(256) k_matvec(float *y, rowin_d r, const T *W,
     }
 }
 
-template <typename T, int MODE, int STAGE, int RPW, int WPR>
-static void launch_mv_cfg(wkc_backend *b, float *y, const rowin_d &r, const T *W, const float *bias, int in, int out,
-                          int acc) {
-    constexpr int NORM = MODE == 1 && !STAGE, RA = a_split<RPW, WPR, NORM>::rpw, PA = 8 / a_split<RPW, WPR, NORM>::wpr;
-    int per = 8 / WPR, wblocks = ((out + RPW - 1) / RPW + per - 1) / per;
-    int ablocks = r.A ? ((r.ra + RA - 1) / RA + PA - 1) / PA : 0;
+/* k_mv's unit shapes, indexed by mv_pick: (RPW, WPR, NCH) = 0 (2,1,4), 1 (1,2,4), 2 (1,4,4),
+ * 3 (2,4,2), 4 (1,8,4), 5 (4,1,2), 6 (2,2,4), 7 (1,1,8), 8 (1,1,4). */
+#define MV_CFGS 9
+
+template <typename T, int MODE, int STAGE, int PAIR, int RPW, int WPR, int NCH>
+static void launch_k_mv(wkc_backend *b, float *y, const rowin_d &r, const T *W, const float *bias, int in, int out,
+                        int acc) {
+    int nlog = PAIR ? out / 2 : out, sA = in >= 2048, per = 8 / WPR;
+    int wblocks = ((nlog + RPW - 1) / RPW + per - 1) / per, ablocks = mv_ablocks(r.A ? r.ra : 0, sA);
     size_t smem = sizeof(float) * (STAGE ? (size_t)in : 0);
     if (smem > 48 * 1024 &&
-        wkc_cuda_fail(b, cudaFuncSetAttribute(k_matvec<T, MODE, STAGE, RPW, WPR>,
+        wkc_cuda_fail(b, cudaFuncSetAttribute(k_mv<T, MODE, STAGE, RPW, WPR, NCH, PAIR>,
                                               cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem), "matvec (shared memory)"))
         return;
-    k_matvec<T, MODE, STAGE, RPW, WPR><<<ablocks + wblocks, 256, smem, b->st>>>(y, r, W, bias, in, out, acc, b->ticket);
+    k_mv<T, MODE, STAGE, RPW, WPR, NCH, PAIR><<<ablocks + wblocks, 256, smem, b->st>>>(y, r, W, bias, in, out, acc, b->ticket, sA);
 }
 
-/* Shapes: long rows with few of them split each row over 4 warps; many rows give each warp
- * several (the staged row is then shared by more of them); otherwise a warp per row. */
-template <typename T, int MODE, int STAGE>
-static void launch_mv(wkc_backend *b, float *y, const rowin_d &r, const T *W, const float *bias, int in, int out, int acc) {
-    int rows = out + (r.A ? r.ra : 0);
-    b->optag = rows;
-    if (MODE == 1 && rows < 16384) { /* fewer rows: the norm in place beats staging it per block */
-        if (rows >= 2048) launch_mv_cfg<T, 1, 0, 2, 1>(b, y, r, W, bias, in, out, acc);
-        else launch_mv_cfg<T, 1, 0, 1, 1>(b, y, r, W, bias, in, out, acc);
-        return;
+/* The unit shape (mv_cfg index) for a product of `in` columns and `out` rows, from
+ * bench_cuda_mv's sweep on the H200 at the 0.5B and 7B shapes: a warp per unit, 4 rows of
+ * 2 chunks per lane for the gated and head products, 1 row of 4 for long rows, 2 rows of 4
+ * otherwise. WICK_MV_CFG=i (0..MV_CFGS-1) forces entry i (bf16
+ * weights; for sweeps). */
+static int mv_pick(int in, int out, int pair, int bf16) {
+    const char *e = bf16 ? getenv("WICK_MV_CFG") : NULL;
+    if (e && *e >= '0' && *e <= '9' && atoi(e) < MV_CFGS) return atoi(e);
+    if (pair == 2) return 8;
+    if (pair || out >= 65536) return 5;
+    if (in > 4096) return 8;
+    return 0;
+}
+
+template <typename T, int MODE, int STAGE, int PAIR>
+static void launch_mv2(wkc_backend *b, float *y, const rowin_d &r, const T *W, const float *bias, int in, int out,
+                       int acc) {
+    int cfg = mv_pick(in, out, PAIR, std::is_same<T, __nv_bfloat16>::value);
+    b->optag = out + (r.A ? r.ra : 0);
+    if constexpr (std::is_same<T, __nv_bfloat16>::value) {
+        switch (cfg) {
+        case 0: launch_k_mv<T, MODE, STAGE, PAIR, 2, 1, 4>(b, y, r, W, bias, in, out, acc); return;
+        case 1: launch_k_mv<T, MODE, STAGE, PAIR, 1, 2, 4>(b, y, r, W, bias, in, out, acc); return;
+        case 2: launch_k_mv<T, MODE, STAGE, PAIR, 1, 4, 4>(b, y, r, W, bias, in, out, acc); return;
+        case 3: launch_k_mv<T, MODE, STAGE, PAIR, 2, 4, 2>(b, y, r, W, bias, in, out, acc); return;
+        case 4: launch_k_mv<T, MODE, STAGE, PAIR, 1, 8, 4>(b, y, r, W, bias, in, out, acc); return;
+        case 5: launch_k_mv<T, MODE, STAGE, PAIR, 4, 1, 2>(b, y, r, W, bias, in, out, acc); return;
+        case 6: launch_k_mv<T, MODE, STAGE, PAIR, 2, 2, 4>(b, y, r, W, bias, in, out, acc); return;
+        case 7: launch_k_mv<T, MODE, STAGE, PAIR, 1, 1, 8>(b, y, r, W, bias, in, out, acc); return;
+        default: launch_k_mv<T, MODE, STAGE, PAIR, 1, 1, 4>(b, y, r, W, bias, in, out, acc); return;
+        }
+    } else {
+        if (cfg == 5) launch_k_mv<T, MODE, STAGE, PAIR, 4, 1, 2>(b, y, r, W, bias, in, out, acc);
+        else if (cfg == 6) launch_k_mv<T, MODE, STAGE, PAIR, 2, 2, 4>(b, y, r, W, bias, in, out, acc);
+        else if (cfg == 8) launch_k_mv<T, MODE, STAGE, PAIR, 1, 1, 4>(b, y, r, W, bias, in, out, acc);
+        else launch_k_mv<T, MODE, STAGE, PAIR, 2, 1, 4>(b, y, r, W, bias, in, out, acc);
     }
-    if (in >= 2048 && rows <= 8192) launch_mv_cfg<T, MODE, STAGE, 1, 4>(b, y, r, W, bias, in, out, acc);
-    else if (rows >= 16384) launch_mv_cfg<T, MODE, STAGE, 4, 1>(b, y, r, W, bias, in, out, acc);
-    else if (rows >= 2048) launch_mv_cfg<T, MODE, STAGE, 2, 1>(b, y, r, W, bias, in, out, acc);
-    else launch_mv_cfg<T, MODE, STAGE, 1, 1>(b, y, r, W, bias, in, out, acc);
 }
 
+/* Staged x' for the norm and SwiGLU modes, and for plain rows that fit MV_STAGE_MAX floats. */
+#define MV_STAGE_MAX 8192
 template <typename T>
-static void launch_mv_t(wkc_backend *b, int mode, float *y, const rowin_d &r, const T *W, const float *bias, int in,
-                        int out, int acc) {
-    if (mode == 1) launch_mv<T, 1, 1>(b, y, r, W, bias, in, out, acc);
-    else if (mode == 2) launch_mv<T, 2, 1>(b, y, r, W, bias, in, out, acc);
-    else launch_mv<T, 0, 0>(b, y, r, W, bias, in, out, acc);
+static void launch_mv2_t(wkc_backend *b, int mode, int pair, float *y, const rowin_d &r, const T *W, const float *bias,
+                         int in, int out, int acc) {
+    if (mode == 1 && pair == 2) launch_mv2<T, 1, 1, 2>(b, y, r, W, bias, in, out, acc);
+    else if (mode == 1 && pair) launch_mv2<T, 1, 1, 1>(b, y, r, W, bias, in, out, acc);
+    else if (mode == 1) launch_mv2<T, 1, 1, 0>(b, y, r, W, bias, in, out, acc);
+    else if (mode == 2) launch_mv2<T, 2, 1, 0>(b, y, r, W, bias, in, out, acc);
+    else if (in <= MV_STAGE_MAX) launch_mv2<T, 0, 1, 0>(b, y, r, W, bias, in, out, acc);
+    else launch_mv2<T, 0, 0, 0>(b, y, r, W, bias, in, out, acc);
 }
 
 static int al16(const void *p) { return ((uintptr_t)p % 16) == 0; }
@@ -712,32 +895,55 @@ static void matvec_unfused(wkc_backend *b, float *y, const wk_rowin *in, const w
 void wkc_matvec(wk_backend *be, float *y, const wk_rowin *in, const wk_mat *W, const float *bias, int acc) {
     wkc_backend *b = wkc(be);
     wkc_use(b);
+    const wk_rope_out *ro = in->rope;
+    int pair = ro ? 2 : in->glu ? 1 : 0;
+    const char *bad = in->glu && (W->rows % 2 || acc) ? "a gated product needs an even row count and no accumulation"
+                      : ro && (in->glu || acc || ro->D % 2 || ro->D > 512 || W->rows != (ro->H + 2 * ro->Hk) * ro->D)
+                          ? "a product with RoPE needs (H + 2·Hk)·D rows, an even D of at most 512, no gate and no accumulation"
+                      : in->pB && !in->A ? "an expand of the launch's shrink needs A"
+                                         : NULL;
+    if (bad) {
+        if (!b->err) {
+            b->err = WICK_EINVAL;
+            snprintf(b->errmsg, sizeof b->errmsg, "cuda:%d: matvec: %s", b->device, bad);
+        }
+        return;
+    }
     int ok = in->in == W->cols && in->in % 8 == 0 && !W->qtype && al16(W->w) && al16(in->x) && al16(in->nw) &&
              al16(in->up) && al16(in->A) && (W->dt == WICK_DT_F32 || W->dt == WICK_DT_BF16 || W->dt == WICK_DT_F16);
+    int mode = in->nw ? 1 : in->up ? 2 : 0;
+    if (pair && (!ok || W->rows > MV_NORM_MAX_ROWS || (pair == 2 && mode != 1))) { /* the product, then the plain op */
+        wk_rowin i2 = *in;
+        i2.glu = 0, i2.rope = NULL;
+        if (pair == 2) {
+            wkc_matvec(be, y, &i2, W, bias, 0);
+            int H = ro->H, Hk = ro->Hk, D = ro->D;
+            wkc_rope_kv(be, y, y + (size_t)H * D, y + (size_t)(H + Hk) * D, ro->kc, ro->vc, ro->pos, H, Hk, D, ro->cap,
+                        ro->inv_freq, NULL, NULL, 0.f, NULL);
+            return;
+        }
+        float *t = (float *)wkc_scratch(b, WKC_SCR_GLU, sizeof(float) * (size_t)W->rows);
+        if (!t) return;
+        wkc_matvec(be, t, &i2, W, bias, 0);
+        wkc_swiglu(be, y, t, t + W->rows / 2, (size_t)(W->rows / 2));
+        return;
+    }
     if (!ok) {
         matvec_unfused(b, y, in, W, bias, acc);
         return;
     }
-    if (in->pB && !in->A) {
-        if (!b->err) {
-            b->err = WICK_EINVAL;
-            snprintf(b->errmsg, sizeof b->errmsg, "cuda:%d: matvec: an expand of the launch's shrink needs A", b->device);
-        }
-        return;
-    }
     rowin_d r = {in->x, in->nw, in->up, in->eps, in->scale, in->A, in->A ? in->ra : 0, in->t, in->pB, in->ps,
                  in->pB ? in->pnblk : 0, {in->pbrows[0], in->pbrows[1], in->pbrows[2]},
-                 {in->pbcols[0], in->pbcols[1], in->pbcols[2]}};
-    int mode = in->nw ? 1 : in->up ? 2 : 0;
+                 {in->pbcols[0], in->pbcols[1], in->pbcols[2]}, ro ? *ro : wk_rope_out{}};
     if (mode == 1 && W->rows > MV_NORM_MAX_ROWS) { /* many rows: normalise once (every block would stage it) */
         float *t = (float *)wkc_scratch(b, WKC_SCR_ROW, sizeof(float) * (size_t)in->in);
         if (!t) return;
         wkc_rmsnorm(be, t, in->x, in->nw, 1, in->in, in->eps);
         r.x = t, r.nw = NULL, mode = 0;
     }
-    if (W->dt == WICK_DT_F32) launch_mv_t(b, mode, y, r, (const float *)W->w, bias, in->in, W->rows, acc);
-    else if (W->dt == WICK_DT_BF16) launch_mv_t(b, mode, y, r, (const __nv_bfloat16 *)W->w, bias, in->in, W->rows, acc);
-    else launch_mv_t(b, mode, y, r, (const __half *)W->w, bias, in->in, W->rows, acc);
+    if (W->dt == WICK_DT_F32) launch_mv2_t(b, mode, pair, y, r, (const float *)W->w, bias, in->in, W->rows, acc);
+    else if (W->dt == WICK_DT_BF16) launch_mv2_t(b, mode, pair, y, r, (const __nv_bfloat16 *)W->w, bias, in->in, W->rows, acc);
+    else launch_mv2_t(b, mode, pair, y, r, (const __half *)W->w, bias, in->in, W->rows, acc);
     wkc_launched(b, "matvec");
 }
 
