@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
-#include <time.h>
 #include "backend/backend.h"
+#include "graph_time.h"
 #ifdef WICK_HAVE_CUDA
 #include "backend/cuda/cuda_backend.h"
 #endif
@@ -40,26 +40,10 @@ static void run(void *arg) {
     }
 }
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
 /* µs per launch at position pos0 (best of 5 replays of one captured graph). */
 static double time_at(dcase *c, void *g, int pos0) {
     G->upload(G, c->pos, &pos0, sizeof pos0);
-    G->graph_replay(G, g); /* warm */
-    double best = 1e9;
-    for (int r = 0; r < 5; r++) {
-        G->sync(G);
-        double t0 = now();
-        G->graph_replay(G, g);
-        G->sync(G);
-        double t = (now() - t0) / REPS * 1e6;
-        best = t < best ? t : best;
-    }
-    return best;
+    return gt_best_us(G, g, REPS);
 }
 
 static void bench(const char *name, int H, int Hk, int D, int cap, int layers, int *first) {

@@ -15,8 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include "backend/backend.h"
+#include "graph_time.h"
 #ifdef WICK_HAVE_CUDA
 #include "backend/cuda/cuda_backend.h"
 #endif
@@ -54,12 +54,6 @@ static void run_case(void *arg) {
     }
 }
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
 static void *zalloc(size_t bytes) {
     void *d = G->alloc(G, bytes), *h = calloc(1, bytes);
     if (!d || !h) {
@@ -81,15 +75,7 @@ static double time_case(mv_case *c) {
         fprintf(stderr, "bench_cuda_mv: %s: %s\n", c->s->name, wick_last_error());
         return -1;
     }
-    double best = 1e9;
-    for (int r = 0; r < 5; r++) {
-        G->sync(G);
-        double t0 = now();
-        G->graph_replay(G, g);
-        G->sync(G);
-        double t = (now() - t0) / c->reps * 1e6;
-        best = t < best ? t : best;
-    }
+    double best = gt_best_us(G, g, c->reps);
     G->graph_free(G, g);
     return G->check(G) ? -1 : best;
 }

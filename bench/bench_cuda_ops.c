@@ -11,8 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include "backend/backend.h"
+#include "graph_time.h"
 #ifdef WICK_HAVE_CUDA
 #include "backend/cuda/cuda_backend.h"
 #endif
@@ -53,12 +53,6 @@ static void run_case(void *arg) {
     }
 }
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
 /* µs per launch of case c (graph of REPS, best of 5 replays). */
 static double time_case(op_case *c) {
     run_case(c); /* sizes scratch */
@@ -68,15 +62,7 @@ static double time_case(op_case *c) {
         fprintf(stderr, "bench_cuda_ops: graph capture failed: %s\n", wick_last_error());
         return -1;
     }
-    double best = 1e9;
-    for (int r = 0; r < 5; r++) {
-        G->sync(G);
-        double t0 = now();
-        G->graph_replay(G, g);
-        G->sync(G);
-        double t = (now() - t0) / REPS * 1e6;
-        best = t < best ? t : best;
-    }
+    double best = gt_best_us(G, g, REPS);
     G->graph_free(G, g);
     if (G->check(G)) {
         fprintf(stderr, "bench_cuda_ops: %s\n", wick_last_error());
