@@ -22,21 +22,11 @@
 #define DECODE_MAX_ROWS 8
 #define ATT_THREADS 64
 
-__device__ __forceinline__ float warp_max(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
-__device__ __forceinline__ float warp_add(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
 
 /* Block-wide max (op 0) or sum (op 1); every thread gets the result. */
 __device__ float block_reduce(float v, int op, float *red) {
     int wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    v = op ? warp_add(v) : warp_max(v);
+    v = op ? wkc_warp_sum(v) : wkc_warp_max(v);
     __syncthreads(); /* red may still be read from a previous call */
     if ((threadIdx.x & 31) == 0) red[wid] = v;
     __syncthreads();
@@ -235,14 +225,14 @@ __device__ void da_scores(const da_args &a, int pos0, int r0, int R, int t0, int
     for (int r = threadIdx.x >> 5; r < R; r += blockDim.x >> 5) {
         float *sr = S + r * a.tk, mx = -INFINITY;
         for (int jj = lane; jj < nk; jj += 32) mx = fmaxf(mx, sr[jj]);
-        mx = warp_max(mx);
+        mx = wkc_warp_max(mx);
         float mold = mrow[r], mnew = fmaxf(mold, mx), sum = 0.f;
         for (int jj = lane; jj < nk; jj += 32) {
             float p = mnew == -INFINITY ? 0.f : expf(sr[jj] - mnew);
             sr[jj] = p;
             sum += p;
         }
-        sum = warp_add(sum);
+        sum = wkc_warp_sum(sum);
         if (lane == 0) {
             float c = mnew == -INFINITY ? 1.f : expf(mold - mnew);
             crow[r] = c, mrow[r] = mnew, lrow[r] = lrow[r] * c + sum;

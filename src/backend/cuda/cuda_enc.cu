@@ -20,21 +20,11 @@
 #define AB_RPW 4   /* query rows per warp */
 #define AB_DMAX 128
 
-__device__ __forceinline__ float enc_warp_max(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
-__device__ __forceinline__ float enc_warp_add(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
 
 /* Block-wide sum; every thread gets it (red: 32 floats of shared memory). */
 __device__ float enc_block_add(float v, float *red) {
     int wid = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
-    v = enc_warp_add(v);
+    v = wkc_warp_sum(v);
     __syncthreads(); /* red may still be read from a previous call */
     if ((threadIdx.x & 31) == 0) red[wid] = v;
     __syncthreads();
@@ -139,11 +129,11 @@ __global__ void __launch_bounds__(AB_WARPS * 32)
                 for (int d = 0; d < D; d++) s += qr[d] * Ks[(lane + 32) * Dp + d];
                 s1 = s;
             }
-            float tmax = enc_warp_max(fmaxf(s0, s1));
+            float tmax = wkc_warp_max(fmaxf(s0, s1));
             if (tmax == -INFINITY) continue; /* the whole tile is masked (warp-uniform) */
             float mn = fmaxf(m[r], tmax), alpha = expf(m[r] - mn);
             float p0 = s0 == -INFINITY ? 0.f : expf(s0 - mn), p1 = s1 == -INFINITY ? 0.f : expf(s1 - mn);
-            l[r] = l[r] * alpha + enc_warp_add(p0 + p1);
+            l[r] = l[r] * alpha + wkc_warp_sum(p0 + p1);
             pw[lane] = p0, pw[lane + 32] = p1;
             __syncwarp();
 #pragma unroll

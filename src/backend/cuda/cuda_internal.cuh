@@ -63,6 +63,41 @@ struct wkc_backend {
 
 static inline wkc_backend *wkc(wk_backend *be) { return (wkc_backend *)be; }
 
+/* Warp reductions shared by the kernels: every lane gets the sum / max of v over the warp. */
+__device__ __forceinline__ float wkc_warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ float wkc_warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+/* A row of dim floats held as V float4 per thread (nv = dim/4 of them, thread t holds
+ * t, t + blockDim.x, ...): loads it into r and returns 1/rms(row) (the block's sum of
+ * squares through red, 32 floats of shared memory). Whole block. */
+template <int V>
+__device__ __forceinline__ float wkc_rms_regs(const float4 *xi, int nv, int dim, float eps, float4 r[V], float *red) {
+    float ss = 0.f;
+#pragma unroll
+    for (int u = 0; u < V; u++) {
+        int j = threadIdx.x + u * blockDim.x;
+        if (j < nv) {
+            r[u] = xi[j];
+            ss += r[u].x * r[u].x + r[u].y * r[u].y + r[u].z * r[u].z + r[u].w * r[u].w;
+        }
+    }
+    ss = wkc_warp_sum(ss);
+    int wid = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+    if ((threadIdx.x & 31) == 0) red[wid] = ss;
+    __syncthreads();
+    float t = 0.f;
+    for (int i = 0; i < nw; i++) t += red[i];
+    return 1.f / sqrtf(t / (float)dim + eps);
+}
+
 /* Records a CUDA failure (first one wins); returns 1 when e is an error. */
 int wkc_cuda_fail(wkc_backend *b, cudaError_t e, const char *what);
 /* Records a cuBLAS failure; returns 1 when s is an error. */

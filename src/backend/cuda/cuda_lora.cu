@@ -32,11 +32,6 @@ struct lora_desc {
     int R;                       /* row stride of tmp (max rank) */
 };
 
-__device__ __forceinline__ float lora_warp_sum(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
 
 /* tmp[row, j] = x[row]·A[g][j] for the tile's rows; warp w of block (t, yb) takes j = yb*SHRINK_WARPS + w.
  * vec: in % 4 == 0 and x, A 16-byte aligned. */
@@ -69,7 +64,7 @@ __global__ void k_lora_shrink(lora_desc d, float *tmp, const float *x, int in, i
     }
 #pragma unroll
     for (int i = 0; i < LORA_TILE; i++) {
-        float v = lora_warp_sum(acc[i]);
+        float v = wkc_warp_sum(acc[i]);
         if (lane == 0 && i < rows) tmp[(size_t)(row0 + i) * d.R + j] = v;
     }
 }

@@ -50,11 +50,6 @@ __device__ __forceinline__ void ld8(const __half *p, float f[8]) {
     }
 }
 
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
 
 /* y[r, o] (=|+=) x[r, :] · W[o, :] + bias[o] for r < n <= NR: one warp per output row o.
  * vec: rows are 16-byte aligned and `in` a multiple of 8 (vector loads). */
@@ -97,7 +92,7 @@ __global__ void k_gemv(float *y, const float *x, const T *W, const float *bias, 
     }
 #pragma unroll
     for (int r = 0; r < NR; r++) {
-        float v = warp_sum(s[r]);
+        float v = wkc_warp_sum(s[r]);
         if (lane == 0 && r < n) {
             v += bias ? bias[o] : 0.f;
             float *d = y + (size_t)r * out + o;
@@ -137,7 +132,7 @@ __global__ void k_gemv_long(float *y, const float *x, const T *W, const float *b
     }
 #pragma unroll
     for (int r = 0; r < NR; r++) {
-        float v = warp_sum(s[r]);
+        float v = wkc_warp_sum(s[r]);
         if (lane == 0) red[wid][r] = v;
     }
     __syncthreads();
@@ -265,13 +260,13 @@ __global__ void k_rmsnorm(float *y, const float *x, const float *w, int dim, flo
     float *yi = y + (size_t)blockIdx.x * dim;
     float ss = 0.f;
     for (int j = threadIdx.x; j < dim; j += blockDim.x) ss += xi[j] * xi[j];
-    ss = warp_sum(ss);
+    ss = wkc_warp_sum(ss);
     int wid = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
     if ((threadIdx.x & 31) == 0) red[wid] = ss;
     __syncthreads();
     if (wid == 0) {
         float v = (int)threadIdx.x < nw ? red[threadIdx.x] : 0.f;
-        v = warp_sum(v);
+        v = wkc_warp_sum(v);
         if (threadIdx.x == 0) red[0] = v;
     }
     __syncthreads();
@@ -287,22 +282,7 @@ __global__ void k_rmsnorm4(float *y, const float *x, const float *w, int dim, fl
     const float4 *xi = (const float4 *)(x + (size_t)blockIdx.x * dim);
     float4 *yi = (float4 *)(y + (size_t)blockIdx.x * dim);
     float4 r[V];
-    float ss = 0.f;
-#pragma unroll
-    for (int u = 0; u < V; u++) {
-        int j = threadIdx.x + u * blockDim.x;
-        if (j < nv) {
-            r[u] = xi[j];
-            ss += r[u].x * r[u].x + r[u].y * r[u].y + r[u].z * r[u].z + r[u].w * r[u].w;
-        }
-    }
-    ss = warp_sum(ss);
-    int wid = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
-    if ((threadIdx.x & 31) == 0) red[wid] = ss;
-    __syncthreads();
-    float t = 0.f;
-    for (int i = 0; i < nw; i++) t += red[i];
-    float rs = 1.f / sqrtf(t / (float)dim + eps);
+    float rs = wkc_rms_regs<V>(xi, nv, dim, eps, r, red);
 #pragma unroll
     for (int u = 0; u < V; u++) {
         int j = threadIdx.x + u * blockDim.x;
@@ -523,7 +503,7 @@ __device__ __forceinline__ float stage_row(const rowin_d &r, int in, float *xs, 
     }
     float inv = 1.f;
     if (MODE == 1) {
-        ss = warp_sum(ss);
+        ss = wkc_warp_sum(ss);
         if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;
         __syncthreads();
         float t = 0.f;
@@ -608,7 +588,7 @@ __device__ __forceinline__ float mv_row(const rowin_d &r, float dot, float inv, 
         float v0 = __shfl_sync(0xffffffffu, t0, j & 31), v1 = __shfl_sync(0xffffffffu, t1, j & 31);
         if (lane < nc) e = eb * (j < 32 ? v0 : j < 64 ? v1 : __ldcg(r.t + j));
         for (int k = lane + 32; k < nc; k += 32) e += __ldg(r.pB + (size_t)o * r.ra + c0 + k) * __ldcg(r.t + c0 + k);
-        e = warp_sum(e);
+        e = wkc_warp_sum(e);
     }
     return r.scale * dot * inv + (bias ? bias[o] : 0.f) + r.ps * e;
 }
@@ -651,7 +631,7 @@ __device__ __forceinline__ void mv_shrink(const rowin_d &r, int in, int sA, floa
         for (int j = 0; j < NA; j++)
             if (kb + col0 + j * step < in) wload(c[j], a + kb + col0 + j * step);
     }
-    acc = warp_sum(acc);
+    acc = wkc_warp_sum(acc);
     if (sA) {
         if (lane == 0) part[gw][0] = acc;
         __syncthreads();
@@ -731,7 +711,7 @@ __global__ void __launch_bounds__(256) k_mv(float *y, rowin_d r, const T *W, con
                     for (int rr = 0; rr < R2; rr++) wload(c[j][rr], w[rr] + kb + col0 + j * STEP);
         }
 #pragma unroll
-        for (int rr = 0; rr < R2; rr++) a[rr] = warp_sum(a[rr]);
+        for (int rr = 0; rr < R2; rr++) a[rr] = wkc_warp_sum(a[rr]);
         if (WPR > 1) {
             if (lane == 0)
 #pragma unroll
@@ -984,7 +964,7 @@ __global__ void k_rope_kv(float *q, float *k, float *v, float *kc, float *vc, co
     }
     const float *nw = isq ? qn : kn;
     if (nw) { /* per-head RMSNorm (Qwen3 q_norm / k_norm) */
-        float ss = warp_sum(val * val);
+        float ss = wkc_warp_sum(val * val);
         if ((d & 31) == 0) red[d >> 5] = ss;
         __syncthreads();
         float t = 0.f;

@@ -324,23 +324,7 @@ __global__ void k_rmsnorm4_16(float *y, T *y16, const float *x, const float *w, 
     float4 *yi = (float4 *)(y + (size_t)blockIdx.x * dim);
     T *hi = y16 + (size_t)blockIdx.x * dim;
     float4 r[V];
-    float ss = 0.f;
-#pragma unroll
-    for (int u = 0; u < V; u++) {
-        int j = threadIdx.x + u * blockDim.x;
-        if (j < nv) {
-            r[u] = xi[j];
-            ss += r[u].x * r[u].x + r[u].y * r[u].y + r[u].z * r[u].z + r[u].w * r[u].w;
-        }
-    }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-    int wid = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
-    if ((threadIdx.x & 31) == 0) red[wid] = ss;
-    __syncthreads();
-    float tot = 0.f;
-    for (int i = 0; i < nw; i++) tot += red[i];
-    float rs = 1.f / sqrtf(tot / (float)dim + eps);
+    float rs = wkc_rms_regs<V>(xi, nv, dim, eps, r, red);
 #pragma unroll
     for (int u = 0; u < V; u++) {
         int j = threadIdx.x + u * blockDim.x;

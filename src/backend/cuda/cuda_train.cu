@@ -24,21 +24,11 @@ extern "C" {
 #define ATT_KT 32  /* keys (queries) per shared-memory tile */
 #define FULL 0xffffffffu
 
-__device__ __forceinline__ float kt_warp_sum(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL, v, o);
-    return v;
-}
-__device__ __forceinline__ float kt_warp_max(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(FULL, v, o));
-    return v;
-}
 
 /* Sum of v over the block (blockDim.x a multiple of 32, <= 1024); every thread gets it. */
 __device__ float kt_block_sum(float v, float *red) {
     int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    v = kt_warp_sum(v);
+    v = wkc_warp_sum(v);
     __syncthreads();
     if (lane == 0) red[wid] = v;
     __syncthreads();
@@ -287,10 +277,10 @@ __global__ void kt_attn_fwd(float *out, float *lse, const float *q, const float 
         int j = j0 + lane;
         bool ok = j >= rsi && j <= i;
         float s = ok ? kt_dot(Qs, Ks + lane * ld, D) * scale : -INFINITY;
-        float tm = kt_warp_max(s);
+        float tm = wkc_warp_max(s);
         if (tm == -INFINITY) continue;
         float mn = fmaxf(m, tm), corr = expf(m - mn), p = ok ? expf(s - mn) : 0.f;
-        l = l * corr + kt_warp_sum(p);
+        l = l * corr + wkc_warp_sum(p);
 #pragma unroll
         for (int t = 0; t < NT; t++) acc[t] *= corr;
         int jn = min(ATT_KT, i - j0 + 1);
@@ -320,7 +310,7 @@ __global__ void kt_attn_dsum(float *dsum, const float *dout, const float *out, i
     if (wi >= (size_t)nh) return;
     float s = 0.f;
     for (int d = lane; d < D; d += 32) s += dout[wi * D + d] * out[wi * D + d];
-    s = kt_warp_sum(s);
+    s = wkc_warp_sum(s);
     if (lane == 0) dsum[wi] = s;
 }
 
@@ -551,7 +541,7 @@ __global__ void kt_xent(float *logits, const int32_t *tgt, int V, float eps, flo
         s = (m == -INFINITY ? 0.f : s * expf(m - mm)) + (m2 == -INFINITY ? 0.f : s2 * expf(m2 - mm));
         m = mm;
     }
-    zs = kt_warp_sum(zs);
+    zs = wkc_warp_sum(zs);
     int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
     if (lane == 0) rm[wid] = m, rsum[wid] = s, rz[wid] = zs;
     int t = tgt[blockIdx.x];
