@@ -332,7 +332,8 @@ wick_status wk_session_reserve_logits(wick_session *s, int rows) {
     return s->dlogits ? WICK_OK : wk_err_prefix(WICK_ENOMEM, "session logits");
 }
 
-/* wick_session_eval; keep: the last row's logits stay in s->dlogits (device backends). */
+/* wick_session_eval; keep: the logits stay in s->dlogits (device backends; logits only says
+ * that they are wanted). */
 static wick_status eval_ids(wick_session *s, const int32_t *ids, int n, float *logits, int all_logits, int keep) {
     const wk_config *c = &s->m->c;
     if (n <= 0) return wk_err(WICK_EINVAL, "session_eval: no ids given");
@@ -367,7 +368,8 @@ int wk_session_can_pick(const wick_session *s) { return s && s->be->device_memor
 
 wick_status wk_session_eval_pick(wick_session *s, const int32_t *ids, int n, int32_t *id, float *logprob) {
     if (!wk_session_can_pick(s)) return wk_err(WICK_EUNSUPPORTED, "session: the backend has no device pick");
-    wick_status st = eval_ids(s, ids, n, (float *)s, 0, 1); /* any non-NULL logits: the last row, kept */
+    wick_status st = wk_session_reserve_logits(s, 1);
+    if (!st) st = eval_ids(s, ids, n, s->dlogits, 0, 1); /* the last row's logits, left in s->dlogits */
     if (st) return st;
     float *dout = s->dlogits + (size_t)s->dlogits_rows * s->m->c.vocab, out[3];
     s->be->pick(s->be, dout, s->dlogits, s->m->c.vocab);
