@@ -527,8 +527,8 @@ __device__ __forceinline__ void pspan(const rowin_d &r, int o, int *c0, int *nc)
 /* ---- the streaming product (k_mv): every thread issues all its weight loads for a batch
  * of columns (NCH chunks of 8 weights of each of its rows) before anything else (staging
  * x', the norm, the shrink), so the weights stream from the first cycle; the grid's units
- * are WPR warps over RPW rows (GLU: RPW pairs of rows o and out/2 + o, written as
- * silu(gate)·up). */
+ * are WPR warps over RPW rows, or RPW pairs of rows (PAIR 1: rows o and out/2 + o, written
+ * as silu(gate)·up; PAIR 2: rows j and j + D/2 of a q, k or v head, rotated and stored). */
 template <typename T> struct wchunk {
     static constexpr int N = sizeof(T) == 4 ? 2 : 1;
     uint4 v[N];
@@ -595,10 +595,7 @@ __device__ __forceinline__ float mv_row(const rowin_d &r, float dot, float inv, 
 
 /* k_mv's first row of logical row (pair) p: p itself, or with PAIR 2 (rope) row j of head
  * h for p = h·(D/2) + j (its partner is D/2 further; with PAIR 1 (glu) nlog further). */
-__device__ __forceinline__ int mv_pair_row(int p, int nlog, int hd, int pair) {
-    (void)nlog;
-    return pair == 2 ? (p / hd) * 2 * hd + p % hd : p;
-}
+__device__ __forceinline__ int mv_pair_row(int p, int hd, int pair) { return pair == 2 ? (p / hd) * 2 * hd + p % hd : p; }
 
 /* The shrink's block of k_mv: A rows (f32) of this block (long rows sA: one row over the
  * block's 8 warps; else a warp per row, 8 rows), their loads issued before x' is staged so
@@ -644,6 +641,7 @@ __device__ __forceinline__ void mv_shrink(const rowin_d &r, int in, int sA, floa
 template <typename T, int MODE, int STAGE, int RPW, int WPR, int NCH, int PAIR>
 __global__ void __launch_bounds__(256) k_mv(float *y, rowin_d r, const T *W, const float *bias, int in, int out, int acc,
                                             unsigned *ctr, int sA) {
+    static_assert(MODE == 0 || STAGE, "the norm and SwiGLU inputs are staged");
     constexpr int GLU = PAIR != 0, R2 = RPW * (1 + GLU), PER = 8 / WPR, STEP = WPR * 256, KB = NCH * STEP;
     extern __shared__ float4 smv[];
     __shared__ float red[8];
@@ -667,7 +665,7 @@ __global__ void __launch_bounds__(256) k_mv(float *y, rowin_d r, const T *W, con
         int hd = PAIR == 2 ? r.ro.D / 2 : 0;
 #pragma unroll
         for (int rr = 0; rr < RPW; rr++) {
-            int o = mv_pair_row(min(row0 + rr, nlog - 1), nlog, hd, PAIR);
+            int o = mv_pair_row(min(row0 + rr, nlog - 1), hd, PAIR);
             w[rr] = W + (size_t)o * in;
             if (GLU) w[RPW + rr] = W + (size_t)(o + (PAIR == 2 ? hd : nlog)) * in;
         }
@@ -683,7 +681,7 @@ __global__ void __launch_bounds__(256) k_mv(float *y, rowin_d r, const T *W, con
         float eb[R2]; /* this lane's first expand weight of each row, loaded before the product */
 #pragma unroll
         for (int rr = 0; rr < R2; rr++) {
-            int o = mv_pair_row(row0 + rr % RPW, nlog, hd, PAIR) + (rr >= RPW ? (PAIR == 2 ? hd : nlog) : 0), c0, nc;
+            int o = mv_pair_row(row0 + rr % RPW, hd, PAIR) + (rr >= RPW ? (PAIR == 2 ? hd : nlog) : 0), c0, nc;
             eb[rr] = 0.f;
             if (!r.pB || !live || row0 + rr % RPW >= nlog) continue;
             pspan(r, o, &c0, &nc);
@@ -744,7 +742,7 @@ __global__ void __launch_bounds__(256) k_mv(float *y, rowin_d r, const T *W, con
             for (int rr = 0; rr < RPW; rr++) {
                 int p = row0 + rr;
                 if (p >= nlog) break;
-                int o = mv_pair_row(p, nlog, hd, PAIR), o2 = o + (PAIR == 2 ? hd : nlog);
+                int o = mv_pair_row(p, hd, PAIR), o2 = o + (PAIR == 2 ? hd : nlog);
                 float v = mv_row(r, a[rr], inv, bias, o, eb[rr], t0, t1);
                 if (PAIR == 2) { /* rows j and j + D/2 of head h: rotate (q, k), store (k, v) */
                     float u = mv_row(r, a[RPW + rr], inv, bias, o2, eb[RPW + rr], t0, t1);
