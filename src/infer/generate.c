@@ -264,7 +264,7 @@ static int is_eos(const wk_lm *lm, int32_t id) {
 /* Runs the model for the next position and samples an id; fills id/logprob/prob/top. */
 static wick_status step_sample(wick_gen *g, wick_token *t) {
     wick_status st;
-    if (g->lm.pick && g->o.sampling.temperature <= 0.0f && !g->raw && !penalties_change_logits(&g->o.sampling) &&
+    if (g->lm.pick && g->o.sampling.temperature <= 0.0f && !penalties_change_logits(&g->o.sampling) &&
         g->o.top_logprobs == 0) { /* greedy with nothing else needing the logits: picked where they are */
         int first = !g->prefilled;
         st = first ? g->lm.pick(g->lm.ctx, g->prompt, g->n_prompt, &t->id, &t->logprob)
