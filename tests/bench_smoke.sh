@@ -50,9 +50,22 @@ PY
 # every benchmark name appears in the table
 while read -r n; do grep -q "^$n " "$tmp/table.txt" || fail "table lacks $n"; done < "$tmp/names.txt"
 
-"$WICK" bench compare "$tmp/r.json" --budgets "$ROOT/bench/budgets.json" > "$tmp/claims.md" \
-  || { cat "$tmp/claims.md"; fail "budgets failed"; }
-grep -q "Claims: 11 validated, 0 failed, 0 not measured" "$tmp/claims.md" || { cat "$tmp/claims.md"; fail "claims summary"; }
+if [ -z "${WICK_ASAN:-}" ]; then
+  "$WICK" bench compare "$tmp/r.json" --budgets "$ROOT/bench/budgets.json" > "$tmp/claims.md" \
+    || { cat "$tmp/claims.md"; fail "budgets failed"; }
+  grep -q "Claims: 11 validated, 0 failed, 0 not measured" "$tmp/claims.md" || { cat "$tmp/claims.md"; fail "claims summary"; }
+else
+  # the sanitizer build distorts relative timings (ASan slows the streaming path's small
+  # allocations and callbacks most) and runs 3 samples: every claim must be measured, and
+  # a failed one must fail the compare, but whether it holds is the plain build's check
+  rc=0
+  "$WICK" bench compare "$tmp/r.json" --budgets "$ROOT/bench/budgets.json" > "$tmp/claims.md" || rc=$?
+  line=$(grep -oE "Claims: [0-9]+ validated, [0-9]+ failed, 0 not measured" "$tmp/claims.md") \
+    || { cat "$tmp/claims.md"; fail "claims summary (sanitizer build)"; }
+  v=$(echo "$line" | awk '{print $2}'); f=$(echo "$line" | awk '{print $4}')
+  [ $((v + f)) -eq 11 ] || fail "claims measured: $line"
+  { [ "$f" -eq 0 ] && [ "$rc" -eq 0 ]; } || { [ "$f" -gt 0 ] && [ "$rc" -ne 0 ]; } || fail "compare exit $rc with $line"
+fi
 
 "$WICK" bench compare "$tmp/r.json" "$tmp/r.json" --format json > "$tmp/self.json" || fail "self compare"
 python3 -c "import json,sys; s=json.load(open(sys.argv[1]))['summary']; assert s['regressions']==0 and s['improvements']==0, s" "$tmp/self.json"
