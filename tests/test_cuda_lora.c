@@ -363,17 +363,24 @@ static int argmax(const float *x, int n) {
     return b;
 }
 
-/* Sequence b of the golden input one id at a time (decode steps: graph capture and replay). */
-static float decode_diff(wick_session *s, const int32_t *ids, int T, const float *want, int V) {
+/* Sequence b of the golden input one id at a time (decode steps: graph capture and replay);
+ * mix: a matvec with its own shrink and expand runs directly between steps (the launches
+ * inside the graph and outside it share the backend's shrink slots). */
+static float decode_diff_mix(wick_session *s, const int32_t *ids, int T, const float *want, int V, int mix) {
     float *row = malloc(sizeof(float) * V), worst = 0;
     wick_session_reset(s);
     for (int t = 0; t < T; t++) {
+        if (mix && t % 2) mv_case_x(896, 896, t % 4 == 1, WICK_DT_BF16, 16 + t % 3, 1.f, 0, 1);
         if (wick_session_eval(s, ids + t, 1, row, 0)) return INFINITY;
         float d = t_max_abs_diff(row, want + (size_t)t * V, V);
         worst = d > worst ? d : worst;
     }
     free(row);
     return worst;
+}
+
+static float decode_diff(wick_session *s, const int32_t *ids, int T, const float *want, int V) {
+    return decode_diff_mix(s, ids, T, want, V, 0);
 }
 
 /* The adapter goldens on cuda (fp32): logits, decode with swaps, greedy ids, merge/unmerge. */
@@ -418,6 +425,9 @@ static void check_adapters(const char *name) {
         float d = decode_diff(s, ids + T, T, ow[k] + (size_t)T * V, V);
         CHECK(d <= 1e-4f, "%s swap step %d: decode differs from golden by %g", name, k, d);
     }
+    CHECK_OK(wick_session_set_adapter(s, a2, 1.f));
+    float dm = decode_diff_mix(s, ids + T, T, l2 + (size_t)T * V, V, 1);
+    CHECK(dm <= 1e-4f, "%s: decode with direct matvecs between the graph's steps differs from golden by %g", name, dm);
     if (prompt && greedy) { /* HF generate with adapter1, greedy */
         CHECK_OK(wick_session_set_adapter(s, a1, 1.f));
         wick_session_reset(s);

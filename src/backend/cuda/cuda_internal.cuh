@@ -19,10 +19,13 @@ struct wkc_block {
 };
 
 /* Grow-only device scratch slots owned by the backend (ops on one stream may reuse them). */
-#define WKC_TICKET_WORDS 1024
+#define WKC_TICKET_WORDS 2048
 #define WKC_PICK_CNT 16
 #define WKC_PICK_PART 32
 #define WKC_PICK_BLOCKS 64
+#define WKC_MV_SLOT 1024 /* k_mv's two shrink slots of WKC_MV_TMAX words each (cuda_ops.cu) */
+#define WKC_MV_TMAX 512
+#define WKC_MV_EMPTY 0xffffffffu /* a slot word not yet written (no arithmetic result has these bits) */
 enum { WKC_SCR_ACT16, WKC_SCR_ATTN, WKC_SCR_SCORES, WKC_SCR_PTRS, WKC_SCR_ROW, WKC_SCR_LT, WKC_SCR_GLU, WKC_SCR_COUNT };
 
 struct wkc_backend {
@@ -51,9 +54,11 @@ struct wkc_backend {
     struct wkc_lt *lt;        /* cuBLASLt handle and plans of the bias-epilogue GEMMs (cuda_prefill.cu) */
     struct wkc_optime *opt;   /* non-NULL while wk_cuda_optime is recording (op timing) */
     int optag;                /* a number the next launch is recorded with (matvec: its rows) */
-    unsigned *ticket;         /* (WKC_TICKET_WORDS) device words: [0,1] the matvec's in-launch expand counters,
-                               * [WKC_PICK_CNT] pick's counter (each launch leaves them at 0), pick's partials from
-                               * WKC_PICK_PART */
+    unsigned *ticket;         /* (WKC_TICKET_WORDS) device words: [WKC_PICK_CNT] pick's counter (each launch
+                               * leaves it at 0), pick's partials from WKC_PICK_PART; from WKC_MV_SLOT the
+                               * matvec's shrink slots (WKC_MV_EMPTY until written) */
+    int mv_slot;              /* the slot the next matvec with an in-launch expand uses (they alternate) */
+    int capturing, mv_cap;    /* a graph is being captured; its capture has emptied the slots */
     cudaStream_t side;        /* batched steps: the LoRA shrink beside the product (cuda_batch.cu), or NULL */
     cudaEvent_t side_fork, side_join;
     int side_state;           /* 0 not tried, 1 ready, -1 unavailable */

@@ -456,6 +456,9 @@ __global__ void __launch_bounds__(256) k_pick(float *out, unsigned *cnt, float *
     }
 }
 
+static_assert(WKC_PICK_PART + 3 * WKC_PICK_BLOCKS <= WKC_MV_SLOT && WKC_MV_SLOT + 2 * WKC_MV_TMAX <= WKC_TICKET_WORDS,
+              "the ticket words' uses overlap");
+
 void wkc_pick(wk_backend *be, float *out, const float *x, int n) {
     wkc_backend *b = wkc(be);
     wkc_use(b);
@@ -480,6 +483,7 @@ struct rowin_d {
     float ps;
     int pnblk, pbrows[3], pbcols[3];
     wk_rope_out ro; /* k_mv's PAIR 2 (rope) only */
+    float *ts, *tinv; /* with an expand: this launch's shrink slot, and the other slot (emptied by this launch) */
 };
 
 /* Stages the block's copy of x' in shared memory (STAGE: MODE 0 x, 1 x·nw, 2 silu(x)·up) and
@@ -574,28 +578,35 @@ __device__ __forceinline__ float wdot(const wchunk<__half> &c, const float *x) {
 /* Blocks of the shrink ahead of the W blocks: long rows (sA) a block per A row, else a warp per row. */
 __host__ __device__ __forceinline__ int mv_ablocks(int ra, int sA) { return ra <= 0 ? 0 : sA ? ra : (ra + 7) / 8; }
 
-/* Row o's value: scale · dot · inv + bias + ps · (its expand over t), eb the lane's first
- * expand weight, t0/t1 the lane's t[lane] and t[32 + lane] (the first 64 entries of t come
- * from the warp's registers by shuffle, the rest from memory). Whole warp. */
-__device__ __forceinline__ float mv_row(const rowin_d &r, float dot, float inv, const float *bias, int o, float eb,
-                                        float t0, float t1) {
-    int lane = threadIdx.x & 31;
-    float e = 0.f;
-    if (r.pB) {
-        int c0, nc;
-        pspan(r, o, &c0, &nc);
-        int j = c0 + lane;
-        float v0 = __shfl_sync(0xffffffffu, t0, j & 31), v1 = __shfl_sync(0xffffffffu, t1, j & 31);
-        if (lane < nc) e = eb * (j < 32 ? v0 : j < 64 ? v1 : __ldcg(r.t + j));
-        for (int k = lane + 32; k < nc; k += 32) e += __ldg(r.pB + (size_t)o * r.ra + c0 + k) * __ldcg(r.t + c0 + k);
-        e = wkc_warp_sum(e);
-    }
+/* This lane's part of row o's expand over t (summed over the warp by the caller, all of a
+ * warp's rows at once), eb the lane's first expand weight, t0/t1 the lane's t[lane] and
+ * t[32 + lane] (the first 64 entries of t come from the warp's registers by shuffle, the rest
+ * from the slot). Whole warp. */
+__device__ __forceinline__ float mv_expand_lane(const rowin_d &r, int o, float eb, float t0, float t1) {
+    int lane = threadIdx.x & 31, c0, nc;
+    pspan(r, o, &c0, &nc);
+    int j = c0 + lane;
+    float v0 = __shfl_sync(0xffffffffu, t0, j & 31), v1 = __shfl_sync(0xffffffffu, t1, j & 31), e = 0.f;
+    if (lane < nc) e = eb * (j < 32 ? v0 : j < 64 ? v1 : __ldcg(r.ts + j));
+    for (int k = lane + 32; k < nc; k += 32) e += __ldg(r.pB + (size_t)o * r.ra + c0 + k) * __ldcg(r.ts + c0 + k);
+    return e;
+}
+
+/* Row o's value: scale · dot · inv + bias + ps · e (e its expand). */
+__device__ __forceinline__ float mv_row(const rowin_d &r, float dot, float inv, const float *bias, int o, float e) {
     return r.scale * dot * inv + (bias ? bias[o] : 0.f) + r.ps * e;
 }
 
 /* k_mv's first row of logical row (pair) p: p itself, or with PAIR 2 (rope) row j of head
  * h for p = h·(D/2) + j (its partner is D/2 further; with PAIR 1 (glu) nlog further). */
 __device__ __forceinline__ int mv_pair_row(int p, int hd, int pair) { return pair == 2 ? (p / hd) * 2 * hd + p % hd : p; }
+
+/* Shrink value j: into t, and into the launch's slot, where the W blocks wait for it (a plain
+ * word: it is its own flag; a NaN result is canonical, never WKC_MV_EMPTY's bits). */
+__device__ __forceinline__ void mv_put(const rowin_d &r, int j, float v) {
+    r.t[j] = v;
+    if (r.ts) asm volatile("st.relaxed.gpu.global.f32 [%0], %1;" ::"l"(r.ts + j), "f"(v) : "memory");
+}
 
 /* The shrink's block of k_mv: A rows (f32) of this block (long rows sA: one row over the
  * block's 8 warps; else a warp per row, 8 rows), their loads issued before x' is staged so
@@ -634,13 +645,13 @@ __device__ __forceinline__ void mv_shrink(const rowin_d &r, int in, int sA, floa
         __syncthreads();
         acc = 0.f;
         for (int i = 0; i < 8; i++) acc += part[i][0];
-        if (threadIdx.x == 0 && live) r.t[row] = acc * inv;
-    } else if (lane == 0 && live) r.t[row] = acc * inv;
+        if (threadIdx.x == 0 && live) mv_put(r, row, acc * inv);
+    } else if (lane == 0 && live) mv_put(r, row, acc * inv);
 }
 
 template <typename T, int MODE, int STAGE, int RPW, int WPR, int NCH, int PAIR>
 __global__ void __launch_bounds__(256) k_mv(float *y, rowin_d r, const T *W, const float *bias, int in, int out, int acc,
-                                            unsigned *ctr, int sA) {
+                                            int sA) {
     static_assert(MODE == 0 || STAGE, "the norm and SwiGLU inputs are staged");
     constexpr int GLU = PAIR != 0, R2 = RPW * (1 + GLU), PER = 8 / WPR, STEP = WPR * 256, KB = NCH * STEP;
     extern __shared__ float4 smv[];
@@ -648,15 +659,11 @@ __global__ void __launch_bounds__(256) k_mv(float *y, rowin_d r, const T *W, con
     __shared__ float part[8][R2 > 2 ? R2 : 2];
     float *xs = STAGE ? (float *)smv : (float *)r.x;
     int ablocks = mv_ablocks(r.A ? r.ra : 0, sA);
-    if ((int)blockIdx.x < ablocks) { /* the shrink, counted done for the W blocks that wait on it */
+    if ((int)blockIdx.x < ablocks) { /* the shrink; with an expand, its values also go to the slot the W blocks poll */
         mv_shrink<MODE, STAGE>(r, in, sA, xs, red, (float(*)[2])part);
-        if (r.pB) {
-            __syncthreads();
-            if (threadIdx.x == 0) {
-                __threadfence();
-                atomicAdd(&ctr[0], 1u);
-            }
-        }
+        if (r.ts) /* empty the other slot for the next such launch (the last one used it and is done) */
+            for (int i = (int)(blockIdx.x * blockDim.x + threadIdx.x); i < WKC_MV_TMAX; i += ablocks * (int)blockDim.x)
+                r.tinv[i] = __uint_as_float(WKC_MV_EMPTY);
     } else {
         int gw = threadIdx.x >> 5, lane = threadIdx.x & 31, sub = gw % WPR;
         int nlog = GLU ? out / 2 : out;
@@ -679,13 +686,15 @@ __global__ void __launch_bounds__(256) k_mv(float *y, rowin_d r, const T *W, con
                     for (int rr = 0; rr < R2; rr++) wload(c[j][rr], w[rr] + col0 + j * STEP);
         float inv = stage_row<MODE, STAGE>(r, in, xs, red);
         float eb[R2]; /* this lane's first expand weight of each row, loaded before the product */
+        int orow[R2]; /* the warp's rows (pairs: first rows, then partners) */
 #pragma unroll
         for (int rr = 0; rr < R2; rr++) {
-            int o = mv_pair_row(row0 + rr % RPW, hd, PAIR) + (rr >= RPW ? (PAIR == 2 ? hd : nlog) : 0), c0, nc;
+            int c0, nc;
+            orow[rr] = mv_pair_row(min(row0 + rr % RPW, nlog - 1), hd, PAIR) + (rr >= RPW ? (PAIR == 2 ? hd : nlog) : 0);
             eb[rr] = 0.f;
             if (!r.pB || !live || row0 + rr % RPW >= nlog) continue;
-            pspan(r, o, &c0, &nc);
-            if (lane < nc) eb[rr] = __ldg(r.pB + (size_t)o * r.ra + c0 + lane);
+            pspan(r, orow[rr], &c0, &nc);
+            if (lane < nc) eb[rr] = __ldg(r.pB + (size_t)orow[rr] * r.ra + c0 + lane);
         }
         float a[R2];
 #pragma unroll
@@ -721,31 +730,38 @@ __global__ void __launch_bounds__(256) k_mv(float *y, rowin_d r, const T *W, con
                 for (int i = 0; i < WPR; i++) a[rr] += part[gw - sub + i][rr];
             }
         }
-        if (r.pB) { /* the shrink's blocks: plain acquire loads (many waiting blocks must not queue atomics) */
-            if (threadIdx.x == 0) {
-                unsigned v;
-                for (;;) {
-                    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(ctr) : "memory");
-                    if (v >= (unsigned)ablocks) break;
-                    __nanosleep(64);
-                }
-            }
-            __syncthreads();
-        }
         float t0 = 0.f, t1 = 0.f; /* t in registers: one round trip for all the warp's rows */
-        if (r.pB && live && sub == 0) {
-            if (lane < r.ra) t0 = __ldcg(r.t + lane);
-            if (lane + 32 < r.ra) t1 = __ldcg(r.t + 32 + lane);
-        }
+        if (r.pB && live && sub == 0) /* each warp polls the slot until its shrink values are all there */
+            for (;;) {
+                unsigned u0 = 0, u1 = 0, rest = 1;
+                if (lane < r.ra) asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(u0) : "l"(r.ts + lane) : "memory");
+                if (lane + 32 < r.ra) asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(u1) : "l"(r.ts + 32 + lane) : "memory");
+                for (int k = lane + 64; k < r.ra; k += 32) { /* ranks over 64: read again from the slot by mv_row */
+                    unsigned u;
+                    asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(u) : "l"(r.ts + k) : "memory");
+                    rest &= u != WKC_MV_EMPTY;
+                }
+                if (__all_sync(0xffffffffu, u0 != WKC_MV_EMPTY && u1 != WKC_MV_EMPTY && rest)) {
+                    t0 = __uint_as_float(u0), t1 = __uint_as_float(u1);
+                    break;
+                }
+                __nanosleep(32);
+            }
+        float e[R2]; /* the rows' expands, reduced together (independent shuffle chains) */
+#pragma unroll
+        for (int rr = 0; rr < R2; rr++) e[rr] = r.pB && live && sub == 0 ? mv_expand_lane(r, orow[rr], eb[rr], t0, t1) : 0.f;
+        if (r.pB)
+#pragma unroll
+            for (int rr = 0; rr < R2; rr++) e[rr] = wkc_warp_sum(e[rr]);
         if (live && sub == 0)
 #pragma unroll
             for (int rr = 0; rr < RPW; rr++) {
                 int p = row0 + rr;
                 if (p >= nlog) break;
-                int o = mv_pair_row(p, hd, PAIR), o2 = o + (PAIR == 2 ? hd : nlog);
-                float v = mv_row(r, a[rr], inv, bias, o, eb[rr], t0, t1);
+                int o = orow[rr], o2 = orow[(RPW + rr) % R2]; /* o2: its partner (pairs) */
+                float v = mv_row(r, a[rr], inv, bias, o, e[rr]);
                 if (PAIR == 2) { /* rows j and j + D/2 of head h: rotate (q, k), store (k, v) */
-                    float u = mv_row(r, a[RPW + rr], inv, bias, o2, eb[RPW + rr], t0, t1);
+                    float u = mv_row(r, a[RPW + rr], inv, bias, o2, e[RPW + rr]);
                     int h = p / hd, j = p % hd, ps = r.ro.pos[0];
                     if (h < r.ro.H + r.ro.Hk) {
                         float sn, cs;
@@ -764,18 +780,11 @@ __global__ void __launch_bounds__(256) k_mv(float *y, rowin_d r, const T *W, con
                     continue;
                 }
                 if (GLU) {
-                    float u = mv_row(r, a[RPW + rr], inv, bias, o2, eb[RPW + rr], t0, t1);
+                    float u = mv_row(r, a[RPW + rr], inv, bias, o2, e[RPW + rr]);
                     v = v / (1.f + expf(-v)) * u;
                 }
                 if (lane == 0) y[o] = acc ? y[o] + v : v;
             }
-    }
-    if (r.pB) {
-        __syncthreads();
-        if (threadIdx.x == 0 && atomicAdd(&ctr[1], 1u) == gridDim.x - 1) {
-            atomicExch(&ctr[0], 0u);
-            atomicExch(&ctr[1], 0u);
-        }
     }
 }
 
@@ -793,7 +802,18 @@ static void launch_k_mv(wkc_backend *b, float *y, const rowin_d &r, const T *W, 
         wkc_cuda_fail(b, cudaFuncSetAttribute(k_mv<T, MODE, STAGE, RPW, WPR, NCH, PAIR>,
                                               cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem), "matvec (shared memory)"))
         return;
-    k_mv<T, MODE, STAGE, RPW, WPR, NCH, PAIR><<<ablocks + wblocks, 256, smem, b->st>>>(y, r, W, bias, in, out, acc, b->ticket, sA);
+    rowin_d rs = r;
+    if (r.pB && ablocks) { /* consecutive launches alternate slots; a capture empties them first (and last) */
+        if (b->capturing && !b->mv_cap) {
+            wkc_cuda_fail(b, cudaMemsetAsync(b->ticket + WKC_MV_SLOT, 0xff, 2 * WKC_MV_TMAX * sizeof(unsigned), b->st),
+                          "matvec (slots)");
+            b->mv_cap = 1;
+        }
+        rs.ts = (float *)(b->ticket + WKC_MV_SLOT + b->mv_slot * WKC_MV_TMAX);
+        rs.tinv = (float *)(b->ticket + WKC_MV_SLOT + (1 - b->mv_slot) * WKC_MV_TMAX);
+        b->mv_slot ^= 1;
+    }
+    k_mv<T, MODE, STAGE, RPW, WPR, NCH, PAIR><<<ablocks + wblocks, 256, smem, b->st>>>(y, rs, W, bias, in, out, acc, sA);
 }
 
 /* The unit shape (mv_cfg index) for a product of `in` columns and `out` rows, from
@@ -887,7 +907,7 @@ void wkc_matvec(wk_backend *be, float *y, const wk_rowin *in, const wk_mat *W, c
         }
         return;
     }
-    int ok = in->in == W->cols && in->in % 8 == 0 && !W->qtype && al16(W->w) && al16(in->x) && al16(in->nw) &&
+    int ok = in->in == W->cols && in->in % 8 == 0 && !W->qtype && (!in->pB || in->ra <= WKC_MV_TMAX) && al16(W->w) && al16(in->x) && al16(in->nw) &&
              al16(in->up) && al16(in->A) && (W->dt == WICK_DT_F32 || W->dt == WICK_DT_BF16 || W->dt == WICK_DT_F16);
     int mode = in->nw ? 1 : in->up ? 2 : 0;
     if (pair && (!ok || W->rows > MV_NORM_MAX_ROWS || (pair == 2 && mode != 1))) { /* the product, then the plain op */
@@ -912,7 +932,7 @@ void wkc_matvec(wk_backend *be, float *y, const wk_rowin *in, const wk_mat *W, c
     }
     rowin_d r = {in->x, in->nw, in->up, in->eps, in->scale, in->A, in->A ? in->ra : 0, in->t, in->pB, in->ps,
                  in->pB ? in->pnblk : 0, {in->pbrows[0], in->pbrows[1], in->pbrows[2]},
-                 {in->pbcols[0], in->pbcols[1], in->pbcols[2]}, ro ? *ro : wk_rope_out{}};
+                 {in->pbcols[0], in->pbcols[1], in->pbcols[2]}, ro ? *ro : wk_rope_out{}, NULL, NULL};
     if (mode == 1 && W->rows > MV_NORM_MAX_ROWS) { /* many rows: normalise once (every block would stage it) */
         float *t = (float *)wkc_scratch(b, WKC_SCR_ROW, sizeof(float) * (size_t)in->in);
         if (!t) return;
