@@ -578,23 +578,19 @@ __device__ __forceinline__ float wdot(const wchunk<__half> &c, const float *x) {
 /* Blocks of the shrink ahead of the W blocks: long rows (sA) a block per A row, else a warp per row. */
 __host__ __device__ __forceinline__ int mv_ablocks(int ra, int sA) { return ra <= 0 ? 0 : sA ? ra : (ra + 7) / 8; }
 
-/* This lane's part of row o's expand over t (summed over the warp by the caller, all of a
- * warp's rows at once), eb the lane's first expand weight, t0/t1 the lane's t[lane] and
- * t[32 + lane] (the first 64 entries of t come from the warp's registers by shuffle, the rest
- * from the slot). Whole warp. */
-__device__ __forceinline__ float mv_expand_lane(const rowin_d &r, int o, float eb, float t0, float t1) {
-    int lane = threadIdx.x & 31, c0, nc;
-    pspan(r, o, &c0, &nc);
-    int j = c0 + lane;
-    float v0 = __shfl_sync(0xffffffffu, t0, j & 31), v1 = __shfl_sync(0xffffffffu, t1, j & 31), e = 0.f;
-    if (lane < nc) e = eb * (j < 32 ? v0 : j < 64 ? v1 : __ldcg(r.ts + j));
-    for (int k = lane + 32; k < nc; k += 32) e += __ldg(r.pB + (size_t)o * r.ra + c0 + k) * __ldcg(r.ts + c0 + k);
+/* This lane's part of row o's expand over t (the warp's sum is the expand): eb the lane's first
+ * expand weight, tj its t index (-1: none), t0/t1 the lane's t[lane] and t[32 + lane] (the first
+ * 64 entries of t come from the warp's registers by shuffle, the rest from the slot); wide: some
+ * row of the warp spans over 32 columns (then read past the first 32 from memory). Whole warp. */
+__device__ __forceinline__ float mv_expand_lane(const rowin_d &r, int o, float eb, int tj, float t0, float t1, int wide) {
+    float v0 = __shfl_sync(0xffffffffu, t0, tj & 31), v1 = r.ra > 32 ? __shfl_sync(0xffffffffu, t1, tj & 31) : 0.f;
+    float e = tj < 0 ? 0.f : eb * (tj < 32 ? v0 : tj < 64 ? v1 : __ldcg(r.ts + tj));
+    if (wide) {
+        int c0, nc;
+        pspan(r, o, &c0, &nc);
+        for (int k = (threadIdx.x & 31) + 32; k < nc; k += 32) e += __ldg(r.pB + (size_t)o * r.ra + c0 + k) * __ldcg(r.ts + c0 + k);
+    }
     return e;
-}
-
-/* Row o's value: scale · dot · inv + bias + ps · e (e its expand). */
-__device__ __forceinline__ float mv_row(const rowin_d &r, float dot, float inv, const float *bias, int o, float e) {
-    return r.scale * dot * inv + (bias ? bias[o] : 0.f) + r.ps * e;
 }
 
 /* k_mv's first row of logical row (pair) p: p itself, or with PAIR 2 (rope) row j of head
@@ -685,16 +681,20 @@ __global__ void __launch_bounds__(256) k_mv(float *y, rowin_d r, const T *W, con
 #pragma unroll
                     for (int rr = 0; rr < R2; rr++) wload(c[j][rr], w[rr] + col0 + j * STEP);
         float inv = stage_row<MODE, STAGE>(r, in, xs, red);
-        float eb[R2]; /* this lane's first expand weight of each row, loaded before the product */
-        int orow[R2]; /* the warp's rows (pairs: first rows, then partners) */
+        /* row rr of the warp (pairs: first rows, then partners) */
+        auto orow = [&](int rr) {
+            return mv_pair_row(min(row0 + rr % RPW, nlog - 1), hd, PAIR) + (rr >= RPW ? (PAIR == 2 ? hd : nlog) : 0);
+        };
+        float eb[R2]; /* this lane's first expand weight of each row, loaded before the product, */
+        int tj[R2], wide = 0; /* and the t index it multiplies */
 #pragma unroll
         for (int rr = 0; rr < R2; rr++) {
             int c0, nc;
-            orow[rr] = mv_pair_row(min(row0 + rr % RPW, nlog - 1), hd, PAIR) + (rr >= RPW ? (PAIR == 2 ? hd : nlog) : 0);
-            eb[rr] = 0.f;
+            eb[rr] = 0.f, tj[rr] = -1;
             if (!r.pB || !live || row0 + rr % RPW >= nlog) continue;
-            pspan(r, orow[rr], &c0, &nc);
-            if (lane < nc) eb[rr] = __ldg(r.pB + (size_t)orow[rr] * r.ra + c0 + lane);
+            pspan(r, orow(rr), &c0, &nc);
+            if (lane < nc) eb[rr] = __ldg(r.pB + (size_t)orow(rr) * r.ra + c0 + lane), tj[rr] = c0 + lane;
+            wide |= nc > 32;
         }
         float a[R2];
 #pragma unroll
@@ -717,8 +717,31 @@ __global__ void __launch_bounds__(256) k_mv(float *y, rowin_d r, const T *W, con
 #pragma unroll
                     for (int rr = 0; rr < R2; rr++) wload(c[j][rr], w[rr] + kb + col0 + j * STEP);
         }
+        float t0 = 0.f, t1 = 0.f; /* t in registers: one round trip for all the warp's rows */
+        if (r.pB && live && sub == 0) /* each warp polls the slot until its shrink values are all there */
+            for (;;) {
+                unsigned u0 = 0, u1 = 0, rest = 1;
+                if (lane < r.ra) asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(u0) : "l"(r.ts + lane) : "memory");
+                if (lane + 32 < r.ra) asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(u1) : "l"(r.ts + 32 + lane) : "memory");
+                for (int k = lane + 64; k < r.ra; k += 32) { /* ranks over 64: read again from the slot by mv_expand_lane */
+                    unsigned u;
+                    asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(u) : "l"(r.ts + k) : "memory");
+                    rest &= u != WKC_MV_EMPTY;
+                }
+                if (__all_sync(0xffffffffu, u0 != WKC_MV_EMPTY && u1 != WKC_MV_EMPTY && rest)) {
+                    t0 = __uint_as_float(u0), t1 = __uint_as_float(u1);
+                    break;
+                }
+                __nanosleep(32);
+            }
+        /* each lane's expand part goes into its part of the scaled product: one reduction a row */
+        float f = r.scale * inv;
 #pragma unroll
-        for (int rr = 0; rr < R2; rr++) a[rr] = wkc_warp_sum(a[rr]);
+        for (int rr = 0; rr < R2; rr++) {
+            a[rr] *= f;
+            if (r.pB && live && sub == 0) a[rr] += r.ps * mv_expand_lane(r, orow(rr), eb[rr], tj[rr], t0, t1, wide);
+            a[rr] = wkc_warp_sum(a[rr]);
+        }
         if (WPR > 1) {
             if (lane == 0)
 #pragma unroll
@@ -730,38 +753,15 @@ __global__ void __launch_bounds__(256) k_mv(float *y, rowin_d r, const T *W, con
                 for (int i = 0; i < WPR; i++) a[rr] += part[gw - sub + i][rr];
             }
         }
-        float t0 = 0.f, t1 = 0.f; /* t in registers: one round trip for all the warp's rows */
-        if (r.pB && live && sub == 0) /* each warp polls the slot until its shrink values are all there */
-            for (;;) {
-                unsigned u0 = 0, u1 = 0, rest = 1;
-                if (lane < r.ra) asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(u0) : "l"(r.ts + lane) : "memory");
-                if (lane + 32 < r.ra) asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(u1) : "l"(r.ts + 32 + lane) : "memory");
-                for (int k = lane + 64; k < r.ra; k += 32) { /* ranks over 64: read again from the slot by mv_row */
-                    unsigned u;
-                    asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(u) : "l"(r.ts + k) : "memory");
-                    rest &= u != WKC_MV_EMPTY;
-                }
-                if (__all_sync(0xffffffffu, u0 != WKC_MV_EMPTY && u1 != WKC_MV_EMPTY && rest)) {
-                    t0 = __uint_as_float(u0), t1 = __uint_as_float(u1);
-                    break;
-                }
-                __nanosleep(32);
-            }
-        float e[R2]; /* the rows' expands, reduced together (independent shuffle chains) */
-#pragma unroll
-        for (int rr = 0; rr < R2; rr++) e[rr] = r.pB && live && sub == 0 ? mv_expand_lane(r, orow[rr], eb[rr], t0, t1) : 0.f;
-        if (r.pB)
-#pragma unroll
-            for (int rr = 0; rr < R2; rr++) e[rr] = wkc_warp_sum(e[rr]);
         if (live && sub == 0)
 #pragma unroll
             for (int rr = 0; rr < RPW; rr++) {
                 int p = row0 + rr;
                 if (p >= nlog) break;
-                int o = orow[rr], o2 = orow[(RPW + rr) % R2]; /* o2: its partner (pairs) */
-                float v = mv_row(r, a[rr], inv, bias, o, e[rr]);
+                int o = orow(rr), o2 = orow((RPW + rr) % R2); /* o2: its partner (pairs) */
+                float v = a[rr] + (bias ? bias[o] : 0.f);
                 if (PAIR == 2) { /* rows j and j + D/2 of head h: rotate (q, k), store (k, v) */
-                    float u = mv_row(r, a[RPW + rr], inv, bias, o2, e[RPW + rr]);
+                    float u = a[RPW + rr] + (bias ? bias[o2] : 0.f);
                     int h = p / hd, j = p % hd, ps = r.ro.pos[0];
                     if (h < r.ro.H + r.ro.Hk) {
                         float sn, cs;
@@ -780,7 +780,7 @@ __global__ void __launch_bounds__(256) k_mv(float *y, rowin_d r, const T *W, con
                     continue;
                 }
                 if (GLU) {
-                    float u = mv_row(r, a[RPW + rr], inv, bias, o2, e[RPW + rr]);
+                    float u = a[RPW + rr] + (bias ? bias[o2] : 0.f);
                     v = v / (1.f + expf(-v)) * u;
                 }
                 if (lane == 0) y[o] = acc ? y[o] + v : v;
