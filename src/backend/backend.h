@@ -90,12 +90,13 @@ typedef struct wk_brow {
 #define WK_BLORA_MAX_R 512 /* most shrink components (ra) of one row's group in the batched ops */
 
 /* A projection group's per-row LoRA in a batched op: row i uses rows[i].ent[g]; t (n, R) holds
- * the shrink x[i]·Aᵀ (R >= every row's ra). */
+ * the shrink x[i]·Aᵀ (R >= every row's ra), e (n, out) its expand (zeros on rows of the base). */
 typedef struct wk_blora {
     const wk_brow *rows;
     int g;
     float *t;
     int R;
+    float *e;
 } wk_blora;
 
 typedef struct wk_backend wk_backend;
@@ -196,7 +197,8 @@ struct wk_backend {
      * bshape_ok: 1 when the ops take these attention shapes. */
     int (*bshape_ok)(wk_backend *be, int H, int Hk, int D);
     /* y[n,out] (=|+=) x·Wᵀ + bias, and with lo also lo->t[i, :ra] = x[i]·Aᵀ for each row with an
-     * entry lo->g of rank ra > 0 (the shrink; it may run beside the product). */
+     * entry lo->g of rank ra > 0 (the shrink) and lo->e (n, out) = the rows' expands (both may run
+     * beside the product: the op that consumes y adds lo->e). */
     void (*bmatmul)(wk_backend *be, float *y, const float *x, const wk_mat *W, const float *bias, int n, int acc,
                     const wk_blora *lo);
     /* Each row of qkv (n, (H + 2Hk)·D), plus lo's expand: per-head RMSNorm (qn/kn, NULL: none),

@@ -2,16 +2,17 @@
  * batch_device.c — the batched decode step on a backend with the batched ops (backend.h:
  * bmatmul, brope_kv, battention, brmsnorm, bswiglu; the CUDA backend). n rows, each its own
  * session, run in one forward of a fixed op sequence over the model's own step buffers:
- *   per layer: norm (+ previous down's LoRA expand) → q|k|v product (+ shrink) → RoPE and
- *   KV store into each row's cache (+ expand) → attention of every row over its cache →
- *   o product into the residual (+ shrink) → norm (+ o's expand) → gate|up product (+ shrink)
- *   → SwiGLU (+ expand) → down product into the residual (+ shrink).
+ *   per layer: norm (+ previous down's LoRA expand) → q|k|v product (+ shrink, expand) → RoPE
+ *   and KV store into each row's cache (+ the expand) → attention of every row over its cache →
+ *   o product into the residual (+ shrink, expand) → norm (+ o's expand) → gate|up product
+ *   (+ shrink, expand) → SwiGLU (+ the expand) → down product into the residual (+ shrink, expand).
+ * Each product's shrink and expand (into e) run beside it; the op after it adds e.
  * Everything that differs between steps — ids, each row's caches, position and adapter — is in
  * one table in backend memory (wk_brow) uploaded before the step, and each adapter's grouped
  * LoRA (wk_bent per layer and group) in a second one uploaded when the mix of adapters
  * changes. So on a graph backend the step for n rows is captured once (per row count, LoRA
  * stride and head/no head) and replayed for any sessions, positions and mix of adapters.
- * Rows run grouped by adapter (rows of one adapter then share its B in L1: bswiglu) and the
+ * Rows run grouped by adapter (rows of one adapter then find its A and B in L2) and the
  * final norm writes each row back at its caller's place, so the logits come back in one download.
  * A model holds one such state (m->bst), made at the first batched step; a mutex serialises
  * the steps of threads sharing the model.
@@ -39,6 +40,7 @@ struct wk_bstate {
     float *gu;                /* (cap, 2F) gate | up */
     float *g;                 /* (cap, F) */
     float *t;                 /* (cap, WK_BLORA_MAX_R) the LoRA shrinks */
+    float *e;                 /* (cap, max(q|k|v, 2F, C)) the LoRA expands of the current product */
     float *logits;            /* (cap, V) */
     int32_t *ids;             /* (cap) ids, followed by the row table */
     wk_brow *rows;            /* (cap) */
@@ -92,7 +94,8 @@ static wick_status reserve_rows(wick_model *m, wk_bstate *st, int n) {
     while (cap < n) cap *= 2;
     size_t R = (size_t)cap, C = (size_t)c->hidden, F = (size_t)c->inter, HD = (size_t)c->n_heads * c->head_dim;
     size_t QKV = HD + 2 * (size_t)c->n_kv_heads * c->head_dim, ib = (sizeof(int32_t) * R + 63) & ~(size_t)63;
-    size_t need = sizeof(float) * R * (2 * C + QKV + 2 * HD + 3 * F + WK_BLORA_MAX_R + (size_t)c->vocab) + ib +
+    size_t E = WK_MAX(WK_MAX(QKV, 2 * F), C);
+    size_t need = sizeof(float) * R * (2 * C + QKV + 2 * HD + 3 * F + WK_BLORA_MAX_R + E + (size_t)c->vocab) + ib +
                   sizeof(wk_brow) * R + 16 * 64;
     drop_graphs(st, be);
     if (st->scr) be->free(be, st->scr);
@@ -109,6 +112,7 @@ static wick_status reserve_rows(wick_model *m, wk_bstate *st, int n) {
     st->q = carve(&p, sizeof(float) * R * HD), st->att = carve(&p, sizeof(float) * R * HD);
     st->gu = carve(&p, sizeof(float) * R * 2 * F), st->g = carve(&p, sizeof(float) * R * F);
     st->t = carve(&p, sizeof(float) * R * WK_BLORA_MAX_R);
+    st->e = carve(&p, sizeof(float) * R * E);
     st->logits = carve(&p, sizeof(float) * R * (size_t)c->vocab);
     st->ids = carve(&p, ib);
     st->rows = (wk_brow *)(void *)((uint8_t *)st->ids + ib); /* right after the ids: one upload */
@@ -244,7 +248,7 @@ typedef struct {
 } bd_ctx;
 
 static wk_blora lora(const bd_ctx *c, int l, int g) {
-    return (wk_blora){c->st->rows, l * WK_G_COUNT + g, c->st->t, c->R};
+    return (wk_blora){c->st->rows, l * WK_G_COUNT + g, c->st->t, c->R, c->st->e};
 }
 
 static void layer_ops(const bd_ctx *c, int l) {

@@ -4,10 +4,12 @@
  * position and its adapter read from the wk_brow table in device memory, so a graph captured
  * for n rows replays for any mix of sessions and adapters (BGMV style: every row reads its own
  * adapter's A and B through the table; rows of one adapter share them in L2).
- * The LoRA costs no launch of its own on the critical path: the shrink t = x·Aᵀ runs on a
- * side stream beside the base product (forked and joined with events, which a graph capture
- * records as two branches), and the expand s·t·Bᵀ is added by the op that consumes the product
- * (q|k|v in brope_kv, o and down in the next brmsnorm, gate|up in bswiglu). fp32 throughout.
+ * The LoRA costs no launch of its own on the critical path: the shrink t = x·Aᵀ and the expand
+ * e = s·t·Bᵀ run on a side stream beside the base product (forked and joined with events, which
+ * a graph capture records as two branches), and the op that consumes the product adds e, one
+ * coalesced load beside its own (q|k|v in brope_kv, o and down in the next brmsnorm, gate|up in
+ * bswiglu): the adapter table's pointer chains and B's loads stay off the critical path. fp32
+ * throughout.
  */
 #include "backend/cuda/cuda_internal.cuh"
 
@@ -78,14 +80,21 @@ __device__ __forceinline__ float b_use(const bregs &r, const float *t) {
     return v;
 }
 
-__device__ __forceinline__ float b_dot(const wk_bent *e, const float *t, int o) {
-    bregs r;
-    b_load(e, o, r);
-    return b_use(r, t);
+/* --------------------------------------------------------------- expand */
+/* e[i, o] = s_i · Σ B[o, its block's columns]·t[i, ...] for the rows with an entry, else 0;
+ * block (chunk of 256 outputs, row i). */
+__global__ void __launch_bounds__(256) k_bexpand(wk_blora lo, int out) {
+    int o = blockIdx.x * blockDim.x + threadIdx.x, i = blockIdx.y;
+    if (o >= out) return;
+    float sc = 0.f, v = 0.f;
+    const wk_bent *e = b_entry(lo, i, &sc);
+    if (e) {
+        bregs r;
+        b_load(e, o, r);
+        v = sc * b_use(r, lo.t + (size_t)i * lo.R);
+    }
+    lo.e[(size_t)i * out + o] = v;
 }
-
-/* Row i's shrink in lo.t. */
-__device__ __forceinline__ const float *b_t(const wk_blora &lo, int i) { return lo.t + (size_t)i * lo.R; }
 
 /* --------------------------------------------------------------- shrink */
 /* t[i, k] = x[i]·A[k] for the row's entry: block (i, kb) takes the SHRINK_COMPS components
@@ -159,7 +168,7 @@ void wkc_bmatmul(wk_backend *be, float *y, const float *x, const wk_mat *W, cons
     const float *cx = b->cast_x; /* the 16-bit activation cache survives (matmul's own rule) */
     wkc_use(b);
     b->cast_x = cx;
-    int shrink = lo && lo->R > 0 && lo->rows;
+    int shrink = lo && lo->R > 0 && lo->rows && lo->e;
     if (shrink && lo->R > BT_MAX_R) {
         if (!b->err) {
             b->err = WICK_EUNSUPPORTED;
@@ -180,6 +189,8 @@ void wkc_bmatmul(wk_backend *be, float *y, const float *x, const wk_mat *W, cons
         k_bshrink<<<dim3((unsigned)n, (unsigned)((lo->R + SHRINK_COMPS - 1) / SHRINK_COMPS)), 256, 0, s>>>(*lo, x,
                                                                                                          W->cols, vec);
         wkc_launched(b, "batched lora shrink");
+        k_bexpand<<<dim3((unsigned)((W->rows + 255) / 256), (unsigned)n), 256, 0, s>>>(*lo, W->rows);
+        wkc_launched(b, "batched lora expand");
         if (side) wkc_cuda_fail(b, cudaEventRecord(b->side_join, b->side), "batched shrink (join)");
     }
     wkc_matmul(be, y, x, W, bias, n, acc);
@@ -194,22 +205,12 @@ __global__ void k_brope_kv(float *q, const float *qkv, const wk_brow *rows, int 
     __shared__ float red[32];
     int h = blockIdx.x, i = blockIdx.y, d = threadIdx.x, isq = h < H, hk = h - H, half = D / 2;
     const wk_brow w = rows[i];
-    float sc = 0.f;
-    const wk_bent *e = b_entry(lo, i, &sc);
-    const float *ts = e ? b_t(lo, i) : NULL;
-    const float *row = qkv + (size_t)i * (H + 2 * Hk) * D;
+    size_t QKV = (size_t)(H + 2 * Hk) * D;
+    const float *row = qkv + (size_t)i * QKV, *er = lo.e ? lo.e + (size_t)i * QKV : NULL;
     int active = d < D, oq = isq ? h * D + d : H * D + hk * D + d, ov = H * D + Hk * D + hk * D + d;
-    float val = active ? row[oq] : 0.f;
+    float val = active ? row[oq] + (er ? er[oq] : 0.f) : 0.f;
     size_t base = (size_t)l * Hk * w.cap * D + ((size_t)hk * w.cap + w.pos) * D + d;
-    if (active && e) {
-        bregs rq, rv;
-        b_load(e, oq, rq);
-        if (!isq) b_load(e, ov, rv);
-        val += sc * b_use(rq, ts);
-        if (!isq) w.vc[base] = row[ov] + sc * b_use(rv, ts);
-    } else if (!isq && active) {
-        w.vc[base] = row[ov];
-    }
+    if (!isq && active) w.vc[base] = row[ov] + (er ? er[ov] : 0.f);
     const float *nw = isq ? qn : kn;
     if (nw) { /* per-head RMSNorm (Qwen3 q_norm / k_norm) */
         float ss = val * val;
@@ -233,9 +234,10 @@ __global__ void k_brope_kv(float *q, const float *qkv, const wk_brow *rows, int 
     else w.kc[base] = r;
 }
 
+/* lo when it has an expand to add, else none (e NULL). */
 static wk_blora lo_or_none(const wk_blora *lo) {
-    wk_blora z = {NULL, 0, NULL, 0};
-    return lo && lo->rows && lo->R > 0 ? *lo : z;
+    wk_blora z = {NULL, 0, NULL, 0, NULL};
+    return lo && lo->rows && lo->R > 0 && lo->e ? *lo : z;
 }
 
 void wkc_brope_kv(wk_backend *be, float *q, const float *qkv, int n, const wk_brow *rows, int l, int H, int Hk, int D,
@@ -261,13 +263,12 @@ void wkc_brope_kv(wk_backend *be, float *q, const float *qkv, int n, const wk_br
 __global__ void __launch_bounds__(512) k_brmsnorm(float *y, float *x, const float *w, int dim, float eps, wk_blora lo, const wk_brow *perm) {
     __shared__ float red[32];
     int i = blockIdx.x;
-    float sc = 0.f, ss = 0.f;
-    const wk_bent *e = b_entry(lo, i, &sc);
-    const float *ts = e ? b_t(lo, i) : NULL;
+    float ss = 0.f;
+    const float *er = lo.e ? lo.e + (size_t)i * dim : NULL;
     float *xi = x + (size_t)i * dim, *yi = y + (size_t)(perm ? perm[i].orow : i) * dim;
     for (int c = threadIdx.x; c < dim; c += blockDim.x) {
         float v = xi[c];
-        if (e) xi[c] = v = v + sc * b_dot(e, ts, c);
+        if (er) xi[c] = v = v + er[c];
         ss += v * v;
     }
 #pragma unroll
@@ -291,34 +292,23 @@ void wkc_brmsnorm(wk_backend *be, float *y, float *x, const float *w, int n, int
 }
 
 /* -------------------------------------------------------------- SwiGLU */
-/* Block (chunk of 256 f, run of rpb rows): out[i, f] = silu(g)·u with g, u the row's gate/up
- * plus its expand. Rows of one adapter run next to each other, so a thread's later rows find
- * its B rows in L1. */
-__global__ void k_bswiglu(float *out, const float *gu, int n, int F, int rpb, wk_blora lo) {
-    int f = blockIdx.x * blockDim.x + threadIdx.x;
+/* Block (chunk of 256 f, row i): out[i, f] = silu(g)·u with g, u the row's gate/up plus its expand. */
+__global__ void k_bswiglu(float *out, const float *gu, int F, wk_blora lo) {
+    int f = blockIdx.x * blockDim.x + threadIdx.x, i = blockIdx.y;
     if (f >= F) return;
-    const wk_bent *pe = NULL;
-    bregs rg, ru; /* the B rows of entry pe: rows of the same adapter reuse them */
-    for (int i = blockIdx.y * rpb; i < n && i < (int)(blockIdx.y + 1) * rpb; i++) {
-        float sc = 0.f;
-        const wk_bent *e = b_entry(lo, i, &sc);
-        const float *r = gu + (size_t)i * 2 * F;
-        float g = r[f], u = r[F + f];
-        if (e) {
-            if (e != pe) b_load(e, f, rg), b_load(e, F + f, ru), pe = e;
-            const float *ts = b_t(lo, i);
-            g += sc * b_use(rg, ts), u += sc * b_use(ru, ts);
-        }
-        out[(size_t)i * F + f] = g / (1.f + expf(-g)) * u;
+    const float *r = gu + (size_t)i * 2 * F;
+    float g = r[f], u = r[F + f];
+    if (lo.e) {
+        const float *er = lo.e + (size_t)i * 2 * F;
+        g += er[f], u += er[F + f];
     }
+    out[(size_t)i * F + f] = g / (1.f + expf(-g)) * u;
 }
 
 void wkc_bswiglu(wk_backend *be, float *out, const float *gu, int n, int F, const wk_blora *lo) {
     wkc_backend *b = wkc(be);
     wkc_use(b);
     b->optag = n;
-    int rpb = n >= 16 ? 4 : 1; /* many rows: share each adapter's B among a block's rows */
-    k_bswiglu<<<dim3((unsigned)((F + 255) / 256), (unsigned)((n + rpb - 1) / rpb)), 256, 0, b->st>>>(out, gu, n, F, rpb,
-                                                                                                    lo_or_none(lo));
+    k_bswiglu<<<dim3((unsigned)((F + 255) / 256), (unsigned)n), 256, 0, b->st>>>(out, gu, F, lo_or_none(lo));
     wkc_launched(b, "batched swiglu");
 }
