@@ -15,7 +15,12 @@
  * LoRA products on TF32; causal attention then runs on the bf16 tensor-core flash
  * kernels (wkt_attn_*_bf16, head_dim 64/128; WICK_TRAIN_ATTN=tf32 selects the TF32
  * ones, and other head dims or WICK_TRAIN_ATTN=fp32 the exact fp32 kernels).
- * Element-wise work and the optimizer are fp32.
+ * Element-wise work and the optimizer are fp32. The gate/up LoRA expands are folded into
+ * the SwiGLU kernel (fp32; the backward recomputes g', u' and adds down's LoRA input gradient
+ * in the same pass), so no LoRA GEMM reads or writes the MLP-wide tensors there; with bf16
+ * weights the gate/up LoRA backward products read the bf16 gradients the SwiGLU backward
+ * writes for the frozen dx GEMMs (fp32 accumulation). WICK_TRAIN_FOLD=0 keeps the LoRA GEMMs
+ * over the fp32 tensors, WICK_TRAIN_LORA=tf32 the TF32 gate/up backward products.
  * The host adapter is updated by wk_ctrainer_sync, not after every step.
  *
  * Launch overhead: a micro-batch is ~90 kernel launches per layer. When the same
@@ -89,6 +94,9 @@ struct wk_ctrainer {
     float *hx, *hdx, *logits, *rloss; /* head chunk (R, C), (R, C), (R, V); per-row losses (cap) */
     void *tmp16;              /* 16-bit casts: max(cap * W, R * V) values */
     void *tmp16b;             /* 16-bit copy of the up projection's gradient (cap * F values) */
+    uint16_t *lo16;           /* bf16 weights: B (W * rmax) then xa (cap * rmax) rounded for the gate/up
+                               * LoRA products over the bf16 gradients; else NULL */
+    int fold, lora16;         /* WICK_TRAIN_FOLD (glu_fold, down_fold), WICK_TRAIN_LORA (lo16) */
     int32_t *dint, *hint;     /* device / host: ids, rs, re, pos, rows, tgt (cap each) */
     float *hloss;             /* host (cap) */
     int R, R_cap;
@@ -171,6 +179,8 @@ static void ws_carve(wk_ctrainer *t, ct_arena *ar, size_t N) {
     t->rloss = carve(ar, 4 * N);
     t->tmp16 = t->dt16 ? carve(ar, 2 * WK_MAX(N * W, (size_t)t->R * V)) : NULL;
     t->tmp16b = t->dt16 ? carve(ar, 2 * N * F) : NULL;
+    size_t rk = (size_t)WK_MAX(t->rmax, 1);
+    t->lo16 = t->dt16 == WICK_DT_BF16 && t->lora16 ? carve(ar, 2 * rk * (W + N)) : NULL;
     t->dint = carve(ar, 4 * 6 * N);
 }
 
@@ -210,8 +220,9 @@ static uint64_t drop_key(const wk_ctrainer *t, int l, int p) {
 
 /* ------------------------------------------------------------ linear layers */
 
-/* LoRA part of the forward: y[n,out] += s·(drop(x)·Aᵀ)·Bᵀ; xa keeps drop(x)·Aᵀ. */
-static void lora_fwd(wk_ctrainer *t, float *y, const float *x, int l, wk_proj p, int n, float *xa) {
+/* LoRA part of the forward: y[n,out] += s·(drop(x)·Aᵀ)·Bᵀ; xa keeps drop(x)·Aᵀ. expand 0: only
+ * xa (a later kernel folds the expand in: glu_fold). */
+static void lora_fwd(wk_ctrainer *t, float *y, const float *x, int l, wk_proj p, int n, float *xa, int expand) {
     const wk_lora *lp = &t->dl[(size_t)l * P + p];
     if (!lp->A) return;
     const wk_mat *W = &t->m->layers[l].p[p];
@@ -222,24 +233,26 @@ static void lora_fwd(wk_ctrainer *t, float *y, const float *x, int l, wk_proj p,
         src = t->xd;
     }
     wkt_gemm(t->be, 0, 1, n, r, in, 1.f, src, in, lp->A, in, 0.f, xa, r, t->tf32);
-    wkt_gemm(t->be, 0, 1, n, out, r, lp->scale, xa, r, lp->B, r, 1.f, y, out, t->tf32);
+    if (expand) wkt_gemm(t->be, 0, 1, n, out, r, lp->scale, xa, r, lp->B, r, 1.f, y, out, t->tf32);
 }
 
 /* y_i (=|+=) x·W_iᵀ + b_i + LoRA for projections ps[0..cnt) reading the same x: the base
- * products first, so a 16-bit cast of x is made once and reused. */
+ * products first, so a 16-bit cast of x is made once and reused. expand 0: the LoRA shrinks only. */
 static void lins_fwd(wk_ctrainer *t, float *const *ys, const wk_proj *ps, int cnt, const float *x, int l, int n,
-                     float *const *xa, int acc) {
+                     float *const *xa, int acc, int expand) {
     const wk_layer *L = &t->m->layers[l];
     for (int i = 0; i < cnt; i++) t->be->matmul(t->be, ys[i], x, &L->p[ps[i]], L->bias[ps[i]], n, acc);
     mark(t, PR_GEMM);
-    for (int i = 0; i < cnt; i++) lora_fwd(t, ys[i], x, l, ps[i], n, xa[ps[i]]);
+    for (int i = 0; i < cnt; i++) lora_fwd(t, ys[i], x, l, ps[i], n, xa[ps[i]], expand);
     mark(t, PR_LORA);
 }
 
 /* Backward of a linear layer: dx (=|+=) dy·W + LoRA input gradient; adds to gA, gB. dy16: dy
- * already rounded to W's 16-bit type, or NULL. */
+ * already rounded to W's 16-bit type, or NULL; with bf16 weights the LoRA products dy·B and
+ * s·dyᵀ·xa then read dy16 too (t->lo16) and dy is not read at all. lora_dx 0 (no dropout): the
+ * LoRA input gradient s·db·A is left to the SwiGLU backward (down_fold), with db = dy·B in t->db. */
 static void lin_bwd(wk_ctrainer *t, float *dx, const float *dy, const void *dy16, const float *x, int l, wk_proj p,
-                    int n, const float *xa, int acc) {
+                    int n, const float *xa, int acc, int lora_dx) {
     wk_backend *be = t->be;
     const wk_mat *W = &t->m->layers[l].p[p];
     wkt_matmul_dx(be, dx, dy, dy16, W, n, acc, t->tmp16);
@@ -249,16 +262,24 @@ static void lin_bwd(wk_ctrainer *t, float *dx, const float *dy, const void *dy16
     int in = W->cols, out = W->rows, r = lp->r, tf = t->tf32;
     size_t ia = t->off[t->par_of[(size_t)l * P + p]], ib = t->off[t->par_of[(size_t)l * P + p] + 1];
     float s = lp->scale, *db = t->db, *gA = t->dparam + t->total + ia, *gB = t->dparam + t->total + ib;
-    wkt_gemm(be, 0, 0, n, r, out, 1.f, dy, out, lp->B, r, 0.f, db, r, tf);      /* db = dy·B */
-    wkt_gemm(be, 1, 0, out, r, n, s, dy, out, xa, r, 1.f, gB, r, tf);           /* gB += s·dyᵀ·xa */
+    if (dy16 && t->lo16) { /* bf16 operands (B and xa rounded here), fp32 accumulation and results */
+        uint16_t *B16 = t->lo16, *xa16 = B16 + (size_t)out * r;
+        wkt_to16(be, B16, lp->B, (size_t)out * r, t->dt16);
+        wkt_to16(be, xa16, xa, (size_t)n * r, t->dt16);
+        wkt_gemm16(be, 0, 0, n, r, out, 1.f, dy16, out, B16, r, 0.f, db, r, t->dt16); /* db = dy·B */
+        wkt_gemm16(be, 1, 0, out, r, n, s, dy16, out, xa16, r, 1.f, gB, r, t->dt16); /* gB += s·dyᵀ·xa */
+    } else {
+        wkt_gemm(be, 0, 0, n, r, out, 1.f, dy, out, lp->B, r, 0.f, db, r, tf);      /* db = dy·B */
+        wkt_gemm(be, 1, 0, out, r, n, s, dy, out, xa, r, 1.f, gB, r, tf);           /* gB += s·dyᵀ·xa */
+    }
     const float *src = x;
     if (t->drop > 0) {
         wkt_dropout(be, t->xd, x, (size_t)n * in, drop_key(t, l, p), t->drop);
         src = t->xd;
     }
     wkt_gemm(be, 1, 0, r, in, n, s, db, r, src, in, 1.f, gA, in, tf);           /* gA += s·dbᵀ·drop(x) */
-    if (t->drop <= 0) {
-        wkt_gemm(be, 0, 0, n, in, r, s, db, r, lp->A, in, 1.f, dx, in, tf);     /* dx += s·db·A */
+    if (!lora_dx || t->drop <= 0) {
+        if (lora_dx) wkt_gemm(be, 0, 0, n, in, r, s, db, r, lp->A, in, 1.f, dx, in, tf); /* dx += s·db·A */
         mark(t, PR_LORA_B);
         return;
     }
@@ -266,6 +287,31 @@ static void lin_bwd(wk_ctrainer *t, float *dx, const float *dy, const void *dy16
     wkt_dropout(be, t->xd, t->xd, (size_t)n * in, drop_key(t, l, p), t->drop);
     be->add(be, dx, t->xd, (size_t)n * in);
     mark(t, PR_LORA_B);
+}
+
+/* Whether layer l folds its gate/up LoRA expands into the SwiGLU kernels (wkt_swiglu_lora, and
+ * the backward recomputes g', u' from the frozen products): an adapter on gate or up, ranks within
+ * WKT_GLU_RMAX. a->g, a->u then hold the frozen products only. */
+static int glu_fold(const wk_ctrainer *t, int l) {
+    const wk_lora *g = &t->dl[(size_t)l * P + WK_P_GATE], *u = &t->dl[(size_t)l * P + WK_P_UP];
+    return t->fold && (g->A || u->A) && (!g->A || g->r <= WKT_GLU_RMAX) && (!u->A || u->r <= WKT_GLU_RMAX);
+}
+
+/* Whether down's LoRA input gradient is added inside the SwiGLU backward (not with dropout, whose
+ * mask applies to it). */
+static int down_fold(const wk_ctrainer *t, int l) {
+    const wk_lora *d = &t->dl[(size_t)l * P + WK_P_DOWN];
+    return t->fold && d->A && d->r <= WKT_GLU_RMAX && t->drop <= 0;
+}
+
+/* Projection p's expand for the SwiGLU kernels over the rank-space rows xa (n, r): its B (out, r),
+ * or with transposed its A (r, F) read as (F, r). No adapter: rank 0. */
+static wkt_expand expand_of(const wk_ctrainer *t, int l, wk_proj p, const float *xa, int transposed) {
+    const wk_lora *lp = &t->dl[(size_t)l * P + p];
+    if (!lp->A) return (wkt_expand){0};
+    if (transposed)
+        return (wkt_expand){.xa = xa, .B = lp->A, .sj = 1, .sk = (size_t)t->m->c.inter, .s = lp->scale, .r = lp->r};
+    return (wkt_expand){.xa = xa, .B = lp->B, .sj = (size_t)lp->r, .sk = 1, .s = lp->scale, .r = lp->r};
 }
 
 /* ------------------------------------------------------------ one layer */
@@ -287,7 +333,7 @@ static void layer_fwd(wk_ctrainer *t, int l, ct_act *a, float *y, int n, int att
     mark(t, PR_NORM);
     float *qkv[3] = {c->qk_norm ? a->qr : a->q, c->qk_norm ? a->kr : a->k, a->v};
     wk_proj pq[3] = {WK_P_Q, WK_P_K, WK_P_V};
-    lins_fwd(t, qkv, pq, 3, t->xna[l], l, n, a->xa, 0);
+    lins_fwd(t, qkv, pq, 3, t->xna[l], l, n, a->xa, 0, 1);
     if (c->qk_norm) {
         be->rmsnorm(be, a->q, a->qr, L->q_norm, n * H, D, c->rms_eps);
         be->rmsnorm(be, a->k, a->kr, L->k_norm, n * Hk, D, c->rms_eps);
@@ -304,17 +350,23 @@ static void layer_fwd(wk_ctrainer *t, int l, ct_act *a, float *y, int n, int att
     if (!took) wkt_attn_fwd(be, a->att, a->lse, a->q, a->k, a->v, d_rs(t), n, H, Hk, D, sc);
     mark(t, PR_ATTN);
     wk_proj po = WK_P_O;
-    lins_fwd(t, &a->h, &po, 1, a->att, l, n, a->xa, 1); /* h = x + o(att) */
+    lins_fwd(t, &a->h, &po, 1, a->att, l, n, a->xa, 1, 1); /* h = x + o(att) */
     be->rmsnorm(be, t->xnm[l], a->h, L->mlp_norm, n, C, c->rms_eps);
     mark(t, PR_NORM);
     float *gu[2] = {a->g, a->u};
     wk_proj pg[2] = {WK_P_GATE, WK_P_UP};
-    lins_fwd(t, gu, pg, 2, t->xnm[l], l, n, a->xa, 0);
+    int fold = glu_fold(t, l);
+    lins_fwd(t, gu, pg, 2, t->xnm[l], l, n, a->xa, 0, !fold);
     wkt_copy(be, y, a->h, sizeof(float) * (size_t)n * C);
-    be->swiglu(be, t->acts[l], a->g, a->u, (size_t)n * c->inter); /* last: its 16-bit copy feeds down's GEMM */
+    if (fold) { /* last: its 16-bit copy feeds down's GEMM */
+        wkt_expand eg = expand_of(t, l, WK_P_GATE, a->xa[WK_P_GATE], 0), eu = expand_of(t, l, WK_P_UP, a->xa[WK_P_UP], 0);
+        wkt_swiglu_lora(be, t->acts[l], a->g, a->u, n, c->inter, &eg, &eu);
+    } else {
+        be->swiglu(be, t->acts[l], a->g, a->u, (size_t)n * c->inter);
+    }
     mark(t, PR_NORM);
     wk_proj pd = WK_P_DOWN;
-    lins_fwd(t, &y, &pd, 1, t->acts[l], l, n, a->xa, 1); /* x' = h + down(act) */
+    lins_fwd(t, &y, &pd, 1, t->acts[l], l, n, a->xa, 1, 1); /* x' = h + down(act) */
 }
 
 /* Backward of the MLP half: t->dres holds dL/dx' on entry, dL/dh on return. */
@@ -323,18 +375,29 @@ static void mlp_bwd(wk_ctrainer *t, int l, const ct_act *a, int n) {
     const wk_layer *L = &t->m->layers[l];
     wk_backend *be = t->be;
     size_t nF = (size_t)n * c->inter;
-    lin_bwd(t, t->dA, t->dres, NULL, t->acts[l], l, WK_P_DOWN, n, a->xa[WK_P_DOWN], 0); /* act saved by layer_fwd */
+    int fold = glu_fold(t, l), dfold = down_fold(t, l);
+    lin_bwd(t, t->dA, t->dres, NULL, t->acts[l], l, WK_P_DOWN, n, a->xa[WK_P_DOWN], 0, !dfold); /* act saved by layer_fwd */
     const void *dg16 = NULL, *du16 = NULL; /* the dx GEMMs' 16-bit inputs, rounded by the SwiGLU backward */
     wick_dtype wg = L->p[WK_P_GATE].dt;
-    if (t->dt16 && (int)wg == t->dt16 && L->p[WK_P_UP].dt == wg && !L->p[WK_P_GATE].qtype && !L->p[WK_P_UP].qtype) {
+    int to16 = t->dt16 && (int)wg == t->dt16 && L->p[WK_P_UP].dt == wg && !L->p[WK_P_GATE].qtype &&
+               !L->p[WK_P_UP].qtype;
+    if (fold || dfold) {
+        wkt_expand eg = {0}, eu = {0}, ed = {0};
+        if (fold) eg = expand_of(t, l, WK_P_GATE, a->xa[WK_P_GATE], 0), eu = expand_of(t, l, WK_P_UP, a->xa[WK_P_UP], 0);
+        if (dfold) ed = expand_of(t, l, WK_P_DOWN, t->db, 1);
+        int f32 = !to16 || !t->lo16; /* fp32 gradients: read by fp32 dx GEMMs or by the TF32 LoRA products */
+        wkt_swiglu_lora_bwd(be, f32 ? t->dG : NULL, f32 ? t->dU : NULL, to16 ? t->tmp16 : NULL, to16 ? t->tmp16b : NULL,
+                            t->dt16, t->dA, a->g, a->u, n, c->inter, &eg, &eu, &ed);
+        if (to16) dg16 = t->tmp16, du16 = t->tmp16b;
+    } else if (to16) {
         wkt_swiglu_bwd16(be, t->dG, t->dU, t->tmp16, t->tmp16b, t->dt16, t->dA, a->g, a->u, nF);
         dg16 = t->tmp16, du16 = t->tmp16b;
     } else {
         wkt_swiglu_bwd(be, t->dG, t->dU, t->dA, a->g, a->u, nF);
     }
     mark(t, PR_ELEM_B);
-    lin_bwd(t, t->dxn, t->dG, dg16, t->xnm[l], l, WK_P_GATE, n, a->xa[WK_P_GATE], 0);
-    lin_bwd(t, t->dxn, t->dU, du16, t->xnm[l], l, WK_P_UP, n, a->xa[WK_P_UP], 1);
+    lin_bwd(t, t->dxn, t->dG, dg16, t->xnm[l], l, WK_P_GATE, n, a->xa[WK_P_GATE], 0, 1);
+    lin_bwd(t, t->dxn, t->dU, du16, t->xnm[l], l, WK_P_UP, n, a->xa[WK_P_UP], 1, 1);
     wkt_rmsnorm_bwd(be, t->dres, t->dxn, a->h, L->mlp_norm, n, c->hidden, c->rms_eps, 1);
     mark(t, PR_ELEM_B);
 }
@@ -345,7 +408,7 @@ static void attn_bwd(wk_ctrainer *t, int l, const ct_act *a, int n) {
     const wk_layer *L = &t->m->layers[l];
     wk_backend *be = t->be;
     int H = c->n_heads, Hk = c->n_kv_heads, D = c->head_dim, C = c->hidden;
-    lin_bwd(t, t->datt, t->dres, NULL, a->att, l, WK_P_O, n, a->xa[WK_P_O], 0);
+    lin_bwd(t, t->datt, t->dres, NULL, a->att, l, WK_P_O, n, a->xa[WK_P_O], 0, 1);
     float sc = 1.f / sqrtf((float)D); /* dq2, xd: free until used below */
     ct_attn_bwd_fn fast = t->attn_tc == 2 ? wkt_attn_bwd_bf16 : t->attn_tc == 1 ? wkt_attn_bwd_tc : NULL;
     if (!fast || !fast(be, t->dq, t->dk, t->dv, t->datt, a->att, a->lse, a->q, a->k, a->v, d_rs(t), d_re(t), n, H, Hk,
@@ -362,9 +425,9 @@ static void attn_bwd(wk_ctrainer *t, int l, const ct_act *a, int n) {
         dq = t->dq2, dk = t->dk2;
     }
     mark(t, PR_ELEM_B);
-    lin_bwd(t, t->dxn, dq, NULL, t->xna[l], l, WK_P_Q, n, a->xa[WK_P_Q], 0);
-    lin_bwd(t, t->dxn, dk, NULL, t->xna[l], l, WK_P_K, n, a->xa[WK_P_K], 1);
-    lin_bwd(t, t->dxn, t->dv, NULL, t->xna[l], l, WK_P_V, n, a->xa[WK_P_V], 1);
+    lin_bwd(t, t->dxn, dq, NULL, t->xna[l], l, WK_P_Q, n, a->xa[WK_P_Q], 0, 1);
+    lin_bwd(t, t->dxn, dk, NULL, t->xna[l], l, WK_P_K, n, a->xa[WK_P_K], 1, 1);
+    lin_bwd(t, t->dxn, t->dv, NULL, t->xna[l], l, WK_P_V, n, a->xa[WK_P_V], 1, 1);
     wkt_rmsnorm_bwd(be, t->dres, t->dxn, a->x, L->attn_norm, n, C, c->rms_eps, 1);
     mark(t, PR_ELEM_B);
 }
@@ -675,6 +738,9 @@ wick_status wk_ctrainer_new(wick_model *m, const wk_lora *const *pairs, const wi
     t->tf32 = wdt != WICK_DT_F32;
     const char *pa = getenv("WICK_TRAIN_ATTN"); /* "fp32": the exact kernels in every mode; "tf32": the TF32 ones */
     t->attn_tc = !t->tf32 ? 0 : pa && strcmp(pa, "fp32") == 0 ? 0 : pa && strcmp(pa, "tf32") == 0 ? 1 : 2;
+    const char *pf = getenv("WICK_TRAIN_FOLD"), *pl = getenv("WICK_TRAIN_LORA");
+    t->fold = !(pf && strcmp(pf, "0") == 0);
+    t->lora16 = !(pl && strcmp(pl, "tf32") == 0);
     t->dt16 = wdt == WICK_DT_BF16 || wdt == WICK_DT_F16 ? (int)wdt
               : m->lm_head.dt == WICK_DT_BF16 || m->lm_head.dt == WICK_DT_F16 ? (int)m->lm_head.dt : 0;
     t->pairs = wk_calloc(sizeof(*t->pairs) * LP, "trainer pairs");

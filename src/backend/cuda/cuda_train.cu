@@ -109,6 +109,27 @@ void wkt_matmul_dx(wk_backend *be, float *dx, const float *dy, const void *dy16,
     wkc_launched(b, "gemm16 dx");
 }
 
+void wkt_gemm16(wk_backend *be, int ta, int tb, int M, int N, int K, float alpha, const void *A, int lda, const void *B,
+                int ldb, float beta, float *C, int ldc, int dt16) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    cudaDataType_t t = dt16 == WICK_DT_BF16 ? CUDA_R_16BF : CUDA_R_16F;
+    cublasStatus_t s = cublasGemmEx(b->blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K,
+                                    &alpha, B, t, ldb, A, t, lda, &beta, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F,
+                                    CUBLAS_GEMM_DEFAULT);
+    wkc_blas_fail(b, s, "training gemm (16-bit inputs)");
+    b->optag = ta ? (M > N ? M : -N) : (N > K ? N : -K); /* as wkt_gemm */
+    wkc_launched(b, ta ? "lora gemm16 T" : tb ? "lora gemm16 NT" : "lora gemm16 NN");
+}
+
+void wkt_to16(wk_backend *be, void *d, const float *s, size_t n, int dt16) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    if (!n) return;
+    to16(b, d, s, n, dt16 == WICK_DT_BF16);
+    wkc_launched(b, "lora cast");
+}
+
 /* ------------------------------------------------------------ RMSNorm, RoPE, SwiGLU */
 
 /* One block per row: dx = r·dy·w - x·r³·Σ(dy·w·x)/dim with r = 1/sqrt(mean(x²)+eps). */
@@ -220,6 +241,147 @@ void wkt_swiglu_bwd16(wk_backend *be, float *dg, float *du, void *dg16, void *du
                                                           g, u, n4);
     else kt_swiglu_bwd16<<<wkc_blocks(n4), 256, 0, b->st>>>(dg, du, (__half *)dg16, (__half *)du16, dact, g, u, n4);
     wkc_launched(b, "swiglu backward (+16-bit copies)");
+}
+
+/* ------------------------------------------------------------ SwiGLU with LoRA expands */
+/* Blocks of 256 columns × GLU_ROWS rows: a thread keeps its column's B values (zero past r) in
+ * registers for all the block's rows; the rows' xa values sit in shared memory (zero past r),
+ * read by every lane at once. The expand is one fixed-order fmaf chain (kt_exp_dot), so the
+ * backward's recomputed g', u' are the forward's bit for bit. */
+#define GLU_ROWS 32
+#define GLU_THREADS 256
+
+/* xs[rr][k] = e.xa[(i0 + rr), k] for k < e.r and rows < n, else 0. Whole block. */
+template <int RK>
+__device__ __forceinline__ void kt_exp_stage(float (*xs)[RK], const wkt_expand &e, int i0, int n) {
+    for (int q = threadIdx.x; q < GLU_ROWS * RK; q += blockDim.x) {
+        int rr = q / RK, k = q - rr * RK, i = i0 + rr;
+        xs[rr][k] = k < e.r && i < n ? e.xa[(size_t)i * e.r + k] : 0.f;
+    }
+}
+
+template <int RK>
+__device__ __forceinline__ void kt_exp_load(float *w, const wkt_expand &e, int j) {
+#pragma unroll
+    for (int k = 0; k < RK; k++) w[k] = k < e.r ? e.B[(size_t)j * e.sj + (size_t)k * e.sk] : 0.f;
+}
+
+/* base + s · Σ_k x[k]·w[k], one fmaf chain in k order. */
+template <int RK>
+__device__ __forceinline__ float kt_exp_dot(float base, float s, const float *x, const float *w) {
+    float d = 0.f;
+#pragma unroll
+    for (int k = 0; k < RK; k++) d = fmaf(x[k], w[k], d);
+    return fmaf(s, d, base);
+}
+
+template <int RK, typename T>
+__global__ void __launch_bounds__(GLU_THREADS) kt_swiglu_lora(float *act, T *act16, const float *g, const float *u,
+                                                               int n, int F, wkt_expand eg, wkt_expand eu) {
+    __shared__ __align__(16) float xs[2][GLU_ROWS][RK];
+    int j = blockIdx.x * blockDim.x + threadIdx.x, i0 = blockIdx.y * GLU_ROWS;
+    kt_exp_stage<RK>(xs[0], eg, i0, n);
+    kt_exp_stage<RK>(xs[1], eu, i0, n);
+    __syncthreads();
+    if (j >= F) return;
+    float wg[RK], wu[RK];
+    kt_exp_load<RK>(wg, eg, j);
+    kt_exp_load<RK>(wu, eu, j);
+    int rows = min(GLU_ROWS, n - i0);
+    for (int rr = 0; rr < rows; rr++) {
+        size_t o = (size_t)(i0 + rr) * F + j;
+        float gv = kt_exp_dot<RK>(g[o], eg.s, xs[0][rr], wg), uv = kt_exp_dot<RK>(u[o], eu.s, xs[1][rr], wu);
+        float a = gv / (1.f + expf(-gv)) * uv; /* k_swiglu's formula */
+        act[o] = a;
+        if (act16) kt_st16(act16 + o, a);
+    }
+}
+
+template <int RK, typename T>
+__global__ void __launch_bounds__(GLU_THREADS)
+    kt_swiglu_lora_bwd(float *dg, float *du, T *dg16, T *du16, const float *dact, const float *g, const float *u, int n,
+                       int F, wkt_expand eg, wkt_expand eu, wkt_expand ed) {
+    __shared__ __align__(16) float xs[3][GLU_ROWS][RK];
+    int j = blockIdx.x * blockDim.x + threadIdx.x, i0 = blockIdx.y * GLU_ROWS;
+    kt_exp_stage<RK>(xs[0], eg, i0, n);
+    kt_exp_stage<RK>(xs[1], eu, i0, n);
+    kt_exp_stage<RK>(xs[2], ed, i0, n);
+    __syncthreads();
+    if (j >= F) return;
+    float wg[RK], wu[RK], wd[RK];
+    kt_exp_load<RK>(wg, eg, j);
+    kt_exp_load<RK>(wu, eu, j);
+    kt_exp_load<RK>(wd, ed, j);
+    int rows = min(GLU_ROWS, n - i0);
+    for (int rr = 0; rr < rows; rr++) {
+        size_t o = (size_t)(i0 + rr) * F + j;
+        float gv = kt_exp_dot<RK>(g[o], eg.s, xs[0][rr], wg), uv = kt_exp_dot<RK>(u[o], eu.s, xs[1][rr], wu);
+        float a = kt_exp_dot<RK>(dact[o], ed.s, xs[2][rr], wd);
+        float sg = 1.f / (1.f + expf(-gv)); /* kt_swiglu_bwd's formulas */
+        float rg = a * uv * (sg * (1.f + gv * (1.f - sg))), ru = a * gv * sg;
+        if (dg) dg[o] = rg, du[o] = ru;
+        if (dg16) kt_st16(dg16 + o, rg), kt_st16(du16 + o, ru);
+    }
+}
+
+static int glu_rank(const wkt_expand *const *e, int cnt) {
+    int r = 0;
+    for (int i = 0; i < cnt; i++) r = e[i]->r > r ? e[i]->r : r;
+    return r;
+}
+
+static int glu_refused(wkc_backend *b, int r, const char *what) {
+    if (r <= WKT_GLU_RMAX) return 0;
+    if (!b->err) {
+        b->err = WICK_EUNSUPPORTED;
+        snprintf(b->errmsg, sizeof b->errmsg, "cuda:%d: %s takes LoRA ranks up to %d, not %d", b->device, what,
+                 WKT_GLU_RMAX, r);
+    }
+    return 1;
+}
+
+void wkt_swiglu_lora(wk_backend *be, float *act, const float *g, const float *u, int n, int F, const wkt_expand *eg,
+                     const wkt_expand *eu) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    const wkt_expand *es[] = {eg, eu};
+    int r = glu_rank(es, 2);
+    if (glu_refused(b, r, "swiglu with LoRA") || n <= 0 || F <= 0) return;
+    size_t cnt = (size_t)n * F;
+    void *o16 = b->act16 ? wkc_scratch(b, WKC_SCR_ACT16, cnt * 2) : NULL; /* the down GEMM's input, as wkc_swiglu16 */
+    dim3 grid((unsigned)((F + GLU_THREADS - 1) / GLU_THREADS), (unsigned)((n + GLU_ROWS - 1) / GLU_ROWS));
+    int bf = b->act16 != WICK_DT_F16;
+    if (r <= 16 && bf) kt_swiglu_lora<16><<<grid, GLU_THREADS, 0, b->st>>>(act, (__nv_bfloat16 *)o16, g, u, n, F, *eg, *eu);
+    else if (r <= 16) kt_swiglu_lora<16><<<grid, GLU_THREADS, 0, b->st>>>(act, (__half *)o16, g, u, n, F, *eg, *eu);
+    else if (bf) kt_swiglu_lora<32><<<grid, GLU_THREADS, 0, b->st>>>(act, (__nv_bfloat16 *)o16, g, u, n, F, *eg, *eu);
+    else kt_swiglu_lora<32><<<grid, GLU_THREADS, 0, b->st>>>(act, (__half *)o16, g, u, n, F, *eg, *eu);
+    wkc_launched(b, o16 ? "swiglu + lora expands (+16-bit copy)" : "swiglu + lora expands");
+    if (o16) b->cast_x = act, b->cast_n = cnt, b->cast_dt = b->act16;
+}
+
+void wkt_swiglu_lora_bwd(wk_backend *be, float *dg, float *du, void *dg16, void *du16, int dt16, const float *dact,
+                         const float *g, const float *u, int n, int F, const wkt_expand *eg, const wkt_expand *eu,
+                         const wkt_expand *ed) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    const wkt_expand *es[] = {eg, eu, ed};
+    int r = glu_rank(es, 3);
+    if (glu_refused(b, r, "swiglu backward with LoRA") || n <= 0 || F <= 0) return;
+    if (!dg16 || !du16) dg16 = du16 = NULL;
+    dim3 grid((unsigned)((F + GLU_THREADS - 1) / GLU_THREADS), (unsigned)((n + GLU_ROWS - 1) / GLU_ROWS));
+    if (r <= 16 && dt16 != WICK_DT_F16)
+        kt_swiglu_lora_bwd<16><<<grid, GLU_THREADS, 0, b->st>>>(dg, du, (__nv_bfloat16 *)dg16, (__nv_bfloat16 *)du16,
+                                                                dact, g, u, n, F, *eg, *eu, *ed);
+    else if (r <= 16)
+        kt_swiglu_lora_bwd<16><<<grid, GLU_THREADS, 0, b->st>>>(dg, du, (__half *)dg16, (__half *)du16, dact, g, u, n,
+                                                                F, *eg, *eu, *ed);
+    else if (dt16 != WICK_DT_F16)
+        kt_swiglu_lora_bwd<32><<<grid, GLU_THREADS, 0, b->st>>>(dg, du, (__nv_bfloat16 *)dg16, (__nv_bfloat16 *)du16,
+                                                                dact, g, u, n, F, *eg, *eu, *ed);
+    else
+        kt_swiglu_lora_bwd<32><<<grid, GLU_THREADS, 0, b->st>>>(dg, du, (__half *)dg16, (__half *)du16, dact, g, u, n,
+                                                                F, *eg, *eu, *ed);
+    wkc_launched(b, "swiglu backward + lora (+16-bit copies)");
 }
 
 /* ------------------------------------------------------------ attention */

@@ -68,6 +68,35 @@ void wkt_swiglu_bwd(wk_backend *be, float *dg, float *du, const float *dact, con
  * (n values each): the inputs of the frozen products' dx GEMMs, rounded in the same pass. */
 void wkt_swiglu_bwd16(wk_backend *be, float *dg, float *du, void *dg16, void *du16, int dt16, const float *dact,
                       const float *g, const float *u, size_t n);
+/* One LoRA expand folded into an element-wise kernel: at (row i, column j) it adds
+ * s · Σ_k xa[i,k] · B(j,k) with xa (n, r) row-major and B(j,k) = B[j*sj + k*sk] (a B matrix
+ * (F, r): sj r, sk 1; an A matrix (r, F) read as its transpose: sj 1, sk F). r 0: nothing. */
+typedef struct {
+    const float *xa, *B;
+    size_t sj, sk;
+    float s;
+    int r;
+} wkt_expand;
+enum { WKT_GLU_RMAX = 32 }; /* the largest rank the folded SwiGLU kernels take */
+/* act[n,F] = silu(g')·u' with g' = g + eg's expand, u' = u + eu's expand (g, u: the frozen
+ * products, unchanged; ranks <= WKT_GLU_RMAX), the same values as the LoRA GEMMs then swiglu
+ * up to fp32 summation order. After a multi-row GEMM with 16-bit weights it also leaves act's
+ * 16-bit copy for the next GEMM that reads act (as the backend's swiglu does). */
+void wkt_swiglu_lora(wk_backend *be, float *act, const float *g, const float *u, int n, int F, const wkt_expand *eg,
+                     const wkt_expand *eu);
+/* Its backward with down's LoRA input gradient folded in: dact' = dact + ed's expand (ed.xa =
+ * dy·B_down (n, r), ed.B = A_down read transposed), g' and u' recomputed exactly as the forward
+ * did, then wkt_swiglu_bwd's formulas. dg, du (fp32) are written when not NULL; dg16, du16 (the
+ * same values rounded to dt16, WICK_DT_BF16 or WICK_DT_F16) when not NULL. */
+void wkt_swiglu_lora_bwd(wk_backend *be, float *dg, float *du, void *dg16, void *du16, int dt16, const float *dact,
+                         const float *g, const float *u, int n, int F, const wkt_expand *eg, const wkt_expand *eu,
+                         const wkt_expand *ed);
+/* wkt_gemm over 16-bit inputs (dt16: WICK_DT_BF16 or WICK_DT_F16; A and B that type) with an
+ * fp32 C, fp32 accumulation on tensor cores. */
+void wkt_gemm16(wk_backend *be, int ta, int tb, int M, int N, int K, float alpha, const void *A, int lda, const void *B,
+                int ldb, float beta, float *C, int ldc, int dt16);
+/* d[n] = s rounded to dt16 (WICK_DT_BF16 or WICK_DT_F16). */
+void wkt_to16(wk_backend *be, void *d, const float *s, size_t n, int dt16);
 /* Cross-entropy with label smoothing of rows of logits[rows,V] against tgt[rows]: loss[r] = the row's
  * loss; the gradient d loss/d logits overwrites logits, or with g16 != NULL goes there rounded to
  * dt16 (WICK_DT_BF16 or WICK_DT_F16) and logits are left as they are. */
