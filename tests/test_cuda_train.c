@@ -338,6 +338,21 @@ static void test_products(void) {
         G->free(G, dx), G->free(G, d16);
         free(x), free(h16);
     }
+    /* wkt_seg_scale: three scaled runs into one buffer, bit for bit as on the host */
+    {
+        float *src = rvec(1000, 1), want[600] = {0};
+        wkt_seg sg[3] = {{0, 500, 100, 2.f, 0}, {300, 0, 250, -0.5f, 0}, {700, 250, 3, 1.f, 0}};
+        for (int q = 0; q < 3; q++)
+            for (size_t e = 0; e < sg[q].n; e++) want[sg[q].dst_at + e] = sg[q].s * src[sg[q].src_at + e];
+        float *xs = dev(src, 4 * 1000), *xd = dev(want, 4 * 600);
+        wkt_zero(G, xd, 4 * 600);
+        wkt_seg *xg = dev(sg, sizeof sg);
+        wkt_seg_scale(G, xd, xs, xg, 3, 250);
+        float *got = host(xd, 600);
+        CHECK(t_max_abs_diff(got, want, 600) == 0.f, "wkt_seg_scale differs by %g", t_max_abs_diff(got, want, 600));
+        G->free(G, xs), G->free(G, xg);
+        free(src), free(got);
+    }
     /* gradient scaling + norm partials, then AdamW with clipping, against wk_adamw */
     size_t m = 70001;
     float *w = rvec(m, 1), *g = rvec(m, 3), *mo = rvec(m, 0.1f), *v = rvec(m, 0.1f);

@@ -19,8 +19,11 @@
  * the SwiGLU kernel (fp32; the backward recomputes g', u' and adds down's LoRA input gradient
  * in the same pass), so no LoRA GEMM reads or writes the MLP-wide tensors there; with bf16
  * weights the gate/up LoRA backward products read the bf16 gradients the SwiGLU backward
- * writes for the frozen dx GEMMs (fp32 accumulation). WICK_TRAIN_FOLD=0 keeps the LoRA GEMMs
- * over the fp32 tensors, WICK_TRAIN_LORA=tf32 the TF32 gate/up backward products.
+ * writes for the frozen dx GEMMs (fp32 accumulation). The LoRA input gradients of projections
+ * reading the same input (q/k/v, gate/up, o) are one product written before the frozen dx
+ * products accumulate onto it (lins_bwd). WICK_TRAIN_FOLD=0 keeps the LoRA GEMMs over the fp32
+ * tensors and per projection, =1 only the latter; WICK_TRAIN_LORA=tf32 keeps the TF32 gate/up
+ * backward products.
  * The host adapter is updated by wk_ctrainer_sync, not after every step.
  *
  * Launch overhead: a micro-batch is ~90 kernel launches per layer. When the same
@@ -48,6 +51,11 @@ enum { PR_NORM, PR_GEMM, PR_LORA, PR_ATTN, PR_HEAD, PR_DX, PR_LORA_B, PR_ATTN_B,
 static const char *const pr_names[PR_COUNT] = {"element-wise fwd", "base gemm fwd", "lora fwd", "attention fwd",
                                                "head + loss",      "gemm dx bwd",   "lora bwd", "attention bwd",
                                                "element-wise bwd"};
+
+/* Projections that read the same input, whose LoRA input gradients are one product (lins_bwd). */
+enum { GR_QKV, GR_O, GR_GU, GR_COUNT };
+static const wk_proj gr_proj[GR_COUNT][3] = {{WK_P_Q, WK_P_K, WK_P_V}, {WK_P_O}, {WK_P_GATE, WK_P_UP}};
+static const int gr_cnt[GR_COUNT] = {3, 1, 2};
 
 /* A captured pass: forward (+ head) of (n, nt, backward) or backward of n tokens. */
 typedef struct {
@@ -96,7 +104,13 @@ struct wk_ctrainer {
     void *tmp16b;             /* 16-bit copy of the up projection's gradient (cap * F values) */
     uint16_t *lo16;           /* bf16 weights: B (W * rmax) then xa (cap * rmax) rounded for the gate/up
                                * LoRA products over the bf16 gradients; else NULL */
-    int fold, lora16;         /* WICK_TRAIN_FOLD (glu_fold, down_fold), WICK_TRAIN_LORA (lo16) */
+    int fold, group, lora16;  /* WICK_TRAIN_FOLD (glu_fold, down_fold; lins_bwd), WICK_TRAIN_LORA (lo16) */
+    int *gr_r;                /* (L*GR_COUNT) summed rank of a group's adapters (0: none) */
+    size_t *gr_off;           /* (L*GR_COUNT) the group's [s_i·A_i] stack in `stack`, (size_t)-1 if < 2 adapters */
+    float *stack;             /* device: the stacks, rebuilt from dparam after every optimizer step */
+    wkt_seg *dseg;            /* device (n_seg) the copies that rebuild them */
+    int n_seg;
+    size_t seg_max;
     int32_t *dint, *hint;     /* device / host: ids, rs, re, pos, rows, tgt (cap each) */
     float *hloss;             /* host (cap) */
     int R, R_cap;
@@ -170,7 +184,7 @@ static void ws_carve(wk_ctrainer *t, ct_arena *ar, size_t N) {
         if (!full) t->acts[l] = t->act, t->xna[l] = xna, t->xnm[l] = xnm; /* recomputed just before the backward */
     t->dq = carve(ar, 4 * N * HD), t->dq2 = carve(ar, 4 * N * HD), t->datt = carve(ar, 4 * N * HD);
     t->dk = carve(ar, 4 * N * KD), t->dk2 = carve(ar, 4 * N * KD), t->dv = carve(ar, 4 * N * KD);
-    t->db = carve(ar, 4 * N * WK_MAX(t->rmax, 1)), t->xd = carve(ar, 4 * N * W);
+    t->db = carve(ar, 4 * N * 3 * WK_MAX(t->rmax, 1)), t->xd = carve(ar, 4 * N * W); /* db: a group's (lins_bwd) */
     t->dsum = carve(ar, 4 * N * c->n_heads);
     t->R = (int)WK_MAX(1, WK_MIN(WK_MIN((size_t)2048, N), ((size_t)1 << 28) / V)); /* <= 1 GB of logits */
     if (t->R_cap > 0) t->R = WK_MIN(t->R, t->R_cap);
@@ -247,10 +261,39 @@ static void lins_fwd(wk_ctrainer *t, float *const *ys, const wk_proj *ps, int cn
     mark(t, PR_LORA);
 }
 
-/* Backward of a linear layer: dx (=|+=) dy·W + LoRA input gradient; adds to gA, gB. dy16: dy
- * already rounded to W's 16-bit type, or NULL; with bf16 weights the LoRA products dy·B and
- * s·dyᵀ·xa then read dy16 too (t->lo16) and dy is not read at all. lora_dx 0 (no dropout): the
- * LoRA input gradient s·db·A is left to the SwiGLU backward (down_fold), with db = dy·B in t->db. */
+/* The adapter gradients of projection p given its output gradient dy (dy16: dy rounded to W's
+ * 16-bit type, or NULL): db = dy·B into db (row stride ldb), gB += s·dyᵀ·xa, gA += s·dbᵀ·drop(x).
+ * With bf16 weights and dy16 the first two read dy16 (B and xa rounded in t->lo16; fp32
+ * accumulation and results) and dy is not read at all. */
+static void lora_grads(wk_ctrainer *t, const float *dy, const void *dy16, const float *x, int l, wk_proj p, int n,
+                       const float *xa, float *db, int ldb) {
+    wk_backend *be = t->be;
+    const wk_lora *lp = &t->dl[(size_t)l * P + p];
+    const wk_mat *W = &t->m->layers[l].p[p];
+    int in = W->cols, out = W->rows, r = lp->r, tf = t->tf32;
+    size_t ia = t->off[t->par_of[(size_t)l * P + p]], ib = t->off[t->par_of[(size_t)l * P + p] + 1];
+    float s = lp->scale, *gA = t->dparam + t->total + ia, *gB = t->dparam + t->total + ib;
+    if (dy16 && t->lo16) {
+        uint16_t *B16 = t->lo16, *xa16 = B16 + (size_t)out * r;
+        wkt_to16(be, B16, lp->B, (size_t)out * r, t->dt16);
+        wkt_to16(be, xa16, xa, (size_t)n * r, t->dt16);
+        wkt_gemm16(be, 0, 0, n, r, out, 1.f, dy16, out, B16, r, 0.f, db, ldb, t->dt16); /* db = dy·B */
+        wkt_gemm16(be, 1, 0, out, r, n, s, dy16, out, xa16, r, 1.f, gB, r, t->dt16); /* gB += s·dyᵀ·xa */
+    } else {
+        wkt_gemm(be, 0, 0, n, r, out, 1.f, dy, out, lp->B, r, 0.f, db, ldb, tf); /* db = dy·B */
+        wkt_gemm(be, 1, 0, out, r, n, s, dy, out, xa, r, 1.f, gB, r, tf);       /* gB += s·dyᵀ·xa */
+    }
+    const float *src = x;
+    if (t->drop > 0) {
+        wkt_dropout(be, t->xd, x, (size_t)n * in, drop_key(t, l, p), t->drop);
+        src = t->xd;
+    }
+    wkt_gemm(be, 1, 0, r, in, n, s, db, ldb, src, in, 1.f, gA, in, tf); /* gA += s·dbᵀ·drop(x) */
+}
+
+/* Backward of a linear layer: dx (=|+=) dy·W + LoRA input gradient; adds to gA, gB (lora_grads).
+ * lora_dx 0 (no dropout): the LoRA input gradient s·db·A is left to the SwiGLU backward
+ * (down_fold), with db = dy·B in t->db. */
 static void lin_bwd(wk_ctrainer *t, float *dx, const float *dy, const void *dy16, const float *x, int l, wk_proj p,
                     int n, const float *xa, int acc, int lora_dx) {
     wk_backend *be = t->be;
@@ -259,25 +302,9 @@ static void lin_bwd(wk_ctrainer *t, float *dx, const float *dy, const void *dy16
     mark(t, PR_DX);
     const wk_lora *lp = &t->dl[(size_t)l * P + p];
     if (!lp->A) return;
-    int in = W->cols, out = W->rows, r = lp->r, tf = t->tf32;
-    size_t ia = t->off[t->par_of[(size_t)l * P + p]], ib = t->off[t->par_of[(size_t)l * P + p] + 1];
-    float s = lp->scale, *db = t->db, *gA = t->dparam + t->total + ia, *gB = t->dparam + t->total + ib;
-    if (dy16 && t->lo16) { /* bf16 operands (B and xa rounded here), fp32 accumulation and results */
-        uint16_t *B16 = t->lo16, *xa16 = B16 + (size_t)out * r;
-        wkt_to16(be, B16, lp->B, (size_t)out * r, t->dt16);
-        wkt_to16(be, xa16, xa, (size_t)n * r, t->dt16);
-        wkt_gemm16(be, 0, 0, n, r, out, 1.f, dy16, out, B16, r, 0.f, db, r, t->dt16); /* db = dy·B */
-        wkt_gemm16(be, 1, 0, out, r, n, s, dy16, out, xa16, r, 1.f, gB, r, t->dt16); /* gB += s·dyᵀ·xa */
-    } else {
-        wkt_gemm(be, 0, 0, n, r, out, 1.f, dy, out, lp->B, r, 0.f, db, r, tf);      /* db = dy·B */
-        wkt_gemm(be, 1, 0, out, r, n, s, dy, out, xa, r, 1.f, gB, r, tf);           /* gB += s·dyᵀ·xa */
-    }
-    const float *src = x;
-    if (t->drop > 0) {
-        wkt_dropout(be, t->xd, x, (size_t)n * in, drop_key(t, l, p), t->drop);
-        src = t->xd;
-    }
-    wkt_gemm(be, 1, 0, r, in, n, s, db, r, src, in, 1.f, gA, in, tf);           /* gA += s·dbᵀ·drop(x) */
+    int in = W->cols, r = lp->r, tf = t->tf32;
+    float s = lp->scale, *db = t->db;
+    lora_grads(t, dy, dy16, x, l, p, n, xa, db, r);
     if (!lora_dx || t->drop <= 0) {
         if (lora_dx) wkt_gemm(be, 0, 0, n, in, r, s, db, r, lp->A, in, 1.f, dx, in, tf); /* dx += s·db·A */
         mark(t, PR_LORA_B);
@@ -287,6 +314,39 @@ static void lin_bwd(wk_ctrainer *t, float *dx, const float *dy, const void *dy16
     wkt_dropout(be, t->xd, t->xd, (size_t)n * in, drop_key(t, l, p), t->drop);
     be->add(be, dx, t->xd, (size_t)n * in);
     mark(t, PR_LORA_B);
+}
+
+/* Backward of the projections of group gr (gr_proj: they read the same x), dys[i] / dy16s[i]
+ * their output gradients (as lin_bwd's dy / dy16): dx (=|+=) Σ dy_i·W_i + the LoRA input
+ * gradients; adds to the adapters' gradients. Without dropout the group's LoRA input gradient
+ * is one product, [db_i]·[s_i·A_i] (t->stack: the scaled A's stacked), written to dx first with
+ * the frozen products accumulating onto it, so dx is read and written once, not per projection. */
+static void lins_bwd(wk_ctrainer *t, float *dx, const float *const *dys, const void *const *dy16s, int gr,
+                     const float *x, int l, int n, const ct_act *a, int acc) {
+    wk_backend *be = t->be;
+    const wk_layer *L = &t->m->layers[l];
+    int cnt = gr_cnt[gr], R = t->gr_r[(size_t)l * GR_COUNT + gr];
+    if (!t->group || t->drop > 0 || R == 0) {
+        for (int i = 0; i < cnt; i++)
+            lin_bwd(t, dx, dys[i], dy16s[i], x, l, gr_proj[gr][i], n, a->xa[gr_proj[gr][i]], acc || i > 0, 1);
+        return;
+    }
+    int in = L->p[gr_proj[gr][0]].cols, col = 0;
+    const wk_lora *one = NULL;
+    for (int i = 0; i < cnt; i++) {
+        wk_proj p = gr_proj[gr][i];
+        const wk_lora *lp = &t->dl[(size_t)l * P + p];
+        if (!lp->A) continue;
+        lora_grads(t, dys[i], dy16s[i], x, l, p, n, a->xa[p], t->db + col, R);
+        col += lp->r, one = lp;
+    }
+    size_t so = t->gr_off[(size_t)l * GR_COUNT + gr];
+    const float *As = so != (size_t)-1 ? t->stack + so : one->A; /* one adapter: its A, scaled by alpha */
+    wkt_gemm(be, 0, 0, n, in, R, so != (size_t)-1 ? 1.f : one->scale, t->db, R, As, in, acc ? 1.f : 0.f, dx, in,
+             t->tf32);
+    mark(t, PR_LORA_B);
+    for (int i = 0; i < cnt; i++) wkt_matmul_dx(be, dx, dys[i], dy16s[i], &L->p[gr_proj[gr][i]], n, 1, t->tmp16);
+    mark(t, PR_DX);
 }
 
 /* Whether layer l folds its gate/up LoRA expands into the SwiGLU kernels (wkt_swiglu_lora, and
@@ -396,8 +456,9 @@ static void mlp_bwd(wk_ctrainer *t, int l, const ct_act *a, int n) {
         wkt_swiglu_bwd(be, t->dG, t->dU, t->dA, a->g, a->u, nF);
     }
     mark(t, PR_ELEM_B);
-    lin_bwd(t, t->dxn, t->dG, dg16, t->xnm[l], l, WK_P_GATE, n, a->xa[WK_P_GATE], 0, 1);
-    lin_bwd(t, t->dxn, t->dU, du16, t->xnm[l], l, WK_P_UP, n, a->xa[WK_P_UP], 1, 1);
+    const float *dgu[2] = {t->dG, t->dU};
+    const void *dgu16[2] = {dg16, du16};
+    lins_bwd(t, t->dxn, dgu, dgu16, GR_GU, t->xnm[l], l, n, a, 0);
     wkt_rmsnorm_bwd(be, t->dres, t->dxn, a->h, L->mlp_norm, n, c->hidden, c->rms_eps, 1);
     mark(t, PR_ELEM_B);
 }
@@ -408,7 +469,9 @@ static void attn_bwd(wk_ctrainer *t, int l, const ct_act *a, int n) {
     const wk_layer *L = &t->m->layers[l];
     wk_backend *be = t->be;
     int H = c->n_heads, Hk = c->n_kv_heads, D = c->head_dim, C = c->hidden;
-    lin_bwd(t, t->datt, t->dres, NULL, a->att, l, WK_P_O, n, a->xa[WK_P_O], 0, 1);
+    const void *none[3] = {NULL, NULL, NULL};
+    const float *dres = t->dres;
+    lins_bwd(t, t->datt, &dres, none, GR_O, a->att, l, n, a, 0);
     float sc = 1.f / sqrtf((float)D); /* dq2, xd: free until used below */
     ct_attn_bwd_fn fast = t->attn_tc == 2 ? wkt_attn_bwd_bf16 : t->attn_tc == 1 ? wkt_attn_bwd_tc : NULL;
     if (!fast || !fast(be, t->dq, t->dk, t->dv, t->datt, a->att, a->lse, a->q, a->k, a->v, d_rs(t), d_re(t), n, H, Hk,
@@ -425,9 +488,8 @@ static void attn_bwd(wk_ctrainer *t, int l, const ct_act *a, int n) {
         dq = t->dq2, dk = t->dk2;
     }
     mark(t, PR_ELEM_B);
-    lin_bwd(t, t->dxn, dq, NULL, t->xna[l], l, WK_P_Q, n, a->xa[WK_P_Q], 0, 1);
-    lin_bwd(t, t->dxn, dk, NULL, t->xna[l], l, WK_P_K, n, a->xa[WK_P_K], 1, 1);
-    lin_bwd(t, t->dxn, t->dv, NULL, t->xna[l], l, WK_P_V, n, a->xa[WK_P_V], 1, 1);
+    const float *dqkv[3] = {dq, dk, t->dv};
+    lins_bwd(t, t->dxn, dqkv, none, GR_QKV, t->xna[l], l, n, a, 0);
     wkt_rmsnorm_bwd(be, t->dres, t->dxn, a->x, L->attn_norm, n, C, c->rms_eps, 1);
     mark(t, PR_ELEM_B);
 }
@@ -626,6 +688,7 @@ static wick_status step(wk_ctrainer *t, int64_t n_targets, const char *grads_pat
     wkt_adamw(be, t->dparam, g, g + t->total, g + 2 * t->total, t->total, clip,
               (float)(1.0 - (double)flr * (double)t->o.weight_decay), (float)(1.0 - (double)t->o.beta1), t->o.beta2,
               (float)(1.0 - (double)t->o.beta2), (float)((double)flr / bc1), (float)sqrt(bc2), t->o.eps);
+    wkt_seg_scale(be, t->stack, t->dparam, t->dseg, t->n_seg, t->seg_max); /* the A stacks follow the new A's */
     if ((st = be->check(be))) return wk_err_prefix(st, "trainer: step %d", k);
     t->steps++;
     t->dirty = 1;
@@ -723,6 +786,53 @@ static wick_status build_device(wk_ctrainer *t) {
     return be->check(be);
 }
 
+/* The groups' summed ranks, and the [s_i·A_i] stacks of those with two or more adapters (lins_bwd):
+ * their offsets, the segment copies that rebuild them from dparam (after every optimizer step),
+ * one device allocation, built once here. */
+static wick_status build_groups(wk_ctrainer *t) {
+    wk_backend *be = t->be;
+    int Lc = t->m->c.n_layers;
+    wkt_seg *seg = wk_calloc(sizeof(wkt_seg) * (size_t)WK_MAX(Lc, 1) * P, "trainer A stacks");
+    if (!seg) return WICK_ENOMEM;
+    size_t total = 0;
+    for (int l = 0; l < Lc; l++)
+        for (int g = 0; g < GR_COUNT; g++) {
+            int R = 0, k = 0;
+            for (int i = 0; i < gr_cnt[g]; i++) {
+                const wk_lora *lp = &t->dl[(size_t)l * P + gr_proj[g][i]];
+                if (lp->A) R += lp->r, k++;
+            }
+            size_t gi = (size_t)l * GR_COUNT + g, in = (size_t)t->m->layers[l].p[gr_proj[g][0]].cols;
+            t->gr_r[gi] = R;
+            t->gr_off[gi] = k >= 2 ? total : (size_t)-1;
+            for (int i = 0; i < gr_cnt[g] && k >= 2; i++) {
+                wk_proj p = gr_proj[g][i];
+                const wk_lora *lp = &t->dl[(size_t)l * P + p];
+                if (!lp->A) continue;
+                size_t cnt = (size_t)lp->r * in;
+                seg[t->n_seg++] = (wkt_seg){.src_at = t->off[t->par_of[(size_t)l * P + p]], .dst_at = total, .n = cnt,
+                                            .s = lp->scale};
+                t->seg_max = WK_MAX(t->seg_max, cnt);
+                total += cnt;
+            }
+        }
+    wick_status st = WICK_OK;
+    if (t->n_seg) {
+        t->stack = be->alloc(be, sizeof(float) * total);
+        t->dseg = be->alloc(be, sizeof(wkt_seg) * (size_t)t->n_seg);
+        if (!t->stack || !t->dseg) {
+            st = wk_err_prefix(WICK_ENOMEM, "trainer: stacked LoRA A matrices (%zu bytes)", sizeof(float) * total);
+        } else {
+            be->upload(be, t->dseg, seg, sizeof(wkt_seg) * (size_t)t->n_seg);
+            wkt_seg_scale(be, t->stack, t->dparam, t->dseg, t->n_seg, t->seg_max);
+            be->sync(be);
+            st = be->check(be);
+        }
+    }
+    wk_free(seg);
+    return st;
+}
+
 wick_status wk_ctrainer_new(wick_model *m, const wk_lora *const *pairs, const wick_train_opts *o, wk_ctrainer **out) {
     *out = NULL;
     int LP = m->c.n_layers * P;
@@ -740,6 +850,7 @@ wick_status wk_ctrainer_new(wick_model *m, const wk_lora *const *pairs, const wi
     t->attn_tc = !t->tf32 ? 0 : pa && strcmp(pa, "fp32") == 0 ? 0 : pa && strcmp(pa, "tf32") == 0 ? 1 : 2;
     const char *pf = getenv("WICK_TRAIN_FOLD"), *pl = getenv("WICK_TRAIN_LORA");
     t->fold = !(pf && strcmp(pf, "0") == 0);
+    t->group = !(pf && (strcmp(pf, "0") == 0 || strcmp(pf, "1") == 0));
     t->lora16 = !(pl && strcmp(pl, "tf32") == 0);
     t->dt16 = wdt == WICK_DT_BF16 || wdt == WICK_DT_F16 ? (int)wdt
               : m->lm_head.dt == WICK_DT_BF16 || m->lm_head.dt == WICK_DT_F16 ? (int)m->lm_head.dt : 0;
@@ -751,13 +862,18 @@ wick_status wk_ctrainer_new(wick_model *m, const wk_lora *const *pairs, const wi
     t->la = wk_calloc(sizeof(ct_act) * WK_MAX(m->c.n_layers, 1), "trainer activations");
     t->acts = wk_calloc(sizeof(float *) * 3 * WK_MAX(m->c.n_layers, 1), "trainer activations");
     if (t->acts) t->xna = t->acts + WK_MAX(m->c.n_layers, 1), t->xnm = t->xna + WK_MAX(m->c.n_layers, 1);
-    wick_status st =
-        !t->pairs || !t->dl || !t->par || !t->off || !t->par_of || !t->la || !t->acts ? WICK_ENOMEM : WICK_OK;
+    t->gr_r = wk_calloc(sizeof(int) * GR_COUNT * WK_MAX(m->c.n_layers, 1), "trainer groups");
+    t->gr_off = wk_calloc(sizeof(size_t) * GR_COUNT * WK_MAX(m->c.n_layers, 1), "trainer groups");
+    wick_status st = !t->pairs || !t->dl || !t->par || !t->off || !t->par_of || !t->la || !t->acts || !t->gr_r ||
+                             !t->gr_off
+                         ? WICK_ENOMEM
+                         : WICK_OK;
     if (!st) {
         memcpy(t->pairs, pairs, sizeof(*t->pairs) * LP);
         st = build_params(t);
     }
     if (!st) st = build_device(t);
+    if (!st) st = build_groups(t);
     if (st) {
         wk_ctrainer_free(t);
         return st;
@@ -781,9 +897,11 @@ void wk_ctrainer_free(wk_ctrainer *t) {
     if (t->ws) be->free(be, t->ws);
     if (t->dparam) be->free(be, t->dparam);
     if (t->dpart) be->free(be, t->dpart);
+    if (t->stack) be->free(be, t->stack);
+    if (t->dseg) be->free(be, t->dseg);
     wk_free(t->hint), wk_free(t->hloss), wk_free(t->hbuf);
     wk_free(t->pairs), wk_free(t->dl), wk_free(t->par), wk_free(t->off), wk_free(t->par_of), wk_free(t->la);
-    wk_free(t->acts);
+    wk_free(t->acts), wk_free(t->gr_r), wk_free(t->gr_off);
     wk_free(t);
 }
 

@@ -827,6 +827,22 @@ void wkt_adamw(wk_backend *be, float *w, float *g, float *m, float *v, size_t n,
     wkc_launched(b, "adamw");
 }
 
+/* Block (x, segment y) grid-strides over segment y. */
+__global__ void kt_seg_scale(float *dst, const float *src, const wkt_seg *segs) {
+    wkt_seg g = segs[blockIdx.y];
+    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < g.n; e += (size_t)gridDim.x * blockDim.x)
+        dst[g.dst_at + e] = g.s * src[g.src_at + e];
+}
+
+void wkt_seg_scale(wk_backend *be, float *dst, const float *src, const wkt_seg *segs, int nseg, size_t max_n) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    if (nseg <= 0 || !max_n) return;
+    int bx = wkc_blocks(max_n);
+    kt_seg_scale<<<dim3((unsigned)(bx < 64 ? bx : 64), (unsigned)nseg), 256, 0, b->st>>>(dst, src, segs);
+    wkc_launched(b, "scaled segment copy");
+}
+
 void wkt_zero(wk_backend *be, void *p, size_t bytes) {
     wkc_backend *b = wkc(be);
     wkc_use(b);

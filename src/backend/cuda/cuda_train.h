@@ -114,6 +114,14 @@ void wkt_scale_sumsq(wk_backend *be, float *g, size_t n, float inv, double *part
 /* torch AdamW over n elements after g *= clip; then g = 0. Constants as in wk_adamw. */
 void wkt_adamw(wk_backend *be, float *w, float *g, float *m, float *v, size_t n, float clip, float decay, float w1,
                float b2, float w2, float step_size, float bc2s, float eps);
+/* A run of n floats copied with a scale: dst[dst_at + e] = s · src[src_at + e], e < n. */
+typedef struct {
+    size_t src_at, dst_at, n;
+    float s;
+    int pad_;
+} wkt_seg;
+/* Every segment of segs (a device array of nseg; max_n the largest n) in one launch. */
+void wkt_seg_scale(wk_backend *be, float *dst, const float *src, const wkt_seg *segs, int nseg, size_t max_n);
 /* Asynchronous device memset / device-to-device copy on the backend's stream. */
 void wkt_zero(wk_backend *be, void *p, size_t bytes);
 void wkt_copy(wk_backend *be, void *dst, const void *src, size_t bytes);
