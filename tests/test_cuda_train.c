@@ -142,6 +142,39 @@ static void test_elementwise(const wk_train_ops *ref) {
         G->free(G, dxx), G->free(G, ddy), G->free(G, dw);
         free(x), free(dy), free(w), free(dx), free(got);
     }
+    /* the 16-bit-copy variants: the same fp32 results, the copies exactly those rounded */
+    for (int dt = WICK_DT_BF16, k = 0; k < 2; k++, dt = WICK_DT_F16) {
+        int n = 6, dim = 896;
+        size_t cnt = (size_t)n * dim;
+        float *x = rvec(cnt, 2), *dy = rvec(cnt, 1), *w = rvec(dim, 1), *dx = rvec(cnt, 1);
+        float *ddx = dev(dx, 4 * cnt), *dxx = dev(x, 4 * cnt), *ddy = dev(dy, 4 * cnt), *dw = dev(w, 4 * dim);
+        uint16_t *d16 = G->alloc(G, 2 * cnt), *h16 = malloc(2 * cnt);
+        ref->rmsnorm_bwd(dx, dy, x, w, n, dim, 1e-6f, 1);
+        wkt_rmsnorm_bwd16(G, ddx, d16, dt, ddy, dxx, dw, n, dim, 1e-6f, 1);
+        G->download(G, h16, d16, 2 * cnt);
+        float *got = host(ddx, cnt);
+        cmp(k ? "rmsnorm_bwd16 (f16)" : "rmsnorm_bwd16 (bf16)", got, dx, cnt, 1e-5);
+        size_t bad = 0;
+        for (size_t i = 0; i < cnt; i++) bad += h16[i] != (k ? wk_f32_to_f16(got[i]) : wk_f32_to_bf16(got[i]));
+        CHECK(bad == 0, "rmsnorm_bwd16: %zu 16-bit copies are not the f32 results rounded", bad);
+        int nr = 9, nh = 3, D = 64;
+        size_t rc = (size_t)nr * nh * D;
+        float *d = rvec(rc, 1), inv[32];
+        int32_t pos[9] = {0, 1, 2, 3, 0, 1, 7, 100, 4000};
+        for (int j = 0; j < D / 2; j++) inv[j] = powf(10000.f, -2.f * j / D);
+        float *dd = dev(d, 4 * rc), *dinv = dev(inv, sizeof inv);
+        int32_t *dpos = dev(pos, sizeof pos);
+        ref->rope_bwd(d, pos, nr, nh, D, inv);
+        wkt_rope_bwd16(G, dd, d16, dt, dpos, nr, nh, D, dinv);
+        G->download(G, h16, d16, 2 * rc);
+        float *gr = host(dd, rc);
+        cmp(k ? "rope_bwd16 (f16)" : "rope_bwd16 (bf16)", gr, d, rc, 1e-5);
+        bad = 0;
+        for (size_t i = 0; i < rc; i++) bad += h16[i] != (k ? wk_f32_to_f16(gr[i]) : wk_f32_to_bf16(gr[i]));
+        CHECK(bad == 0, "rope_bwd16: %zu 16-bit copies are not the f32 results rounded", bad);
+        G->free(G, dxx), G->free(G, ddy), G->free(G, dw), G->free(G, d16), G->free(G, dinv), G->free(G, dpos);
+        free(x), free(dy), free(w), free(dx), free(got), free(h16), free(d), free(gr);
+    }
     int n = 9, nh = 3, D = 64;
     size_t cnt = (size_t)n * nh * D;
     float *d = rvec(cnt, 1), inv[32];

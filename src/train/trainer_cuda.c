@@ -102,6 +102,8 @@ struct wk_ctrainer {
     float *hx, *hdx, *logits, *rloss; /* head chunk (R, C), (R, C), (R, V); per-row losses (cap) */
     void *tmp16;              /* 16-bit casts: max(cap * W, R * V) values */
     void *tmp16b;             /* 16-bit copy of the up projection's gradient (cap * F values) */
+    void *dres16, *dq16, *dk16; /* 16-bit copies of dres (cap * C), dq (cap * HD), dk (cap * KD) written by
+                               * the RMSNorm / RoPE backwards for the next dx products; NULL without dt16 */
     uint16_t *lo16;           /* bf16 weights: B (W * rmax) then xa (cap * rmax) rounded for the gate/up
                                * LoRA products over the bf16 gradients; else NULL */
     int fold, group, lora16;  /* WICK_TRAIN_FOLD (glu_fold, down_fold; lins_bwd), WICK_TRAIN_LORA (lo16) */
@@ -193,6 +195,9 @@ static void ws_carve(wk_ctrainer *t, ct_arena *ar, size_t N) {
     t->rloss = carve(ar, 4 * N);
     t->tmp16 = t->dt16 ? carve(ar, 2 * WK_MAX(N * W, (size_t)t->R * V)) : NULL;
     t->tmp16b = t->dt16 ? carve(ar, 2 * N * F) : NULL;
+    t->dres16 = t->dt16 ? carve(ar, 2 * N * C) : NULL;
+    t->dq16 = t->dt16 ? carve(ar, 2 * N * HD) : NULL;
+    t->dk16 = t->dt16 ? carve(ar, 2 * N * KD) : NULL;
     size_t rk = (size_t)WK_MAX(t->rmax, 1);
     t->lo16 = t->dt16 == WICK_DT_BF16 && t->lora16 ? carve(ar, 2 * rk * (W + N)) : NULL;
     t->dint = carve(ar, 4 * 6 * N);
@@ -382,6 +387,11 @@ static const int32_t *d_pos(const wk_ctrainer *t) { return t->dint + 3 * (size_t
 static const int32_t *d_rows(const wk_ctrainer *t) { return t->dint + 4 * (size_t)t->cap; }
 static const int32_t *d_tgt(const wk_ctrainer *t) { return t->dint + 5 * (size_t)t->cap; }
 
+/* p16 (a gradient's 16-bit copy in t->dt16) when W's dx product takes it, else NULL. */
+static const void *as16(const wk_ctrainer *t, const wk_mat *W, const void *p16) {
+    return p16 && t->dt16 && (int)W->dt == t->dt16 && !W->qtype ? p16 : NULL;
+}
+
 /* Forward of layer l from a->x; writes the layer output to y and fills a (attn 0: a->att and a->lse
  * hold the attention from an earlier forward of the same batch, which is not run again). */
 static void layer_fwd(wk_ctrainer *t, int l, ct_act *a, float *y, int n, int attn) {
@@ -436,7 +446,8 @@ static void mlp_bwd(wk_ctrainer *t, int l, const ct_act *a, int n) {
     wk_backend *be = t->be;
     size_t nF = (size_t)n * c->inter;
     int fold = glu_fold(t, l), dfold = down_fold(t, l);
-    lin_bwd(t, t->dA, t->dres, NULL, t->acts[l], l, WK_P_DOWN, n, a->xa[WK_P_DOWN], 0, !dfold); /* act saved by layer_fwd */
+    lin_bwd(t, t->dA, t->dres, as16(t, &L->p[WK_P_DOWN], t->dres16), t->acts[l], l, WK_P_DOWN, n, a->xa[WK_P_DOWN], 0,
+            !dfold); /* act saved by layer_fwd */
     const void *dg16 = NULL, *du16 = NULL; /* the dx GEMMs' 16-bit inputs, rounded by the SwiGLU backward */
     wick_dtype wg = L->p[WK_P_GATE].dt;
     int to16 = t->dt16 && (int)wg == t->dt16 && L->p[WK_P_UP].dt == wg && !L->p[WK_P_GATE].qtype &&
@@ -459,7 +470,7 @@ static void mlp_bwd(wk_ctrainer *t, int l, const ct_act *a, int n) {
     const float *dgu[2] = {t->dG, t->dU};
     const void *dgu16[2] = {dg16, du16};
     lins_bwd(t, t->dxn, dgu, dgu16, GR_GU, t->xnm[l], l, n, a, 0);
-    wkt_rmsnorm_bwd(be, t->dres, t->dxn, a->h, L->mlp_norm, n, c->hidden, c->rms_eps, 1);
+    wkt_rmsnorm_bwd16(be, t->dres, t->dres16, t->dt16, t->dxn, a->h, L->mlp_norm, n, c->hidden, c->rms_eps, 1);
     mark(t, PR_ELEM_B);
 }
 
@@ -469,9 +480,9 @@ static void attn_bwd(wk_ctrainer *t, int l, const ct_act *a, int n) {
     const wk_layer *L = &t->m->layers[l];
     wk_backend *be = t->be;
     int H = c->n_heads, Hk = c->n_kv_heads, D = c->head_dim, C = c->hidden;
-    const void *none[3] = {NULL, NULL, NULL};
     const float *dres = t->dres;
-    lins_bwd(t, t->datt, &dres, none, GR_O, a->att, l, n, a, 0);
+    const void *dres16 = as16(t, &L->p[WK_P_O], t->dres16);
+    lins_bwd(t, t->datt, &dres, &dres16, GR_O, a->att, l, n, a, 0);
     float sc = 1.f / sqrtf((float)D); /* dq2, xd: free until used below */
     ct_attn_bwd_fn fast = t->attn_tc == 2 ? wkt_attn_bwd_bf16 : t->attn_tc == 1 ? wkt_attn_bwd_tc : NULL;
     if (!fast || !fast(be, t->dq, t->dk, t->dv, t->datt, a->att, a->lse, a->q, a->k, a->v, d_rs(t), d_re(t), n, H, Hk,
@@ -479,18 +490,20 @@ static void attn_bwd(wk_ctrainer *t, int l, const ct_act *a, int n) {
         wkt_attn_bwd(be, t->dq, t->dk, t->dv, t->datt, a->att, a->lse, a->q, a->k, a->v, d_rs(t), d_re(t), n, H, Hk,
                      D, sc, t->dsum, t->dq2, t->xd);
     mark(t, PR_ATTN_B);
-    wkt_rope_bwd(be, t->dq, d_pos(t), n, H, D, t->m->inv_freq);
-    wkt_rope_bwd(be, t->dk, d_pos(t), n, Hk, D, t->m->inv_freq);
+    int qn = c->qk_norm, d16 = t->dt16; /* the last op on dq / dk writes their 16-bit copies */
+    wkt_rope_bwd16(be, t->dq, qn ? NULL : t->dq16, d16, d_pos(t), n, H, D, t->m->inv_freq);
+    wkt_rope_bwd16(be, t->dk, qn ? NULL : t->dk16, d16, d_pos(t), n, Hk, D, t->m->inv_freq);
     float *dq = t->dq, *dk = t->dk;
-    if (c->qk_norm) {
-        wkt_rmsnorm_bwd(be, t->dq2, t->dq, a->qr, L->q_norm, n * H, D, c->rms_eps, 0);
-        wkt_rmsnorm_bwd(be, t->dk2, t->dk, a->kr, L->k_norm, n * Hk, D, c->rms_eps, 0);
+    if (qn) {
+        wkt_rmsnorm_bwd16(be, t->dq2, t->dq16, d16, t->dq, a->qr, L->q_norm, n * H, D, c->rms_eps, 0);
+        wkt_rmsnorm_bwd16(be, t->dk2, t->dk16, d16, t->dk, a->kr, L->k_norm, n * Hk, D, c->rms_eps, 0);
         dq = t->dq2, dk = t->dk2;
     }
     mark(t, PR_ELEM_B);
     const float *dqkv[3] = {dq, dk, t->dv};
-    lins_bwd(t, t->dxn, dqkv, none, GR_QKV, t->xna[l], l, n, a, 0);
-    wkt_rmsnorm_bwd(be, t->dres, t->dxn, a->x, L->attn_norm, n, C, c->rms_eps, 1);
+    const void *dqkv16[3] = {as16(t, &L->p[WK_P_Q], t->dq16), as16(t, &L->p[WK_P_K], t->dk16), NULL};
+    lins_bwd(t, t->dxn, dqkv, dqkv16, GR_QKV, t->xna[l], l, n, a, 0);
+    wkt_rmsnorm_bwd16(be, t->dres, t->dres16, t->dt16, t->dxn, a->x, L->attn_norm, n, C, c->rms_eps, 1);
     mark(t, PR_ELEM_B);
 }
 
@@ -515,7 +528,7 @@ static void head(wk_ctrainer *t, int n, int nt, int backward) {
         wkt_matmul_dx(be, t->hdx, t->logits, g16, Wh, rows, 0, t->tmp16);
         wkt_scatter_rows(be, t->dxn, t->hdx, d_rows(t) + c0, rows, C);
     }
-    if (backward) wkt_rmsnorm_bwd(be, t->dres, t->dxn, t->xL, t->m->final_norm, n, C, c->rms_eps, 0);
+    if (backward) wkt_rmsnorm_bwd16(be, t->dres, t->dres16, t->dt16, t->dxn, t->xL, t->m->final_norm, n, C, c->rms_eps, 0);
     mark(t, PR_HEAD);
 }
 

@@ -132,8 +132,16 @@ void wkt_to16(wk_backend *be, void *d, const float *s, size_t n, int dt16) {
 
 /* ------------------------------------------------------------ RMSNorm, RoPE, SwiGLU */
 
-/* One block per row: dx = r·dy·w - x·r³·Σ(dy·w·x)/dim with r = 1/sqrt(mean(x²)+eps). */
-__global__ void kt_rmsnorm_bwd(float *dx, const float *dy, const float *x, const float *w, int dim, float eps, int acc) {
+/* v rounded to bf16 (bf) or f16 at p[i]. */
+__device__ __forceinline__ void kt_put16(void *p, size_t i, float v, int bf) {
+    if (bf) ((__nv_bfloat16 *)p)[i] = __float2bfloat16_rn(v);
+    else ((__half *)p)[i] = __float2half_rn(v);
+}
+
+/* One block per row: dx = r·dy·w - x·r³·Σ(dy·w·x)/dim with r = 1/sqrt(mean(x²)+eps); dx16 (when
+ * not NULL) gets the written dx rounded to bf16 (bf) or f16. */
+__global__ void kt_rmsnorm_bwd(float *dx, void *dx16, int bf, const float *dy, const float *x, const float *w, int dim,
+                               float eps, int acc) {
     __shared__ float red[32];
     size_t o = (size_t)blockIdx.x * dim;
     float ss = 0.f, dot = 0.f;
@@ -147,21 +155,29 @@ __global__ void kt_rmsnorm_bwd(float *dx, const float *dy, const float *x, const
     float r = 1.f / sqrtf(ss / (float)dim + eps), c = r * r * r * dot / (float)dim;
     for (int j = threadIdx.x; j < dim; j += blockDim.x) {
         float g = r * dy[o + j] * (w ? w[j] : 1.f) - x[o + j] * c;
-        dx[o + j] = acc ? dx[o + j] + g : g;
+        float v = acc ? dx[o + j] + g : g;
+        dx[o + j] = v;
+        if (dx16) kt_put16(dx16, o + j, v, bf);
     }
+}
+
+void wkt_rmsnorm_bwd16(wk_backend *be, float *dx, void *dx16, int dt16, const float *dy, const float *x, const float *w,
+                       int n, int dim, float eps, int acc) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    if (dt16 != WICK_DT_BF16 && dt16 != WICK_DT_F16) dx16 = NULL;
+    int threads = dim >= 1024 ? 256 : dim >= 256 ? 128 : 32;
+    kt_rmsnorm_bwd<<<n, threads, 0, b->st>>>(dx, dx16, dt16 == WICK_DT_BF16, dy, x, w, dim, eps, acc);
+    wkc_launched(b, dx16 ? "rmsnorm backward (+16-bit copy)" : "rmsnorm backward");
 }
 
 void wkt_rmsnorm_bwd(wk_backend *be, float *dx, const float *dy, const float *x, const float *w, int n, int dim, float eps,
                      int acc) {
-    wkc_backend *b = wkc(be);
-    wkc_use(b);
-    int threads = dim >= 1024 ? 256 : dim >= 256 ? 128 : 32;
-    kt_rmsnorm_bwd<<<n, threads, 0, b->st>>>(dx, dy, x, w, dim, eps, acc);
-    wkc_launched(b, "rmsnorm backward");
+    wkt_rmsnorm_bwd16(be, dx, NULL, 0, dy, x, w, n, dim, eps, acc);
 }
 
-/* One block per token: the rotation by -angle (the transpose of the forward's). */
-__global__ void kt_rope_bwd(float *x, const int32_t *pos, int nh, int D, const float *inv_freq) {
+/* One block per token: the rotation by -angle (the transpose of the forward's); x16 as kt_rmsnorm_bwd's dx16. */
+__global__ void kt_rope_bwd(float *x, void *x16, int bf, const int32_t *pos, int nh, int D, const float *inv_freq) {
     int i = blockIdx.x, half = D / 2;
     float p = (float)pos[i];
     for (int t = threadIdx.x; t < nh * half; t += blockDim.x) {
@@ -169,17 +185,27 @@ __global__ void kt_rope_bwd(float *x, const int32_t *pos, int nh, int D, const f
         float sn, cs;
         sincosf(p * inv_freq[j], &sn, &cs);
         float *v = x + ((size_t)i * nh + h) * D;
-        float a = v[j], c = v[j + half];
-        v[j] = a * cs + c * sn;
-        v[j + half] = c * cs - a * sn;
+        float a = v[j], c = v[j + half], ra = a * cs + c * sn, rc = c * cs - a * sn;
+        v[j] = ra;
+        v[j + half] = rc;
+        if (x16) {
+            size_t o = ((size_t)i * nh + h) * D + j;
+            kt_put16(x16, o, ra, bf), kt_put16(x16, o + half, rc, bf);
+        }
     }
 }
 
-void wkt_rope_bwd(wk_backend *be, float *d, const int32_t *pos, int n, int nh, int D, const float *inv_freq) {
+void wkt_rope_bwd16(wk_backend *be, float *d, void *d16, int dt16, const int32_t *pos, int n, int nh, int D,
+                    const float *inv_freq) {
     wkc_backend *b = wkc(be);
     wkc_use(b);
-    kt_rope_bwd<<<n, 128, 0, b->st>>>(d, pos, nh, D, inv_freq);
-    wkc_launched(b, "rope backward");
+    if (dt16 != WICK_DT_BF16 && dt16 != WICK_DT_F16) d16 = NULL;
+    kt_rope_bwd<<<n, 128, 0, b->st>>>(d, d16, dt16 == WICK_DT_BF16, pos, nh, D, inv_freq);
+    wkc_launched(b, d16 ? "rope backward (+16-bit copy)" : "rope backward");
+}
+
+void wkt_rope_bwd(wk_backend *be, float *d, const int32_t *pos, int n, int nh, int D, const float *inv_freq) {
+    wkt_rope_bwd16(be, d, NULL, 0, pos, n, nh, D, inv_freq);
 }
 
 __global__ void kt_swiglu_bwd(float *dg, float *du, const float *dact, const float *g, const float *u, size_t n) {
@@ -245,11 +271,12 @@ void wkt_swiglu_bwd16(wk_backend *be, float *dg, float *du, void *dg16, void *du
 
 /* ------------------------------------------------------------ SwiGLU with LoRA expands */
 /* Blocks of 256 columns × GLU_ROWS rows: a thread keeps its column's B values (zero past r) in
- * registers for all the block's rows; the rows' xa values sit in shared memory (zero past r),
- * read by every lane at once. The expand is one fixed-order fmaf chain (kt_exp_dot), so the
+ * registers for all the block's rows, GLU_U rows loaded at a time; the rows' xa values sit in
+ * shared memory (zero past r), read by every lane at once. The expand is one fixed-order fmaf chain (kt_exp_dot), so the
  * backward's recomputed g', u' are the forward's bit for bit. */
 #define GLU_ROWS 32
 #define GLU_THREADS 256
+#define GLU_U 8 /* rows whose loads a thread issues before using any (bytes in flight) */
 
 /* xs[rr][k] = e.xa[(i0 + rr), k] for k < e.r and rows < n, else 0. Whole block. */
 template <int RK>
@@ -276,8 +303,9 @@ __device__ __forceinline__ float kt_exp_dot(float base, float s, const float *x,
 }
 
 template <int RK, typename T>
-__global__ void __launch_bounds__(GLU_THREADS) kt_swiglu_lora(float *act, T *act16, const float *g, const float *u,
-                                                               int n, int F, wkt_expand eg, wkt_expand eu) {
+__global__ void __launch_bounds__(GLU_THREADS)
+    kt_swiglu_lora(float *__restrict__ act, T *__restrict__ act16, const float *__restrict__ g,
+                   const float *__restrict__ u, int n, int F, wkt_expand eg, wkt_expand eu) {
     __shared__ __align__(16) float xs[2][GLU_ROWS][RK];
     int j = blockIdx.x * blockDim.x + threadIdx.x, i0 = blockIdx.y * GLU_ROWS;
     kt_exp_stage<RK>(xs[0], eg, i0, n);
@@ -288,18 +316,30 @@ __global__ void __launch_bounds__(GLU_THREADS) kt_swiglu_lora(float *act, T *act
     kt_exp_load<RK>(wg, eg, j);
     kt_exp_load<RK>(wu, eu, j);
     int rows = min(GLU_ROWS, n - i0);
-    for (int rr = 0; rr < rows; rr++) {
-        size_t o = (size_t)(i0 + rr) * F + j;
-        float gv = kt_exp_dot<RK>(g[o], eg.s, xs[0][rr], wg), uv = kt_exp_dot<RK>(u[o], eu.s, xs[1][rr], wu);
-        float a = gv / (1.f + expf(-gv)) * uv; /* k_swiglu's formula */
-        act[o] = a;
-        if (act16) kt_st16(act16 + o, a);
+    for (int r0 = 0; r0 < rows; r0 += GLU_U) {
+        float gv[GLU_U], uv[GLU_U]; /* GLU_U rows' loads in flight before any use */
+#pragma unroll
+        for (int q = 0; q < GLU_U; q++) {
+            size_t o = (size_t)(i0 + r0 + q) * F + j;
+            gv[q] = r0 + q < rows ? g[o] : 0.f;
+            uv[q] = r0 + q < rows ? u[o] : 0.f;
+        }
+#pragma unroll
+        for (int q = 0; q < GLU_U; q++) {
+            if (r0 + q >= rows) break;
+            size_t o = (size_t)(i0 + r0 + q) * F + j;
+            float gp = kt_exp_dot<RK>(gv[q], eg.s, xs[0][r0 + q], wg), up = kt_exp_dot<RK>(uv[q], eu.s, xs[1][r0 + q], wu);
+            float a = gp / (1.f + expf(-gp)) * up; /* k_swiglu's formula */
+            act[o] = a;
+            if (act16) kt_st16(act16 + o, a);
+        }
     }
 }
 
 template <int RK, typename T>
 __global__ void __launch_bounds__(GLU_THREADS)
-    kt_swiglu_lora_bwd(float *dg, float *du, T *dg16, T *du16, const float *dact, const float *g, const float *u, int n,
+    kt_swiglu_lora_bwd(float *__restrict__ dg, float *__restrict__ du, T *__restrict__ dg16, T *__restrict__ du16,
+                       const float *__restrict__ dact, const float *__restrict__ g, const float *__restrict__ u, int n,
                        int F, wkt_expand eg, wkt_expand eu, wkt_expand ed) {
     __shared__ __align__(16) float xs[3][GLU_ROWS][RK];
     int j = blockIdx.x * blockDim.x + threadIdx.x, i0 = blockIdx.y * GLU_ROWS;
@@ -313,14 +353,26 @@ __global__ void __launch_bounds__(GLU_THREADS)
     kt_exp_load<RK>(wu, eu, j);
     kt_exp_load<RK>(wd, ed, j);
     int rows = min(GLU_ROWS, n - i0);
-    for (int rr = 0; rr < rows; rr++) {
-        size_t o = (size_t)(i0 + rr) * F + j;
-        float gv = kt_exp_dot<RK>(g[o], eg.s, xs[0][rr], wg), uv = kt_exp_dot<RK>(u[o], eu.s, xs[1][rr], wu);
-        float a = kt_exp_dot<RK>(dact[o], ed.s, xs[2][rr], wd);
-        float sg = 1.f / (1.f + expf(-gv)); /* kt_swiglu_bwd's formulas */
-        float rg = a * uv * (sg * (1.f + gv * (1.f - sg))), ru = a * gv * sg;
-        if (dg) dg[o] = rg, du[o] = ru;
-        if (dg16) kt_st16(dg16 + o, rg), kt_st16(du16 + o, ru);
+    for (int r0 = 0; r0 < rows; r0 += GLU_U) {
+        float gv[GLU_U], uv[GLU_U], av[GLU_U];
+#pragma unroll
+        for (int q = 0; q < GLU_U; q++) {
+            size_t o = (size_t)(i0 + r0 + q) * F + j;
+            gv[q] = r0 + q < rows ? g[o] : 0.f;
+            uv[q] = r0 + q < rows ? u[o] : 0.f;
+            av[q] = r0 + q < rows ? dact[o] : 0.f;
+        }
+#pragma unroll
+        for (int q = 0; q < GLU_U; q++) {
+            if (r0 + q >= rows) break;
+            size_t o = (size_t)(i0 + r0 + q) * F + j;
+            float gp = kt_exp_dot<RK>(gv[q], eg.s, xs[0][r0 + q], wg), up = kt_exp_dot<RK>(uv[q], eu.s, xs[1][r0 + q], wu);
+            float a = kt_exp_dot<RK>(av[q], ed.s, xs[2][r0 + q], wd);
+            float sg = 1.f / (1.f + expf(-gp)); /* kt_swiglu_bwd's formulas */
+            float rg = a * up * (sg * (1.f + gp * (1.f - sg))), ru = a * gp * sg;
+            if (dg) dg[o] = rg, du[o] = ru;
+            if (dg16) kt_st16(dg16 + o, rg), kt_st16(du16 + o, ru);
+        }
     }
 }
 

@@ -29,8 +29,15 @@ void wkt_matmul_dx(wk_backend *be, float *dx, const float *dy, const void *dy16,
 /* dx[n,dim] (=|+=) gradient of y = x/rms(x)*w given dy; w may be NULL. */
 void wkt_rmsnorm_bwd(wk_backend *be, float *dx, const float *dy, const float *x, const float *w, int n, int dim, float eps,
                      int acc);
+/* The same, also writing dx rounded to dt16 (WICK_DT_BF16 or WICK_DT_F16; else none) into dx16
+ * (n*dim values): the next frozen product's 16-bit input, rounded in the same pass. */
+void wkt_rmsnorm_bwd16(wk_backend *be, float *dx, void *dx16, int dt16, const float *dy, const float *x, const float *w,
+                       int n, int dim, float eps, int acc);
 /* In place: d[n,nh,D] <- R(pos)ᵀ·d (rotate_half layout). */
 void wkt_rope_bwd(wk_backend *be, float *d, const int32_t *pos, int n, int nh, int D, const float *inv_freq);
+/* The same, also writing the result rounded to dt16 into d16 (as wkt_rmsnorm_bwd16). */
+void wkt_rope_bwd16(wk_backend *be, float *d, void *d16, int dt16, const int32_t *pos, int n, int nh, int D,
+                    const float *inv_freq);
 /* Causal attention over packed rows (rs[i] = first row of row i's sequence): out[n,H,D],
  * lse[n,H] = log Σ exp(scale·q·k). D <= 256, a multiple of 4; tensors 16-byte aligned. */
 void wkt_attn_fwd(wk_backend *be, float *out, float *lse, const float *q, const float *k, const float *v,
