@@ -91,12 +91,19 @@ static void test_swiglu_lora(const wk_train_ops *ref) {
         wkt_expand ed = {dev(xd, 4 * ((size_t)n * rd + 1)), dev(Ad, 4 * ((size_t)F * rd + 1)), 1, (size_t)F, 0.25f, rd};
         float *ydg = want32 ? G->alloc(G, 4 * m) : NULL, *ydu = want32 ? G->alloc(G, 4 * m) : NULL;
         uint16_t *y16g = want16 ? G->alloc(G, 2 * m) : NULL, *y16u = want16 ? G->alloc(G, 2 * m) : NULL;
-        wkt_swiglu_lora(G, yact, yg, yu, n, F, &eg, &eu);
+        wkt_swiglu_lora(G, yact, NULL, 0, yg, yu, n, F, &eg, &eu);
         wkt_swiglu_lora_bwd(G, ydg, ydu, y16g, y16u, dt, yda, yg, yu, n, F, &eg, &eu, &ed);
         char what[96];
+        uint16_t *yact16 = G->alloc(G, 2 * m), *hact16 = malloc(2 * m);
+        wkt_swiglu_lora(G, NULL, yact16, dt, yg, yu, n, F, &eg, &eu); /* only the 16-bit act */
+        G->download(G, hact16, yact16, 2 * m);
         float *ga = host(yact, m);
         snprintf(what, sizeof what, "swiglu_lora act (n=%d F=%d r=%d,%d)", n, F, rg, ru);
         cmp(what, ga, act, m, 1e-5);
+        size_t bad16 = 0;
+        for (size_t i = 0; i < m; i++) bad16 += hact16[i] != (dt == WICK_DT_BF16 ? wk_f32_to_bf16(ga[i]) : wk_f32_to_f16(ga[i]));
+        CHECK(bad16 == 0, "swiglu_lora (n=%d F=%d): %zu 16-bit acts are not the f32 ones rounded", n, F, bad16);
+        G->free(G, yact16), free(hact16);
         float *gg = want32 ? host(ydg, m) : malloc(4 * m), *gu = want32 ? host(ydu, m) : malloc(4 * m);
         uint16_t *h16g = malloc(2 * m), *h16u = malloc(2 * m);
         if (want16) G->download(G, h16g, y16g, 2 * m), G->download(G, h16u, y16u, 2 * m);
@@ -356,6 +363,23 @@ static void test_products(void) {
         cmp(what, got, C, (size_t)M * N, 1e-5);
         G->free(G, xa), G->free(G, xb);
         free(A), free(B), free(C), free(A16), free(B16), free(got);
+    }
+    /* wkt_matmul16: y += x16·Wᵀ with bf16 W and x, against the naive product of the rounded values */
+    {
+        int rn = 40, rin = 72, rout = 56;
+        float *Wf = rvec((size_t)rout * rin, 1), *x = rvec((size_t)rn * rin, 1), *y = rvec((size_t)rn * rout, 1);
+        uint16_t *W16 = malloc(2 * (size_t)rout * rin), *x16 = malloc(2 * (size_t)rn * rin);
+        for (int i = 0; i < rout * rin; i++) W16[i] = wk_f32_to_bf16(Wf[i]), Wf[i] = wk_bf16_to_f32(W16[i]);
+        for (int i = 0; i < rn * rin; i++) x16[i] = wk_f32_to_bf16(x[i]), x[i] = wk_bf16_to_f32(x16[i]);
+        wk_mat Wd = {.w = dev(W16, 2 * (size_t)rout * rin), .dt = WICK_DT_BF16, .rows = rout, .cols = rin};
+        void *dx16 = dev(x16, 2 * (size_t)rn * rin);
+        float *dy = dev(y, 4 * (size_t)rn * rout);
+        naive_gemm(0, 1, rn, rout, rin, 1.f, x, Wf, 1.f, y);
+        wkt_matmul16(G, dy, dx16, &Wd, rn, 1);
+        float *got = host(dy, (size_t)rn * rout);
+        cmp("matmul16 (bf16, acc)", got, y, (size_t)rn * rout, 1e-5);
+        G->free(G, (void *)Wd.w), G->free(G, dx16);
+        free(Wf), free(x), free(y), free(W16), free(x16), free(got);
     }
     /* wkt_to16 against the host rounding */
     {

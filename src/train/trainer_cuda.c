@@ -95,7 +95,10 @@ struct wk_ctrainer {
     uint8_t *ws;              /* device workspace for cap tokens */
     int cap;
     ct_act *la, rc;           /* (L) saved activations (only .x, .att, .lse with recompute); recompute scratch */
-    float **acts;             /* (L) saved silu(g)·u per layer (n, F); all t->act with recompute */
+    float **acts;             /* (L) saved silu(g)·u per layer (n, F); all t->act with recompute; NULL where
+                               * acts16 holds it */
+    void **acts16;            /* (L) silu(g)·u rounded to bf16 instead (act16_ok), or NULL; one shared
+                               * buffer with recompute */
     float **xna, **xnm;       /* (L) saved attention / MLP RMSNorm outputs (n, C); shared with recompute */
     float *xL, *xn, *act, *dres, *dxn, *dA, *dG, *dU, *tC;
     float *dq, *dk, *dv, *datt, *dq2, *dk2, *db, *xd, *dsum;
@@ -104,9 +107,10 @@ struct wk_ctrainer {
     void *tmp16b;             /* 16-bit copy of the up projection's gradient (cap * F values) */
     void *dres16, *dq16, *dk16; /* 16-bit copies of dres (cap * C), dq (cap * HD), dk (cap * KD) written by
                                * the RMSNorm / RoPE backwards for the next dx products; NULL without dt16 */
-    uint16_t *lo16;           /* bf16 weights: B (W * rmax) then xa (cap * rmax) rounded for the gate/up
-                               * LoRA products over the bf16 gradients; else NULL */
-    int fold, group, lora16;  /* WICK_TRAIN_FOLD (glu_fold, down_fold; lins_bwd), WICK_TRAIN_LORA (lo16) */
+    uint16_t *lo16;           /* bf16 weights: B (W * rmax) then xa (cap * rmax) rounded for the LoRA
+                               * products over bf16 gradients (down's A in down16_fwd); else NULL */
+    uint16_t *db16;           /* with lo16: db rounded (cap * 3 * rmax) for gA over acts16 */
+    int fold, group, lora16;  /* WICK_TRAIN_FOLD (glu_fold, down_fold; lins_bwd), WICK_TRAIN_LORA (lo16, acts16) */
     int *gr_r;                /* (L*GR_COUNT) summed rank of a group's adapters (0: none) */
     size_t *gr_off;           /* (L*GR_COUNT) the group's [s_i·A_i] stack in `stack`, (size_t)-1 if < 2 adapters */
     float *stack;             /* device: the stacks, rebuilt from dparam after every optimizer step */
@@ -145,6 +149,15 @@ static void *carve(ct_arena *a, size_t bytes) {
 
 /* ------------------------------------------------------------ workspace */
 
+/* Whether layer l keeps silu(g)·u only rounded to bf16 (t->acts16): bf16 weights with the LoRA
+ * products on bf16 (lo16), no LoRA dropout (its mask applies to the fp32 act), a bf16 down weight
+ * without bias. Down's frozen product, its LoRA shrink and its gA then read the bf16 act. */
+static int act16_ok(const wk_ctrainer *t, int l) {
+    const wk_mat *W = &t->m->layers[l].p[WK_P_DOWN];
+    return t->fold && t->lora16 && t->dt16 == WICK_DT_BF16 && !(t->o.lora_dropout > 0) && W->dt == WICK_DT_BF16 &&
+           !W->qtype && !t->m->layers[l].bias[WK_P_DOWN];
+}
+
 static void act_carve(ct_act *a, ct_arena *ar, const wk_ctrainer *t, size_t n, int full, int l) {
     const wk_config *c = &t->m->c;
     size_t C = c->hidden, F = c->inter, HD = (size_t)c->n_heads * c->head_dim, KD = (size_t)c->n_kv_heads * c->head_dim;
@@ -170,9 +183,13 @@ static void ws_carve(wk_ctrainer *t, ct_arena *ar, size_t N) {
     size_t C = c->hidden, F = c->inter, HD = (size_t)c->n_heads * c->head_dim, KD = (size_t)c->n_kv_heads * c->head_dim;
     size_t W = WK_MAX(WK_MAX(C, F), HD), V = c->vocab;
     int full = !t->o.recompute;
+    void *act16 = NULL; /* with recompute: the one bf16 act buffer of the layers that take it */
     for (int l = 0; l < c->n_layers; l++) {
         act_carve(&t->la[l], ar, t, N, full, l);
-        t->acts[l] = full ? carve(ar, 4 * N * F) : NULL; /* the backward then needs no SwiGLU again ... */
+        int a16 = act16_ok(t, l);
+        if (a16 && !full && !act16) act16 = carve(ar, 2 * N * F);
+        t->acts16[l] = !a16 ? NULL : full ? carve(ar, 2 * N * F) : act16;
+        t->acts[l] = full && !a16 ? carve(ar, 4 * N * F) : NULL; /* the backward then needs no SwiGLU again ... */
         t->xna[l] = full ? carve(ar, 4 * N * C) : NULL;  /* ... nor the RMSNorms */
         t->xnm[l] = full ? carve(ar, 4 * N * C) : NULL;
     }
@@ -183,7 +200,8 @@ static void ws_carve(wk_ctrainer *t, ct_arena *ar, size_t N) {
     float **bF[] = {&t->act, &t->dA, &t->dG, &t->dU, NULL};
     for (int i = 0; bF[i]; i++) *bF[i] = carve(ar, 4 * N * F);
     for (int l = 0; l < c->n_layers; l++)
-        if (!full) t->acts[l] = t->act, t->xna[l] = xna, t->xnm[l] = xnm; /* recomputed just before the backward */
+        if (!full) t->acts[l] = t->acts16[l] ? NULL : t->act, t->xna[l] = xna, t->xnm[l] = xnm; /* recomputed just
+                                                                                                  * before the backward */
     t->dq = carve(ar, 4 * N * HD), t->dq2 = carve(ar, 4 * N * HD), t->datt = carve(ar, 4 * N * HD);
     t->dk = carve(ar, 4 * N * KD), t->dk2 = carve(ar, 4 * N * KD), t->dv = carve(ar, 4 * N * KD);
     t->db = carve(ar, 4 * N * 3 * WK_MAX(t->rmax, 1)), t->xd = carve(ar, 4 * N * W); /* db: a group's (lins_bwd) */
@@ -200,6 +218,7 @@ static void ws_carve(wk_ctrainer *t, ct_arena *ar, size_t N) {
     t->dk16 = t->dt16 ? carve(ar, 2 * N * KD) : NULL;
     size_t rk = (size_t)WK_MAX(t->rmax, 1);
     t->lo16 = t->dt16 == WICK_DT_BF16 && t->lora16 ? carve(ar, 2 * rk * (W + N)) : NULL;
+    t->db16 = t->lo16 ? carve(ar, 2 * 3 * rk * N) : NULL;
     t->dint = carve(ar, 4 * 6 * N);
 }
 
@@ -270,8 +289,8 @@ static void lins_fwd(wk_ctrainer *t, float *const *ys, const wk_proj *ps, int cn
  * 16-bit type, or NULL): db = dy·B into db (row stride ldb), gB += s·dyᵀ·xa, gA += s·dbᵀ·drop(x).
  * With bf16 weights and dy16 the first two read dy16 (B and xa rounded in t->lo16; fp32
  * accumulation and results) and dy is not read at all. */
-static void lora_grads(wk_ctrainer *t, const float *dy, const void *dy16, const float *x, int l, wk_proj p, int n,
-                       const float *xa, float *db, int ldb) {
+static void lora_grads(wk_ctrainer *t, const float *dy, const void *dy16, const float *x, const void *x16, int l,
+                       wk_proj p, int n, const float *xa, float *db, int ldb) {
     wk_backend *be = t->be;
     const wk_lora *lp = &t->dl[(size_t)l * P + p];
     const wk_mat *W = &t->m->layers[l].p[p];
@@ -288,6 +307,11 @@ static void lora_grads(wk_ctrainer *t, const float *dy, const void *dy16, const 
         wkt_gemm(be, 0, 0, n, r, out, 1.f, dy, out, lp->B, r, 0.f, db, ldb, tf); /* db = dy·B */
         wkt_gemm(be, 1, 0, out, r, n, s, dy, out, xa, r, 1.f, gB, r, tf);       /* gB += s·dyᵀ·xa */
     }
+    if (x16) { /* x held in bf16 (acts16; no dropout): gA += s·dbᵀ·x with db rounded too */
+        wkt_to16(be, t->db16, db, (size_t)n * ldb, t->dt16);
+        wkt_gemm16(be, 1, 0, r, in, n, s, t->db16, ldb, x16, in, 1.f, gA, in, t->dt16);
+        return;
+    }
     const float *src = x;
     if (t->drop > 0) {
         wkt_dropout(be, t->xd, x, (size_t)n * in, drop_key(t, l, p), t->drop);
@@ -299,8 +323,8 @@ static void lora_grads(wk_ctrainer *t, const float *dy, const void *dy16, const 
 /* Backward of a linear layer: dx (=|+=) dy·W + LoRA input gradient; adds to gA, gB (lora_grads).
  * lora_dx 0 (no dropout): the LoRA input gradient s·db·A is left to the SwiGLU backward
  * (down_fold), with db = dy·B in t->db. */
-static void lin_bwd(wk_ctrainer *t, float *dx, const float *dy, const void *dy16, const float *x, int l, wk_proj p,
-                    int n, const float *xa, int acc, int lora_dx) {
+static void lin_bwd(wk_ctrainer *t, float *dx, const float *dy, const void *dy16, const float *x, const void *x16,
+                    int l, wk_proj p, int n, const float *xa, int acc, int lora_dx) {
     wk_backend *be = t->be;
     const wk_mat *W = &t->m->layers[l].p[p];
     wkt_matmul_dx(be, dx, dy, dy16, W, n, acc, t->tmp16);
@@ -309,7 +333,7 @@ static void lin_bwd(wk_ctrainer *t, float *dx, const float *dy, const void *dy16
     if (!lp->A) return;
     int in = W->cols, r = lp->r, tf = t->tf32;
     float s = lp->scale, *db = t->db;
-    lora_grads(t, dy, dy16, x, l, p, n, xa, db, r);
+    lora_grads(t, dy, dy16, x, x16, l, p, n, xa, db, r);
     if (!lora_dx || t->drop <= 0) {
         if (lora_dx) wkt_gemm(be, 0, 0, n, in, r, s, db, r, lp->A, in, 1.f, dx, in, tf); /* dx += s·db·A */
         mark(t, PR_LORA_B);
@@ -333,7 +357,7 @@ static void lins_bwd(wk_ctrainer *t, float *dx, const float *const *dys, const v
     int cnt = gr_cnt[gr], R = t->gr_r[(size_t)l * GR_COUNT + gr];
     if (!t->group || t->drop > 0 || R == 0) {
         for (int i = 0; i < cnt; i++)
-            lin_bwd(t, dx, dys[i], dy16s[i], x, l, gr_proj[gr][i], n, a->xa[gr_proj[gr][i]], acc || i > 0, 1);
+            lin_bwd(t, dx, dys[i], dy16s[i], x, NULL, l, gr_proj[gr][i], n, a->xa[gr_proj[gr][i]], acc || i > 0, 1);
         return;
     }
     int in = L->p[gr_proj[gr][0]].cols, col = 0;
@@ -342,7 +366,7 @@ static void lins_bwd(wk_ctrainer *t, float *dx, const float *const *dys, const v
         wk_proj p = gr_proj[gr][i];
         const wk_lora *lp = &t->dl[(size_t)l * P + p];
         if (!lp->A) continue;
-        lora_grads(t, dys[i], dy16s[i], x, l, p, n, a->xa[p], t->db + col, R);
+        lora_grads(t, dys[i], dy16s[i], x, NULL, l, p, n, a->xa[p], t->db + col, R);
         col += lp->r, one = lp;
     }
     size_t so = t->gr_off[(size_t)l * GR_COUNT + gr];
@@ -392,6 +416,24 @@ static const void *as16(const wk_ctrainer *t, const wk_mat *W, const void *p16) 
     return p16 && t->dt16 && (int)W->dt == t->dt16 && !W->qtype ? p16 : NULL;
 }
 
+/* y += down(act) + LoRA from act's bf16 copy (t->acts16): the frozen product and the LoRA shrink
+ * (A rounded to bf16 in t->lo16) read it; the expand is the fp32 one of lora_fwd. */
+static void down16_fwd(wk_ctrainer *t, int l, const ct_act *a, float *y, int n) {
+    wk_backend *be = t->be;
+    const wk_mat *W = &t->m->layers[l].p[WK_P_DOWN];
+    const wk_lora *lp = &t->dl[(size_t)l * P + WK_P_DOWN];
+    int F = W->cols, C = W->rows;
+    wkt_matmul16(be, y, t->acts16[l], W, n, 1);
+    mark(t, PR_GEMM);
+    if (!lp->A) return;
+    int r = lp->r;
+    float *xa = a->xa[WK_P_DOWN];
+    wkt_to16(be, t->lo16, lp->A, (size_t)r * F, t->dt16);
+    wkt_gemm16(be, 0, 1, n, r, F, 1.f, t->acts16[l], F, t->lo16, F, 0.f, xa, r, t->dt16); /* xa = act·Aᵀ */
+    wkt_gemm(be, 0, 1, n, C, r, lp->scale, xa, r, lp->B, r, 1.f, y, C, t->tf32);       /* y += s·xa·Bᵀ */
+    mark(t, PR_LORA);
+}
+
 /* Forward of layer l from a->x; writes the layer output to y and fills a (attn 0: a->att and a->lse
  * hold the attention from an earlier forward of the same batch, which is not run again). */
 static void layer_fwd(wk_ctrainer *t, int l, ct_act *a, float *y, int n, int attn) {
@@ -428,15 +470,17 @@ static void layer_fwd(wk_ctrainer *t, int l, ct_act *a, float *y, int n, int att
     int fold = glu_fold(t, l);
     lins_fwd(t, gu, pg, 2, t->xnm[l], l, n, a->xa, 0, !fold);
     wkt_copy(be, y, a->h, sizeof(float) * (size_t)n * C);
-    if (fold) { /* last: its 16-bit copy feeds down's GEMM */
-        wkt_expand eg = expand_of(t, l, WK_P_GATE, a->xa[WK_P_GATE], 0), eu = expand_of(t, l, WK_P_UP, a->xa[WK_P_UP], 0);
-        wkt_swiglu_lora(be, t->acts[l], a->g, a->u, n, c->inter, &eg, &eu);
+    if (fold || t->acts16[l]) { /* last: its 16-bit copy feeds down's GEMM */
+        wkt_expand eg = {0}, eu = {0};
+        if (fold) eg = expand_of(t, l, WK_P_GATE, a->xa[WK_P_GATE], 0), eu = expand_of(t, l, WK_P_UP, a->xa[WK_P_UP], 0);
+        wkt_swiglu_lora(be, t->acts[l], t->acts16[l], t->dt16, a->g, a->u, n, c->inter, &eg, &eu);
     } else {
         be->swiglu(be, t->acts[l], a->g, a->u, (size_t)n * c->inter);
     }
     mark(t, PR_NORM);
     wk_proj pd = WK_P_DOWN;
-    lins_fwd(t, &y, &pd, 1, t->acts[l], l, n, a->xa, 1, 1); /* x' = h + down(act) */
+    if (t->acts16[l]) down16_fwd(t, l, a, y, n);
+    else lins_fwd(t, &y, &pd, 1, t->acts[l], l, n, a->xa, 1, 1); /* x' = h + down(act) */
 }
 
 /* Backward of the MLP half: t->dres holds dL/dx' on entry, dL/dh on return. */
@@ -446,8 +490,8 @@ static void mlp_bwd(wk_ctrainer *t, int l, const ct_act *a, int n) {
     wk_backend *be = t->be;
     size_t nF = (size_t)n * c->inter;
     int fold = glu_fold(t, l), dfold = down_fold(t, l);
-    lin_bwd(t, t->dA, t->dres, as16(t, &L->p[WK_P_DOWN], t->dres16), t->acts[l], l, WK_P_DOWN, n, a->xa[WK_P_DOWN], 0,
-            !dfold); /* act saved by layer_fwd */
+    lin_bwd(t, t->dA, t->dres, as16(t, &L->p[WK_P_DOWN], t->dres16), t->acts[l], t->acts16[l], l, WK_P_DOWN, n,
+            a->xa[WK_P_DOWN], 0, !dfold); /* act saved by layer_fwd */
     const void *dg16 = NULL, *du16 = NULL; /* the dx GEMMs' 16-bit inputs, rounded by the SwiGLU backward */
     wick_dtype wg = L->p[WK_P_GATE].dt;
     int to16 = t->dt16 && (int)wg == t->dt16 && L->p[WK_P_UP].dt == wg && !L->p[WK_P_GATE].qtype &&
@@ -874,10 +918,11 @@ wick_status wk_ctrainer_new(wick_model *m, const wk_lora *const *pairs, const wi
     t->par_of = wk_calloc(sizeof(int) * LP, "trainer parameters");
     t->la = wk_calloc(sizeof(ct_act) * WK_MAX(m->c.n_layers, 1), "trainer activations");
     t->acts = wk_calloc(sizeof(float *) * 3 * WK_MAX(m->c.n_layers, 1), "trainer activations");
+    t->acts16 = wk_calloc(sizeof(void *) * WK_MAX(m->c.n_layers, 1), "trainer activations");
     if (t->acts) t->xna = t->acts + WK_MAX(m->c.n_layers, 1), t->xnm = t->xna + WK_MAX(m->c.n_layers, 1);
     t->gr_r = wk_calloc(sizeof(int) * GR_COUNT * WK_MAX(m->c.n_layers, 1), "trainer groups");
     t->gr_off = wk_calloc(sizeof(size_t) * GR_COUNT * WK_MAX(m->c.n_layers, 1), "trainer groups");
-    wick_status st = !t->pairs || !t->dl || !t->par || !t->off || !t->par_of || !t->la || !t->acts || !t->gr_r ||
+    wick_status st = !t->pairs || !t->dl || !t->par || !t->off || !t->par_of || !t->la || !t->acts || !t->acts16 || !t->gr_r ||
                              !t->gr_off
                          ? WICK_ENOMEM
                          : WICK_OK;
@@ -914,7 +959,7 @@ void wk_ctrainer_free(wk_ctrainer *t) {
     if (t->dseg) be->free(be, t->dseg);
     wk_free(t->hint), wk_free(t->hloss), wk_free(t->hbuf);
     wk_free(t->pairs), wk_free(t->dl), wk_free(t->par), wk_free(t->off), wk_free(t->par_of), wk_free(t->la);
-    wk_free(t->acts), wk_free(t->gr_r), wk_free(t->gr_off);
+    wk_free(t->acts), wk_free(t->acts16), wk_free(t->gr_r), wk_free(t->gr_off);
     wk_free(t);
 }
 

@@ -122,6 +122,19 @@ void wkt_gemm16(wk_backend *be, int ta, int tb, int M, int N, int K, float alpha
     wkc_launched(b, ta ? "lora gemm16 T" : tb ? "lora gemm16 NT" : "lora gemm16 NN");
 }
 
+void wkt_matmul16(wk_backend *be, float *y, const void *x16, const wk_mat *W, int n, int acc) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    int out = W->rows, in = W->cols;
+    float one = 1.f, beta = acc ? 1.f : 0.f;
+    cudaDataType_t t = W->dt == WICK_DT_BF16 ? CUDA_R_16BF : CUDA_R_16F;
+    wkc_blas_fail(b, cublasGemmEx(b->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one, W->w, t, in, x16, t, in, &beta, y,
+                                  CUDA_R_32F, out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                  "gemm (16-bit weights and input)");
+    b->optag = out;
+    wkc_launched(b, "gemm16 (16-bit input)");
+}
+
 void wkt_to16(wk_backend *be, void *d, const float *s, size_t n, int dt16) {
     wkc_backend *b = wkc(be);
     wkc_use(b);
@@ -330,7 +343,7 @@ __global__ void __launch_bounds__(GLU_THREADS)
             size_t o = (size_t)(i0 + r0 + q) * F + j;
             float gp = kt_exp_dot<RK>(gv[q], eg.s, xs[0][r0 + q], wg), up = kt_exp_dot<RK>(uv[q], eu.s, xs[1][r0 + q], wu);
             float a = gp / (1.f + expf(-gp)) * up; /* k_swiglu's formula */
-            act[o] = a;
+            if (act) act[o] = a;
             if (act16) kt_st16(act16 + o, a);
         }
     }
@@ -392,23 +405,23 @@ static int glu_refused(wkc_backend *b, int r, const char *what) {
     return 1;
 }
 
-void wkt_swiglu_lora(wk_backend *be, float *act, const float *g, const float *u, int n, int F, const wkt_expand *eg,
-                     const wkt_expand *eu) {
+void wkt_swiglu_lora(wk_backend *be, float *act, void *act16, int dt16, const float *g, const float *u, int n, int F,
+                     const wkt_expand *eg, const wkt_expand *eu) {
     wkc_backend *b = wkc(be);
     wkc_use(b);
     const wkt_expand *es[] = {eg, eu};
     int r = glu_rank(es, 2);
     if (glu_refused(b, r, "swiglu with LoRA") || n <= 0 || F <= 0) return;
     size_t cnt = (size_t)n * F;
-    void *o16 = b->act16 ? wkc_scratch(b, WKC_SCR_ACT16, cnt * 2) : NULL; /* the down GEMM's input, as wkc_swiglu16 */
+    void *o16 = act16 ? act16 : b->act16 ? wkc_scratch(b, WKC_SCR_ACT16, cnt * 2) : NULL; /* as wkc_swiglu16 */
     dim3 grid((unsigned)((F + GLU_THREADS - 1) / GLU_THREADS), (unsigned)((n + GLU_ROWS - 1) / GLU_ROWS));
-    int bf = b->act16 != WICK_DT_F16;
+    int bf = (act16 ? dt16 : b->act16) != WICK_DT_F16;
     if (r <= 16 && bf) kt_swiglu_lora<16><<<grid, GLU_THREADS, 0, b->st>>>(act, (__nv_bfloat16 *)o16, g, u, n, F, *eg, *eu);
     else if (r <= 16) kt_swiglu_lora<16><<<grid, GLU_THREADS, 0, b->st>>>(act, (__half *)o16, g, u, n, F, *eg, *eu);
     else if (bf) kt_swiglu_lora<32><<<grid, GLU_THREADS, 0, b->st>>>(act, (__nv_bfloat16 *)o16, g, u, n, F, *eg, *eu);
     else kt_swiglu_lora<32><<<grid, GLU_THREADS, 0, b->st>>>(act, (__half *)o16, g, u, n, F, *eg, *eu);
     wkc_launched(b, o16 ? "swiglu + lora expands (+16-bit copy)" : "swiglu + lora expands");
-    if (o16) b->cast_x = act, b->cast_n = cnt, b->cast_dt = b->act16;
+    if (o16 && !act16) b->cast_x = act, b->cast_n = cnt, b->cast_dt = b->act16;
 }
 
 void wkt_swiglu_lora_bwd(wk_backend *be, float *dg, float *du, void *dg16, void *du16, int dt16, const float *dact,

@@ -87,10 +87,11 @@ typedef struct {
 enum { WKT_GLU_RMAX = 32 }; /* the largest rank the folded SwiGLU kernels take */
 /* act[n,F] = silu(g')·u' with g' = g + eg's expand, u' = u + eu's expand (g, u: the frozen
  * products, unchanged; ranks <= WKT_GLU_RMAX), the same values as the LoRA GEMMs then swiglu
- * up to fp32 summation order. After a multi-row GEMM with 16-bit weights it also leaves act's
- * 16-bit copy for the next GEMM that reads act (as the backend's swiglu does). */
-void wkt_swiglu_lora(wk_backend *be, float *act, const float *g, const float *u, int n, int F, const wkt_expand *eg,
-                     const wkt_expand *eu);
+ * up to fp32 summation order. act16 NULL: after a multi-row GEMM with 16-bit weights it also
+ * leaves act's 16-bit copy for the next GEMM that reads act (as the backend's swiglu does).
+ * act16 not NULL: act rounded to dt16 goes there instead, and act (fp32) only when not NULL. */
+void wkt_swiglu_lora(wk_backend *be, float *act, void *act16, int dt16, const float *g, const float *u, int n, int F,
+                     const wkt_expand *eg, const wkt_expand *eu);
 /* Its backward with down's LoRA input gradient folded in: dact' = dact + ed's expand (ed.xa =
  * dy·B_down (n, r), ed.B = A_down read transposed), g' and u' recomputed exactly as the forward
  * did, then wkt_swiglu_bwd's formulas. dg, du (fp32) are written when not NULL; dg16, du16 (the
@@ -102,6 +103,9 @@ void wkt_swiglu_lora_bwd(wk_backend *be, float *dg, float *du, void *dg16, void 
  * fp32 C, fp32 accumulation on tensor cores. */
 void wkt_gemm16(wk_backend *be, int ta, int tb, int M, int N, int K, float alpha, const void *A, int lda, const void *B,
                 int ldb, float beta, float *C, int ldc, int dt16);
+/* y[n,out] (=|+=) x16·Wᵀ for a 16-bit W [out,in] and x16 [n,in] already rounded to W's type
+ * (fp32 accumulation; no bias). */
+void wkt_matmul16(wk_backend *be, float *y, const void *x16, const wk_mat *W, int n, int acc);
 /* d[n] = s rounded to dt16 (WICK_DT_BF16 or WICK_DT_F16). */
 void wkt_to16(wk_backend *be, void *d, const float *s, size_t n, int dt16);
 /* Cross-entropy with label smoothing of rows of logits[rows,V] against tgt[rows]: loss[r] = the row's
