@@ -70,10 +70,13 @@ static void ref_expand(float *out, const float *g, const float *xa, const float 
  * SwiGLU (backward): ranks 0..32 (both register widths), rows and columns past a block's edge,
  * fp32 and/or 16-bit outputs (the 16-bit copies exactly the fp32 results rounded). */
 static void test_swiglu_lora(const wk_train_ops *ref) {
-    int cases[][6] = {{37, 300, 8, 16, 5, WICK_DT_BF16}, {70, 260, 0, 4, 32, WICK_DT_F16}, {33, 513, 24, 32, 0, WICK_DT_BF16}};
-    for (int c = 0; c < 3; c++) {
+    int cases[][6] = {{37, 300, 8, 16, 5, WICK_DT_BF16},
+                      {70, 260, 0, 4, 32, WICK_DT_F16},
+                      {33, 513, 24, 32, 0, WICK_DT_BF16},
+                      {150, 96, 16, 16, 16, WICK_DT_BF16}};
+    for (int c = 0; c < 4; c++) {
         int n = cases[c][0], F = cases[c][1], rg = cases[c][2], ru = cases[c][3], rd = cases[c][4], dt = cases[c][5];
-        int want32 = c != 2, want16 = c != 1;
+        int want32 = c != 2, want16 = c != 1, fast = c != 1; /* fast: __expf / __fdividef (16-bit weights) */
         size_t m = (size_t)n * F;
         float *g = rvec(m, 4), *u = rvec(m, 2), *da = rvec(m, 1), *xg = rvec((size_t)n * rg + 1, 1);
         float *xu = rvec((size_t)n * ru + 1, 1), *xd = rvec((size_t)n * rd + 1, 1), *Bg = rvec((size_t)F * rg + 1, 0.3f);
@@ -91,11 +94,11 @@ static void test_swiglu_lora(const wk_train_ops *ref) {
         wkt_expand ed = {dev(xd, 4 * ((size_t)n * rd + 1)), dev(Ad, 4 * ((size_t)F * rd + 1)), 1, (size_t)F, 0.25f, rd};
         float *ydg = want32 ? G->alloc(G, 4 * m) : NULL, *ydu = want32 ? G->alloc(G, 4 * m) : NULL;
         uint16_t *y16g = want16 ? G->alloc(G, 2 * m) : NULL, *y16u = want16 ? G->alloc(G, 2 * m) : NULL;
-        wkt_swiglu_lora(G, yact, NULL, 0, yg, yu, n, F, &eg, &eu);
-        wkt_swiglu_lora_bwd(G, ydg, ydu, y16g, y16u, dt, yda, yg, yu, n, F, &eg, &eu, &ed);
+        wkt_swiglu_lora(G, yact, NULL, 0, yg, yu, n, F, &eg, &eu, fast);
+        wkt_swiglu_lora_bwd(G, ydg, ydu, y16g, y16u, dt, yda, yg, yu, n, F, &eg, &eu, &ed, fast);
         char what[96];
         uint16_t *yact16 = G->alloc(G, 2 * m), *hact16 = malloc(2 * m);
-        wkt_swiglu_lora(G, NULL, yact16, dt, yg, yu, n, F, &eg, &eu); /* only the 16-bit act */
+        wkt_swiglu_lora(G, NULL, yact16, dt, yg, yu, n, F, &eg, &eu, fast); /* only the 16-bit act */
         G->download(G, hact16, yact16, 2 * m);
         float *ga = host(yact, m);
         snprintf(what, sizeof what, "swiglu_lora act (n=%d F=%d r=%d,%d)", n, F, rg, ru);

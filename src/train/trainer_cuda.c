@@ -15,15 +15,19 @@
  * LoRA products on TF32; causal attention then runs on the bf16 tensor-core flash
  * kernels (wkt_attn_*_bf16, head_dim 64/128; WICK_TRAIN_ATTN=tf32 selects the TF32
  * ones, and other head dims or WICK_TRAIN_ATTN=fp32 the exact fp32 kernels).
- * Element-wise work and the optimizer are fp32. The gate/up LoRA expands are folded into
- * the SwiGLU kernel (fp32; the backward recomputes g', u' and adds down's LoRA input gradient
- * in the same pass), so no LoRA GEMM reads or writes the MLP-wide tensors there; with bf16
- * weights the gate/up LoRA backward products read the bf16 gradients the SwiGLU backward
- * writes for the frozen dx GEMMs (fp32 accumulation). The LoRA input gradients of projections
- * reading the same input (q/k/v, gate/up, o) are one product written before the frozen dx
- * products accumulate onto it (lins_bwd). WICK_TRAIN_FOLD=0 keeps the LoRA GEMMs over the fp32
- * tensors and per projection, =1 only the latter; WICK_TRAIN_LORA=tf32 keeps the TF32 gate/up
- * backward products.
+ * Element-wise work and the optimizer are fp32.
+ * The LoRA products avoid the wide fp32 tensors: the gate/up expands are folded into
+ * the SwiGLU kernel (fp32 arithmetic; the backward recomputes g', u' and adds down's LoRA
+ * input gradient in the same pass), and the LoRA input gradients of projections reading
+ * the same input (q/k/v, gate/up, o) are one product written before the frozen dx products
+ * accumulate onto it (lins_bwd). With bf16 weights the LoRA products over output gradients
+ * (db = dy·B, gB) read the 16-bit gradient copies the frozen dx products read (written by
+ * the SwiGLU, RMSNorm and RoPE backwards) with a bf16 copy of the adapter (w16, refreshed
+ * after every step), fp32 accumulation; without dropout silu(g)·u is then kept in bf16 only
+ * (acts16), read by down's frozen product, LoRA shrink and gA. Environment switches for
+ * comparisons: WICK_TRAIN_FOLD=0 (LoRA GEMMs over the fp32 tensors, per projection), =1
+ * (folded, per projection); WICK_TRAIN_LORA=tf32 (TF32 LoRA products, fp32 act);
+ * WICK_TRAIN_DRES16=0 (down's dx product rounds dres itself).
  * The host adapter is updated by wk_ctrainer_sync, not after every step.
  *
  * Launch overhead: a micro-batch is ~90 kernel launches per layer. When the same
@@ -87,6 +91,8 @@ struct wk_ctrainer {
     int n_par, *par_of;
     size_t total, *off;       /* floats per buffer; off[i] = par i's offset */
     float *dparam;            /* device (4 * total): w | g | m | v */
+    uint16_t *w16;            /* device (total) w rounded to bf16 when lo16 is used, refreshed after every
+                               * optimizer step; else NULL */
     double *dpart;            /* device (WKT_NORM_BLOCKS) norm partial sums */
     float *hbuf;              /* host (3 * total) snapshots of g | m | v */
     int steps, rmax, tf32, dt16, dirty;
@@ -107,10 +113,11 @@ struct wk_ctrainer {
     void *tmp16b;             /* 16-bit copy of the up projection's gradient (cap * F values) */
     void *dres16, *dq16, *dk16; /* 16-bit copies of dres (cap * C), dq (cap * HD), dk (cap * KD) written by
                                * the RMSNorm / RoPE backwards for the next dx products; NULL without dt16 */
-    uint16_t *lo16;           /* bf16 weights: B (W * rmax) then xa (cap * rmax) rounded for the LoRA
-                               * products over bf16 gradients (down's A in down16_fwd); else NULL */
+    uint16_t *lo16;           /* bf16 weights: xa (cap * rmax) rounded for the LoRA products over bf16
+                               * gradients (their B's: w16); else NULL */
     uint16_t *db16;           /* with lo16: db rounded (cap * 3 * rmax) for gA over acts16 */
     int fold, group, lora16;  /* WICK_TRAIN_FOLD (glu_fold, down_fold; lins_bwd), WICK_TRAIN_LORA (lo16, acts16) */
+    int down16;               /* down's dx product reads dres16 (WICK_TRAIN_DRES16=0: its own cast of dres) */
     int *gr_r;                /* (L*GR_COUNT) summed rank of a group's adapters (0: none) */
     size_t *gr_off;           /* (L*GR_COUNT) the group's [s_i·A_i] stack in `stack`, (size_t)-1 if < 2 adapters */
     float *stack;             /* device: the stacks, rebuilt from dparam after every optimizer step */
@@ -184,10 +191,11 @@ static void ws_carve(wk_ctrainer *t, ct_arena *ar, size_t N) {
     size_t W = WK_MAX(WK_MAX(C, F), HD), V = c->vocab;
     int full = !t->o.recompute;
     void *act16 = NULL; /* with recompute: the one bf16 act buffer of the layers that take it */
+    int have16 = 0;
     for (int l = 0; l < c->n_layers; l++) {
         act_carve(&t->la[l], ar, t, N, full, l);
         int a16 = act16_ok(t, l);
-        if (a16 && !full && !act16) act16 = carve(ar, 2 * N * F);
+        if (a16 && !full && !have16) act16 = carve(ar, 2 * N * F), have16 = 1;
         t->acts16[l] = !a16 ? NULL : full ? carve(ar, 2 * N * F) : act16;
         t->acts[l] = full && !a16 ? carve(ar, 4 * N * F) : NULL; /* the backward then needs no SwiGLU again ... */
         t->xna[l] = full ? carve(ar, 4 * N * C) : NULL;  /* ... nor the RMSNorms */
@@ -217,8 +225,9 @@ static void ws_carve(wk_ctrainer *t, ct_arena *ar, size_t N) {
     t->dq16 = t->dt16 ? carve(ar, 2 * N * HD) : NULL;
     t->dk16 = t->dt16 ? carve(ar, 2 * N * KD) : NULL;
     size_t rk = (size_t)WK_MAX(t->rmax, 1);
-    t->lo16 = t->dt16 == WICK_DT_BF16 && t->lora16 ? carve(ar, 2 * rk * (W + N)) : NULL;
-    t->db16 = t->lo16 ? carve(ar, 2 * 3 * rk * N) : NULL;
+    int lo = t->dt16 == WICK_DT_BF16 && t->lora16; /* not t->lo16: NULL in the dry run */
+    t->lo16 = lo ? carve(ar, 2 * rk * N) : NULL;
+    t->db16 = lo ? carve(ar, 2 * 3 * rk * N) : NULL;
     t->dint = carve(ar, 4 * 6 * N);
 }
 
@@ -298,8 +307,8 @@ static void lora_grads(wk_ctrainer *t, const float *dy, const void *dy16, const 
     size_t ia = t->off[t->par_of[(size_t)l * P + p]], ib = t->off[t->par_of[(size_t)l * P + p] + 1];
     float s = lp->scale, *gA = t->dparam + t->total + ia, *gB = t->dparam + t->total + ib;
     if (dy16 && t->lo16) {
-        uint16_t *B16 = t->lo16, *xa16 = B16 + (size_t)out * r;
-        wkt_to16(be, B16, lp->B, (size_t)out * r, t->dt16);
+        const uint16_t *B16 = t->w16 + ib;
+        uint16_t *xa16 = t->lo16;
         wkt_to16(be, xa16, xa, (size_t)n * r, t->dt16);
         wkt_gemm16(be, 0, 0, n, r, out, 1.f, dy16, out, B16, r, 0.f, db, ldb, t->dt16); /* db = dy·B */
         wkt_gemm16(be, 1, 0, out, r, n, s, dy16, out, xa16, r, 1.f, gB, r, t->dt16); /* gB += s·dyᵀ·xa */
@@ -417,7 +426,7 @@ static const void *as16(const wk_ctrainer *t, const wk_mat *W, const void *p16) 
 }
 
 /* y += down(act) + LoRA from act's bf16 copy (t->acts16): the frozen product and the LoRA shrink
- * (A rounded to bf16 in t->lo16) read it; the expand is the fp32 one of lora_fwd. */
+ * (A's bf16 copy in t->w16) read it; the expand is the fp32 one of lora_fwd. */
 static void down16_fwd(wk_ctrainer *t, int l, const ct_act *a, float *y, int n) {
     wk_backend *be = t->be;
     const wk_mat *W = &t->m->layers[l].p[WK_P_DOWN];
@@ -428,8 +437,8 @@ static void down16_fwd(wk_ctrainer *t, int l, const ct_act *a, float *y, int n) 
     if (!lp->A) return;
     int r = lp->r;
     float *xa = a->xa[WK_P_DOWN];
-    wkt_to16(be, t->lo16, lp->A, (size_t)r * F, t->dt16);
-    wkt_gemm16(be, 0, 1, n, r, F, 1.f, t->acts16[l], F, t->lo16, F, 0.f, xa, r, t->dt16); /* xa = act·Aᵀ */
+    const uint16_t *A16 = t->w16 + t->off[t->par_of[(size_t)l * P + WK_P_DOWN]];
+    wkt_gemm16(be, 0, 1, n, r, F, 1.f, t->acts16[l], F, A16, F, 0.f, xa, r, t->dt16); /* xa = act·Aᵀ */
     wkt_gemm(be, 0, 1, n, C, r, lp->scale, xa, r, lp->B, r, 1.f, y, C, t->tf32);       /* y += s·xa·Bᵀ */
     mark(t, PR_LORA);
 }
@@ -473,7 +482,7 @@ static void layer_fwd(wk_ctrainer *t, int l, ct_act *a, float *y, int n, int att
     if (fold || t->acts16[l]) { /* last: its 16-bit copy feeds down's GEMM */
         wkt_expand eg = {0}, eu = {0};
         if (fold) eg = expand_of(t, l, WK_P_GATE, a->xa[WK_P_GATE], 0), eu = expand_of(t, l, WK_P_UP, a->xa[WK_P_UP], 0);
-        wkt_swiglu_lora(be, t->acts[l], t->acts16[l], t->dt16, a->g, a->u, n, c->inter, &eg, &eu);
+        wkt_swiglu_lora(be, t->acts[l], t->acts16[l], t->dt16, a->g, a->u, n, c->inter, &eg, &eu, t->tf32);
     } else {
         be->swiglu(be, t->acts[l], a->g, a->u, (size_t)n * c->inter);
     }
@@ -490,8 +499,8 @@ static void mlp_bwd(wk_ctrainer *t, int l, const ct_act *a, int n) {
     wk_backend *be = t->be;
     size_t nF = (size_t)n * c->inter;
     int fold = glu_fold(t, l), dfold = down_fold(t, l);
-    lin_bwd(t, t->dA, t->dres, as16(t, &L->p[WK_P_DOWN], t->dres16), t->acts[l], t->acts16[l], l, WK_P_DOWN, n,
-            a->xa[WK_P_DOWN], 0, !dfold); /* act saved by layer_fwd */
+    lin_bwd(t, t->dA, t->dres, as16(t, &L->p[WK_P_DOWN], t->down16 ? t->dres16 : NULL), t->acts[l], t->acts16[l], l,
+            WK_P_DOWN, n, a->xa[WK_P_DOWN], 0, !dfold); /* act saved by layer_fwd */
     const void *dg16 = NULL, *du16 = NULL; /* the dx GEMMs' 16-bit inputs, rounded by the SwiGLU backward */
     wick_dtype wg = L->p[WK_P_GATE].dt;
     int to16 = t->dt16 && (int)wg == t->dt16 && L->p[WK_P_UP].dt == wg && !L->p[WK_P_GATE].qtype &&
@@ -502,7 +511,7 @@ static void mlp_bwd(wk_ctrainer *t, int l, const ct_act *a, int n) {
         if (dfold) ed = expand_of(t, l, WK_P_DOWN, t->db, 1);
         int f32 = !to16 || !t->lo16; /* fp32 gradients: read by fp32 dx GEMMs or by the TF32 LoRA products */
         wkt_swiglu_lora_bwd(be, f32 ? t->dG : NULL, f32 ? t->dU : NULL, to16 ? t->tmp16 : NULL, to16 ? t->tmp16b : NULL,
-                            t->dt16, t->dA, a->g, a->u, n, c->inter, &eg, &eu, &ed);
+                            t->dt16, t->dA, a->g, a->u, n, c->inter, &eg, &eu, &ed, t->tf32);
         if (to16) dg16 = t->tmp16, du16 = t->tmp16b;
     } else if (to16) {
         wkt_swiglu_bwd16(be, t->dG, t->dU, t->tmp16, t->tmp16b, t->dt16, t->dA, a->g, a->u, nF);
@@ -746,6 +755,7 @@ static wick_status step(wk_ctrainer *t, int64_t n_targets, const char *grads_pat
               (float)(1.0 - (double)flr * (double)t->o.weight_decay), (float)(1.0 - (double)t->o.beta1), t->o.beta2,
               (float)(1.0 - (double)t->o.beta2), (float)((double)flr / bc1), (float)sqrt(bc2), t->o.eps);
     wkt_seg_scale(be, t->stack, t->dparam, t->dseg, t->n_seg, t->seg_max); /* the A stacks follow the new A's */
+    if (t->w16) wkt_to16(be, t->w16, t->dparam, t->total, t->dt16);        /* and so does the bf16 copy */
     if ((st = be->check(be))) return wk_err_prefix(st, "trainer: step %d", k);
     t->steps++;
     t->dirty = 1;
@@ -833,6 +843,11 @@ static wick_status build_device(wk_ctrainer *t) {
         q->g = t->hbuf + t->off[i], q->m = q->g + t->total, q->v = q->g + 2 * t->total;
     }
     wkt_zero(be, t->dparam + t->total, sizeof(float) * 3 * t->total);
+    if (t->dt16 == WICK_DT_BF16 && t->lora16) { /* the bf16 A/B the LoRA products over bf16 tensors read */
+        t->w16 = be->alloc(be, sizeof(uint16_t) * t->total);
+        if (!t->w16) return wk_err_prefix(WICK_ENOMEM, "trainer: bf16 copy of the adapter (%zu bytes)", 2 * t->total);
+        wkt_to16(be, t->w16, t->dparam, t->total, t->dt16);
+    }
     for (int i = 0; i < t->m->c.n_layers * P; i++) {
         if (t->par_of[i] < 0) continue;
         const wk_lora *lp = t->pairs[i];
@@ -909,6 +924,8 @@ wick_status wk_ctrainer_new(wick_model *m, const wk_lora *const *pairs, const wi
     t->fold = !(pf && strcmp(pf, "0") == 0);
     t->group = !(pf && (strcmp(pf, "0") == 0 || strcmp(pf, "1") == 0));
     t->lora16 = !(pl && strcmp(pl, "tf32") == 0);
+    const char *pd = getenv("WICK_TRAIN_DRES16");
+    t->down16 = !(pd && strcmp(pd, "0") == 0);
     t->dt16 = wdt == WICK_DT_BF16 || wdt == WICK_DT_F16 ? (int)wdt
               : m->lm_head.dt == WICK_DT_BF16 || m->lm_head.dt == WICK_DT_F16 ? (int)m->lm_head.dt : 0;
     t->pairs = wk_calloc(sizeof(*t->pairs) * LP, "trainer pairs");
@@ -956,6 +973,7 @@ void wk_ctrainer_free(wk_ctrainer *t) {
     if (t->dparam) be->free(be, t->dparam);
     if (t->dpart) be->free(be, t->dpart);
     if (t->stack) be->free(be, t->stack);
+    if (t->w16) be->free(be, t->w16);
     if (t->dseg) be->free(be, t->dseg);
     wk_free(t->hint), wk_free(t->hloss), wk_free(t->hbuf);
     wk_free(t->pairs), wk_free(t->dl), wk_free(t->par), wk_free(t->off), wk_free(t->par_of), wk_free(t->la);

@@ -284,12 +284,16 @@ void wkt_swiglu_bwd16(wk_backend *be, float *dg, float *du, void *dg16, void *du
 
 /* ------------------------------------------------------------ SwiGLU with LoRA expands */
 /* Blocks of 256 columns × GLU_ROWS rows: a thread keeps its column's B values (zero past r) in
- * registers for all the block's rows, GLU_U rows loaded at a time; the rows' xa values sit in
- * shared memory (zero past r), read by every lane at once. The expand is one fixed-order fmaf chain (kt_exp_dot), so the
- * backward's recomputed g', u' are the forward's bit for bit. */
-#define GLU_ROWS 32
+ * registers for all the block's rows; the rows' xa values sit in shared memory (zero past r),
+ * read by every lane at once, 16 bytes at a time. Rows go GLU_U at a time, the next GLU_U rows'
+ * loads issued before the current ones are computed (the first before the block stages its
+ * shared memory), so a thread keeps loads in flight while it computes. The expand is one
+ * fixed-order fmaf chain (kt_exp_dot), so the backward's recomputed g', u' are the forward's bit
+ * for bit. FAST (16-bit weights, where act and the gradients are rounded to 16 bits anyway):
+ * silu's exp and division as __expf / __fdividef. */
+#define GLU_ROWS 64
 #define GLU_THREADS 256
-#define GLU_U 8 /* rows whose loads a thread issues before using any (bytes in flight) */
+#define GLU_U 8
 
 /* xs[rr][k] = e.xa[(i0 + rr), k] for k < e.r and rows < n, else 0. Whole block. */
 template <int RK>
@@ -306,86 +310,108 @@ __device__ __forceinline__ void kt_exp_load(float *w, const wkt_expand &e, int j
     for (int k = 0; k < RK; k++) w[k] = k < e.r ? e.B[(size_t)j * e.sj + (size_t)k * e.sk] : 0.f;
 }
 
-/* base + s · Σ_k x[k]·w[k], one fmaf chain in k order. */
+/* base + s · Σ_k x[k]·w[k], one fmaf chain in k order (x: a shared-memory row, 16-byte aligned). */
 template <int RK>
 __device__ __forceinline__ float kt_exp_dot(float base, float s, const float *x, const float *w) {
+    const float4 *x4 = (const float4 *)x;
     float d = 0.f;
 #pragma unroll
-    for (int k = 0; k < RK; k++) d = fmaf(x[k], w[k], d);
+    for (int k = 0; k < RK / 4; k++) {
+        float4 v = x4[k];
+        d = fmaf(v.x, w[4 * k], d), d = fmaf(v.y, w[4 * k + 1], d);
+        d = fmaf(v.z, w[4 * k + 2], d), d = fmaf(v.w, w[4 * k + 3], d);
+    }
     return fmaf(s, d, base);
 }
 
-template <int RK, typename T>
+/* v[q] = p[o + q·F] for q < avail, else 0. */
+__device__ __forceinline__ void kt_glu_rows(float *v, const float *__restrict__ p, size_t o, int F, int avail) {
+#pragma unroll
+    for (int q = 0; q < GLU_U; q++) v[q] = q < avail ? p[o + (size_t)q * F] : 0.f;
+}
+
+template <bool FAST>
+__device__ __forceinline__ float kt_sigmoid(float x) {
+    return FAST ? __fdividef(1.f, 1.f + __expf(-x)) : 1.f / (1.f + expf(-x));
+}
+
+template <int RK, typename T, bool FAST>
 __global__ void __launch_bounds__(GLU_THREADS)
     kt_swiglu_lora(float *__restrict__ act, T *__restrict__ act16, const float *__restrict__ g,
                    const float *__restrict__ u, int n, int F, wkt_expand eg, wkt_expand eu) {
     __shared__ __align__(16) float xs[2][GLU_ROWS][RK];
-    int j = blockIdx.x * blockDim.x + threadIdx.x, i0 = blockIdx.y * GLU_ROWS;
+    int j = blockIdx.x * blockDim.x + threadIdx.x, i0 = blockIdx.y * GLU_ROWS, rows = min(GLU_ROWS, n - i0);
+    bool col = j < F;
+    float gv[GLU_U], uv[GLU_U];
+    size_t o0 = (size_t)i0 * F + j;
+    kt_glu_rows(gv, g, o0, F, col ? rows : 0);
+    kt_glu_rows(uv, u, o0, F, col ? rows : 0);
     kt_exp_stage<RK>(xs[0], eg, i0, n);
     kt_exp_stage<RK>(xs[1], eu, i0, n);
     __syncthreads();
-    if (j >= F) return;
+    if (!col) return;
     float wg[RK], wu[RK];
     kt_exp_load<RK>(wg, eg, j);
     kt_exp_load<RK>(wu, eu, j);
-    int rows = min(GLU_ROWS, n - i0);
     for (int r0 = 0; r0 < rows; r0 += GLU_U) {
-        float gv[GLU_U], uv[GLU_U]; /* GLU_U rows' loads in flight before any use */
-#pragma unroll
-        for (int q = 0; q < GLU_U; q++) {
-            size_t o = (size_t)(i0 + r0 + q) * F + j;
-            gv[q] = r0 + q < rows ? g[o] : 0.f;
-            uv[q] = r0 + q < rows ? u[o] : 0.f;
-        }
+        float gn[GLU_U], un[GLU_U]; /* the next rows, in flight during this batch */
+        kt_glu_rows(gn, g, o0 + (size_t)(r0 + GLU_U) * F, F, rows - r0 - GLU_U);
+        kt_glu_rows(un, u, o0 + (size_t)(r0 + GLU_U) * F, F, rows - r0 - GLU_U);
 #pragma unroll
         for (int q = 0; q < GLU_U; q++) {
             if (r0 + q >= rows) break;
-            size_t o = (size_t)(i0 + r0 + q) * F + j;
+            size_t o = o0 + (size_t)(r0 + q) * F;
             float gp = kt_exp_dot<RK>(gv[q], eg.s, xs[0][r0 + q], wg), up = kt_exp_dot<RK>(uv[q], eu.s, xs[1][r0 + q], wu);
-            float a = gp / (1.f + expf(-gp)) * up; /* k_swiglu's formula */
+            float a = FAST ? gp * kt_sigmoid<true>(gp) * up : gp / (1.f + expf(-gp)) * up; /* k_swiglu's formula */
             if (act) act[o] = a;
             if (act16) kt_st16(act16 + o, a);
         }
+#pragma unroll
+        for (int q = 0; q < GLU_U; q++) gv[q] = gn[q], uv[q] = un[q];
     }
 }
 
-template <int RK, typename T>
+template <int RK, typename T, bool FAST>
 __global__ void __launch_bounds__(GLU_THREADS)
     kt_swiglu_lora_bwd(float *__restrict__ dg, float *__restrict__ du, T *__restrict__ dg16, T *__restrict__ du16,
                        const float *__restrict__ dact, const float *__restrict__ g, const float *__restrict__ u, int n,
                        int F, wkt_expand eg, wkt_expand eu, wkt_expand ed) {
     __shared__ __align__(16) float xs[3][GLU_ROWS][RK];
-    int j = blockIdx.x * blockDim.x + threadIdx.x, i0 = blockIdx.y * GLU_ROWS;
+    int j = blockIdx.x * blockDim.x + threadIdx.x, i0 = blockIdx.y * GLU_ROWS, rows = min(GLU_ROWS, n - i0);
+    bool col = j < F;
+    float gv[GLU_U], uv[GLU_U], av[GLU_U];
+    size_t o0 = (size_t)i0 * F + j;
+    kt_glu_rows(gv, g, o0, F, col ? rows : 0);
+    kt_glu_rows(uv, u, o0, F, col ? rows : 0);
+    kt_glu_rows(av, dact, o0, F, col ? rows : 0);
     kt_exp_stage<RK>(xs[0], eg, i0, n);
     kt_exp_stage<RK>(xs[1], eu, i0, n);
     kt_exp_stage<RK>(xs[2], ed, i0, n);
     __syncthreads();
-    if (j >= F) return;
+    if (!col) return;
     float wg[RK], wu[RK], wd[RK];
     kt_exp_load<RK>(wg, eg, j);
     kt_exp_load<RK>(wu, eu, j);
     kt_exp_load<RK>(wd, ed, j);
-    int rows = min(GLU_ROWS, n - i0);
     for (int r0 = 0; r0 < rows; r0 += GLU_U) {
-        float gv[GLU_U], uv[GLU_U], av[GLU_U];
-#pragma unroll
-        for (int q = 0; q < GLU_U; q++) {
-            size_t o = (size_t)(i0 + r0 + q) * F + j;
-            gv[q] = r0 + q < rows ? g[o] : 0.f;
-            uv[q] = r0 + q < rows ? u[o] : 0.f;
-            av[q] = r0 + q < rows ? dact[o] : 0.f;
-        }
+        float gn[GLU_U], un[GLU_U], an[GLU_U];
+        size_t on = o0 + (size_t)(r0 + GLU_U) * F;
+        kt_glu_rows(gn, g, on, F, rows - r0 - GLU_U);
+        kt_glu_rows(un, u, on, F, rows - r0 - GLU_U);
+        kt_glu_rows(an, dact, on, F, rows - r0 - GLU_U);
 #pragma unroll
         for (int q = 0; q < GLU_U; q++) {
             if (r0 + q >= rows) break;
-            size_t o = (size_t)(i0 + r0 + q) * F + j;
+            size_t o = o0 + (size_t)(r0 + q) * F;
             float gp = kt_exp_dot<RK>(gv[q], eg.s, xs[0][r0 + q], wg), up = kt_exp_dot<RK>(uv[q], eu.s, xs[1][r0 + q], wu);
             float a = kt_exp_dot<RK>(av[q], ed.s, xs[2][r0 + q], wd);
-            float sg = 1.f / (1.f + expf(-gp)); /* kt_swiglu_bwd's formulas */
+            float sg = kt_sigmoid<FAST>(gp); /* kt_swiglu_bwd's formulas */
             float rg = a * up * (sg * (1.f + gp * (1.f - sg))), ru = a * gp * sg;
             if (dg) dg[o] = rg, du[o] = ru;
             if (dg16) kt_st16(dg16 + o, rg), kt_st16(du16 + o, ru);
         }
+#pragma unroll
+        for (int q = 0; q < GLU_U; q++) gv[q] = gn[q], uv[q] = un[q], av[q] = an[q];
     }
 }
 
@@ -405,8 +431,21 @@ static int glu_refused(wkc_backend *b, int r, const char *what) {
     return 1;
 }
 
+template <int RK, typename T, bool FAST>
+static void glu_fwd(wkc_backend *b, dim3 grid, float *act, void *act16, const float *g, const float *u, int n, int F,
+                    const wkt_expand *eg, const wkt_expand *eu) {
+    kt_swiglu_lora<RK, T, FAST><<<grid, GLU_THREADS, 0, b->st>>>(act, (T *)act16, g, u, n, F, *eg, *eu);
+}
+
+template <typename T, bool FAST>
+static void glu_fwd_r(wkc_backend *b, int r, dim3 grid, float *act, void *act16, const float *g, const float *u, int n,
+                      int F, const wkt_expand *eg, const wkt_expand *eu) {
+    if (r <= 16) glu_fwd<16, T, FAST>(b, grid, act, act16, g, u, n, F, eg, eu);
+    else glu_fwd<32, T, FAST>(b, grid, act, act16, g, u, n, F, eg, eu);
+}
+
 void wkt_swiglu_lora(wk_backend *be, float *act, void *act16, int dt16, const float *g, const float *u, int n, int F,
-                     const wkt_expand *eg, const wkt_expand *eu) {
+                     const wkt_expand *eg, const wkt_expand *eu, int fast) {
     wkc_backend *b = wkc(be);
     wkc_use(b);
     const wkt_expand *es[] = {eg, eu};
@@ -416,17 +455,29 @@ void wkt_swiglu_lora(wk_backend *be, float *act, void *act16, int dt16, const fl
     void *o16 = act16 ? act16 : b->act16 ? wkc_scratch(b, WKC_SCR_ACT16, cnt * 2) : NULL; /* as wkc_swiglu16 */
     dim3 grid((unsigned)((F + GLU_THREADS - 1) / GLU_THREADS), (unsigned)((n + GLU_ROWS - 1) / GLU_ROWS));
     int bf = (act16 ? dt16 : b->act16) != WICK_DT_F16;
-    if (r <= 16 && bf) kt_swiglu_lora<16><<<grid, GLU_THREADS, 0, b->st>>>(act, (__nv_bfloat16 *)o16, g, u, n, F, *eg, *eu);
-    else if (r <= 16) kt_swiglu_lora<16><<<grid, GLU_THREADS, 0, b->st>>>(act, (__half *)o16, g, u, n, F, *eg, *eu);
-    else if (bf) kt_swiglu_lora<32><<<grid, GLU_THREADS, 0, b->st>>>(act, (__nv_bfloat16 *)o16, g, u, n, F, *eg, *eu);
-    else kt_swiglu_lora<32><<<grid, GLU_THREADS, 0, b->st>>>(act, (__half *)o16, g, u, n, F, *eg, *eu);
+    if (bf && fast) glu_fwd_r<__nv_bfloat16, true>(b, r, grid, act, o16, g, u, n, F, eg, eu);
+    else if (bf) glu_fwd_r<__nv_bfloat16, false>(b, r, grid, act, o16, g, u, n, F, eg, eu);
+    else if (fast) glu_fwd_r<__half, true>(b, r, grid, act, o16, g, u, n, F, eg, eu);
+    else glu_fwd_r<__half, false>(b, r, grid, act, o16, g, u, n, F, eg, eu);
     wkc_launched(b, o16 ? "swiglu + lora expands (+16-bit copy)" : "swiglu + lora expands");
     if (o16 && !act16) b->cast_x = act, b->cast_n = cnt, b->cast_dt = b->act16;
 }
 
+template <typename T, bool FAST>
+static void glu_bwd_r(wkc_backend *b, int r, dim3 grid, float *dg, float *du, void *dg16, void *du16, const float *dact,
+                      const float *g, const float *u, int n, int F, const wkt_expand *eg, const wkt_expand *eu,
+                      const wkt_expand *ed) {
+    if (r <= 16)
+        kt_swiglu_lora_bwd<16, T, FAST><<<grid, GLU_THREADS, 0, b->st>>>(dg, du, (T *)dg16, (T *)du16, dact, g, u, n, F,
+                                                                         *eg, *eu, *ed);
+    else
+        kt_swiglu_lora_bwd<32, T, FAST><<<grid, GLU_THREADS, 0, b->st>>>(dg, du, (T *)dg16, (T *)du16, dact, g, u, n, F,
+                                                                         *eg, *eu, *ed);
+}
+
 void wkt_swiglu_lora_bwd(wk_backend *be, float *dg, float *du, void *dg16, void *du16, int dt16, const float *dact,
                          const float *g, const float *u, int n, int F, const wkt_expand *eg, const wkt_expand *eu,
-                         const wkt_expand *ed) {
+                         const wkt_expand *ed, int fast) {
     wkc_backend *b = wkc(be);
     wkc_use(b);
     const wkt_expand *es[] = {eg, eu, ed};
@@ -434,18 +485,11 @@ void wkt_swiglu_lora_bwd(wk_backend *be, float *dg, float *du, void *dg16, void 
     if (glu_refused(b, r, "swiglu backward with LoRA") || n <= 0 || F <= 0) return;
     if (!dg16 || !du16) dg16 = du16 = NULL;
     dim3 grid((unsigned)((F + GLU_THREADS - 1) / GLU_THREADS), (unsigned)((n + GLU_ROWS - 1) / GLU_ROWS));
-    if (r <= 16 && dt16 != WICK_DT_F16)
-        kt_swiglu_lora_bwd<16><<<grid, GLU_THREADS, 0, b->st>>>(dg, du, (__nv_bfloat16 *)dg16, (__nv_bfloat16 *)du16,
-                                                                dact, g, u, n, F, *eg, *eu, *ed);
-    else if (r <= 16)
-        kt_swiglu_lora_bwd<16><<<grid, GLU_THREADS, 0, b->st>>>(dg, du, (__half *)dg16, (__half *)du16, dact, g, u, n,
-                                                                F, *eg, *eu, *ed);
-    else if (dt16 != WICK_DT_F16)
-        kt_swiglu_lora_bwd<32><<<grid, GLU_THREADS, 0, b->st>>>(dg, du, (__nv_bfloat16 *)dg16, (__nv_bfloat16 *)du16,
-                                                                dact, g, u, n, F, *eg, *eu, *ed);
-    else
-        kt_swiglu_lora_bwd<32><<<grid, GLU_THREADS, 0, b->st>>>(dg, du, (__half *)dg16, (__half *)du16, dact, g, u, n,
-                                                                F, *eg, *eu, *ed);
+    int bf = dt16 != WICK_DT_F16;
+    if (bf && fast) glu_bwd_r<__nv_bfloat16, true>(b, r, grid, dg, du, dg16, du16, dact, g, u, n, F, eg, eu, ed);
+    else if (bf) glu_bwd_r<__nv_bfloat16, false>(b, r, grid, dg, du, dg16, du16, dact, g, u, n, F, eg, eu, ed);
+    else if (fast) glu_bwd_r<__half, true>(b, r, grid, dg, du, dg16, du16, dact, g, u, n, F, eg, eu, ed);
+    else glu_bwd_r<__half, false>(b, r, grid, dg, du, dg16, du16, dact, g, u, n, F, eg, eu, ed);
     wkc_launched(b, "swiglu backward + lora (+16-bit copies)");
 }
 

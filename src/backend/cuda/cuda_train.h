@@ -89,16 +89,17 @@ enum { WKT_GLU_RMAX = 32 }; /* the largest rank the folded SwiGLU kernels take *
  * products, unchanged; ranks <= WKT_GLU_RMAX), the same values as the LoRA GEMMs then swiglu
  * up to fp32 summation order. act16 NULL: after a multi-row GEMM with 16-bit weights it also
  * leaves act's 16-bit copy for the next GEMM that reads act (as the backend's swiglu does).
- * act16 not NULL: act rounded to dt16 goes there instead, and act (fp32) only when not NULL. */
+ * act16 not NULL: act rounded to dt16 goes there instead, and act (fp32) only when not NULL.
+ * fast: silu's exp and division as __expf / __fdividef (for 16-bit weights: a few ulp). */
 void wkt_swiglu_lora(wk_backend *be, float *act, void *act16, int dt16, const float *g, const float *u, int n, int F,
-                     const wkt_expand *eg, const wkt_expand *eu);
+                     const wkt_expand *eg, const wkt_expand *eu, int fast);
 /* Its backward with down's LoRA input gradient folded in: dact' = dact + ed's expand (ed.xa =
  * dy·B_down (n, r), ed.B = A_down read transposed), g' and u' recomputed exactly as the forward
- * did, then wkt_swiglu_bwd's formulas. dg, du (fp32) are written when not NULL; dg16, du16 (the
+ * did, then wkt_swiglu_bwd's formulas (fast: the sigmoid as in the forward). dg, du (fp32) are written when not NULL; dg16, du16 (the
  * same values rounded to dt16, WICK_DT_BF16 or WICK_DT_F16) when not NULL. */
 void wkt_swiglu_lora_bwd(wk_backend *be, float *dg, float *du, void *dg16, void *du16, int dt16, const float *dact,
                          const float *g, const float *u, int n, int F, const wkt_expand *eg, const wkt_expand *eu,
-                         const wkt_expand *ed);
+                         const wkt_expand *ed, int fast);
 /* wkt_gemm over 16-bit inputs (dt16: WICK_DT_BF16 or WICK_DT_F16; A and B that type) with an
  * fp32 C, fp32 accumulation on tensor cores. */
 void wkt_gemm16(wk_backend *be, int ta, int tb, int M, int N, int K, float alpha, const void *A, int lda, const void *B,
