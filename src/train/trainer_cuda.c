@@ -26,8 +26,7 @@
  * after every step), fp32 accumulation; without dropout silu(g)·u is then kept in bf16 only
  * (acts16), read by down's frozen product, LoRA shrink and gA. Environment switches for
  * comparisons: WICK_TRAIN_FOLD=0 (LoRA GEMMs over the fp32 tensors, per projection), =1
- * (folded, per projection); WICK_TRAIN_LORA=tf32 (TF32 LoRA products, fp32 act);
- * WICK_TRAIN_DRES16=0 (down's dx product rounds dres itself).
+ * (folded, per projection); WICK_TRAIN_LORA=tf32 (TF32 LoRA products, fp32 act).
  * The host adapter is updated by wk_ctrainer_sync, not after every step.
  *
  * Launch overhead: a micro-batch is ~90 kernel launches per layer. When the same
@@ -117,7 +116,6 @@ struct wk_ctrainer {
                                * gradients (their B's: w16); else NULL */
     uint16_t *db16;           /* with lo16: db rounded (cap * 3 * rmax) for gA over acts16 */
     int fold, group, lora16;  /* WICK_TRAIN_FOLD (glu_fold, down_fold; lins_bwd), WICK_TRAIN_LORA (lo16, acts16) */
-    int down16;               /* down's dx product reads dres16 (WICK_TRAIN_DRES16=0: its own cast of dres) */
     int *gr_r;                /* (L*GR_COUNT) summed rank of a group's adapters (0: none) */
     size_t *gr_off;           /* (L*GR_COUNT) the group's [s_i·A_i] stack in `stack`, (size_t)-1 if < 2 adapters */
     float *stack;             /* device: the stacks, rebuilt from dparam after every optimizer step */
@@ -499,8 +497,8 @@ static void mlp_bwd(wk_ctrainer *t, int l, const ct_act *a, int n) {
     wk_backend *be = t->be;
     size_t nF = (size_t)n * c->inter;
     int fold = glu_fold(t, l), dfold = down_fold(t, l);
-    lin_bwd(t, t->dA, t->dres, as16(t, &L->p[WK_P_DOWN], t->down16 ? t->dres16 : NULL), t->acts[l], t->acts16[l], l,
-            WK_P_DOWN, n, a->xa[WK_P_DOWN], 0, !dfold); /* act saved by layer_fwd */
+    lin_bwd(t, t->dA, t->dres, as16(t, &L->p[WK_P_DOWN], t->dres16), t->acts[l], t->acts16[l], l, WK_P_DOWN, n,
+            a->xa[WK_P_DOWN], 0, !dfold); /* act saved by layer_fwd */
     const void *dg16 = NULL, *du16 = NULL; /* the dx GEMMs' 16-bit inputs, rounded by the SwiGLU backward */
     wick_dtype wg = L->p[WK_P_GATE].dt;
     int to16 = t->dt16 && (int)wg == t->dt16 && L->p[WK_P_UP].dt == wg && !L->p[WK_P_GATE].qtype &&
@@ -924,8 +922,6 @@ wick_status wk_ctrainer_new(wick_model *m, const wk_lora *const *pairs, const wi
     t->fold = !(pf && strcmp(pf, "0") == 0);
     t->group = !(pf && (strcmp(pf, "0") == 0 || strcmp(pf, "1") == 0));
     t->lora16 = !(pl && strcmp(pl, "tf32") == 0);
-    const char *pd = getenv("WICK_TRAIN_DRES16");
-    t->down16 = !(pd && strcmp(pd, "0") == 0);
     t->dt16 = wdt == WICK_DT_BF16 || wdt == WICK_DT_F16 ? (int)wdt
               : m->lm_head.dt == WICK_DT_BF16 || m->lm_head.dt == WICK_DT_F16 ? (int)m->lm_head.dt : 0;
     t->pairs = wk_calloc(sizeof(*t->pairs) * LP, "trainer pairs");
