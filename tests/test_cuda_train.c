@@ -56,8 +56,8 @@ static void test_swiglu_bwd16(const wk_train_ops *ref, size_t m, int dt16) {
 }
 
 /* g'[i,j] = g + s·Σ_k xa[i,k]·B(j,k) in double (wkt_expand's indexing); rank 0 leaves g. */
-static void ref_expand(float *out, const float *g, const float *xa, const float *B, size_t sj, size_t sk, float s, int r,
-                       int n, int F) {
+static void ref_expand(float *out, const float *g, const float *xa, const float *B, size_t sj, size_t sk, float s,
+                       int r, int n, int F) {
     for (int i = 0; i < n; i++)
         for (int j = 0; j < F; j++) {
             double d = 0;
@@ -79,8 +79,9 @@ static void test_swiglu_lora(const wk_train_ops *ref) {
         int want32 = c != 2, want16 = c != 1, fast = c != 1; /* fast: __expf / __fdividef (16-bit weights) */
         size_t m = (size_t)n * F;
         float *g = rvec(m, 4), *u = rvec(m, 2), *da = rvec(m, 1), *xg = rvec((size_t)n * rg + 1, 1);
-        float *xu = rvec((size_t)n * ru + 1, 1), *xd = rvec((size_t)n * rd + 1, 1), *Bg = rvec((size_t)F * rg + 1, 0.3f);
-        float *Bu = rvec((size_t)F * ru + 1, 0.3f), *Ad = rvec((size_t)F * rd + 1, 0.3f);
+        float *xu = rvec((size_t)n * ru + 1, 1), *xd = rvec((size_t)n * rd + 1, 1);
+        float *Bg = rvec((size_t)F * rg + 1, 0.3f), *Bu = rvec((size_t)F * ru + 1, 0.3f);
+        float *Ad = rvec((size_t)F * rd + 1, 0.3f);
         float *gp = malloc(4 * m), *up = malloc(4 * m), *dap = malloc(4 * m), *act = malloc(4 * m);
         float *dg = malloc(4 * m), *du = malloc(4 * m);
         ref_expand(gp, g, xg, Bg, rg, 1, 0.5f, rg, n, F);
@@ -104,7 +105,8 @@ static void test_swiglu_lora(const wk_train_ops *ref) {
         snprintf(what, sizeof what, "swiglu_lora act (n=%d F=%d r=%d,%d)", n, F, rg, ru);
         cmp(what, ga, act, m, 1e-5);
         size_t bad16 = 0;
-        for (size_t i = 0; i < m; i++) bad16 += hact16[i] != (dt == WICK_DT_BF16 ? wk_f32_to_bf16(ga[i]) : wk_f32_to_f16(ga[i]));
+        for (size_t i = 0; i < m; i++)
+            bad16 += hact16[i] != (dt == WICK_DT_BF16 ? wk_f32_to_bf16(ga[i]) : wk_f32_to_f16(ga[i]));
         CHECK(bad16 == 0, "swiglu_lora (n=%d F=%d): %zu 16-bit acts are not the f32 ones rounded", n, F, bad16);
         G->free(G, yact16), free(hact16);
         float *gg = want32 ? host(ydg, m) : malloc(4 * m), *gu = want32 ? host(ydu, m) : malloc(4 * m);

@@ -206,8 +206,8 @@ static void ws_carve(wk_ctrainer *t, ct_arena *ar, size_t N) {
     float **bF[] = {&t->act, &t->dA, &t->dG, &t->dU, NULL};
     for (int i = 0; bF[i]; i++) *bF[i] = carve(ar, 4 * N * F);
     for (int l = 0; l < c->n_layers; l++)
-        if (!full) t->acts[l] = t->acts16[l] ? NULL : t->act, t->xna[l] = xna, t->xnm[l] = xnm; /* recomputed just
-                                                                                                  * before the backward */
+        if (!full) /* recomputed just before the backward */
+            t->acts[l] = t->acts16[l] ? NULL : t->act, t->xna[l] = xna, t->xnm[l] = xnm;
     t->dq = carve(ar, 4 * N * HD), t->dq2 = carve(ar, 4 * N * HD), t->datt = carve(ar, 4 * N * HD);
     t->dk = carve(ar, 4 * N * KD), t->dk2 = carve(ar, 4 * N * KD), t->dv = carve(ar, 4 * N * KD);
     t->db = carve(ar, 4 * N * 3 * WK_MAX(t->rmax, 1)), t->xd = carve(ar, 4 * N * W); /* db: a group's (lins_bwd) */
@@ -479,7 +479,8 @@ static void layer_fwd(wk_ctrainer *t, int l, ct_act *a, float *y, int n, int att
     wkt_copy(be, y, a->h, sizeof(float) * (size_t)n * C);
     if (fold || t->acts16[l]) { /* last: its 16-bit copy feeds down's GEMM */
         wkt_expand eg = {0}, eu = {0};
-        if (fold) eg = expand_of(t, l, WK_P_GATE, a->xa[WK_P_GATE], 0), eu = expand_of(t, l, WK_P_UP, a->xa[WK_P_UP], 0);
+        if (fold)
+            eg = expand_of(t, l, WK_P_GATE, a->xa[WK_P_GATE], 0), eu = expand_of(t, l, WK_P_UP, a->xa[WK_P_UP], 0);
         wkt_swiglu_lora(be, t->acts[l], t->acts16[l], t->dt16, a->g, a->u, n, c->inter, &eg, &eu, t->tf32);
     } else {
         be->swiglu(be, t->acts[l], a->g, a->u, (size_t)n * c->inter);
@@ -505,7 +506,8 @@ static void mlp_bwd(wk_ctrainer *t, int l, const ct_act *a, int n) {
                !L->p[WK_P_UP].qtype;
     if (fold || dfold) {
         wkt_expand eg = {0}, eu = {0}, ed = {0};
-        if (fold) eg = expand_of(t, l, WK_P_GATE, a->xa[WK_P_GATE], 0), eu = expand_of(t, l, WK_P_UP, a->xa[WK_P_UP], 0);
+        if (fold)
+            eg = expand_of(t, l, WK_P_GATE, a->xa[WK_P_GATE], 0), eu = expand_of(t, l, WK_P_UP, a->xa[WK_P_UP], 0);
         if (dfold) ed = expand_of(t, l, WK_P_DOWN, t->db, 1);
         int f32 = !to16 || !t->lo16; /* fp32 gradients: read by fp32 dx GEMMs or by the TF32 LoRA products */
         wkt_swiglu_lora_bwd(be, f32 ? t->dG : NULL, f32 ? t->dU : NULL, to16 ? t->tmp16 : NULL, to16 ? t->tmp16b : NULL,
@@ -579,7 +581,8 @@ static void head(wk_ctrainer *t, int n, int nt, int backward) {
         wkt_matmul_dx(be, t->hdx, t->logits, g16, Wh, rows, 0, t->tmp16);
         wkt_scatter_rows(be, t->dxn, t->hdx, d_rows(t) + c0, rows, C);
     }
-    if (backward) wkt_rmsnorm_bwd16(be, t->dres, t->dres16, t->dt16, t->dxn, t->xL, t->m->final_norm, n, C, c->rms_eps, 0);
+    if (backward)
+        wkt_rmsnorm_bwd16(be, t->dres, t->dres16, t->dt16, t->dxn, t->xL, t->m->final_norm, n, C, c->rms_eps, 0);
     mark(t, PR_HEAD);
 }
 
@@ -935,10 +938,9 @@ wick_status wk_ctrainer_new(wick_model *m, const wk_lora *const *pairs, const wi
     if (t->acts) t->xna = t->acts + WK_MAX(m->c.n_layers, 1), t->xnm = t->xna + WK_MAX(m->c.n_layers, 1);
     t->gr_r = wk_calloc(sizeof(int) * GR_COUNT * WK_MAX(m->c.n_layers, 1), "trainer groups");
     t->gr_off = wk_calloc(sizeof(size_t) * GR_COUNT * WK_MAX(m->c.n_layers, 1), "trainer groups");
-    wick_status st = !t->pairs || !t->dl || !t->par || !t->off || !t->par_of || !t->la || !t->acts || !t->acts16 || !t->gr_r ||
-                             !t->gr_off
-                         ? WICK_ENOMEM
-                         : WICK_OK;
+    int got = t->pairs && t->dl && t->par && t->off && t->par_of && t->la && t->acts && t->acts16;
+    got = got && t->gr_r && t->gr_off;
+    wick_status st = got ? WICK_OK : WICK_ENOMEM;
     if (!st) {
         memcpy(t->pairs, pairs, sizeof(*t->pairs) * LP);
         st = build_params(t);

@@ -128,9 +128,9 @@ void wkt_matmul16(wk_backend *be, float *y, const void *x16, const wk_mat *W, in
     int out = W->rows, in = W->cols;
     float one = 1.f, beta = acc ? 1.f : 0.f;
     cudaDataType_t t = W->dt == WICK_DT_BF16 ? CUDA_R_16BF : CUDA_R_16F;
-    wkc_blas_fail(b, cublasGemmEx(b->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one, W->w, t, in, x16, t, in, &beta, y,
-                                  CUDA_R_32F, out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-                  "gemm (16-bit weights and input)");
+    cublasStatus_t s = cublasGemmEx(b->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one, W->w, t, in, x16, t, in, &beta,
+                                    y, CUDA_R_32F, out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    wkc_blas_fail(b, s, "gemm (16-bit weights and input)");
     b->optag = out;
     wkc_launched(b, "gemm16 (16-bit input)");
 }
@@ -184,8 +184,8 @@ void wkt_rmsnorm_bwd16(wk_backend *be, float *dx, void *dx16, int dt16, const fl
     wkc_launched(b, dx16 ? "rmsnorm backward (+16-bit copy)" : "rmsnorm backward");
 }
 
-void wkt_rmsnorm_bwd(wk_backend *be, float *dx, const float *dy, const float *x, const float *w, int n, int dim, float eps,
-                     int acc) {
+void wkt_rmsnorm_bwd(wk_backend *be, float *dx, const float *dy, const float *x, const float *w, int n, int dim,
+                     float eps, int acc) {
     wkt_rmsnorm_bwd16(be, dx, NULL, 0, dy, x, w, n, dim, eps, acc);
 }
 
@@ -361,7 +361,8 @@ __global__ void __launch_bounds__(GLU_THREADS)
         for (int q = 0; q < GLU_U; q++) {
             if (r0 + q >= rows) break;
             size_t o = o0 + (size_t)(r0 + q) * F;
-            float gp = kt_exp_dot<RK>(gv[q], eg.s, xs[0][r0 + q], wg), up = kt_exp_dot<RK>(uv[q], eu.s, xs[1][r0 + q], wu);
+            float gp = kt_exp_dot<RK>(gv[q], eg.s, xs[0][r0 + q], wg);
+            float up = kt_exp_dot<RK>(uv[q], eu.s, xs[1][r0 + q], wu);
             float a = FAST ? gp * kt_sigmoid<true>(gp) * up : gp / (1.f + expf(-gp)) * up; /* k_swiglu's formula */
             if (act) act[o] = a;
             if (act16) kt_st16(act16 + o, a);
@@ -403,7 +404,8 @@ __global__ void __launch_bounds__(GLU_THREADS)
         for (int q = 0; q < GLU_U; q++) {
             if (r0 + q >= rows) break;
             size_t o = o0 + (size_t)(r0 + q) * F;
-            float gp = kt_exp_dot<RK>(gv[q], eg.s, xs[0][r0 + q], wg), up = kt_exp_dot<RK>(uv[q], eu.s, xs[1][r0 + q], wu);
+            float gp = kt_exp_dot<RK>(gv[q], eg.s, xs[0][r0 + q], wg);
+            float up = kt_exp_dot<RK>(uv[q], eu.s, xs[1][r0 + q], wu);
             float a = kt_exp_dot<RK>(av[q], ed.s, xs[2][r0 + q], wd);
             float sg = kt_sigmoid<FAST>(gp); /* kt_swiglu_bwd's formulas */
             float rg = a * up * (sg * (1.f + gp * (1.f - sg))), ru = a * gp * sg;

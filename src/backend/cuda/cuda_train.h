@@ -95,8 +95,9 @@ void wkt_swiglu_lora(wk_backend *be, float *act, void *act16, int dt16, const fl
                      const wkt_expand *eg, const wkt_expand *eu, int fast);
 /* Its backward with down's LoRA input gradient folded in: dact' = dact + ed's expand (ed.xa =
  * dy·B_down (n, r), ed.B = A_down read transposed), g' and u' recomputed exactly as the forward
- * did, then wkt_swiglu_bwd's formulas (fast: the sigmoid as in the forward). dg, du (fp32) are written when not NULL; dg16, du16 (the
- * same values rounded to dt16, WICK_DT_BF16 or WICK_DT_F16) when not NULL. */
+ * did, then wkt_swiglu_bwd's formulas (fast: the sigmoid as in the forward). dg, du (fp32) are
+ * written when not NULL; dg16, du16 (the same values rounded to dt16, WICK_DT_BF16 or
+ * WICK_DT_F16) when not NULL. */
 void wkt_swiglu_lora_bwd(wk_backend *be, float *dg, float *du, void *dg16, void *du16, int dt16, const float *dact,
                          const float *g, const float *u, int n, int F, const wkt_expand *eg, const wkt_expand *eu,
                          const wkt_expand *ed, int fast);
