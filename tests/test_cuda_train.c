@@ -1,7 +1,8 @@
 /* test_cuda_train.c — LoRA training on the CUDA backend:
  *  - every training kernel against the CPU reference train op or a naive loop (relative L2:
- *    1e-5 for element-wise ops and fp32 products, 1e-4 for attention gradients, 1e-2 for
- *    products and gradients rounded to bf16);
+ *    1e-5 for element-wise ops and fp32 products (also over 16-bit operands), 1e-4 for
+ *    attention gradients, 1e-2 for products and gradients rounded to bf16); the SwiGLU kernels
+ *    with LoRA expands folded in against the expands in double and the reference SwiGLU;
  *  - fp32 mode (f32 weights) on the golden models: loss 1e-5, every gradient rel L2 1e-4, every
  *    tensor after one AdamW step 1e-4, the loss after it; with recomputation and LM-head chunks;
  *  - the CUDA trainer against the CPU trainer with label smoothing, LoRA dropout (same masks),
@@ -54,6 +55,89 @@ static void test_swiglu_bwd16(const wk_train_ops *ref, size_t m, int dt16) {
     free(da), free(g), free(u), free(dg), free(du), free(gg), free(gu), free(h16g), free(h16u);
 }
 
+/* g'[i,j] = g + s·Σ_k xa[i,k]·B(j,k) in double (wkt_expand's indexing); rank 0 leaves g. */
+static void ref_expand(float *out, const float *g, const float *xa, const float *B, size_t sj, size_t sk, float s,
+                       int r, int n, int F) {
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < F; j++) {
+            double d = 0;
+            for (int k = 0; k < r; k++) d += (double)xa[(size_t)i * r + k] * B[(size_t)j * sj + (size_t)k * sk];
+            out[(size_t)i * F + j] = (float)(g[(size_t)i * F + j] + s * d);
+        }
+}
+
+/* wkt_swiglu_lora / wkt_swiglu_lora_bwd against the expands in double then the CPU reference
+ * SwiGLU (backward): ranks 0..32 (both register widths), rows and columns past a block's edge,
+ * fp32 and/or 16-bit outputs (the 16-bit copies exactly the fp32 results rounded). */
+static void test_swiglu_lora(const wk_train_ops *ref) {
+    int cases[][6] = {{37, 300, 8, 16, 5, WICK_DT_BF16},
+                      {70, 260, 0, 4, 32, WICK_DT_F16},
+                      {33, 513, 24, 32, 0, WICK_DT_BF16},
+                      {150, 96, 16, 16, 16, WICK_DT_BF16}};
+    for (int c = 0; c < 4; c++) {
+        int n = cases[c][0], F = cases[c][1], rg = cases[c][2], ru = cases[c][3], rd = cases[c][4], dt = cases[c][5];
+        int want32 = c != 2, want16 = c != 1, fast = c != 1; /* fast: __expf / __fdividef (16-bit weights) */
+        size_t m = (size_t)n * F;
+        float *g = rvec(m, 4), *u = rvec(m, 2), *da = rvec(m, 1), *xg = rvec((size_t)n * rg + 1, 1);
+        float *xu = rvec((size_t)n * ru + 1, 1), *xd = rvec((size_t)n * rd + 1, 1);
+        float *Bg = rvec((size_t)F * rg + 1, 0.3f), *Bu = rvec((size_t)F * ru + 1, 0.3f);
+        float *Ad = rvec((size_t)F * rd + 1, 0.3f);
+        float *gp = malloc(4 * m), *up = malloc(4 * m), *dap = malloc(4 * m), *act = malloc(4 * m);
+        float *dg = malloc(4 * m), *du = malloc(4 * m);
+        ref_expand(gp, g, xg, Bg, rg, 1, 0.5f, rg, n, F);
+        ref_expand(up, u, xu, Bu, ru, 1, 2.f, ru, n, F);
+        ref_expand(dap, da, xd, Ad, 1, F, 0.25f, rd, n, F); /* Ad (rd, F) read transposed */
+        for (size_t i = 0; i < m; i++) act[i] = gp[i] / (1.f + expf(-gp[i])) * up[i];
+        ref->swiglu_bwd(dg, du, dap, gp, up, m);
+        float *yg = dev(g, 4 * m), *yu = dev(u, 4 * m), *yda = dev(da, 4 * m), *yact = G->alloc(G, 4 * m);
+        wkt_expand eg = {dev(xg, 4 * ((size_t)n * rg + 1)), dev(Bg, 4 * ((size_t)F * rg + 1)), (size_t)rg, 1, 0.5f, rg};
+        wkt_expand eu = {dev(xu, 4 * ((size_t)n * ru + 1)), dev(Bu, 4 * ((size_t)F * ru + 1)), (size_t)ru, 1, 2.f, ru};
+        wkt_expand ed = {dev(xd, 4 * ((size_t)n * rd + 1)), dev(Ad, 4 * ((size_t)F * rd + 1)), 1, (size_t)F, 0.25f, rd};
+        float *ydg = want32 ? G->alloc(G, 4 * m) : NULL, *ydu = want32 ? G->alloc(G, 4 * m) : NULL;
+        uint16_t *y16g = want16 ? G->alloc(G, 2 * m) : NULL, *y16u = want16 ? G->alloc(G, 2 * m) : NULL;
+        wkt_swiglu_lora(G, yact, NULL, 0, yg, yu, n, F, &eg, &eu, fast);
+        wkt_swiglu_lora_bwd(G, ydg, ydu, y16g, y16u, dt, yda, yg, yu, n, F, &eg, &eu, &ed, fast);
+        char what[96];
+        uint16_t *yact16 = G->alloc(G, 2 * m), *hact16 = malloc(2 * m);
+        wkt_swiglu_lora(G, NULL, yact16, dt, yg, yu, n, F, &eg, &eu, fast); /* only the 16-bit act */
+        G->download(G, hact16, yact16, 2 * m);
+        float *ga = host(yact, m);
+        snprintf(what, sizeof what, "swiglu_lora act (n=%d F=%d r=%d,%d)", n, F, rg, ru);
+        cmp(what, ga, act, m, 1e-5);
+        size_t bad16 = 0;
+        for (size_t i = 0; i < m; i++)
+            bad16 += hact16[i] != (dt == WICK_DT_BF16 ? wk_f32_to_bf16(ga[i]) : wk_f32_to_f16(ga[i]));
+        CHECK(bad16 == 0, "swiglu_lora (n=%d F=%d): %zu 16-bit acts are not the f32 ones rounded", n, F, bad16);
+        G->free(G, yact16), free(hact16);
+        float *gg = want32 ? host(ydg, m) : malloc(4 * m), *gu = want32 ? host(ydu, m) : malloc(4 * m);
+        uint16_t *h16g = malloc(2 * m), *h16u = malloc(2 * m);
+        if (want16) G->download(G, h16g, y16g, 2 * m), G->download(G, h16u, y16u, 2 * m);
+        if (!want32) /* only the 16-bit results: compared as rounded values */
+            for (size_t i = 0; i < m; i++) {
+                gg[i] = dt == WICK_DT_BF16 ? wk_bf16_to_f32(h16g[i]) : wk_f16_to_f32(h16g[i]);
+                gu[i] = dt == WICK_DT_BF16 ? wk_bf16_to_f32(h16u[i]) : wk_f16_to_f32(h16u[i]);
+            }
+        double tol = want32 ? 1e-5 : 1e-2;
+        snprintf(what, sizeof what, "swiglu_lora_bwd dg (n=%d F=%d r=%d,%d,%d)", n, F, rg, ru, rd);
+        cmp(what, gg, dg, m, tol);
+        snprintf(what, sizeof what, "swiglu_lora_bwd du (n=%d F=%d r=%d,%d,%d)", n, F, rg, ru, rd);
+        cmp(what, gu, du, m, tol);
+        size_t bad = 0;
+        for (size_t i = 0; want16 && want32 && i < m; i++) {
+            uint16_t wg = dt == WICK_DT_BF16 ? wk_f32_to_bf16(gg[i]) : wk_f32_to_f16(gg[i]);
+            uint16_t wu = dt == WICK_DT_BF16 ? wk_f32_to_bf16(gu[i]) : wk_f32_to_f16(gu[i]);
+            bad += h16g[i] != wg || h16u[i] != wu;
+        }
+        CHECK(bad == 0, "swiglu_lora_bwd (n=%d F=%d): %zu 16-bit copies are not the f32 results rounded", n, F, bad);
+        G->free(G, yg), G->free(G, yu), G->free(G, yda), G->free(G, y16g), G->free(G, y16u);
+        G->free(G, (void *)eg.xa), G->free(G, (void *)eg.B), G->free(G, (void *)eu.xa), G->free(G, (void *)eu.B);
+        G->free(G, (void *)ed.xa), G->free(G, (void *)ed.B);
+        free(g), free(u), free(da), free(xg), free(xu), free(xd), free(Bg), free(Bu), free(Ad), free(gp), free(up);
+        free(dap), free(act), free(dg), free(du), free(ga), free(gg), free(gu), free(h16g), free(h16u);
+    }
+    no_error("swiglu with LoRA expands");
+}
+
 static void test_elementwise(const wk_train_ops *ref) {
     int cases[][4] = {{5, 896, 0, 1}, {7, 64, 1, 1}, {3, 2500, 0, 0}, {40, 16, 1, 1}};
     for (int c = 0; c < 4; c++) {
@@ -69,6 +153,39 @@ static void test_elementwise(const wk_train_ops *ref) {
         cmp(what, got, dx, cnt, 1e-5);
         G->free(G, dxx), G->free(G, ddy), G->free(G, dw);
         free(x), free(dy), free(w), free(dx), free(got);
+    }
+    /* the 16-bit-copy variants: the same fp32 results, the copies exactly those rounded */
+    for (int dt = WICK_DT_BF16, k = 0; k < 2; k++, dt = WICK_DT_F16) {
+        int n = 6, dim = 896;
+        size_t cnt = (size_t)n * dim;
+        float *x = rvec(cnt, 2), *dy = rvec(cnt, 1), *w = rvec(dim, 1), *dx = rvec(cnt, 1);
+        float *ddx = dev(dx, 4 * cnt), *dxx = dev(x, 4 * cnt), *ddy = dev(dy, 4 * cnt), *dw = dev(w, 4 * dim);
+        uint16_t *d16 = G->alloc(G, 2 * cnt), *h16 = malloc(2 * cnt);
+        ref->rmsnorm_bwd(dx, dy, x, w, n, dim, 1e-6f, 1);
+        wkt_rmsnorm_bwd16(G, ddx, d16, dt, ddy, dxx, dw, n, dim, 1e-6f, 1);
+        G->download(G, h16, d16, 2 * cnt);
+        float *got = host(ddx, cnt);
+        cmp(k ? "rmsnorm_bwd16 (f16)" : "rmsnorm_bwd16 (bf16)", got, dx, cnt, 1e-5);
+        size_t bad = 0;
+        for (size_t i = 0; i < cnt; i++) bad += h16[i] != (k ? wk_f32_to_f16(got[i]) : wk_f32_to_bf16(got[i]));
+        CHECK(bad == 0, "rmsnorm_bwd16: %zu 16-bit copies are not the f32 results rounded", bad);
+        int nr = 9, nh = 3, D = 64;
+        size_t rc = (size_t)nr * nh * D;
+        float *d = rvec(rc, 1), inv[32];
+        int32_t pos[9] = {0, 1, 2, 3, 0, 1, 7, 100, 4000};
+        for (int j = 0; j < D / 2; j++) inv[j] = powf(10000.f, -2.f * j / D);
+        float *dd = dev(d, 4 * rc), *dinv = dev(inv, sizeof inv);
+        int32_t *dpos = dev(pos, sizeof pos);
+        ref->rope_bwd(d, pos, nr, nh, D, inv);
+        wkt_rope_bwd16(G, dd, d16, dt, dpos, nr, nh, D, dinv);
+        G->download(G, h16, d16, 2 * rc);
+        float *gr = host(dd, rc);
+        cmp(k ? "rope_bwd16 (f16)" : "rope_bwd16 (bf16)", gr, d, rc, 1e-5);
+        bad = 0;
+        for (size_t i = 0; i < rc; i++) bad += h16[i] != (k ? wk_f32_to_f16(gr[i]) : wk_f32_to_bf16(gr[i]));
+        CHECK(bad == 0, "rope_bwd16: %zu 16-bit copies are not the f32 results rounded", bad);
+        G->free(G, dxx), G->free(G, ddy), G->free(G, dw), G->free(G, d16), G->free(G, dinv), G->free(G, dpos);
+        free(x), free(dy), free(w), free(dx), free(got), free(h16), free(d), free(gr);
     }
     int n = 9, nh = 3, D = 64;
     size_t cnt = (size_t)n * nh * D;
@@ -227,6 +344,77 @@ static void test_products(void) {
         free(got);
     }
     free(W), free(Wh), free(dy), free(want);
+    /* wkt_gemm16: bf16 / f16 operands, fp32 C, against the naive product of the rounded values */
+    for (int t = 0; t < 4; t++) {
+        int ta = t & 1, tb = t >> 1, dt = t == 3 ? WICK_DT_F16 : WICK_DT_BF16;
+        size_t na = (size_t)M * K, nb = (size_t)K * N;
+        float *A = rvec(na, 1), *B = rvec(nb, 1), *C = rvec((size_t)M * N, 1);
+        uint16_t *A16 = malloc(2 * na), *B16 = malloc(2 * nb);
+        for (size_t i = 0; i < na; i++) {
+            A16[i] = dt == WICK_DT_BF16 ? wk_f32_to_bf16(A[i]) : wk_f32_to_f16(A[i]);
+            A[i] = dt == WICK_DT_BF16 ? wk_bf16_to_f32(A16[i]) : wk_f16_to_f32(A16[i]);
+        }
+        for (size_t i = 0; i < nb; i++) {
+            B16[i] = dt == WICK_DT_BF16 ? wk_f32_to_bf16(B[i]) : wk_f32_to_f16(B[i]);
+            B[i] = dt == WICK_DT_BF16 ? wk_bf16_to_f32(B16[i]) : wk_f16_to_f32(B16[i]);
+        }
+        void *xa = dev(A16, 2 * na), *xb = dev(B16, 2 * nb);
+        float *xc = dev(C, 4 * (size_t)M * N);
+        naive_gemm(ta, tb, M, N, K, 0.5f, A, B, 1.f, C);
+        wkt_gemm16(G, ta, tb, M, N, K, 0.5f, xa, ta ? M : K, xb, tb ? K : N, 1.f, xc, N, dt);
+        float *got = host(xc, (size_t)M * N);
+        char what[64];
+        snprintf(what, sizeof what, "gemm16 ta=%d tb=%d %s", ta, tb, wick_dtype_name(dt));
+        cmp(what, got, C, (size_t)M * N, 1e-5);
+        G->free(G, xa), G->free(G, xb);
+        free(A), free(B), free(C), free(A16), free(B16), free(got);
+    }
+    /* wkt_matmul16: y += x16·Wᵀ with bf16 W and x, against the naive product of the rounded values */
+    {
+        int rn = 40, rin = 72, rout = 56;
+        float *Wf = rvec((size_t)rout * rin, 1), *x = rvec((size_t)rn * rin, 1), *y = rvec((size_t)rn * rout, 1);
+        uint16_t *W16 = malloc(2 * (size_t)rout * rin), *x16 = malloc(2 * (size_t)rn * rin);
+        for (int i = 0; i < rout * rin; i++) W16[i] = wk_f32_to_bf16(Wf[i]), Wf[i] = wk_bf16_to_f32(W16[i]);
+        for (int i = 0; i < rn * rin; i++) x16[i] = wk_f32_to_bf16(x[i]), x[i] = wk_bf16_to_f32(x16[i]);
+        wk_mat Wd = {.w = dev(W16, 2 * (size_t)rout * rin), .dt = WICK_DT_BF16, .rows = rout, .cols = rin};
+        void *dx16 = dev(x16, 2 * (size_t)rn * rin);
+        float *dy = dev(y, 4 * (size_t)rn * rout);
+        naive_gemm(0, 1, rn, rout, rin, 1.f, x, Wf, 1.f, y);
+        wkt_matmul16(G, dy, dx16, &Wd, rn, 1);
+        float *got = host(dy, (size_t)rn * rout);
+        cmp("matmul16 (bf16, acc)", got, y, (size_t)rn * rout, 1e-5);
+        G->free(G, (void *)Wd.w), G->free(G, dx16);
+        free(Wf), free(x), free(y), free(W16), free(x16), free(got);
+    }
+    /* wkt_to16 against the host rounding */
+    {
+        size_t cnt = 1003;
+        float *x = rvec(cnt, 3);
+        float *dx = dev(x, 4 * cnt);
+        uint16_t *d16 = G->alloc(G, 2 * cnt), *h16 = malloc(2 * cnt);
+        wkt_to16(G, d16, dx, cnt, WICK_DT_BF16);
+        G->download(G, h16, d16, 2 * cnt);
+        size_t bad = 0;
+        for (size_t i = 0; i < cnt; i++) bad += h16[i] != wk_f32_to_bf16(x[i]);
+        CHECK(bad == 0, "wkt_to16: %zu of %zu values not rounded as the host rounds", bad, cnt);
+        G->free(G, dx), G->free(G, d16);
+        free(x), free(h16);
+    }
+    /* wkt_seg_scale: three scaled runs into one buffer, bit for bit as on the host */
+    {
+        float *src = rvec(1000, 1), want[600] = {0};
+        wkt_seg sg[3] = {{0, 500, 100, 2.f, 0}, {300, 0, 250, -0.5f, 0}, {700, 250, 3, 1.f, 0}};
+        for (int q = 0; q < 3; q++)
+            for (size_t e = 0; e < sg[q].n; e++) want[sg[q].dst_at + e] = sg[q].s * src[sg[q].src_at + e];
+        float *xs = dev(src, 4 * 1000), *xd = dev(want, 4 * 600);
+        wkt_zero(G, xd, 4 * 600);
+        wkt_seg *xg = dev(sg, sizeof sg);
+        wkt_seg_scale(G, xd, xs, xg, 3, 250);
+        float *got = host(xd, 600);
+        CHECK(t_max_abs_diff(got, want, 600) == 0.f, "wkt_seg_scale differs by %g", t_max_abs_diff(got, want, 600));
+        G->free(G, xs), G->free(G, xg);
+        free(src), free(got);
+    }
     /* gradient scaling + norm partials, then AdamW with clipping, against wk_adamw */
     size_t m = 70001;
     float *w = rvec(m, 1), *g = rvec(m, 3), *mo = rvec(m, 0.1f), *v = rvec(m, 0.1f);
@@ -488,6 +676,7 @@ int main(void) {
     if (!G) return t_summary();
     const wk_train_ops *ref = wk_train_ops_ref();
     test_elementwise(ref);
+    test_swiglu_lora(ref);
     test_attention(ref);
     test_attention_refused();
     test_xent(ref);

@@ -109,10 +109,52 @@ void wkt_matmul_dx(wk_backend *be, float *dx, const float *dy, const void *dy16,
     wkc_launched(b, "gemm16 dx");
 }
 
+void wkt_gemm16(wk_backend *be, int ta, int tb, int M, int N, int K, float alpha, const void *A, int lda, const void *B,
+                int ldb, float beta, float *C, int ldc, int dt16) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    cudaDataType_t t = dt16 == WICK_DT_BF16 ? CUDA_R_16BF : CUDA_R_16F;
+    cublasStatus_t s = cublasGemmEx(b->blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K,
+                                    &alpha, B, t, ldb, A, t, lda, &beta, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F,
+                                    CUBLAS_GEMM_DEFAULT);
+    wkc_blas_fail(b, s, "training gemm (16-bit inputs)");
+    b->optag = ta ? (M > N ? M : -N) : (N > K ? N : -K); /* as wkt_gemm */
+    wkc_launched(b, ta ? "lora gemm16 T" : tb ? "lora gemm16 NT" : "lora gemm16 NN");
+}
+
+void wkt_matmul16(wk_backend *be, float *y, const void *x16, const wk_mat *W, int n, int acc) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    int out = W->rows, in = W->cols;
+    float one = 1.f, beta = acc ? 1.f : 0.f;
+    cudaDataType_t t = W->dt == WICK_DT_BF16 ? CUDA_R_16BF : CUDA_R_16F;
+    cublasStatus_t s = cublasGemmEx(b->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one, W->w, t, in, x16, t, in, &beta,
+                                    y, CUDA_R_32F, out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    wkc_blas_fail(b, s, "gemm (16-bit weights and input)");
+    b->optag = out;
+    wkc_launched(b, "gemm16 (16-bit input)");
+}
+
+void wkt_to16(wk_backend *be, void *d, const float *s, size_t n, int dt16) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    if (!n) return;
+    to16(b, d, s, n, dt16 == WICK_DT_BF16);
+    wkc_launched(b, "lora cast");
+}
+
 /* ------------------------------------------------------------ RMSNorm, RoPE, SwiGLU */
 
-/* One block per row: dx = r·dy·w - x·r³·Σ(dy·w·x)/dim with r = 1/sqrt(mean(x²)+eps). */
-__global__ void kt_rmsnorm_bwd(float *dx, const float *dy, const float *x, const float *w, int dim, float eps, int acc) {
+/* v rounded to bf16 (bf) or f16 at p[i]. */
+__device__ __forceinline__ void kt_put16(void *p, size_t i, float v, int bf) {
+    if (bf) ((__nv_bfloat16 *)p)[i] = __float2bfloat16_rn(v);
+    else ((__half *)p)[i] = __float2half_rn(v);
+}
+
+/* One block per row: dx = r·dy·w - x·r³·Σ(dy·w·x)/dim with r = 1/sqrt(mean(x²)+eps); dx16 (when
+ * not NULL) gets the written dx rounded to bf16 (bf) or f16. */
+__global__ void kt_rmsnorm_bwd(float *dx, void *dx16, int bf, const float *dy, const float *x, const float *w, int dim,
+                               float eps, int acc) {
     __shared__ float red[32];
     size_t o = (size_t)blockIdx.x * dim;
     float ss = 0.f, dot = 0.f;
@@ -126,21 +168,29 @@ __global__ void kt_rmsnorm_bwd(float *dx, const float *dy, const float *x, const
     float r = 1.f / sqrtf(ss / (float)dim + eps), c = r * r * r * dot / (float)dim;
     for (int j = threadIdx.x; j < dim; j += blockDim.x) {
         float g = r * dy[o + j] * (w ? w[j] : 1.f) - x[o + j] * c;
-        dx[o + j] = acc ? dx[o + j] + g : g;
+        float v = acc ? dx[o + j] + g : g;
+        dx[o + j] = v;
+        if (dx16) kt_put16(dx16, o + j, v, bf);
     }
 }
 
-void wkt_rmsnorm_bwd(wk_backend *be, float *dx, const float *dy, const float *x, const float *w, int n, int dim, float eps,
-                     int acc) {
+void wkt_rmsnorm_bwd16(wk_backend *be, float *dx, void *dx16, int dt16, const float *dy, const float *x, const float *w,
+                       int n, int dim, float eps, int acc) {
     wkc_backend *b = wkc(be);
     wkc_use(b);
+    if (dt16 != WICK_DT_BF16 && dt16 != WICK_DT_F16) dx16 = NULL;
     int threads = dim >= 1024 ? 256 : dim >= 256 ? 128 : 32;
-    kt_rmsnorm_bwd<<<n, threads, 0, b->st>>>(dx, dy, x, w, dim, eps, acc);
-    wkc_launched(b, "rmsnorm backward");
+    kt_rmsnorm_bwd<<<n, threads, 0, b->st>>>(dx, dx16, dt16 == WICK_DT_BF16, dy, x, w, dim, eps, acc);
+    wkc_launched(b, dx16 ? "rmsnorm backward (+16-bit copy)" : "rmsnorm backward");
 }
 
-/* One block per token: the rotation by -angle (the transpose of the forward's). */
-__global__ void kt_rope_bwd(float *x, const int32_t *pos, int nh, int D, const float *inv_freq) {
+void wkt_rmsnorm_bwd(wk_backend *be, float *dx, const float *dy, const float *x, const float *w, int n, int dim,
+                     float eps, int acc) {
+    wkt_rmsnorm_bwd16(be, dx, NULL, 0, dy, x, w, n, dim, eps, acc);
+}
+
+/* One block per token: the rotation by -angle (the transpose of the forward's); x16 as kt_rmsnorm_bwd's dx16. */
+__global__ void kt_rope_bwd(float *x, void *x16, int bf, const int32_t *pos, int nh, int D, const float *inv_freq) {
     int i = blockIdx.x, half = D / 2;
     float p = (float)pos[i];
     for (int t = threadIdx.x; t < nh * half; t += blockDim.x) {
@@ -148,17 +198,27 @@ __global__ void kt_rope_bwd(float *x, const int32_t *pos, int nh, int D, const f
         float sn, cs;
         sincosf(p * inv_freq[j], &sn, &cs);
         float *v = x + ((size_t)i * nh + h) * D;
-        float a = v[j], c = v[j + half];
-        v[j] = a * cs + c * sn;
-        v[j + half] = c * cs - a * sn;
+        float a = v[j], c = v[j + half], ra = a * cs + c * sn, rc = c * cs - a * sn;
+        v[j] = ra;
+        v[j + half] = rc;
+        if (x16) {
+            size_t o = ((size_t)i * nh + h) * D + j;
+            kt_put16(x16, o, ra, bf), kt_put16(x16, o + half, rc, bf);
+        }
     }
 }
 
-void wkt_rope_bwd(wk_backend *be, float *d, const int32_t *pos, int n, int nh, int D, const float *inv_freq) {
+void wkt_rope_bwd16(wk_backend *be, float *d, void *d16, int dt16, const int32_t *pos, int n, int nh, int D,
+                    const float *inv_freq) {
     wkc_backend *b = wkc(be);
     wkc_use(b);
-    kt_rope_bwd<<<n, 128, 0, b->st>>>(d, pos, nh, D, inv_freq);
-    wkc_launched(b, "rope backward");
+    if (dt16 != WICK_DT_BF16 && dt16 != WICK_DT_F16) d16 = NULL;
+    kt_rope_bwd<<<n, 128, 0, b->st>>>(d, d16, dt16 == WICK_DT_BF16, pos, nh, D, inv_freq);
+    wkc_launched(b, d16 ? "rope backward (+16-bit copy)" : "rope backward");
+}
+
+void wkt_rope_bwd(wk_backend *be, float *d, const int32_t *pos, int n, int nh, int D, const float *inv_freq) {
+    wkt_rope_bwd16(be, d, NULL, 0, pos, n, nh, D, inv_freq);
 }
 
 __global__ void kt_swiglu_bwd(float *dg, float *du, const float *dact, const float *g, const float *u, size_t n) {
@@ -220,6 +280,219 @@ void wkt_swiglu_bwd16(wk_backend *be, float *dg, float *du, void *dg16, void *du
                                                           g, u, n4);
     else kt_swiglu_bwd16<<<wkc_blocks(n4), 256, 0, b->st>>>(dg, du, (__half *)dg16, (__half *)du16, dact, g, u, n4);
     wkc_launched(b, "swiglu backward (+16-bit copies)");
+}
+
+/* ------------------------------------------------------------ SwiGLU with LoRA expands */
+/* Blocks of 256 columns × GLU_ROWS rows: a thread keeps its column's B values (zero past r) in
+ * registers for all the block's rows; the rows' xa values sit in shared memory (zero past r),
+ * read by every lane at once, 16 bytes at a time. Rows go GLU_U at a time, the next GLU_U rows'
+ * loads issued before the current ones are computed (the first before the block stages its
+ * shared memory), so a thread keeps loads in flight while it computes. The expand is one
+ * fixed-order fmaf chain (kt_exp_dot), so the backward's recomputed g', u' are the forward's bit
+ * for bit. FAST (16-bit weights, where act and the gradients are rounded to 16 bits anyway):
+ * silu's exp and division as __expf / __fdividef. */
+#define GLU_ROWS 64
+#define GLU_THREADS 256
+#define GLU_U 8
+
+/* xs[rr][k] = e.xa[(i0 + rr), k] for k < e.r and rows < n, else 0. Whole block. */
+template <int RK>
+__device__ __forceinline__ void kt_exp_stage(float (*xs)[RK], const wkt_expand &e, int i0, int n) {
+    for (int q = threadIdx.x; q < GLU_ROWS * RK; q += blockDim.x) {
+        int rr = q / RK, k = q - rr * RK, i = i0 + rr;
+        xs[rr][k] = k < e.r && i < n ? e.xa[(size_t)i * e.r + k] : 0.f;
+    }
+}
+
+template <int RK>
+__device__ __forceinline__ void kt_exp_load(float *w, const wkt_expand &e, int j) {
+#pragma unroll
+    for (int k = 0; k < RK; k++) w[k] = k < e.r ? e.B[(size_t)j * e.sj + (size_t)k * e.sk] : 0.f;
+}
+
+/* base + s · Σ_k x[k]·w[k], one fmaf chain in k order (x: a shared-memory row, 16-byte aligned). */
+template <int RK>
+__device__ __forceinline__ float kt_exp_dot(float base, float s, const float *x, const float *w) {
+    const float4 *x4 = (const float4 *)x;
+    float d = 0.f;
+#pragma unroll
+    for (int k = 0; k < RK / 4; k++) {
+        float4 v = x4[k];
+        d = fmaf(v.x, w[4 * k], d), d = fmaf(v.y, w[4 * k + 1], d);
+        d = fmaf(v.z, w[4 * k + 2], d), d = fmaf(v.w, w[4 * k + 3], d);
+    }
+    return fmaf(s, d, base);
+}
+
+/* v[q] = p[o + q·F] for q < avail, else 0. */
+__device__ __forceinline__ void kt_glu_rows(float *v, const float *__restrict__ p, size_t o, int F, int avail) {
+#pragma unroll
+    for (int q = 0; q < GLU_U; q++) v[q] = q < avail ? p[o + (size_t)q * F] : 0.f;
+}
+
+template <bool FAST>
+__device__ __forceinline__ float kt_sigmoid(float x) {
+    return FAST ? __fdividef(1.f, 1.f + __expf(-x)) : 1.f / (1.f + expf(-x));
+}
+
+template <int RK, typename T, bool FAST>
+__global__ void __launch_bounds__(GLU_THREADS)
+    kt_swiglu_lora(float *__restrict__ act, T *__restrict__ act16, const float *__restrict__ g,
+                   const float *__restrict__ u, int n, int F, wkt_expand eg, wkt_expand eu) {
+    __shared__ __align__(16) float xs[2][GLU_ROWS][RK];
+    int j = blockIdx.x * blockDim.x + threadIdx.x, i0 = blockIdx.y * GLU_ROWS, rows = min(GLU_ROWS, n - i0);
+    bool col = j < F;
+    float gv[GLU_U], uv[GLU_U];
+    size_t o0 = (size_t)i0 * F + j;
+    kt_glu_rows(gv, g, o0, F, col ? rows : 0);
+    kt_glu_rows(uv, u, o0, F, col ? rows : 0);
+    kt_exp_stage<RK>(xs[0], eg, i0, n);
+    kt_exp_stage<RK>(xs[1], eu, i0, n);
+    __syncthreads();
+    if (!col) return;
+    float wg[RK], wu[RK];
+    kt_exp_load<RK>(wg, eg, j);
+    kt_exp_load<RK>(wu, eu, j);
+    for (int r0 = 0; r0 < rows; r0 += GLU_U) {
+        float gn[GLU_U], un[GLU_U]; /* the next rows, in flight during this batch */
+        kt_glu_rows(gn, g, o0 + (size_t)(r0 + GLU_U) * F, F, rows - r0 - GLU_U);
+        kt_glu_rows(un, u, o0 + (size_t)(r0 + GLU_U) * F, F, rows - r0 - GLU_U);
+#pragma unroll
+        for (int q = 0; q < GLU_U; q++) {
+            if (r0 + q >= rows) break;
+            size_t o = o0 + (size_t)(r0 + q) * F;
+            float gp = kt_exp_dot<RK>(gv[q], eg.s, xs[0][r0 + q], wg);
+            float up = kt_exp_dot<RK>(uv[q], eu.s, xs[1][r0 + q], wu);
+            float a = FAST ? gp * kt_sigmoid<true>(gp) * up : gp / (1.f + expf(-gp)) * up; /* k_swiglu's formula */
+            if (act) act[o] = a;
+            if (act16) kt_st16(act16 + o, a);
+        }
+#pragma unroll
+        for (int q = 0; q < GLU_U; q++) gv[q] = gn[q], uv[q] = un[q];
+    }
+}
+
+template <int RK, typename T, bool FAST>
+__global__ void __launch_bounds__(GLU_THREADS)
+    kt_swiglu_lora_bwd(float *__restrict__ dg, float *__restrict__ du, T *__restrict__ dg16, T *__restrict__ du16,
+                       const float *__restrict__ dact, const float *__restrict__ g, const float *__restrict__ u, int n,
+                       int F, wkt_expand eg, wkt_expand eu, wkt_expand ed) {
+    __shared__ __align__(16) float xs[3][GLU_ROWS][RK];
+    int j = blockIdx.x * blockDim.x + threadIdx.x, i0 = blockIdx.y * GLU_ROWS, rows = min(GLU_ROWS, n - i0);
+    bool col = j < F;
+    float gv[GLU_U], uv[GLU_U], av[GLU_U];
+    size_t o0 = (size_t)i0 * F + j;
+    kt_glu_rows(gv, g, o0, F, col ? rows : 0);
+    kt_glu_rows(uv, u, o0, F, col ? rows : 0);
+    kt_glu_rows(av, dact, o0, F, col ? rows : 0);
+    kt_exp_stage<RK>(xs[0], eg, i0, n);
+    kt_exp_stage<RK>(xs[1], eu, i0, n);
+    kt_exp_stage<RK>(xs[2], ed, i0, n);
+    __syncthreads();
+    if (!col) return;
+    float wg[RK], wu[RK], wd[RK];
+    kt_exp_load<RK>(wg, eg, j);
+    kt_exp_load<RK>(wu, eu, j);
+    kt_exp_load<RK>(wd, ed, j);
+    for (int r0 = 0; r0 < rows; r0 += GLU_U) {
+        float gn[GLU_U], un[GLU_U], an[GLU_U];
+        size_t on = o0 + (size_t)(r0 + GLU_U) * F;
+        kt_glu_rows(gn, g, on, F, rows - r0 - GLU_U);
+        kt_glu_rows(un, u, on, F, rows - r0 - GLU_U);
+        kt_glu_rows(an, dact, on, F, rows - r0 - GLU_U);
+#pragma unroll
+        for (int q = 0; q < GLU_U; q++) {
+            if (r0 + q >= rows) break;
+            size_t o = o0 + (size_t)(r0 + q) * F;
+            float gp = kt_exp_dot<RK>(gv[q], eg.s, xs[0][r0 + q], wg);
+            float up = kt_exp_dot<RK>(uv[q], eu.s, xs[1][r0 + q], wu);
+            float a = kt_exp_dot<RK>(av[q], ed.s, xs[2][r0 + q], wd);
+            float sg = kt_sigmoid<FAST>(gp); /* kt_swiglu_bwd's formulas */
+            float rg = a * up * (sg * (1.f + gp * (1.f - sg))), ru = a * gp * sg;
+            if (dg) dg[o] = rg, du[o] = ru;
+            if (dg16) kt_st16(dg16 + o, rg), kt_st16(du16 + o, ru);
+        }
+#pragma unroll
+        for (int q = 0; q < GLU_U; q++) gv[q] = gn[q], uv[q] = un[q], av[q] = an[q];
+    }
+}
+
+static int glu_rank(const wkt_expand *const *e, int cnt) {
+    int r = 0;
+    for (int i = 0; i < cnt; i++) r = e[i]->r > r ? e[i]->r : r;
+    return r;
+}
+
+static int glu_refused(wkc_backend *b, int r, const char *what) {
+    if (r <= WKT_GLU_RMAX) return 0;
+    if (!b->err) {
+        b->err = WICK_EUNSUPPORTED;
+        snprintf(b->errmsg, sizeof b->errmsg, "cuda:%d: %s takes LoRA ranks up to %d, not %d", b->device, what,
+                 WKT_GLU_RMAX, r);
+    }
+    return 1;
+}
+
+template <int RK, typename T, bool FAST>
+static void glu_fwd(wkc_backend *b, dim3 grid, float *act, void *act16, const float *g, const float *u, int n, int F,
+                    const wkt_expand *eg, const wkt_expand *eu) {
+    kt_swiglu_lora<RK, T, FAST><<<grid, GLU_THREADS, 0, b->st>>>(act, (T *)act16, g, u, n, F, *eg, *eu);
+}
+
+template <typename T, bool FAST>
+static void glu_fwd_r(wkc_backend *b, int r, dim3 grid, float *act, void *act16, const float *g, const float *u, int n,
+                      int F, const wkt_expand *eg, const wkt_expand *eu) {
+    if (r <= 16) glu_fwd<16, T, FAST>(b, grid, act, act16, g, u, n, F, eg, eu);
+    else glu_fwd<32, T, FAST>(b, grid, act, act16, g, u, n, F, eg, eu);
+}
+
+void wkt_swiglu_lora(wk_backend *be, float *act, void *act16, int dt16, const float *g, const float *u, int n, int F,
+                     const wkt_expand *eg, const wkt_expand *eu, int fast) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    const wkt_expand *es[] = {eg, eu};
+    int r = glu_rank(es, 2);
+    if (glu_refused(b, r, "swiglu with LoRA") || n <= 0 || F <= 0) return;
+    size_t cnt = (size_t)n * F;
+    void *o16 = act16 ? act16 : b->act16 ? wkc_scratch(b, WKC_SCR_ACT16, cnt * 2) : NULL; /* as wkc_swiglu16 */
+    dim3 grid((unsigned)((F + GLU_THREADS - 1) / GLU_THREADS), (unsigned)((n + GLU_ROWS - 1) / GLU_ROWS));
+    int bf = (act16 ? dt16 : b->act16) != WICK_DT_F16;
+    if (bf && fast) glu_fwd_r<__nv_bfloat16, true>(b, r, grid, act, o16, g, u, n, F, eg, eu);
+    else if (bf) glu_fwd_r<__nv_bfloat16, false>(b, r, grid, act, o16, g, u, n, F, eg, eu);
+    else if (fast) glu_fwd_r<__half, true>(b, r, grid, act, o16, g, u, n, F, eg, eu);
+    else glu_fwd_r<__half, false>(b, r, grid, act, o16, g, u, n, F, eg, eu);
+    wkc_launched(b, o16 ? "swiglu + lora expands (+16-bit copy)" : "swiglu + lora expands");
+    if (o16 && !act16) b->cast_x = act, b->cast_n = cnt, b->cast_dt = b->act16;
+}
+
+template <typename T, bool FAST>
+static void glu_bwd_r(wkc_backend *b, int r, dim3 grid, float *dg, float *du, void *dg16, void *du16, const float *dact,
+                      const float *g, const float *u, int n, int F, const wkt_expand *eg, const wkt_expand *eu,
+                      const wkt_expand *ed) {
+    if (r <= 16)
+        kt_swiglu_lora_bwd<16, T, FAST><<<grid, GLU_THREADS, 0, b->st>>>(dg, du, (T *)dg16, (T *)du16, dact, g, u, n, F,
+                                                                         *eg, *eu, *ed);
+    else
+        kt_swiglu_lora_bwd<32, T, FAST><<<grid, GLU_THREADS, 0, b->st>>>(dg, du, (T *)dg16, (T *)du16, dact, g, u, n, F,
+                                                                         *eg, *eu, *ed);
+}
+
+void wkt_swiglu_lora_bwd(wk_backend *be, float *dg, float *du, void *dg16, void *du16, int dt16, const float *dact,
+                         const float *g, const float *u, int n, int F, const wkt_expand *eg, const wkt_expand *eu,
+                         const wkt_expand *ed, int fast) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    const wkt_expand *es[] = {eg, eu, ed};
+    int r = glu_rank(es, 3);
+    if (glu_refused(b, r, "swiglu backward with LoRA") || n <= 0 || F <= 0) return;
+    if (!dg16 || !du16) dg16 = du16 = NULL;
+    dim3 grid((unsigned)((F + GLU_THREADS - 1) / GLU_THREADS), (unsigned)((n + GLU_ROWS - 1) / GLU_ROWS));
+    int bf = dt16 != WICK_DT_F16;
+    if (bf && fast) glu_bwd_r<__nv_bfloat16, true>(b, r, grid, dg, du, dg16, du16, dact, g, u, n, F, eg, eu, ed);
+    else if (bf) glu_bwd_r<__nv_bfloat16, false>(b, r, grid, dg, du, dg16, du16, dact, g, u, n, F, eg, eu, ed);
+    else if (fast) glu_bwd_r<__half, true>(b, r, grid, dg, du, dg16, du16, dact, g, u, n, F, eg, eu, ed);
+    else glu_bwd_r<__half, false>(b, r, grid, dg, du, dg16, du16, dact, g, u, n, F, eg, eu, ed);
+    wkc_launched(b, "swiglu backward + lora (+16-bit copies)");
 }
 
 /* ------------------------------------------------------------ attention */
@@ -663,6 +936,22 @@ void wkt_adamw(wk_backend *be, float *w, float *g, float *m, float *v, size_t n,
     wkc_use(b);
     kt_adamw<<<wkc_blocks(n), 256, 0, b->st>>>(w, g, m, v, n, clip, decay, w1, b2, w2, step_size, bc2s, eps);
     wkc_launched(b, "adamw");
+}
+
+/* Block (x, segment y) grid-strides over segment y. */
+__global__ void kt_seg_scale(float *dst, const float *src, const wkt_seg *segs) {
+    wkt_seg g = segs[blockIdx.y];
+    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < g.n; e += (size_t)gridDim.x * blockDim.x)
+        dst[g.dst_at + e] = g.s * src[g.src_at + e];
+}
+
+void wkt_seg_scale(wk_backend *be, float *dst, const float *src, const wkt_seg *segs, int nseg, size_t max_n) {
+    wkc_backend *b = wkc(be);
+    wkc_use(b);
+    if (nseg <= 0 || !max_n) return;
+    int bx = wkc_blocks(max_n);
+    kt_seg_scale<<<dim3((unsigned)(bx < 64 ? bx : 64), (unsigned)nseg), 256, 0, b->st>>>(dst, src, segs);
+    wkc_launched(b, "scaled segment copy");
 }
 
 void wkt_zero(wk_backend *be, void *p, size_t bytes) {

@@ -29,8 +29,15 @@ void wkt_matmul_dx(wk_backend *be, float *dx, const float *dy, const void *dy16,
 /* dx[n,dim] (=|+=) gradient of y = x/rms(x)*w given dy; w may be NULL. */
 void wkt_rmsnorm_bwd(wk_backend *be, float *dx, const float *dy, const float *x, const float *w, int n, int dim, float eps,
                      int acc);
+/* The same, also writing dx rounded to dt16 (WICK_DT_BF16 or WICK_DT_F16; else none) into dx16
+ * (n*dim values): the next frozen product's 16-bit input, rounded in the same pass. */
+void wkt_rmsnorm_bwd16(wk_backend *be, float *dx, void *dx16, int dt16, const float *dy, const float *x, const float *w,
+                       int n, int dim, float eps, int acc);
 /* In place: d[n,nh,D] <- R(pos)ᵀ·d (rotate_half layout). */
 void wkt_rope_bwd(wk_backend *be, float *d, const int32_t *pos, int n, int nh, int D, const float *inv_freq);
+/* The same, also writing the result rounded to dt16 into d16 (as wkt_rmsnorm_bwd16). */
+void wkt_rope_bwd16(wk_backend *be, float *d, void *d16, int dt16, const int32_t *pos, int n, int nh, int D,
+                    const float *inv_freq);
 /* Causal attention over packed rows (rs[i] = first row of row i's sequence): out[n,H,D],
  * lse[n,H] = log Σ exp(scale·q·k). D <= 256, a multiple of 4; tensors 16-byte aligned. */
 void wkt_attn_fwd(wk_backend *be, float *out, float *lse, const float *q, const float *k, const float *v,
@@ -68,6 +75,41 @@ void wkt_swiglu_bwd(wk_backend *be, float *dg, float *du, const float *dact, con
  * (n values each): the inputs of the frozen products' dx GEMMs, rounded in the same pass. */
 void wkt_swiglu_bwd16(wk_backend *be, float *dg, float *du, void *dg16, void *du16, int dt16, const float *dact,
                       const float *g, const float *u, size_t n);
+/* One LoRA expand folded into an element-wise kernel: at (row i, column j) it adds
+ * s · Σ_k xa[i,k] · B(j,k) with xa (n, r) row-major and B(j,k) = B[j*sj + k*sk] (a B matrix
+ * (F, r): sj r, sk 1; an A matrix (r, F) read as its transpose: sj 1, sk F). r 0: nothing. */
+typedef struct {
+    const float *xa, *B;
+    size_t sj, sk;
+    float s;
+    int r;
+} wkt_expand;
+enum { WKT_GLU_RMAX = 32 }; /* the largest rank the folded SwiGLU kernels take */
+/* act[n,F] = silu(g')·u' with g' = g + eg's expand, u' = u + eu's expand (g, u: the frozen
+ * products, unchanged; ranks <= WKT_GLU_RMAX), the same values as the LoRA GEMMs then swiglu
+ * up to fp32 summation order. act16 NULL: after a multi-row GEMM with 16-bit weights it also
+ * leaves act's 16-bit copy for the next GEMM that reads act (as the backend's swiglu does).
+ * act16 not NULL: act rounded to dt16 goes there instead, and act (fp32) only when not NULL.
+ * fast: silu's exp and division as __expf / __fdividef (for 16-bit weights: a few ulp). */
+void wkt_swiglu_lora(wk_backend *be, float *act, void *act16, int dt16, const float *g, const float *u, int n, int F,
+                     const wkt_expand *eg, const wkt_expand *eu, int fast);
+/* Its backward with down's LoRA input gradient folded in: dact' = dact + ed's expand (ed.xa =
+ * dy·B_down (n, r), ed.B = A_down read transposed), g' and u' recomputed exactly as the forward
+ * did, then wkt_swiglu_bwd's formulas (fast: the sigmoid as in the forward). dg, du (fp32) are
+ * written when not NULL; dg16, du16 (the same values rounded to dt16, WICK_DT_BF16 or
+ * WICK_DT_F16) when not NULL. */
+void wkt_swiglu_lora_bwd(wk_backend *be, float *dg, float *du, void *dg16, void *du16, int dt16, const float *dact,
+                         const float *g, const float *u, int n, int F, const wkt_expand *eg, const wkt_expand *eu,
+                         const wkt_expand *ed, int fast);
+/* wkt_gemm over 16-bit inputs (dt16: WICK_DT_BF16 or WICK_DT_F16; A and B that type) with an
+ * fp32 C, fp32 accumulation on tensor cores. */
+void wkt_gemm16(wk_backend *be, int ta, int tb, int M, int N, int K, float alpha, const void *A, int lda, const void *B,
+                int ldb, float beta, float *C, int ldc, int dt16);
+/* y[n,out] (=|+=) x16·Wᵀ for a 16-bit W [out,in] and x16 [n,in] already rounded to W's type
+ * (fp32 accumulation; no bias). */
+void wkt_matmul16(wk_backend *be, float *y, const void *x16, const wk_mat *W, int n, int acc);
+/* d[n] = s rounded to dt16 (WICK_DT_BF16 or WICK_DT_F16). */
+void wkt_to16(wk_backend *be, void *d, const float *s, size_t n, int dt16);
 /* Cross-entropy with label smoothing of rows of logits[rows,V] against tgt[rows]: loss[r] = the row's
  * loss; the gradient d loss/d logits overwrites logits, or with g16 != NULL goes there rounded to
  * dt16 (WICK_DT_BF16 or WICK_DT_F16) and logits are left as they are. */
@@ -85,6 +127,14 @@ void wkt_scale_sumsq(wk_backend *be, float *g, size_t n, float inv, double *part
 /* torch AdamW over n elements after g *= clip; then g = 0. Constants as in wk_adamw. */
 void wkt_adamw(wk_backend *be, float *w, float *g, float *m, float *v, size_t n, float clip, float decay, float w1,
                float b2, float w2, float step_size, float bc2s, float eps);
+/* A run of n floats copied with a scale: dst[dst_at + e] = s · src[src_at + e], e < n. */
+typedef struct {
+    size_t src_at, dst_at, n;
+    float s;
+    int pad_;
+} wkt_seg;
+/* Every segment of segs (a device array of nseg; max_n the largest n) in one launch. */
+void wkt_seg_scale(wk_backend *be, float *dst, const float *src, const wkt_seg *segs, int nseg, size_t max_n);
 /* Asynchronous device memset / device-to-device copy on the backend's stream. */
 void wkt_zero(wk_backend *be, void *p, size_t bytes);
 void wkt_copy(wk_backend *be, void *dst, const void *src, size_t bytes);
