@@ -51,7 +51,7 @@ static void test_swiglu_bwd16(const wk_train_ops *ref, size_t m, int dt16) {
     }
     CHECK(bad == 0, "swiglu_bwd16 (n=%zu, %s): %zu 16-bit copies are not the f32 results rounded", m,
           wick_dtype_name(dt16), bad);
-    G->free(G, xa), G->free(G, xg), G->free(G, xu), G->free(G, ydg), G->free(G, ydu), G->free(G, y16g), G->free(G, y16u);
+    G->free(G, xa), G->free(G, xg), G->free(G, xu), G->free(G, y16g), G->free(G, y16u); /* ydg, ydu: host() freed them */
     free(da), free(g), free(u), free(dg), free(du), free(gg), free(gu), free(h16g), free(h16u);
 }
 
@@ -208,7 +208,7 @@ static void test_elementwise(const wk_train_ops *ref) {
     float *gg = host(ydg, m), *gu = host(ydu, m);
     cmp("swiglu_bwd dg", gg, dg, m, 1e-5);
     cmp("swiglu_bwd du", gu, du, m, 1e-5);
-    G->free(G, xa), G->free(G, xg), G->free(G, xu), G->free(G, ydg), G->free(G, ydu);
+    G->free(G, xa), G->free(G, xg), G->free(G, xu); /* ydg, ydu: host() freed them */
     free(da), free(g), free(u), free(dg), free(du), free(gg), free(gu);
     test_swiglu_bwd16(ref, 10008, WICK_DT_BF16); /* the fused kernel (n % 4 == 0) */
     test_swiglu_bwd16(ref, 10008, WICK_DT_F16);
