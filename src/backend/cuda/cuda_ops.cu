@@ -604,6 +604,14 @@ __device__ __forceinline__ void mv_put(const rowin_d &r, int j, float v) {
     if (r.ts) asm volatile("st.relaxed.gpu.global.f32 [%0], %1;" ::"l"(r.ts + j), "f"(v) : "memory");
 }
 
+/* The lane's words lane and 32 + lane of the launch's shrink slot (0 past ra): issued, not waited for. */
+__device__ __forceinline__ void mv_peek(const rowin_d &r, unsigned &u0, unsigned &u1) {
+    int lane = threadIdx.x & 31;
+    u0 = 0, u1 = 0;
+    if (lane < r.ra) asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(u0) : "l"(r.ts + lane) : "memory");
+    if (lane + 32 < r.ra) asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(u1) : "l"(r.ts + 32 + lane) : "memory");
+}
+
 /* The shrink's block of k_mv: A rows (f32) of this block (long rows sA: one row over the
  * block's 8 warps; else a warp per row, 8 rows), their loads issued before x' is staged so
  * they travel with the W blocks' first loads; t[j] = inv · x'·A[j]. */
@@ -699,6 +707,8 @@ __global__ void __launch_bounds__(256) k_mv(float *y, rowin_d r, const T *W, con
         float a[R2];
 #pragma unroll
         for (int rr = 0; rr < R2; rr++) a[rr] = 0.f;
+        unsigned u0 = 0, u1 = 0; /* the slot's first words, read early when there is a last batch of weights */
+        int peeked = 0;          /* to wait for: the round trip then overlaps it */
         for (int kb = 0; live;) {
 #pragma unroll
             for (int j = 0; j < NCH; j++) {
@@ -716,13 +726,14 @@ __global__ void __launch_bounds__(256) k_mv(float *y, rowin_d r, const T *W, con
                 if (kb + col0 + j * STEP < in)
 #pragma unroll
                     for (int rr = 0; rr < R2; rr++) wload(c[j][rr], w[rr] + kb + col0 + j * STEP);
+            if (r.pB && sub == 0 && kb + KB >= in) mv_peek(r, u0, u1), peeked = 1;
         }
         float t0 = 0.f, t1 = 0.f; /* t in registers: one round trip for all the warp's rows */
         if (r.pB && live && sub == 0) /* each warp polls the slot until its shrink values are all there */
             for (;;) {
-                unsigned u0 = 0, u1 = 0, rest = 1;
-                if (lane < r.ra) asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(u0) : "l"(r.ts + lane) : "memory");
-                if (lane + 32 < r.ra) asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(u1) : "l"(r.ts + 32 + lane) : "memory");
+                unsigned rest = 1;
+                if (!peeked) mv_peek(r, u0, u1);
+                peeked = 0;
                 for (int k = lane + 64; k < r.ra; k += 32) { /* ranks over 64: read again from the slot by mv_expand_lane */
                     unsigned u;
                     asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(u) : "l"(r.ts + k) : "memory");
