@@ -18,7 +18,7 @@
 #include <string.h>
 
 #define BT_MAX_R WK_BLORA_MAX_R /* t of a row staged in shared memory */
-#define SHRINK_COMPS 8 /* shrink components per block */
+#define SHRINK_COMPS 8 /* shrink components per block (half that over long rows: twice the blocks) */
 
 /* The row's entry of lo (NULL: none, rank 0 or scale 0) and its scale. */
 __device__ __forceinline__ const wk_bent *b_entry(const wk_blora &lo, int i, float *sc) {
@@ -97,26 +97,27 @@ __global__ void __launch_bounds__(256) k_bexpand(wk_blora lo, int out) {
 }
 
 /* --------------------------------------------------------------- shrink */
-/* t[i, k] = x[i]·A[k] for the row's entry: block (i, kb) takes the SHRINK_COMPS components
- * k = kb·SHRINK_COMPS + j, its 256 threads splitting x (each loads a slice of x once and reads
- * the components' A beside it, SHRINK_COMPS independent loads in flight), then one reduction.
+/* t[i, k] = x[i]·A[k] for the row's entry: block (i, kb) takes the NC components
+ * k = kb·NC + j, its 256 threads splitting x (each loads a slice of x once and reads
+ * the components' A beside it, NC independent loads in flight), then one reduction.
  * vec: in % 4 == 0 and x, A 16-byte aligned. */
+template <int NC>
 __global__ void __launch_bounds__(256) k_bshrink(wk_blora lo, const float *x, int in, int vec) {
-    __shared__ float red[8][SHRINK_COMPS];
+    __shared__ float red[8][NC];
     float sc;
-    int i = blockIdx.x, k0 = blockIdx.y * SHRINK_COMPS, lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    int i = blockIdx.x, k0 = blockIdx.y * NC, lane = threadIdx.x & 31, w = threadIdx.x >> 5;
     const wk_bent *e = b_entry(lo, i, &sc);
     if (!e || k0 >= e->ra) return;
-    int nk = min(SHRINK_COMPS, e->ra - k0);
+    int nk = min(NC, e->ra - k0);
     const float *a = e->A + (size_t)k0 * in, *xr = x + (size_t)i * in;
-    float acc[SHRINK_COMPS];
+    float acc[NC];
 #pragma unroll
-    for (int j = 0; j < SHRINK_COMPS; j++) acc[j] = 0.f;
+    for (int j = 0; j < NC; j++) acc[j] = 0.f;
     if (vec) {
         for (int c = threadIdx.x * 4; c < in; c += 256 * 4) {
             float4 v = *(const float4 *)(xr + c);
 #pragma unroll
-            for (int j = 0; j < SHRINK_COMPS; j++)
+            for (int j = 0; j < NC; j++)
                 if (j < nk) {
                     float4 q = __ldg((const float4 *)(a + (size_t)j * in + c));
                     acc[j] += q.x * v.x + q.y * v.y + q.z * v.z + q.w * v.w;
@@ -126,12 +127,12 @@ __global__ void __launch_bounds__(256) k_bshrink(wk_blora lo, const float *x, in
         for (int c = threadIdx.x; c < in; c += 256) {
             float v = xr[c];
 #pragma unroll
-            for (int j = 0; j < SHRINK_COMPS; j++)
+            for (int j = 0; j < NC; j++)
                 if (j < nk) acc[j] += __ldg(a + (size_t)j * in + c) * v;
         }
     }
 #pragma unroll
-    for (int j = 0; j < SHRINK_COMPS; j++) {
+    for (int j = 0; j < NC; j++) {
         float v = acc[j];
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -186,8 +187,12 @@ void wkc_bmatmul(wk_backend *be, float *y, const float *x, const wk_mat *W, cons
             s = b->side;
         }
         int vec = W->cols % 4 == 0 && (uintptr_t)x % 16 == 0; /* A rows: the grouped layout keeps them aligned */
-        k_bshrink<<<dim3((unsigned)n, (unsigned)((lo->R + SHRINK_COMPS - 1) / SHRINK_COMPS)), 256, 0, s>>>(*lo, x,
-                                                                                                         W->cols, vec);
+        if (W->cols > 2048) /* long rows: half the components a block, twice the blocks */
+            k_bshrink<SHRINK_COMPS / 2><<<dim3((unsigned)n, (unsigned)((lo->R + SHRINK_COMPS / 2 - 1) / (SHRINK_COMPS / 2))),
+                                         256, 0, s>>>(*lo, x, W->cols, vec);
+        else
+            k_bshrink<SHRINK_COMPS><<<dim3((unsigned)n, (unsigned)((lo->R + SHRINK_COMPS - 1) / SHRINK_COMPS)), 256, 0, s>>>(
+                *lo, x, W->cols, vec);
         wkc_launched(b, "batched lora shrink");
         k_bexpand<<<dim3((unsigned)((W->rows + 255) / 256), (unsigned)n), 256, 0, s>>>(*lo, W->rows);
         wkc_launched(b, "batched lora expand");
