@@ -58,9 +58,8 @@ static float *scratch(int slot, size_t n) {
 /* ----------------------------------------------------------- dot products */
 
 #ifdef __AVX512F__
-static inline __m512 bf16x16(const uint16_t *p) {
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
-}
+/* 16 bf16 values (a 256-bit half of a load) widened to f32. */
+static inline __m512 bf16x16(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
 #endif
 
 /* y[r][o] for r < nr rows of x, for a block of weight rows [o0,o1). */
@@ -94,9 +93,16 @@ static void gemv_bf16_block(float *y, const float *x, const uint16_t *W, int nr,
             float s = 0;
 #ifdef __AVX512F__
             __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+            if (nr == 1) /* one row: 32 weights in one 64-byte load (a decode step, 1 thread, qwen2.5-0.5b on
+                          * the dev VM: 17.8 -> 23.2 tok/s; with more rows the two loads stay faster) */
+                for (; k + 32 <= in; k += 32) {
+                    __m512i wv = _mm512_loadu_si512((const void *)(w + k));
+                    a0 = _mm512_fmadd_ps(bf16x16(_mm512_castsi512_si256(wv)), _mm512_loadu_ps(xr + k), a0);
+                    a1 = _mm512_fmadd_ps(bf16x16(_mm512_extracti64x4_epi64(wv, 1)), _mm512_loadu_ps(xr + k + 16), a1);
+                }
             for (; k + 32 <= in; k += 32) {
-                a0 = _mm512_fmadd_ps(bf16x16(w + k), _mm512_loadu_ps(xr + k), a0);
-                a1 = _mm512_fmadd_ps(bf16x16(w + k + 16), _mm512_loadu_ps(xr + k + 16), a1);
+                a0 = _mm512_fmadd_ps(bf16x16(_mm256_loadu_si256((const __m256i *)(w + k))), _mm512_loadu_ps(xr + k), a0);
+                a1 = _mm512_fmadd_ps(bf16x16(_mm256_loadu_si256((const __m256i *)(w + k + 16))), _mm512_loadu_ps(xr + k + 16), a1);
             }
             s = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
 #endif
