@@ -51,7 +51,7 @@ static void test_swiglu_bwd16(const wk_train_ops *ref, size_t m, int dt16) {
     }
     CHECK(bad == 0, "swiglu_bwd16 (n=%zu, %s): %zu 16-bit copies are not the f32 results rounded", m,
           wick_dtype_name(dt16), bad);
-    G->free(G, xa), G->free(G, xg), G->free(G, xu), G->free(G, y16g), G->free(G, y16u); /* ydg, ydu: host() freed them */
+    G->free(G, xa), G->free(G, xg), G->free(G, xu), G->free(G, y16g), G->free(G, y16u); /* ydg, ydu: freed by host() */
     free(da), free(g), free(u), free(dg), free(du), free(gg), free(gu), free(h16g), free(h16u);
 }
 

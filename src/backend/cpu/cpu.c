@@ -101,8 +101,10 @@ static void gemv_bf16_block(float *y, const float *x, const uint16_t *W, int nr,
                     a1 = _mm512_fmadd_ps(bf16x16(_mm512_extracti64x4_epi64(wv, 1)), _mm512_loadu_ps(xr + k + 16), a1);
                 }
             for (; k + 32 <= in; k += 32) {
-                a0 = _mm512_fmadd_ps(bf16x16(_mm256_loadu_si256((const __m256i *)(w + k))), _mm512_loadu_ps(xr + k), a0);
-                a1 = _mm512_fmadd_ps(bf16x16(_mm256_loadu_si256((const __m256i *)(w + k + 16))), _mm512_loadu_ps(xr + k + 16), a1);
+                a0 = _mm512_fmadd_ps(bf16x16(_mm256_loadu_si256((const __m256i *)(w + k))), _mm512_loadu_ps(xr + k),
+                                     a0);
+                a1 = _mm512_fmadd_ps(bf16x16(_mm256_loadu_si256((const __m256i *)(w + k + 16))),
+                                     _mm512_loadu_ps(xr + k + 16), a1);
             }
             s = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
 #endif

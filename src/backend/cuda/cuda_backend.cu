@@ -240,7 +240,7 @@ static void *c_graph_capture(wk_backend *be, void (*fn)(void *ctx), void *ctx) {
     int slot = b->mv_slot; /* matvec shrink slots: a graph starts and ends with them empty (cuda_ops.cu) */
     b->capturing = 1, b->mv_cap = 0;
     fn(ctx);
-    if (b->mv_cap) wkc_cuda_fail(b, cudaMemsetAsync(b->ticket + WKC_MV_SLOT, 0xff, 2 * WKC_MV_TMAX * sizeof(unsigned), b->st), "graph (slots)");
+    if (b->mv_cap) wkc_mv_empty_slots(b);
     b->capturing = 0, b->mv_slot = slot;
     cudaGraph_t g = NULL;
     cudaError_t e = cudaStreamEndCapture(b->st, &g);
@@ -442,7 +442,8 @@ static wkc_backend *create(int device, int fast) {
     }
     if (e == cudaSuccess) e = cudaMalloc((void **)&b->ticket, WKC_TICKET_WORDS * sizeof(unsigned));
     if (e == cudaSuccess) e = cudaMemset(b->ticket, 0, WKC_MV_SLOT * sizeof(unsigned));
-    if (e == cudaSuccess) e = cudaMemset(b->ticket + WKC_MV_SLOT, 0xff, (WKC_TICKET_WORDS - WKC_MV_SLOT) * sizeof(unsigned));
+    if (e == cudaSuccess) /* the matvec's shrink slots start empty */
+        e = cudaMemset(b->ticket + WKC_MV_SLOT, 0xff, (WKC_TICKET_WORDS - WKC_MV_SLOT) * sizeof(unsigned));
     if (e != cudaSuccess) {
         wk_err(WICK_EIO, "cuda:%d: cannot allocate the backend's counters: %s", device, cudaGetErrorString(e));
         cudaStreamDestroy(b->st);

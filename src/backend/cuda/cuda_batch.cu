@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BT_MAX_R WK_BLORA_MAX_R /* t of a row staged in shared memory */
+#define BT_MAX_R WK_BLORA_MAX_R /* most shrink components of a row's group */
 #define SHRINK_COMPS 8 /* shrink components per block (half that over long rows: twice the blocks) */
 
 /* The row's entry of lo (NULL: none, rank 0 or scale 0) and its scale. */
@@ -187,12 +187,9 @@ void wkc_bmatmul(wk_backend *be, float *y, const float *x, const wk_mat *W, cons
             s = b->side;
         }
         int vec = W->cols % 4 == 0 && (uintptr_t)x % 16 == 0; /* A rows: the grouped layout keeps them aligned */
-        if (W->cols > 2048) /* long rows: half the components a block, twice the blocks */
-            k_bshrink<SHRINK_COMPS / 2><<<dim3((unsigned)n, (unsigned)((lo->R + SHRINK_COMPS / 2 - 1) / (SHRINK_COMPS / 2))),
-                                         256, 0, s>>>(*lo, x, W->cols, vec);
-        else
-            k_bshrink<SHRINK_COMPS><<<dim3((unsigned)n, (unsigned)((lo->R + SHRINK_COMPS - 1) / SHRINK_COMPS)), 256, 0, s>>>(
-                *lo, x, W->cols, vec);
+        int nc = W->cols > 2048 ? SHRINK_COMPS / 2 : SHRINK_COMPS; /* long rows: half a block's, twice the blocks */
+        auto shrink_k = nc < SHRINK_COMPS ? k_bshrink<SHRINK_COMPS / 2> : k_bshrink<SHRINK_COMPS>;
+        shrink_k<<<dim3((unsigned)n, (unsigned)((lo->R + nc - 1) / nc)), 256, 0, s>>>(*lo, x, W->cols, vec);
         wkc_launched(b, "batched lora shrink");
         k_bexpand<<<dim3((unsigned)((W->rows + 255) / 256), (unsigned)n), 256, 0, s>>>(*lo, W->rows);
         wkc_launched(b, "batched lora expand");

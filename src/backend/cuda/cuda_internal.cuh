@@ -103,6 +103,8 @@ __device__ __forceinline__ float wkc_rms_regs(const float4 *xi, int nv, int dim,
     return 1.f / sqrtf(t / (float)dim + eps);
 }
 
+/* Empties k_mv's two shrink slots (every word WKC_MV_EMPTY), on the backend's stream (cuda_ops.cu). */
+void wkc_mv_empty_slots(wkc_backend *b);
 /* Records a CUDA failure (first one wins); returns 1 when e is an error. */
 int wkc_cuda_fail(wkc_backend *b, cudaError_t e, const char *what);
 /* Records a cuBLAS failure; returns 1 when s is an error. */

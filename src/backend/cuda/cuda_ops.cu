@@ -459,6 +459,11 @@ __global__ void __launch_bounds__(256) k_pick(float *out, unsigned *cnt, float *
 static_assert(WKC_PICK_PART + 3 * WKC_PICK_BLOCKS <= WKC_MV_SLOT && WKC_MV_SLOT + 2 * WKC_MV_TMAX <= WKC_TICKET_WORDS,
               "the ticket words' uses overlap");
 
+void wkc_mv_empty_slots(wkc_backend *b) {
+    wkc_cuda_fail(b, cudaMemsetAsync(b->ticket + WKC_MV_SLOT, 0xff, 2 * WKC_MV_TMAX * sizeof(unsigned), b->st),
+                  "matvec (emptying the shrink slots)");
+}
+
 void wkc_pick(wk_backend *be, float *out, const float *x, int n) {
     wkc_backend *b = wkc(be);
     wkc_use(b);
@@ -582,13 +587,15 @@ __host__ __device__ __forceinline__ int mv_ablocks(int ra, int sA) { return ra <
  * expand weight, tj its t index (-1: none), t0/t1 the lane's t[lane] and t[32 + lane] (the first
  * 64 entries of t come from the warp's registers by shuffle, the rest from the slot); wide: some
  * row of the warp spans over 32 columns (then read past the first 32 from memory). Whole warp. */
-__device__ __forceinline__ float mv_expand_lane(const rowin_d &r, int o, float eb, int tj, float t0, float t1, int wide) {
+__device__ __forceinline__ float mv_expand_lane(const rowin_d &r, int o, float eb, int tj, float t0, float t1,
+                                                int wide) {
     float v0 = __shfl_sync(0xffffffffu, t0, tj & 31), v1 = r.ra > 32 ? __shfl_sync(0xffffffffu, t1, tj & 31) : 0.f;
     float e = tj < 0 ? 0.f : eb * (tj < 32 ? v0 : tj < 64 ? v1 : __ldcg(r.ts + tj));
     if (wide) {
         int c0, nc;
         pspan(r, o, &c0, &nc);
-        for (int k = (threadIdx.x & 31) + 32; k < nc; k += 32) e += __ldg(r.pB + (size_t)o * r.ra + c0 + k) * __ldcg(r.ts + c0 + k);
+        for (int k = (threadIdx.x & 31) + 32; k < nc; k += 32)
+            e += __ldg(r.pB + (size_t)o * r.ra + c0 + k) * __ldcg(r.ts + c0 + k);
     }
     return e;
 }
@@ -604,12 +611,18 @@ __device__ __forceinline__ void mv_put(const rowin_d &r, int j, float v) {
     if (r.ts) asm volatile("st.relaxed.gpu.global.f32 [%0], %1;" ::"l"(r.ts + j), "f"(v) : "memory");
 }
 
+/* Word j of the launch's shrink slot, read from L2 every time (it is being written by other blocks). */
+__device__ __forceinline__ unsigned mv_slot_word(const rowin_d &r, int j) {
+    unsigned u;
+    asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(u) : "l"(r.ts + j) : "memory");
+    return u;
+}
+
 /* The lane's words lane and 32 + lane of the launch's shrink slot (0 past ra): issued, not waited for. */
 __device__ __forceinline__ void mv_peek(const rowin_d &r, unsigned &u0, unsigned &u1) {
     int lane = threadIdx.x & 31;
-    u0 = 0, u1 = 0;
-    if (lane < r.ra) asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(u0) : "l"(r.ts + lane) : "memory");
-    if (lane + 32 < r.ra) asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(u1) : "l"(r.ts + 32 + lane) : "memory");
+    u0 = lane < r.ra ? mv_slot_word(r, lane) : 0u;
+    u1 = lane + 32 < r.ra ? mv_slot_word(r, lane + 32) : 0u;
 }
 
 /* The shrink's block of k_mv: A rows (f32) of this block (long rows sA: one row over the
@@ -734,11 +747,8 @@ __global__ void __launch_bounds__(256) k_mv(float *y, rowin_d r, const T *W, con
                 unsigned rest = 1;
                 if (!peeked) mv_peek(r, u0, u1);
                 peeked = 0;
-                for (int k = lane + 64; k < r.ra; k += 32) { /* ranks over 64: read again from the slot by mv_expand_lane */
-                    unsigned u;
-                    asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(u) : "l"(r.ts + k) : "memory");
-                    rest &= u != WKC_MV_EMPTY;
-                }
+                for (int k = lane + 64; k < r.ra; k += 32) /* ranks over 64: mv_expand_lane reads these again */
+                    rest &= mv_slot_word(r, k) != WKC_MV_EMPTY;
                 if (__all_sync(0xffffffffu, u0 != WKC_MV_EMPTY && u1 != WKC_MV_EMPTY && rest)) {
                     t0 = __uint_as_float(u0), t1 = __uint_as_float(u1);
                     break;
@@ -815,16 +825,13 @@ static void launch_k_mv(wkc_backend *b, float *y, const rowin_d &r, const T *W, 
         return;
     rowin_d rs = r;
     if (r.pB && ablocks) { /* consecutive launches alternate slots; a capture empties them first (and last) */
-        if (b->capturing && !b->mv_cap) {
-            wkc_cuda_fail(b, cudaMemsetAsync(b->ticket + WKC_MV_SLOT, 0xff, 2 * WKC_MV_TMAX * sizeof(unsigned), b->st),
-                          "matvec (slots)");
-            b->mv_cap = 1;
-        }
+        if (b->capturing && !b->mv_cap) wkc_mv_empty_slots(b), b->mv_cap = 1;
         rs.ts = (float *)(b->ticket + WKC_MV_SLOT + b->mv_slot * WKC_MV_TMAX);
         rs.tinv = (float *)(b->ticket + WKC_MV_SLOT + (1 - b->mv_slot) * WKC_MV_TMAX);
         b->mv_slot ^= 1;
     }
-    k_mv<T, MODE, STAGE, RPW, WPR, NCH, PAIR><<<ablocks + wblocks, 256, smem, b->st>>>(y, rs, W, bias, in, out, acc, sA);
+    k_mv<T, MODE, STAGE, RPW, WPR, NCH, PAIR><<<ablocks + wblocks, 256, smem, b->st>>>(y, rs, W, bias, in, out, acc,
+                                                                                      sA);
 }
 
 /* The unit shape (mv_cfg index) for a product of `in` columns and `out` rows, from
@@ -918,8 +925,9 @@ void wkc_matvec(wk_backend *be, float *y, const wk_rowin *in, const wk_mat *W, c
         }
         return;
     }
-    int ok = in->in == W->cols && in->in % 8 == 0 && !W->qtype && (!in->pB || in->ra <= WKC_MV_TMAX) && al16(W->w) && al16(in->x) && al16(in->nw) &&
-             al16(in->up) && al16(in->A) && (W->dt == WICK_DT_F32 || W->dt == WICK_DT_BF16 || W->dt == WICK_DT_F16);
+    int ok = in->in == W->cols && in->in % 8 == 0 && !W->qtype && (!in->pB || in->ra <= WKC_MV_TMAX) && al16(W->w) &&
+             al16(in->x) && al16(in->nw) && al16(in->up) && al16(in->A) &&
+             (W->dt == WICK_DT_F32 || W->dt == WICK_DT_BF16 || W->dt == WICK_DT_F16);
     int mode = in->nw ? 1 : in->up ? 2 : 0;
     if (pair && (!ok || W->rows > MV_NORM_MAX_ROWS || (pair == 2 && mode != 1))) { /* the product, then the plain op */
         wk_rowin i2 = *in;
