@@ -8,6 +8,12 @@
  * alone (wick_session_eval: the fused single-row step) within 1e-4, for 14 rows (cuBLAS
  * products), 5 rows in another order (the warp-per-row products), a step without logits, and
  * after the adapters are reshuffled (the captured graph of 14 rows replayed with another mix).
+ * On the bf16 tiny model (several rows read the adapters' bf16 copies, the one-row step the f32
+ * ones) the same for the 5 rows of warp-per-row products (14 rows go through cuBLAS, which
+ * rounds the activations to bf16, unlike the one-row step) within 5e-2 (the copies' rounding of
+ * rank-2..16 adapters at scale 2: 1.7e-2 measured on the H200).
+ * Ops: the batched shrink and expand over bf16 copies equal the f32 path over the same
+ * rounded values within rel L2 1e-6 (dense and block-diagonal B, a row of the base).
  * Without a GPU it skips. */
 #include "t.h"
 #include "batch_util.h"
@@ -48,6 +54,62 @@ static void attention_case(int n, int H, int Hk, int D) {
     free(rows), free(q), free(got), free(want);
 }
 
+/* bmatmul's LoRA side (t and e) with the entries' bf16 copies (lo.h16) against the f32 path
+ * over the same values rounded to bf16: 3 rows (a dense entry of rank 16: B's vector loads; a
+ * block-diagonal one of ranks 4 + 8: B's scalar loads; the base). */
+static void blora16_case(int in, int out) {
+    int n = 3, R = 32, ra[2] = {16, 12};
+    wk_bent he[2];
+    void *dbuf[4];
+    int k = 0;
+    memset(he, 0, sizeof he);
+    for (int a = 0; a < 2; a++) {
+        size_t na = (size_t)ra[a] * in, nb = (size_t)out * ra[a];
+        float *A = rvec(na, 1.f), *B = rvec(nb, 1.f);
+        uint16_t *A16 = malloc(2 * na), *B16 = malloc(2 * nb);
+        if (a == 1) /* rows [0, out/2) read columns [0, 4), the rest [4, 12) */
+            for (int o = 0; o < out; o++)
+                for (int j = 0; j < ra[a]; j++)
+                    if ((o < out / 2) != (j < 4)) B[(size_t)o * ra[a] + j] = 0.f;
+        for (size_t i = 0; i < na; i++) A16[i] = wk_f32_to_bf16(A[i]), A[i] = wk_bf16_to_f32(A16[i]);
+        for (size_t i = 0; i < nb; i++) B16[i] = wk_f32_to_bf16(B[i]), B[i] = wk_bf16_to_f32(B16[i]);
+        he[a].A = dev(A, 4 * na), he[a].B = dev(B, 4 * nb), he[a].ra = ra[a];
+        he[a].A16 = dbuf[k++] = dev(A16, 2 * na), he[a].B16 = dbuf[k++] = dev(B16, 2 * nb);
+        if (a == 1) he[a].nblk = 2, he[a].brows[0] = out / 2, he[a].brows[1] = out - out / 2, he[a].bcols[0] = 4, he[a].bcols[1] = 8;
+        free(A), free(B), free(A16), free(B16);
+    }
+    wk_bent *dent = dev(he, sizeof he);
+    wk_brow rows[3] = {{NULL, NULL, dent, 0, 0, 0.7f, 0}, {NULL, NULL, NULL, 0, 0, 1.f, 1}, {NULL, NULL, dent + 1, 0, 0, 1.3f, 2}};
+    wk_brow *drows = dev(rows, sizeof rows);
+    float *x = rvec((size_t)n * in, 1.f), *w = rvec((size_t)out * in, 1.f), *dx = dev(x, 4 * (size_t)n * in);
+    uint16_t *wh = malloc(2 * (size_t)out * in);
+    for (size_t i = 0; i < (size_t)out * in; i++) wh[i] = wk_f32_to_bf16(w[i]);
+    wk_mat W = {.w = dev(wh, 2 * (size_t)out * in), .dt = WICK_DT_BF16, .rows = out, .cols = in};
+    float *dy = G->alloc(G, 4 * (size_t)n * out), *got[2][2];
+    for (int h = 0; h < 2; h++) {
+        float *dt = G->alloc(G, 4 * (size_t)n * R), *de = G->alloc(G, 4 * (size_t)n * out);
+        wk_blora lo = {drows, 0, dt, R, de, h};
+        G->bmatmul(G, dy, dx, &W, NULL, n, 0, &lo);
+        got[h][0] = host(dt, (size_t)n * R), got[h][1] = host(de, (size_t)n * out);
+        G->free(G, dt), G->free(G, de);
+    }
+    no_error("bmatmul with bf16 adapter copies");
+    /* t of rows 0 and 2 (row 1, the base, has none), e of every row (the base's: zeros) */
+    double et = fmax(t_rel_l2(got[1][0], got[0][0], (size_t)ra[0]),
+                     t_rel_l2(got[1][0] + 2 * (size_t)R, got[0][0] + 2 * (size_t)R, (size_t)ra[1]));
+    double ee = t_rel_l2(got[1][1], got[0][1], (size_t)n * out);
+    float base = 0.f;
+    for (int o = 0; o < out; o++) base = fmaxf(base, fabsf(got[1][1][(size_t)out + o]));
+    CHECK(et <= 1e-6 && ee <= 1e-6 && base == 0.f, "batched LoRA over bf16 copies in=%d out=%d: t %g, e %g, base row %g",
+          in, out, et, ee, base);
+    printf("batched LoRA, bf16 copies vs f32 (same values) in=%d out=%d: rel L2 t %.2e e %.2e\n", in, out, et, ee);
+    for (int a = 0; a < 2; a++) G->free(G, (void *)he[a].A), G->free(G, (void *)he[a].B);
+    for (int i = 0; i < k; i++) G->free(G, dbuf[i]);
+    G->free(G, dent), G->free(G, drows), G->free(G, dx), G->free(G, (void *)W.w), G->free(G, dy);
+    for (int h = 0; h < 2; h++) free(got[h][0]), free(got[h][1]);
+    free(x), free(w), free(wh);
+}
+
 #define NS 14
 #define NAD 9 /* adapters 0..7 and adapter 0 again at scale 0.5 */
 
@@ -57,7 +119,7 @@ typedef struct {
     int V;
 } fix;
 
-static int open_fix(const char *name, fix *f) {
+static int open_fix(const char *name, const char *aname, fix *f) {
     char p[512];
     memset(f, 0, sizeof *f);
     wick_model_opts mo = wick_model_opts_default();
@@ -66,7 +128,7 @@ static int open_fix(const char *name, fix *f) {
     CHECK_OK(wick_model_load(p, &mo, &f->m));
     if (!f->m) return -1;
     for (int a = 0; a < 2; a++) {
-        snprintf(p, sizeof p, "%s/golden/%s/adapter%d", WICK_TEST_DIR, name, a + 1);
+        snprintf(p, sizeof p, "%s/golden/%s/adapter%d", WICK_TEST_DIR, aname, a + 1);
         CHECK_OK(wick_adapter_load(f->m, p, &f->ad[a]));
     }
     static const unsigned tg[6] = {WICK_LORA_ALL, WICK_LORA_Q | WICK_LORA_V, WICK_LORA_ALL,
@@ -96,9 +158,11 @@ static void select_mix(fix *f, wick_session *s, int k) {
     CHECK_OK(wick_session_set_adapter(s, k == 0 ? NULL : f->ad[k == 9 ? 0 : k - 1], k == 9 ? 0.5f : 1.f));
 }
 
-static void mixed(const char *name) {
+/* wide: also the steps of all 14 rows (cuBLAS products; not on bf16 weights, see the top);
+ * tol: the most |batched - alone| allowed */
+static void mixed(const char *name, const char *aname, int wide, float tol) {
     fix f;
-    if (open_fix(name, &f)) return close_fix(&f);
+    if (open_fix(name, aname, &f)) return close_fix(&f);
     wick_session *bs[NS], *rs[NS];
     float *lg = malloc(sizeof(float) * (size_t)f.V);
     int32_t next[NS], pr[16];
@@ -116,7 +180,7 @@ static void mixed(const char *name) {
     int all[NS], some[5] = {9, 2, 13, 0, 6};
     for (int i = 0; i < NS; i++) all[i] = i;
     float worst = 0, d;
-    for (int t = 0; t < 4; t++) { /* direct, captured, replayed twice */
+    for (int t = 0; t < 4 && wide; t++) { /* direct, captured, replayed twice */
         d = tb_step(f.V, bs, rs, all, NS, next, 1);
         worst = d > worst ? d : worst;
     }
@@ -124,13 +188,13 @@ static void mixed(const char *name) {
         d = tb_step(f.V, bs, rs, some, 5, next, 1);
         worst = d > worst ? d : worst;
     }
-    tb_step(f.V, bs, rs, all, NS, next, 0); /* no logits: the sessions advance all the same */
+    tb_step(f.V, bs, rs, wide ? all : some, wide ? NS : 5, next, 0); /* no logits: the sessions advance all the same */
     for (int i = 0; i < NS; i++) select_mix(&f, bs[i], i + 3), select_mix(&f, rs[i], i + 3);
-    for (int t = 0; t < 3; t++) { /* the graph of 14 rows with another mix */
-        d = tb_step(f.V, bs, rs, all, NS, next, 1);
+    for (int t = 0; t < 3; t++) { /* the graph of 14 (or 5) rows with another mix */
+        d = wide ? tb_step(f.V, bs, rs, all, NS, next, 1) : tb_step(f.V, bs, rs, some, 5, next, 1);
         worst = d > worst ? d : worst;
     }
-    CHECK(worst <= 1e-4f, "%s: batched logits differ from alone by %g", name, worst);
+    CHECK(worst <= tol, "%s: batched logits differ from alone by %g", name, worst);
     printf("%s on cuda: %d sessions, 8 adapters + base, max |batched - alone| = %.2e\n", name, NS, worst);
     for (int i = 0; i < NS; i++) wick_session_free(bs[i]), wick_session_free(rs[i]);
     free(lg);
@@ -150,9 +214,13 @@ int main(void) {
         attention_case(5, 28, 4, 128);
         attention_case(9, 4, 2, 16);
     }
-    mixed("qwen2_tiny");
-    mixed("qwen3_tiny");
-    mixed("llama_tiny");
+    blora16_case(896, 1152);
+    blora16_case(4864, 896); /* long rows: half the components a block */
+    blora16_case(98, 70);    /* in % 4 != 0: A's scalar loads */
+    mixed("qwen2_tiny", "qwen2_tiny", 1, 1e-4f);
+    mixed("qwen3_tiny", "qwen3_tiny", 1, 1e-4f);
+    mixed("llama_tiny", "llama_tiny", 1, 1e-4f);
+    mixed("qwen2_tiny_bf16", "qwen2_tiny", 0, 5e-2f); /* measured 1.7e-2: the bf16 copies' rounding */
 #endif
     return t_summary();
 }

@@ -68,9 +68,11 @@ typedef struct wk_expand {
  * One adapter's LoRA for one projection group of one layer, the grouped layout (model.h:
  * wk_lora_group) in backend memory: A (ra, in) stacked, B (out, ra) with each pair's scale
  * folded in; when nblk > 0, B's output rows come in nblk blocks of brows[i] rows, block i
- * nonzero only in its own bcols[i] columns (which follow those of the blocks before it). */
+ * nonzero only in its own bcols[i] columns (which follow those of the blocks before it);
+ * A16, B16: the same in bf16 (a bf16 model's adapters), else NULL. */
 typedef struct wk_bent {
     const float *A, *B;
+    const void *A16, *B16;
     int ra, nblk;
     int brows[3], bcols[3];
 } wk_bent;
@@ -90,13 +92,15 @@ typedef struct wk_brow {
 #define WK_BLORA_MAX_R 512 /* most shrink components (ra) of one row's group in the batched ops */
 
 /* A projection group's per-row LoRA in a batched op: row i uses rows[i].ent[g]; t (n, R) holds
- * the shrink x[i]·Aᵀ (R >= every row's ra), e (n, out) its expand (zeros on rows of the base). */
+ * the shrink x[i]·Aᵀ (R >= every row's ra), e (n, out) its expand (zeros on rows of the base);
+ * h16: read the entries' bf16 copies where they have them (several rows: half the bytes). */
 typedef struct wk_blora {
     const wk_brow *rows;
     int g;
     float *t;
     int R;
     float *e;
+    int h16;
 } wk_blora;
 
 typedef struct wk_backend wk_backend;

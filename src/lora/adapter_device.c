@@ -22,6 +22,7 @@ struct wk_adapter_dev {
     float *data;             /* (n_floats) every A and B, device memory */
     wk_lora *pairs;          /* (n_layers, WK_P_COUNT) host array of device pointers; A == NULL: not adapted */
     float *gdata;            /* (gtotal) the groups' A and B, device memory */
+    void *g16;               /* (gtotal) the same in bf16 (a bf16 model's), else NULL */
     size_t gtotal;
     unsigned gen;            /* the adapter's gen when last copied */
     wk_lora_group *groups;   /* (n_layers, WK_G_COUNT) host array of device pointers */
@@ -33,10 +34,11 @@ static pthread_mutex_t g_dev_mu = PTHREAD_MUTEX_INITIALIZER;
 static const int g_first[WK_G_COUNT] = {WK_P_Q, WK_P_O, WK_P_GATE, WK_P_DOWN};
 static const int g_last[WK_G_COUNT] = {WK_P_V, WK_P_O, WK_P_UP, WK_P_DOWN};
 
-static size_t pad8(size_t n) { return (n + 7) & ~(size_t)7; }
+static size_t pad16(size_t n) { return (n + 15) & ~(size_t)15; }
 
-/* Floats of group g of layer l (A then B, each padded to 32 bytes); *ra gets its rank. */
-static size_t group_floats(const wick_adapter *a, int l, int g, int *ra) {
+/* Values of group g of layer l (A then B, each padded to 16 values: 32-byte aligned in
+ * bf16, 64 in f32); *ra gets its rank. */
+static size_t group_values(const wick_adapter *a, int l, int g, int *ra) {
     const wk_layer *L = &a->m->layers[l];
     size_t rows = 0;
     *ra = 0;
@@ -44,7 +46,7 @@ static size_t group_floats(const wick_adapter *a, int l, int g, int *ra) {
         rows += (size_t)L->p[p].rows;
         *ra += wk_adapter_slot(a, l, p)->lp.A ? wk_adapter_slot(a, l, p)->lp.r : 0;
     }
-    return *ra ? pad8((size_t)*ra * L->p[g_first[g]].cols) + pad8(rows * (size_t)*ra) : 0;
+    return *ra ? pad16((size_t)*ra * L->p[g_first[g]].cols) + pad16(rows * (size_t)*ra) : 0;
 }
 
 /* Writes group g of layer l at h: A stacked, B block-diagonal and scaled. */
@@ -53,7 +55,7 @@ static void group_fill(const wick_adapter *a, int l, int g, int ra, float *h) {
     size_t in = (size_t)L->p[g_first[g]].cols, rows = 0, ro = 0;
     int co = 0;
     for (int p = g_first[g]; p <= g_last[g]; p++) rows += (size_t)L->p[p].rows;
-    float *A = h, *B = h + pad8((size_t)ra * in);
+    float *A = h, *B = h + pad16((size_t)ra * in);
     memset(B, 0, sizeof(float) * rows * (size_t)ra);
     for (int p = g_first[g]; p <= g_last[g]; p++) {
         const wk_lora *lp = &wk_adapter_slot(a, l, p)->lp;
@@ -68,32 +70,57 @@ static void group_fill(const wick_adapter *a, int l, int g, int ra, float *h) {
     }
 }
 
+/* The groups also get bf16 copies when every projection of the model has plain bf16 weights
+ * (the batched step's rows read half the adapter bytes); the fp32 mode and one-row decode
+ * read the f32 ones. WICK_LORA_F32=1: no bf16 copies (for comparisons). */
+static int groups_b16(const wick_adapter *a) {
+    const char *e = getenv("WICK_LORA_F32");
+    if (e && !strcmp(e, "1")) return 0;
+    for (int l = 0; l < a->n_layers; l++)
+        for (int p = 0; p < WK_P_COUNT; p++) {
+            const wk_mat *W = &a->m->layers[l].p[p];
+            if (W->dt != WICK_DT_BF16 || W->qtype) return 0;
+        }
+    return a->n_layers > 0;
+}
+
 /* Builds and uploads d's grouped layout (a bound adapter only); the first call allocates it,
  * later ones (a refresh) rewrite the same device buffer. */
 static wick_status upload_groups(wick_adapter *a, wk_adapter_dev *d, wk_backend *be) {
     size_t ng = (size_t)a->n_layers * WK_G_COUNT, total = 0;
     int ra;
     for (int l = 0; l < a->n_layers; l++)
-        for (int g = 0; g < WK_G_COUNT; g++) total += group_floats(a, l, g, &ra);
+        for (int g = 0; g < WK_G_COUNT; g++) total += group_values(a, l, g, &ra);
     if (!d->groups) {
         d->groups = wk_calloc(sizeof(wk_lora_group) * (ng ? ng : 1), "adapter groups");
         d->gdata = d->groups ? be->alloc(be, sizeof(float) * (total ? total : 1)) : NULL;
-        if (!d->gdata) return wk_err_prefix(WICK_ENOMEM, "adapter '%s': grouped device copy", a->name);
+        if (d->gdata && groups_b16(a)) d->g16 = be->alloc(be, 2 * (total ? total : 1));
+        if (!d->gdata || (groups_b16(a) && !d->g16))
+            return wk_err_prefix(WICK_ENOMEM, "adapter '%s': grouped device copy", a->name);
         d->gtotal = total;
     }
     float *h = wk_malloc(sizeof(float) * (total ? total : 1), "adapter groups");
     if (!h) return WICK_ENOMEM;
+    memset(h, 0, sizeof(float) * (total ? total : 1)); /* the padding too: the upload is deterministic */
     size_t off = 0;
     for (int l = 0; l < a->n_layers; l++)
         for (int g = 0; g < WK_G_COUNT; g++) {
-            size_t n = group_floats(a, l, g, &ra);
+            size_t n = group_values(a, l, g, &ra);
             if (!n) continue;
             group_fill(a, l, g, ra, h + off);
-            size_t in = (size_t)a->m->layers[l].p[g_first[g]].cols;
-            d->groups[(size_t)l * WK_G_COUNT + g] = (wk_lora_group){d->gdata + off, d->gdata + off + pad8((size_t)ra * in), ra};
+            size_t in = (size_t)a->m->layers[l].p[g_first[g]].cols, bo = off + pad16((size_t)ra * in);
+            uint16_t *g16 = d->g16;
+            d->groups[(size_t)l * WK_G_COUNT + g] =
+                (wk_lora_group){d->gdata + off, d->gdata + bo, g16 ? g16 + off : NULL, g16 ? g16 + bo : NULL, ra};
             off += n;
         }
     be->upload(be, d->gdata, h, sizeof(float) * (total ? total : 1));
+    if (d->g16) { /* in place, front to back: value i's 2 bytes land at or before its 4 */
+        be->sync(be); /* the f32 upload has read h */
+        uint16_t *h16 = (uint16_t *)h;
+        for (size_t i = 0; i < total; i++) h16[i] = wk_f32_to_bf16(h[i]);
+        be->upload(be, d->g16, h16, 2 * (total ? total : 1));
+    }
     be->sync(be); /* the host staging is freed next */
     wk_free(h);
     return WICK_OK;
@@ -102,6 +129,7 @@ static wick_status upload_groups(wick_adapter *a, wk_adapter_dev *d, wk_backend 
 static void free_dev(wk_adapter_dev *d) {
     if (d->data) d->be->free(d->be, d->data);
     if (d->gdata) d->be->free(d->be, d->gdata);
+    if (d->g16) d->be->free(d->be, d->g16);
     wk_free(d->pairs);
     wk_free(d->groups);
     wk_free(d);

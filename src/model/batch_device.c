@@ -167,7 +167,7 @@ static wick_status fill_entries(const wick_model *m, const wick_adapter *a, wk_b
             const wk_lora_group *G = &dg[(size_t)l * WK_G_COUNT + g];
             wk_bent *x = &e[(size_t)l * WK_G_COUNT + g];
             memset(x, 0, sizeof *x);
-            x->A = G->A, x->B = G->B, x->ra = G->ra;
+            x->A = G->A, x->B = G->B, x->A16 = G->A16, x->B16 = G->B16, x->ra = G->ra;
             if (G->ra <= 0 || last[g] == first[g]) continue;
             int cols = 0;
             for (int p = first[g]; p <= last[g]; p++) {
@@ -247,8 +247,10 @@ typedef struct {
     int n, R, head;
 } bd_ctx;
 
+/* Several rows read the adapters' bf16 copies (half the bytes of the f32 ones); one row reads
+ * the f32 ones, which measured faster there (as in the one-row product, decoder.c). */
 static wk_blora lora(const bd_ctx *c, int l, int g) {
-    return (wk_blora){c->st->rows, l * WK_G_COUNT + g, c->st->t, c->R, c->st->e};
+    return (wk_blora){c->st->rows, l * WK_G_COUNT + g, c->st->t, c->R, c->st->e, c->n >= 2};
 }
 
 static void layer_ops(const bd_ctx *c, int l) {

@@ -65,9 +65,11 @@ const wk_lora *wk_adapter_pair(const wick_adapter *a, int l, wk_proj p);
 /* A layer's LoRA for a group of projections that read the same input and write one row
  * back to back (device decode: q|k|v, o, gate|up, down): A (ra, in) = the adapted pairs'
  * A stacked; B (sum of the group's out, ra) block-diagonal, each pair's rows times its
- * scale. ra == 0: nothing in the group is adapted. */
+ * scale. ra == 0: nothing in the group is adapted. A16, B16: the same rounded to bf16 on a
+ * bf16 model (the batched step's rows read half the bytes), else NULL. */
 typedef struct {
     const float *A, *B;
+    const void *A16, *B16;
     int ra;
 } wk_lora_group;
 enum { WK_G_QKV, WK_G_O, WK_G_GU, WK_G_DOWN, WK_G_COUNT };

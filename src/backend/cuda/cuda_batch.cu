@@ -9,7 +9,8 @@
  * a graph capture records as two branches), and the op that consumes the product adds e, one
  * coalesced load beside its own (q|k|v in brope_kv, o and down in the next brmsnorm, gate|up in
  * bswiglu): the adapter table's pointer chains and B's loads stay off the critical path. fp32
- * throughout.
+ * arithmetic throughout; with several rows A and B are read from the entry's bf16 copies where it
+ * has them (a bf16 model's adapters), else f32.
  */
 #include "backend/cuda/cuda_internal.cuh"
 
@@ -30,29 +31,44 @@ __device__ __forceinline__ const wk_bent *b_entry(const wk_blora &lo, int i, flo
     return e->ra > 0 && e->ra <= BT_MAX_R ? e : NULL;
 }
 
-#define BX_REG 4 /* float4s of one output's B row a thread holds in registers: 16 columns */
+#define BX_REG 4 /* float4s (f32 B) or uint2s (bf16 B) of one output's row a thread holds: 16 columns */
 
 /* Output o's part of B: row o, columns [c0, c0 + nc) (its block's, when block-diagonal), and
- * B's loads in registers (the first BX_REG float4s on the vector path), issued before any use:
+ * B's loads in registers (the first 16 columns on the vector path), issued before any use:
  * with t's they all go out at once instead of one round trip per step of a loop. */
 struct bregs {
-    const float *b;
-    int c0, nc, vec;
-    float4 w[BX_REG];
+    const void *b;
+    int c0, nc, vec, b16;
+    float4 w[BX_REG]; /* bf16: the first BX_REG/2 hold 4 bf16 pairs each, as raw bits */
 };
 
-__device__ __forceinline__ void b_load(const wk_bent *e, int o, bregs &r) {
-    r.c0 = 0, r.nc = e->ra;
+__device__ __forceinline__ void b_load(const wk_bent *e, int h16, int o, bregs &r) {
+    r.c0 = 0, r.nc = e->ra, r.b16 = h16 && e->B16;
     if (e->nblk) {
         int i = 0, r0 = 0;
         while (i + 1 < e->nblk && o >= r0 + e->brows[i]) r0 += e->brows[i], r.c0 += e->bcols[i], i++;
         r.nc = e->bcols[i];
     }
-    r.b = e->B + (size_t)o * e->ra + r.c0;
-    r.vec = ((e->ra | r.c0 | r.nc) & 3) == 0; /* rows 16-byte aligned (the grouped layout's B and t are) */
+    size_t off = (size_t)o * e->ra + r.c0;
+    r.b = r.b16 ? (const void *)((const __nv_bfloat16 *)e->B16 + off) : (const void *)(e->B + off);
+    r.vec = ((e->ra | r.c0 | r.nc) & (r.b16 ? 7 : 3)) == 0; /* rows 16-byte aligned (the grouped layout's B and t are) */
+    if (!r.vec) return;
 #pragma unroll
     for (int q = 0; q < BX_REG; q++)
-        if (r.vec && 4 * q < r.nc) r.w[q] = __ldg((const float4 *)(r.b + 4 * q));
+        if (r.b16 ? q < BX_REG / 2 && 8 * q < r.nc : 4 * q < r.nc)
+            r.w[q] = __ldg((const float4 *)r.b + q);
+}
+
+__device__ __forceinline__ float dot4(float4 w, float4 x) { return w.x * x.x + w.y * x.y + w.z * x.z + w.w * x.w; }
+
+/* 8 bf16 (raw bits in w) · x[0..8) */
+__device__ __forceinline__ float dot8h(float4 w, float4 x0, float4 x1) {
+    unsigned u[4] = {__float_as_uint(w.x), __float_as_uint(w.y), __float_as_uint(w.z), __float_as_uint(w.w)};
+    float4 a = make_float4(__uint_as_float(u[0] << 16), __uint_as_float(u[0] & 0xffff0000u), __uint_as_float(u[1] << 16),
+                           __uint_as_float(u[1] & 0xffff0000u));
+    float4 b = make_float4(__uint_as_float(u[2] << 16), __uint_as_float(u[2] & 0xffff0000u), __uint_as_float(u[3] << 16),
+                           __uint_as_float(u[3] & 0xffff0000u));
+    return dot4(a, x0) + dot4(b, x1);
 }
 
 /* Σ B[o, c]·t[c] over the span r holds; t is the row's shrink, read in place (every lane of a
@@ -60,23 +76,36 @@ __device__ __forceinline__ void b_load(const wk_bent *e, int o, bregs &r) {
 __device__ __forceinline__ float b_use(const bregs &r, const float *t) {
     t += r.c0;
     float v = 0.f;
+    if (r.vec && r.b16) {
+        const float4 *b = (const float4 *)r.b;
+        float4 x[BX_REG];
+#pragma unroll
+        for (int q = 0; q < BX_REG; q++)
+            if (4 * q < r.nc) x[q] = __ldg((const float4 *)(t + 4 * q));
+#pragma unroll
+        for (int q = 0; q < BX_REG / 2; q++)
+            if (8 * q < r.nc) v += dot8h(r.w[q], x[2 * q], x[2 * q + 1]);
+#pragma unroll 2
+        for (int c = 4 * BX_REG; c < r.nc; c += 8)
+            v += dot8h(__ldg(b + c / 8), __ldg((const float4 *)(t + c)), __ldg((const float4 *)(t + c + 4)));
+        return v;
+    }
     if (r.vec) {
+        const float *b = (const float *)r.b;
         float4 x[BX_REG];
 #pragma unroll
         for (int q = 0; q < BX_REG; q++)
             if (4 * q < r.nc) x[q] = __ldg((const float4 *)(t + 4 * q));
 #pragma unroll
         for (int q = 0; q < BX_REG; q++)
-            if (4 * q < r.nc) v += r.w[q].x * x[q].x + r.w[q].y * x[q].y + r.w[q].z * x[q].z + r.w[q].w * x[q].w;
+            if (4 * q < r.nc) v += dot4(r.w[q], x[q]);
 #pragma unroll 4
-        for (int c = 4 * BX_REG; c < r.nc; c += 4) {
-            float4 w = __ldg((const float4 *)(r.b + c)), y = __ldg((const float4 *)(t + c));
-            v += w.x * y.x + w.y * y.y + w.z * y.z + w.w * y.w;
-        }
+        for (int c = 4 * BX_REG; c < r.nc; c += 4) v += dot4(__ldg((const float4 *)(b + c)), __ldg((const float4 *)(t + c)));
         return v;
     }
 #pragma unroll 4
-    for (int c = 0; c < r.nc; c++) v += __ldg(r.b + c) * __ldg(t + c);
+    for (int c = 0; c < r.nc; c++)
+        v += (r.b16 ? __bfloat162float(__ldg((const __nv_bfloat16 *)r.b + c)) : __ldg((const float *)r.b + c)) * __ldg(t + c);
     return v;
 }
 
@@ -90,13 +119,46 @@ __global__ void __launch_bounds__(256) k_bexpand(wk_blora lo, int out) {
     const wk_bent *e = b_entry(lo, i, &sc);
     if (e) {
         bregs r;
-        b_load(e, o, r);
+        b_load(e, lo.h16, o, r);
         v = sc * b_use(r, lo.t + (size_t)i * lo.R);
     }
     lo.e[(size_t)i * out + o] = v;
 }
 
 /* --------------------------------------------------------------- shrink */
+/* 4 values of A (f32, or bf16) at p, as floats. */
+__device__ __forceinline__ float4 a_load4(const float *p) { return __ldg((const float4 *)p); }
+__device__ __forceinline__ float4 a_load4(const __nv_bfloat16 *p) {
+    uint2 u = __ldg((const uint2 *)p);
+    return make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xffff0000u), __uint_as_float(u.y << 16),
+                       __uint_as_float(u.y & 0xffff0000u));
+}
+__device__ __forceinline__ float a_load1(const float *p) { return __ldg(p); }
+__device__ __forceinline__ float a_load1(const __nv_bfloat16 *p) { return __bfloat162float(__ldg(p)); }
+
+/* The NC components' partial sums of this thread over its slices of x (see k_bshrink). */
+template <int NC, typename AT>
+__device__ __forceinline__ void bshrink_part(float (&acc)[NC], const AT *a, const float *xr, int in, int nk, int vec) {
+    if (vec) {
+        for (int c = threadIdx.x * 4; c < in; c += 256 * 4) {
+            float4 v = *(const float4 *)(xr + c);
+#pragma unroll
+            for (int j = 0; j < NC; j++)
+                if (j < nk) {
+                    float4 q = a_load4(a + (size_t)j * in + c);
+                    acc[j] += q.x * v.x + q.y * v.y + q.z * v.z + q.w * v.w;
+                }
+        }
+    } else {
+        for (int c = threadIdx.x; c < in; c += 256) {
+            float v = xr[c];
+#pragma unroll
+            for (int j = 0; j < NC; j++)
+                if (j < nk) acc[j] += a_load1(a + (size_t)j * in + c) * v;
+        }
+    }
+}
+
 /* t[i, k] = x[i]·A[k] for the row's entry: block (i, kb) takes the NC components
  * k = kb·NC + j, its 256 threads splitting x (each loads a slice of x once and reads
  * the components' A beside it, NC independent loads in flight), then one reduction.
@@ -109,28 +171,12 @@ __global__ void __launch_bounds__(256) k_bshrink(wk_blora lo, const float *x, in
     const wk_bent *e = b_entry(lo, i, &sc);
     if (!e || k0 >= e->ra) return;
     int nk = min(NC, e->ra - k0);
-    const float *a = e->A + (size_t)k0 * in, *xr = x + (size_t)i * in;
+    const float *xr = x + (size_t)i * in;
     float acc[NC];
 #pragma unroll
     for (int j = 0; j < NC; j++) acc[j] = 0.f;
-    if (vec) {
-        for (int c = threadIdx.x * 4; c < in; c += 256 * 4) {
-            float4 v = *(const float4 *)(xr + c);
-#pragma unroll
-            for (int j = 0; j < NC; j++)
-                if (j < nk) {
-                    float4 q = __ldg((const float4 *)(a + (size_t)j * in + c));
-                    acc[j] += q.x * v.x + q.y * v.y + q.z * v.z + q.w * v.w;
-                }
-        }
-    } else {
-        for (int c = threadIdx.x; c < in; c += 256) {
-            float v = xr[c];
-#pragma unroll
-            for (int j = 0; j < NC; j++)
-                if (j < nk) acc[j] += __ldg(a + (size_t)j * in + c) * v;
-        }
-    }
+    if (lo.h16 && e->A16) bshrink_part<NC>(acc, (const __nv_bfloat16 *)e->A16 + (size_t)k0 * in, xr, in, nk, vec);
+    else bshrink_part<NC>(acc, e->A + (size_t)k0 * in, xr, in, nk, vec);
 #pragma unroll
     for (int j = 0; j < NC; j++) {
         float v = acc[j];
