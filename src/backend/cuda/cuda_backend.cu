@@ -431,6 +431,8 @@ static wkc_backend *create(int device, int fast) {
         b->be.brmsnorm = wkc_brmsnorm;
         b->be.bswiglu = wkc_bswiglu;
     }
+    const char *pd = getenv("WICK_CUDA_PDL"); /* "0": the batched expand waits for its shrink to end (comparisons) */
+    b->bpdl = !pd || strcmp(pd, "0");
     const char *g = getenv("WICK_CUDA_GRAPHS"); /* "0": run decode steps without graphs (for comparisons) */
     b->no_graphs = g && !strcmp(g, "0");
     cudaError_t e = cudaSetDevice(device);

@@ -71,8 +71,8 @@ __device__ __forceinline__ float dot8h(float4 w, float4 x0, float4 x1) {
     return dot4(a, x0) + dot4(b, x1);
 }
 
-/* Σ B[o, c]·t[c] over the span r holds; t is the row's shrink, read in place (every lane of a
- * warp reads the same values: one transaction). */
+/* Σ B[o, c]·t[c] over the span r holds; t is the row's shrink, read in place from L2 (every lane
+ * of a warp reads the same values: one transaction; k_bexpand starts before the shrink ends). */
 __device__ __forceinline__ float b_use(const bregs &r, const float *t) {
     t += r.c0;
     float v = 0.f;
@@ -81,13 +81,13 @@ __device__ __forceinline__ float b_use(const bregs &r, const float *t) {
         float4 x[BX_REG];
 #pragma unroll
         for (int q = 0; q < BX_REG; q++)
-            if (4 * q < r.nc) x[q] = __ldg((const float4 *)(t + 4 * q));
+            if (4 * q < r.nc) x[q] = __ldcg((const float4 *)(t + 4 * q));
 #pragma unroll
         for (int q = 0; q < BX_REG / 2; q++)
             if (8 * q < r.nc) v += dot8h(r.w[q], x[2 * q], x[2 * q + 1]);
 #pragma unroll 2
         for (int c = 4 * BX_REG; c < r.nc; c += 8)
-            v += dot8h(__ldg(b + c / 8), __ldg((const float4 *)(t + c)), __ldg((const float4 *)(t + c + 4)));
+            v += dot8h(__ldg(b + c / 8), __ldcg((const float4 *)(t + c)), __ldcg((const float4 *)(t + c + 4)));
         return v;
     }
     if (r.vec) {
@@ -95,33 +95,33 @@ __device__ __forceinline__ float b_use(const bregs &r, const float *t) {
         float4 x[BX_REG];
 #pragma unroll
         for (int q = 0; q < BX_REG; q++)
-            if (4 * q < r.nc) x[q] = __ldg((const float4 *)(t + 4 * q));
+            if (4 * q < r.nc) x[q] = __ldcg((const float4 *)(t + 4 * q));
 #pragma unroll
         for (int q = 0; q < BX_REG; q++)
             if (4 * q < r.nc) v += dot4(r.w[q], x[q]);
 #pragma unroll 4
-        for (int c = 4 * BX_REG; c < r.nc; c += 4) v += dot4(__ldg((const float4 *)(b + c)), __ldg((const float4 *)(t + c)));
+        for (int c = 4 * BX_REG; c < r.nc; c += 4) v += dot4(__ldg((const float4 *)(b + c)), __ldcg((const float4 *)(t + c)));
         return v;
     }
 #pragma unroll 4
     for (int c = 0; c < r.nc; c++)
-        v += (r.b16 ? __bfloat162float(__ldg((const __nv_bfloat16 *)r.b + c)) : __ldg((const float *)r.b + c)) * __ldg(t + c);
+        v += (r.b16 ? __bfloat162float(__ldg((const __nv_bfloat16 *)r.b + c)) : __ldg((const float *)r.b + c)) * __ldcg(t + c);
     return v;
 }
 
 /* --------------------------------------------------------------- expand */
 /* e[i, o] = s_i · Σ B[o, its block's columns]·t[i, ...] for the rows with an entry, else 0;
- * block (chunk of 256 outputs, row i). */
+ * block (chunk of 256 outputs, row i). Launched as the shrink's programmatic dependent: its
+ * blocks start while the shrink runs, load their B rows, then wait for the shrink's t. */
 __global__ void __launch_bounds__(256) k_bexpand(wk_blora lo, int out) {
     int o = blockIdx.x * blockDim.x + threadIdx.x, i = blockIdx.y;
-    if (o >= out) return;
     float sc = 0.f, v = 0.f;
-    const wk_bent *e = b_entry(lo, i, &sc);
-    if (e) {
-        bregs r;
-        b_load(e, lo.h16, o, r);
-        v = sc * b_use(r, lo.t + (size_t)i * lo.R);
-    }
+    const wk_bent *e = o < out ? b_entry(lo, i, &sc) : NULL; /* the table and B: written before the step */
+    bregs r;
+    if (e) b_load(e, lo.h16, o, r);
+    asm volatile("griddepcontrol.wait;" ::: "memory"); /* the shrink has finished, its t is visible */
+    if (o >= out) return;
+    if (e) v = sc * b_use(r, lo.t + (size_t)i * lo.R);
     lo.e[(size_t)i * out + o] = v;
 }
 
@@ -168,6 +168,7 @@ __global__ void __launch_bounds__(256) k_bshrink(wk_blora lo, const float *x, in
     __shared__ float red[8][NC];
     float sc;
     int i = blockIdx.x, k0 = blockIdx.y * NC, lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    asm volatile("griddepcontrol.launch_dependents;"); /* the expand may start (it waits for t itself) */
     const wk_bent *e = b_entry(lo, i, &sc);
     if (!e || k0 >= e->ra) return;
     int nk = min(NC, e->ra - k0);
@@ -237,7 +238,16 @@ void wkc_bmatmul(wk_backend *be, float *y, const float *x, const wk_mat *W, cons
         auto shrink_k = nc < SHRINK_COMPS ? k_bshrink<SHRINK_COMPS / 2> : k_bshrink<SHRINK_COMPS>;
         shrink_k<<<dim3((unsigned)n, (unsigned)((lo->R + nc - 1) / nc)), 256, 0, s>>>(*lo, x, W->cols, vec);
         wkc_launched(b, "batched lora shrink");
-        k_bexpand<<<dim3((unsigned)((W->rows + 255) / 256), (unsigned)n), 256, 0, s>>>(*lo, W->rows);
+        cudaLaunchConfig_t lc = {};
+        cudaLaunchAttribute at[1];
+        at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        /* up to 4 rows (WICK_CUDA_PDL=0: never): with more, the waiting expand blocks hold SMs the
+         * product beside them needs (H200, 8 adapters / base: 4 rows 0.93-0.95 -> 0.98, but 16 rows
+         * 0.89 -> 0.85-0.86 at 0.5B and 0.91 -> 0.83 at 7B) */
+        at[0].val.programmaticStreamSerializationAllowed = b->bpdl && n <= 4;
+        lc.gridDim = dim3((unsigned)((W->rows + 255) / 256), (unsigned)n), lc.blockDim = dim3(256), lc.stream = s;
+        lc.attrs = at, lc.numAttrs = 1;
+        wkc_cuda_fail(b, cudaLaunchKernelEx(&lc, k_bexpand, *lo, (int)W->rows), "batched lora expand");
         wkc_launched(b, "batched lora expand");
         if (side) wkc_cuda_fail(b, cudaEventRecord(b->side_join, b->side), "batched shrink (join)");
     }

@@ -62,6 +62,7 @@ struct wkc_backend {
     cudaStream_t side;        /* batched steps: the LoRA shrink beside the product (cuda_batch.cu), or NULL */
     cudaEvent_t side_fork, side_join;
     int side_state;           /* 0 not tried, 1 ready, -1 unavailable */
+    int bpdl;                 /* the batched expand starts as its shrink's programmatic dependent (1) */
     wick_status err;          /* first recorded error since the last check() */
     char errmsg[512];
 };
