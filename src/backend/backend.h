@@ -167,6 +167,11 @@ struct wk_backend {
      * (seg: nseg+1) entries; tmp is backend scratch of n * max(r) floats. */
     void (*lora_seg)(wk_backend *be, float *y, const float *x, int n, int in, int out, int nseg, const int *seg,
                      const float *const *A, const float *const *B, const int *r, const float *scale, float *tmp);
+    /* The same where segment g also has bf16 copies A16[g], B16[g] of its A and B (NULL: none),
+     * read instead of the f32 ones where the backend finds that pays (optional: NULL). */
+    void (*lora_seg16)(wk_backend *be, float *y, const float *x, int n, int in, int out, int nseg, const int *seg,
+                       const float *const *A, const float *const *B, const uint16_t *const *A16,
+                       const uint16_t *const *B16, const int *r, const float *scale, float *tmp);
 
     /* Decode-step fusions (optional; NULL on backends without them; the decoder then runs
      * the plain ops). One row each; every pointer is backend memory.

@@ -84,6 +84,7 @@ void wick_adapter_free(wick_adapter *a) {
     wk_free(a->merged_orig);
     wk_free(a->merged_buf);
     wk_free(a->data);
+    wk_free(a->data16);
     wk_free(a->slots);
     wk_free(a->config_json);
     wk_free(a->name);

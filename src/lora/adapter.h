@@ -42,6 +42,8 @@ struct wick_adapter {
     wk_layer *merged_layers;  /* (2 * n_layers): [0, n) before the merge, [n, 2n) after it */
     void **merged_dev;        /* (n_layers, WK_P_COUNT) device buffers to free (a fused group's at its first projection) */
     unsigned gen;            /* bumped when a trainer changes A/B (device copies refresh) */
+    uint16_t *data16;        /* (n_floats) bf16 copies of data for batched CPU steps, or NULL (adapter_device.c) */
+    unsigned gen16;          /* gen when data16 was made */
     wk_adapter_dev *dev;     /* device copies of A/B, one per backend (adapter_device.c) */
 };
 

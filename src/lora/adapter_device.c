@@ -199,6 +199,21 @@ wick_status wk_adapter_pairs_on(const wick_adapter *ca, wk_backend *be, const wk
     return WICK_OK;
 }
 
+const uint16_t *wk_adapter_bf16(const wick_adapter *ca, const float *p) {
+    wick_adapter *a = (wick_adapter *)ca; /* a cache, not part of the adapter's value */
+    pthread_mutex_lock(&g_dev_mu);
+    if (!a->data16 || a->gen16 != a->gen) {
+        if (!a->data16) a->data16 = wk_malloc(2 * (a->n_floats ? a->n_floats : 1), "adapter bf16 copies");
+        if (a->data16) {
+            for (size_t i = 0; i < a->n_floats; i++) a->data16[i] = wk_f32_to_bf16(a->data[i]);
+            a->gen16 = a->gen;
+        }
+    }
+    const uint16_t *r = a->data16 && p >= a->data && p < a->data + a->n_floats ? a->data16 + (p - a->data) : NULL;
+    pthread_mutex_unlock(&g_dev_mu);
+    return r;
+}
+
 void wk_adapter_touch(wick_adapter *a) {
     if (!a) return;
     pthread_mutex_lock(&g_dev_mu);

@@ -14,6 +14,7 @@
 #include "model/batch.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* One group of rows in adapter order: r[i] is the session of row i. */
@@ -29,11 +30,26 @@ typedef struct {
     float *ad_scale;         /* (nseg) */
 } bgroup;
 
-/* Appends the runs of segments with a pair for (l, p) to lora_seg, one call per contiguous run. */
+/* 1 unless WICK_LORA_F32=1 (for comparisons): batched rows may read adapters' bf16 copies. */
+static int lora16_allowed(void) {
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("WICK_LORA_F32");
+        v = !(e && !strcmp(e, "1"));
+    }
+    return v;
+}
+
+/* Appends the runs of segments with a pair for (l, p) to lora_seg, one call per contiguous run.
+ * Several rows on a bf16 model: the adapters' bf16 copies where the backend reads them
+ * (lora_seg16; half the bytes); one row reads the f32 ones (as a session stepped alone). */
 static void lora_segments(const bgroup *b, float *y, const float *x, int l, wk_proj p) {
     const wk_mat *W = &b->m->layers[l].p[p];
     const float *A[WK_SESSION_CHUNK_HOST], *B[WK_SESSION_CHUNK_HOST]; /* segments <= rows of a group */
+    const uint16_t *A16[WK_SESSION_CHUNK_HOST], *B16[WK_SESSION_CHUNK_HOST];
     int r[WK_SESSION_CHUNK_HOST], seg[WK_SESSION_CHUNK_HOST + 1], k = 0;
+    int h16 = b->be->lora_seg16 && b->n >= 2 && W->dt == WICK_DT_BF16 && !W->qtype && !b->be->device_memory &&
+              lora16_allowed();
     float sc[WK_SESSION_CHUNK_HOST];
     for (int g = 0; g <= b->nseg; g++) {
         const wk_lora *lp = g < b->nseg && b->ad[g] && b->ad_scale[g] != 0.f ? wk_adapter_pair(b->ad[g], l, p) : NULL;
@@ -42,10 +58,15 @@ static void lora_segments(const bgroup *b, float *y, const float *x, int l, wk_p
         if (lp && lp->A) {
             if (k == 0) seg[0] = b->seg[g];
             A[k] = lp->A, B[k] = lp->B, r[k] = lp->r, sc[k] = lp->scale * b->ad_scale[g];
+            A16[k] = h16 ? wk_adapter_bf16(b->ad[g], lp->A) : NULL;
+            B16[k] = h16 ? wk_adapter_bf16(b->ad[g], lp->B) : NULL;
             seg[++k] = b->seg[g + 1];
             continue;
         }
-        if (k) b->be->lora_seg(b->be, y, x, b->n, W->cols, W->rows, k, seg, A, B, r, sc, b->s0->tmp);
+        if (k && h16)
+            b->be->lora_seg16(b->be, y, x, b->n, W->cols, W->rows, k, seg, A, B, A16, B16, r, sc, b->s0->tmp);
+        else if (k)
+            b->be->lora_seg(b->be, y, x, b->n, W->cols, W->rows, k, seg, A, B, r, sc, b->s0->tmp);
         k = 0;
     }
 }

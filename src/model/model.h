@@ -80,6 +80,10 @@ enum { WK_G_QKV, WK_G_O, WK_G_GU, WK_G_DOWN, WK_G_COUNT };
  * NULL (use wk_adapter_pair). groups may be NULL. Defined in src/lora/adapter_device.c. */
 wick_status wk_adapter_pairs_on(const wick_adapter *a, wk_backend *be, const wk_lora **pairs,
                                 const wk_lora_group **groups);
+/* The bf16 copy of a's A/B values from p on (p: in a host pair of a, wk_adapter_pair): the copies of
+ * every A and B are made at the first call and remade when a trainer changed them since; NULL when
+ * out of memory (read the f32 ones). Thread-safe. Defined in src/lora/adapter_device.c. */
+const uint16_t *wk_adapter_bf16(const wick_adapter *a, const float *p);
 /* Marks a's host A/B as changed (a trainer stepped or synced): device copies are refreshed
  * at the next wk_adapter_pairs_on. NULL is fine. Defined in src/lora/adapter_device.c. */
 void wk_adapter_touch(wick_adapter *a);

@@ -297,6 +297,7 @@ wk_backend *wk_backend_cpu(void) {
         .matmul = cpu_matmul,
         .matmul_f32 = cpu_matmul_f32,
         .lora_seg = wk_cpu_lora_seg,
+        .lora_seg16 = wk_cpu_lora_seg16,
         .rmsnorm = cpu_rmsnorm,
         .rope = cpu_rope,
         .attention = cpu_attention,

@@ -17,4 +17,8 @@ void wk_cpu_rope_rotate(float *x, const int32_t *pos, int n, int nh, int D, cons
 /* lora_seg of the fast CPU backend (lora_seg_cpu.c): small segments fused, large ones via sgemm. */
 void wk_cpu_lora_seg(wk_backend *be, float *y, const float *x, int n, int in, int out, int nseg, const int *seg,
                      const float *const *A, const float *const *B, const int *r, const float *scale, float *tmp);
+/* lora_seg16 of the fast CPU backend: the small segments read the bf16 copies where given. */
+void wk_cpu_lora_seg16(wk_backend *be, float *y, const float *x, int n, int in, int out, int nseg, const int *seg,
+                       const float *const *A, const float *const *B, const uint16_t *const *A16,
+                       const uint16_t *const *B16, const int *r, const float *scale, float *tmp);
 #endif

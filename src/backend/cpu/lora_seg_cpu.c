@@ -11,7 +11,8 @@
  *                                          registers, then 16-wide FMAs per row (no reductions)
  * tmp rows are at their absolute row index with stride max(r). Segments of more than
  * LS_ROWS_MAX rows go to the generic op (two sgemm calls), which wins once a segment is a
- * real matrix.
+ * real matrix. lora_seg16: the small segments read bf16 copies of A and B where given (half
+ * the bytes; widened to f32 in registers, fp32 arithmetic as above).
  */
 #include "backend/cpu/cpu_common.h"
 
@@ -43,6 +44,27 @@ static float dot_long(const float *a, const float *b, int n) {
     return s;
 }
 
+/* dot_long over bf16 b (x f32). */
+static float dot_long_h(const float *a, const uint16_t *b, int n) {
+    int i = 0;
+    float s = 0;
+#ifdef __AVX512F__
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+#define LS_H16(p) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p))), 16))
+    for (; i + 64 <= n; i += 64) {
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), LS_H16(b + i), a0);
+        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), LS_H16(b + i + 16), a1);
+        a2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 32), LS_H16(b + i + 32), a2);
+        a3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 48), LS_H16(b + i + 48), a3);
+    }
+    for (; i + 16 <= n; i += 16) a0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), LS_H16(b + i), a0);
+#undef LS_H16
+    s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+#endif
+    for (; i < n; i++) s += a[i] * wk_bf16_to_f32(b[i]);
+    return s;
+}
+
 #ifdef __AVX512F__
 /* Transposes the 16x16 block in c[0..16) (row l -> column l) in registers. */
 static inline void transpose16(__m512 *c) {
@@ -60,9 +82,25 @@ static inline void transpose16(__m512 *c) {
     for (int k = 0; k < 8; k++) c[k] = _mm512_shuffle_f32x4(t[k], t[8 + k], 0x88), c[8 + k] = _mm512_shuffle_f32x4(t[k], t[8 + k], 0xdd);
 }
 
-/* Several rows: 16 outputs x 16 ranks of B transposed in registers, then one 16-wide FMA per rank and row. */
-static void expand_tiles(float *y, int out, const float *tmp, int R, const float *B, int r, float s, int i0, int i1,
-                         int o0, int o1) {
+/* Ranks [j0, j0 + popcount(m)) of B's row: f32, or bf16 (Bh) widened. */
+static inline __m512 b_row16(const float *B, const uint16_t *Bh, size_t at, __mmask16 m) {
+#if defined(__AVX512BW__) && defined(__AVX512VL__)
+    if (Bh) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, Bh + at)), 16));
+#else
+    if (Bh) {
+        float v[16] = {0};
+        for (int l = 0; l < 16; l++)
+            if (m >> l & 1) v[l] = wk_bf16_to_f32(Bh[at + l]);
+        return _mm512_loadu_ps(v);
+    }
+#endif
+    return _mm512_maskz_loadu_ps(m, B + at);
+}
+
+/* Several rows: 16 outputs x 16 ranks of B (Bh: its bf16 copy, else NULL) transposed in
+ * registers, then one 16-wide FMA per rank and row. */
+static void expand_tiles(float *y, int out, const float *tmp, int R, const float *B, const uint16_t *Bh, int r, float s,
+                         int i0, int i1, int o0, int o1) {
     for (int ob = o0; ob < o1; ob += 16) {
         int w = WK_MIN(16, o1 - ob);
         __mmask16 mw = (__mmask16)((1u << w) - 1);
@@ -70,8 +108,7 @@ static void expand_tiles(float *y, int out, const float *tmp, int R, const float
             int jn = WK_MIN(16, r - j0);
             __mmask16 mj = (__mmask16)((1u << jn) - 1);
             __m512 c[16];
-            for (int l = 0; l < 16; l++)
-                c[l] = l < w ? _mm512_maskz_loadu_ps(mj, B + (size_t)(ob + l) * r + j0) : _mm512_setzero_ps();
+            for (int l = 0; l < 16; l++) c[l] = l < w ? b_row16(B, Bh, (size_t)(ob + l) * r + j0, mj) : _mm512_setzero_ps();
             transpose16(c); /* c[j] = B[ob..ob+16, j0 + j] */
             for (int i = i0; i < i1; i++) {
                 const float *t = tmp + (size_t)i * R + j0;
@@ -84,16 +121,20 @@ static void expand_tiles(float *y, int out, const float *tmp, int R, const float
     }
 }
 #else
-/* Several rows: 16 outputs of B transposed into a tile, then 16-wide multiply-adds per row. */
-static void expand_tiles(float *y, int out, const float *tmp, int R, const float *B, int r, float s, int i0, int i1,
-                         int o0, int o1) {
+/* Several rows: 16 outputs of B (Bh: its bf16 copy, else NULL) transposed into a tile, then
+ * 16-wide multiply-adds per row. */
+static void expand_tiles(float *y, int out, const float *tmp, int R, const float *B, const uint16_t *Bh, int r, float s,
+                         int i0, int i1, int o0, int o1) {
     float bt[LS_JT][16];
     for (int ob = o0; ob < o1; ob += 16) {
         int w = WK_MIN(16, o1 - ob);
         for (int j0 = 0; j0 < r; j0 += LS_JT) {
             int jn = WK_MIN(LS_JT, r - j0);
             for (int j = 0; j < jn; j++)
-                for (int l = 0; l < 16; l++) bt[j][l] = l < w ? B[(size_t)(ob + l) * r + j0 + j] : 0.f;
+                for (int l = 0; l < 16; l++) {
+                    size_t at = (size_t)(ob + l) * r + j0 + j;
+                    bt[j][l] = l >= w ? 0.f : Bh ? wk_bf16_to_f32(Bh[at]) : B[at];
+                }
             for (int i = i0; i < i1; i++) {
                 float acc[16] = {0};
                 const float *t = tmp + (size_t)i * R + j0;
@@ -107,16 +148,18 @@ static void expand_tiles(float *y, int out, const float *tmp, int R, const float
 }
 #endif
 
-/* y[rows, o0..o1) += s * tmp[rows, :r] · B[o0..o1, :r]ᵀ: one row, a dot product per output. */
-static void expand_block(float *y, int out, const float *tmp, int R, const float *B, int r, float s, int i0, int i1,
-                         int o0, int o1) {
+/* y[rows, o0..o1) += s * tmp[rows, :r] · B[o0..o1, :r]ᵀ (Bh: B's bf16 copy, else NULL): one
+ * row, a dot product per output. */
+static void expand_block(float *y, int out, const float *tmp, int R, const float *B, const uint16_t *Bh, int r, float s,
+                         int i0, int i1, int o0, int o1) {
     if (i1 - i0 > 1) {
-        expand_tiles(y, out, tmp, R, B, r, s, i0, i1, o0, o1);
+        expand_tiles(y, out, tmp, R, B, Bh, r, s, i0, i1, o0, o1);
         return;
     }
     const float *t = tmp + (size_t)i0 * R;
     float *yr = y + (size_t)i0 * out;
-    for (int o = o0; o < o1; o++) yr[o] += s * dot_long(t, B + (size_t)o * r, r);
+    for (int o = o0; o < o1; o++)
+        yr[o] += s * (Bh ? dot_long_h(t, Bh + (size_t)o * r, r) : dot_long(t, B + (size_t)o * r, r));
 }
 
 static int small_seg(const int *seg, const float *const *A, const int *r, const float *scale, int g) {
@@ -124,9 +167,11 @@ static int small_seg(const int *seg, const float *const *A, const int *r, const 
     return rows > 0 && rows <= LS_ROWS_MAX && A[g] && r[g] > 0 && scale[g] != 0.f;
 }
 
-/* All small segments: shrink for every (segment, rank), then expand for every (segment, output block). */
+/* All small segments: shrink for every (segment, rank), then expand for every (segment, output
+ * block); A16/B16 (NULL, or per segment NULL): bf16 copies read instead. */
 static void fused_small(float *y, const float *x, int in, int out, int nseg, const int *seg, const float *const *A,
-                        const float *const *B, const int *r, const float *scale, float *tmp, int R, size_t work) {
+                        const float *const *B, const uint16_t *const *A16, const uint16_t *const *B16, const int *r,
+                        const float *scale, float *tmp, int R, size_t work) {
     int nob = (out + LS_OB - 1) / LS_OB;
 #pragma omp parallel if (work > LS_SERIAL)
     {
@@ -135,28 +180,36 @@ static void fused_small(float *y, const float *x, int in, int out, int nseg, con
             for (int j = 0; j < R; j++) {
                 if (j >= r[g] || !small_seg(seg, A, r, scale, g)) continue;
                 const float *a = A[g] + (size_t)j * in;
-                for (int i = seg[g]; i < seg[g + 1]; i++) tmp[(size_t)i * R + j] = dot_long(x + (size_t)i * in, a, in);
+                const uint16_t *ah = A16 && A16[g] ? A16[g] + (size_t)j * in : NULL;
+                for (int i = seg[g]; i < seg[g + 1]; i++)
+                    tmp[(size_t)i * R + j] = ah ? dot_long_h(x + (size_t)i * in, ah, in) : dot_long(x + (size_t)i * in, a, in);
             }
 #pragma omp for collapse(2) schedule(dynamic, 2)
         for (int g = 0; g < nseg; g++)
             for (int b = 0; b < nob; b++) {
                 if (!small_seg(seg, A, r, scale, g)) continue;
-                expand_block(y, out, tmp, R, B[g], r[g], scale[g], seg[g], seg[g + 1], b * LS_OB,
-                             WK_MIN(out, (b + 1) * LS_OB));
+                expand_block(y, out, tmp, R, B[g], B16 && B16[g] ? B16[g] : NULL, r[g], scale[g], seg[g], seg[g + 1],
+                             b * LS_OB, WK_MIN(out, (b + 1) * LS_OB));
             }
     }
 }
 
-void wk_cpu_lora_seg(wk_backend *be, float *y, const float *x, int n, int in, int out, int nseg, const int *seg,
-                     const float *const *A, const float *const *B, const int *r, const float *scale, float *tmp) {
+void wk_cpu_lora_seg16(wk_backend *be, float *y, const float *x, int n, int in, int out, int nseg, const int *seg,
+                       const float *const *A, const float *const *B, const uint16_t *const *A16,
+                       const uint16_t *const *B16, const int *r, const float *scale, float *tmp) {
     int R = 0, nsmall = 0;
     size_t work = 0;
     for (int g = 0; g < nseg; g++) {
         R = WK_MAX(R, r[g]);
         if (small_seg(seg, A, r, scale, g)) nsmall++, work += (size_t)(seg[g + 1] - seg[g]) * r[g] * (in + out);
     }
-    if (nsmall) fused_small(y, x, in, out, nseg, seg, A, B, r, scale, tmp, R, work);
+    if (nsmall) fused_small(y, x, in, out, nseg, seg, A, B, A16, B16, r, scale, tmp, R, work);
     for (int g = 0; g < nseg; g++) /* large segments: the generic op (two sgemm calls; tmp is free again) */
         if (seg[g + 1] - seg[g] > LS_ROWS_MAX)
             wk_lora_seg_generic(be, y, x, n, in, out, 1, seg + g, A + g, B + g, r + g, scale + g, tmp);
+}
+
+void wk_cpu_lora_seg(wk_backend *be, float *y, const float *x, int n, int in, int out, int nseg, const int *seg,
+                     const float *const *A, const float *const *B, const int *r, const float *scale, float *tmp) {
+    wk_cpu_lora_seg16(be, y, x, n, in, out, nseg, seg, A, B, NULL, NULL, r, scale, tmp);
 }
