@@ -26,44 +26,32 @@
 #define LS_JT 64       /* ranks per transposed tile (portable path) */
 #define LS_SERIAL 32768 /* multiply-adds below which one thread does it all */
 
-static float dot_long(const float *a, const float *b, int n) {
+/* Σ a[i]·b[i] over n, b f32 or (h) bf16 widened: the two callers below pass h as a constant. */
+static inline __attribute__((always_inline)) float dot_any(const float *a, const void *b, int n, int h) {
+    const float *bf = b;
+    const uint16_t *bh = b;
     int i = 0;
     float s = 0;
 #ifdef __AVX512F__
+#define LS_LD(k)                                                                                                      \
+    (h ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(bh + (k)))), 16)) \
+       : _mm512_loadu_ps(bf + (k)))
     __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
     for (; i + 64 <= n; i += 64) {
-        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), a0);
-        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), a1);
-        a2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 32), _mm512_loadu_ps(b + i + 32), a2);
-        a3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 48), _mm512_loadu_ps(b + i + 48), a3);
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), LS_LD(i), a0);
+        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), LS_LD(i + 16), a1);
+        a2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 32), LS_LD(i + 32), a2);
+        a3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 48), LS_LD(i + 48), a3);
     }
-    for (; i + 16 <= n; i += 16) a0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), a0);
+    for (; i + 16 <= n; i += 16) a0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), LS_LD(i), a0);
+#undef LS_LD
     s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
 #endif
-    for (; i < n; i++) s += a[i] * b[i];
+    for (; i < n; i++) s += a[i] * (h ? wk_bf16_to_f32(bh[i]) : bf[i]);
     return s;
 }
-
-/* dot_long over bf16 b (x f32). */
-static float dot_long_h(const float *a, const uint16_t *b, int n) {
-    int i = 0;
-    float s = 0;
-#ifdef __AVX512F__
-    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
-#define LS_H16(p) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p))), 16))
-    for (; i + 64 <= n; i += 64) {
-        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), LS_H16(b + i), a0);
-        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), LS_H16(b + i + 16), a1);
-        a2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 32), LS_H16(b + i + 32), a2);
-        a3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 48), LS_H16(b + i + 48), a3);
-    }
-    for (; i + 16 <= n; i += 16) a0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), LS_H16(b + i), a0);
-#undef LS_H16
-    s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
-#endif
-    for (; i < n; i++) s += a[i] * wk_bf16_to_f32(b[i]);
-    return s;
-}
+static float dot_long(const float *a, const float *b, int n) { return dot_any(a, b, n, 0); }
+static float dot_long_h(const float *a, const uint16_t *b, int n) { return dot_any(a, b, n, 1); }
 
 #ifdef __AVX512F__
 /* Transposes the 16x16 block in c[0..16) (row l -> column l) in registers. */
