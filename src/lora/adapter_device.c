@@ -70,12 +70,20 @@ static void group_fill(const wick_adapter *a, int l, int g, int ra, float *h) {
     }
 }
 
+int wk_lora16_enabled(void) {
+    static int v = -1; /* a benign race: every thread computes the same value */
+    if (v < 0) {
+        const char *e = getenv("WICK_LORA_F32");
+        v = !(e && !strcmp(e, "1"));
+    }
+    return v;
+}
+
 /* The groups also get bf16 copies when every projection of the model has plain bf16 weights
  * (the batched step's rows read half the adapter bytes); the fp32 mode and one-row decode
- * read the f32 ones. WICK_LORA_F32=1: no bf16 copies (for comparisons). */
+ * read the f32 ones. */
 static int groups_b16(const wick_adapter *a) {
-    const char *e = getenv("WICK_LORA_F32");
-    if (e && !strcmp(e, "1")) return 0;
+    if (!wk_lora16_enabled()) return 0;
     for (int l = 0; l < a->n_layers; l++)
         for (int p = 0; p < WK_P_COUNT; p++) {
             const wk_mat *W = &a->m->layers[l].p[p];
@@ -93,9 +101,10 @@ static wick_status upload_groups(wick_adapter *a, wk_adapter_dev *d, wk_backend 
         for (int g = 0; g < WK_G_COUNT; g++) total += group_values(a, l, g, &ra);
     if (!d->groups) {
         d->groups = wk_calloc(sizeof(wk_lora_group) * (ng ? ng : 1), "adapter groups");
+        int b16 = groups_b16(a);
         d->gdata = d->groups ? be->alloc(be, sizeof(float) * (total ? total : 1)) : NULL;
-        if (d->gdata && groups_b16(a)) d->g16 = be->alloc(be, 2 * (total ? total : 1));
-        if (!d->gdata || (groups_b16(a) && !d->g16))
+        if (d->gdata && b16) d->g16 = be->alloc(be, 2 * (total ? total : 1));
+        if (!d->gdata || (b16 && !d->g16))
             return wk_err_prefix(WICK_ENOMEM, "adapter '%s': grouped device copy", a->name);
         d->gtotal = total;
     }

@@ -14,7 +14,6 @@
 #include "model/batch.h"
 
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 /* One group of rows in adapter order: r[i] is the session of row i. */
@@ -30,16 +29,6 @@ typedef struct {
     float *ad_scale;         /* (nseg) */
 } bgroup;
 
-/* 1 unless WICK_LORA_F32=1 (for comparisons): batched rows may read adapters' bf16 copies. */
-static int lora16_allowed(void) {
-    static int v = -1;
-    if (v < 0) {
-        const char *e = getenv("WICK_LORA_F32");
-        v = !(e && !strcmp(e, "1"));
-    }
-    return v;
-}
-
 /* Appends the runs of segments with a pair for (l, p) to lora_seg, one call per contiguous run.
  * Several rows on a bf16 model: the adapters' bf16 copies where the backend reads them
  * (lora_seg16; half the bytes); one row reads the f32 ones (as a session stepped alone). */
@@ -49,7 +38,7 @@ static void lora_segments(const bgroup *b, float *y, const float *x, int l, wk_p
     const uint16_t *A16[WK_SESSION_CHUNK_HOST], *B16[WK_SESSION_CHUNK_HOST];
     int r[WK_SESSION_CHUNK_HOST], seg[WK_SESSION_CHUNK_HOST + 1], k = 0;
     int h16 = b->be->lora_seg16 && b->n >= 2 && W->dt == WICK_DT_BF16 && !W->qtype && !b->be->device_memory &&
-              lora16_allowed();
+              wk_lora16_enabled();
     float sc[WK_SESSION_CHUNK_HOST];
     for (int g = 0; g <= b->nseg; g++) {
         const wk_lora *lp = g < b->nseg && b->ad[g] && b->ad_scale[g] != 0.f ? wk_adapter_pair(b->ad[g], l, p) : NULL;
@@ -58,8 +47,8 @@ static void lora_segments(const bgroup *b, float *y, const float *x, int l, wk_p
         if (lp && lp->A) {
             if (k == 0) seg[0] = b->seg[g];
             A[k] = lp->A, B[k] = lp->B, r[k] = lp->r, sc[k] = lp->scale * b->ad_scale[g];
-            A16[k] = h16 ? wk_adapter_bf16(b->ad[g], lp->A) : NULL;
-            B16[k] = h16 ? wk_adapter_bf16(b->ad[g], lp->B) : NULL;
+            A16[k] = h16 ? wk_adapter_bf16(b->ad[g], lp->A) : NULL; /* A and B: one buffer */
+            B16[k] = A16[k] ? A16[k] + (lp->B - lp->A) : NULL;
             seg[++k] = b->seg[g + 1];
             continue;
         }

@@ -80,6 +80,9 @@ enum { WK_G_QKV, WK_G_O, WK_G_GU, WK_G_DOWN, WK_G_COUNT };
  * NULL (use wk_adapter_pair). groups may be NULL. Defined in src/lora/adapter_device.c. */
 wick_status wk_adapter_pairs_on(const wick_adapter *a, wk_backend *be, const wk_lora **pairs,
                                 const wk_lora_group **groups);
+/* 1 unless WICK_LORA_F32=1 (for comparisons): batched decode rows on a bf16 model may read bf16
+ * copies of the adapters (wk_adapter_bf16, the device groups' A16/B16). adapter_device.c. */
+int wk_lora16_enabled(void);
 /* The bf16 copy of a's A/B values from p on (p: in a host pair of a, wk_adapter_pair): the copies of
  * every A and B are made at the first call and remade when a trainer changed them since; NULL when
  * out of memory (read the f32 ones). Thread-safe. Defined in src/lora/adapter_device.c. */

@@ -31,7 +31,7 @@ __device__ __forceinline__ const wk_bent *b_entry(const wk_blora &lo, int i, flo
     return e->ra > 0 && e->ra <= BT_MAX_R ? e : NULL;
 }
 
-#define BX_REG 4 /* float4s (f32 B) or uint2s (bf16 B) of one output's row a thread holds: 16 columns */
+#define BX_REG 4 /* float4s of one output's B row a thread holds: 16 columns (f32: 4 of them, bf16: 2) */
 
 /* Output o's part of B: row o, columns [c0, c0 + nc) (its block's, when block-diagonal), and
  * B's loads in registers (the first 16 columns on the vector path), issued before any use:
