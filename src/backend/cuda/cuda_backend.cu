@@ -433,6 +433,8 @@ static wkc_backend *create(int device, int fast) {
     }
     const char *pd = getenv("WICK_CUDA_PDL"); /* "0": the batched expand waits for its shrink to end (comparisons) */
     b->bpdl = !pd || strcmp(pd, "0");
+    const char *rb = getenv("WICK_BEXP_RB"); /* rows per batched expand block (1..64; unset: by shape) */
+    b->bexp_rb = rb && atoi(rb) >= 1 && atoi(rb) <= 64 ? atoi(rb) : 0;
     const char *g = getenv("WICK_CUDA_GRAPHS"); /* "0": run decode steps without graphs (for comparisons) */
     b->no_graphs = g && !strcmp(g, "0");
     cudaError_t e = cudaSetDevice(device);

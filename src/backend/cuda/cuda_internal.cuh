@@ -63,6 +63,7 @@ struct wkc_backend {
     cudaEvent_t side_fork, side_join;
     int side_state;           /* 0 not tried, 1 ready, -1 unavailable */
     int bpdl;                 /* the batched expand starts as its shrink's programmatic dependent (1) */
+    int bexp_rb;              /* rows of one block of the batched expand over more than 4 rows (0: by shape) */
     wick_status err;          /* first recorded error since the last check() */
     char errmsg[512];
 };
