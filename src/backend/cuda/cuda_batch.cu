@@ -3,7 +3,8 @@
  * battention lives in cuda_attention.cu): n rows, each its own sequence, its KV caches, its
  * position and its adapter read from the wk_brow table in device memory, so a graph captured
  * for n rows replays for any mix of sessions and adapters (BGMV style: every row reads its own
- * adapter's A and B through the table; rows of one adapter share them in L2).
+ * adapter's A and B through the table; rows of one adapter share them in L2, and a wide product's
+ * expand over 32 rows or more takes 8 rows a block, reading B once for the rows of one adapter).
  * The LoRA costs no launch of its own on the critical path: the shrink t = x·Aᵀ and the expand
  * e = s·t·Bᵀ run on a side stream beside the base product (forked and joined with events, which
  * a graph capture records as two branches), and the op that consumes the product adds e, one
