@@ -7,7 +7,7 @@
  * any session. The fast CPU backend's lora_seg (fused small segments, sgemm for large ones)
  * equals the generic op on the reference backend: empty segments, a NULL pair, scale 0, ranks
  * 4..70 (several rank tiles), a large segment, outputs not a multiple of 16; its lora_seg16
- * over bf16 copies equals lora_seg over the same rounded values within 1e-6. On the bf16 tiny
+ * over bf16 copies (B's in tiles of 16 outputs) equals lora_seg over the same rounded values within 1e-6. On the bf16 tiny
  * model (several rows read the adapters' bf16 copies; bf16 products over many rows) the batch
  * stays within 2e-2 of the sessions run alone. */
 #include "t.h"
@@ -165,7 +165,8 @@ static void lora_seg_op(void) {
             A[g][i] = wk_bf16_to_f32(h);
             if (A16[g]) A16[g][i] = h;
         }
-        for (int i = 0; i < r[g] * OUT; i++) B16[g][i] = wk_f32_to_bf16(B[g][i]), B[g][i] = wk_bf16_to_f32(B16[g][i]);
+        for (int i = 0; i < r[g] * OUT; i++) B[g][i] = wk_bf16_to_f32(wk_f32_to_bf16(B[g][i]));
+        wk_lora_tiles16(B16[g], B[g], OUT, r[g]); /* lora_seg16's layout of B's copy */
     }
     memcpy(y0, yi, sizeof(float) * N * OUT), memcpy(y1, yi, sizeof(float) * N * OUT);
     cpu->lora_seg(cpu, y0, x, N, IN, OUT, NSEG, seg, (const float *const *)A, (const float *const *)B, r, scale, tmp);

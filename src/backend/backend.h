@@ -167,8 +167,10 @@ struct wk_backend {
      * (seg: nseg+1) entries; tmp is backend scratch of n * max(r) floats. */
     void (*lora_seg)(wk_backend *be, float *y, const float *x, int n, int in, int out, int nseg, const int *seg,
                      const float *const *A, const float *const *B, const int *r, const float *scale, float *tmp);
-    /* The same where segment g also has bf16 copies A16[g], B16[g] of its A and B (NULL: none),
-     * read instead of the f32 ones where the backend finds that pays (optional: NULL). */
+    /* The same where segment g also has bf16 copies A16[g] of its A, (r, in) as A, and B16[g] of
+     * its B in tiles of 16 outputs, each tile rank by rank: B[o, j] at (o - o%16)·r + j·w + o%16,
+     * w = min(16, out - (o - o%16)) (wk_lora_tiles16) (NULL: none), read instead of the f32 ones
+     * where the backend finds that pays (optional: NULL). */
     void (*lora_seg16)(wk_backend *be, float *y, const float *x, int n, int in, int out, int nseg, const int *seg,
                        const float *const *A, const float *const *B, const uint16_t *const *A16,
                        const uint16_t *const *B16, const int *r, const float *scale, float *tmp);
@@ -228,6 +230,10 @@ struct wk_backend {
 /* The CPU backends: `ref` is naive and readable (the oracle for tests), `cpu` the fast one. */
 wk_backend *wk_backend_cpu_ref(void);
 wk_backend *wk_backend_cpu(void);
+
+/* dst (out·r bf16) = B (out, r) f32 rounded to bf16 in lora_seg16's layout of B16 (tiles of 16
+ * outputs, rank by rank). */
+void wk_lora_tiles16(uint16_t *dst, const float *B, int out, int r);
 
 /* lora_seg for any backend: two matmul_f32 calls per segment. */
 void wk_lora_seg_generic(wk_backend *be, float *y, const float *x, int n, int in, int out, int nseg, const int *seg,

@@ -16,3 +16,12 @@ void wk_lora_seg_generic(wk_backend *be, float *y, const float *x, int n, int in
         be->matmul_f32(be, y + (size_t)seg[g] * out, tmp, B[g], rows, r[g], out, scale[g], 1);
     }
 }
+
+void wk_lora_tiles16(uint16_t *dst, const float *B, int out, int r) {
+    for (int ob = 0; ob < out; ob += 16) {
+        int w = out - ob < 16 ? out - ob : 16;
+        uint16_t *tile = dst + (size_t)ob * r;
+        for (int j = 0; j < r; j++)
+            for (int l = 0; l < w; l++) tile[(size_t)j * w + l] = wk_f32_to_bf16(B[(size_t)(ob + l) * r + j]);
+    }
+}

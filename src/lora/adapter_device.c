@@ -213,8 +213,13 @@ const uint16_t *wk_adapter_bf16(const wick_adapter *ca, const float *p) {
     pthread_mutex_lock(&g_dev_mu);
     if (!a->data16 || a->gen16 != a->gen) {
         if (!a->data16) a->data16 = wk_malloc(2 * (a->n_floats ? a->n_floats : 1), "adapter bf16 copies");
-        if (a->data16) {
+        if (a->data16) { /* A as it is, B in lora_seg16's tiles (backend.h) */
             for (size_t i = 0; i < a->n_floats; i++) a->data16[i] = wk_f32_to_bf16(a->data[i]);
+            for (int l = 0; l < a->n_layers; l++)
+                for (int p = 0; p < WK_P_COUNT; p++) {
+                    const wk_slot *sl = wk_adapter_slot(a, l, p);
+                    if (sl->lp.A && sl->lp.B) wk_lora_tiles16(a->data16 + (sl->lp.B - a->data), sl->lp.B, sl->out, sl->lp.r);
+                }
             a->gen16 = a->gen;
         }
     }

@@ -48,7 +48,7 @@ static void lora_segments(const bgroup *b, float *y, const float *x, int l, wk_p
             if (k == 0) seg[0] = b->seg[g];
             A[k] = lp->A, B[k] = lp->B, r[k] = lp->r, sc[k] = lp->scale * b->ad_scale[g];
             A16[k] = h16 ? wk_adapter_bf16(b->ad[g], lp->A) : NULL; /* A and B: one buffer */
-            B16[k] = A16[k] ? A16[k] + (lp->B - lp->A) : NULL;
+            B16[k] = A16[k] ? A16[k] + (lp->B - lp->A) : NULL; /* B's copy: in tiles */
             seg[++k] = b->seg[g + 1];
             continue;
         }

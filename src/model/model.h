@@ -83,9 +83,10 @@ wick_status wk_adapter_pairs_on(const wick_adapter *a, wk_backend *be, const wk_
 /* 1 unless WICK_LORA_F32=1 (for comparisons): batched decode rows on a bf16 model may read bf16
  * copies of the adapters (wk_adapter_bf16, the device groups' A16/B16). adapter_device.c. */
 int wk_lora16_enabled(void);
-/* The bf16 copy of a's A/B values from p on (p: in a host pair of a, wk_adapter_pair): the copies of
- * every A and B are made at the first call and remade when a trainer changed them since; NULL when
- * out of memory (read the f32 ones). Thread-safe. Defined in src/lora/adapter_device.c. */
+/* The bf16 copy of a's A/B values from p on (p: in a host pair of a, wk_adapter_pair): A (r, in)
+ * as it is, B in tiles of 16 outputs (backend.h: lora_seg16, wk_lora_tiles16). The copies of every A and B are made
+ * at the first call and remade when a trainer changed them since; NULL when out of memory (read
+ * the f32 ones). Thread-safe. Defined in src/lora/adapter_device.c. */
 const uint16_t *wk_adapter_bf16(const wick_adapter *a, const float *p);
 /* Marks a's host A/B as changed (a trainer stepped or synced): device copies are refreshed
  * at the next wk_adapter_pairs_on. NULL is fine. Defined in src/lora/adapter_device.c. */

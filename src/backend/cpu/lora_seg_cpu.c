@@ -13,7 +13,9 @@
  * tmp rows are at their absolute row index with stride max(r). Segments of more than
  * LS_ROWS_MAX rows go to the generic op (two sgemm calls), which wins once a segment is a
  * real matrix. lora_seg16: the small segments read bf16 copies of A and B where given (half
- * the bytes; widened to f32 in registers, fp32 arithmetic as above).
+ * the bytes; widened to f32 in registers, fp32 arithmetic as above); its B copy comes in tiles of
+ * 16 outputs stored rank by rank, so the expand reads 16 outputs of one rank as one vector from
+ * one contiguous tile: no transposes in registers.
  */
 #include "backend/cpu/cpu_common.h"
 
@@ -71,25 +73,9 @@ static inline void transpose16(__m512 *c) {
     for (int k = 0; k < 8; k++) c[k] = _mm512_shuffle_f32x4(t[k], t[8 + k], 0x88), c[8 + k] = _mm512_shuffle_f32x4(t[k], t[8 + k], 0xdd);
 }
 
-/* Ranks [j0, j0 + popcount(m)) of B's row: f32, or bf16 (Bh) widened. */
-static inline __m512 b_row16(const float *B, const uint16_t *Bh, size_t at, __mmask16 m) {
-#if defined(__AVX512BW__) && defined(__AVX512VL__)
-    if (Bh) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, Bh + at)), 16));
-#else
-    if (Bh) {
-        float v[16] = {0};
-        for (int l = 0; l < 16; l++)
-            if (m >> l & 1) v[l] = wk_bf16_to_f32(Bh[at + l]);
-        return _mm512_loadu_ps(v);
-    }
-#endif
-    return _mm512_maskz_loadu_ps(m, B + at);
-}
-
-/* Several rows: 16 outputs x 16 ranks of B (Bh: its bf16 copy, else NULL) transposed in
- * registers, then one 16-wide FMA per rank and row. */
-static void expand_tiles(float *y, int out, const float *tmp, int R, const float *B, const uint16_t *Bh, int r, float s,
-                         int i0, int i1, int o0, int o1) {
+/* Rows: 16 outputs x 16 ranks of B transposed in registers, then one 16-wide FMA per rank and row. */
+static void expand_tiles(float *y, int out, const float *tmp, int R, const float *B, int r, float s, int i0, int i1,
+                         int o0, int o1) {
     for (int ob = o0; ob < o1; ob += 16) {
         int w = WK_MIN(16, o1 - ob);
         __mmask16 mw = (__mmask16)((1u << w) - 1);
@@ -97,7 +83,7 @@ static void expand_tiles(float *y, int out, const float *tmp, int R, const float
             int jn = WK_MIN(16, r - j0);
             __mmask16 mj = (__mmask16)((1u << jn) - 1);
             __m512 c[16];
-            for (int l = 0; l < 16; l++) c[l] = l < w ? b_row16(B, Bh, (size_t)(ob + l) * r + j0, mj) : _mm512_setzero_ps();
+            for (int l = 0; l < 16; l++) c[l] = l < w ? _mm512_maskz_loadu_ps(mj, B + (size_t)(ob + l) * r + j0) : _mm512_setzero_ps();
             transpose16(c); /* c[j] = B[ob..ob+16, j0 + j] */
             for (int i = i0; i < i1; i++) {
                 const float *t = tmp + (size_t)i * R + j0;
@@ -110,10 +96,9 @@ static void expand_tiles(float *y, int out, const float *tmp, int R, const float
     }
 }
 #else
-/* Several rows: 16 outputs of B (Bh: its bf16 copy, else NULL) transposed into a tile, then
- * 16-wide multiply-adds per row. */
-static void expand_tiles(float *y, int out, const float *tmp, int R, const float *B, const uint16_t *Bh, int r, float s,
-                         int i0, int i1, int o0, int o1) {
+/* Several rows: 16 outputs of B transposed into a tile, then 16-wide multiply-adds per row. */
+static void expand_tiles(float *y, int out, const float *tmp, int R, const float *B, int r, float s, int i0, int i1,
+                         int o0, int o1) {
     float bt[LS_JT][16];
     for (int ob = o0; ob < o1; ob += 16) {
         int w = WK_MIN(16, o1 - ob);
@@ -122,7 +107,7 @@ static void expand_tiles(float *y, int out, const float *tmp, int R, const float
             for (int j = 0; j < jn; j++)
                 for (int l = 0; l < 16; l++) {
                     size_t at = (size_t)(ob + l) * r + j0 + j;
-                    bt[j][l] = l >= w ? 0.f : Bh ? wk_bf16_to_f32(Bh[at]) : B[at];
+                    bt[j][l] = l >= w ? 0.f : B[at];
                 }
             for (int i = i0; i < i1; i++) {
                 float acc[16] = {0};
@@ -137,22 +122,65 @@ static void expand_tiles(float *y, int out, const float *tmp, int R, const float
 }
 #endif
 
-/* y[rows, o0..o1) += s * tmp[rows, :r] · B[o0..o1, :r]ᵀ (Bh: B's bf16 copy, else NULL): one
- * row, a dot product per output. */
-static void expand_block(float *y, int out, const float *tmp, int R, const float *B, const uint16_t *Bh, int r, float s,
-                         int i0, int i1, int o0, int o1) {
+/* y[rows, o0..o1) += s * tmp[rows, :r] · B[o0..o1, :r]ᵀ from Bt, B in bf16 tiles of 16 outputs
+ * (backend.h: lora_seg16; o0 a multiple of 16): per tile, one widened load of each rank's 16
+ * values and one FMA per row and rank (rows in groups of 8 accumulators), no transposes. */
+static void expand_t16(float *y, int out, const float *tmp, int R, const uint16_t *Bt, int r, float s, int i0, int i1,
+                       int o0, int o1) {
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+    for (int ob = o0; ob < o1; ob += 16) {
+        int w = WK_MIN(16, out - ob);
+        const uint16_t *tile = Bt + (size_t)ob * r;
+        __mmask16 mw = (__mmask16)((1u << WK_MIN(16, o1 - ob)) - 1);
+        for (int ia = i0; ia < i1; ia += 8) {
+            int ni = WK_MIN(8, i1 - ia);
+            __m512 acc[8];
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) acc[k] = _mm512_setzero_ps();
+            for (int j = 0; j < r; j++) {
+                __m512 b = _mm512_castsi512_ps(
+                    _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mw, tile + (size_t)j * w)), 16));
+#pragma GCC unroll 8
+                for (int k = 0; k < 8; k++)
+                    if (k < ni) acc[k] = _mm512_fmadd_ps(_mm512_set1_ps(tmp[(size_t)(ia + k) * R + j]), b, acc[k]);
+            }
+            for (int k = 0; k < ni; k++) {
+                float *yr = y + (size_t)(ia + k) * out + ob;
+                _mm512_mask_storeu_ps(yr, mw, _mm512_fmadd_ps(_mm512_set1_ps(s), acc[k], _mm512_maskz_loadu_ps(mw, yr)));
+            }
+        }
+    }
+#else
+    for (int i = i0; i < i1; i++) {
+        const float *t = tmp + (size_t)i * R;
+        for (int ob = o0; ob < o1; ob += 16) {
+            int w = WK_MIN(16, out - ob), n = WK_MIN(16, o1 - ob);
+            const uint16_t *tile = Bt + (size_t)ob * r;
+            float acc[16] = {0};
+            for (int j = 0; j < r; j++)
+                for (int l = 0; l < n; l++) acc[l] += t[j] * wk_bf16_to_f32(tile[(size_t)j * w + l]);
+            for (int l = 0; l < n; l++) y[(size_t)i * out + ob + l] += s * acc[l];
+        }
+    }
+#endif
+}
+
+/* y[rows, o0..o1) += s * tmp[rows, :r] · B[o0..o1, :r]ᵀ: tiles, or without AVX-512 for one
+ * row a dot product per output. */
+static void expand_block(float *y, int out, const float *tmp, int R, const float *B, int r, float s, int i0, int i1,
+                         int o0, int o1) {
 #ifdef __AVX512F__
     if (i1 - i0 >= 1) { /* one row too: 16 outputs a tile, no reduction per output (3x at 896 -> 4864) */
 #else
     if (i1 - i0 > 1) {
 #endif
-        expand_tiles(y, out, tmp, R, B, Bh, r, s, i0, i1, o0, o1);
+        expand_tiles(y, out, tmp, R, B, r, s, i0, i1, o0, o1);
         return;
     }
     const float *t = tmp + (size_t)i0 * R;
     float *yr = y + (size_t)i0 * out;
     for (int o = o0; o < o1; o++)
-        yr[o] += s * (Bh ? dot_long_h(t, Bh + (size_t)o * r, r) : dot_long(t, B + (size_t)o * r, r));
+        yr[o] += s * dot_long(t, B + (size_t)o * r, r);
 }
 
 static int small_seg(const int *seg, const float *const *A, const int *r, const float *scale, int g) {
@@ -161,14 +189,14 @@ static int small_seg(const int *seg, const float *const *A, const int *r, const 
 }
 
 /* All small segments: shrink for every (segment, rank), then expand for every (segment, output
- * block); A16/B16 (NULL, or per segment NULL): bf16 copies read instead. */
+ * block); A16/B16 (NULL, or per segment NULL): bf16 copies read instead (B16 in tiles). */
 static void fused_small(float *y, const float *x, int in, int out, int nseg, const int *seg, const float *const *A,
                         const float *const *B, const uint16_t *const *A16, const uint16_t *const *B16, const int *r,
                         const float *scale, float *tmp, int R, size_t work) {
     int nob = (out + LS_OB - 1) / LS_OB;
 #pragma omp parallel if (work > LS_SERIAL)
     {
-#pragma omp for collapse(2) schedule(dynamic, 2)
+#pragma omp for collapse(2) schedule(guided)
         for (int g = 0; g < nseg; g++)
             for (int j = 0; j < R; j++) {
                 if (j >= r[g] || !small_seg(seg, A, r, scale, g)) continue;
@@ -177,12 +205,16 @@ static void fused_small(float *y, const float *x, int in, int out, int nseg, con
                 for (int i = seg[g]; i < seg[g + 1]; i++)
                     tmp[(size_t)i * R + j] = ah ? dot_long_h(x + (size_t)i * in, ah, in) : dot_long(x + (size_t)i * in, a, in);
             }
-#pragma omp for collapse(2) schedule(dynamic, 2)
+#pragma omp for collapse(2) schedule(guided)
         for (int g = 0; g < nseg; g++)
             for (int b = 0; b < nob; b++) {
                 if (!small_seg(seg, A, r, scale, g)) continue;
-                expand_block(y, out, tmp, R, B[g], B16 && B16[g] ? B16[g] : NULL, r[g], scale[g], seg[g], seg[g + 1],
-                             b * LS_OB, WK_MIN(out, (b + 1) * LS_OB));
+                if (B16 && B16[g])
+                    expand_t16(y, out, tmp, R, B16[g], r[g], scale[g], seg[g], seg[g + 1], b * LS_OB,
+                               WK_MIN(out, (b + 1) * LS_OB));
+                else
+                    expand_block(y, out, tmp, R, B[g], r[g], scale[g], seg[g], seg[g + 1], b * LS_OB,
+                                 WK_MIN(out, (b + 1) * LS_OB));
             }
     }
 }
