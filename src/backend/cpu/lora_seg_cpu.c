@@ -5,6 +5,7 @@
  * two sgemm calls per segment and projection then cost more in call and thread start-up
  * than in arithmetic. Here every small segment is done in one threaded pass:
  *   shrink  tmp[i, j] = x[i]·A_g[j]       tasks (segment, rank j): long dot products, A_g[j] read once
+ *                                          (four rows a pass)
  *   expand  y[i, o] += s_g Σ_j tmp[i, j] B_g[o, j]
  *                                          tasks (segment, 64 outputs): 16x16 blocks of B_g
  *                                          transposed in registers, then 16-wide FMAs per row (no
@@ -55,6 +56,40 @@ static inline __attribute__((always_inline)) float dot_any(const float *a, const
 }
 static float dot_long(const float *a, const float *b, int n) { return dot_any(a, b, n, 0); }
 static float dot_long_h(const float *a, const uint16_t *b, int n) { return dot_any(a, b, n, 1); }
+
+/* o[k] = Σ x[k·in + i]·b[i] over n for the 4 rows k of x (stride in), b f32 or (h) bf16 widened:
+ * each load of b serves four rows. */
+static inline __attribute__((always_inline)) void dot4_any(const float *x, int in, const void *b, int n, int h, float o[4]) {
+    const float *bf = b;
+    const uint16_t *bh = b;
+    int i = 0;
+    float s[4] = {0, 0, 0, 0};
+#ifdef __AVX512F__
+#define LS_LD(k)                                                                                                      \
+    (h ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(bh + (k)))), 16)) \
+       : _mm512_loadu_ps(bf + (k)))
+    __m512 a[8];
+    for (int k = 0; k < 8; k++) a[k] = _mm512_setzero_ps();
+    for (; i + 32 <= n; i += 32) {
+        __m512 b0 = LS_LD(i), b1 = LS_LD(i + 16);
+        for (int k = 0; k < 4; k++) {
+            a[k] = _mm512_fmadd_ps(_mm512_loadu_ps(x + (size_t)k * in + i), b0, a[k]);
+            a[4 + k] = _mm512_fmadd_ps(_mm512_loadu_ps(x + (size_t)k * in + i + 16), b1, a[4 + k]);
+        }
+    }
+    for (; i + 16 <= n; i += 16) {
+        __m512 b0 = LS_LD(i);
+        for (int k = 0; k < 4; k++) a[k] = _mm512_fmadd_ps(_mm512_loadu_ps(x + (size_t)k * in + i), b0, a[k]);
+    }
+#undef LS_LD
+    for (int k = 0; k < 4; k++) s[k] = _mm512_reduce_add_ps(_mm512_add_ps(a[k], a[4 + k]));
+#endif
+    for (; i < n; i++) {
+        float v = h ? wk_bf16_to_f32(bh[i]) : bf[i];
+        for (int k = 0; k < 4; k++) s[k] += x[(size_t)k * in + i] * v;
+    }
+    for (int k = 0; k < 4; k++) o[k] = s[k];
+}
 
 #ifdef __AVX512F__
 /* Transposes the 16x16 block in c[0..16) (row l -> column l) in registers. */
@@ -122,9 +157,29 @@ static void expand_tiles(float *y, int out, const float *tmp, int R, const float
 }
 #endif
 
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+/* NI rows (a constant at each call: the accumulators stay in registers) of one 16-output tile
+ * (w wide, mw its mask) of Bt: y[ia.., ob..] += s · tmp[ia.., :r] · the tile. */
+static inline __attribute__((always_inline)) void t16_rows(float *y, int out, const float *tmp, int R,
+                                                           const uint16_t *tile, int w, __mmask16 mw, int r, float s,
+                                                           int ia, int ob, const int NI) {
+    __m512 acc[8];
+    for (int k = 0; k < NI; k++) acc[k] = _mm512_setzero_ps();
+    for (int j = 0; j < r; j++) {
+        __m512 b = _mm512_castsi512_ps(
+            _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mw, tile + (size_t)j * w)), 16));
+        for (int k = 0; k < NI; k++) acc[k] = _mm512_fmadd_ps(_mm512_set1_ps(tmp[(size_t)(ia + k) * R + j]), b, acc[k]);
+    }
+    for (int k = 0; k < NI; k++) {
+        float *yr = y + (size_t)(ia + k) * out + ob;
+        _mm512_mask_storeu_ps(yr, mw, _mm512_fmadd_ps(_mm512_set1_ps(s), acc[k], _mm512_maskz_loadu_ps(mw, yr)));
+    }
+}
+#endif
+
 /* y[rows, o0..o1) += s * tmp[rows, :r] · B[o0..o1, :r]ᵀ from Bt, B in bf16 tiles of 16 outputs
  * (backend.h: lora_seg16; o0 a multiple of 16): per tile, one widened load of each rank's 16
- * values and one FMA per row and rank (rows in groups of 8 accumulators), no transposes. */
+ * values and one FMA per row and rank (rows in groups of up to 8 accumulators), no transposes. */
 static void expand_t16(float *y, int out, const float *tmp, int R, const uint16_t *Bt, int r, float s, int i0, int i1,
                        int o0, int o1) {
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
@@ -132,22 +187,17 @@ static void expand_t16(float *y, int out, const float *tmp, int R, const uint16_
         int w = WK_MIN(16, out - ob);
         const uint16_t *tile = Bt + (size_t)ob * r;
         __mmask16 mw = (__mmask16)((1u << WK_MIN(16, o1 - ob)) - 1);
-        for (int ia = i0; ia < i1; ia += 8) {
-            int ni = WK_MIN(8, i1 - ia);
-            __m512 acc[8];
-#pragma GCC unroll 8
-            for (int k = 0; k < 8; k++) acc[k] = _mm512_setzero_ps();
-            for (int j = 0; j < r; j++) {
-                __m512 b = _mm512_castsi512_ps(
-                    _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mw, tile + (size_t)j * w)), 16));
-#pragma GCC unroll 8
-                for (int k = 0; k < 8; k++)
-                    if (k < ni) acc[k] = _mm512_fmadd_ps(_mm512_set1_ps(tmp[(size_t)(ia + k) * R + j]), b, acc[k]);
-            }
-            for (int k = 0; k < ni; k++) {
-                float *yr = y + (size_t)(ia + k) * out + ob;
-                _mm512_mask_storeu_ps(yr, mw, _mm512_fmadd_ps(_mm512_set1_ps(s), acc[k], _mm512_maskz_loadu_ps(mw, yr)));
-            }
+        int ia = i0;
+        for (; ia + 8 <= i1; ia += 8) t16_rows(y, out, tmp, R, tile, w, mw, r, s, ia, ob, 8);
+        switch (i1 - ia) {
+        case 7: t16_rows(y, out, tmp, R, tile, w, mw, r, s, ia, ob, 7); break;
+        case 6: t16_rows(y, out, tmp, R, tile, w, mw, r, s, ia, ob, 6); break;
+        case 5: t16_rows(y, out, tmp, R, tile, w, mw, r, s, ia, ob, 5); break;
+        case 4: t16_rows(y, out, tmp, R, tile, w, mw, r, s, ia, ob, 4); break;
+        case 3: t16_rows(y, out, tmp, R, tile, w, mw, r, s, ia, ob, 3); break;
+        case 2: t16_rows(y, out, tmp, R, tile, w, mw, r, s, ia, ob, 2); break;
+        case 1: t16_rows(y, out, tmp, R, tile, w, mw, r, s, ia, ob, 1); break;
+        default: break;
         }
     }
 #else
@@ -202,7 +252,13 @@ static void fused_small(float *y, const float *x, int in, int out, int nseg, con
                 if (j >= r[g] || !small_seg(seg, A, r, scale, g)) continue;
                 const float *a = A[g] + (size_t)j * in;
                 const uint16_t *ah = A16 && A16[g] ? A16[g] + (size_t)j * in : NULL;
-                for (int i = seg[g]; i < seg[g + 1]; i++)
+                int i = seg[g];
+                for (float o[4]; i + 4 <= seg[g + 1]; i += 4) { /* four rows a pass over A's row */
+                    if (ah) dot4_any(x + (size_t)i * in, in, ah, in, 1, o);
+                    else dot4_any(x + (size_t)i * in, in, a, in, 0, o);
+                    for (int k = 0; k < 4; k++) tmp[(size_t)(i + k) * R + j] = o[k];
+                }
+                for (; i < seg[g + 1]; i++)
                     tmp[(size_t)i * R + j] = ah ? dot_long_h(x + (size_t)i * in, ah, in) : dot_long(x + (size_t)i * in, a, in);
             }
 #pragma omp for collapse(2) schedule(guided)
