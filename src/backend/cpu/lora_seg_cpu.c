@@ -30,6 +30,13 @@
 #define LS_JT 64       /* ranks per transposed tile (portable path) */
 #define LS_SERIAL 32768 /* multiply-adds below which one thread does it all */
 
+#ifdef __AVX512F__
+/* 16 values of b from k on, as floats: f32 (bf) or (h) bf16 (bh) widened (dot_any, dot4_any). */
+#define LS_LD(k)                                                                                                      \
+    (h ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(bh + (k)))), 16)) \
+       : _mm512_loadu_ps(bf + (k)))
+#endif
+
 /* Σ a[i]·b[i] over n, b f32 or (h) bf16 widened: the two callers below pass h as a constant. */
 static inline __attribute__((always_inline)) float dot_any(const float *a, const void *b, int n, int h) {
     const float *bf = b;
@@ -37,9 +44,6 @@ static inline __attribute__((always_inline)) float dot_any(const float *a, const
     int i = 0;
     float s = 0;
 #ifdef __AVX512F__
-#define LS_LD(k)                                                                                                      \
-    (h ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(bh + (k)))), 16)) \
-       : _mm512_loadu_ps(bf + (k)))
     __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
     for (; i + 64 <= n; i += 64) {
         a0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), LS_LD(i), a0);
@@ -48,7 +52,6 @@ static inline __attribute__((always_inline)) float dot_any(const float *a, const
         a3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 48), LS_LD(i + 48), a3);
     }
     for (; i + 16 <= n; i += 16) a0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), LS_LD(i), a0);
-#undef LS_LD
     s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
 #endif
     for (; i < n; i++) s += a[i] * (h ? wk_bf16_to_f32(bh[i]) : bf[i]);
@@ -65,9 +68,6 @@ static inline __attribute__((always_inline)) void dot4_any(const float *x, int i
     int i = 0;
     float s[4] = {0, 0, 0, 0};
 #ifdef __AVX512F__
-#define LS_LD(k)                                                                                                      \
-    (h ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(bh + (k)))), 16)) \
-       : _mm512_loadu_ps(bf + (k)))
     __m512 a[8];
     for (int k = 0; k < 8; k++) a[k] = _mm512_setzero_ps();
     for (; i + 32 <= n; i += 32) {
@@ -81,7 +81,6 @@ static inline __attribute__((always_inline)) void dot4_any(const float *x, int i
         __m512 b0 = LS_LD(i);
         for (int k = 0; k < 4; k++) a[k] = _mm512_fmadd_ps(_mm512_loadu_ps(x + (size_t)k * in + i), b0, a[k]);
     }
-#undef LS_LD
     for (int k = 0; k < 4; k++) s[k] = _mm512_reduce_add_ps(_mm512_add_ps(a[k], a[4 + k]));
 #endif
     for (; i < n; i++) {
