@@ -12,10 +12,12 @@
  * ones) the same for the 5 rows of warp-per-row products (14 rows go through cuBLAS, which
  * rounds the activations to bf16, unlike the one-row step) within 5e-2 (the copies' rounding of
  * rank-2..16 adapters at scale 2: 1.7e-2 measured on the H200). The f32 qwen2 case again with
- * the expand at 3 rows a block (WICK_BEXP_RB=3: blocks whose rows change adapter, hold the base
- * and end past the last row).
+ * the expand at 3 rows a block (wk_cuda_set_bexp_rb: blocks whose rows change adapter, hold the
+ * base and end past the last row).
  * Ops: the batched shrink and expand over bf16 copies equal the f32 path over the same
- * rounded values within rel L2 1e-6 (dense and block-diagonal B, a row of the base).
+ * rounded values within rel L2 1e-6 (dense and block-diagonal B, a row of the base); over 21
+ * rows (the expand that takes several rows a block) t and e equal a host reference in double
+ * within rel L2 1e-5 for every rows-a-block setting.
  * Without a GPU it skips. */
 #include "t.h"
 #include "batch_util.h"
@@ -110,6 +112,101 @@ static void blora16_case(int in, int out) {
     G->free(G, dent), G->free(G, drows), G->free(G, dx), G->free(G, (void *)W.w), G->free(G, dy);
     for (int h = 0; h < 2; h++) free(got[h][0]), free(got[h][1]);
     free(x), free(w), free(wh);
+}
+
+/* bmatmul's LoRA side over more than 4 rows (k_bexpand_rows) against a host reference in
+ * double: 21 rows in runs of one adapter and out of order (3 entries: dense rank 16, block-
+ * diagonal ranks 4 + 8, and rank 3 without bf16 copies: B's scalar loads), rows of the base
+ * and one at scale 0, t of stride 32; with rows a block chosen by shape and forced to 1, 3, 16
+ * and 32 (segments that change adapter mid-block, a partial last block), f32 and bf16 copies. */
+static void expand_rows_case(int in, int out) {
+    enum { N = 21, R = 32, NE = 3 };
+    int ra[NE] = {16, 12, 3};
+    wk_bent he[NE];
+    float *hA[NE], *hB[NE];
+    void *dbuf[4 * NE];
+    int k = 0;
+    memset(he, 0, sizeof he);
+    for (int a = 0; a < NE; a++) {
+        size_t na = (size_t)ra[a] * in, nb = (size_t)out * ra[a];
+        float *A = hA[a] = rvec(na, 1.f), *B = hB[a] = rvec(nb, 1.f);
+        uint16_t *A16 = malloc(2 * na), *B16 = malloc(2 * nb);
+        if (a == 1) /* rows [0, out/2) read columns [0, 4), the rest [4, 12) */
+            for (int o = 0; o < out; o++)
+                for (int j = 0; j < ra[a]; j++)
+                    if ((o < out / 2) != (j < 4)) B[(size_t)o * ra[a] + j] = 0.f;
+        for (size_t i = 0; i < na; i++) A16[i] = wk_f32_to_bf16(A[i]), A[i] = wk_bf16_to_f32(A16[i]);
+        for (size_t i = 0; i < nb; i++) B16[i] = wk_f32_to_bf16(B[i]), B[i] = wk_bf16_to_f32(B16[i]);
+        he[a].A = dbuf[k++] = dev(A, 4 * na), he[a].B = dbuf[k++] = dev(B, 4 * nb), he[a].ra = ra[a];
+        if (a < 2) he[a].A16 = dbuf[k++] = dev(A16, 2 * na), he[a].B16 = dbuf[k++] = dev(B16, 2 * nb);
+        if (a == 1) he[a].nblk = 2, he[a].brows[0] = out / 2, he[a].brows[1] = out - out / 2, he[a].bcols[0] = 4, he[a].bcols[1] = 8;
+        free(A16), free(B16);
+    }
+    wk_bent *dent = dev(he, sizeof he);
+    /* entry of each row (-1: the base; row 9 has entry 0 at scale 0) */
+    static const int which[N] = {0, 0, 0, 1, 1, -1, 2, 2, 2, 0, 1, 1, 1, 1, 0, -1, 2, 0, 0, 1, 2};
+    wk_brow rows[N];
+    float sc[N];
+    for (int i = 0; i < N; i++) {
+        sc[i] = i == 9 ? 0.f : 0.5f + 0.1f * (float)i;
+        rows[i] = (wk_brow){NULL, NULL, which[i] >= 0 ? dent + which[i] : NULL, 0, 0, sc[i], i};
+    }
+    wk_brow *drows = dev(rows, sizeof rows);
+    float *x = rvec((size_t)N * in, 1.f), *dx = dev(x, 4 * (size_t)N * in);
+    uint16_t *wh = malloc(2 * (size_t)out * in);
+    for (size_t i = 0; i < (size_t)out * in; i++) wh[i] = wk_f32_to_bf16(0.01f * (float)(i % 7));
+    wk_mat W = {.w = dev(wh, 2 * (size_t)out * in), .dt = WICK_DT_BF16, .rows = out, .cols = in};
+    /* the reference: t over each row's entry, e over its block's columns */
+    double *rt = calloc((size_t)N * R, sizeof(double)), *re = calloc((size_t)N * out, sizeof(double));
+    for (int i = 0; i < N; i++) {
+        int a = which[i];
+        if (a < 0 || sc[i] == 0.f) continue;
+        for (int c = 0; c < ra[a]; c++) {
+            double v = 0;
+            for (int j = 0; j < in; j++) v += (double)x[(size_t)i * in + j] * hA[a][(size_t)c * in + j];
+            rt[(size_t)i * R + c] = v;
+        }
+        for (int o = 0; o < out; o++) {
+            double v = 0;
+            for (int c = 0; c < ra[a]; c++) v += (double)hB[a][(size_t)o * ra[a] + c] * rt[(size_t)i * R + c];
+            re[(size_t)i * out + o] = sc[i] * v;
+        }
+    }
+    float *dy = G->alloc(G, 4 * (size_t)N * out), *dt = G->alloc(G, 4 * (size_t)N * R), *de = G->alloc(G, 4 * (size_t)N * out);
+    static const int rbs[5] = {0, 1, 3, 16, 32};
+    for (int h = 0; h < 2; h++)
+        for (int q = 0; q < 5; q++) {
+            wk_cuda_set_bexp_rb(G, rbs[q]);
+            wk_blora lo = {drows, 0, dt, R, de, h};
+            G->bmatmul(G, dy, dx, &W, NULL, N, 0, &lo);
+            float *gt = host(dt, (size_t)N * R), *ge = host(de, (size_t)N * out);
+            no_error("bmatmul, LoRA over 21 rows");
+            double tn = 0, td = 0, en = 0, ed = 0;
+            for (int i = 0; i < N; i++) {
+                int a = which[i];
+                for (int c = 0; a >= 0 && sc[i] != 0.f && c < ra[a]; c++) {
+                    double d = gt[(size_t)i * R + c] - rt[(size_t)i * R + c];
+                    tn += d * d, td += rt[(size_t)i * R + c] * rt[(size_t)i * R + c];
+                }
+                for (int o = 0; o < out; o++) {
+                    double d = ge[(size_t)i * out + o] - re[(size_t)i * out + o];
+                    en += d * d, ed += re[(size_t)i * out + o] * re[(size_t)i * out + o];
+                }
+            }
+            double et = sqrt(tn / td), ee = sqrt(en / ed);
+            CHECK(et <= 1e-5 && ee <= 1e-5, "batched LoRA, 21 rows in=%d out=%d bf16=%d rows/block %d: rel L2 t %g e %g", in,
+                  out, h, rbs[q], et, ee);
+            if (q == 0 || q == 4)
+                printf("batched LoRA, 21 rows in=%d out=%d bf16 copies %d, rows/block %d: rel L2 t %.2e e %.2e\n", in, out, h,
+                       rbs[q], et, ee);
+            free(gt), free(ge);
+        }
+    wk_cuda_set_bexp_rb(G, 0);
+    for (int i = 0; i < k; i++) G->free(G, dbuf[i]);
+    G->free(G, dent), G->free(G, drows), G->free(G, dx), G->free(G, (void *)W.w), G->free(G, dy), G->free(G, dt),
+        G->free(G, de);
+    for (int a = 0; a < NE; a++) free(hA[a]), free(hB[a]);
+    free(x), free(wh), free(rt), free(re);
 }
 
 #define NS 14
@@ -219,15 +316,17 @@ int main(void) {
     blora16_case(896, 1152);
     blora16_case(4864, 896); /* long rows: half the components a block */
     blora16_case(98, 70);    /* in % 4 != 0: A's scalar loads */
+    expand_rows_case(896, 1152);
+    expand_rows_case(200, 4900); /* 20 blocks of outputs, the last partial */
     mixed("qwen2_tiny", "qwen2_tiny", 1, 1e-4f);
     mixed("qwen3_tiny", "qwen3_tiny", 1, 1e-4f);
     mixed("llama_tiny", "llama_tiny", 1, 1e-4f);
     mixed("qwen2_tiny_bf16", "qwen2_tiny", 0, 5e-2f); /* measured 1.7e-2: the bf16 copies' rounding */
-    /* the expand over several rows a block (wide products at 32 rows or more take 8): 3 rows a
-     * block mix adapters, the base and a partial last block */
-    setenv("WICK_BEXP_RB", "3", 1);
+    /* the expand over several rows a block (wide products over many rows take up to 16): 3
+     * rows a block mix adapters, the base and a partial last block */
+    wk_cuda_set_bexp_rb(G, 3);
     mixed("qwen2_tiny", "qwen2_tiny", 1, 1e-4f);
-    unsetenv("WICK_BEXP_RB");
+    wk_cuda_set_bexp_rb(G, 0);
 #endif
     return t_summary();
 }

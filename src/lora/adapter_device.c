@@ -26,6 +26,7 @@ struct wk_adapter_dev {
     size_t gtotal;
     unsigned gen;            /* the adapter's gen when last copied */
     wk_lora_group *groups;   /* (n_layers, WK_G_COUNT) host array of device pointers */
+    wk_bent *bents;          /* (n_layers, WK_G_COUNT) the batched step's entries, device memory (made at first use) */
     struct wk_adapter_dev *next;
 };
 
@@ -139,6 +140,7 @@ static void free_dev(wk_adapter_dev *d) {
     if (d->data) d->be->free(d->be, d->data);
     if (d->gdata) d->be->free(d->be, d->gdata);
     if (d->g16) d->be->free(d->be, d->g16);
+    if (d->bents) d->be->free(d->be, d->bents);
     wk_free(d->pairs);
     wk_free(d->groups);
     wk_free(d);
@@ -185,27 +187,78 @@ static wick_status copy(wick_adapter *a, wk_adapter_dev *d) {
     return st ? wk_err_prefix(st, "adapter '%s': uploading to %s", a->name, be->name) : WICK_OK;
 }
 
+/* a's device copy for be, made or refreshed (g_dev_mu held); NULL with *st set. */
+static wk_adapter_dev *dev_locked(wick_adapter *a, wk_backend *be, wick_status *st) {
+    wk_adapter_dev *d = a->dev;
+    while (d && d->be != be) d = d->next;
+    *st = WICK_OK;
+    if (!d && (d = upload(a, be))) {
+        d->next = a->dev;
+        a->dev = d;
+    } else if (d && d->gen != a->gen) { /* trained since: the same buffers (captured graphs stay valid) */
+        *st = copy(a, d);
+    }
+    if (!d) *st = wk_err_prefix(WICK_ENOMEM, "session: adapter '%s' on %s", a->name, be->name);
+    return *st ? NULL : d;
+}
+
 wick_status wk_adapter_pairs_on(const wick_adapter *ca, wk_backend *be, const wk_lora **pairs, const wk_lora_group **groups) {
     wick_adapter *a = (wick_adapter *)ca; /* the device cache is not part of the adapter's value */
     *pairs = NULL;
     if (groups) *groups = NULL;
     if (!be->device_memory) return WICK_OK;
+    wick_status st;
     pthread_mutex_lock(&g_dev_mu);
-    wk_adapter_dev *d = a->dev;
-    while (d && d->be != be) d = d->next;
-    wick_status st = WICK_OK;
-    if (!d && (d = upload(a, be))) {
-        d->next = a->dev;
-        a->dev = d;
-    } else if (d && d->gen != a->gen) { /* trained since: the same buffers (captured graphs stay valid) */
-        st = copy(a, d);
-    }
+    wk_adapter_dev *d = dev_locked(a, be, &st);
     pthread_mutex_unlock(&g_dev_mu);
-    if (!d) return wk_err_prefix(WICK_ENOMEM, "session: adapter '%s' on %s", a->name, be->name);
     if (st) return st;
     *pairs = d->pairs;
     if (groups) *groups = d->groups;
     return WICK_OK;
+}
+
+/* The batched step's entries of d (backend.h: wk_bent), from its groups: A/B of each group,
+ * and for a fused group whose every projection is adapted B's block-diagonal shape (otherwise
+ * B is read densely). The groups' buffers stay put on a refresh, so these are made once. */
+static wick_status make_bents(const wick_adapter *a, wk_adapter_dev *d) {
+    size_t ng = (size_t)a->n_layers * WK_G_COUNT;
+    wk_bent *h = wk_calloc(sizeof(wk_bent) * (ng ? ng : 1), "adapter batch entries");
+    if (!h) return WICK_ENOMEM;
+    for (int l = 0; l < a->n_layers; l++)
+        for (int g = 0; g < WK_G_COUNT; g++) {
+            const wk_lora_group *G = &d->groups[(size_t)l * WK_G_COUNT + g];
+            wk_bent *x = &h[(size_t)l * WK_G_COUNT + g];
+            x->A = G->A, x->B = G->B, x->A16 = G->A16, x->B16 = G->B16, x->ra = G->ra;
+            if (G->ra <= 0 || g_last[g] == g_first[g]) continue;
+            int cols = 0;
+            for (int p = g_first[g]; p <= g_last[g]; p++) {
+                const wk_lora *lp = &wk_adapter_slot(a, l, p)->lp;
+                x->brows[p - g_first[g]] = a->m->layers[l].p[p].rows;
+                x->bcols[p - g_first[g]] = lp->A ? lp->r : 0;
+                cols += x->bcols[p - g_first[g]];
+            }
+            x->nblk = cols == G->ra ? g_last[g] - g_first[g] + 1 : 0;
+        }
+    wk_backend *be = d->be;
+    d->bents = be->alloc(be, sizeof(wk_bent) * (ng ? ng : 1));
+    if (d->bents) be->upload(be, d->bents, h, sizeof(wk_bent) * (ng ? ng : 1)), be->sync(be);
+    wk_free(h);
+    return d->bents ? WICK_OK : wk_err_prefix(WICK_ENOMEM, "adapter '%s': batch entries on %s", a->name, be->name);
+}
+
+wick_status wk_adapter_bents_on(const wick_adapter *ca, wk_backend *be, const wk_bent **bents) {
+    wick_adapter *a = (wick_adapter *)ca; /* the device cache is not part of the adapter's value */
+    *bents = NULL;
+    if (!be->device_memory) return WICK_OK;
+    if (!a->m) return wk_err(WICK_EINVAL, "adapter '%s' is bound to no model", a->name);
+    wick_status st;
+    pthread_mutex_lock(&g_dev_mu);
+    wk_adapter_dev *d = dev_locked(a, be, &st);
+    if (d && !d->groups) st = wk_err(WICK_EUNSUPPORTED, "batch step: adapter '%s' without a grouped device layout", a->name);
+    else if (d && !d->bents) st = make_bents(a, d);
+    pthread_mutex_unlock(&g_dev_mu);
+    if (!st) *bents = d->bents;
+    return st;
 }
 
 const uint16_t *wk_adapter_bf16(const wick_adapter *ca, const float *p) {

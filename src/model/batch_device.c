@@ -8,10 +8,11 @@
  *   (+ shrink, expand) → SwiGLU (+ the expand) → down product into the residual (+ shrink, expand).
  * Each product's shrink and expand (into e) run beside it; the op after it adds e.
  * Everything that differs between steps — ids, each row's caches, position and adapter — is in
- * one table in backend memory (wk_brow) uploaded before the step, and each adapter's grouped
- * LoRA (wk_bent per layer and group) in a second one uploaded when the mix of adapters
- * changes. So on a graph backend the step for n rows is captured once (per row count, LoRA
- * stride and head/no head) and replayed for any sessions, positions and mix of adapters.
+ * one table in backend memory (wk_brow) uploaded before the step; a row's adapter is a pointer
+ * to that adapter's entries (wk_bent per layer and group), which live with its device copy
+ * (wk_adapter_bents_on), so a new mix of adapters costs no upload. So on a graph backend the
+ * step for n rows is captured once (per row count, LoRA stride and head/no head) and replayed
+ * for any sessions, positions and mix of adapters.
  * Rows run grouped by adapter (rows of one adapter then find its A and B in L2) and the
  * final norm writes each row back at its caller's place, so the logits come back in one download.
  * A model holds one such state (m->bst), made at the first batched step; a mutex serialises
@@ -46,12 +47,8 @@ struct wk_bstate {
     wk_brow *rows;            /* (cap) */
     size_t ids_bytes;         /* the ids region, padded */
     unsigned char *hdr;       /* host staging of ids + rows (one upload) */
-    wk_bent *ent;             /* backend memory: the adapters' entries (ent_cap) */
-    size_t ent_cap;
-    wk_bent *hent;            /* host: this step's entries (hent_cap), ... */
-    wk_bent *sent;            /* ... and a copy of what ent holds (sent_n of them) */
-    size_t hent_cap, sent_cap, sent_n;
-    const wick_adapter **ads; /* (cap) this step's distinct adapters */
+    const wick_adapter **ads; /* (cap) this step's distinct adapters, ... */
+    const wk_bent **bents;    /* (cap) ... and their entries (backend memory) */
     int *perm;                /* (cap) table row j runs session perm[j] (grouped by adapter) */
     bd_graph gr[BD_GRAPHS];
     int next;
@@ -72,8 +69,7 @@ void wk_bstate_free(wick_model *m) {
     if (!st) return;
     drop_graphs(st, m->be);
     if (st->scr) m->be->free(m->be, st->scr);
-    if (st->ent) m->be->free(m->be, st->ent);
-    wk_free(st->hdr), wk_free(st->hent), wk_free(st->sent), wk_free(st->ads), wk_free(st->perm);
+    wk_free(st->hdr), wk_free(st->ads), wk_free(st->bents), wk_free(st->perm);
     pthread_mutex_destroy(&st->mu);
     wk_free(st);
     m->bst = NULL;
@@ -99,13 +95,14 @@ static wick_status reserve_rows(wick_model *m, wk_bstate *st, int n) {
                   sizeof(wk_brow) * R + 16 * 64;
     drop_graphs(st, be);
     if (st->scr) be->free(be, st->scr);
-    wk_free(st->hdr), wk_free(st->ads), wk_free(st->perm);
+    wk_free(st->hdr), wk_free(st->ads), wk_free(st->bents), wk_free(st->perm);
     st->cap = 0;
     st->scr = be->alloc(be, need);
     st->hdr = wk_malloc(ib + sizeof(wk_brow) * R, "batch step table");
     st->ads = wk_malloc(sizeof(*st->ads) * R, "batch step adapters");
+    st->bents = wk_malloc(sizeof(*st->bents) * R, "batch step adapter entries");
     st->perm = wk_malloc(sizeof(int) * R, "batch step order");
-    if (!st->scr || !st->hdr || !st->ads || !st->perm) return wk_err_prefix(WICK_ENOMEM, "batch step buffers for %d rows", cap);
+    if (!st->scr || !st->hdr || !st->ads || !st->bents || !st->perm) return wk_err_prefix(WICK_ENOMEM, "batch step buffers for %d rows", cap);
     uint8_t *p = st->scr;
     st->x = carve(&p, sizeof(float) * R * C), st->xn = carve(&p, sizeof(float) * R * C);
     st->qkv = carve(&p, sizeof(float) * R * QKV);
@@ -153,76 +150,20 @@ static int applicable(wick_session *const *ss, int n, int *R) {
     return 1;
 }
 
-/* The entries of adapter a (n_layers * WK_G_COUNT) from its grouped device layout. */
-static wick_status fill_entries(const wick_model *m, const wick_adapter *a, wk_bent *e) {
-    static const int first[WK_G_COUNT] = {WK_P_Q, WK_P_O, WK_P_GATE, WK_P_DOWN};
-    static const int last[WK_G_COUNT] = {WK_P_V, WK_P_O, WK_P_UP, WK_P_DOWN};
-    const wk_lora *dp;
-    const wk_lora_group *dg;
-    wick_status st = wk_adapter_pairs_on(a, m->be, &dp, &dg); /* refreshes a copy trained since */
-    if (st) return st;
-    if (!dg) return wk_err(WICK_EUNSUPPORTED, "batch step: adapter without a grouped device layout");
-    for (int l = 0; l < m->c.n_layers; l++)
-        for (int g = 0; g < WK_G_COUNT; g++) {
-            const wk_lora_group *G = &dg[(size_t)l * WK_G_COUNT + g];
-            wk_bent *x = &e[(size_t)l * WK_G_COUNT + g];
-            memset(x, 0, sizeof *x);
-            x->A = G->A, x->B = G->B, x->A16 = G->A16, x->B16 = G->B16, x->ra = G->ra;
-            if (G->ra <= 0 || last[g] == first[g]) continue;
-            int cols = 0;
-            for (int p = first[g]; p <= last[g]; p++) {
-                const wk_lora *lp = wk_adapter_pair(a, l, (wk_proj)p);
-                x->brows[p - first[g]] = m->layers[l].p[p].rows;
-                x->bcols[p - first[g]] = lp && lp->A ? lp->r : 0;
-                cols += x->bcols[p - first[g]];
-            }
-            x->nblk = cols == G->ra ? last[g] - first[g] + 1 : 0; /* otherwise B is read densely */
-        }
-    return WICK_OK;
-}
-
-/* Grows a host entry buffer to hold k entries (keeping those it holds). */
-static wick_status grow_host(wk_bent **p, size_t *cap, size_t k) {
-    if (k <= *cap) return WICK_OK;
-    k = WK_MAX(k, 2 * *cap);
-    wk_bent *q = wk_malloc(sizeof(wk_bent) * k, "batch step adapter entries");
-    if (!q) return WICK_ENOMEM;
-    if (*cap) memcpy(q, *p, sizeof(wk_bent) * *cap);
-    wk_free(*p);
-    *p = q, *cap = k;
-    return WICK_OK;
-}
-
-/* This step's adapter entries (uploaded when they differ from what the device holds) and row table. */
+/* This step's row table: each row's caches, position and its adapter's entries (kept with the
+ * adapter's device copy, wk_adapter_bents_on), rows grouped by adapter. */
 static wick_status build_tables(const wick_model *m, wk_bstate *st, wick_session *const *ss, const int32_t *ids, int n) {
-    size_t per = (size_t)m->c.n_layers * WK_G_COUNT;
     int nad = 0;
     int *slot = (int *)(void *)st->hdr; /* the ids region is filled last: a scratch for the slots meanwhile */
-    wick_status s = WICK_OK;
-    for (int i = 0; i < n && !s; i++) {
+    for (int i = 0; i < n; i++) {
         const wick_adapter *a = row_adapter(ss[i]);
         int k = 0;
         while (a && k < nad && st->ads[k] != a) k++;
         slot[i] = a ? k : -1;
         if (!a || k < nad) continue;
+        wick_status s = wk_adapter_bents_on(a, m->be, &st->bents[nad]);
+        if (s) return s;
         st->ads[nad++] = a;
-        s = grow_host(&st->hent, &st->hent_cap, per * (size_t)nad);
-        if (!s) s = fill_entries(m, a, st->hent + per * (size_t)k);
-    }
-    if (s) return s;
-    wk_backend *be = m->be;
-    size_t ne = per * (size_t)nad;
-    if (ne && (ne != st->sent_n || memcmp(st->hent, st->sent, sizeof(wk_bent) * ne))) {
-        if (ne > st->ent_cap) {
-            if (st->ent) be->free(be, st->ent);
-            st->ent_cap = 0;
-            if (!(st->ent = be->alloc(be, sizeof(wk_bent) * ne))) return wk_err_prefix(WICK_ENOMEM, "batch step adapter table");
-            st->ent_cap = ne;
-        }
-        if ((s = grow_host(&st->sent, &st->sent_cap, ne))) return s;
-        be->upload(be, st->ent, st->hent, sizeof(wk_bent) * ne);
-        memcpy(st->sent, st->hent, sizeof(wk_bent) * ne);
-        st->sent_n = ne;
     }
     int j = 0; /* rows grouped by adapter (base first), each group in the caller's order */
     for (int k = -1; k < nad; k++)
@@ -232,8 +173,7 @@ static wick_status build_tables(const wick_model *m, wk_bstate *st, wick_session
     for (j = 0; j < n; j++) {
         int i = st->perm[j];
         const wick_session *r = ss[i];
-        hr[j] = (wk_brow){r->kc, r->vc, slot[i] >= 0 ? st->ent + per * (size_t)slot[i] : NULL, r->cap, r->pos,
-                          r->ad_scale, i};
+        hr[j] = (wk_brow){r->kc, r->vc, slot[i] >= 0 ? st->bents[slot[i]] : NULL, r->cap, r->pos, r->ad_scale, i};
     }
     int32_t *hid = (int32_t *)(void *)st->hdr; /* over the slots, which are used up */
     for (j = 0; j < n; j++) hid[j] = ids[st->perm[j]];

@@ -80,6 +80,11 @@ enum { WK_G_QKV, WK_G_O, WK_G_GU, WK_G_DOWN, WK_G_COUNT };
  * NULL (use wk_adapter_pair). groups may be NULL. Defined in src/lora/adapter_device.c. */
 wick_status wk_adapter_pairs_on(const wick_adapter *a, wk_backend *be, const wk_lora **pairs,
                                 const wk_lora_group **groups);
+/* The batched step's entries of a on be (backend.h: wk_bent; (n_layers, WK_G_COUNT) of them in
+ * be's memory, from the grouped layout), made at the first call and kept with the device copy,
+ * which a refresh rewrites in place: a row of any step points at them. NULL on host backends.
+ * Thread-safe. Defined in src/lora/adapter_device.c. */
+wick_status wk_adapter_bents_on(const wick_adapter *a, wk_backend *be, const wk_bent **bents);
 /* 1 unless WICK_LORA_F32=1 (for comparisons): batched decode rows on a bf16 model may read bf16
  * copies of the adapters (wk_adapter_bf16, the device groups' A16/B16). adapter_device.c. */
 int wk_lora16_enabled(void);

@@ -434,7 +434,7 @@ static wkc_backend *create(int device, int fast) {
     const char *pd = getenv("WICK_CUDA_PDL"); /* "0": the batched expand waits for its shrink to end (comparisons) */
     b->bpdl = !pd || strcmp(pd, "0");
     const char *rb = getenv("WICK_BEXP_RB"); /* rows per batched expand block (1..64; unset: by shape) */
-    b->bexp_rb = rb && atoi(rb) >= 1 && atoi(rb) <= 64 ? atoi(rb) : 0;
+    b->bexp_rb = rb && atoi(rb) >= 1 && atoi(rb) <= 32 ? atoi(rb) : 0;
     const char *g = getenv("WICK_CUDA_GRAPHS"); /* "0": run decode steps without graphs (for comparisons) */
     b->no_graphs = g && !strcmp(g, "0");
     cudaError_t e = cudaSetDevice(device);
@@ -444,6 +444,8 @@ static wkc_backend *create(int device, int fast) {
         wk_free(b);
         return NULL;
     }
+    if (cudaDeviceGetAttribute(&b->sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess || b->sms < 1)
+        cudaGetLastError(), b->sms = 132;
     if (e == cudaSuccess) e = cudaMalloc((void **)&b->ticket, WKC_TICKET_WORDS * sizeof(unsigned));
     if (e == cudaSuccess) e = cudaMemset(b->ticket, 0, WKC_MV_SLOT * sizeof(unsigned));
     if (e == cudaSuccess) /* the matvec's shrink slots start empty */
@@ -484,4 +486,6 @@ static wk_backend *get(int device, int fast) {
 }
 
 wk_backend *wk_backend_cuda(int device) { return get(device, 0); }
+
+extern "C" void wk_cuda_set_bexp_rb(wk_backend *be, int rb) { wkc(be)->bexp_rb = rb >= 1 && rb <= 32 ? rb : 0; }
 wk_backend *wk_backend_cuda_fast(int device) { return get(device, 1); }

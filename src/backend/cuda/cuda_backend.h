@@ -37,6 +37,11 @@ int wk_cuda_device_count(void);
 /* Device memory the backend's allocator holds: in use and cached for reuse (bytes). */
 void wk_cuda_mem_stats(wk_backend *be, size_t *in_use, size_t *cached);
 
+/* Rows per block of the batched LoRA expand over more than 4 rows (1..32; 0: chosen by shape,
+ * the default; WICK_BEXP_RB sets it at creation). For tests and comparisons; graphs captured
+ * before keep what they recorded. */
+void wk_cuda_set_bexp_rb(wk_backend *be, int rb);
+
 /* Op timing, for explaining a decode step: between begin and end every kernel the
  * backend launches is queued behind a kernel that holds the stream (released by a host
  * thread after 200 ms), with an event after each, so the kernels then run back to back as

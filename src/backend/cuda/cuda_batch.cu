@@ -3,8 +3,8 @@
  * battention lives in cuda_attention.cu): n rows, each its own sequence, its KV caches, its
  * position and its adapter read from the wk_brow table in device memory, so a graph captured
  * for n rows replays for any mix of sessions and adapters (BGMV style: every row reads its own
- * adapter's A and B through the table; rows of one adapter share them in L2, and a wide product's
- * expand over 32 rows or more takes 8 rows a block, reading B once for the rows of one adapter).
+ * adapter's A and B through the table; rows of one adapter share them in L2, and over more than
+ * 4 rows the expand's blocks take several rows, reading B once for the rows of one adapter).
  * The LoRA costs no launch of its own on the critical path: the shrink t = x·Aᵀ and the expand
  * e = s·t·Bᵀ run on a side stream beside the base product (forked and joined with events, which
  * a graph capture records as two branches), and the op that consumes the product adds e, one
@@ -32,6 +32,8 @@ __device__ __forceinline__ const wk_bent *b_entry(const wk_blora &lo, int i, flo
     return e->ra > 0 && e->ra <= BT_MAX_R ? e : NULL;
 }
 
+#define BXR_MAX 32 /* most rows of one k_bexpand_rows block */
+#define BXR_SMEM 12000 /* most floats of its staged t (with its static arrays under 48 KB) */
 #define BX_REG 4 /* float4s of one output's B row a thread holds: 16 columns (f32: 4 of them, bf16: 2) */
 
 /* Output o's part of B: row o, columns [c0, c0 + nc) (its block's, when block-diagonal), and
@@ -72,62 +74,93 @@ __device__ __forceinline__ float dot8h(float4 w, float4 x0, float4 x1) {
     return dot4(a, x0) + dot4(b, x1);
 }
 
-/* Σ B[o, c]·t[c] over the span r holds; t is the row's shrink, read in place from L2 (every lane
- * of a warp reads the same values: one transaction; k_bexpand starts before the shrink ends). */
-__device__ __forceinline__ float b_use(const bregs &r, const float *t) {
+/* 4 floats of t at p: in place from L2 (every lane of a warp reads the same values: one
+ * transaction), or from shared memory (SH). */
+template <bool SH> __device__ __forceinline__ float4 t_load4(const float *p) {
+    return SH ? *(const float4 *)p : __ldcg((const float4 *)p);
+}
+template <bool SH> __device__ __forceinline__ float t_load1(const float *p) { return SH ? *p : __ldcg(p); }
+
+/* Σ B[o, c]·t[c] over the span r holds; t is the row's shrink (global: read in place from L2,
+ * k_bexpand starts before the shrink ends; SH: staged in shared memory by k_bexpand_rows). */
+template <bool SH> __device__ __forceinline__ float b_use(const bregs &r, const float *t) {
     t += r.c0;
     float v = 0.f;
-    if (r.vec && r.b16) {
-        const float4 *b = (const float4 *)r.b;
-        float4 x[BX_REG];
-#pragma unroll
-        for (int q = 0; q < BX_REG; q++)
-            if (4 * q < r.nc) x[q] = __ldcg((const float4 *)(t + 4 * q));
-#pragma unroll
-        for (int q = 0; q < BX_REG / 2; q++)
-            if (8 * q < r.nc) v += dot8h(r.w[q], x[2 * q], x[2 * q + 1]);
-#pragma unroll 2
-        for (int c = 4 * BX_REG; c < r.nc; c += 8)
-            v += dot8h(__ldg(b + c / 8), __ldcg((const float4 *)(t + c)), __ldcg((const float4 *)(t + c + 4)));
-        return v;
-    }
     if (r.vec) {
-        const float *b = (const float *)r.b;
         float4 x[BX_REG];
 #pragma unroll
         for (int q = 0; q < BX_REG; q++)
-            if (4 * q < r.nc) x[q] = __ldcg((const float4 *)(t + 4 * q));
+            if (4 * q < r.nc) x[q] = t_load4<SH>(t + 4 * q);
+        if (r.b16) {
+            const float4 *b = (const float4 *)r.b;
 #pragma unroll
-        for (int q = 0; q < BX_REG; q++)
-            if (4 * q < r.nc) v += dot4(r.w[q], x[q]);
+            for (int q = 0; q < BX_REG / 2; q++)
+                if (8 * q < r.nc) v += dot8h(r.w[q], x[2 * q], x[2 * q + 1]);
+#pragma unroll 2
+            for (int c = 4 * BX_REG; c < r.nc; c += 8) v += dot8h(__ldg(b + c / 8), t_load4<SH>(t + c), t_load4<SH>(t + c + 4));
+        } else {
+            const float *b = (const float *)r.b;
+#pragma unroll
+            for (int q = 0; q < BX_REG; q++)
+                if (4 * q < r.nc) v += dot4(r.w[q], x[q]);
 #pragma unroll 4
-        for (int c = 4 * BX_REG; c < r.nc; c += 4) v += dot4(__ldg((const float4 *)(b + c)), __ldcg((const float4 *)(t + c)));
+            for (int c = 4 * BX_REG; c < r.nc; c += 4) v += dot4(__ldg((const float4 *)(b + c)), t_load4<SH>(t + c));
+        }
         return v;
     }
 #pragma unroll 4
     for (int c = 0; c < r.nc; c++)
-        v += (r.b16 ? __bfloat162float(__ldg((const __nv_bfloat16 *)r.b + c)) : __ldg((const float *)r.b + c)) * __ldcg(t + c);
+        v += (r.b16 ? __bfloat162float(__ldg((const __nv_bfloat16 *)r.b + c)) : __ldg((const float *)r.b + c)) * t_load1<SH>(t + c);
     return v;
 }
 
 /* --------------------------------------------------------------- expand */
-/* e[i, o] = s_i · Σ B[o, its block's columns]·t[i, ...] for the rows with an entry, else 0;
- * block (chunk of 256 outputs, rows [y·rb, y·rb + rb)): rows run grouped by adapter, so a
- * block's rows mostly share one entry and read its B rows once (reloaded where the entry
- * changes). Launched as the shrink's programmatic dependent (rb 1): its blocks start while the
- * shrink runs, load their B rows, then wait for the shrink's t. */
-__global__ void __launch_bounds__(256) k_bexpand(wk_blora lo, int out, int n, int rb) {
-    int o = blockIdx.x * blockDim.x + threadIdx.x, i0 = blockIdx.y * rb, i1 = min(i0 + rb, n);
+/* e[i, o] = s_i · Σ B[o, its block's columns]·t[i, ...] for the rows with an entry, else 0.
+ * k_bexpand: block (chunk of 256 outputs, row i), up to 4 rows, launched as the shrink's
+ * programmatic dependent: its blocks start while the shrink runs, load their B rows, then wait
+ * for the shrink's t. */
+__global__ void __launch_bounds__(256) k_bexpand(wk_blora lo, int out) {
+    int o = blockIdx.x * blockDim.x + threadIdx.x, i = blockIdx.y;
     float sc = 0.f;
-    const wk_bent *e = o < out ? b_entry(lo, i0, &sc) : NULL; /* the table and B: written before the step */
-    const wk_bent *held = e;                                   /* the entry whose B rows r holds */
+    const wk_bent *e = o < out ? b_entry(lo, i, &sc) : NULL; /* the table and B: written before the step */
     bregs r;
     if (e) b_load(e, lo.h16, o, r);
     asm volatile("griddepcontrol.wait;" ::: "memory"); /* the shrink has finished, its t is visible */
+    if (o < out) lo.e[(size_t)i * out + o] = e ? sc * b_use<false>(r, lo.t + (size_t)i * lo.R) : 0.f;
+}
+
+/* k_bexpand_rows: block (chunk of 256 outputs, rows [y·rb, y·rb + rb)), more than 4 rows. The
+ * block first stages its rows' entries, scales and t in shared memory (all their loads in
+ * flight at once), then each thread walks the rows for its output: rows run grouped by
+ * adapter, so it loads B's row once per adapter segment and the rest is shared memory and one
+ * coalesced store a row. Dynamic shared memory: rb * lo.R floats. */
+__global__ void __launch_bounds__(256) k_bexpand_rows(wk_blora lo, int out, int n, int rb) {
+    extern __shared__ float4 bx_smem[];
+    float *ts = (float *)bx_smem;
+    __shared__ const wk_bent *es[BXR_MAX];
+    __shared__ float ss[BXR_MAX];
+    int o = blockIdx.x * blockDim.x + threadIdx.x, i0 = blockIdx.y * rb, nr = min(rb, n - i0);
+    if ((int)threadIdx.x < nr) {
+        float sc = 0.f;
+        es[threadIdx.x] = b_entry(lo, i0 + threadIdx.x, &sc);
+        ss[threadIdx.x] = sc;
+    }
+    __syncthreads();
+    const wk_bent *held = o < out ? es[0] : NULL; /* the entry whose B row r holds */
+    bregs r;
+    if (held) b_load(held, lo.h16, o, r);
+    const float *tg = lo.t + (size_t)i0 * lo.R;
+    for (int k = threadIdx.x; k < nr * lo.R; k += blockDim.x) ts[k] = __ldcg(tg + k);
+    __syncthreads();
     if (o >= out) return;
-    for (int i = i0; i < i1; i++) {
-        if (i > i0 && (e = b_entry(lo, i, &sc)) && e != held) b_load(e, lo.h16, o, r), held = e;
-        lo.e[(size_t)i * out + o] = e ? sc * b_use(r, lo.t + (size_t)i * lo.R) : 0.f;
+    for (int j = 0; j < nr; j++) {
+        const wk_bent *e = es[j];
+        float v = 0.f;
+        if (e) {
+            if (e != held) b_load(e, lo.h16, o, r), held = e;
+            v = ss[j] * b_use<true>(r, ts + (size_t)j * lo.R);
+        }
+        lo.e[(size_t)(i0 + j) * out + o] = v;
     }
 }
 
@@ -244,22 +277,33 @@ void wkc_bmatmul(wk_backend *be, float *y, const float *x, const wk_mat *W, cons
         auto shrink_k = nc < SHRINK_COMPS ? k_bshrink<SHRINK_COMPS / 2> : k_bshrink<SHRINK_COMPS>;
         shrink_k<<<dim3((unsigned)n, (unsigned)((lo->R + nc - 1) / nc)), 256, 0, s>>>(*lo, x, W->cols, vec);
         wkc_launched(b, "batched lora shrink");
-        cudaLaunchConfig_t lc = {};
-        cudaLaunchAttribute at[1];
-        at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-        /* up to 4 rows (WICK_CUDA_PDL=0: never): with more, the waiting expand blocks hold SMs the
-         * product beside them needs (H200, 8 adapters / base: 4 rows 0.93-0.95 -> 0.98, but 16 rows
-         * 0.89 -> 0.85-0.86 at 0.5B and 0.91 -> 0.83 at 7B) */
-        at[0].val.programmaticStreamSerializationAllowed = b->bpdl && n <= 4;
-        /* rows per expand block: 8 for 32 rows or more of a product at least 2048 wide both ways (a
-         * large model's, bandwidth-bound: its B rows read once per block instead of once per row),
-         * else 1 (small products are latency-bound: the most blocks pay). H200, 8 adapters / base,
-         * 64 streams: 7B 0.80 / 0.77 -> 0.86 / 0.92; at 0.5B 8 rows a block fell 0.87 / 0.92 ->
-         * 0.75 / 0.82 and 7B at 16 streams gained nothing. WICK_BEXP_RB=k forces k (comparisons). */
-        int rb = b->bexp_rb && n > 4 ? b->bexp_rb : n >= 32 && W->rows >= 2048 && W->cols >= 2048 ? 8 : 1;
-        lc.gridDim = dim3((unsigned)((W->rows + 255) / 256), (unsigned)((n + rb - 1) / rb)), lc.blockDim = dim3(256);
-        lc.stream = s, lc.attrs = at, lc.numAttrs = 1;
-        wkc_cuda_fail(b, cudaLaunchKernelEx(&lc, k_bexpand, *lo, (int)W->rows, n, rb), "batched lora expand");
+        int out = (int)W->rows, chunks = (out + 255) / 256;
+        if (n <= 4) { /* one row a block, as the shrink's programmatic dependent */
+            cudaLaunchConfig_t lc = {};
+            cudaLaunchAttribute at[1];
+            at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+            /* WICK_CUDA_PDL=0: never; with more rows the waiting blocks hold SMs the product beside
+             * them needs (H200, 8 adapters / base: 4 rows 0.93-0.95 -> 0.98, but 16 rows 0.89 ->
+             * 0.85-0.86 at 0.5B and 0.91 -> 0.83 at 7B) */
+            at[0].val.programmaticStreamSerializationAllowed = b->bpdl;
+            lc.gridDim = dim3((unsigned)chunks, (unsigned)n), lc.blockDim = dim3(256);
+            lc.stream = s, lc.attrs = at, lc.numAttrs = 1;
+            wkc_cuda_fail(b, cudaLaunchKernelEx(&lc, k_bexpand, *lo, out), "batched lora expand");
+        } else {
+            /* rows a block: the most (up to 16) that still give two blocks a multiprocessor, so a
+             * small product keeps its parallelism and a wide one reads each B row once per adapter
+             * segment. WICK_BEXP_RB=k forces k (comparisons and tests). H200, 8 adapters / base:
+             * 7B at 64 streams 0.86-0.87 with one row a block (and 8 by the former rule: 0.86 /
+             * 0.92) -> 0.88-0.91, the expand's kernels of one step 2,027 -> 1,347 us; 0.5B at 16
+             * streams 0.86-0.89 -> 0.89-0.93. Forced to 4, or as the shrink's programmatic
+             * dependent, 16 streams lost 0.02-0.05. */
+            int rb = 16;
+            while (rb > 1 && (long)chunks * ((n + rb - 1) / rb) < 2L * b->sms) rb /= 2;
+            if (b->bexp_rb) rb = b->bexp_rb < BXR_MAX ? b->bexp_rb : BXR_MAX;
+            while (rb > 1 && (size_t)rb * lo->R > BXR_SMEM) rb /= 2;
+            size_t smem = sizeof(float) * (size_t)rb * lo->R;
+            k_bexpand_rows<<<dim3((unsigned)chunks, (unsigned)((n + rb - 1) / rb)), 256, smem, s>>>(*lo, out, n, rb);
+        }
         wkc_launched(b, "batched lora expand");
         if (side) wkc_cuda_fail(b, cudaEventRecord(b->side_join, b->side), "batched shrink (join)");
     }

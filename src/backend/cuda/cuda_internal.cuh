@@ -64,6 +64,7 @@ struct wkc_backend {
     int side_state;           /* 0 not tried, 1 ready, -1 unavailable */
     int bpdl;                 /* the batched expand starts as its shrink's programmatic dependent (1) */
     int bexp_rb;              /* rows of one block of the batched expand over more than 4 rows (0: by shape) */
+    int sms;                  /* the device's multiprocessors */
     wick_status err;          /* first recorded error since the last check() */
     char errmsg[512];
 };
