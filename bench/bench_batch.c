@@ -16,6 +16,8 @@
  *
  * usage: bench_batch [--model DIR | --preset NAME] [--device cpu|cuda[:N]] [--threads T]
  *                    [--streams 1,4,16,64] [--steps K] [--reps R] [--rank 16] [--work DIR] [--op-times 1]
+ *                    [--logits 0]
+ * --logits 0 runs the steps without the LM head and its download (the layers alone).
  * Without --model, the preset (default qwen2.5-0.5b, bf16, seed 1) is written once under
  * --work (default /tmp/wick_bench_batch/<preset>).
  */
@@ -53,17 +55,17 @@ static void die(const char *what) {
 
 typedef struct {
     const char *model, *preset, *device, *work, *streams;
-    int threads, steps, reps, rank, optimes;
+    int threads, steps, reps, rank, optimes, logits;
 } opts;
 
 static void usage(void) {
     fprintf(stderr, "usage: bench_batch [--model DIR | --preset NAME] [--device cpu|cuda[:N]] [--threads T]\n"
                     "                   [--streams 1,4,16,64] [--steps K] [--reps R] [--rank 16] [--work DIR]\n"
-                    "                   [--op-times 1]\n");
+                    "                   [--op-times 1] [--logits 0]\n");
 }
 
 static int parse(int argc, char **argv, opts *o) {
-    *o = (opts){NULL, "qwen2.5-0.5b", "cpu", "/tmp/wick_bench_batch", "1,4,16,64", 0, 8, 2, 16, 0};
+    *o = (opts){NULL, "qwen2.5-0.5b", "cpu", "/tmp/wick_bench_batch", "1,4,16,64", 0, 8, 2, 16, 0, 1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(), 1;
@@ -78,6 +80,7 @@ static int parse(int argc, char **argv, opts *o) {
         else if (!strcmp(a, "--reps")) o->reps = atoi(v);
         else if (!strcmp(a, "--rank")) o->rank = atoi(v);
         else if (!strcmp(a, "--op-times")) o->optimes = atoi(v);
+        else if (!strcmp(a, "--logits")) o->logits = atoi(v);
         else return usage(), 2;
         i++;
     }
