@@ -22,6 +22,18 @@
 
 /* Rows at or below this use the gemv kernels (weights streamed once, all rows at once). */
 #define GEMV_MAX_ROWS 8
+/* bf16 weights: rows at or below this use the gemv kernel (each weight widened once for 8 rows)
+ * instead of widening tiles of W to f32 for sgemm (WICK_GEMV_BF16_MAX=k for comparisons). 2-core
+ * dev VM, qwen2.5-0.5b bf16, batched decode base tok/s, 2 threads: 16 streams 45.7 -> 98.4, 64
+ * streams 99.9 -> 112.8. */
+static int gemv_bf16_max(void) {
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("WICK_GEMV_BF16_MAX");
+        v = e ? atoi(e) : 64;
+    }
+    return v;
+}
 
 /* A per-thread scratch buffer that only grows (no allocation per token). The buffers are
  * freed when their thread exits (OpenMP teams of short-lived application threads). */
@@ -84,7 +96,61 @@ static void gemv_f32_block(float *y, const float *x, const float *W, int nr, int
     }
 }
 
+#ifdef __AVX512F__
+/* s[j] = w · x[j] for rc <= 8 rows of x (stride ldx): each 32 weights are widened once and used
+ * for every row; two accumulators a row over alternate 16s, then the row's tail, which is the
+ * one-row product's order, so a row gets the same sum in a batch as alone. Inlined with a
+ * constant rc (the accumulators stay in registers). */
+static inline __attribute__((always_inline)) void bf16_dot_rows(const uint16_t *w, const float *x, size_t ldx, int in,
+                                                                int rc, float *s) {
+    __m512 a0[8], a1[8];
+    for (int j = 0; j < rc; j++) a0[j] = a1[j] = _mm512_setzero_ps();
+    int k = 0;
+    for (; k + 32 <= in; k += 32) {
+        __m512 w0 = bf16x16(_mm256_loadu_si256((const __m256i *)(w + k)));
+        __m512 w1 = bf16x16(_mm256_loadu_si256((const __m256i *)(w + k + 16)));
+        for (int j = 0; j < rc; j++) {
+            a0[j] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + j * ldx + k), a0[j]);
+            a1[j] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + j * ldx + k + 16), a1[j]);
+        }
+    }
+    for (int j = 0; j < rc; j++) {
+        float v = _mm512_reduce_add_ps(_mm512_add_ps(a0[j], a1[j]));
+        for (int q = k; q < in; q++) v += wk_bf16_to_f32(w[q]) * x[j * ldx + q];
+        s[j] = v;
+    }
+}
+
+#define GEMV_TILE 16 /* weight rows whose products with one chunk of 8 rows run together (x's chunk and
+                      * the tile stay in L2 across each other) */
+#endif
+
 static void gemv_bf16_block(float *y, const float *x, const uint16_t *W, int nr, int in, int out, int o0, int o1) {
+#ifdef __AVX512F__
+    if (nr > 1) {
+        float s[8];
+        for (int t0 = o0; t0 < o1; t0 += GEMV_TILE)
+            for (int r0 = 0; r0 < nr; r0 += 8) {
+                int rc = WK_MIN(8, nr - r0);
+                const float *xr = x + (size_t)r0 * in;
+                for (int o = t0; o < WK_MIN(o1, t0 + GEMV_TILE); o++) {
+                    const uint16_t *w = W + (size_t)o * in;
+                    switch (rc) {
+                    case 8: bf16_dot_rows(w, xr, (size_t)in, in, 8, s); break;
+                    case 7: bf16_dot_rows(w, xr, (size_t)in, in, 7, s); break;
+                    case 6: bf16_dot_rows(w, xr, (size_t)in, in, 6, s); break;
+                    case 5: bf16_dot_rows(w, xr, (size_t)in, in, 5, s); break;
+                    case 4: bf16_dot_rows(w, xr, (size_t)in, in, 4, s); break;
+                    case 3: bf16_dot_rows(w, xr, (size_t)in, in, 3, s); break;
+                    case 2: bf16_dot_rows(w, xr, (size_t)in, in, 2, s); break;
+                    default: bf16_dot_rows(w, xr, (size_t)in, in, 1, s); break;
+                    }
+                    for (int j = 0; j < rc; j++) y[(size_t)(r0 + j) * out + o] = s[j];
+                }
+            }
+        return;
+    }
+#endif
     for (int o = o0; o < o1; o++) {
         const uint16_t *w = W + (size_t)o * in;
         for (int r = 0; r < nr; r++) {
@@ -93,18 +159,12 @@ static void gemv_bf16_block(float *y, const float *x, const uint16_t *W, int nr,
             float s = 0;
 #ifdef __AVX512F__
             __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-            if (nr == 1) /* one row: 32 weights in one 64-byte load (a decode step, 1 thread, qwen2.5-0.5b on
-                          * the dev VM: 17.8 -> 23.2 tok/s; with more rows the two loads stay faster) */
-                for (; k + 32 <= in; k += 32) {
-                    __m512i wv = _mm512_loadu_si512((const void *)(w + k));
-                    a0 = _mm512_fmadd_ps(bf16x16(_mm512_castsi512_si256(wv)), _mm512_loadu_ps(xr + k), a0);
-                    a1 = _mm512_fmadd_ps(bf16x16(_mm512_extracti64x4_epi64(wv, 1)), _mm512_loadu_ps(xr + k + 16), a1);
-                }
+            /* one row: 32 weights in one 64-byte load (a decode step, 1 thread, qwen2.5-0.5b on the dev
+             * VM: 17.8 -> 23.2 tok/s) */
             for (; k + 32 <= in; k += 32) {
-                a0 = _mm512_fmadd_ps(bf16x16(_mm256_loadu_si256((const __m256i *)(w + k))), _mm512_loadu_ps(xr + k),
-                                     a0);
-                a1 = _mm512_fmadd_ps(bf16x16(_mm256_loadu_si256((const __m256i *)(w + k + 16))),
-                                     _mm512_loadu_ps(xr + k + 16), a1);
+                __m512i wv = _mm512_loadu_si512((const void *)(w + k));
+                a0 = _mm512_fmadd_ps(bf16x16(_mm512_castsi512_si256(wv)), _mm512_loadu_ps(xr + k), a0);
+                a1 = _mm512_fmadd_ps(bf16x16(_mm512_extracti64x4_epi64(wv, 1)), _mm512_loadu_ps(xr + k + 16), a1);
             }
             s = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
 #endif
@@ -159,7 +219,9 @@ static void cpu_matmul(wk_backend *be, float *y, const float *x, const wk_mat *W
     float *dst = y;
     if (acc) dst = scratch(SCR_ACC, (size_t)n * out); /* rare path (LoRA backward); keeps kernels simple */
     if (W->qtype) wk_qmatmul(dst, x, n, W->cols, W->w, W->qtype, out); /* shapes were validated at load */
-    else if (n <= GEMV_MAX_ROWS && (W->dt == WICK_DT_F32 || W->dt == WICK_DT_BF16)) gemv(dst, x, W, n);
+    else if ((W->dt == WICK_DT_F32 || W->dt == WICK_DT_BF16) &&
+             (n <= GEMV_MAX_ROWS || (W->dt == WICK_DT_BF16 && !W->amx && !W->fast_bf16 && n <= gemv_bf16_max())))
+        gemv(dst, x, W, n); /* opt-in AMX / bf16 products keep gemm's kernels above GEMV_MAX_ROWS */
     else if (gemm(dst, x, W, acc ? NULL : bias, n) && !acc) bias = NULL; /* the bias went in with the product */
     if (acc || bias) {
 #pragma omp parallel for schedule(static) if ((size_t)n * out > 65536)
