@@ -58,29 +58,39 @@ static void attention_case(int n, int H, int Hk, int D) {
     free(rows), free(q), free(got), free(want);
 }
 
+/* Entry a of a batched-LoRA op test: A (ra, in) and B (out, ra) random, rounded to bf16 values
+ * so the f32 and bf16 copies hold the same numbers; entry 1 block-diagonal (rows [0, out/2)
+ * read columns [0, 4), the rest [4, 12)); bf16 copies when with16. Device buffers go to
+ * dbuf[*k...]; the host A and B are returned in *hA, *hB (the caller frees them). */
+static void make_entry(wk_bent *e, int a, int in, int out, int ra, int with16, void **dbuf, int *k, float **hA, float **hB) {
+    size_t na = (size_t)ra * in, nb = (size_t)out * ra;
+    float *A = *hA = rvec(na, 1.f), *B = *hB = rvec(nb, 1.f);
+    uint16_t *A16 = malloc(2 * na), *B16 = malloc(2 * nb);
+    if (a == 1)
+        for (int o = 0; o < out; o++)
+            for (int j = 0; j < ra; j++)
+                if ((o < out / 2) != (j < 4)) B[(size_t)o * ra + j] = 0.f;
+    for (size_t i = 0; i < na; i++) A16[i] = wk_f32_to_bf16(A[i]), A[i] = wk_bf16_to_f32(A16[i]);
+    for (size_t i = 0; i < nb; i++) B16[i] = wk_f32_to_bf16(B[i]), B[i] = wk_bf16_to_f32(B16[i]);
+    memset(e, 0, sizeof *e);
+    e->A = dbuf[(*k)++] = dev(A, 4 * na), e->B = dbuf[(*k)++] = dev(B, 4 * nb), e->ra = ra;
+    if (with16) e->A16 = dbuf[(*k)++] = dev(A16, 2 * na), e->B16 = dbuf[(*k)++] = dev(B16, 2 * nb);
+    if (a == 1) e->nblk = 2, e->brows[0] = out / 2, e->brows[1] = out - out / 2, e->bcols[0] = 4, e->bcols[1] = 8;
+    free(A16), free(B16);
+}
+
 /* bmatmul's LoRA side (t and e) with the entries' bf16 copies (lo.h16) against the f32 path
  * over the same values rounded to bf16: 3 rows (a dense entry of rank 16: B's vector loads; a
  * block-diagonal one of ranks 4 + 8: B's scalar loads; the base). */
 static void blora16_case(int in, int out) {
     int n = 3, R = 32, ra[2] = {16, 12};
     wk_bent he[2];
-    void *dbuf[4];
+    void *dbuf[8];
     int k = 0;
-    memset(he, 0, sizeof he);
     for (int a = 0; a < 2; a++) {
-        size_t na = (size_t)ra[a] * in, nb = (size_t)out * ra[a];
-        float *A = rvec(na, 1.f), *B = rvec(nb, 1.f);
-        uint16_t *A16 = malloc(2 * na), *B16 = malloc(2 * nb);
-        if (a == 1) /* rows [0, out/2) read columns [0, 4), the rest [4, 12) */
-            for (int o = 0; o < out; o++)
-                for (int j = 0; j < ra[a]; j++)
-                    if ((o < out / 2) != (j < 4)) B[(size_t)o * ra[a] + j] = 0.f;
-        for (size_t i = 0; i < na; i++) A16[i] = wk_f32_to_bf16(A[i]), A[i] = wk_bf16_to_f32(A16[i]);
-        for (size_t i = 0; i < nb; i++) B16[i] = wk_f32_to_bf16(B[i]), B[i] = wk_bf16_to_f32(B16[i]);
-        he[a].A = dev(A, 4 * na), he[a].B = dev(B, 4 * nb), he[a].ra = ra[a];
-        he[a].A16 = dbuf[k++] = dev(A16, 2 * na), he[a].B16 = dbuf[k++] = dev(B16, 2 * nb);
-        if (a == 1) he[a].nblk = 2, he[a].brows[0] = out / 2, he[a].brows[1] = out - out / 2, he[a].bcols[0] = 4, he[a].bcols[1] = 8;
-        free(A), free(B), free(A16), free(B16);
+        float *A, *B;
+        make_entry(&he[a], a, in, out, ra[a], 1, dbuf, &k, &A, &B);
+        free(A), free(B);
     }
     wk_bent *dent = dev(he, sizeof he);
     wk_brow rows[3] = {{NULL, NULL, dent, 0, 0, 0.7f, 0}, {NULL, NULL, NULL, 0, 0, 1.f, 1}, {NULL, NULL, dent + 1, 0, 0, 1.3f, 2}};
@@ -107,7 +117,6 @@ static void blora16_case(int in, int out) {
     CHECK(et <= 1e-6 && ee <= 1e-6 && base == 0.f, "batched LoRA over bf16 copies in=%d out=%d: t %g, e %g, base row %g",
           in, out, et, ee, base);
     printf("batched LoRA, bf16 copies vs f32 (same values) in=%d out=%d: rel L2 t %.2e e %.2e\n", in, out, et, ee);
-    for (int a = 0; a < 2; a++) G->free(G, (void *)he[a].A), G->free(G, (void *)he[a].B);
     for (int i = 0; i < k; i++) G->free(G, dbuf[i]);
     G->free(G, dent), G->free(G, drows), G->free(G, dx), G->free(G, (void *)W.w), G->free(G, dy);
     for (int h = 0; h < 2; h++) free(got[h][0]), free(got[h][1]);
@@ -126,22 +135,7 @@ static void expand_rows_case(int in, int out) {
     float *hA[NE], *hB[NE];
     void *dbuf[4 * NE];
     int k = 0;
-    memset(he, 0, sizeof he);
-    for (int a = 0; a < NE; a++) {
-        size_t na = (size_t)ra[a] * in, nb = (size_t)out * ra[a];
-        float *A = hA[a] = rvec(na, 1.f), *B = hB[a] = rvec(nb, 1.f);
-        uint16_t *A16 = malloc(2 * na), *B16 = malloc(2 * nb);
-        if (a == 1) /* rows [0, out/2) read columns [0, 4), the rest [4, 12) */
-            for (int o = 0; o < out; o++)
-                for (int j = 0; j < ra[a]; j++)
-                    if ((o < out / 2) != (j < 4)) B[(size_t)o * ra[a] + j] = 0.f;
-        for (size_t i = 0; i < na; i++) A16[i] = wk_f32_to_bf16(A[i]), A[i] = wk_bf16_to_f32(A16[i]);
-        for (size_t i = 0; i < nb; i++) B16[i] = wk_f32_to_bf16(B[i]), B[i] = wk_bf16_to_f32(B16[i]);
-        he[a].A = dbuf[k++] = dev(A, 4 * na), he[a].B = dbuf[k++] = dev(B, 4 * nb), he[a].ra = ra[a];
-        if (a < 2) he[a].A16 = dbuf[k++] = dev(A16, 2 * na), he[a].B16 = dbuf[k++] = dev(B16, 2 * nb);
-        if (a == 1) he[a].nblk = 2, he[a].brows[0] = out / 2, he[a].brows[1] = out - out / 2, he[a].bcols[0] = 4, he[a].bcols[1] = 8;
-        free(A16), free(B16);
-    }
+    for (int a = 0; a < NE; a++) make_entry(&he[a], a, in, out, ra[a], a < 2, dbuf, &k, &hA[a], &hB[a]);
     wk_bent *dent = dev(he, sizeof he);
     /* entry of each row (-1: the base; row 9 has entry 0 at scale 0) */
     static const int which[N] = {0, 0, 0, 1, 1, -1, 2, 2, 2, 0, 1, 1, 1, 1, 0, -1, 2, 0, 0, 1, 2};
