@@ -402,18 +402,6 @@ static void da_rows_launch(wkc_backend *b, dim3 grid, size_t smem, const da_args
     k_attn_rows<D><<<grid, DA_THREADS, smem, b->st>>>(a, rows, row0, l, gpr);
 }
 
-/* Multiprocessors of the backend's device (cached). */
-static int da_sms(wkc_backend *b) {
-    static int sms[64];
-    int d = b->device < 64 ? b->device : 0;
-    if (!sms[d]) {
-        int v = 0;
-        cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, b->device);
-        sms[d] = v > 0 ? v : 132;
-    }
-    return sms[d];
-}
-
 /* The WKC_SCR_ATTN scratch: DA_CNT_BYTES of merge counters, then `bytes`. The counters are
  * zeroed whenever the buffer is new; a buffer that had to grow inside a graph capture (which
  * the scratch epoch then discards) is dropped again, so the direct run that follows makes
@@ -441,7 +429,7 @@ static int attention_decode_gqa(wkc_backend *b, float *out, const float *q, cons
         const char *e = getenv("WICK_DA_NB");
         nb_env = e ? atoi(e) : 0;
     }
-    int nb = nb_env > 0 ? nb_env : (2 * da_sms(b) + groups - 1) / groups;
+    int nb = nb_env > 0 ? nb_env : (2 * b->sms + groups - 1) / groups;
     nb = nb < 1 ? 1 : nb > DA_MAXNB ? DA_MAXNB : nb;
     int Lmax = pos ? cap : pos0 + n, tk = da_span(Lmax, nb, DA_MINSPAN);
     tk = tk < da_tile(D) ? tk : da_tile(D);
@@ -620,7 +608,7 @@ void wkc_battention(wk_backend *be, float *out, const float *q, int n, const wk_
     int grp = H / Hk, nchunk = (grp + DA_RB - 1) / DA_RB, gpr = Hk * nchunk;
     int per = (int)(DA_CNT_BYTES / (DA_CSTRIDE * sizeof(unsigned))) / gpr; /* rows per launch */
     per = per < 1 ? 1 : per > n ? n : per;
-    int nb = (2 * da_sms(b) + per * gpr - 1) / (per * gpr);
+    int nb = (2 * b->sms + per * gpr - 1) / (per * gpr);
     nb = nb < 1 ? 1 : nb > DA_MAXNB ? DA_MAXNB : nb;
     int tk = da_tile(D);
     size_t ss = (size_t)DA_RB * (D + 2), smem = da_smem(D, tk);

@@ -433,7 +433,7 @@ static wkc_backend *create(int device, int fast) {
     }
     const char *pd = getenv("WICK_CUDA_PDL"); /* "0": the batched expand waits for its shrink to end (comparisons) */
     b->bpdl = !pd || strcmp(pd, "0");
-    const char *rb = getenv("WICK_BEXP_RB"); /* rows per batched expand block (1..64; unset: by shape) */
+    const char *rb = getenv("WICK_BEXP_RB"); /* rows per batched expand block (1..32; unset: by shape) */
     b->bexp_rb = rb && atoi(rb) >= 1 && atoi(rb) <= 32 ? atoi(rb) : 0;
     const char *g = getenv("WICK_CUDA_GRAPHS"); /* "0": run decode steps without graphs (for comparisons) */
     b->no_graphs = g && !strcmp(g, "0");
@@ -486,6 +486,6 @@ static wk_backend *get(int device, int fast) {
 }
 
 wk_backend *wk_backend_cuda(int device) { return get(device, 0); }
+wk_backend *wk_backend_cuda_fast(int device) { return get(device, 1); }
 
 extern "C" void wk_cuda_set_bexp_rb(wk_backend *be, int rb) { wkc(be)->bexp_rb = rb >= 1 && rb <= 32 ? rb : 0; }
-wk_backend *wk_backend_cuda_fast(int device) { return get(device, 1); }
